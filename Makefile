@@ -1,0 +1,41 @@
+# logdoctor build, run and test entry points. The README's quick start is
+# `make run` and `make test`; .ci/run runs `make test`.
+SHELL       := /bin/bash
+GO          ?= go
+BIN         ?= bin/logdoctor
+PKG         := github.com/logdoctor/logdoctor
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS     := -s -w -X $(PKG)/internal/buildinfo.Version=$(VERSION) -X $(PKG)/internal/buildinfo.Commit=$(COMMIT)
+FUZZTIME    ?= 30s
+
+.PHONY: build run test test-deps bench lint fuzz clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/logdoctor
+
+# The main job: until `smoke` lands, a look at this host's sockets.
+run: build
+	$(BIN) sockets
+
+test-deps:
+	@scripts/test-deps.sh
+
+test: test-deps
+	$(GO) test -race -timeout 12m ./...
+
+bench: build
+	@scripts/bench.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+# Runs every fuzz target for FUZZTIME each; the seed corpora live in
+# testdata/fuzz of each package and run with every `go test`.
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,110 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Netns is a network namespace a test created; it is deleted (with its
+// interfaces and processes' sockets) when the test ends.
+type Netns struct {
+	Name string
+}
+
+// NewNetns creates a namespace with loopback up. It needs root and the ip
+// tool.
+func NewNetns(t testing.TB) *Netns {
+	t.Helper()
+	RequireRoot(t)
+	RequireCommands(t, "ip")
+	n := &Netns{Name: "ld-" + RandomSuffix(8)}
+	Run(t, "ip", "netns", "add", n.Name)
+	t.Cleanup(func() {
+		// Kill anything left running inside before deleting.
+		if out, err := exec.Command("ip", "netns", "pids", n.Name).Output(); err == nil {
+			for _, pid := range strings.Fields(string(out)) {
+				_ = exec.Command("kill", "-9", pid).Run()
+			}
+		}
+		if out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput(); err != nil {
+			t.Logf("ip netns del %s: %v %s", n.Name, err, out)
+		}
+	})
+	n.Run(t, "ip", "link", "set", "lo", "up")
+	return n
+}
+
+// Run runs a command inside the namespace and fails the test if it fails.
+func (n *Netns) Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	return Run(t, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// Command prepares a command to run inside the namespace.
+func (n *Netns) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// Do runs fn on an OS thread switched into the namespace. Sockets created in
+// fn belong to the namespace and keep working from any goroutine afterwards;
+// goroutines started inside fn do not inherit the namespace.
+func (n *Netns) Do(fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open own netns: %w", err)
+	}
+	defer orig.Close()
+	target, err := os.Open("/run/netns/" + n.Name)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open netns %s: %w", n.Name, err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("setns %s: %w", n.Name, err)
+	}
+	ferr := fn()
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		// Leave the thread locked: the runtime then discards it instead of
+		// reusing a thread stuck in the wrong namespace.
+		return fmt.Errorf("restore netns: %w", err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// Veth joins two namespaces with a veth pair, names each end, gives each an
+// address (CIDR form, e.g. "10.0.0.1/24" inside the test's own namespaces)
+// and an MTU, and brings both up.
+func Veth(t testing.TB, a *Netns, aIf, aAddr string, b *Netns, bIf, bAddr string, mtu int) {
+	t.Helper()
+	tmpA, tmpB := "va"+RandomSuffix(8), "vb"+RandomSuffix(8)
+	Run(t, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
+	Run(t, "ip", "link", "set", tmpA, "netns", a.Name)
+	Run(t, "ip", "link", "set", tmpB, "netns", b.Name)
+	for _, e := range []struct {
+		ns        *Netns
+		tmp, name string
+		addr      string
+	}{{a, tmpA, aIf, aAddr}, {b, tmpB, bIf, bAddr}} {
+		e.ns.Run(t, "ip", "link", "set", e.tmp, "name", e.name)
+		e.ns.Run(t, "ip", "link", "set", e.name, "mtu", fmt.Sprint(mtu))
+		if e.addr != "" {
+			args := []string{"addr", "add", e.addr, "dev", e.name}
+			if strings.Contains(e.addr, ":") {
+				args = []string{"-6", "addr", "add", e.addr, "dev", e.name, "nodad"}
+			}
+			e.ns.Run(t, "ip", args...)
+		}
+		e.ns.Run(t, "ip", "link", "set", e.name, "up")
+	}
+}
