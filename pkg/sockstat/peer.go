@@ -95,14 +95,6 @@ func ParsePeerSpec(ctx context.Context, s string, aliases Aliases, resolve Resol
 		spec.Alias, spec.Ports = s, ports
 		return spec, nil
 	}
-	if strings.HasPrefix(s, ":") {
-		p, err := parsePort(s[1:])
-		if err != nil {
-			return bad(err.Error())
-		}
-		spec.Ports = []uint16{p}
-		return spec, nil
-	}
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -118,6 +110,14 @@ func ParsePeerSpec(ctx context.Context, s string, aliases Aliases, resolve Resol
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		spec.Addrs = []netip.Addr{ap.Addr().Unmap().WithZone("")}
 		spec.Ports = []uint16{ap.Port()}
+		return spec, nil
+	}
+	if strings.HasPrefix(s, ":") {
+		p, err := parsePort(s[1:])
+		if err != nil {
+			return bad(err.Error())
+		}
+		spec.Ports = []uint16{p}
 		return spec, nil
 	}
 	host := s
