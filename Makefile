@@ -14,9 +14,10 @@ FUZZTIME    ?= 30s
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/logdoctor
 
-# The main job: until `smoke` lands, a look at this host's sockets.
+# The main job: until `smoke` lands, a look at this host's sockets. A look,
+# not a gate: findings are printed but do not fail `make run`.
 run: build
-	$(BIN) sockets
+	$(BIN) sockets --fail-on never
 
 test-deps:
 	@scripts/test-deps.sh
