@@ -26,6 +26,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -81,7 +83,10 @@ type Faults struct {
 	IndexLate bool          `json:"index_late"`
 	LateBy    time.Duration `json:"-"`
 	DropRate  float64       `json:"drop_rate"` // fraction of bulk items acknowledged (201) but never stored
-	Seed      int64         `json:"seed"`      // random source for the rates; 0 = 1
+	// NoKeepAlive answers every request with "Connection: close", like a
+	// proxy without keep-alive: each client request costs a new connection.
+	NoKeepAlive bool  `json:"no_keepalive"`
+	Seed        int64 `json:"seed"` // random source for the rates; 0 = 1
 }
 
 // faultsJSON carries Faults over the admin endpoint with durations as
@@ -229,6 +234,9 @@ func (s *Server) newNode(i int, ln net.Listener) *node {
 		ConnState:         n.connState,
 		ReadHeaderTimeout: 30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		// A library does not print: TLS handshake and accept errors
+		// are the clients' business (the probe provokes them on purpose).
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	return n
 }

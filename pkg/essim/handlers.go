@@ -35,6 +35,9 @@ func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := s.Faults()
+	if f.NoKeepAlive {
+		w.Header().Set("Connection", "close")
+	}
 	if f.Latency > 0 {
 		t := time.NewTimer(f.Latency)
 		select {
@@ -110,8 +113,7 @@ func (n *node) route(w http.ResponseWriter, r *http.Request, seg []string) {
 			n.catThreadPool(w, r, seg[2:])
 		}
 	case strings.HasPrefix(seg[0], "_"):
-		n.respondJSON(w, r, http.StatusBadRequest, map[string]any{
-			"error": fmt.Sprintf("no handler found for uri [%s] and method [%s]", r.URL.Path, m), "status": 400})
+		n.noHandler(w, r)
 	case len(seg) == 1:
 		switch m {
 		case http.MethodPut:
@@ -130,9 +132,15 @@ func (n *node) route(w http.ResponseWriter, r *http.Request, seg []string) {
 		}
 		n.docAPI(w, r, seg[0], seg[1], id)
 	default:
-		n.respondJSON(w, r, http.StatusBadRequest, map[string]any{
-			"error": fmt.Sprintf("no handler found for uri [%s] and method [%s]", r.URL.Path, m), "status": 400})
+		n.noHandler(w, r)
 	}
+}
+
+// noHandler answers like Elasticsearch for an unknown endpoint: 400 and
+// {"error": "no handler found ..."} without a status field.
+func (n *node) noHandler(w http.ResponseWriter, r *http.Request) {
+	n.respondJSON(w, r, http.StatusBadRequest, map[string]any{
+		"error": fmt.Sprintf("no handler found for uri [%s] and method [%s]", r.URL.Path, r.Method)})
 }
 
 func indexArg(seg []string) string {
