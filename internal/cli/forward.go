@@ -570,4 +570,3 @@ func blackhole(ctx context.Context, ln net.Listener) int64 {
 		conns = append(conns, c)
 	}
 }
-
