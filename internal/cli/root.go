@@ -145,6 +145,7 @@ twice or stall. Exit codes: 0 healthy, 1 could not run, 2 usage error,
 func commands(g *Globals) []*cobra.Command {
 	return []*cobra.Command{
 		newSocketsCmd(g),
+		newForwardCmd(g),
 	}
 }
 
