@@ -146,6 +146,7 @@ func commands(g *Globals) []*cobra.Command {
 	return []*cobra.Command{
 		newSocketsCmd(g),
 		newForwardCmd(g),
+		newUDPFragCmd(g),
 	}
 }
 
