@@ -25,7 +25,7 @@ type fileStorage struct {
 }
 
 func (s *fileStorage) ReadAt(p []byte, off int64) (int, error) { return s.f.ReadAt(p, off) }
-func (s *fileStorage) Write(p []byte) (int, error)              { return s.f.Write(p) }
+func (s *fileStorage) Write(p []byte) (int, error)             { return s.f.Write(p) }
 
 // Sync uses fdatasync: the file's size is data for this purpose, and the
 // inode times are not worth a second disk write per commit.
