@@ -147,6 +147,7 @@ func commands(g *Globals) []*cobra.Command {
 		newSocketsCmd(g),
 		newForwardCmd(g),
 		newUDPFragCmd(g),
+		newPipelineCmd(g),
 	}
 }
 
