@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -300,7 +299,9 @@ func (d *SocketsData) Sections() []report.Section {
 	for _, s := range d.Sources.Skipped {
 		lines = append(lines, fmt.Sprintf("skipped %s: %s", s.Path, s.Reason))
 	}
-	if ps := d.Sources.Processes; ps != nil {
+	if ps := d.Sources.Processes; ps != nil && ps.Processes == 0 {
+		lines = append(lines, "processes: not scanned, no socket to attribute")
+	} else if ps != nil {
 		l := fmt.Sprintf("processes: %d scanned, %d socket(s) attributed", ps.Processes, ps.Attributed)
 		if ps.Unreadable > 0 {
 			l += fmt.Sprintf(", %d not readable (run as root to see every owner)", ps.Unreadable)
@@ -405,10 +406,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// errorsIsUsage reports whether err is a usage error; tests use it.
-func errorsIsUsage(err error) bool {
-	var ue *UsageError
-	return errors.As(err, &ue)
 }
