@@ -1,6 +1,7 @@
 package sockstat_test
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
@@ -177,3 +178,42 @@ func TestLiveStatesPerPeer(t *testing.T) {
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// IPv6 loopback sockets come from /proc/net/tcp6 and are named [ip]:port.
+func TestLiveIPv6(t *testing.T) {
+	if _, err := os.Stat("/proc/net/tcp6"); err != nil {
+		t.Skip("IPv6 disabled on this host")
+	}
+	est := sockettest.Established(t, "::1", "::1", 2)
+	cw := sockettest.CloseWait(t, "::1", "::1", 1)
+	o := sockstat.AggregateOptions{
+		Aliases: sockstat.DefaultAliases(),
+		Peers:   []sockstat.PeerSpec{spec(t, est.Server.String()), spec(t, cw.Server.String())},
+	}
+	res := waitTable(t, o, func(sockstat.Result) bool { return true })
+	got := map[string]string{}
+	for _, p := range res.Peers {
+		got[p.Peer] = fmt.Sprintf("%s %v", p.Direction, p.States)
+	}
+	want := map[string]string{}
+	var c sockstat.StateCounts
+	c[sockstat.Established] = 2
+	want["[::1]:"+itoa(est.Server.Port())] = fmt.Sprintf("outbound %v", c)
+	c = sockstat.StateCounts{}
+	c[sockstat.CloseWait] = 1
+	want["[::1]:"+itoa(cw.Server.Port())] = fmt.Sprintf("outbound %v", c)
+	c = sockstat.StateCounts{}
+	c[sockstat.Listen] = 1
+	want["* -> [::1]:"+itoa(est.Server.Port())] = fmt.Sprintf("inbound %v", c)
+	want["* -> [::1]:"+itoa(cw.Server.Port())] = fmt.Sprintf("inbound %v", c)
+	// Client and server share ::1, so the server ends match too.
+	c = sockstat.StateCounts{}
+	c[sockstat.Established] = 2
+	want["::1 -> :"+itoa(est.Server.Port())] = fmt.Sprintf("inbound %v", c)
+	c = sockstat.StateCounts{}
+	c[sockstat.FinWait2] = 1
+	want["::1 -> :"+itoa(cw.Server.Port())] = fmt.Sprintf("inbound %v", c)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("peers\n got %v\nwant %v", got, want)
+	}
+}
