@@ -94,7 +94,9 @@ func TestLiveStatesPerPeer(t *testing.T) {
 	}
 	res := waitTable(t, o, func(r sockstat.Result) bool {
 		p, ok := peer(r, tw.Server.String())
-		return ok && p.States[sockstat.TimeWait] == 6
+		q, _ := peer(r, "127.41.1.2 -> :"+itoa(cw.Server.Port()))
+		_, gone := peer(r, "127.41.1.3 -> :"+itoa(tw.Server.Port()))
+		return ok && p.States[sockstat.TimeWait] == 6 && q.States[sockstat.FinWait2] == 2 && !gone
 	})
 
 	me := os.Getpid()
@@ -190,11 +192,6 @@ func TestLiveIPv6(t *testing.T) {
 		Aliases: sockstat.DefaultAliases(),
 		Peers:   []sockstat.PeerSpec{spec(t, est.Server.String()), spec(t, cw.Server.String())},
 	}
-	res := waitTable(t, o, func(sockstat.Result) bool { return true })
-	got := map[string]string{}
-	for _, p := range res.Peers {
-		got[p.Peer] = fmt.Sprintf("%s %v", p.Direction, p.States)
-	}
 	want := map[string]string{}
 	var c sockstat.StateCounts
 	c[sockstat.Established] = 2
@@ -213,7 +210,16 @@ func TestLiveIPv6(t *testing.T) {
 	c = sockstat.StateCounts{}
 	c[sockstat.FinWait2] = 1
 	want["::1 -> :"+itoa(cw.Server.Port())] = fmt.Sprintf("inbound %v", c)
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("peers\n got %v\nwant %v", got, want)
+	view := func(res sockstat.Result) string {
+		got := map[string]string{}
+		for _, p := range res.Peers {
+			got[p.Peer] = fmt.Sprintf("%s %v", p.Direction, p.States)
+		}
+		return fmt.Sprint(got)
+	}
+	// The server ends reach FIN_WAIT2 when the client's ACK lands: poll.
+	res := waitTable(t, o, func(r sockstat.Result) bool { return view(r) == fmt.Sprint(want) })
+	if view(res) != fmt.Sprint(want) {
+		t.Errorf("peers\n got %v\nwant %v", view(res), fmt.Sprint(want))
 	}
 }
