@@ -221,7 +221,7 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	res := sockstat.Aggregate(socks, agg)
 	r := report.New("sockets", started)
 	r.Add(sockstat.Findings(res, p.previous, p.opts.Thresholds)...)
-	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters, watching: p.opts.Watch > 0}
+	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters}
 	if p.opts.Watch > 0 {
 		data.Sample = n
 		var prev []sockstat.Peer
@@ -259,8 +259,6 @@ type SocketsData struct {
 	By      string               `json:"by,omitempty"`
 	Groups  []sockstat.Group     `json:"groups,omitempty"`
 	Sample  int                  `json:"sample,omitempty"` // 1-based under --watch
-
-	watching bool
 }
 
 // Sections shows one row per peer (or group) with a column for each state
