@@ -71,7 +71,7 @@ func TestParserAgreesWithProcfs(t *testing.T) {
 				if !ok {
 					t.Fatalf("procfs %s: out-of-range values", path)
 				}
-				got, fsrc, err := readOne(path)
+				got, fsrc, _, err := readOne(path, nil)
 				if err != nil || fsrc.MalformedLines != 0 {
 					t.Fatalf("readOne %s: %v %+v", path, err, fsrc)
 				}

@@ -72,14 +72,20 @@ func ReadTCP(procRoot string) ([]Socket, Sources, error) {
 		return nil, src, fmt.Errorf("proc root %s: %w", procRoot, err)
 	}
 	var all []Socket
+	var buf []byte // shared by both files: nothing keeps a reference into it
 	for _, name := range []string{"net/tcp", "net/tcp6"} {
 		path := filepath.Join(procRoot, name)
-		socks, fsrc, err := readOne(path)
+		socks, fsrc, nbuf, err := readOne(path, buf)
+		buf = nbuf
 		if err != nil {
 			src.Skipped = append(src.Skipped, SkippedSource{Path: path, Reason: skipReason(err)})
 			continue
 		}
-		all = append(all, socks...)
+		if all == nil {
+			all = socks // usually tcp6 is small or empty: no copy of tcp
+		} else {
+			all = append(all, socks...)
+		}
 		src.Read = append(src.Read, fsrc)
 	}
 	if len(src.Read) == 0 {
@@ -107,22 +113,22 @@ func skipReason(err error) string {
 // of this parser and put `logdoctor sockets` above `ss -tan`'s wall time
 // (see bench/sockets.sh). parse_procfs_test.go holds this parser to
 // procfs's results on the live table and the fixtures, so the two agree.
-func readOne(path string) ([]Socket, FileSource, error) {
+func readOne(path string, buf []byte) ([]Socket, FileSource, []byte, error) {
 	fsrc := FileSource{Path: path}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fsrc, err
+		return nil, fsrc, buf, err
 	}
 	defer f.Close()
-	buf, err := readAll(f, nil)
+	buf, err = readAll(f, buf)
 	if err != nil {
-		return nil, fsrc, fmt.Errorf("%s: %w", path, err)
+		return nil, fsrc, buf, fmt.Errorf("%s: %w", path, err)
 	}
 	t := parseBytes(buf)
 	fsrc.Sockets = len(t.Sockets)
 	fsrc.MalformedLines = t.MalformedCount
 	fsrc.Malformed = t.Malformed
-	return t.Sockets, fsrc, nil
+	return t.Sockets, fsrc, buf, nil
 }
 
 // Find returns the socket whose local and remote endpoints are local and
