@@ -216,7 +216,12 @@ func Capture(ctx context.Context, lc LiveConfig, a *Analyzer) (*CaptureStats, er
 			case now := <-t.C:
 				mu.Lock()
 				a.Expire(now.UnixNano())
+				done := lc.Count > 0 && a.classes.Total() >= lc.Count
 				mu.Unlock()
+				if done {
+					stop()
+					return
+				}
 			}
 		}
 	}()
