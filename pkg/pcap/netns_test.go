@@ -14,71 +14,24 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/pcap/pcaptest"
 )
 
-// labnet is seed 002's path in miniature: sender -> balancer -> receiver,
-// every link at MTU 1460, addresses only inside the test's namespaces.
-type labnet struct {
-	sender, balancer, receiver *testenv.Netns
-}
+type labnet struct{ *pcaptest.Labnet }
 
 const (
-	labSender4   = "10.77.1.2"
-	labReceiver4 = "10.77.2.2"
-	labSender6   = "fd77:1::2"
-	labReceiver6 = "fd77:2::2"
+	labSender4   = pcaptest.Sender4
+	labReceiver4 = pcaptest.Receiver4
+	labReceiver6 = pcaptest.Receiver6
 )
 
-func newLabnet(t *testing.T) *labnet {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "ip", "nft", "sysctl")
-	l := &labnet{sender: testenv.NewNetns(t), balancer: testenv.NewNetns(t), receiver: testenv.NewNetns(t)}
-	testenv.Veth(t, l.sender, "eth0", "10.77.1.2/24", l.balancer, "eth0", "10.77.1.1/24", 1460)
-	testenv.Veth(t, l.balancer, "eth1", "10.77.2.1/24", l.receiver, "eth0", "10.77.2.2/24", 1460)
-	l.sender.Run(t, "ip", "-6", "addr", "add", "fd77:1::2/64", "dev", "eth0", "nodad")
-	l.balancer.Run(t, "ip", "-6", "addr", "add", "fd77:1::1/64", "dev", "eth0", "nodad")
-	l.balancer.Run(t, "ip", "-6", "addr", "add", "fd77:2::1/64", "dev", "eth1", "nodad")
-	l.receiver.Run(t, "ip", "-6", "addr", "add", "fd77:2::2/64", "dev", "eth0", "nodad")
-	l.balancer.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	l.balancer.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-	l.sender.Run(t, "ip", "route", "add", "default", "via", "10.77.1.1")
-	l.sender.Run(t, "ip", "-6", "route", "add", "default", "via", "fd77:1::1")
-	l.receiver.Run(t, "ip", "route", "add", "default", "via", "10.77.2.1")
-	l.receiver.Run(t, "ip", "-6", "route", "add", "default", "via", "fd77:2::1")
-	// the receiver gives up on missing fragments after 1 s, so the kernel's
-	// ReasmTimeout moves within a short test
-	l.receiver.Run(t, "sysctl", "-qw", "net.ipv4.ipfrag_time=1")
-	l.receiver.Run(t, "sysctl", "-qw", "net.ipv6.ip6frag_time=1")
-	// a receiver like fluentd's in_udp, so nothing answers port unreachable
-	err := l.receiver.Do(func() error {
-		c, err := net.ListenUDP("udp", &net.UDPAddr{Port: 5160})
-		if err == nil {
-			t.Cleanup(func() { c.Close() })
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// dropLaterFragments is the 5-tuple load balancer: non-first fragments,
-// which carry no ports, are dropped.
-func (l *labnet) dropLaterFragments(t *testing.T) {
-	t.Helper()
-	l.balancer.Run(t, "nft", "add table inet lb; add chain inet lb filt { type filter hook forward priority 0; }; "+
-		"add rule inet lb filt ip frag-off & 0x1fff != 0 drop; add rule inet lb filt frag frag-off != 0 drop")
-}
-
-var seedSizes = []int{1400, 1432, 1440, 2000, 2312}
+func newLabnet(t *testing.T) *labnet { return &labnet{pcaptest.New(t, 5160)} }
 
 // send sends one datagram of each seed size from the sender namespace.
 func (l *labnet) send(t *testing.T, dst string) {
 	t.Helper()
 	var conn *net.UDPConn
-	err := l.sender.Do(func() error {
+	err := l.Sender.Do(func() error {
 		var err error
 		conn, err = net.ListenUDP("udp", nil)
 		return err
@@ -88,7 +41,7 @@ func (l *labnet) send(t *testing.T, dst string) {
 	}
 	defer conn.Close()
 	to := &net.UDPAddr{IP: net.ParseIP(dst), Port: 5160}
-	for _, s := range seedSizes {
+	for _, s := range pcaptest.SeedSizes {
 		if _, err := conn.WriteToUDP(bytes.Repeat([]byte("x"), s), to); err != nil {
 			t.Fatalf("send %d bytes: %v", s, err)
 		}
@@ -104,7 +57,7 @@ func (l *labnet) liveRun(t *testing.T, dst string, want uint64) (res *Result, ow
 	testenv.RequireCommands(t, "tcpdump")
 	dir := t.TempDir()
 	ownPcap, tcpdumpPcap = filepath.Join(dir, "own.pcap"), filepath.Join(dir, "tcpdump.pcap")
-	td := l.receiver.Command("tcpdump", "-i", "eth0", "--immediate-mode", "-Z", "root", "-U", "-n", "-s", "0", "-w", tcpdumpPcap, "udp or ip6")
+	td := l.Receiver.Command("tcpdump", "-i", "eth0", "--immediate-mode", "-Z", "root", "-U", "-n", "-s", "0", "-w", tcpdumpPcap, "udp or ip6")
 	stderr, err := td.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +98,7 @@ func (l *labnet) liveRun(t *testing.T, dst string, want uint64) (res *Result, ow
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	go func() {
-		done <- l.receiver.Do(func() error {
+		done <- l.Receiver.Do(func() error {
 			ifs, err := Interfaces([]string{"eth0"})
 			if err != nil {
 				return err
@@ -229,7 +182,7 @@ func TestLabnetFragmentsArrive(t *testing.T) {
 
 func TestLabnetBalancerDropsFragments(t *testing.T) {
 	l := newLabnet(t)
-	l.dropLaterFragments(t)
+	l.DropLaterFragments(t)
 	t.Run("ipv4", func(t *testing.T) {
 		live, own, td := l.liveRun(t, labReceiver4, 5)
 		checkAll(t, live, own, td, Classes{Unfragmented: 2, FragmentedIncomplete: 3})
