@@ -101,7 +101,7 @@ func probe(t *testing.T, o ForwardProbeOptions) (*report.Report, *forwardprobe.R
 	return r, r.Data.(probeData).Result
 }
 
-func findingIDs(r *report.Report) []string {
+func forwardIDs(r *report.Report) []string {
 	var ids []string
 	for _, f := range r.Findings {
 		ids = append(ids, f.ID)
@@ -111,14 +111,14 @@ func findingIDs(r *report.Report) []string {
 
 func wantFindings(t *testing.T, r *report.Report, ids ...string) {
 	t.Helper()
-	got := findingIDs(r)
+	got := forwardIDs(r)
 	if strings.Join(got, ",") != strings.Join(ids, ",") {
 		b, _ := json.MarshalIndent(r, "", " ")
 		t.Fatalf("findings %v, want %v\n%s", got, ids, b)
 	}
 }
 
-func finding(r *report.Report, id string) report.Finding {
+func forwardFinding(r *report.Report, id string) report.Finding {
 	for _, f := range r.Findings {
 		if f.ID == id {
 			return f
@@ -207,7 +207,7 @@ func TestProbeMisbehavingServe(t *testing.T) {
 			r, res := probe(t, tc.probe)
 			wantFindings(t, r, tc.want)
 			if tc.check != nil {
-				tc.check(t, finding(r, tc.want), res)
+				tc.check(t, forwardFinding(r, tc.want), res)
 			}
 		})
 	}
@@ -234,7 +234,7 @@ func TestProbeClosedPort(t *testing.T) {
 	ln.Close()
 	r, res := probe(t, ForwardProbeOptions{Addr: addr})
 	wantFindings(t, r, forwardprobe.FindingConnectFailed)
-	if f := finding(r, forwardprobe.FindingConnectFailed); f.Evidence["step"] != "connect" || !strings.Contains(f.Evidence["error"].(string), "refused") {
+	if f := forwardFinding(r, forwardprobe.FindingConnectFailed); f.Evidence["step"] != "connect" || !strings.Contains(f.Evidence["error"].(string), "refused") {
 		t.Fatalf("%+v", f)
 	}
 	if len(res.Steps) != 2 || res.Steps[1].OK {
@@ -256,12 +256,12 @@ func TestProbeSharedKey(t *testing.T) {
 	}
 	r, _ = probe(t, ForwardProbeOptions{Addr: addr, SharedKey: "wrong", Username: "alice", Password: "pw"})
 	wantFindings(t, r, forwardprobe.FindingAuthFailed)
-	if f := finding(r, forwardprobe.FindingAuthFailed); f.Evidence["reason"] != "shared_key mismatch" || strings.Contains(f.Summary, "wrong") {
+	if f := forwardFinding(r, forwardprobe.FindingAuthFailed); f.Evidence["reason"] != "shared_key mismatch" || strings.Contains(f.Summary, "wrong") {
 		t.Fatalf("%+v", f)
 	}
 	r, _ = probe(t, ForwardProbeOptions{Addr: addr, SharedKey: "s3cret", Username: "alice", Password: "nope"})
 	wantFindings(t, r, forwardprobe.FindingAuthFailed)
-	if f := finding(r, forwardprobe.FindingAuthFailed); f.Evidence["reason"] != "username/password mismatch" {
+	if f := forwardFinding(r, forwardprobe.FindingAuthFailed); f.Evidence["reason"] != "username/password mismatch" {
 		t.Fatalf("%+v", f)
 	}
 	r, _ = probe(t, ForwardProbeOptions{Addr: addr})
@@ -284,12 +284,12 @@ func TestProbeTLS(t *testing.T) {
 	// connection or a failed TLS step).
 	r, _ = probe(t, ForwardProbeOptions{Addr: addr, Insecure: true, Modes: []string{"message"}})
 	if len(r.Findings) == 0 || r.Findings[0].Severity != report.Critical {
-		t.Fatalf("no client cert: %v", findingIDs(r))
+		t.Fatalf("no client cert: %v", forwardIDs(r))
 	}
 	// An untrusted server certificate.
 	r, _ = probe(t, ForwardProbeOptions{Addr: addr, TLS: true})
 	wantFindings(t, r, forwardprobe.FindingConnectFailed)
-	if finding(r, forwardprobe.FindingConnectFailed).Evidence["step"] != "tls" {
+	if forwardFinding(r, forwardprobe.FindingConnectFailed).Evidence["step"] != "tls" {
 		t.Fatalf("%+v", r.Findings)
 	}
 }

@@ -52,7 +52,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		KeepAlive: !o.NewConnPerChunk, RateLimit: o.Rate, Errors: map[string]int{}, firstErr: map[string]string{}}
 	p.res.Load = l
 	chunks := (o.Count + o.ChunkEvents - 1) / o.ChunkEvents
-	l.Connections = 1 // the one dialFirst opened, used by worker 0
+	l.Connections = 1     // the one dialFirst opened, used by worker 0
 	var next atomic.Int64 // next chunk index to send
 	var (
 		mu        sync.Mutex
