@@ -220,7 +220,22 @@ func TestProbeBlackhole(t *testing.T) {
 	if res.Canaries[0].Outcome != "no_ack" {
 		t.Fatalf("%+v", res.Canaries)
 	}
-	if d := stop(); d.Blackholed != 1 {
+	// The canary is small: it fits in the receiver's Recv-Q, which the
+	// probe sees because the receiver is on this host.
+	f := forwardFinding(r, forwardprobe.FindingNoAck)
+	if f.Evidence["peer_recv_q"] != res.Canaries[0].Bytes || f.Evidence["socket_state"] != "ESTABLISHED" {
+		t.Fatalf("%+v", f.Evidence)
+	}
+	// Chunks of ~1 MB overflow the receiver's buffer and back up into the
+	// probe's own Send-Q: seed 001's evidence.
+	r, res = probe(t, ForwardProbeOptions{Addr: addr, Count: 2000, ChunkEvents: 1000, RecordSize: 1000, AckTimeout: 300 * time.Millisecond})
+	wantFindings(t, r, forwardprobe.FindingNoAck)
+	f = forwardFinding(r, forwardprobe.FindingNoAck)
+	if sq, _ := f.Evidence["send_q_max"].(int); sq <= 0 || res.Load.MaxSendQ != sq || !strings.Contains(f.Summary, "Send-Q") {
+		t.Fatalf("%+v", f)
+	}
+	// One canary connection, then one per load chunk (each failure reconnects).
+	if d := stop(); d.Blackholed != 3 {
 		t.Fatalf("blackholed %d", d.Blackholed)
 	}
 }

@@ -185,7 +185,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		f.Evidence["chunks_sent"] = l.ChunksSent
 		if kind == "no_ack" && l.MaxSendQ > 0 {
 			f.Evidence["send_q_max"] = l.MaxSendQ
-			f.Summary += "; our Send-Q reached " + strconv.Itoa(l.MaxSendQ) + " bytes (the receiver is not reading)"
+			f.Summary += "; our Send-Q reached " + strconv.Itoa(l.MaxSendQ) + " bytes (nothing takes them: a receiver that stopped reading, or packets dropped on the way)"
 		}
 		p.add(f)
 	}

@@ -371,7 +371,7 @@ func (p *prober) outcomeFinding(outcome string, count int, cns []Canary) (report
 	case "no_ack":
 		sum := fmt.Sprintf("%s accepted the data over TCP but sent no ack within %s: a sender without require_ack_response would lose this chunk silently", p.opts.Addr, p.opts.AckTimeout)
 		if sq, ok := ev["send_q_max"].(int); ok && sq > 0 {
-			sum += fmt.Sprintf("; %d bytes still sit in our Send-Q (the receiver is not reading: the black hole of a hung or dropping receiver)", sq)
+			sum += fmt.Sprintf("; %d bytes sat unacknowledged in our Send-Q (nothing takes them: a receiver that stopped reading, or packets dropped on the way)", sq)
 		} else if pq, ok := ev["peer_recv_q"].(int); ok && pq > 0 {
 			sum += fmt.Sprintf("; the receiver's kernel holds %d unread bytes in its Recv-Q (the process is not reading)", pq)
 		}
