@@ -143,7 +143,9 @@ twice or stall. Exit codes: 0 healthy, 1 could not run, 2 usage error,
 
 // commands lists the subcommands, one constructor per file.
 func commands(g *Globals) []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{
+		newESCmd(g),
+	}
 }
 
 // Main runs logdoctor with args and returns the exit code.

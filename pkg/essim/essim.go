@@ -22,8 +22,10 @@
 package essim
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -92,25 +94,70 @@ type Faults struct {
 // faultsJSON carries Faults over the admin endpoint with durations as
 // strings ("250ms") because people type them.
 type faultsJSON struct {
-	Faults
+	faultsAlias
 	Latency   string `json:"latency,omitempty"`
 	IdleClose string `json:"idle_close,omitempty"`
 	LateBy    string `json:"late_by,omitempty"`
 }
 
+// faultsAlias has Faults' fields without its JSON methods.
+type faultsAlias Faults
+
+// MarshalJSON writes durations as strings ("250ms").
+func (f Faults) MarshalJSON() ([]byte, error) {
+	fj := faultsJSON{faultsAlias: faultsAlias(f)}
+	if f.Latency > 0 {
+		fj.Latency = f.Latency.String()
+	}
+	if f.IdleClose > 0 {
+		fj.IdleClose = f.IdleClose.String()
+	}
+	if f.LateBy > 0 {
+		fj.LateBy = f.LateBy.String()
+	}
+	return json.Marshal(fj)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; unknown fields are errors
+// so a typo in an admin request does not pass silently.
+func (f *Faults) UnmarshalJSON(b []byte) error {
+	var fj faultsJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&fj); err != nil {
+		return fmt.Errorf("faults: %w", err)
+	}
+	out := Faults(fj.faultsAlias)
+	for _, x := range []struct {
+		s   string
+		dst *time.Duration
+	}{{fj.Latency, &out.Latency}, {fj.IdleClose, &out.IdleClose}, {fj.LateBy, &out.LateBy}} {
+		if x.s == "" {
+			continue
+		}
+		v, err := time.ParseDuration(x.s)
+		if err != nil {
+			return fmt.Errorf("faults: %w", err)
+		}
+		*x.dst = v
+	}
+	*f = out
+	return nil
+}
+
 // Stats are the counters a test asserts on.
 type Stats struct {
-	Docs            int   // documents stored, all indices
-	BulkRequests    int64 // _bulk requests answered
-	BulkItems       int64 // items seen in them
-	Rejected        int64 // items rejected with 429 (thread_pool.write.rejected)
-	RequestFailures int64 // whole requests failed by FailRate
-	Dropped         int64 // items acknowledged but not stored
-	Conflicts       int64 // create on an existing _id (409)
-	OpenedConns     int64 // TCP connections accepted, all nodes
-	OpenConns       int64 // currently open
-	IdleClosed      int64 // connections closed by IdleClose
-	Requests        int64 // HTTP requests, all nodes
+	Docs            int   `json:"docs"`             // documents stored, all indices
+	BulkRequests    int64 `json:"bulk_requests"`    // _bulk requests answered
+	BulkItems       int64 `json:"bulk_items"`       // items seen in them
+	Rejected        int64 `json:"rejected"`         // items rejected with 429 (thread_pool.write.rejected)
+	RequestFailures int64 `json:"request_failures"` // whole requests failed by FailRate
+	Dropped         int64 `json:"dropped"`          // items acknowledged but not stored
+	Conflicts       int64 `json:"conflicts"`        // create on an existing _id (409)
+	OpenedConns     int64 `json:"opened_conns"`     // TCP connections accepted, all nodes
+	OpenConns       int64 `json:"open_conns"`       // currently open
+	IdleClosed      int64 `json:"idle_closed"`      // connections closed by IdleClose
+	Requests        int64 `json:"requests"`         // HTTP requests, all nodes
 }
 
 // Server is a running simulated cluster.

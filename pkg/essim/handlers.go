@@ -680,7 +680,7 @@ func (n *node) admin(w http.ResponseWriter, r *http.Request, seg []string) {
 	s := n.s
 	switch {
 	case len(seg) == 1 && seg[0] == "faults" && r.Method == http.MethodGet:
-		n.respondJSON(w, r, http.StatusOK, toFaultsJSON(s.Faults()))
+		n.respondJSON(w, r, http.StatusOK, s.Faults())
 	case len(seg) == 1 && seg[0] == "faults" && (r.Method == http.MethodPost || r.Method == http.MethodPut):
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 		if err != nil {
@@ -695,7 +695,7 @@ func (n *node) admin(w http.ResponseWriter, r *http.Request, seg []string) {
 			n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception", err.Error(), nil)
 			return
 		}
-		n.respondJSON(w, r, http.StatusOK, toFaultsJSON(s.Faults()))
+		n.respondJSON(w, r, http.StatusOK, s.Faults())
 	case len(seg) == 1 && seg[0] == "stats" && r.Method == http.MethodGet:
 		n.respondJSON(w, r, http.StatusOK, s.Stats())
 	default:
@@ -703,42 +703,10 @@ func (n *node) admin(w http.ResponseWriter, r *http.Request, seg []string) {
 	}
 }
 
-func toFaultsJSON(f Faults) faultsJSON {
-	fj := faultsJSON{Faults: f}
-	if f.Latency > 0 {
-		fj.Latency = f.Latency.String()
-	}
-	if f.IdleClose > 0 {
-		fj.IdleClose = f.IdleClose.String()
-	}
-	if f.LateBy > 0 {
-		fj.LateBy = f.LateBy.String()
-	}
-	return fj
-}
-
 // ParseFaultsJSON decodes the admin endpoint's body: Faults' JSON fields
-// plus "latency", "idle_close" and "late_by" as Go duration strings.
+// with "latency", "idle_close" and "late_by" as Go duration strings.
 func ParseFaultsJSON(b []byte) (Faults, error) {
-	var fj faultsJSON
-	d := json.NewDecoder(strings.NewReader(string(b)))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&fj); err != nil {
-		return Faults{}, fmt.Errorf("faults: %w", err)
-	}
-	f := fj.Faults
-	for _, x := range []struct {
-		s   string
-		dst *time.Duration
-	}{{fj.Latency, &f.Latency}, {fj.IdleClose, &f.IdleClose}, {fj.LateBy, &f.LateBy}} {
-		if x.s == "" {
-			continue
-		}
-		v, err := time.ParseDuration(x.s)
-		if err != nil {
-			return Faults{}, fmt.Errorf("faults: %w", err)
-		}
-		*x.dst = v
-	}
-	return f, nil
+	var f Faults
+	err := json.Unmarshal(b, &f)
+	return f, err
 }
