@@ -1,0 +1,279 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/logdoctor/logdoctor/pkg/pcap"
+	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/udpprobe"
+)
+
+// UDPFragOptions are udp-frag's flags.
+type UDPFragOptions struct {
+	Read       string // pcap/pcapng file, "-" for Stdin
+	Stdin      io.Reader
+	Interfaces []string
+	Ports      []uint16 // empty with --read: every port
+	Duration   time.Duration
+	Count      uint64
+	MTU        int
+	Timeout    time.Duration
+	MaxFlows   int
+	MaxBytes   int
+	Snaplen    int
+	Write      string
+	ProcRoot   string
+
+	Send   string
+	Sizes  []int
+	Probes int
+	Wait   time.Duration
+	Listen string
+
+	Now func() time.Time
+	// Ready is closed when a live capture is listening (tests).
+	Ready chan<- struct{}
+	// ListenReady is called with the bound address in --listen mode (tests).
+	ListenReady func(net.Addr)
+}
+
+func newUDPFragCmd(g *Globals) *cobra.Command {
+	o := UDPFragOptions{}
+	var ports []int
+	var sizes []string
+	cmd := &cobra.Command{
+		Use:   "udp-frag",
+		Short: "Find the UDP fragmentation black hole: fragments, lost fragments, bad lengths, sizes vs MTU, kernel drops",
+		Long: `udp-frag watches UDP datagrams to a port, live (pure-Go AF_PACKET capture, needs
+CAP_NET_RAW) or from a pcap/pcapng file (--read FILE, - for stdin), reassembles
+IPv4 and IPv6 fragments and classifies every datagram: unfragmented,
+fragmented_complete, fragmented_incomplete, orphan_fragments, bad_length,
+snap_truncated. --send HOST:PORT --sizes ... sends numbered probes of each size;
+a cooperating 'udp-frag --listen ADDR:PORT' answers, so the largest size that
+gets through is measured.`,
+		Example: `  logdoctor udp-frag --port 5160 --duration 30s
+  tcpdump -i eth0 -w - 'udp port 5160 or ip[6:2] & 0x3fff != 0' | logdoctor udp-frag --read -
+  logdoctor udp-frag --read capture.pcap -o json
+  logdoctor udp-frag --listen 0.0.0.0:5170            # on the receiver
+  logdoctor udp-frag --send fluentd:5170 --sizes 1400,1432,1433,2000,9000`,
+		Args: cobra.NoArgs,
+		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			modes := 0
+			for _, s := range []string{o.Read, o.Send, o.Listen} {
+				if s != "" {
+					modes++
+				}
+			}
+			if modes > 1 {
+				return usageErrorf("--read, --send and --listen are separate modes: use one")
+			}
+			if o.Read == "" || cmd.Flags().Changed("port") {
+				for _, p := range ports {
+					if p < 1 || p > 65535 {
+						return usageErrorf("invalid --port %d: want 1-65535", p)
+					}
+					o.Ports = append(o.Ports, uint16(p))
+				}
+			}
+			if o.Send != "" {
+				var err error
+				if o.Sizes, err = udpprobe.ParseSizes(sizes); err != nil {
+					return &UsageError{Err: err}
+				}
+			}
+			if o.Read == "-" {
+				o.Stdin = g.IO.In
+			}
+			o.Now = g.Now
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			r, err := runUDPFrag(ctx, o)
+			if err != nil {
+				return err
+			}
+			return g.Emit(r)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Read, "read", "", "analyze a pcap or pcapng file instead of capturing (- for stdin); every UDP port unless --port is given")
+	f.StringSliceVarP(&o.Interfaces, "interface", "i", nil, "interface(s) to capture on (default: every interface that is up)")
+	f.IntSliceVarP(&ports, "port", "p", []int{5160}, "UDP destination port(s) to watch (repeatable)")
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "live capture / --listen length (0: until Ctrl-C)")
+	f.Uint64Var(&o.Count, "count", 0, "stop a live capture after this many datagrams (0: no limit)")
+	f.IntVar(&o.MTU, "mtu", 0, "path MTU to judge sizes by (default: from the fragments seen, else the interface or route MTU)")
+	f.DurationVar(&o.Timeout, "reassembly-timeout", 30*time.Second, "how long to wait for missing fragments (the kernel's net.ipv4.ipfrag_time)")
+	f.IntVar(&o.MaxFlows, "max-reassemblies", 65536, "open reassemblies kept before the oldest is evicted")
+	f.IntVar(&o.MaxBytes, "max-reassembly-bytes", 4<<20, "fragment bytes held in open reassemblies before the oldest is evicted")
+	f.IntVar(&o.Snaplen, "snaplen", 262144, "bytes captured per packet in a live capture")
+	f.StringVarP(&o.Write, "write", "w", "", "also write the live capture to this pcap file")
+	f.StringVar(&o.ProcRoot, "proc", "/proc", "proc filesystem to read kernel counters from")
+	f.StringVar(&o.Send, "send", "", "send probe datagrams to HOST:PORT (see --sizes)")
+	f.StringSliceVar(&sizes, "sizes", []string{"1400", "1432", "1433", "1440", "2000", "9000"}, "probe payload sizes in bytes for --send")
+	f.IntVar(&o.Probes, "probes", 3, "probes per size for --send")
+	f.DurationVar(&o.Wait, "wait", 2*time.Second, "how long --send waits for the receiver's answers")
+	f.StringVar(&o.Listen, "listen", "", "receive and answer probes on ADDR:PORT (the cooperating receiver for --send)")
+	return cmd
+}
+
+// runUDPFrag runs one of the four modes and returns the report.
+func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
+	started := o.Now()
+	r := report.New("udp-frag", started)
+	cfg := pcap.Config{Ports: o.Ports, Timeout: o.Timeout, MaxFlows: o.MaxFlows, MaxBytes: o.MaxBytes, MTU: o.MTU}
+	switch {
+	case o.Read != "":
+		res, err := readCapture(ctx, o, cfg)
+		if err != nil {
+			return nil, err
+		}
+		r.Data = res
+		r.Add(pcap.Findings(res)...)
+	case o.Send != "":
+		before, _ := pcap.ReadKernel(o.ProcRoot, nil)
+		sr, err := udpprobe.Send(ctx, udpprobe.SendConfig{Target: o.Send, Sizes: o.Sizes, Probes: o.Probes, Wait: o.Wait, Run: runID(started)})
+		if err != nil {
+			return nil, err
+		}
+		data := udpprobe.NewSendReport(sr, o.MTU, kernelDelta(before, o.ProcRoot, nil))
+		r.Data = data
+		r.Add(data.Findings()...)
+	case o.Listen != "":
+		port, err := listenPort(o.Listen)
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		ports := []uint16{port}
+		before, _ := pcap.ReadKernel(o.ProcRoot, ports)
+		lr, err := udpprobe.Listen(ctx, udpprobe.ListenConfig{Addr: o.Listen, Duration: o.Duration, Count: int(o.Count), Ready: o.ListenReady})
+		if err != nil {
+			return nil, err
+		}
+		data := &udpprobe.ListenReport{ListenResult: lr, Kernel: kernelDelta(before, o.ProcRoot, ports)}
+		r.Data = data
+		r.Add(data.Findings()...)
+	default:
+		res, err := liveCapture(ctx, o, cfg)
+		if err != nil {
+			return nil, err
+		}
+		r.Data = res
+		r.Add(pcap.Findings(res)...)
+	}
+	r.Finish(o.Now())
+	return r, nil
+}
+
+func readCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.Result, error) {
+	in := o.Stdin
+	name := "stdin"
+	if o.Read != "-" {
+		f, err := os.Open(o.Read)
+		if err != nil {
+			return nil, fmt.Errorf("--read: %w", err)
+		}
+		defer f.Close()
+		in, name = f, o.Read
+	}
+	if in == nil {
+		return nil, errors.New("--read -: no standard input")
+	}
+	res, err := pcap.AnalyzeReader(ctx, in, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	res.Input = name
+	return res, nil
+}
+
+func liveCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.Result, error) {
+	if err := pcap.CheckCapNetRaw(); err != nil {
+		return nil, err
+	}
+	ifaces, err := pcap.Interfaces(o.Interfaces)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range ifaces {
+		if i.Flags&net.FlagLoopback == 0 && (cfg.IfaceMTU == 0 || i.MTU < cfg.IfaceMTU) {
+			cfg.IfaceMTU = i.MTU
+		}
+	}
+	if cfg.IfaceMTU == 0 {
+		cfg.IfaceMTU = ifaces[0].MTU
+	}
+	lc := pcap.LiveConfig{Interfaces: ifaces, Ports: o.Ports, Snaplen: o.Snaplen, Duration: o.Duration, Count: o.Count, Ready: o.Ready}
+	var wf *os.File
+	if o.Write != "" {
+		if wf, err = os.Create(o.Write); err != nil {
+			return nil, fmt.Errorf("--write: %w", err)
+		}
+		defer wf.Close()
+		if lc.Write, err = pcap.NewWriter(wf, uint32(max(o.Snaplen, 0)), pcap.LinkEthernet); err != nil {
+			return nil, err
+		}
+	}
+	before, _ := pcap.ReadKernel(o.ProcRoot, o.Ports)
+	a := pcap.NewAnalyzer(cfg)
+	st, err := pcap.Capture(ctx, lc, a)
+	if err != nil {
+		return nil, err
+	}
+	if lc.Write != nil {
+		if err := lc.Write.Flush(); err != nil {
+			return nil, err
+		}
+		if err := wf.Close(); err != nil {
+			return nil, fmt.Errorf("--write: %w", err)
+		}
+		st.Written = o.Write
+	}
+	a.Flush()
+	res := a.Result()
+	res.Mode = "live"
+	res.Input = strings.Join(st.Interfaces, ",")
+	res.Capture = st
+	res.Kernel = kernelDelta(before, o.ProcRoot, o.Ports)
+	return res, nil
+}
+
+// kernelDelta reads the counters again and returns the change, or nil when
+// procfs could not be read at all.
+func kernelDelta(before *pcap.KernelSnapshot, procRoot string, ports []uint16) *pcap.KernelDelta {
+	if before == nil {
+		return nil
+	}
+	after, err := pcap.ReadKernel(procRoot, ports)
+	if err != nil {
+		return nil
+	}
+	return before.Delta(after)
+}
+
+func listenPort(addr string) (uint16, error) {
+	a, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return 0, fmt.Errorf("invalid --listen %q: %w", addr, err)
+	}
+	return uint16(a.Port), nil
+}
+
+func runID(t time.Time) string {
+	return fmt.Sprintf("%x-%d", t.UnixNano(), os.Getpid())
+}
