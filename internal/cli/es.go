@@ -257,6 +257,7 @@ func runESDups(ctx context.Context, now func() time.Time, o ESDupsOptions) (*rep
 type ESServeOptions struct {
 	Listen           string
 	Version          string
+	Distribution     string
 	ClusterName      string
 	Nodes            int
 	Data             string
@@ -317,6 +318,7 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:9200", "address of the first node; further nodes use the following ports")
 	f.StringVar(&o.Version, "version", essim.DefaultVersion, "Elasticsearch version to claim (7.17.x answers like 7)")
+	f.StringVar(&o.Distribution, "distribution", "elasticsearch", "elasticsearch or opensearch (then --version 1.x or 2.x, no X-Elastic-Product header)")
 	f.StringVar(&o.ClusterName, "cluster-name", "essim", "cluster_name")
 	f.IntVar(&o.Nodes, "nodes", 1, "nodes (listeners) sharing one store")
 	f.StringVar(&o.Data, "data", "", "keep documents in this directory (survive restarts); memory only when empty")
@@ -367,7 +369,10 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	started := now()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := essim.Start(sctx, o.Listen, essim.Config{Version: o.Version, ClusterName: o.ClusterName, Nodes: o.Nodes,
+	if o.Distribution == "opensearch" && o.Version == essim.DefaultVersion {
+		o.Version = "" // essim picks an OpenSearch version
+	}
+	s, err := essim.Start(sctx, o.Listen, essim.Config{Version: o.Version, Distribution: o.Distribution, ClusterName: o.ClusterName, Nodes: o.Nodes,
 		DataDir: o.Data, MaxContentLength: mcl, Username: o.User, Password: o.Password, Faults: faults})
 	if err != nil {
 		if strings.Contains(err.Error(), "want") || strings.Contains(err.Error(), "outside") || strings.Contains(err.Error(), "negative") {

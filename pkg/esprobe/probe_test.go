@@ -359,3 +359,15 @@ func TestVersion7AndOpenSearchShape(t *testing.T) {
 		t.Fatalf("%+v %+v", res.Targets[0], res.Bulk)
 	}
 }
+
+func TestOpenSearch(t *testing.T) {
+	for _, v := range []string{"1.3.14", "2.11.0"} {
+		s := startSim(t, essim.Config{Distribution: "opensearch", Version: v})
+		res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "os"})
+		onlyFindings(t, fs)
+		tg := res.Targets[0]
+		if tg.Product != "opensearch" || tg.ProductHdr || tg.Version != v || !res.Bulk.Idempotent {
+			t.Fatalf("%s: %+v %+v", v, tg, res.Bulk)
+		}
+	}
+}

@@ -52,7 +52,10 @@ const DefaultLateBy = 6 * time.Second
 
 // Config describes the simulated cluster.
 type Config struct {
-	Version          string // "8.15.0" by default; "7.17.x" answers like Elasticsearch 7
+	Version string // "8.15.0" by default; "7.17.x" answers like Elasticsearch 7
+	// Distribution "opensearch" answers like OpenSearch (Version 1.x or
+	// 2.x, default 2.11.0): version.distribution set, no X-Elastic-Product.
+	Distribution     string
 	ClusterName      string // "essim" by default
 	Nodes            int    // listeners sharing one store; 1 by default
 	DataDir          string // keep documents on disk here; empty = memory only
@@ -162,15 +165,17 @@ type Stats struct {
 
 // Server is a running simulated cluster.
 type Server struct {
-	cfg     Config
-	major   int
-	store   *store
-	nodes   []*node
-	started time.Time
+	cfg        Config
+	major      int // Elasticsearch major the answers follow
+	opensearch bool
+	store      *store
+	nodes      []*node
+	started    time.Time
 
-	mu     sync.Mutex
-	faults Faults
-	rng    *rand.Rand
+	mu        sync.Mutex
+	faults    Faults
+	rng       *rand.Rand
+	templates map[string]json.RawMessage // templates, ILM policies, pipelines: kept, not applied
 
 	bulkRequests, bulkItems, failures, dropped, conflicts atomic.Int64
 	requests                                              atomic.Int64
@@ -202,11 +207,31 @@ type node struct {
 // or ctx ends. With Nodes > 1 the extra nodes listen on the same host, on the
 // following ports when addr names a port, on free ports otherwise.
 func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
+	opensearch := false
+	switch cfg.Distribution {
+	case "", "elasticsearch":
+	case "opensearch":
+		opensearch = true
+		if cfg.Version == "" {
+			cfg.Version = "2.11.0"
+		}
+	default:
+		return nil, fmt.Errorf("essim: distribution %q: want elasticsearch or opensearch", cfg.Distribution)
+	}
 	if cfg.Version == "" {
 		cfg.Version = DefaultVersion
 	}
 	major, err := strconv.Atoi(strings.SplitN(cfg.Version, ".", 2)[0])
-	if err != nil || major < 6 {
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("essim: version %q: want 7.x or 8.x (OpenSearch 1.x or 2.x)", cfg.Version)
+	case opensearch && (major < 1 || major > 3):
+		return nil, fmt.Errorf("essim: OpenSearch version %q: want 1.x or 2.x", cfg.Version)
+	case opensearch:
+		// OpenSearch 1 answers like Elasticsearch 7.10 (with _type), 2
+		// dropped _type like Elasticsearch 8.
+		major = map[int]int{1: 7, 2: 8, 3: 8}[major]
+	case major < 7:
 		return nil, fmt.Errorf("essim: version %q: want 7.x or 8.x", cfg.Version)
 	}
 	if cfg.ClusterName == "" {
@@ -231,7 +256,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, major: major, store: st, started: time.Now()}
+	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, started: time.Now()}
 	s.setFaultsLocked(cfg.Faults)
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
