@@ -180,6 +180,7 @@ type Server struct {
 	bulkRequests, bulkItems, failures, dropped, conflicts atomic.Int64
 	requests                                              atomic.Int64
 	closeOnce                                             sync.Once
+	done                                                  chan struct{} // closed by Close
 }
 
 // node is one listener: its own name, HTTP counters and write pool.
@@ -256,7 +257,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, started: time.Now()}
+	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, started: time.Now(), done: make(chan struct{})}
 	s.setFaultsLocked(cfg.Faults)
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -285,8 +286,11 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 		go n.serve()
 	}
 	go func() {
-		<-ctx.Done()
-		s.Close()
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-s.done:
+		}
 	}()
 	return s, nil
 }
@@ -405,6 +409,7 @@ func (s *Server) Addrs() []string {
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		close(s.done)
 		for _, n := range s.nodes {
 			if e := n.srv.Close(); e != nil && err == nil {
 				err = e
