@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strconv"
@@ -263,6 +264,8 @@ type ESServeOptions struct {
 	Data             string
 	MaxContentLength string
 	User, Password   string
+	APIKey           string
+	TLSCert, TLSKey  string
 	Duration         time.Duration
 
 	RejectRate, FailRate, DropRate float64
@@ -325,6 +328,9 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	f.StringVar(&o.MaxContentLength, "max-content-length", "100MiB", "http.max_content_length: larger bodies get 413")
 	f.StringVar(&o.User, "user", "", "require basic auth with this user")
 	f.StringVar(&o.Password, "password", "", "basic auth password (or LOGDOCTOR_ES_PASSWORD)")
+	f.StringVar(&o.APIKey, "api-key", "", "also accept 'Authorization: ApiKey <this>'")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
+	f.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0 = until interrupted)")
 	f.Float64Var(&o.RejectRate, "reject-rate", 0, "fraction of bulk items rejected with 429 es_rejected_execution_exception")
 	f.Float64Var(&o.FailRate, "fail-rate", 0, "fraction of write requests failed whole (see --fail-status)")
@@ -363,6 +369,17 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	if o.User != "" && o.Password == "" {
 		return nil, usageErrorf("--user needs --password or LOGDOCTOR_ES_PASSWORD")
 	}
+	var tlsCfg *tls.Config
+	if o.TLSCert != "" || o.TLSKey != "" {
+		if o.TLSCert == "" || o.TLSKey == "" {
+			return nil, usageErrorf("--tls-cert and --tls-key go together")
+		}
+		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	faults := essim.Faults{RejectRate: o.RejectRate, FailRate: o.FailRate, FailStatus: o.FailStatus, DropRate: o.DropRate,
 		Latency: o.Latency, IdleClose: o.IdleClose, PublishAddress: o.PublishAddress, Health: o.Health,
 		IndexLate: o.IndexLate, LateBy: o.LateBy, NoKeepAlive: o.NoKeepAlive, Seed: o.Seed}
@@ -373,7 +390,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 		o.Version = "" // essim picks an OpenSearch version
 	}
 	s, err := essim.Start(sctx, o.Listen, essim.Config{Version: o.Version, Distribution: o.Distribution, ClusterName: o.ClusterName, Nodes: o.Nodes,
-		DataDir: o.Data, MaxContentLength: mcl, Username: o.User, Password: o.Password, Faults: faults})
+		DataDir: o.Data, MaxContentLength: mcl, Username: o.User, Password: o.Password, APIKey: o.APIKey, TLS: tlsCfg, Faults: faults})
 	if err != nil {
 		if strings.Contains(err.Error(), "want") || strings.Contains(err.Error(), "outside") || strings.Contains(err.Error(), "negative") {
 			return nil, &UsageError{Err: err}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
@@ -402,5 +403,36 @@ func TestOtherClientsChurn(t *testing.T) {
 	f := onlyFindings(t, fs, FindingConnectionChurn)[FindingConnectionChurn]
 	if !strings.Contains(f.Summary, "other clients") || res.Pool.OthersOpened < 3 || res.Pool.OthersOpened > int64(n) {
 		t.Fatalf("finding %+v pool %+v (hammer made %d)", f, res.Pool, n)
+	}
+}
+
+func TestDNSNameIsResolvedAndTimed(t *testing.T) {
+	s := startSim(t, essim.Config{})
+	_, port, _ := net.SplitHostPort(s.Addrs()[0])
+	res, fs := run(t, Options{URLs: []string{"http://localhost:" + port}})
+	onlyFindings(t, fs)
+	tg := res.Targets[0]
+	found := false
+	for _, a := range tg.Addresses {
+		found = found || a == "127.0.0.1"
+	}
+	if !found || !tg.Reachable {
+		t.Fatalf("target %+v", tg)
+	}
+	dns := false
+	for _, c := range res.Checks {
+		dns = dns || (c.Name == "dns" && c.Target == "localhost" && c.OK)
+	}
+	if !dns {
+		t.Fatalf("no dns check: %+v", res.Checks)
+	}
+	// A name that cannot resolve is es.unreachable of kind dns. The
+	// resolver is injected so that no query leaves the machine.
+	noDNS := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		return nil, errors.New("no DNS server in this test")
+	}}
+	_, fs = run(t, Options{URLs: []string{"http://no-such-host.test:9200"}, Resolver: noDNS})
+	if f := onlyFindings(t, fs, FindingUnreachable)[FindingUnreachable]; f.Evidence["kind"] != "dns" {
+		t.Fatalf("%+v", f)
 	}
 }
