@@ -757,7 +757,8 @@ func (b *Buffer) Ack(pos ...Pos) {
 			freed = true
 		}
 	}
-	if freed {
+	// Wake appenders waiting for space and Wait callers.
+	if freed || b.stats.Records == 0 {
 		b.broadcastLocked()
 	}
 }
