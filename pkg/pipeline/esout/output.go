@@ -351,6 +351,14 @@ type bulkItem struct {
 }
 
 func (o *Output) handleItems(items []*item, resp []byte) []*item {
+	now := time.Now()
+	// Fast path: Elasticsearch and OpenSearch put "errors" right after
+	// "took" at the top of the answer; false means every item succeeded
+	// and the rest need not be parsed.
+	if head := resp[:min(len(resp), 64)]; bytes.HasPrefix(head, []byte(`{"took":`)) && bytes.Contains(head, []byte(`,"errors":false,`)) {
+		o.ackDone(items, now, 0)
+		return nil
+	}
 	var fast struct {
 		Errors bool `json:"errors"`
 		Items  []json.RawMessage
@@ -365,7 +373,6 @@ func (o *Output) handleItems(items []*item, resp []byte) []*item {
 		}
 		return items
 	}
-	now := time.Now()
 	if !fast.Errors {
 		o.ackDone(items, now, 0)
 		return nil
