@@ -25,6 +25,10 @@ type ackedSender struct {
 	tag   string
 	pad   string
 	acked atomic.Int64
+	// stop, when closed, ends the senders between events (crash test).
+	stop  chan struct{}
+	mu    sync.Mutex
+	byID  map[int]int // events acked per sender (they are sent in order)
 }
 
 func (s *ackedSender) run(t *testing.T, ctx context.Context, id, n int, base time.Time) {
@@ -38,6 +42,13 @@ func (s *ackedSender) run(t *testing.T, ctx context.Context, id, n int, base tim
 		tm := base.Add(time.Duration(id*n+i) * time.Microsecond)
 		rec := map[string]any{"msg": fmt.Sprintf("%s-%d-%d %s", s.tag, id, i, s.pad)}
 		for {
+			if s.stop != nil {
+				select {
+				case <-s.stop:
+					return
+				default:
+				}
+			}
 			if ctx.Err() != nil {
 				t.Errorf("sender %d: gave up at event %d", id, i)
 				return
@@ -58,6 +69,12 @@ func (s *ackedSender) run(t *testing.T, ctx context.Context, id, n int, base tim
 				continue
 			}
 			s.acked.Add(1)
+			s.mu.Lock()
+			if s.byID == nil {
+				s.byID = map[int]int{}
+			}
+			s.byID[id] = i + 1
+			s.mu.Unlock()
 			break
 		}
 	}
@@ -67,6 +84,19 @@ func (s *ackedSender) want(senders, n int) map[string]bool {
 	w := map[string]bool{}
 	for id := 0; id < senders; id++ {
 		for i := 0; i < n; i++ {
+			w[fmt.Sprintf("%s-%d-%d %s", s.tag, id, i, s.pad)] = true
+		}
+	}
+	return w
+}
+
+// wantAcked lists the events each sender got an ack for.
+func (s *ackedSender) wantAcked(senders int) map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := map[string]bool{}
+	for id := 0; id < senders; id++ {
+		for i := 0; i < s.byID[id]; i++ {
 			w[fmt.Sprintf("%s-%d-%d %s", s.tag, id, i, s.pad)] = true
 		}
 	}
