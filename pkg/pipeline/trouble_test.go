@@ -26,9 +26,9 @@ type ackedSender struct {
 	pad   string
 	acked atomic.Int64
 	// stop, when closed, ends the senders between events (crash test).
-	stop  chan struct{}
-	mu    sync.Mutex
-	byID  map[int]int // events acked per sender (they are sent in order)
+	stop chan struct{}
+	mu   sync.Mutex
+	byID map[int]int // events acked per sender (they are sent in order)
 }
 
 func (s *ackedSender) run(t *testing.T, ctx context.Context, id, n int, base time.Time) {
