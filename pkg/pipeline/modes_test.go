@@ -19,6 +19,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
 
 func forwardRequest(t *testing.T, mode forward.Mode, tag string, from, n int) *forward.Request {
@@ -138,4 +139,51 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestShutdownLeavesRestInBuffer: Close with Elasticsearch failing gives
+// up flushing at the deadline and leaves the events on disk; the next
+// pipeline on the same directory delivers them, once.
+func TestShutdownLeavesRestInBuffer(t *testing.T) {
+	es := startES(t, "", essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
+	dir := t.TempDir()
+	cfg := Config{BufferDir: dir, ForwardAddr: "127.0.0.1:0", Logger: testLogger(t),
+		ES: esout.Config{URLs: []string{es.URL()}, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := forward.Dial(context.Background(), p.ForwardAddr().String(), forward.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := 0; i < 5; i++ {
+		if err := c.Send(forwardRequest(t, forward.ModePacked, "shut", i*20, 20), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		want[fmt.Sprintf("shut-%d", i)] = true
+	}
+	c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close: %v", err)
+	}
+	if st := p.Stats(); st.Buffer.Records != 100 {
+		t.Fatalf("left %d events, want 100", st.Buffer.Records)
+	}
+	es.SetFaults(essim.Faults{})
+	cfg.ES.URLs = []string{es.URL()}
+	p2 := startPipeline(t, cfg)
+	if rc := p2.Stats().Recovery; rc.Replay != 100 {
+		t.Fatalf("recovery %+v", rc)
+	}
+	flush(t, p2, 10*time.Second)
+	checkExactlyOnce(t, esDocs(t, es.URL(), "logs-*", 1000), "msg", want)
 }
