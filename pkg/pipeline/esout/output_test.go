@@ -2,15 +2,8 @@ package esout
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 )
 
@@ -211,9 +205,9 @@ func TestAuthGzipVersionsAndMaxContentLength(t *testing.T) {
 // TestOpenSearchAndTLS: an OpenSearch 2 (no X-Elastic-Product header)
 // over HTTPS with a CA the output is given.
 func TestOpenSearchAndTLS(t *testing.T) {
-	cert, pool := testCert(t)
+	certs := forwardtest.NewCerts(t)
 	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Distribution: "opensearch",
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+		TLS: certs.ServerTLS(false)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,28 +215,8 @@ func TestOpenSearchAndTLS(t *testing.T) {
 	if !strings.HasPrefix(es.URL(), "https://") {
 		t.Fatalf("essim URL %s", es.URL())
 	}
-	run(t, Config{URLs: []string{es.URL()}, TLS: &tls.Config{RootCAs: pool}}, records(40, "os"))
+	run(t, Config{URLs: []string{es.URL()}, TLS: &tls.Config{RootCAs: certs.CAPool}}, records(40, "os"))
 	if n := es.Count("logs-os-*"); n != 40 {
 		t.Fatalf("indexed %d", n)
 	}
-}
-
-func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "essim"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(c)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
 }
