@@ -129,6 +129,8 @@ type Pipeline struct {
 
 	inCtx     context.Context
 	inCancel  context.CancelFunc
+	drainCtx  context.Context // inputs finishing what they read; ends at the shutdown deadline
+	drainStop context.CancelFunc
 	outCancel context.CancelFunc
 	inWG      sync.WaitGroup
 	outWG     sync.WaitGroup
@@ -267,6 +269,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	}
 
 	p.inCtx, p.inCancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.drainCtx, p.drainStop = context.WithCancel(context.WithoutCancel(ctx))
 	if cfg.ForwardAddr != "" {
 		if err := p.startForward(p.inCtx); err != nil {
 			return err
@@ -297,6 +300,7 @@ func addrString(a net.Addr) string {
 func (p *Pipeline) abort() {
 	if p.inCancel != nil {
 		p.inCancel()
+		p.drainStop()
 	}
 	p.closeListeners()
 	p.inWG.Wait()
@@ -407,7 +411,10 @@ func (p *Pipeline) close(ctx context.Context) error {
 	}
 	p.inCancel()
 	p.closeListeners()
+	stopDrain := context.AfterFunc(ctx, p.drainStop)
 	p.inWG.Wait()
+	stopDrain()
+	p.drainStop()
 	p.log.Info("inputs stopped; flushing to elasticsearch")
 	flushErr := p.buf.Wait(ctx)
 	p.outCancel()

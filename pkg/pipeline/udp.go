@@ -44,7 +44,9 @@ func (p *Pipeline) startUDP(ctx context.Context) error {
 	ch := make(chan buffer.Record, udpQueue)
 	p.inWG.Add(2)
 	go func() { defer p.inWG.Done(); defer close(ch); p.readUDP(ctx, conn, ch) }()
-	go func() { defer p.inWG.Done(); p.appendUDP(ctx, ch) }()
+	// The appender outlives the reader at shutdown: datagrams already read
+	// are buffered unless the shutdown deadline passes first.
+	go func() { defer p.inWG.Done(); p.appendUDP(p.drainCtx, ch) }()
 	return nil
 }
 
@@ -109,11 +111,7 @@ func (p *Pipeline) readUDP(ctx context.Context, conn *net.UDPConn, ch chan<- buf
 			}
 			continue
 		}
-		select {
-		case ch <- rec:
-		case <-ctx.Done():
-			return
-		}
+		ch <- rec // blocks while the buffer is full: the kernel queue takes over
 	}
 }
 

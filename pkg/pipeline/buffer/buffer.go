@@ -279,6 +279,12 @@ func (b *Buffer) recover() error {
 	if len(b.segs) > 0 {
 		b.readIdx = b.segs[0].prefix
 	}
+	// New segments must number above the checkpoint's, or the next
+	// recovery would take them for acknowledged ones and delete them (the
+	// checkpoint's segment may be gone: removed, or deleted by hand).
+	if b.nextID <= ck.Segment {
+		b.nextID = ck.Segment + 1
+	}
 	return nil
 }
 

@@ -359,3 +359,19 @@ func FuzzScan(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckpointAheadOfSegments: with the checkpoint naming a segment that
+// no longer exists, new segments are numbered above it and survive the
+// next recovery.
+func TestCheckpointAheadOfSegments(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "checkpoint"), []byte(`{"segment":57,"index":3}`), 0o600)
+	b, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, b, 0, 5)
+	b.Close()
+	b2 := open(t, Options{Dir: dir})
+	checkSame(t, drain(t, b2, false), seq(0, 5))
+}
