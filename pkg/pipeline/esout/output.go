@@ -136,6 +136,7 @@ type Output struct {
 	log    *slog.Logger
 
 	maxBody atomic.Int64
+	failing atomic.Bool
 
 	indexed, dups, retried, dead, gaveUp, requests, transportErr atomic.Uint64
 
@@ -286,8 +287,18 @@ func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
 	backoff := o.cfg.RetryInitial
 	for len(pending) > 0 && ctx.Err() == nil {
 		pending = o.attempt(ctx, pending)
-		if len(pending) == 0 || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
+		}
+		if len(pending) == 0 {
+			if o.failing.CompareAndSwap(true, false) {
+				o.log.Info("bulk requests succeeding again")
+			}
+			return
+		}
+		if o.failing.CompareAndSwap(false, true) {
+			// One line per state change, not per retry.
+			o.log.Warn("bulk requests failing; retrying with backoff", "events", len(pending), "reason", pending[0].lastErr)
 		}
 		if o.cfg.RetryTimeout > 0 && time.Since(start) > o.cfg.RetryTimeout {
 			o.log.Error("giving up on events after retry timeout", "events", len(pending),
@@ -347,6 +358,10 @@ func (o *Output) attempt(ctx context.Context, items []*item) []*item {
 		return items
 	}
 	switch {
+	case status == http.StatusRequestEntityTooLarge && len(items) == 1:
+		// One event larger than the cluster accepts can never succeed.
+		o.deadLetter(items[0].rec, "413: event larger than http.max_content_length", true)
+		return nil
 	case status == http.StatusRequestEntityTooLarge && len(items) > 1:
 		o.maxBody.Store(max(int64(len(body))/2, 1<<16))
 		h := len(items) / 2

@@ -220,3 +220,25 @@ func TestOpenSearchAndTLS(t *testing.T) {
 		t.Fatalf("indexed %d", n)
 	}
 }
+
+// TestEventOverMaxContentLength: a single event larger than the cluster's
+// http.max_content_length is dead-lettered, not retried forever.
+func TestEventOverMaxContentLength(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{MaxContentLength: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	recs := records(5, "small")
+	big := buffer.Record{ID: "big", Tag: "small", Sec: 1763719200, Doc: []byte(`{"msg":"` + strings.Repeat("b", 20<<10) + `"}`)}
+	o, dl := run(t, Config{URLs: []string{es.URL()}}, append(recs, big))
+	if n := es.Count("logs-small-*"); n != 5 {
+		t.Fatalf("indexed %d", n)
+	}
+	if r := dl.get()["big"]; !strings.Contains(r, "413") {
+		t.Fatalf("dead letters %v", dl.get())
+	}
+	if st := o.Stats(); st.DeadLetters != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
