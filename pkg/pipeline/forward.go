@@ -168,4 +168,5 @@ func (in *forwardInput) deadLetter(peer net.Addr, tag string, raw []byte, reason
 		return
 	}
 	p.deadCount.Add(1)
+	p.mDead.WithLabelValues("forward").Inc()
 }

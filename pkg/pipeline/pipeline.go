@@ -143,7 +143,7 @@ type Pipeline struct {
 	mAcks    prometheus.Counter
 	mRefused *prometheus.CounterVec
 	mBad     *prometheus.CounterVec
-	mDeadUDP prometheus.Counter
+	mDead    *prometheus.CounterVec
 	fwdStats func() forward.Stats
 }
 
@@ -250,6 +250,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	esc.Registerer = p.reg
 	esc.DeadLetter = func(rec buffer.Record, reason string) error {
 		p.deadCount.Add(1)
+		p.mDead.WithLabelValues("elasticsearch").Inc()
 		return p.dead.write(DeadLetter{Source: "elasticsearch", Reason: reason, Tag: rec.Tag, ID: rec.ID}, rec.Doc)
 	}
 	p.out, err = esout.New(p.buf, esc)
@@ -446,10 +447,10 @@ func (p *Pipeline) registerMetrics() {
 	p.mBad = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "logdoctor_pipeline_udp_bad_total", Help: "UDP datagrams dead-lettered, by reason.",
 	}, []string{"reason"})
-	p.mDeadUDP = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "logdoctor_pipeline_udp_dead_letters_total", Help: "UDP datagrams written to the dead-letter file.",
-	})
-	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDeadUDP,
+	p.mDead = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_dead_letters_total", Help: "Events written to the dead-letter file, by source (udp, forward, elasticsearch).",
+	}, []string{"source"})
+	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDead,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

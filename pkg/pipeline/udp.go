@@ -105,7 +105,7 @@ func (p *Pipeline) readUDP(ctx context.Context, conn *net.UDPConn, ch chan<- buf
 			p.mBad.WithLabelValues(reason).Inc()
 			if derr := p.dead.write(DeadLetter{Source: "udp", Reason: err.Error(), Peer: peer.String()}, data); derr == nil {
 				p.deadCount.Add(1)
-				p.mDeadUDP.Inc()
+				p.mDead.WithLabelValues("udp").Inc()
 			} else {
 				p.log.Error("dead-letter write failed", "err", derr)
 			}

@@ -242,3 +242,18 @@ func TestEventOverMaxContentLength(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestKeepAlive: many bulk requests reuse a few connections (no
+// TIME_WAIT churn, seed 000).
+func TestKeepAlive(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	o, _ := run(t, Config{URLs: []string{es.URL()}, BatchCount: 5, Workers: 2}, records(300, "ka"))
+	st := es.Stats()
+	if o.Stats().Requests < 20 || st.OpenedConns > 4 {
+		t.Fatalf("%d bulk requests over %d connections", o.Stats().Requests, st.OpenedConns)
+	}
+}
