@@ -56,6 +56,9 @@ func startPipeline(t *testing.T, cfg Config) *Pipeline {
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
+	if cfg.SegmentBytes == 0 {
+		cfg.SegmentBytes = 1 << 20 // keep preallocation small in tests
+	}
 	if cfg.ES.FlushInterval == 0 {
 		cfg.ES.FlushInterval = 20 * time.Millisecond
 	}

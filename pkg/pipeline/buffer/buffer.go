@@ -165,6 +165,17 @@ type Buffer struct {
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	closeOnce sync.Once
+
+	// The next segment is created and zero-filled ahead of time, so that
+	// a rotation costs no I/O and fdatasync on a preallocated file has no
+	// file size to journal.
+	spare    chan spareResult
+	spareOut bool // a spare is being prepared or waits in spare
+}
+
+type spareResult struct {
+	seg *segment
+	err error
 }
 
 // Open opens (or creates) the buffer, recovering what is on disk.
@@ -177,6 +188,7 @@ func Open(opts Options) (*Buffer, error) {
 		stop:   make(chan struct{}),
 		cur:    &pendingBatch{done: make(chan struct{})},
 		nextID: 1,
+		spare:  make(chan spareResult, 1),
 	}
 	if !opts.Memory {
 		if opts.Dir == "" {
@@ -196,6 +208,9 @@ func Open(opts Options) (*Buffer, error) {
 			return nil, err
 		}
 	}
+	b.mu.Lock()
+	b.startSpareLocked()
+	b.mu.Unlock()
 	b.wg.Add(1)
 	go b.committer()
 	return b, nil
@@ -405,8 +420,20 @@ func scan(r io.ReaderAt, size int64, maxRecord int) (int64, []uint32, error) {
 	return off, ends, nil
 }
 
+// startSpareLocked reserves the next id and prepares that segment in the
+// background.
+func (b *Buffer) startSpareLocked() {
+	id := b.nextID
+	b.nextID++
+	b.spareOut = true
+	go func() {
+		seg, err := b.createSegment(id, true)
+		b.spare <- spareResult{seg, err}
+	}()
+}
+
 func (b *Buffer) newSegment() error {
-	seg, err := b.createSegment(b.nextID)
+	seg, err := b.createSegment(b.nextID, false)
 	if err != nil {
 		return err
 	}
@@ -416,7 +443,7 @@ func (b *Buffer) newSegment() error {
 
 // createSegment makes a segment's storage; for files that is I/O (create,
 // header, fsync of file and directory), done without holding b.mu.
-func (b *Buffer) createSegment(id uint64) (*segment, error) {
+func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 	seg := &segment{id: id}
 	if b.opts.Memory {
 		m := &memStorage{}
@@ -432,6 +459,21 @@ func (b *Buffer) createSegment(id uint64) (*segment, error) {
 		if _, err := f.Write(segmentMagic); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("buffer: %w", err)
+		}
+		if prealloc {
+			// Zeros end a segment for recovery (a zero length is invalid).
+			zero := make([]byte, 1<<20)
+			for n := int64(len(segmentMagic)); n < b.opts.SegmentBytes; n += int64(len(zero)) {
+				if _, err := f.Write(zero[:min(int64(len(zero)), b.opts.SegmentBytes-n)]); err != nil {
+					f.Close()
+					os.Remove(path)
+					return nil, fmt.Errorf("buffer: preallocating %s: %w", path, err)
+				}
+			}
+			if _, err := f.Seek(int64(len(segmentMagic)), io.SeekStart); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("buffer: %w", err)
+			}
 		}
 		if err := seg.st.Sync(); err != nil {
 			f.Close()
@@ -594,12 +636,26 @@ func (b *Buffer) commit() {
 	seg := b.segs[len(b.segs)-1]
 	if seg.size > int64(len(segmentMagic)) && seg.size+int64(len(p.buf)) > b.opts.SegmentBytes ||
 		seg.size+int64(len(p.buf)) > 1<<32-1 {
-		// Only the committer adds segments, so the id stays free while the
-		// file is created without the lock.
-		id := b.nextID
+		// Take the spare prepared in the background (normally ready long
+		// before the active segment fills). Only the committer adds
+		// segments, so ids stay in order.
 		b.mu.Unlock()
-		next, err := b.createSegment(id)
+		r := <-b.spare
+		next, err := r.seg, r.err
+		if err != nil {
+			// Preallocation failed (a full disk, say): a plain segment
+			// above the spare's id.
+			b.mu.Lock()
+			id := b.nextID
+			b.nextID++
+			b.mu.Unlock()
+			next, err = b.createSegment(id, false)
+		}
 		b.mu.Lock()
+		b.spareOut = false
+		if err == nil {
+			b.startSpareLocked()
+		}
 		if err != nil {
 			b.reserved -= int64(len(p.buf))
 			p.err = err
@@ -904,7 +960,16 @@ func (b *Buffer) close() {
 		close(p.done)
 	}
 	b.broadcastLocked()
+	spareOut := b.spareOut
+	b.spareOut = false
 	b.mu.Unlock()
+	if spareOut {
+		// An unused spare holds no records: remove it rather than leave a
+		// zero-filled file for recovery to clear.
+		if r := <-b.spare; r.seg != nil {
+			r.seg.st.Remove()
+		}
+	}
 	b.closeSegments()
 }
 

@@ -111,8 +111,12 @@ func TestAppendNextAckDeletesSegments(t *testing.T) {
 		t.Fatalf("stats after ack: %+v", st)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
-	if len(files) != 1 {
+	if len(files) != 2 { // the active segment and the spare
 		t.Fatalf("segment files left: %v", files)
+	}
+	b.Close()
+	if files, _ = filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != 1 {
+		t.Fatalf("segment files after Close: %v", files)
 	}
 }
 
