@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"os/exec"
@@ -134,5 +133,3 @@ func mustAddr(t *testing.T, s string) net.Addr {
 	}
 	return a
 }
-
-var _ = fmt.Sprint

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -227,5 +226,3 @@ func metric(t *testing.T, p *Pipeline, name string, labels map[string]string) fl
 	}
 	return sum
 }
-
-var _ = sync.Mutex{}

@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -375,14 +374,8 @@ func (o *Output) attempt(ctx context.Context, items []*item) []*item {
 	return o.handleItems(items, resp)
 }
 
-type bulkResponse struct {
-	Errors bool                         `json:"errors"`
-	Items  []map[string]json.RawMessage `json:"items"`
-}
-
 type bulkItem struct {
 	Status int             `json:"status"`
-	ID     string          `json:"_id"`
 	Error  json.RawMessage `json:"error"`
 }
 
@@ -728,6 +721,3 @@ func (o *Output) healthLoop(ctx context.Context) {
 		}
 	}
 }
-
-// ErrNoURL is returned when no Elasticsearch URL is configured.
-var ErrNoURL = errors.New("esout: no Elasticsearch URL")

@@ -71,7 +71,6 @@ func normalizeURL(s string) (string, error) {
 func (p *pool) pick() *node {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.now()
 	n := len(p.nodes)
 	for i := 0; i < n; i++ {
 		nd := p.nodes[(p.rr+i)%n]
@@ -88,7 +87,6 @@ func (p *pool) pick() *node {
 			best = nd
 		}
 	}
-	_ = now
 	return best
 }
 
