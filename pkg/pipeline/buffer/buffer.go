@@ -171,6 +171,8 @@ type Buffer struct {
 	// file size to journal.
 	spare    chan spareResult
 	spareOut bool // a spare is being prepared or waits in spare
+
+	removeWG sync.WaitGroup // segment files being deleted
 }
 
 type spareResult struct {
@@ -211,8 +213,9 @@ func Open(opts Options) (*Buffer, error) {
 	b.mu.Lock()
 	b.startSpareLocked()
 	b.mu.Unlock()
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.committer()
+	go b.checkpointer()
 	return b, nil
 }
 
@@ -602,16 +605,28 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 // one fsync runs, new appends gather in the next batch.
 func (b *Buffer) committer() {
 	defer b.wg.Done()
-	tick := time.NewTicker(b.opts.CheckpointInterval)
-	defer tick.Stop()
 	for {
 		select {
 		case <-b.kick:
 			b.commit()
+		case <-b.stop:
+			b.commit()
+			return
+		}
+	}
+}
+
+// checkpointer persists the acknowledged prefix every CheckpointInterval,
+// off the committer's path so that group commits never wait for it.
+func (b *Buffer) checkpointer() {
+	defer b.wg.Done()
+	tick := time.NewTicker(b.opts.CheckpointInterval)
+	defer tick.Stop()
+	for {
+		select {
 		case <-tick.C:
 			b.writeCheckpoint()
 		case <-b.stop:
-			b.commit()
 			b.writeCheckpoint()
 			return
 		}
@@ -869,8 +884,14 @@ func (b *Buffer) removeLocked(seg *segment) {
 	}
 	b.bytes -= seg.size
 	seg.removed = true
-	seg.st.Remove()
 	b.ckDirty = true
+	// Unlinking a large file can take a while; appenders should not wait
+	// on it. Every record in seg is acknowledged, so nothing reads it.
+	b.removeWG.Add(1)
+	go func() {
+		defer b.removeWG.Done()
+		seg.st.Remove()
+	}()
 }
 
 // writeCheckpoint persists the acknowledged prefix of the oldest live
@@ -970,6 +991,7 @@ func (b *Buffer) close() {
 			r.seg.st.Remove()
 		}
 	}
+	b.removeWG.Wait()
 	b.closeSegments()
 }
 

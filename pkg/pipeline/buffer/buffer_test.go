@@ -110,6 +110,7 @@ func TestAppendNextAckDeletesSegments(t *testing.T) {
 	if st.Records != 0 || st.Segments != 1 || st.Acked != 500 {
 		t.Fatalf("stats after ack: %+v", st)
 	}
+	b.removeWG.Wait() // segment files are unlinked in the background
 	files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
 	if len(files) != 2 { // the active segment and the spare
 		t.Fatalf("segment files left: %v", files)
