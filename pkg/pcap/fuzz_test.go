@@ -63,17 +63,9 @@ func FuzzFileReader(f *testing.F) {
 // 2-byte length.
 func FuzzAccounting(f *testing.F) {
 	links := []uint32{LinkEthernet, LinkSLL, LinkSLL2, LinkRaw, LinkIPv4, LinkIPv6}
-	enc := func(link byte, frames [][]byte) []byte {
-		b := []byte{link}
-		for _, fr := range frames {
-			b = binary.BigEndian.AppendUint16(b, uint16(len(fr)))
-			b = append(b, fr...)
-		}
-		return b
+	for _, s := range accountingSeeds() {
+		f.Add(s)
 	}
-	f.Add(enc(0, flat(seedFrames(v4src, v4dst, 1460, 1), nil)))
-	f.Add(enc(0, flat(seedFrames(v6src, v6dst, 1280, 1), nil)))
-	f.Add(enc(3, [][]byte{dgram(3000, 5).Frames()[1][14:]}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) == 0 {
 			return
@@ -107,20 +99,40 @@ func FuzzAccounting(f *testing.F) {
 	})
 }
 
+// encFrames is FuzzAccounting's input format.
+func encFrames(link byte, frames [][]byte) []byte {
+	b := []byte{link}
+	for _, fr := range frames {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(fr)))
+		b = append(b, fr...)
+	}
+	return b
+}
+
+func accountingSeeds() [][]byte {
+	return [][]byte{
+		encFrames(0, flat(seedFrames(v4src, v4dst, 1460, 1), nil)),
+		encFrames(0, flat(seedFrames(v6src, v6dst, 1280, 1), nil)),
+		encFrames(3, [][]byte{dgram(3000, 5).Frames()[1][14:]}),
+	}
+}
+
 // TestWriteFuzzCorpus refreshes testdata/fuzz with the seeds when
 // UPDATE_FUZZ_CORPUS=1.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("UPDATE_FUZZ_CORPUS") != "1" {
 		t.Skip("set UPDATE_FUZZ_CORPUS=1 to rewrite testdata/fuzz")
 	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzFileReader")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for i, s := range fuzzSeeds(t) {
-		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(s)) + ")\n"
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed%d", i)), []byte(body), 0o644); err != nil {
+	for name, seeds := range map[string][][]byte{"FuzzFileReader": fuzzSeeds(t), "FuzzAccounting": accountingSeeds()} {
+		dir := filepath.Join("testdata", "fuzz", name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		for i, s := range seeds {
+			body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(s)) + ")\n"
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed%d", i)), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
