@@ -148,6 +148,7 @@ func commands(g *Globals) []*cobra.Command {
 		newForwardCmd(g),
 		newUDPFragCmd(g),
 		newPipelineCmd(g),
+		newSmokeCmd(g),
 	}
 }
 

@@ -87,8 +87,14 @@ type Config struct {
 	// not acked: an endpoint that never acks would otherwise cost one ack
 	// timeout per chunk.
 	MaxSendFailures int
-	Now             func() time.Time
-	Progress        func(Progress)
+	// Drained, when set, returns once every acked canary was answered by
+	// Elasticsearch and is searchable (the embedded pipeline into essim,
+	// which has no refresh delay). A search after that which still misses
+	// canaries ends the wait after Settle instead of running to Timeout:
+	// nothing more is coming.
+	Drained  func(ctx context.Context) error
+	Now      func() time.Time
+	Progress func(Progress)
 }
 
 func (c *Config) defaults() error {
@@ -240,7 +246,18 @@ func Run(ctx context.Context, cfg Config, s Sender, es Searcher) (*Result, error
 func wait(ctx context.Context, cfg Config, es Searcher, canaries []canary, res *Result) error {
 	begin := cfg.Now()
 	deadline := begin.Add(cfg.Timeout)
-	var allSeenAt time.Time
+	drained := make(chan struct{})
+	if cfg.Drained != nil {
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		go func() {
+			if cfg.Drained(dctx) == nil {
+				close(drained)
+			}
+		}()
+	}
+	var drainedAt time.Time
+	var settleFrom time.Time
 	var lastErr error
 	searched := false
 	t := time.NewTimer(0)
@@ -250,6 +267,13 @@ func wait(ctx context.Context, cfg Config, es Searcher, canaries []canary, res *
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+		if drainedAt.IsZero() {
+			select {
+			case <-drained:
+				drainedAt = cfg.Now() // the search below is the first to see everything
+			default:
+			}
 		}
 		hits, err := es.Search(ctx, cfg.RunID, min(2*cfg.Count+100, MaxCount))
 		now := cfg.Now()
@@ -274,10 +298,13 @@ func wait(ctx context.Context, cfg Config, es Searcher, canaries []canary, res *
 		}
 		cfg.Progress(Progress{Phase: "waiting", Sent: res.Sent, Acked: res.Acked, Indexed: seen, Count: cfg.Count,
 			Elapsed: now.Sub(begin), TimeoutLeft: deadline.Sub(now)})
-		if searched && seen == want && allSeenAt.IsZero() {
-			allSeenAt = now
+		if searched && seen == want && settleFrom.IsZero() {
+			settleFrom = now
 		}
-		done := !allSeenAt.IsZero() && now.Sub(allSeenAt) >= cfg.Settle
+		if searched && err == nil && !drainedAt.IsZero() && settleFrom.IsZero() {
+			settleFrom = now // drained: what is missing now stays missing
+		}
+		done := !settleFrom.IsZero() && now.Sub(settleFrom) >= cfg.Settle
 		if done || !now.Before(deadline) {
 			res.WaitedMS = now.Sub(begin).Milliseconds()
 			res.TimedOut = !done
