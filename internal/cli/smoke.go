@@ -183,7 +183,8 @@ type smokeData struct {
 	ES      string `json:"es"`
 	Index   string `json:"index"`
 	*smoke.Result
-	Probes []probeRun `json:"probes"`
+	Probes   []probeRun     `json:"probes"`
+	Embedded *embeddedStats `json:"embedded,omitempty"`
 }
 
 type probeRun struct {
@@ -220,6 +221,18 @@ func (d *smokeData) Sections() []report.Section {
 	if len(lines) > 0 {
 		secs = append(secs, report.Section{Title: "Canaries", Lines: lines})
 	}
+	if e := d.Embedded; e != nil {
+		out := e.Pipeline.Output
+		sec := report.Section{Title: "What exactly-once took (embedded)", Header: []string{"pipeline", "count"},
+			Rows: [][]string{{"bulk requests", fmt.Sprint(out.Requests)}, {"item retries (429, 5xx, transport)", fmt.Sprint(out.Retried)},
+				{"already indexed (409 on replay)", fmt.Sprint(out.Duplicates)}, {"transport errors", fmt.Sprint(out.TransportErr)},
+				{"dead letters", fmt.Sprint(out.DeadLetters)}}}
+		if es := e.ES; es != nil {
+			sec.Rows = append(sec.Rows, []string{"essim: items rejected 429", fmt.Sprint(es.Rejected)},
+				[]string{"essim: idle connections closed", fmt.Sprint(es.IdleClosed)})
+		}
+		secs = append(secs, sec)
+	}
 	if len(d.Probes) > 0 {
 		p := report.Section{Title: "Probes on the path", Header: []string{"probe", "findings", "error"}}
 		for _, pr := range d.Probes {
@@ -244,7 +257,26 @@ type smokeTarget struct {
 	// drained, for the embedded pipeline, returns once every acked event
 	// was answered by Elasticsearch: canaries still missing then are lost.
 	drained func(context.Context) error
+	stats   func() *embeddedStats // embedded mode: what the pipeline and essim went through
 	close   func(context.Context) error
+}
+
+// embeddedStats shows, in embedded mode, what exactly-once took: the
+// pipeline's retries and 409s, essim's rejections and dropped connections.
+type embeddedStats struct {
+	Pipeline pipeline.Stats `json:"pipeline"`
+	ES       *essimStats    `json:"essim,omitempty"`
+}
+
+// essimStats are the essim counters a reader of the smoke report cares about.
+type essimStats struct {
+	BulkRequests    int64 `json:"bulk_requests"`
+	Rejected        int64 `json:"rejected_429"`
+	RequestFailures int64 `json:"request_failures"`
+	Conflicts       int64 `json:"conflicts_409"`
+	Dropped         int64 `json:"dropped"`
+	OpenedConns     int64 `json:"connections_opened"`
+	IdleClosed      int64 `json:"idle_closed"`
 }
 
 func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, error) {
@@ -272,7 +304,9 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 	if err != nil {
 		return nil, err
 	}
-	_ = sender.Close()
+	// The sender's connection stays open through the probes: the sockets
+	// check should see the path as it is used, ESTABLISHED, not a TIME_WAIT
+	// we just made.
 	rep.Add(res.Findings(o.Timeout)...)
 
 	data := &smokeData{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []probeRun{}}
@@ -281,6 +315,9 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 			data.Probes = append(data.Probes, p.run)
 			rep.Add(p.findings...)
 		}
+	}
+	if tgt.stats != nil {
+		data.Embedded = tgt.stats()
 	}
 	rep.Data = data
 	rep.Finish(g.Now())
@@ -375,13 +412,14 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 	esCfg := esout.Config{URLs: []string{o.ES}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
 		TLS: tr.TLSClientConfig, FlushInterval: 20 * time.Millisecond}
 	index := o.Index
+	var sim *essim.Server
 	if o.ES == "" {
 		var faults essim.Faults
 		if o.Chaos {
 			faults = chaosFaults(true)
 			esCfg.RequestTimeout = chaosRequestTimeout
 		}
-		sim, err := essim.Start(ctx, "127.0.0.1:0", essim.Config{Faults: faults})
+		sim, err = essim.Start(ctx, "127.0.0.1:0", essim.Config{Faults: faults})
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
@@ -413,10 +451,26 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 	searcher.URL, searcher.Index = esCfg.URLs[0], index
 	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,
 		searcher: searcher, forwardCfg: forward.ClientConfig{SharedKey: o.SharedKey}, close: closeAll}
-	if o.ES == "" {
-		// essim makes documents searchable at once; a real cluster's refresh
-		// interval would make a drained buffer look like lost canaries.
-		tgt.drained = p.Flush
+	tgt.drained = func(ctx context.Context) error {
+		if err := p.Flush(ctx); err != nil {
+			return err
+		}
+		// essim makes documents searchable at once; a real cluster only
+		// after its refresh interval, unless we may ask for a refresh. If
+		// not, the wait runs until every canary is seen or --timeout.
+		if o.ES != "" {
+			return searcher.Refresh(ctx)
+		}
+		return nil
+	}
+	tgt.stats = func() *embeddedStats {
+		st := &embeddedStats{Pipeline: p.Stats()}
+		if sim != nil {
+			s := sim.Stats()
+			st.ES = &essimStats{BulkRequests: s.BulkRequests, Rejected: s.Rejected, RequestFailures: s.RequestFailures,
+				Conflicts: s.Conflicts, Dropped: s.Dropped, OpenedConns: s.OpenedConns, IdleClosed: s.IdleClosed}
+		}
+		return st
 	}
 	return tgt, nil
 }

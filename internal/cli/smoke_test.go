@@ -42,7 +42,8 @@ type smokeReport struct {
 			P50 float64 `json:"p50_ms"`
 			P99 float64 `json:"p99_ms"`
 		} `json:"send_to_searchable"`
-		Probes []probeRun `json:"probes"`
+		Probes   []probeRun     `json:"probes"`
+		Embedded *embeddedStats `json:"embedded"`
 	} `json:"data"`
 }
 
