@@ -23,25 +23,8 @@ type smokeReport struct {
 		Evidence map[string]any `json:"evidence"`
 	} `json:"findings"`
 	Data struct {
-		Mode          string   `json:"mode"`
-		RunID         string   `json:"run_id"`
-		Count         int      `json:"count"`
-		Sent          int      `json:"sent"`
-		Acked         int      `json:"acked"`
-		Indexed       int      `json:"indexed"`
-		Missing       int      `json:"missing"`
-		Duplicated    int      `json:"duplicated"`
-		Documents     int      `json:"documents"`
-		MissingIDs    []string `json:"missing_ids"`
-		DuplicatedIDs []string `json:"duplicated_ids"`
-		SendToAck     struct {
-			P50 float64 `json:"p50_ms"`
-			P99 float64 `json:"p99_ms"`
-		} `json:"send_to_ack"`
-		SendToSearchable struct {
-			P50 float64 `json:"p50_ms"`
-			P99 float64 `json:"p99_ms"`
-		} `json:"send_to_searchable"`
+		Mode string `json:"mode"`
+		*smoke.Result
 		Probes   []probeRun     `json:"probes"`
 		Embedded *embeddedStats `json:"embedded"`
 	} `json:"data"`
