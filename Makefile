@@ -9,14 +9,23 @@ COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -X $(PKG)/internal/buildinfo.Version=$(VERSION) -X $(PKG)/internal/buildinfo.Commit=$(COMMIT)
 FUZZTIME    ?= 30s
 
-.PHONY: build run test test-deps bench lint fuzz clean
+.PHONY: build run image test test-deps bench lint fuzz clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/logdoctor
 
-# The main job: until `smoke` lands, a look at this host's sockets.
+# The main job: until `smoke` lands, a look at this host's sockets. A look,
+# not a gate: findings are printed but do not fail `make run`.
 run: build
-	$(BIN) sockets
+	$(BIN) sockets --fail-on never
+
+# A minimal OCI image (docker-save tarball) built without a Docker daemon:
+# empty base, the static binary at /logdoctor, non-root user 65532.
+# `docker load -i bin/logdoctor-image.tar` or `crane push` it; see
+# docs/debug-containers.md. IMAGE_TAG names it.
+IMAGE_TAG   ?= logdoctor:$(VERSION)
+image: build
+	$(GO) run ./tools/mkimage -binary $(BIN) -out bin/logdoctor-image.tar -tag '$(IMAGE_TAG)'
 
 test-deps:
 	@scripts/test-deps.sh

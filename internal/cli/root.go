@@ -144,7 +144,12 @@ twice or stall. Exit codes: 0 healthy, 1 could not run, 2 usage error,
 // commands lists the subcommands, one constructor per file.
 func commands(g *Globals) []*cobra.Command {
 	return []*cobra.Command{
+		newSocketsCmd(g),
+		newForwardCmd(g),
 		newUDPFragCmd(g),
+		newPipelineCmd(g),
+		newESCmd(g),
+		newSmokeCmd(g),
 	}
 }
 

@@ -1,0 +1,572 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
+	"github.com/logdoctor/logdoctor/pkg/report"
+)
+
+// newForwardCmd is the `forward` parent: probe (a client) and serve (a
+// receiver that can misbehave on purpose).
+func newForwardCmd(g *Globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "forward",
+		Short: "Fluentd forward protocol: probe an endpoint's acks, or run a test receiver",
+		Args:  cobra.NoArgs,
+		RunE:  g.run(func(cmd *cobra.Command, args []string) error { return cmd.Help() }),
+	}
+	cmd.AddCommand(newForwardProbeCmd(g), newForwardServeCmd(g))
+	return cmd
+}
+
+// ForwardProbeOptions are the flags of `forward probe`.
+type ForwardProbeOptions struct {
+	Addr                      string
+	Tag                       string
+	Modes                     []string
+	AckTimeout, SlowAck       time.Duration
+	HeloWait                  time.Duration
+	SharedKey, Username       string
+	Password, Hostname        string
+	TLS, Insecure             bool
+	CA, Cert, Key, ServerName string
+	Count, Concurrency        int
+	ChunkEvents, RecordSize   int
+	Rate                      float64
+	NewConnection             bool
+	Heartbeat                 bool
+	HeartbeatTimeout          time.Duration
+
+	// Set by tests and the command layer, not flags.
+	Dialer  forward.Dialer
+	Sockets forwardprobe.SocketInspector
+}
+
+func newForwardProbeCmd(g *Globals) *cobra.Command {
+	o := &ForwardProbeOptions{}
+	cmd := &cobra.Command{
+		Use:   "probe HOST:PORT",
+		Short: "Send canary chunks with ack requests and report connect, handshake and ack health",
+		Long: `probe connects to a Fluentd/Fluent Bit forward input the way out_forward does,
+times DNS, connect, TLS and the shared-key handshake, sends one canary chunk
+per mode with a chunk id and waits for each ack (--ack-timeout; out_forward's
+own ack_response_timeout defaults to 190s). With --count it becomes a load
+test reporting acked events per second and ack latency percentiles.
+
+The shared key and password may also come from LOGDOCTOR_FORWARD_SHARED_KEY
+and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
+		Args: cobra.ExactArgs(1),
+		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			o.Addr = args[0]
+			if o.SharedKey == "" {
+				o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
+			}
+			if o.Password == "" {
+				o.Password = os.Getenv("LOGDOCTOR_FORWARD_PASSWORD")
+			}
+			o.Sockets = procSocketInspector()
+			r, err := runForwardProbe(cmd.Context(), g.Now, *o)
+			if err != nil {
+				return err
+			}
+			return g.Emit(r)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Tag, "tag", "logdoctor.probe", "tag of the canary events")
+	f.StringSliceVar(&o.Modes, "mode", nil, "message, forward, packed or compressed (repeat or comma-separate; default: each once, packed in load mode)")
+	f.DurationVar(&o.AckTimeout, "ack-timeout", 10*time.Second, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
+	f.DurationVar(&o.SlowAck, "slow-ack", time.Second, "ack latency p99 above this is reported as forward.slow_ack")
+	f.DurationVar(&o.HeloWait, "helo-wait", 300*time.Millisecond, "without --shared-key, how long to listen for a HELO after connecting")
+	f.StringVar(&o.SharedKey, "shared-key", "", "shared key for the HELO/PING/PONG handshake")
+	f.StringVar(&o.Username, "username", "", "username for user_auth")
+	f.StringVar(&o.Password, "password", "", "password for user_auth")
+	f.StringVar(&o.Hostname, "hostname", "", "self hostname sent in PING (default: this host's name)")
+	f.BoolVar(&o.TLS, "tls", false, "connect with TLS")
+	f.StringVar(&o.CA, "ca", "", "PEM file of CAs to trust for the server certificate (implies --tls)")
+	f.StringVar(&o.Cert, "cert", "", "PEM client certificate (implies --tls)")
+	f.StringVar(&o.Key, "key", "", "PEM client key")
+	f.StringVar(&o.ServerName, "server-name", "", "TLS server name to verify (default: the host)")
+	f.BoolVar(&o.Insecure, "insecure", false, "do not verify the server certificate (implies --tls)")
+	f.IntVar(&o.Count, "count", 0, "load mode: send this many events")
+	f.Float64Var(&o.Rate, "rate", 0, "load mode: at most this many events per second (0: as fast as acks come)")
+	f.IntVar(&o.Concurrency, "concurrency", 1, "load mode: connections sending in parallel")
+	f.IntVar(&o.ChunkEvents, "chunk-events", 1000, "load mode: events per chunk")
+	f.IntVar(&o.RecordSize, "record-size", 200, "approximate bytes per record")
+	f.BoolVar(&o.NewConnection, "new-connection", false, "load mode: a new connection per chunk (out_forward without keepalive) instead of keep-alive")
+	f.BoolVar(&o.Heartbeat, "heartbeat", false, "also check that the port answers UDP heartbeats")
+	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 2*time.Second, "how long to wait for the UDP heartbeat reply")
+	return cmd
+}
+
+// probeTLSConfig builds the client TLS config from the flags (nil: plain TCP).
+func probeTLSConfig(o ForwardProbeOptions) (*tls.Config, error) {
+	if !o.TLS && o.CA == "" && o.Cert == "" && !o.Insecure {
+		return nil, nil
+	}
+	cfg := &tls.Config{InsecureSkipVerify: o.Insecure, ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
+	if o.CA != "" {
+		pem, err := os.ReadFile(o.CA)
+		if err != nil {
+			return nil, usageErrorf("--ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, usageErrorf("--ca %s: no PEM certificates found", o.CA)
+		}
+	}
+	if o.Cert != "" || o.Key != "" {
+		if o.Cert == "" || o.Key == "" {
+			return nil, usageErrorf("--cert and --key go together")
+		}
+		pair, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+		if err != nil {
+			return nil, usageErrorf("--cert/--key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOptions) (*report.Report, error) {
+	if _, _, err := net.SplitHostPort(o.Addr); err != nil {
+		return nil, usageErrorf("address %q: want HOST:PORT", o.Addr)
+	}
+	if o.Count < 0 || o.Concurrency < 1 || o.ChunkEvents < 1 || o.Rate < 0 || o.AckTimeout <= 0 {
+		return nil, usageErrorf("--count, --rate must be >= 0; --concurrency, --chunk-events and --ack-timeout > 0")
+	}
+	var modes []forward.Mode
+	for _, s := range o.Modes {
+		m, err := forward.ParseMode(strings.TrimSpace(s))
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		modes = append(modes, m)
+	}
+	if o.Count > 0 && len(modes) > 1 {
+		return nil, usageErrorf("load mode (--count) sends one --mode")
+	}
+	tc, err := probeTLSConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	r := report.New("forward probe", now())
+	res, findings, err := forwardprobe.Run(ctx, forwardprobe.Options{
+		Addr: o.Addr, Tag: o.Tag, Modes: modes, AckTimeout: o.AckTimeout, SlowAck: o.SlowAck,
+		Client: forward.ClientConfig{Dialer: o.Dialer, TLSConfig: tc, SharedKey: o.SharedKey, Username: o.Username,
+			Password: o.Password, Hostname: o.Hostname, HeloWait: o.HeloWait},
+		Count: o.Count, ChunkEvents: o.ChunkEvents, Rate: o.Rate, Concurrency: o.Concurrency,
+		NewConnPerChunk: o.NewConnection, RecordSize: o.RecordSize,
+		Heartbeat: o.Heartbeat, HeartbeatTimeout: o.HeartbeatTimeout, Sockets: o.Sockets,
+	})
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	r.Data = probeData{res}
+	r.Add(findings...)
+	r.Finish(now())
+	return r, nil
+}
+
+// probeData renders forwardprobe.Result as tables.
+type probeData struct{ *forwardprobe.Result }
+
+func (d probeData) Sections() []report.Section {
+	res := d.Result
+	steps := report.Section{Title: "Steps to " + res.Addr, Header: []string{"STEP", "MS", "OK", "ERROR"}}
+	for _, s := range res.Steps {
+		steps.Rows = append(steps.Rows, []string{s.Name, fmt.Sprintf("%.2f", s.MS), strconv.FormatBool(s.OK), s.Error})
+	}
+	out := []report.Section{steps}
+	if len(res.Canaries) > 0 {
+		c := report.Section{Title: "Canary chunks (run " + res.RunID + ")", Header: []string{"MODE", "EVENTS", "BYTES", "OUTCOME", "ACK MS", "SEND-Q MAX", "CHUNK"}}
+		for _, cn := range res.Canaries {
+			sq := ""
+			if len(cn.Socket) > 0 {
+				m := 0
+				for _, s := range cn.Socket {
+					m = max(m, s.SendQ)
+				}
+				sq = strconv.Itoa(m)
+			}
+			ack := ""
+			if cn.Outcome == "acked" {
+				ack = fmt.Sprintf("%.2f", cn.AckMS)
+			}
+			c.Rows = append(c.Rows, []string{cn.Mode, strconv.Itoa(cn.Events), strconv.Itoa(cn.Bytes), cn.Outcome, ack, sq, cn.Chunk})
+		}
+		out = append(out, c)
+	}
+	if l := res.Load; l != nil {
+		keep := "keep-alive"
+		if !l.KeepAlive {
+			keep = "new connection per chunk"
+		}
+		s := report.Section{Title: fmt.Sprintf("Load: %s, %d events/chunk, %d connection(s), %s", l.Mode, l.ChunkEvents, l.Concurrency, keep),
+			Header: []string{"METRIC", "VALUE"}}
+		s.Rows = [][]string{
+			{"events sent / acked", fmt.Sprintf("%d / %d", l.EventsSent, l.EventsAcked)},
+			{"chunks sent / acked", fmt.Sprintf("%d / %d", l.ChunksSent, l.ChunksAcked)},
+			{"acked events/s", fmt.Sprintf("%.0f", l.AckedPerSecond)},
+			{"seconds", fmt.Sprintf("%.3f", l.Seconds)},
+			{"ack latency p50/p90/p99/max ms", fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", l.AckLatency.P50, l.AckLatency.P90, l.AckLatency.P99, l.AckLatency.Max)},
+			{"connections", strconv.FormatInt(l.Connections, 10)},
+		}
+		kinds := make([]string, 0, len(l.Errors))
+		for k := range l.Errors {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			s.Rows = append(s.Rows, []string{"errors: " + k, strconv.Itoa(l.Errors[k])})
+		}
+		out = append(out, s)
+	} else if res.AckLatency != nil {
+		l := res.AckLatency
+		out = append(out, report.Section{Lines: []string{fmt.Sprintf("ack latency p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d chunk(s)", l.P50, l.P99, l.Max, l.N)}})
+	}
+	if hb := res.Heartbeat; hb != nil {
+		line := fmt.Sprintf("UDP heartbeat: answered in %.2f ms", hb.RTTMS)
+		if !hb.OK {
+			line = "UDP heartbeat: no answer (" + hb.Error + ")"
+		}
+		out = append(out, report.Section{Lines: []string{line}})
+	}
+	return out
+}
+
+// ForwardServeOptions are the flags of `forward serve`.
+type ForwardServeOptions struct {
+	Listen          string
+	Ack             string
+	CloseAfter      int
+	Blackhole       bool
+	SharedKey       string
+	Users           []string
+	Hostname        string
+	TLSCert, TLSKey string
+	TLSClientCA     string
+	Duration        time.Duration
+	Heartbeat       bool
+	MaxRequestBytes int64
+}
+
+// ackPolicy is the parsed --ack.
+type ackPolicy struct {
+	kind  string // always, never, wrong, delay, drop-rate
+	delay time.Duration
+	rate  float64
+}
+
+func parseAckPolicy(s string) (ackPolicy, error) {
+	k, v, hasV := strings.Cut(s, "=")
+	switch {
+	case !hasV && (k == "always" || k == "never" || k == "wrong"):
+		return ackPolicy{kind: k}, nil
+	case hasV && k == "delay":
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return ackPolicy{}, fmt.Errorf("--ack delay=%s: want a duration like 2s", v)
+		}
+		return ackPolicy{kind: k, delay: d}, nil
+	case hasV && k == "drop-rate":
+		p, err := strconv.ParseFloat(v, 64)
+		if err != nil || p < 0 || p > 1 {
+			return ackPolicy{}, fmt.Errorf("--ack drop-rate=%s: want a probability from 0 to 1", v)
+		}
+		return ackPolicy{kind: k, rate: p}, nil
+	}
+	return ackPolicy{}, fmt.Errorf("--ack %q: want always, never, wrong, delay=DURATION or drop-rate=P", s)
+}
+
+func newForwardServeCmd(g *Globals) *cobra.Command {
+	o := &ForwardServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a forward receiver that counts events per tag and can misbehave on purpose",
+		Long: `serve accepts every forward mode (and JSON), optional shared-key/user auth and
+TLS, counts events per tag and prints a report when it stops (SIGINT, SIGTERM
+or --duration). To reproduce delivery failures against a real sender:
+--ack never|wrong|delay=DURATION|drop-rate=P, --close-after N (close each
+connection on its Nth request, unacked) and --blackhole (accept, never read).`,
+		Args: cobra.NoArgs,
+		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			if o.SharedKey == "" {
+				o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			r, err := runForwardServe(ctx, g.Now, *o, logger, func(addr net.Addr) {
+				fmt.Fprintf(g.IO.Err, "logdoctor forward serve: listening on %s (ack %s)\n", addr, o.Ack)
+			})
+			if err != nil {
+				return err
+			}
+			return g.Emit(r)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:24224", "address to listen on (TCP, and UDP for heartbeats)")
+	f.StringVar(&o.Ack, "ack", "always", "always, never, wrong, delay=DURATION or drop-rate=P (0..1)")
+	f.IntVar(&o.CloseAfter, "close-after", 0, "close each connection, without ack, on its Nth request")
+	f.BoolVar(&o.Blackhole, "blackhole", false, "accept connections and never read from them")
+	f.StringVar(&o.SharedKey, "shared-key", "", "require the HELO/PING/PONG handshake with this key")
+	f.StringSliceVar(&o.Users, "user", nil, "USER:PASSWORD for user_auth (repeatable; needs --shared-key)")
+	f.StringVar(&o.Hostname, "hostname", "logdoctor-serve", "self hostname sent in PONG")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "PEM server certificate (turns on TLS)")
+	f.StringVar(&o.TLSKey, "tls-key", "", "PEM server key")
+	f.StringVar(&o.TLSClientCA, "tls-client-ca", "", "PEM CAs; require client certificates signed by them")
+	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0: until SIGINT)")
+	f.BoolVar(&o.Heartbeat, "heartbeat", true, "answer UDP heartbeats on the same port")
+	f.Int64Var(&o.MaxRequestBytes, "max-request-bytes", forward.DefaultLimits.MaxRequestBytes, "close connections sending a larger request")
+	return cmd
+}
+
+// serveCounts is the receiver's tally.
+type serveCounts struct {
+	mu         sync.Mutex
+	policy     ackPolicy
+	closeAfter int
+	rng        *rand.Rand
+	tags       map[string]*tagCount
+	modes      map[string]int64
+	withheld   int64
+	closed     int64
+	json       int64
+}
+
+type tagCount struct {
+	Tag      string `json:"tag"`
+	Events   int64  `json:"events"`
+	Requests int64  `json:"requests"`
+	Bytes    int64  `json:"bytes"`
+}
+
+var errAckWithheld = errors.New("ack withheld on purpose (--ack)")
+
+func (c *serveCounts) HandleForward(ctx context.Context, _ net.Addr, req *forward.Request) error {
+	c.mu.Lock()
+	t := c.tags[req.Tag]
+	if t == nil {
+		t = &tagCount{Tag: req.Tag}
+		c.tags[req.Tag] = t
+	}
+	t.Events += int64(len(req.Entries))
+	t.Requests++
+	t.Bytes += int64(req.Bytes)
+	c.modes[req.Mode.String()]++
+	if req.JSON {
+		c.json++
+	}
+	if c.closeAfter > 0 && req.Seq >= c.closeAfter {
+		c.closed++
+		c.mu.Unlock()
+		return fmt.Errorf("--close-after %d: %w", c.closeAfter, forward.ErrCloseConnection)
+	}
+	drop := c.policy.kind == "never" || c.policy.kind == "drop-rate" && c.rng.Float64() < c.policy.rate
+	if drop && req.Chunk != "" {
+		c.withheld++
+	}
+	c.mu.Unlock()
+	if drop {
+		return errAckWithheld
+	}
+	if c.policy.kind == "delay" {
+		t := time.NewTimer(c.policy.delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// serveData is the report of `forward serve`.
+type serveData struct {
+	Listen       string           `json:"listen"`
+	Ack          string           `json:"ack"`
+	CloseAfter   int              `json:"close_after,omitempty"`
+	Blackhole    bool             `json:"blackhole,omitempty"`
+	Seconds      float64          `json:"seconds"`
+	Stats        forward.Stats    `json:"stats"`
+	Tags         []tagCount       `json:"tags"`
+	Modes        map[string]int64 `json:"modes"`
+	JSONReqs     int64            `json:"json_requests"`
+	AcksWithheld int64            `json:"acks_withheld"`
+	ClosedByRule int64            `json:"closed_by_close_after"`
+	Blackholed   int64            `json:"blackholed_connections,omitempty"`
+}
+
+func (d *serveData) Sections() []report.Section {
+	s := report.Section{Title: fmt.Sprintf("forward serve on %s for %.1fs (ack %s)", d.Listen, d.Seconds, d.Ack), Header: []string{"TAG", "EVENTS", "REQUESTS", "BYTES"}}
+	for _, t := range d.Tags {
+		s.Rows = append(s.Rows, []string{t.Tag, strconv.FormatInt(t.Events, 10), strconv.FormatInt(t.Requests, 10), strconv.FormatInt(t.Bytes, 10)})
+	}
+	st := d.Stats
+	lines := []string{fmt.Sprintf("connections %d (refused %d, closed on error %d, auth failed %d); requests %d, events %d, acks sent %d, acks withheld %d, closed by --close-after %d",
+		st.Accepted, st.Refused, st.Errors, st.AuthFailed, st.Requests, st.Events, st.Acks, d.AcksWithheld, d.ClosedByRule)}
+	if d.Blackhole {
+		lines = append(lines, fmt.Sprintf("blackhole: %d connection(s) accepted and never read", d.Blackholed))
+	}
+	return []report.Section{s, {Lines: lines}}
+}
+
+func serveTLSConfig(o ForwardServeOptions) (*tls.Config, error) {
+	if o.TLSCert == "" && o.TLSKey == "" {
+		if o.TLSClientCA != "" {
+			return nil, usageErrorf("--tls-client-ca needs --tls-cert and --tls-key")
+		}
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+	if err != nil {
+		return nil, usageErrorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if o.TLSClientCA != "" {
+		pem, err := os.ReadFile(o.TLSClientCA)
+		if err != nil {
+			return nil, usageErrorf("--tls-client-ca: %w", err)
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, usageErrorf("--tls-client-ca %s: no PEM certificates", o.TLSClientCA)
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// runForwardServe listens, serves until ctx is done or --duration passes,
+// and returns the tally. onListen is told the bound address.
+func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOptions, logger *slog.Logger, onListen func(net.Addr)) (*report.Report, error) {
+	policy, err := parseAckPolicy(o.Ack)
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	if o.CloseAfter < 0 {
+		return nil, usageErrorf("--close-after must be >= 0")
+	}
+	users := map[string]string{}
+	for _, u := range o.Users {
+		name, pw, ok := strings.Cut(u, ":")
+		if !ok || name == "" {
+			return nil, usageErrorf("--user wants USER:PASSWORD")
+		}
+		users[name] = pw
+	}
+	if len(users) > 0 && o.SharedKey == "" {
+		return nil, usageErrorf("--user needs --shared-key (user auth is part of the handshake)")
+	}
+	tc, err := serveTLSConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	started := now()
+	r := report.New("forward serve", started)
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	data := &serveData{Listen: ln.Addr().String(), Ack: o.Ack, CloseAfter: o.CloseAfter, Blackhole: o.Blackhole, Modes: map[string]int64{}, Tags: []tagCount{}}
+	if o.Blackhole {
+		if onListen != nil {
+			onListen(ln.Addr())
+		}
+		data.Blackholed = blackhole(ctx, ln)
+		data.Seconds = now().Sub(started).Seconds()
+		r.Data = data
+		r.Finish(now())
+		return r, nil
+	}
+	counts := &serveCounts{policy: policy, closeAfter: o.CloseAfter, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+		tags: map[string]*tagCount{}, modes: map[string]int64{}}
+	srv := &forward.Server{Handler: counts, SharedKey: o.SharedKey, Users: users, TLSConfig: tc, Hostname: o.Hostname,
+		Logger: logger, Limits: forward.Limits{MaxRequestBytes: o.MaxRequestBytes}}
+	if policy.kind == "wrong" {
+		srv.AckFor = func(req *forward.Request) string { return "logdoctor-wrong-" + req.Chunk }
+	}
+	var wg sync.WaitGroup
+	if o.Heartbeat {
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen UDP for heartbeats: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.ServeHeartbeat(ctx, pc); err != nil {
+				logger.Warn("heartbeat", "err", err)
+			}
+		}()
+	}
+	if onListen != nil {
+		onListen(ln.Addr())
+	}
+	err = srv.Serve(ctx, ln)
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	counts.mu.Lock()
+	for _, t := range counts.tags {
+		data.Tags = append(data.Tags, *t)
+	}
+	sort.Slice(data.Tags, func(i, j int) bool { return data.Tags[i].Tag < data.Tags[j].Tag })
+	data.Modes, data.JSONReqs, data.AcksWithheld, data.ClosedByRule = counts.modes, counts.json, counts.withheld, counts.closed
+	counts.mu.Unlock()
+	data.Stats = srv.Stats()
+	data.Seconds = now().Sub(started).Seconds()
+	r.Data = data
+	r.Finish(now())
+	return r, nil
+}
+
+// blackhole accepts connections and never reads them, until ctx is done:
+// the receiver of seed 001 that looks healthy to TCP while nothing is
+// delivered. It returns how many connections it swallowed.
+func blackhole(ctx context.Context, ln net.Listener) int64 {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return int64(len(conns))
+		}
+		conns = append(conns, c)
+	}
+}

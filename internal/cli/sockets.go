@@ -1,0 +1,407 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/sockstat"
+)
+
+// SocketsOptions are the flags of `logdoctor sockets`.
+type SocketsOptions struct {
+	ProcRoot    string        // proc tree; /proc by default
+	PID         int           // read this process's network namespace (ProcRoot/PID/net)
+	Peers       []string      // --peer
+	Aliases     []string      // --alias name=port,port
+	States      []string      // --state
+	By          string        // peer, process or state
+	NoProcesses bool          // skip the /proc/*/fd scan
+	Watch       time.Duration // re-sample every Watch; 0 takes one look
+	Count       int           // samples with --watch; 0 until interrupted
+	Thresholds  sockstat.Thresholds
+	// Resolver looks --peer names up; nil uses the system resolver.
+	Resolver sockstat.Resolver
+	Now      func() time.Time
+}
+
+func newSocketsCmd(g *Globals) *cobra.Command {
+	o := SocketsOptions{ProcRoot: "/proc", By: string(sockstat.ByPeer), Thresholds: sockstat.DefaultThresholds()}
+	var sendQ int64
+	cmd := &cobra.Command{
+		Use:   "sockets",
+		Short: "TCP state histogram per peer from /proc/net/tcp{,6}, with owning processes and findings",
+		Long: `sockets reads the kernel's TCP socket table (/proc/net/tcp and tcp6), sorts each
+socket into outbound (the remote port is the service) or inbound (a local
+listening port), and shows per peer the count in every TCP state, the bytes in
+Send-Q and Recv-Q, and the processes holding the sockets. Findings name piles of
+CLOSE_WAIT, TIME_WAIT churn, stuck Send-Q, SYN_SENT hangs and a --peer with no
+ESTABLISHED connection.
+
+--peer accepts ` + sockstat.PeerForms + `.`,
+		Example: `  logdoctor sockets --peer es
+  logdoctor sockets --peer es --watch 5s --count 12 -o json
+  logdoctor sockets --pid $(pidof fluentd) --by process
+  logdoctor sockets --alias opensearch=9200 --peer opensearch --state CLOSE_WAIT`,
+		Args: cobra.NoArgs,
+		RunE: g.run(func(cmd *cobra.Command, _ []string) error {
+			if sendQ < 0 {
+				return usageErrorf("--send-q must be >= 0")
+			}
+			o.Thresholds.SendQ = uint64(sendQ)
+			o.Now = g.Now
+			return runSockets(cmd.Context(), o, g.Emit)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.Peers, "peer", nil, "only sockets to this peer (repeatable): "+sockstat.PeerForms)
+	f.StringArrayVar(&o.Aliases, "alias", nil, "define a peer alias as name=port[,port] (repeatable; overrides a built-in of the same name)")
+	f.StringSliceVar(&o.States, "state", nil, "only sockets in these states (repeatable or comma-separated, e.g. CLOSE_WAIT,TIME_WAIT)")
+	f.StringVar(&o.By, "by", o.By, "group rows by peer, process or state")
+	f.BoolVar(&o.NoProcesses, "no-processes", false, "do not scan /proc/*/fd for the processes holding the sockets")
+	f.IntVar(&o.PID, "pid", 0, "read the socket table of this process's network namespace (/proc/PID/net), e.g. a container's shipper")
+	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree to read (host /proc mounted in a container, or fixtures)")
+	f.DurationVar(&o.Watch, "watch", 0, "re-sample every DURATION and show the change per peer and state (JSON: one report per line)")
+	f.IntVar(&o.Count, "count", 0, "with --watch, stop after N samples (0: until interrupted)")
+	f.IntVar(&o.Thresholds.CloseWait, "close-wait", o.Thresholds.CloseWait, "CLOSE_WAIT sockets to one peer for a warning (0 disables)")
+	f.IntVar(&o.Thresholds.CloseWaitCritical, "close-wait-critical", o.Thresholds.CloseWaitCritical, "CLOSE_WAIT sockets to one peer for critical (growth under --watch is critical too)")
+	f.IntVar(&o.Thresholds.TimeWait, "time-wait", o.Thresholds.TimeWait, "TIME_WAIT sockets to one peer before churn is reported (0 disables)")
+	f.Float64Var(&o.Thresholds.TimeWaitRatio, "time-wait-ratio", o.Thresholds.TimeWaitRatio, "churn when TIME_WAIT >= ratio x ESTABLISHED to the peer")
+	f.Int64Var(&sendQ, "send-q", int64(o.Thresholds.SendQ), "Send-Q bytes on one ESTABLISHED/FIN_WAIT1 socket counted as stuck (0 disables)")
+	f.IntVar(&o.Thresholds.SynSent, "syn-sent", o.Thresholds.SynSent, "SYN_SENT sockets to one peer for a warning (0 disables)")
+	return cmd
+}
+
+// socketsPlan is what the flags resolve to, once, before sampling.
+type socketsPlan struct {
+	opts     SocketsOptions
+	netRoot  string // where net/tcp lives
+	agg      sockstat.AggregateOptions
+	by       sockstat.GroupBy
+	filters  *socketsFilters
+	attrib   bool
+	previous *sockstat.Result
+}
+
+func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	p := &socketsPlan{opts: o, netRoot: o.ProcRoot, attrib: !o.NoProcesses}
+	switch {
+	case o.PID < 0:
+		return nil, usageErrorf("--pid %d: want a process id", o.PID)
+	case o.Watch < 0:
+		return nil, usageErrorf("--watch %s: want a positive duration", o.Watch)
+	case o.Count < 0:
+		return nil, usageErrorf("--count %d: want >= 0", o.Count)
+	case o.Count > 0 && o.Watch == 0:
+		return nil, usageErrorf("--count needs --watch")
+	}
+	if o.PID > 0 {
+		p.netRoot = filepath.Join(o.ProcRoot, strconv.Itoa(o.PID))
+		if _, err := os.Stat(p.netRoot); err != nil {
+			return nil, fmt.Errorf("--pid %d: %w", o.PID, err)
+		}
+	}
+	switch sockstat.GroupBy(o.By) {
+	case sockstat.ByPeer, "":
+		p.by = sockstat.ByPeer
+	case sockstat.ByProcess, sockstat.ByState:
+		p.by = sockstat.GroupBy(o.By)
+	default:
+		return nil, usageErrorf("--by %q: want peer, process or state", o.By)
+	}
+	aliases := sockstat.DefaultAliases()
+	for _, a := range o.Aliases {
+		name, ports, err := sockstat.ParseAlias(a)
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		aliases[name] = ports
+	}
+	resolve := o.Resolver
+	if resolve == nil {
+		resolve = net.DefaultResolver.LookupNetIP
+	}
+	p.agg = sockstat.AggregateOptions{
+		Ephemeral: sockstat.ReadEphemeral(o.ProcRoot),
+		Aliases:   aliases,
+		By:        p.by,
+		SendQMin:  o.Thresholds.SendQ,
+	}
+	filters := &socketsFilters{}
+	for _, s := range o.Peers {
+		// Names are resolved here, once, not at every --watch sample.
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		spec, err := sockstat.ParsePeerSpec(rctx, s, aliases, resolve)
+		cancel()
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		p.agg.Peers = append(p.agg.Peers, spec)
+		filters.Peers = append(filters.Peers, spec)
+	}
+	for _, s := range o.States {
+		st, err := sockstat.ParseState(s)
+		if err != nil {
+			return nil, &UsageError{Err: fmt.Errorf("--state: %w", err)}
+		}
+		if p.agg.States == nil {
+			p.agg.States = map[sockstat.State]bool{}
+		}
+		p.agg.States[st] = true
+		filters.States = append(filters.States, st.String())
+	}
+	if len(filters.Peers)+len(filters.States) > 0 {
+		p.filters = filters
+	}
+	return p, nil
+}
+
+// runSockets takes one look, or with --watch one per interval, and hands
+// each report to emit.
+func runSockets(ctx context.Context, o SocketsOptions, emit func(*report.Report) error) error {
+	p, err := planSockets(ctx, o)
+	if err != nil {
+		return err
+	}
+	for i := 1; p.opts.Watch == 0 || p.opts.Count == 0 || i <= p.opts.Count; i++ {
+		if i > 1 {
+			t := time.NewTimer(p.opts.Watch)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil // interrupted: what was sampled has been shown
+			case <-t.C:
+			}
+		}
+		r, err := p.sample(i)
+		if err != nil {
+			return err
+		}
+		if err := emit(r); err != nil {
+			return err
+		}
+		if p.opts.Watch == 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// sample reads the table once and builds its report; n is the sample
+// number under --watch.
+func (p *socketsPlan) sample(n int) (*report.Report, error) {
+	started := p.opts.Now()
+	socks, src, err := sockstat.ReadTCP(p.netRoot)
+	if err != nil {
+		return nil, err
+	}
+	agg := p.agg
+	if p.attrib {
+		owners, scan, err := sockstat.ScanProcesses(p.opts.ProcRoot, sockstat.Inodes(socks, agg))
+		if err != nil {
+			return nil, err
+		}
+		agg.Owners = owners
+		src.Processes = &scan
+	}
+	res := sockstat.Aggregate(socks, agg)
+	r := report.New("sockets", started)
+	r.Add(sockstat.Findings(res, p.previous, p.opts.Thresholds)...)
+	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters}
+	if p.opts.Watch > 0 {
+		data.Sample = n
+		var prev []sockstat.Peer
+		if p.previous != nil {
+			prev = p.previous.Peers
+		}
+		data.Peers = sockstat.Diff(res.Peers, prev)
+	} else {
+		data.Peers = res.Peers
+	}
+	if p.by != sockstat.ByPeer {
+		data.By, data.Groups = string(p.by), res.Groups
+	}
+	// Only the current sample's own peers are remembered: vanished rows
+	// appended by Diff are shown once.
+	p.previous = &res
+	r.Data = data
+	r.Finish(p.opts.Now())
+	return r, nil
+}
+
+// socketsFilters echoes the --peer and --state filters (with the addresses
+// names resolved to) so a report says what it was narrowed to.
+type socketsFilters struct {
+	Peers  []sockstat.PeerSpec `json:"peers,omitempty"`
+	States []string            `json:"states,omitempty"`
+}
+
+// SocketsData is the `data` of a sockets report.
+type SocketsData struct {
+	Peers   []sockstat.Peer      `json:"peers"`
+	Totals  sockstat.StateCounts `json:"totals"`
+	Sources sockstat.Sources     `json:"sources"`
+	Filters *socketsFilters      `json:"filters,omitempty"`
+	By      string               `json:"by,omitempty"`
+	Groups  []sockstat.Group     `json:"groups,omitempty"`
+	Sample  int                  `json:"sample,omitempty"` // 1-based under --watch
+}
+
+// Sections shows one row per peer (or group) with a column for each state
+// that occurs, so the table stays narrow.
+func (d *SocketsData) Sections() []report.Section {
+	var out []report.Section
+	title := "Peers"
+	if d.Sample > 0 {
+		title = fmt.Sprintf("Peers (sample %d)", d.Sample)
+	}
+	if d.By != "" {
+		out = append(out, d.groupSection())
+	} else {
+		out = append(out, d.peerSection(title))
+	}
+	var tot []string
+	for _, s := range sockstat.AllStates() {
+		if n := d.Totals[s]; n > 0 {
+			tot = append(tot, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	if len(tot) == 0 {
+		tot = []string{"no sockets"}
+	}
+	lines := []string{"all sockets read: " + strings.Join(tot, ", ")}
+	for _, r := range d.Sources.Read {
+		l := fmt.Sprintf("read %s: %d sockets", r.Path, r.Sockets)
+		if r.MalformedLines > 0 {
+			l += fmt.Sprintf(", %d malformed line(s)", r.MalformedLines)
+			for _, m := range r.Malformed {
+				l += fmt.Sprintf("; line %d: %s", m.Line, m.Error)
+			}
+		}
+		lines = append(lines, l)
+	}
+	for _, s := range d.Sources.Skipped {
+		lines = append(lines, fmt.Sprintf("skipped %s: %s", s.Path, s.Reason))
+	}
+	if ps := d.Sources.Processes; ps != nil && ps.Processes == 0 {
+		lines = append(lines, "processes: not scanned, no socket to attribute")
+	} else if ps != nil {
+		l := fmt.Sprintf("processes: %d scanned, %d socket(s) attributed", ps.Processes, ps.Attributed)
+		if ps.Unreadable > 0 {
+			l += fmt.Sprintf(", %d not readable (run as root to see every owner)", ps.Unreadable)
+		}
+		lines = append(lines, l)
+	}
+	out = append(out, report.Section{Title: "Sources", Lines: lines})
+	return out
+}
+
+func (d *SocketsData) shownStates(rows []sockstat.StateCounts, changes []*sockstat.StateCounts) []sockstat.State {
+	var cols []sockstat.State
+	for _, s := range sockstat.AllStates() {
+		for i, r := range rows {
+			if r[s] != 0 || (changes[i] != nil && changes[i][s] != 0) {
+				cols = append(cols, s)
+				break
+			}
+		}
+	}
+	return cols
+}
+
+func (d *SocketsData) peerSection(title string) report.Section {
+	rows := make([]sockstat.StateCounts, len(d.Peers))
+	changes := make([]*sockstat.StateCounts, len(d.Peers))
+	for i, p := range d.Peers {
+		rows[i], changes[i] = p.States, p.Changes
+	}
+	cols := d.shownStates(rows, changes)
+	sec := report.Section{Title: title, Header: []string{"PEER", "DIR", "ALIAS"}}
+	for _, s := range cols {
+		sec.Header = append(sec.Header, s.String())
+	}
+	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q", "PROCESSES")
+	for _, p := range d.Peers {
+		row := []string{p.Peer, string(p.Direction), dash(p.Alias)}
+		for _, s := range cols {
+			cell := strconv.Itoa(p.States[s])
+			if p.Changes != nil {
+				cell += fmt.Sprintf(" (%+d)", p.Changes[s])
+			}
+			row = append(row, cell)
+		}
+		row = append(row, strconv.FormatUint(p.SendQ, 10), strconv.FormatUint(p.RecvQ, 10), procList(p.Processes))
+		sec.Rows = append(sec.Rows, row)
+	}
+	if len(d.Peers) == 0 {
+		sec.Header = nil
+		sec.Lines = []string{"no sockets match"}
+	}
+	return sec
+}
+
+func (d *SocketsData) groupSection() report.Section {
+	rows := make([]sockstat.StateCounts, len(d.Groups))
+	changes := make([]*sockstat.StateCounts, len(d.Groups))
+	for i, g := range d.Groups {
+		rows[i] = g.States
+	}
+	sec := report.Section{Title: "By " + d.By, Header: []string{strings.ToUpper(d.By), "SOCKETS", "PEERS"}}
+	cols := d.shownStates(rows, changes)
+	if d.By == string(sockstat.ByState) {
+		cols = nil // one state per row: the state columns would repeat SOCKETS
+	}
+	for _, s := range cols {
+		sec.Header = append(sec.Header, s.String())
+	}
+	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q")
+	for _, g := range d.Groups {
+		row := []string{g.Key, strconv.Itoa(g.Sockets), strconv.Itoa(g.Peers)}
+		for _, s := range cols {
+			row = append(row, strconv.Itoa(g.States[s]))
+		}
+		row = append(row, strconv.FormatUint(g.SendQ, 10), strconv.FormatUint(g.RecvQ, 10))
+		sec.Rows = append(sec.Rows, row)
+	}
+	if len(d.Groups) == 0 {
+		sec.Header = nil
+		sec.Lines = []string{"no sockets match"}
+	}
+	return sec
+}
+
+func procList(ps []sockstat.Process) string {
+	if len(ps) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(ps))
+	for i, p := range ps {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("+%d", len(ps)-3))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s[%d]", p.Comm, p.PID))
+	}
+	return strings.Join(parts, ",")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

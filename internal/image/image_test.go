@@ -1,0 +1,149 @@
+package image
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/logdoctor/logdoctor/internal/testenv"
+)
+
+// TestImageTarballRuns builds the image the way `make image` does, then
+// takes the tarball apart with nothing but archive/tar (manifest.json ->
+// config -> layer) the way a container runtime would, and runs the binary
+// found in the layer.
+func TestImageTarballRuns(t *testing.T) {
+	testenv.RequireLinux(t)
+	bin := testenv.BuildLogdoctor(t)
+	out := filepath.Join(t.TempDir(), "logdoctor-image.tar")
+	if err := WriteTarball(out, Options{Binary: bin, Tag: "logdoctor:test"}); err != nil {
+		t.Fatal(err)
+	}
+
+	files := readTar(t, mustOpen(t, out))
+	var manifest []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(files["manifest.json"], &manifest); err != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	if len(manifest) != 1 || len(manifest[0].Layers) != 1 {
+		t.Fatalf("want one image with one layer, got %+v", manifest)
+	}
+	if got := manifest[0].RepoTags; len(got) != 1 || got[0] != "logdoctor:test" {
+		t.Errorf("RepoTags = %v", got)
+	}
+	var cfg struct {
+		OS, Architecture string
+		Config           struct {
+			User       string
+			Entrypoint []string
+			Env        []string
+		}
+	}
+	if err := json.Unmarshal(files[manifest[0].Config], &cfg); err != nil {
+		t.Fatalf("config %s: %v", manifest[0].Config, err)
+	}
+	if cfg.OS != "linux" || cfg.Config.User != "65532:65532" ||
+		strings.Join(cfg.Config.Entrypoint, " ") != "/logdoctor" {
+		t.Errorf("config = %+v", cfg)
+	}
+
+	layer := readTar(t, decompress(t, files[manifest[0].Layers[0]]))
+	if !strings.Contains(string(layer["etc/passwd"]), "nonroot:x:65532:65532:") {
+		t.Errorf("etc/passwd = %q", layer["etc/passwd"])
+	}
+	if !strings.Contains(string(layer["etc/group"]), "nonroot:x:65532:") {
+		t.Errorf("etc/group = %q", layer["etc/group"])
+	}
+	if _, ok := layer["tmp/"]; !ok {
+		t.Error("no /tmp in the layer")
+	}
+	exe := filepath.Join(t.TempDir(), "logdoctor")
+	if err := os.WriteFile(exe, layer["logdoctor"], 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := exec.Command(exe, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(got), "commit") {
+		t.Fatalf("logdoctor --version from the image: %v\n%s", err, got)
+	}
+	// A real command, not just flag parsing: the socket table of this host.
+	got, err = exec.Command(exe, "sockets", "-o", "json", "--no-processes", "--fail-on", "never").Output()
+	if err != nil {
+		t.Fatalf("logdoctor sockets from the image: %v\n%s", err, got)
+	}
+	var rep struct {
+		Command string
+		Data    struct {
+			Sources struct {
+				Read []struct{ Path string }
+			}
+		}
+	}
+	if err := json.Unmarshal(got, &rep); err != nil || rep.Command != "sockets" || len(rep.Data.Sources.Read) == 0 {
+		t.Fatalf("sockets report from the image binary: %v\n%.500s", err, got)
+	}
+}
+
+func mustOpen(t *testing.T, p string) io.Reader {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(b)
+}
+
+// readTar returns every entry's content by name (directories map to nil).
+func readTar(t *testing.T, r io.Reader) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatalf("tar: %v", err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatalf("tar %s: %v", h.Name, err)
+		}
+		if h.Typeflag == tar.TypeDir {
+			b = nil
+		}
+		files[h.Name] = b
+	}
+}
+
+// decompress accepts both compressed (docker save) and plain layers.
+func decompress(t *testing.T, b []byte) io.Reader {
+	t.Helper()
+	if len(b) == 0 {
+		t.Fatal("empty layer")
+	}
+	br := bufio.NewReader(bytes.NewReader(b))
+	magic, _ := br.Peek(2)
+	if !bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+		return br
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		t.Fatal(fmt.Errorf("layer gzip: %w", err))
+	}
+	return zr
+}

@@ -1,0 +1,72 @@
+package esprobe
+
+// Finding ids of es probe and es dups: stable API, documented in
+// docs/commands/es.md.
+const (
+	FindingUnreachable       = "es.unreachable"
+	FindingAuthFailed        = "es.auth_failed"
+	FindingClusterHealth     = "es.cluster_health"
+	FindingSniffUnreachable  = "es.sniff_unreachable"
+	FindingKeepaliveClosed   = "es.keepalive_closed"
+	FindingConnectionChurn   = "es.connection_churn"
+	FindingWriteRejections   = "es.write_rejections"
+	FindingIndexingPressure  = "es.indexing_pressure"
+	FindingBulkTooLarge      = "es.bulk_too_large"
+	FindingRequestTimeout    = "es.request_timeout_tight"
+	FindingBulkNotIdempotent = "es.bulk_not_idempotent"
+	FindingBulkLost          = "es.bulk_lost"
+	FindingDuplicates        = "es.duplicates"
+)
+
+// Remedies name the shipper settings; they are long on purpose, since the
+// remedy is the line a person acts on.
+const (
+	remedyUnreachable = "Check the address the shipper uses: fluent-plugin-elasticsearch `host`/`port`/`scheme` (or `hosts`), " +
+		"Fluent Bit es output `Host`/`Port`/`tls`. Check DNS, firewalls and proxies between this host and the cluster; run this probe " +
+		"from the shipper's network namespace (kubectl debug --target) so it sees what the shipper sees."
+	remedyAuth = "Fix the credentials the shipper sends: fluent-plugin-elasticsearch `user`/`password` (or `api_key`), " +
+		"Fluent Bit `HTTP_User`/`HTTP_Passwd` (or `Cloud_Auth`); the user needs the `create_doc`/`index` privilege on the target indices " +
+		"and `monitor` for the probe's stats."
+	remedySniff = "A shipper that sniffs replaces its connection pool with these addresses and then stalls with " +
+		"\"Cannot get new connection from pool\" (seed 000). fluent-plugin-elasticsearch: set `reload_connections false` " +
+		"(default true: it re-sniffs _nodes/http every 10,000 requests), keep `reload_on_failure false`, set `reconnect_on_error true`, " +
+		"or use `sniffer_class_name Fluent::Plugin::ElasticsearchSimpleSniffer` to keep the configured hosts; " +
+		"or make the nodes publish reachable addresses (`http.publish_host`). Fluent Bit does not sniff."
+	remedyKeepalive = "Something between here and the cluster (a load balancer, a proxy, or the node) closes idle keep-alive connections. " +
+		"A shipper that reuses a pooled connection as it is being closed gets a reset or EOF on its next bulk and marks the node dead " +
+		"until `resurrect_after` (60 s). fluent-plugin-elasticsearch: `reconnect_on_error true`, `resurrect_after 5s`; " +
+		"Fluent Bit: set `net.keepalive_idle_timeout` below the close delay; or raise the load balancer's idle timeout."
+	remedyChurn = "Connections are not being reused: every new connection costs a TCP (and TLS) handshake and leaves a TIME_WAIT " +
+		"socket behind (seed 000). Make sure the proxy in front of the cluster keeps connections alive (no `Connection: close`); " +
+		"Fluent Bit: `net.keepalive on`; fluent-plugin-elasticsearch: `reload_connections false` so the pool is not rebuilt, " +
+		"and fewer `flush_thread_count` workers each opening their own connection."
+	remedyRejections = "The cluster answers bulk items with 429 es_rejected_execution_exception; the shipper resends the whole chunk and, " +
+		"without a stable _id, indexes the accepted part again (seed 003). fluent-plugin-elasticsearch: add the `elasticsearch_genid` " +
+		"filter with `id_key _hash` and `write_operation create`, lower `flush_thread_count`, raise `flush_interval`, keep `retry_max_interval` " +
+		"backing off; Fluent Bit: `Generate_ID On`, fewer `Workers`. On the cluster: more write capacity, fewer shards per bulk."
+	remedyPressure = "Indexing pressure rejected whole requests (coordinating/primary/replica memory over " +
+		"indexing_pressure.memory.limit): shippers see 429 for the entire bulk and resend it. Send smaller bulks " +
+		"(fluent-plugin-elasticsearch `chunk_limit_size`, `bulk_message_request_threshold`; Fluent Bit smaller chunks), " +
+		"fewer concurrent flushes (`flush_thread_count`, `Workers`), and use `elasticsearch_genid` + `id_key` + `write_operation create` " +
+		"so the resends cannot duplicate."
+	remedyBulkTooLarge = "Bulk bodies over http.max_content_length get 413 with an empty body and are never accepted; the chunk is " +
+		"retried until it is dropped. fluent-plugin-elasticsearch: `bulk_message_request_threshold` (and the buffer's `chunk_limit_size`) " +
+		"below the limit; Fluent Bit: smaller chunks (`Buffer_Chunk_Size` on the input); or raise `http.max_content_length` on the cluster."
+	remedyTimeout = "A bulk that takes longer than the shipper's request timeout is abandoned and resent while the cluster still indexes it: " +
+		"duplicates unless every event has a stable _id (seed 003). fluent-plugin-elasticsearch: `request_timeout` well above the p99 " +
+		"(default 5s) plus `elasticsearch_genid`/`id_key` and `write_operation create`; Fluent Bit: `Generate_ID On` and a larger `net.io_timeout`."
+	remedyIdempotent = "A create with a fixed _id must be refused (409) the second time. Something rewrites the request: an ingest " +
+		"pipeline that sets _id, an alias or data stream routing each write to a new backing index, or a proxy turning create into index. " +
+		"Use `write_operation create` with `id_key` in fluent-plugin-elasticsearch (Fluent Bit: `Generate_ID On`) and check the pipeline."
+	remedyLost = "The cluster acknowledged the canary (201) but it is not there: an ingest pipeline with a drop processor, an alias " +
+		"writing elsewhere, or a proxy answering for the cluster. Check the index's default_pipeline and aliases; " +
+		"`logdoctor smoke` counts events end to end."
+	remedyDuplicates = "Events were indexed more than once: the shipper resent bulks (429s, timeouts, restarts) and Elasticsearch generated a " +
+		"new _id each time (seed 003). fluent-plugin-elasticsearch: `<filter> @type elasticsearch_genid hash_id_key _hash </filter>` " +
+		"with `id_key _hash` and `write_operation create` (a resend then gets 409 instead of a copy); Fluent Bit: `Generate_ID On`."
+	remedyHealthRed = "Primary shards are unassigned: bulk items for those indices fail with 503 unavailable_shards_exception and " +
+		"shippers retry until their buffers fill (then drop). Check GET _cluster/allocation/explain; the shipper's buffer " +
+		"(`total_limit_size`, Fluent Bit `storage.total_limit_size`) decides how long it can wait."
+	remedyHealthYellow = "Replica shards are unassigned: writes work but there is no redundancy. On a single node set " +
+		"`number_of_replicas` 0 in the index template; otherwise check GET _cluster/allocation/explain."
+)

@@ -1,0 +1,438 @@
+package esprobe
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/report"
+)
+
+func startSim(t *testing.T, cfg essim.Config) *essim.Server {
+	t.Helper()
+	s, err := essim.Start(context.Background(), "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func run(t *testing.T, o Options) (*Result, []report.Finding) {
+	t.Helper()
+	if o.IdleWait == 0 {
+		o.IdleWait = -1 // tests that do not watch idle connections skip it
+	}
+	res, fs, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, fs
+}
+
+func ids(fs []report.Finding) map[string]report.Finding {
+	m := map[string]report.Finding{}
+	for _, f := range fs {
+		m[f.ID] = f
+	}
+	return m
+}
+
+func onlyFindings(t *testing.T, fs []report.Finding, want ...string) map[string]report.Finding {
+	t.Helper()
+	got := ids(fs)
+	for _, w := range want {
+		if _, ok := got[w]; !ok {
+			t.Errorf("missing finding %s; got %v", w, fs)
+		}
+	}
+	for id := range got {
+		found := false
+		for _, w := range want {
+			found = found || w == id
+		}
+		if !found {
+			t.Errorf("unexpected finding %s: %+v", id, got[id])
+		}
+	}
+	return got
+}
+
+func TestHealthyThreeNodeCluster(t *testing.T) {
+	s := startSim(t, essim.Config{Nodes: 3})
+	res, fs := run(t, Options{URLs: s.URLs(), Index: "probe-canary"})
+	onlyFindings(t, fs)
+	if len(res.Targets) != 3 || !res.Targets[2].Reachable || res.Targets[0].Version != essim.DefaultVersion || !res.Targets[0].ProductHdr {
+		t.Fatalf("targets %+v", res.Targets)
+	}
+	if len(res.Nodes) != 3 {
+		t.Fatalf("nodes %+v", res.Nodes)
+	}
+	for _, n := range res.Nodes {
+		if !n.Reachable || n.MaxContentLength != essim.DefaultMaxContentLength {
+			t.Fatalf("node %+v", n)
+		}
+	}
+	p := res.Pool
+	// 10 sequential requests on one keep-alive connection; the two
+	// concurrent rounds of 4 need at most 4 more.
+	if p.Requests != 18 || p.SequentialNew != 1 || p.ConcurrentNew > 4 || p.NewConnections+p.Reused != 18 {
+		t.Fatalf("pool %+v", p)
+	}
+	// The server saw every connection a request used; a dial that lost a
+	// race to an idle connection is ours but may not be accepted yet.
+	if p.ServerOpened < int64(p.NewConnections) || p.ServerOpened > p.OwnOpened || p.OthersOpened != 0 {
+		t.Fatalf("server side %+v", p)
+	}
+	b := res.Bulk
+	if b == nil || !b.Idempotent || b.Count != 1 || len(b.Statuses) != 5 || b.Statuses[0] != 201 || b.Statuses[4] != 409 || !b.Cleaned {
+		t.Fatalf("bulk %+v", b)
+	}
+	if s.Count("probe-canary") != 0 {
+		t.Fatalf("canary left behind: %d", s.Count("probe-canary"))
+	}
+	if res.Health == nil || res.Health.Status != "green" || res.Health.Nodes != 3 {
+		t.Fatalf("health %+v", res.Health)
+	}
+	if res.Pressure == nil || res.Pressure.WriteRejected != 0 || !res.Pressure.IndexingPressure {
+		t.Fatalf("pressure %+v", res.Pressure)
+	}
+}
+
+func TestNoKeepAliveIsChurn(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{NoKeepAlive: true}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}})
+	f := onlyFindings(t, fs, FindingConnectionChurn)[FindingConnectionChurn]
+	p := res.Pool
+	if p.NewConnections != 18 || p.Reused != 0 || p.SequentialNew != 10 || p.ReuseRatio != 0 {
+		t.Fatalf("pool %+v", p)
+	}
+	if f.Evidence["new_connections"] != 18 || f.Severity != report.Warning {
+		t.Fatalf("finding %+v", f)
+	}
+	if p.ServerOpened < 18 {
+		t.Fatalf("server saw %d connections", p.ServerOpened)
+	}
+}
+
+func TestIdleCloseDetected(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{IdleClose: 150 * time.Millisecond}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, IdleWait: 3 * time.Second})
+	f := onlyFindings(t, fs, FindingKeepaliveClosed)[FindingKeepaliveClosed]
+	if !res.Pool.IdleClosed || res.Pool.IdleClosedAfter < 100 || res.Pool.IdleClosedAfter > 2900 {
+		t.Fatalf("pool %+v", res.Pool)
+	}
+	if f.Evidence["idle_wait_ms"] != int64(3000) {
+		t.Fatalf("evidence %v", f.Evidence)
+	}
+}
+
+func TestSniffUnreachableAndEmpty(t *testing.T) {
+	s := startSim(t, essim.Config{Nodes: 2, Faults: essim.Faults{PublishAddress: "127.0.0.2:1"}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}})
+	f := onlyFindings(t, fs, FindingSniffUnreachable)[FindingSniffUnreachable]
+	if f.Severity != report.Critical || len(f.Evidence["unreachable"].([]string)) != 2 || !strings.Contains(f.Remedy, "reload_connections false") {
+		t.Fatalf("finding %+v", f)
+	}
+	for _, n := range res.Nodes {
+		if n.Reachable || n.PublishAddress != "127.0.0.2:1" || !strings.Contains(n.Error, "refused") {
+			t.Fatalf("node %+v", n)
+		}
+	}
+	s.SetFaults(essim.Faults{PublishAddress: "none"})
+	res, fs = run(t, Options{URLs: []string{s.URL()}})
+	onlyFindings(t, fs, FindingSniffUnreachable)
+	if res.Nodes[0].Error != "no http publish_address" {
+		t.Fatalf("nodes %+v", res.Nodes)
+	}
+	// The host/ip:port form some clusters publish.
+	if a, err := publishHostPort("es-0.local/127.0.0.1:9200"); err != nil || a != "127.0.0.1:9200" {
+		t.Fatalf("publishHostPort: %q %v", a, err)
+	}
+}
+
+func TestItemRejections(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{RejectRate: 1}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "rej"})
+	f := onlyFindings(t, fs, FindingWriteRejections)[FindingWriteRejections]
+	if f.Severity != report.Critical {
+		t.Fatalf("finding %+v", f)
+	}
+	// Five canary bulks and the canary's delete, every item rejected.
+	if res.Pressure.WriteRejectedDelta != 6 || res.Pressure.WriteRejected != 6 || res.Bulk.Cleaned {
+		t.Fatalf("pressure %+v", res.Pressure)
+	}
+	for _, st := range res.Bulk.Statuses {
+		if st != 429 {
+			t.Fatalf("statuses %v", res.Bulk.Statuses)
+		}
+	}
+	// Past rejections with none during the probe are a warning.
+	s.SetFaults(essim.Faults{})
+	res, fs = run(t, Options{URLs: []string{s.URL()}})
+	f = onlyFindings(t, fs, FindingWriteRejections)[FindingWriteRejections]
+	if f.Severity != report.Warning || res.Pressure.WriteRejectedDelta != 0 {
+		t.Fatalf("finding %+v pressure %+v", f, res.Pressure)
+	}
+}
+
+func TestWholeRequestRejectionsAreIndexingPressure(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{FailRate: 1}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "pres"})
+	f := onlyFindings(t, fs, FindingIndexingPressure)[FindingIndexingPressure]
+	if f.Severity != report.Critical || res.Pressure.PressureRejectDelta != 6 {
+		t.Fatalf("finding %+v pressure %+v", f, res.Pressure)
+	}
+	if res.Bulk.Statuses[0] != 429 || res.Bulk.ItemErrors[0] != "es_rejected_execution_exception" {
+		t.Fatalf("bulk %+v", res.Bulk)
+	}
+}
+
+func TestClusterHealth(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{Health: "yellow"}})
+	_, fs := run(t, Options{URLs: []string{s.URL()}})
+	if f := onlyFindings(t, fs, FindingClusterHealth)[FindingClusterHealth]; f.Severity != report.Warning {
+		t.Fatalf("yellow: %+v", f)
+	}
+	s.SetFaults(essim.Faults{Health: "red"})
+	_, fs = run(t, Options{URLs: []string{s.URL()}})
+	if f := onlyFindings(t, fs, FindingClusterHealth)[FindingClusterHealth]; f.Severity != report.Critical {
+		t.Fatalf("red: %+v", f)
+	}
+}
+
+func TestLatencyAgainstRequestTimeout(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{Latency: 60 * time.Millisecond}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, RequestTimeout: 100 * time.Millisecond, Sequential: 2, Concurrent: 1})
+	f := onlyFindings(t, fs, FindingRequestTimeout)[FindingRequestTimeout]
+	if f.Evidence["measured_on"] != "requests" || res.LatencyP99MS < 60 {
+		t.Fatalf("finding %+v p99 %v", f, res.LatencyP99MS)
+	}
+	// Warning from half the timeout, critical from the timeout on; a slow
+	// machine may push the p99 past 100 ms, so check the rule, not a guess.
+	want := report.Warning
+	if res.LatencyP99MS >= 100 {
+		want = report.Critical
+	}
+	if f.Severity != want {
+		t.Fatalf("p99 %v ms: severity %v, want %v", res.LatencyP99MS, f.Severity, want)
+	}
+}
+
+func TestIndexLateTimesOutAndStores(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{IndexLate: true, LateBy: 2 * time.Second}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "late", Timeout: 300 * time.Millisecond,
+		RequestTimeout: 300 * time.Millisecond, BulkSamples: 2})
+	got := onlyFindings(t, fs, FindingRequestTimeout)
+	if got[FindingRequestTimeout].Severity != report.Critical {
+		t.Fatalf("finding %+v", got[FindingRequestTimeout])
+	}
+	// Both attempts timed out on the client while the first was stored:
+	// with create and a fixed _id the resend could not duplicate.
+	if res.Bulk.Statuses[0] != 0 || res.Bulk.Count != 1 || s.Stats().Conflicts != 1 {
+		t.Fatalf("bulk %+v stats %+v", res.Bulk, s.Stats())
+	}
+}
+
+func TestDroppedCanaryIsLost(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{DropRate: 1}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "drop", BulkSamples: 2})
+	onlyFindings(t, fs, FindingBulkLost, FindingBulkNotIdempotent)
+	if res.Bulk.Count != 0 || res.Bulk.Statuses[0] != 201 || res.Bulk.Statuses[1] != 201 {
+		t.Fatalf("bulk %+v", res.Bulk)
+	}
+}
+
+func TestBulkTooLarge(t *testing.T) {
+	s := startSim(t, essim.Config{MaxContentLength: 1 << 20})
+	_, fs := run(t, Options{URLs: []string{s.URL()}, BulkSize: 8 << 20})
+	f := onlyFindings(t, fs, FindingBulkTooLarge)[FindingBulkTooLarge]
+	if f.Evidence["max_content_length_in_bytes"] != int64(1<<20) {
+		t.Fatalf("%+v", f)
+	}
+}
+
+// closedPort returns 127.0.0.2:port with nothing listening.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestClosedPortUnreachable(t *testing.T) {
+	addr := closedPort(t)
+	res, fs := run(t, Options{URLs: []string{"http://" + addr}})
+	f := onlyFindings(t, fs, FindingUnreachable)[FindingUnreachable]
+	if f.Evidence["kind"] != "refused" || res.Targets[0].Reachable || res.Pool != nil {
+		t.Fatalf("finding %+v result %+v", f, res)
+	}
+	// One reachable URL of two: the probe goes on with that one.
+	s := startSim(t, essim.Config{})
+	res, fs = run(t, Options{URLs: []string{"http://" + addr, s.URL()}})
+	onlyFindings(t, fs, FindingUnreachable)
+	if res.Pool == nil || res.Pool.Requests != 18 {
+		t.Fatalf("pool %+v", res.Pool)
+	}
+}
+
+// testCA makes a CA and a server certificate for 127.0.0.1; it returns the
+// server's tls.Config and the CA PEM file.
+func testCA(t *testing.T) (*tls.Config, string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "logdoctor test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "essim"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, p
+}
+
+func TestTLSWithBasicAuth(t *testing.T) {
+	srvTLS, caFile := testCA(t)
+	s := startSim(t, essim.Config{TLS: srvTLS, Username: "elastic", Password: "hunter2-secret"})
+	if !strings.HasPrefix(s.URL(), "https://") {
+		t.Fatal(s.URL())
+	}
+	res, fs := run(t, Options{URLs: []string{s.URL()}, CAFile: caFile, Username: "elastic", Password: "hunter2-secret", Index: "tls"})
+	onlyFindings(t, fs)
+	if !res.Bulk.Idempotent || res.Pool.SequentialNew != 1 {
+		t.Fatalf("bulk %+v pool %+v", res.Bulk, res.Pool)
+	}
+	// Wrong password: auth_failed, and the password appears nowhere.
+	res, fs = run(t, Options{URLs: []string{strings.Replace(s.URL(), "https://", "https://elastic:wrong-pass-123@", 1)}, CAFile: caFile})
+	onlyFindings(t, fs, FindingAuthFailed)
+	b, _ := json.Marshal(struct {
+		R *Result
+		F []report.Finding
+	}{res, fs})
+	if strings.Contains(string(b), "wrong-pass-123") {
+		t.Fatalf("password leaked: %s", b)
+	}
+	// No CA: the certificate is refused, which is unreachable (tls).
+	_, fs = run(t, Options{URLs: []string{s.URL()}, Username: "elastic", Password: "hunter2-secret"})
+	if f := onlyFindings(t, fs, FindingUnreachable)[FindingUnreachable]; f.Evidence["kind"] != "tls" {
+		t.Fatalf("%+v", f)
+	}
+	// --insecure skips verification.
+	_, fs = run(t, Options{URLs: []string{s.URL()}, Username: "elastic", Password: "hunter2-secret", Insecure: true})
+	onlyFindings(t, fs)
+}
+
+func TestVersion7AndOpenSearchShape(t *testing.T) {
+	s := startSim(t, essim.Config{Version: "7.10.2"})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "v7"})
+	onlyFindings(t, fs)
+	if res.Targets[0].ProductHdr || res.Targets[0].Version != "7.10.2" || !res.Bulk.Idempotent {
+		t.Fatalf("%+v %+v", res.Targets[0], res.Bulk)
+	}
+}
+
+func TestOpenSearch(t *testing.T) {
+	for _, v := range []string{"1.3.14", "2.11.0"} {
+		s := startSim(t, essim.Config{Distribution: "opensearch", Version: v})
+		res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "os"})
+		onlyFindings(t, fs)
+		tg := res.Targets[0]
+		if tg.Product != "opensearch" || tg.ProductHdr || tg.Version != v || !res.Bulk.Idempotent {
+			t.Fatalf("%s: %+v %+v", v, tg, res.Bulk)
+		}
+	}
+}
+
+func TestOtherClientsChurn(t *testing.T) {
+	s := startSim(t, essim.Config{})
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		// A shipper without keep-alive: a new connection per request.
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			if r, err := c.Get(s.URL() + "/"); err == nil {
+				r.Body.Close()
+				n++
+			}
+		}
+	}()
+	res, fs := run(t, Options{URLs: []string{s.URL()}})
+	close(stop)
+	n := <-done
+	f := onlyFindings(t, fs, FindingConnectionChurn)[FindingConnectionChurn]
+	if !strings.Contains(f.Summary, "other clients") || res.Pool.OthersOpened < 3 || res.Pool.OthersOpened > int64(n) {
+		t.Fatalf("finding %+v pool %+v (hammer made %d)", f, res.Pool, n)
+	}
+}
+
+func TestDNSNameIsResolvedAndTimed(t *testing.T) {
+	s := startSim(t, essim.Config{})
+	_, port, _ := net.SplitHostPort(s.Addrs()[0])
+	res, fs := run(t, Options{URLs: []string{"http://localhost:" + port}})
+	onlyFindings(t, fs)
+	tg := res.Targets[0]
+	found := false
+	for _, a := range tg.Addresses {
+		found = found || a == "127.0.0.1"
+	}
+	if !found || !tg.Reachable {
+		t.Fatalf("target %+v", tg)
+	}
+	dns := false
+	for _, c := range res.Checks {
+		dns = dns || (c.Name == "dns" && c.Target == "localhost" && c.OK)
+	}
+	if !dns {
+		t.Fatalf("no dns check: %+v", res.Checks)
+	}
+	// A name that cannot resolve is es.unreachable of kind dns. The
+	// resolver is injected so that no query leaves the machine.
+	noDNS := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		return nil, errors.New("no DNS server in this test")
+	}}
+	_, fs = run(t, Options{URLs: []string{"http://no-such-host.test:9200"}, Resolver: noDNS})
+	if f := onlyFindings(t, fs, FindingUnreachable)[FindingUnreachable]; f.Evidence["kind"] != "dns" {
+		t.Fatalf("%+v", f)
+	}
+}

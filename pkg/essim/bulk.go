@@ -1,0 +1,523 @@
+package essim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// itemResult is the outcome of one write, rendered as a bulk item or as a
+// single-document response.
+type itemResult struct {
+	op        BulkOp
+	index, id string
+	status    int
+	result    string // created, updated, deleted, not_found, noop
+	version   int64
+	seq       int64
+	errType   string
+	errReason string
+	errIndex  bool // add index_uuid/shard/index to the error
+	uuid      string
+}
+
+func (it *itemResult) failed() bool { return it.errType != "" }
+
+// bulk serves POST /_bulk and /{index}/_bulk.
+func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
+	start := time.Now()
+	if !n.validRefresh(w, r) {
+		return
+	}
+	body, err := n.readBody(r)
+	if err != nil {
+		n.bodyError(w, r, err)
+		return
+	}
+	var items []BulkItem
+	err = ParseBulk(body, defIndex, func(it BulkItem) error {
+		items = append(items, it)
+		return nil
+	})
+	if err != nil {
+		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception", trimErrPrefix(err), nil)
+		return
+	}
+	if len(items) == 0 {
+		n.esError(w, r, http.StatusBadRequest, "action_request_validation_exception", "Validation Failed: 1: no requests added;", nil)
+		return
+	}
+	res, ok := n.write(w, r, items, int64(len(body)))
+	if !ok {
+		return
+	}
+	n.s.bulkRequests.Add(1)
+	n.s.bulkItems.Add(int64(len(items)))
+	if !n.holdLate(r) {
+		return
+	}
+	buf := make([]byte, 0, 64+len(res)*200)
+	errs := false
+	for i := range res {
+		if res[i].failed() {
+			errs = true
+			break
+		}
+	}
+	buf = append(buf, `{"took":`...)
+	buf = strconv.AppendInt(buf, time.Since(start).Milliseconds(), 10)
+	buf = append(buf, `,"errors":`...)
+	buf = strconv.AppendBool(buf, errs)
+	buf = append(buf, `,"items":[`...)
+	for i := range res {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '{')
+		buf = appendString(buf, res[i].op.String())
+		buf = append(buf, ':')
+		buf = n.appendItem(buf, &res[i], true)
+		buf = append(buf, '}')
+	}
+	buf = append(buf, "]}"...)
+	n.respond(w, r, http.StatusOK, buf)
+}
+
+// holdLate implements Faults.IndexLate: the documents are stored already;
+// the answer waits LateBy, and a client that gave up never gets it.
+func (n *node) holdLate(r *http.Request) bool {
+	f := n.s.Faults()
+	if !f.IndexLate {
+		return true
+	}
+	t := time.NewTimer(f.LateBy)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func trimErrPrefix(err error) string {
+	s := err.Error()
+	p := ErrBulk.Error() + ": "
+	if len(s) > len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
+}
+
+func (n *node) validRefresh(w http.ResponseWriter, r *http.Request) bool {
+	switch v := r.URL.Query().Get("refresh"); v {
+	case "", "true", "false", "wait_for":
+		return true
+	default:
+		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception", "Unknown value for refresh: ["+v+"].", nil)
+		return false
+	}
+}
+
+// writeOne serves the single-document APIs through the bulk path.
+func (n *node) writeOne(w http.ResponseWriter, r *http.Request, it BulkItem) {
+	if !n.validRefresh(w, r) {
+		return
+	}
+	res, ok := n.write(w, r, []BulkItem{it}, int64(len(it.Source)))
+	if !ok {
+		return
+	}
+	if !n.holdLate(r) {
+		return
+	}
+	x := &res[0]
+	if x.failed() {
+		extra := map[string]any{}
+		if x.errIndex {
+			extra = map[string]any{"index_uuid": x.uuid, "shard": "0", "index": x.index}
+		}
+		n.esError(w, r, x.status, x.errType, x.errReason, extra)
+		return
+	}
+	n.respond(w, r, x.status, n.appendItem(nil, x, false))
+}
+
+// write runs items through the faults, the write thread pool and the store.
+// ok is false when a response (whole-request failure) was already written.
+func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, size int64) ([]itemResult, bool) {
+	s := n.s
+	f := s.Faults()
+	if f.FailRate > 0 && s.roll() < f.FailRate {
+		s.failures.Add(1)
+		n.failWhole(w, r, f.FailStatus, size)
+		return nil, false
+	}
+	if q := n.writeQueue.Add(1); q > int64(s.cfg.WriteQueueSize) {
+		n.writeQueue.Add(-1)
+		n.rejected.Add(1)
+		n.esError(w, r, http.StatusTooManyRequests, "es_rejected_execution_exception", n.rejectReason(), nil)
+		return nil, false
+	}
+	select {
+	case n.sem <- struct{}{}:
+	case <-r.Context().Done():
+		n.writeQueue.Add(-1)
+		return nil, false
+	}
+	n.writeQueue.Add(-1)
+	a := n.writeActive.Add(1)
+	for {
+		l := n.largest.Load()
+		if a <= l || n.largest.CompareAndSwap(l, a) {
+			break
+		}
+	}
+	n.pressure.Add(size)
+	n.pressureTotal.Add(size)
+	defer func() {
+		n.pressure.Add(-size)
+		n.writeActive.Add(-1)
+		n.writeCompleted.Add(1)
+		<-n.sem
+	}()
+
+	res := make([]itemResult, len(items))
+	st := s.store
+	st.mu.Lock()
+	for i := range items {
+		n.apply(&items[i], &res[i], f)
+	}
+	err := st.flushLocked()
+	st.mu.Unlock()
+	if err != nil {
+		n.esError(w, r, http.StatusInternalServerError, "exception", err.Error(), nil)
+		return nil, false
+	}
+	return res, true
+}
+
+// failWhole answers a whole write request with status, the way an
+// overloaded node does: 429 is an indexing-pressure (coordinating)
+// rejection, 5xx a cluster that cannot take writes.
+func (n *node) failWhole(w http.ResponseWriter, r *http.Request, status int, size int64) {
+	if status == http.StatusTooManyRequests {
+		n.coordRejections.Add(1)
+		n.esError(w, r, status, "es_rejected_execution_exception",
+			"rejected execution of coordinating operation [coordinating_and_primary_bytes="+strconv.FormatInt(n.pressure.Load(), 10)+
+				", replica_bytes=0, all_bytes="+strconv.FormatInt(n.pressure.Load(), 10)+
+				", coordinating_operation_bytes="+strconv.FormatInt(size, 10)+
+				", max_coordinating_and_primary_bytes="+strconv.FormatInt(n.s.cfg.MaxContentLength/10, 10)+"]", nil)
+		return
+	}
+	n.esError(w, r, status, "cluster_block_exception", "blocked by: [SERVICE_UNAVAILABLE/2/no master];", nil)
+}
+
+func (n *node) rejectReason() string {
+	return "rejected execution of org.elasticsearch.action.support.replication.TransportWriteAction$1 on EsThreadPoolExecutor[name = " +
+		n.name + "/write, queue capacity = " + strconv.Itoa(n.s.cfg.WriteQueueSize) + ", active threads = " +
+		strconv.FormatInt(n.writeActive.Load(), 10) + ", queued tasks = " + strconv.FormatInt(n.writeQueue.Load(), 10) + "]"
+}
+
+// apply performs one item; the caller holds the store lock.
+func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
+	s := n.s
+	st := s.store
+	x.op, x.index, x.id = it.Op, it.Index, it.ID
+	fail := func(status int, typ, reason string) {
+		x.status, x.errType, x.errReason = status, typ, reason
+	}
+	if msg := checkIndexName(it.Index); msg != "" {
+		fail(http.StatusBadRequest, "invalid_index_name_exception", "Invalid index name ["+it.Index+"], "+msg)
+		return
+	}
+	if len(it.ID) > 512 {
+		fail(http.StatusBadRequest, "illegal_argument_exception", "id ["+it.ID[:32]+"...] is too long, must be no longer than 512 bytes but was: "+strconv.Itoa(len(it.ID)))
+		return
+	}
+	if it.ID == "" {
+		if it.Op == OpUpdate || it.Op == OpDelete {
+			fail(http.StatusBadRequest, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
+			return
+		}
+		x.id = st.newIDLocked()
+	}
+	if f.Health == "red" {
+		fail(http.StatusServiceUnavailable, "unavailable_shards_exception",
+			"["+it.Index+"][0] primary shard is not active Timeout: [1m], request: [BulkShardRequest [["+it.Index+"][0]] containing [1] requests]")
+		return
+	}
+	if f.RejectRate > 0 && s.roll() < f.RejectRate {
+		n.rejected.Add(1)
+		fail(http.StatusTooManyRequests, "es_rejected_execution_exception", n.rejectReason())
+		return
+	}
+	if it.Op == OpIndex || it.Op == OpCreate {
+		if !validObject(it.Source) {
+			typ := "document_parsing_exception"
+			if s.major < 8 {
+				typ = "mapper_parsing_exception"
+			}
+			fail(http.StatusBadRequest, typ, "[1:1] failed to parse: source is not a JSON object")
+			return
+		}
+	}
+	if f.DropRate > 0 && (it.Op == OpIndex || it.Op == OpCreate) && s.roll() < f.DropRate {
+		s.dropped.Add(1)
+		st.seq++
+		x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, st.seq
+		return
+	}
+	ix := st.indices[it.Index]
+	switch it.Op {
+	case OpIndex, OpCreate:
+		if ix == nil {
+			ix = st.createIndexLocked(it.Index)
+		}
+		x.uuid = ix.uuid
+		old := ix.docs[x.id]
+		if old != nil && it.Op == OpCreate {
+			s.conflicts.Add(1)
+			x.errIndex = true
+			fail(http.StatusConflict, "version_conflict_engine_exception",
+				"["+x.id+"]: version conflict, document already exists (current version ["+strconv.FormatInt(old.version, 10)+"])")
+			return
+		}
+		v := int64(1)
+		x.status, x.result = http.StatusCreated, "created"
+		if old != nil {
+			v = old.version + 1
+			x.status, x.result = http.StatusOK, "updated"
+		}
+		d := st.indexLocked(ix, x.id, it.Source, v)
+		x.version, x.seq = d.version, d.seq
+	case OpDelete:
+		if ix == nil {
+			x.status, x.result, x.version = http.StatusNotFound, "not_found", 1
+			return
+		}
+		x.uuid = ix.uuid
+		old := ix.docs[x.id]
+		if old == nil {
+			x.status, x.result, x.version, x.seq = http.StatusNotFound, "not_found", 1, st.seq
+			return
+		}
+		st.deleteDocLocked(ix, x.id)
+		x.status, x.result, x.version, x.seq = http.StatusOK, "deleted", old.version+1, st.seq
+	case OpUpdate:
+		var u struct {
+			Doc         json.RawMessage `json:"doc"`
+			DocAsUpsert bool            `json:"doc_as_upsert"`
+			Upsert      json.RawMessage `json:"upsert"`
+			Script      json.RawMessage `json:"script"`
+		}
+		if err := json.Unmarshal(it.Source, &u); err != nil {
+			fail(http.StatusBadRequest, "x_content_parse_exception", "[1:1] [UpdateRequest] failed to parse: "+err.Error())
+			return
+		}
+		if u.Script != nil {
+			fail(http.StatusBadRequest, "illegal_argument_exception", "essim: scripted updates are not supported")
+			return
+		}
+		var old *doc
+		if ix != nil {
+			old = ix.docs[x.id]
+			x.uuid = ix.uuid
+		}
+		if old == nil {
+			src := u.Upsert
+			if u.DocAsUpsert {
+				src = u.Doc
+			}
+			if src == nil {
+				x.errIndex = ix != nil
+				fail(http.StatusNotFound, "document_missing_exception", "["+x.id+"]: document missing")
+				return
+			}
+			if ix == nil {
+				ix = st.createIndexLocked(it.Index)
+				x.uuid = ix.uuid
+			}
+			d := st.indexLocked(ix, x.id, compactJSON(src), 1)
+			x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, d.seq
+			return
+		}
+		merged, err := mergeJSON(old.src, u.Doc)
+		if err != nil {
+			fail(http.StatusBadRequest, "x_content_parse_exception", err.Error())
+			return
+		}
+		if bytes.Equal(merged, old.src) {
+			x.status, x.result, x.version, x.seq = http.StatusOK, "noop", old.version, old.seq
+			return
+		}
+		d := st.indexLocked(ix, x.id, merged, old.version+1)
+		x.status, x.result, x.version, x.seq = http.StatusOK, "updated", d.version, d.seq
+	}
+}
+
+// validObject is a cheap check that src is one JSON object.
+func validObject(src []byte) bool {
+	i := 0
+	for i < len(src) && (src[i] == ' ' || src[i] == '\t') {
+		i++
+	}
+	return i < len(src) && src[i] == '{' && validJSON(src)
+}
+
+func compactJSON(b []byte) []byte {
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil {
+		return b
+	}
+	return out.Bytes()
+}
+
+// mergeJSON applies a partial document the way an update with "doc" does:
+// objects merge recursively, everything else is replaced.
+func mergeJSON(base, patch []byte) ([]byte, error) {
+	if patch == nil {
+		return base, nil
+	}
+	var a, b any
+	d := json.NewDecoder(bytes.NewReader(base))
+	d.UseNumber()
+	if err := d.Decode(&a); err != nil {
+		return nil, err
+	}
+	d = json.NewDecoder(bytes.NewReader(patch))
+	d.UseNumber()
+	if err := d.Decode(&b); err != nil {
+		return nil, err
+	}
+	bm, ok := b.(map[string]any)
+	if !ok {
+		return nil, errors.New("[1:1] [UpdateRequest] doc must be an object")
+	}
+	am, _ := a.(map[string]any)
+	if am == nil {
+		am = map[string]any{}
+	}
+	mergeMaps(am, bm)
+	out, err := json.Marshal(am)
+	if err != nil {
+		return nil, err
+	}
+	// Keep the stored bytes when nothing changed, so the update is a noop.
+	var orig any
+	d = json.NewDecoder(bytes.NewReader(base))
+	d.UseNumber()
+	if d.Decode(&orig) == nil {
+		if ob, err := json.Marshal(orig); err == nil && bytes.Equal(ob, out) {
+			return base, nil
+		}
+	}
+	return out, nil
+}
+
+func mergeMaps(dst, src map[string]any) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				mergeMaps(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+}
+
+// appendItem renders one write result: as a bulk item (with status) or as
+// a single-document response.
+func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
+	buf = append(buf, `{"_index":`...)
+	buf = appendString(buf, x.index)
+	buf = append(buf, `,"_id":`...)
+	buf = appendString(buf, x.id)
+	if n.s.major < 8 {
+		buf = append(buf, `,"_type":"_doc"`...)
+	}
+	if x.failed() {
+		buf = append(buf, `,"status":`...)
+		buf = strconv.AppendInt(buf, int64(x.status), 10)
+		buf = append(buf, `,"error":{"type":`...)
+		buf = appendString(buf, x.errType)
+		buf = append(buf, `,"reason":`...)
+		buf = appendString(buf, x.errReason)
+		if x.errIndex {
+			buf = append(buf, `,"index_uuid":`...)
+			buf = appendString(buf, x.uuid)
+			buf = append(buf, `,"shard":"0","index":`...)
+			buf = appendString(buf, x.index)
+		}
+		return append(buf, "}}"...)
+	}
+	total := 2
+	ok := 1
+	if len(n.s.nodes) > 1 {
+		ok = 2
+	}
+	buf = append(buf, `,"_version":`...)
+	buf = strconv.AppendInt(buf, x.version, 10)
+	buf = append(buf, `,"result":`...)
+	buf = appendString(buf, x.result)
+	buf = append(buf, `,"_shards":{"total":`...)
+	buf = strconv.AppendInt(buf, int64(total), 10)
+	buf = append(buf, `,"successful":`...)
+	buf = strconv.AppendInt(buf, int64(ok), 10)
+	buf = append(buf, `,"failed":0},"_seq_no":`...)
+	buf = strconv.AppendInt(buf, x.seq, 10)
+	buf = append(buf, `,"_primary_term":1`...)
+	if bulk {
+		buf = append(buf, `,"status":`...)
+		buf = strconv.AppendInt(buf, int64(x.status), 10)
+	}
+	return append(buf, '}')
+}
+
+// appendString appends s as a JSON string.
+func appendString(buf []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			buf = append(buf, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				buf = append(buf, '\\', c)
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}

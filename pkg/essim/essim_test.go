@@ -1,0 +1,411 @@
+package essim
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func start(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	s, err := Start(context.Background(), "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+type resp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r resp) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("status %d body %q: %v", r.status, r.body, err)
+	}
+	return m
+}
+
+func do(t *testing.T, c *http.Client, method, url string, body string, hdr ...string) resp {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-ndjson")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if c == nil {
+		c = http.DefaultClient
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp{res.StatusCode, res.Header, b}
+}
+
+func get(m map[string]any, path string) any {
+	var v any = m
+	for _, p := range strings.Split(path, ".") {
+		switch t := v.(type) {
+		case map[string]any:
+			v = t[p]
+		case []any:
+			var i int
+			fmt.Sscan(p, &i)
+			if i >= len(t) {
+				return nil
+			}
+			v = t[i]
+		default:
+			return nil
+		}
+	}
+	return v
+}
+
+func TestRootVersionsAndHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		header  string
+	}{{"", "Elasticsearch"}, {"7.17.9", "Elasticsearch"}, {"7.10.2", ""}} {
+		s := start(t, Config{Version: tc.version})
+		r := do(t, nil, "GET", s.URL()+"/", "")
+		m := r.json(t)
+		if r.status != 200 || get(m, "tagline") != "You Know, for Search" || get(m, "version.build_flavor") != "default" {
+			t.Fatalf("%s: %d %s", tc.version, r.status, r.body)
+		}
+		want := tc.version
+		if want == "" {
+			want = DefaultVersion
+		}
+		if get(m, "version.number") != want {
+			t.Errorf("version %v, want %s", get(m, "version.number"), want)
+		}
+		if got := r.header.Get("X-Elastic-Product"); got != tc.header {
+			t.Errorf("%s: X-Elastic-Product %q, want %q", want, got, tc.header)
+		}
+		h := do(t, nil, "HEAD", s.URL()+"/", "")
+		if h.status != 200 || len(h.body) != 0 {
+			t.Errorf("HEAD /: %d %q", h.status, h.body)
+		}
+		if d := do(t, nil, "DELETE", s.URL()+"/", ""); d.status != 405 || !strings.Contains(string(d.body), "Incorrect HTTP method") {
+			t.Errorf("DELETE /: %d %s", d.status, d.body)
+		}
+	}
+}
+
+func TestBulkCreateConflictCountSearch(t *testing.T) {
+	s := start(t, Config{})
+	body := `{"create":{"_index":"logs","_id":"a"}}
+{"msg":"one","host":"h1"}
+{"create":{"_index":"logs","_id":"b"}}
+{"msg":"two","host":"h2"}
+{"index":{"_index":"logs"}}
+{"msg":"three","host":"h1"}
+`
+	r := do(t, nil, "POST", s.URL()+"/_bulk", body)
+	m := r.json(t)
+	if r.status != 200 || get(m, "errors") != false {
+		t.Fatalf("first bulk: %d %s", r.status, r.body)
+	}
+	if get(m, "items.0.create.status") != 201.0 || get(m, "items.0.create._id") != "a" || get(m, "items.0.create.result") != "created" {
+		t.Fatalf("item 0: %s", r.body)
+	}
+	if id, _ := get(m, "items.2.index._id").(string); len(id) != 20 {
+		t.Fatalf("generated id %q", id)
+	}
+	r = do(t, nil, "POST", s.URL()+"/logs/_bulk", `{"create":{"_id":"a"}}
+{"msg":"one","host":"h1"}
+`)
+	m = r.json(t)
+	if get(m, "errors") != true || get(m, "items.0.create.status") != 409.0 ||
+		get(m, "items.0.create.error.type") != "version_conflict_engine_exception" {
+		t.Fatalf("replay: %s", r.body)
+	}
+	if s.Count("logs") != 3 || s.Stats().Conflicts != 1 {
+		t.Fatalf("count %d stats %+v", s.Count("logs"), s.Stats())
+	}
+	if c := do(t, nil, "GET", s.URL()+"/logs/_count", "").json(t); get(c, "count") != 3.0 {
+		t.Fatalf("_count: %v", c)
+	}
+	if c := do(t, nil, "POST", s.URL()+"/log*/_count", `{"query":{"term":{"host.keyword":"h1"}}}`).json(t); get(c, "count") != 2.0 {
+		t.Fatalf("_count term: %v", c)
+	}
+	sr := do(t, nil, "POST", s.URL()+"/logs/_search", `{"size":5,"query":{"terms":{"host":["h2"]}}}`).json(t)
+	if get(sr, "hits.total.value") != 1.0 || get(sr, "hits.hits.0._source.msg") != "two" || get(sr, "hits.hits.0._id") != "b" {
+		t.Fatalf("search: %v", sr)
+	}
+	ag := do(t, nil, "POST", s.URL()+"/logs/_search", `{"size":0,"aggs":{"d":{"terms":{"field":"host","min_doc_count":2}}}}`).json(t)
+	if get(ag, "aggregations.d.buckets.0.key") != "h1" || get(ag, "aggregations.d.buckets.0.doc_count") != 2.0 || get(ag, "aggregations.d.buckets.1") != nil {
+		t.Fatalf("aggs: %v", ag)
+	}
+	if d := do(t, nil, "GET", s.URL()+"/logs/_doc/b", "").json(t); get(d, "found") != true || get(d, "_source.msg") != "two" {
+		t.Fatalf("_doc: %v", d)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/nope/_count", ""); r.status != 404 || get(r.json(t), "error.type") != "index_not_found_exception" {
+		t.Fatalf("missing index: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/_refresh", ""); r.status != 200 {
+		t.Fatalf("_refresh %d", r.status)
+	}
+	if h := do(t, nil, "GET", s.URL()+"/_cluster/health", "").json(t); get(h, "status") != "green" || get(h, "number_of_nodes") != 1.0 {
+		t.Fatalf("health %v", h)
+	}
+	// filter_path as fluent-plugin-elasticsearch sends it.
+	fp := do(t, nil, "POST", s.URL()+"/_bulk?filter_path=errors,items.*.error,items.*.status", `{"create":{"_index":"logs","_id":"a"}}
+{"x":1}
+`)
+	if string(fp.body) != `{"errors":true,"items":[{"create":{"error":{"index":"logs","index_uuid":"`+get(fp.json(t), "items.0.create.error.index_uuid").(string)+`","reason":"[a]: version conflict, document already exists (current version [1])","shard":"0","type":"version_conflict_engine_exception"},"status":409}}]}` {
+		t.Fatalf("filter_path: %s", fp.body)
+	}
+}
+
+func TestBulkMalformedAndLimits(t *testing.T) {
+	s := start(t, Config{MaxContentLength: 4096})
+	for _, tc := range []struct{ body, want string }{
+		{`{"index":{}}` + "\n" + `{"a":1}`, "terminated by a newline"},
+		{"{\"bogus\":{}}\n{}\n", "Malformed action/metadata line [1]"},
+		{"not json\n", "Malformed action/metadata line [1]"},
+		{"{\"index\":{\"_index\":\"x\"}}\n", "no source line"},
+	} {
+		r := do(t, nil, "POST", s.URL()+"/_bulk", tc.body)
+		if r.status != 400 || !strings.Contains(string(r.body), tc.want) || get(r.json(t), "error.type") != "illegal_argument_exception" {
+			t.Errorf("%q: %d %s", tc.body, r.status, r.body)
+		}
+	}
+	r := do(t, nil, "POST", s.URL()+"/_bulk", "{\"index\":{\"_index\":\"Bad\"}}\n{}\n{\"index\":{\"_index\":\"x\"}}\n[1]\n")
+	m := r.json(t)
+	if get(m, "items.0.index.error.type") != "invalid_index_name_exception" || get(m, "items.1.index.error.type") != "document_parsing_exception" {
+		t.Errorf("item errors: %s", r.body)
+	}
+	big := strings.Repeat(`{"index":{"_index":"x"}}`+"\n"+`{"m":"`+strings.Repeat("a", 100)+`"}`+"\n", 40)
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", big); r.status != 413 {
+		t.Errorf("over max_content_length: %d", r.status)
+	}
+	// gzip bodies inflate, and the cap applies to the inflated size.
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	io.WriteString(zw, "{\"index\":{\"_index\":\"z\"}}\n{\"a\":1}\n")
+	zw.Close()
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", zb.String(), "Content-Encoding", "gzip"); r.status != 200 || s.Count("z") != 1 {
+		t.Errorf("gzip bulk: %d %s", r.status, r.body)
+	}
+}
+
+func TestFaultsRejectFailDropHealth(t *testing.T) {
+	s := start(t, Config{Faults: Faults{RejectRate: 1}})
+	bulk := "{\"index\":{\"_index\":\"f\"}}\n{\"a\":1}\n{\"index\":{\"_index\":\"f\"}}\n{\"a\":2}\n"
+	m := do(t, nil, "POST", s.URL()+"/_bulk", bulk).json(t)
+	if get(m, "errors") != true || get(m, "items.1.index.status") != 429.0 || get(m, "items.1.index.error.type") != "es_rejected_execution_exception" {
+		t.Fatalf("reject: %v", m)
+	}
+	st := do(t, nil, "GET", s.URL()+"/_nodes/stats/thread_pool", "").json(t)
+	var rejected float64
+	for _, nd := range get(st, "nodes").(map[string]any) {
+		rejected += get(nd.(map[string]any), "thread_pool.write.rejected").(float64)
+	}
+	if rejected != 2 || s.Count("f") != 0 {
+		t.Fatalf("rejected %v count %d", rejected, s.Count("f"))
+	}
+	cat := do(t, nil, "GET", s.URL()+"/_cat/thread_pool/write?format=json&h=node_name,name,rejected", "")
+	if string(cat.body) != `[{"name":"write","node_name":"essim-0","rejected":"2"}]` {
+		t.Fatalf("_cat: %s", cat.body)
+	}
+	// Runtime change through the admin endpoint.
+	r := do(t, nil, "POST", s.URL()+"/_essim/faults", `{"fail_rate":1,"fail_status":503}`)
+	if r.status != 200 {
+		t.Fatalf("admin: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", bulk); r.status != 503 || get(r.json(t), "error.type") != "cluster_block_exception" {
+		t.Fatalf("fail 503: %d %s", r.status, r.body)
+	}
+	s.SetFaults(Faults{FailRate: 1})
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", bulk); r.status != 429 || get(r.json(t), "status") != 429.0 {
+		t.Fatalf("fail 429: %d %s", r.status, r.body)
+	}
+	ip := do(t, nil, "GET", s.URL()+"/_nodes/stats/indexing_pressure", "").json(t)
+	for _, nd := range get(ip, "nodes").(map[string]any) {
+		if v := get(nd.(map[string]any), "indexing_pressure.memory.total.coordinating_rejections"); v != 1.0 {
+			t.Fatalf("coordinating_rejections %v", v)
+		}
+	}
+	s.SetFaults(Faults{DropRate: 1})
+	m = do(t, nil, "POST", s.URL()+"/_bulk", bulk).json(t)
+	if get(m, "errors") != false || get(m, "items.0.index.status") != 201.0 || s.Count("f") != 0 || s.Stats().Dropped != 2 {
+		t.Fatalf("drop: %v count %d", m, s.Count("f"))
+	}
+	s.SetFaults(Faults{Health: "red"})
+	h := do(t, nil, "GET", s.URL()+"/_cluster/health", "").json(t)
+	if get(h, "status") != "red" {
+		t.Fatalf("health %v", h)
+	}
+	m = do(t, nil, "POST", s.URL()+"/_bulk", bulk).json(t)
+	if get(m, "items.0.index.status") != 503.0 {
+		t.Fatalf("red bulk %v", m)
+	}
+	if err := s.SetFaults(Faults{RejectRate: 2}); err == nil {
+		t.Fatal("reject rate 2 accepted")
+	}
+}
+
+func TestIndexLateStoresWhileClientTimesOut(t *testing.T) {
+	s := start(t, Config{Faults: Faults{IndexLate: true, LateBy: 2 * time.Second}})
+	c := &http.Client{Timeout: 300 * time.Millisecond}
+	bulk := "{\"index\":{\"_index\":\"late\"}}\n{\"a\":1}\n"
+	for i := 0; i < 2; i++ {
+		req, _ := http.NewRequest("POST", s.URL()+"/_bulk", strings.NewReader(bulk))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		if _, err := c.Do(req); err == nil {
+			t.Fatal("bulk answered before the client timeout")
+		}
+	}
+	// Both attempts are stored: the retry without an _id is a duplicate.
+	if n := s.Count("late"); n != 2 {
+		t.Fatalf("count %d, want 2", n)
+	}
+}
+
+func TestConnectionCountersAndIdleClose(t *testing.T) {
+	s := start(t, Config{Faults: Faults{IdleClose: 100 * time.Millisecond}})
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	for i := 0; i < 3; i++ {
+		do(t, c, "GET", s.URL()+"/", "")
+	}
+	if st := s.Stats(); st.OpenedConns != 1 {
+		t.Fatalf("3 keep-alive requests opened %d connections", st.OpenedConns)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().IdleClosed == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	do(t, c, "GET", s.URL()+"/", "")
+	st := s.Stats()
+	if st.IdleClosed != 1 || st.OpenedConns != 2 {
+		t.Fatalf("after idle close: %+v", st)
+	}
+	hs := do(t, c, "GET", s.URL()+"/_nodes/stats/http", "").json(t)
+	for _, nd := range get(hs, "nodes").(map[string]any) {
+		if get(nd.(map[string]any), "http.total_opened") != 2.0 || get(nd.(map[string]any), "http.current_open") != 1.0 {
+			t.Fatalf("http stats %v", nd)
+		}
+	}
+}
+
+func TestMultiNodeSharedStoreAndPublish(t *testing.T) {
+	s := start(t, Config{Nodes: 3, Faults: Faults{PublishAddress: "127.0.0.2:1"}})
+	if len(s.URLs()) != 3 {
+		t.Fatal(s.URLs())
+	}
+	do(t, nil, "POST", s.URLs()[2]+"/_bulk", "{\"index\":{\"_index\":\"m\",\"_id\":\"1\"}}\n{\"a\":1}\n")
+	if c := do(t, nil, "GET", s.URLs()[0]+"/m/_count", "").json(t); get(c, "count") != 1.0 {
+		t.Fatalf("shared store: %v", c)
+	}
+	n := do(t, nil, "GET", s.URL()+"/_nodes/http", "").json(t)
+	nodes := get(n, "nodes").(map[string]any)
+	if len(nodes) != 3 {
+		t.Fatalf("nodes %v", nodes)
+	}
+	for _, nd := range nodes {
+		if get(nd.(map[string]any), "http.publish_address") != "127.0.0.2:1" {
+			t.Fatalf("publish %v", nd)
+		}
+	}
+	s.SetFaults(Faults{})
+	n = do(t, nil, "GET", s.URL()+"/_nodes/http", "").json(t)
+	seen := map[string]bool{}
+	for _, nd := range get(n, "nodes").(map[string]any) {
+		seen[get(nd.(map[string]any), "http.publish_address").(string)] = true
+	}
+	for _, a := range s.Addrs() {
+		if !seen[a] {
+			t.Fatalf("publish addresses %v miss %s", seen, a)
+		}
+	}
+}
+
+func TestDiskStorageSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Start(context.Background(), "127.0.0.1:0", Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, nil, "POST", s.URL()+"/_bulk", "{\"create\":{\"_index\":\"d\",\"_id\":\"1\"}}\n{\"a\":1}\n{\"index\":{\"_index\":\"d\",\"_id\":\"2\"}}\n{\"a\":2}\n{\"delete\":{\"_index\":\"d\",\"_id\":\"2\"}}\n{\"update\":{\"_index\":\"d\",\"_id\":\"1\"}}\n{\"doc\":{\"b\":true}}\n")
+	s.Close()
+	s2 := start(t, Config{DataDir: dir})
+	if s2.Count("d") != 1 {
+		t.Fatalf("after restart count %d", s2.Count("d"))
+	}
+	src, ok := s2.Doc("d", "1")
+	if !ok || string(src) != `{"a":1,"b":true}` {
+		t.Fatalf("doc 1 %q", src)
+	}
+	r := do(t, nil, "POST", s2.URL()+"/_bulk", "{\"create\":{\"_index\":\"d\",\"_id\":\"1\"}}\n{\"a\":1}\n")
+	if get(r.json(t), "items.0.create.status") != 409.0 {
+		t.Fatalf("create after restart: %s", r.body)
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	s := start(t, Config{Username: "elastic", Password: "s3cret", APIKey: "a2V5"})
+	r := do(t, nil, "GET", s.URL()+"/", "")
+	if r.status != 401 || get(r.json(t), "error.type") != "security_exception" || len(r.header.Values("WWW-Authenticate")) != 2 {
+		t.Fatalf("no auth: %d %s %v", r.status, r.body, r.header)
+	}
+	req, _ := http.NewRequest("GET", s.URL()+"/", nil)
+	req.SetBasicAuth("elastic", "s3cret")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("basic auth: %v %v", res, err)
+	}
+	res.Body.Close()
+	if r := do(t, nil, "GET", s.URL()+"/", "", "Authorization", "ApiKey a2V5"); r.status != 200 {
+		t.Fatalf("api key: %d", r.status)
+	}
+}
+
+func TestTemplatesAndPoliciesAreKept(t *testing.T) {
+	s := start(t, Config{})
+	if r := do(t, nil, "HEAD", s.URL()+"/_template/fluentd", ""); r.status != 404 {
+		t.Fatalf("HEAD missing template: %d", r.status)
+	}
+	if r := do(t, nil, "PUT", s.URL()+"/_template/fluentd", `{"index_patterns":["logs-*"]}`); r.status != 200 || get(r.json(t), "acknowledged") != true {
+		t.Fatalf("PUT template: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/_template/fluentd", ""); get(r.json(t), "fluentd.index_patterns.0") != "logs-*" {
+		t.Fatalf("GET template: %s", r.body)
+	}
+	if r := do(t, nil, "PUT", s.URL()+"/_ilm/policy/logs", `{"policy":{}}`); r.status != 200 {
+		t.Fatalf("PUT ilm: %d", r.status)
+	}
+	if r := do(t, nil, "PUT", s.URL()+"/_index_template/x", `not json`); r.status != 400 {
+		t.Fatalf("bad template: %d", r.status)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/_nope", ""); r.status != 400 || string(r.body) != `{"error":"no handler found for uri [/_nope] and method [GET]"}` {
+		t.Fatalf("unknown endpoint: %d %s", r.status, r.body)
+	}
+}

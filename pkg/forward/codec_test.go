@@ -1,0 +1,312 @@
+package forward
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"testing"
+	"testing/iotest"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func mustRecord(t testing.TB, m map[string]any) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(m); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func sampleRequest(t testing.TB, mode Mode, n int) *Request {
+	req := &Request{Tag: "app.test", Mode: mode, Chunk: NewChunkID()}
+	for i := 0; i < n; i++ {
+		req.Entries = append(req.Entries, Entry{
+			Time:   EventTime{Sec: 1700000000 + uint32(i), Nsec: 123456789},
+			Record: mustRecord(t, map[string]any{"seq": i, "msg": fmt.Sprintf("hello %d", i), "nested": map[string]any{"a": []any{1, "x", nil}}}),
+		})
+	}
+	return req
+}
+
+func cloneRequest(r *Request) Request {
+	c := *r
+	c.Entries = nil
+	for _, e := range r.Entries {
+		c.Entries = append(c.Entries, Entry{Time: e.Time, Record: append([]byte(nil), e.Record...)})
+	}
+	return c
+}
+
+func sameEvents(t *testing.T, want, got *Request) {
+	t.Helper()
+	if got.Tag != want.Tag || got.Chunk != want.Chunk || got.Mode != want.Mode {
+		t.Fatalf("got tag %q chunk %q mode %v, want %q %q %v", got.Tag, got.Chunk, got.Mode, want.Tag, want.Chunk, want.Mode)
+	}
+	if len(got.Entries) != len(want.Entries) {
+		t.Fatalf("got %d entries, want %d", len(got.Entries), len(want.Entries))
+	}
+	for i := range want.Entries {
+		if got.Entries[i].Time != want.Entries[i].Time || !bytes.Equal(got.Entries[i].Record, want.Entries[i].Record) {
+			t.Fatalf("entry %d: got %+v, want %+v", i, got.Entries[i], want.Entries[i])
+		}
+	}
+}
+
+func TestRoundTripEveryMode(t *testing.T) {
+	for _, mode := range Modes() {
+		for _, asStr := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/str=%v", mode, asStr), func(t *testing.T) {
+				n := 5
+				if mode == ModeMessage {
+					n = 1
+				}
+				req := sampleRequest(t, mode, n)
+				enc := Encoder{PackedAsStr: asStr}
+				b, err := enc.Append(nil, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Two requests back to back, delivered one byte per Read.
+				stream := append(append([]byte(nil), b...), b...)
+				dec := NewDecoder(iotest.OneByteReader(bytes.NewReader(stream)), Limits{})
+				for i := 0; i < 2; i++ {
+					got, err := dec.Next()
+					if err != nil {
+						t.Fatalf("request %d: %v", i, err)
+					}
+					sameEvents(t, req, got)
+					if mode != ModeMessage && got.Size != n {
+						t.Fatalf("size option %d, want %d", got.Size, n)
+					}
+					if got.Seq != i+1 || got.Bytes != len(b) {
+						t.Fatalf("seq %d bytes %d", got.Seq, got.Bytes)
+					}
+				}
+				if _, err := dec.Next(); !errors.Is(err, io.EOF) {
+					t.Fatalf("after last request: %v, want io.EOF", err)
+				}
+			})
+		}
+	}
+}
+
+func TestIntegerTimeAndVmihailencoEncoded(t *testing.T) {
+	// A Message-mode request encoded by another msgpack library, with an
+	// integer time and no option.
+	b, err := msgpack.Marshal([]any{"tag.a", 1700000001, map[string]any{"k": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := NewDecoder(bytes.NewReader(b), Limits{}).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Mode != ModeMessage || req.Entries[0].Time != (EventTime{Sec: 1700000001}) || req.Chunk != "" {
+		t.Fatalf("%+v", req)
+	}
+	js, err := RecordToJSON(nil, req.Entries[0].Record)
+	if err != nil || string(js) != `{"k":"v"}` {
+		t.Fatalf("record %s %v", js, err)
+	}
+	// EventTime marshalled through vmihailenco's encoder (CustomEncoder).
+	b, err = msgpack.Marshal([]any{"tag.b", EventTime{Sec: 5, Nsec: 6}, map[string]any{"k": 1}, map[string]any{"chunk": "abc", "x": []int{1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err = NewDecoder(bytes.NewReader(b), Limits{}).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Entries[0].Time != (EventTime{5, 6}) || req.Chunk != "abc" {
+		t.Fatalf("%+v", req)
+	}
+}
+
+func TestConcatenatedGzipMembers(t *testing.T) {
+	req := sampleRequest(t, ModePacked, 6)
+	var stream []byte
+	var e Encoder
+	for _, en := range req.Entries {
+		stream = e.appendEntry(stream, en)
+	}
+	half := len(stream) / 2
+	// Split the entry stream at an arbitrary byte into two gzip members.
+	var z bytes.Buffer
+	for _, part := range [][]byte{stream[:half], stream[half:]} {
+		w := gzip.NewWriter(&z)
+		w.Write(part)
+		w.Close()
+	}
+	b, _ := msgpack.Marshal([]any{req.Tag, z.Bytes(), map[string]any{"compressed": "gzip", "chunk": req.Chunk, "size": 6}})
+	got, err := NewDecoder(bytes.NewReader(b), Limits{}).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Mode = ModeCompressed
+	sameEvents(t, req, got)
+}
+
+func TestGzipBombCapped(t *testing.T) {
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	w.Write(make([]byte, 8<<20)) // 8 MiB of zeros compress to ~8 KiB
+	w.Close()
+	b, _ := msgpack.Marshal([]any{"t", z.Bytes(), map[string]any{"compressed": "gzip"}})
+	_, err := NewDecoder(bytes.NewReader(b), Limits{MaxDecompressedBytes: 1 << 20}).Next()
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+}
+
+func TestDeclaredLengthsCappedBeforeAllocation(t *testing.T) {
+	hdr := func(code byte, n uint32) []byte {
+		return binary.BigEndian.AppendUint32([]byte{0x93, 0xa1, 't', code}, n)
+	}
+	cases := map[string][]byte{
+		"array32 4GiB": hdr(0xdd, 0xffffffff),
+		"map32 4GiB":   append([]byte{0x94, 0xa1, 't', 0xd7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, binary.BigEndian.AppendUint32([]byte{0xdf}, 0xffffffff)...),
+		"bin32 4GiB":   hdr(0xc6, 0xffffffff),
+		"str32 4GiB":   hdr(0xdb, 0xffffffff),
+		"ext32 4GiB":   append(hdr(0xc9, 0xffffffff), 0),
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			// The stream ends right after the header: the decoder must
+			// reject the declared length, not wait for (or allocate) it.
+			allocs := testing.AllocsPerRun(1, func() {
+				_, err := NewDecoder(bytes.NewReader(b), Limits{}).Next()
+				if !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("got %v, want ErrTooLarge", err)
+				}
+			})
+			_ = allocs
+		})
+	}
+	// And the memory stays small: the decoder's buffer never exceeds what
+	// arrived.
+	dec := NewDecoder(bytes.NewReader(hdr(0xdd, 0xffffffff)), Limits{})
+	dec.Next()
+	if cap(dec.buf) > 1<<20 {
+		t.Fatalf("decoder buffer grew to %d bytes", cap(dec.buf))
+	}
+}
+
+func TestRequestSizeLimit(t *testing.T) {
+	req := sampleRequest(t, ModeForward, 200)
+	b, _ := AppendRequest(nil, req)
+	_, err := NewDecoder(bytes.NewReader(b), Limits{MaxRequestBytes: int64(len(b) - 1)}).Next()
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+	_, err = NewDecoder(bytes.NewReader(b), Limits{MaxArrayLen: 100}).Next()
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("array limit: got %v", err)
+	}
+	// Deep nesting.
+	deep := []byte{0x93, 0xa1, 't', 0xd7, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	deep = append(deep[:3], 0x01) // time
+	for i := 0; i < 100; i++ {
+		deep = append(deep, 0x81, 0xa1, 'k')
+	}
+	deep = append(deep, 0xc0)
+	_, err = NewDecoder(bytes.NewReader(deep), Limits{}).Next()
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("depth: got %v", err)
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	cases := map[string][]byte{
+		"not array":        {0xa1, 'x'},
+		"one element":      {0x91, 0xa1, 't'},
+		"empty tag":        {0x93, 0xa0, 0x01, 0x80},
+		"record not map":   {0x93, 0xa1, 't', 0x01, 0x01},
+		"bad code":         {0x93, 0xa1, 't', 0xc1},
+		"entry not pair":   {0x92, 0xa1, 't', 0x91, 0x91, 0x01},
+		"time ext type 1":  {0x93, 0xa1, 't', 0xd7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x80},
+		"packed garbage":   {0x92, 0xa1, 't', 0xc4, 2, 0x92, 0x01},
+		"bad compression":  {0x93, 0xa1, 't', 0xc4, 0, 0x81, 0xaa, 'c', 'o', 'm', 'p', 'r', 'e', 's', 's', 'e', 'd', 0xa3, 'l', 'z', '4'},
+		"gzip garbage":     {0x93, 0xa1, 't', 0xc4, 3, 1, 2, 3, 0x81, 0xaa, 'c', 'o', 'm', 'p', 'r', 'e', 's', 's', 'e', 'd', 0xa4, 'g', 'z', 'i', 'p'},
+		"json object":      []byte(`{"a":1}`),
+		"json bad time":    []byte(`["t","x",{}]`),
+		"json not closed":  []byte(`["t",1,{}`),
+		"truncated stream": {0x93, 0xa1, 't'},
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := NewDecoder(bytes.NewReader(b), Limits{}).Next()
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("got %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
+
+func TestJSONRequests(t *testing.T) {
+	in := `["app.json",1700000000,{"a":1,"b":"x","c":[1.5,null]},{"chunk":"Y2h1bms="}]
+["app.json",[[1700000001,{"n":1}],[1700000002.25,{"n":2}]]]`
+	dec := NewDecoder(iotest.OneByteReader(bytes.NewReader([]byte(in))), Limits{})
+	r1, err := dec.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r1.JSON || r1.Chunk != "Y2h1bms=" || r1.Mode != ModeMessage || r1.Entries[0].Time.Sec != 1700000000 {
+		t.Fatalf("%+v", r1)
+	}
+	js, _ := RecordToJSON(nil, r1.Entries[0].Record)
+	var got, want any
+	json.Unmarshal(js, &got)
+	json.Unmarshal([]byte(`{"a":1,"b":"x","c":[1.5,null]}`), &want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("record %s", js)
+	}
+	r2, err := dec.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Mode != ModeForward || len(r2.Entries) != 2 || r2.Entries[1].Time != (EventTime{1700000002, 250000000}) {
+		t.Fatalf("%+v", r2)
+	}
+}
+
+func TestRecordToJSON(t *testing.T) {
+	rec := mustRecord(t, map[string]any{
+		"s": "quote\" back\\ nl\n ctl\x01 é", "i": -5, "u": uint64(1 << 63), "f": 1.25, "b": true, "n": nil,
+		"bin": []byte("raw"), "arr": []any{int8(1), "two", 3.5}, "m": map[string]any{"x": map[string]any{}},
+		"bad": string([]byte{0xff, 'a'}), "t": EventTime{Sec: 1, Nsec: 5},
+	})
+	js, err := RecordToJSON(nil, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(js, &got); err != nil {
+		t.Fatalf("invalid JSON %s: %v", js, err)
+	}
+	if got["s"] != "quote\" back\\ nl\n ctl\x01 é" || got["i"] != -5.0 || got["bin"] != "raw" || got["bad"] != "\ufffda" || got["t"] != 1.000000005 {
+		t.Fatalf("%s", js)
+	}
+	if !bytes.Contains(js, []byte(`"u":9223372036854775808`)) {
+		t.Fatalf("uint64 lost: %s", js)
+	}
+	// Non-string keys and a non-map record.
+	b, _ := msgpack.Marshal(map[int]string{7: "x"})
+	if js, err := RecordToJSON(nil, b); err != nil || string(js) != `{"7":"x"}` {
+		t.Fatalf("%s %v", js, err)
+	}
+	if _, err := RecordToJSON(nil, []byte{0x91, 0x01}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("array record: %v", err)
+	}
+	if _, err := RecordToJSON(nil, []byte{0x82, 0xa1, 'a'}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("truncated: %v", err)
+	}
+}

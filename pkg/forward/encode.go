@@ -1,0 +1,267 @@
+package forward
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+)
+
+// Encoder appends requests in wire form. Its zero value sends EventTime
+// times and PackedForward entries as bin; it reuses a gzip writer, so one
+// Encoder per goroutine.
+type Encoder struct {
+	// PackedAsStr sends PackedForward entries as str32, as Fluentd does.
+	PackedAsStr bool
+	// IntegerTime sends times as integer seconds (nanoseconds dropped).
+	IntegerTime bool
+	// GzipLevel for CompressedPackedForward; 0 means gzip.BestSpeed.
+	GzipLevel int
+
+	gz   *gzip.Writer
+	zbuf bytes.Buffer
+	tmp  []byte
+}
+
+// AppendRequest appends req with a zero Encoder.
+func AppendRequest(dst []byte, req *Request) ([]byte, error) {
+	var e Encoder
+	return e.Append(dst, req)
+}
+
+// Append appends req in req.Mode. Message mode needs exactly one entry.
+// The option carries chunk when set, size for the batched modes, and
+// compressed for ModeCompressed.
+func (e *Encoder) Append(dst []byte, req *Request) ([]byte, error) {
+	if req.Tag == "" {
+		return dst, fmt.Errorf("forward: empty tag")
+	}
+	for _, en := range req.Entries {
+		if len(en.Record) == 0 || !isMapCode(en.Record[0]) {
+			return dst, fmt.Errorf("forward: record is not a msgpack map")
+		}
+	}
+	switch req.Mode {
+	case ModeMessage:
+		if len(req.Entries) != 1 {
+			return dst, fmt.Errorf("forward: Message mode carries one event, got %d", len(req.Entries))
+		}
+		n := 3
+		if req.Chunk != "" {
+			n = 4
+		}
+		dst = append(dst, 0x90|byte(n))
+		dst = appendStr(dst, req.Tag)
+		dst = e.appendTime(dst, req.Entries[0].Time)
+		dst = append(dst, req.Entries[0].Record...)
+		if req.Chunk != "" {
+			dst = appendOption(dst, req.Chunk, -1, false)
+		}
+		return dst, nil
+	case ModeForward:
+		dst = append(dst, 0x93)
+		dst = appendStr(dst, req.Tag)
+		dst = appendArrayHeader(dst, len(req.Entries))
+		for _, en := range req.Entries {
+			dst = e.appendEntry(dst, en)
+		}
+		return appendOption(dst, req.Chunk, len(req.Entries), false), nil
+	case ModePacked, ModeCompressed:
+		e.tmp = e.tmp[:0]
+		for _, en := range req.Entries {
+			e.tmp = e.appendEntry(e.tmp, en)
+		}
+		stream := e.tmp
+		if req.Mode == ModeCompressed {
+			z, err := e.gzip(stream)
+			if err != nil {
+				return dst, err
+			}
+			stream = z
+		}
+		dst = append(dst, 0x93)
+		dst = appendStr(dst, req.Tag)
+		if e.PackedAsStr {
+			dst = append(dst, 0xdb)
+		} else {
+			dst = append(dst, 0xc6)
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(stream)))
+		dst = append(dst, stream...)
+		return appendOption(dst, req.Chunk, len(req.Entries), req.Mode == ModeCompressed), nil
+	}
+	return dst, fmt.Errorf("forward: cannot encode %v", req.Mode)
+}
+
+func (e *Encoder) gzip(b []byte) ([]byte, error) {
+	e.zbuf.Reset()
+	if e.gz == nil {
+		lvl := e.GzipLevel
+		if lvl == 0 {
+			lvl = gzip.BestSpeed
+		}
+		gz, err := gzip.NewWriterLevel(&e.zbuf, lvl)
+		if err != nil {
+			return nil, fmt.Errorf("forward: gzip: %w", err)
+		}
+		e.gz = gz
+	} else {
+		e.gz.Reset(&e.zbuf)
+	}
+	if _, err := e.gz.Write(b); err != nil {
+		return nil, fmt.Errorf("forward: gzip: %w", err)
+	}
+	if err := e.gz.Close(); err != nil {
+		return nil, fmt.Errorf("forward: gzip: %w", err)
+	}
+	return e.zbuf.Bytes(), nil
+}
+
+func (e *Encoder) appendEntry(dst []byte, en Entry) []byte {
+	dst = append(dst, 0x92)
+	dst = e.appendTime(dst, en.Time)
+	return append(dst, en.Record...)
+}
+
+func (e *Encoder) appendTime(dst []byte, t EventTime) []byte {
+	if e.IntegerTime {
+		return appendUint(dst, uint64(t.Sec))
+	}
+	return appendEventTime(dst, t)
+}
+
+func appendOption(dst []byte, chunk string, size int, gz bool) []byte {
+	n := 0
+	if chunk != "" {
+		n++
+	}
+	if size >= 0 {
+		n++
+	}
+	if gz {
+		n++
+	}
+	dst = append(dst, 0x80|byte(n))
+	if chunk != "" {
+		dst = appendStr(dst, "chunk")
+		dst = appendStr(dst, chunk)
+	}
+	if size >= 0 {
+		dst = appendStr(dst, "size")
+		dst = appendUint(dst, uint64(size))
+	}
+	if gz {
+		dst = appendStr(dst, "compressed")
+		dst = appendStr(dst, "gzip")
+	}
+	return dst
+}
+
+func appendArrayHeader(dst []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(dst, 0x90|byte(n))
+	case n < 1<<16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xdc), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(dst, 0xdd), uint32(n))
+}
+
+func appendMapHeader(dst []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(dst, 0x80|byte(n))
+	case n < 1<<16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xde), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(dst, 0xdf), uint32(n))
+}
+
+func appendStr(dst []byte, s string) []byte {
+	n := len(s)
+	switch {
+	case n < 32:
+		dst = append(dst, 0xa0|byte(n))
+	case n < 1<<8:
+		dst = append(dst, 0xd9, byte(n))
+	case n < 1<<16:
+		dst = binary.BigEndian.AppendUint16(append(dst, 0xda), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
+	}
+	return append(dst, s...)
+}
+
+func appendUint(dst []byte, v uint64) []byte {
+	switch {
+	case v < 128:
+		return append(dst, byte(v))
+	case v < 1<<8:
+		return append(dst, 0xcc, byte(v))
+	case v < 1<<16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xcd), uint16(v))
+	case v < 1<<32:
+		return binary.BigEndian.AppendUint32(append(dst, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, 0xcf), v)
+}
+
+// AppendAck appends the msgpack ack {"ack": chunk}.
+func AppendAck(dst []byte, chunk string) []byte {
+	return appendStr(appendStr(append(dst, 0x81), "ack"), chunk)
+}
+
+// AppendJSONAck appends the JSON ack, for requests that came as JSON.
+func AppendJSONAck(dst []byte, chunk string) []byte {
+	b, _ := json.Marshal(map[string]string{"ack": chunk})
+	return append(dst, b...)
+}
+
+// ParseAck extracts the chunk from an ack frame (msgpack map or JSON
+// object). A frame without an "ack" key is an error.
+func ParseAck(frame []byte) (string, error) {
+	if len(frame) > 0 && frame[0] == '{' {
+		var m map[string]any
+		if err := json.Unmarshal(frame, &m); err != nil {
+			return "", fmt.Errorf("%w: JSON ack: %w", ErrMalformed, err)
+		}
+		s, ok := m["ack"].(string)
+		if !ok {
+			return "", fmt.Errorf("%w: JSON response without ack", ErrMalformed)
+		}
+		return s, nil
+	}
+	r := mp{b: frame, sc: &scanner{lim: DefaultLimits}}
+	n, err := r.mapLen()
+	if err != nil {
+		return "", fmt.Errorf("ack: %w", err)
+	}
+	for i := 0; i < n; i++ {
+		k, err := r.bytesVal()
+		if err != nil {
+			return "", fmt.Errorf("ack key: %w", err)
+		}
+		if string(k) == "ack" {
+			v, err := r.bytesVal()
+			if err != nil {
+				return "", fmt.Errorf("ack value: %w", err)
+			}
+			return string(v), nil
+		}
+		if _, err := r.skip(); err != nil {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("%w: response without ack key", ErrMalformed)
+}
+
+// NewChunkID returns 16 random bytes, base64 encoded, as Fluentd's
+// out_forward makes them.
+func NewChunkID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return base64.StdEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,9 @@
+package forward
+
+import "syscall"
+
+const (
+	syscallEMFILE     = syscall.EMFILE
+	syscallECONNRESET = syscall.ECONNRESET
+	syscallEPIPE      = syscall.EPIPE
+)

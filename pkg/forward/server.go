@@ -1,0 +1,305 @@
+package forward
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler takes responsibility for the events of one request. Returning
+// nil lets the server ack the chunk; an error withholds the ack (the
+// sender's ack timeout makes it retry), and an error wrapping
+// ErrCloseConnection also closes the connection. req and its Record bytes
+// are valid only until HandleForward returns.
+type Handler interface {
+	HandleForward(ctx context.Context, peer net.Addr, req *Request) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, peer net.Addr, req *Request) error
+
+func (f HandlerFunc) HandleForward(ctx context.Context, peer net.Addr, req *Request) error {
+	return f(ctx, peer, req)
+}
+
+// Server is a forward protocol receiver (Fluentd's in_forward).
+type Server struct {
+	Handler Handler
+	Limits  Limits
+	// SharedKey turns on the HELO/PING/PONG handshake; Users additionally
+	// requires username/password auth.
+	SharedKey string
+	Users     map[string]string
+	// TLSConfig, when set, wraps every accepted connection in TLS.
+	TLSConfig *tls.Config
+	// ReadTimeout closes a connection idle (or trickling one request) for
+	// longer than this; 0 waits forever, as in_forward does.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one ack or handshake message (default 10s).
+	WriteTimeout time.Duration
+	// MaxConns refuses connections beyond this many (0: unlimited).
+	MaxConns int
+	// Hostname is sent in PONG (default os.Hostname()).
+	Hostname string
+	Logger   *slog.Logger
+	// AckFor, for fault injection, returns the chunk value to ack instead
+	// of req.Chunk.
+	AckFor func(req *Request) string
+
+	stats serverStats
+}
+
+type serverStats struct {
+	accepted, refused, active, requests, events, acks, errors, authFailed atomic.Int64
+}
+
+// Stats are the server's counters since it started.
+type Stats struct {
+	Accepted   int64 `json:"accepted"`
+	Refused    int64 `json:"refused"`
+	Active     int64 `json:"active"`
+	Requests   int64 `json:"requests"`
+	Events     int64 `json:"events"`
+	Acks       int64 `json:"acks"`
+	Errors     int64 `json:"errors"`
+	AuthFailed int64 `json:"auth_failed"`
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	st := &s.stats
+	return Stats{Accepted: st.accepted.Load(), Refused: st.refused.Load(), Active: st.active.Load(),
+		Requests: st.requests.Load(), Events: st.events.Load(), Acks: st.acks.Load(),
+		Errors: st.errors.Load(), AuthFailed: st.authFailed.Load()}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) hostname() string {
+	if s.Hostname != "" {
+		return s.Hostname
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// Serve accepts connections on ln until ctx is done, then closes ln and
+// every open connection and waits for their goroutines. It returns nil
+// after a cancellation, or the accept error that stopped it.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("forward: Server.Handler is nil")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	defer wg.Wait()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				// Out of file descriptors or similar: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.logger().Warn("forward: accept", "err", err, "retry_in", delay)
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("forward: accept: %w", err)
+		}
+		delay = 0
+		s.stats.accepted.Add(1)
+		if s.MaxConns > 0 && s.stats.active.Load() >= int64(s.MaxConns) {
+			s.stats.refused.Add(1)
+			s.logger().Warn("forward: too many connections, refusing", "peer", c.RemoteAddr(), "max_conns", s.MaxConns)
+			c.Close()
+			continue
+		}
+		s.stats.active.Add(1)
+		mu.Lock()
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.stats.active.Add(-1)
+			if err := s.ServeConn(ctx, c); err != nil {
+				s.stats.errors.Add(1)
+				s.logger().Warn("forward: connection closed on error", "peer", c.RemoteAddr(), "err", err)
+			}
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+		}()
+	}
+}
+
+// ServeConn handles one connection until the peer closes it (nil error),
+// a request is malformed or over the limits, or ctx is done. It closes c.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if s.TLSConfig != nil {
+		tc := tls.Server(c, s.TLSConfig)
+		if err := s.withDeadline(c, s.writeTimeout(), func() error { return tc.HandshakeContext(ctx) }); err != nil {
+			return fmt.Errorf("TLS handshake: %w", err)
+		}
+		c = tc
+	}
+	dec := NewDecoder(c, s.Limits)
+	if s.SharedKey != "" || len(s.Users) > 0 {
+		if err := s.handshake(c, dec); err != nil {
+			return err
+		}
+	}
+	var out []byte
+	for {
+		if s.ReadTimeout > 0 {
+			c.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+		}
+		req, err := dec.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		s.stats.requests.Add(1)
+		s.stats.events.Add(int64(len(req.Entries)))
+		if err := s.Handler.HandleForward(ctx, c.RemoteAddr(), req); err != nil {
+			if errors.Is(err, ErrCloseConnection) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.logger().Debug("forward: handler refused request, no ack", "peer", c.RemoteAddr(), "tag", req.Tag, "err", err)
+			continue
+		}
+		if req.Chunk == "" {
+			continue
+		}
+		chunk := req.Chunk
+		if s.AckFor != nil {
+			chunk = s.AckFor(req)
+		}
+		if req.JSON {
+			out = AppendJSONAck(out[:0], chunk)
+		} else {
+			out = AppendAck(out[:0], chunk)
+		}
+		if err := s.write(c, out); err != nil {
+			return fmt.Errorf("write ack: %w", err)
+		}
+		s.stats.acks.Add(1)
+	}
+}
+
+func (s *Server) writeTimeout() time.Duration {
+	if s.WriteTimeout > 0 {
+		return s.WriteTimeout
+	}
+	return 10 * time.Second
+}
+
+func (s *Server) withDeadline(c net.Conn, d time.Duration, fn func() error) error {
+	c.SetDeadline(time.Now().Add(d))
+	err := fn()
+	c.SetDeadline(time.Time{})
+	return err
+}
+
+func (s *Server) write(c net.Conn, b []byte) error {
+	c.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
+	_, err := c.Write(b)
+	return err
+}
+
+// handshake runs the server side of HELO/PING/PONG.
+func (s *Server) handshake(c net.Conn, dec *Decoder) error {
+	a := &serverAuth{sharedKey: s.SharedKey, users: s.Users, hostname: s.hostname(), nonce: randomBytes(16)}
+	if len(s.Users) > 0 {
+		a.authSalt = randomBytes(16)
+	}
+	if err := s.write(c, AppendHelo(nil, Helo{Nonce: a.nonce, Auth: a.authSalt, Keepalive: true})); err != nil {
+		return fmt.Errorf("write HELO: %w", err)
+	}
+	// A client has a bounded time to answer HELO even without ReadTimeout.
+	c.SetReadDeadline(time.Now().Add(s.writeTimeout()))
+	frame, _, err := dec.NextFrame()
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // a TCP heartbeat or a client that gave up
+		}
+		return fmt.Errorf("read PING: %w", err)
+	}
+	ping, err := ParsePing(frame)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrAuth, err)
+	}
+	pong := a.verify(ping)
+	if err := s.write(c, AppendPong(nil, pong)); err != nil {
+		return fmt.Errorf("write PONG: %w", err)
+	}
+	if !pong.OK {
+		s.stats.authFailed.Add(1)
+		return fmt.Errorf("%w: %s (client hostname %q, user %q)", ErrAuth, pong.Reason, ping.Hostname, ping.Username)
+	}
+	return nil
+}
+
+// ServeHeartbeat answers each UDP datagram on pc with a single 0x00, as
+// in_forward does for out_forward's heartbeat_type udp, until ctx is done.
+func (s *Server) ServeHeartbeat(ctx context.Context, pc net.PacketConn) error {
+	stop := context.AfterFunc(ctx, func() { pc.Close() })
+	defer stop()
+	buf := make([]byte, 512)
+	for {
+		_, addr, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("forward: heartbeat read: %w", err)
+		}
+		if _, err := pc.WriteTo([]byte{0}, addr); err != nil {
+			s.logger().Debug("forward: heartbeat reply", "peer", addr, "err", err)
+		}
+	}
+}

@@ -1,0 +1,290 @@
+package forward_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
+)
+
+func record(t testing.TB, m map[string]any) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func dial(t *testing.T, addr string, cfg forward.ClientConfig) *forward.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := forward.Dial(ctx, addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestServerAcksEveryMode(t *testing.T) {
+	rec := forwardtest.NewRecorder()
+	srv := &forward.Server{Handler: rec}
+	addr := forwardtest.Start(t, srv)
+	c := dial(t, addr, forward.ClientConfig{})
+	want := 0
+	for _, mode := range forward.Modes() {
+		req := &forward.Request{Tag: "t." + mode.String(), Mode: mode, Chunk: forward.NewChunkID()}
+		n := 3
+		if mode == forward.ModeMessage {
+			n = 1
+		}
+		for i := 0; i < n; i++ {
+			req.Entries = append(req.Entries, forward.Entry{Time: forward.EventTime{Sec: 100, Nsec: uint32(i)}, Record: record(t, map[string]any{"i": i})})
+		}
+		if err := c.Send(req, 5*time.Second); err != nil {
+			t.Fatalf("%v: %v", mode, err)
+		}
+		want += n
+	}
+	// A request without chunk gets no ack; the next one with chunk still
+	// matches its own ack.
+	noAck := &forward.Request{Tag: "t.noack", Mode: forward.ModeMessage, Entries: []forward.Entry{{Record: record(t, map[string]any{"x": 1})}}}
+	if err := c.Send(noAck, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	noAck.Chunk = forward.NewChunkID()
+	if err := c.Send(noAck, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want += 2
+	ev := rec.WaitFor(want, 5*time.Second)
+	if len(ev) != want {
+		t.Fatalf("got %d events, want %d", len(ev), want)
+	}
+	if ev[0].Tag != "t.message" || ev[1].Tag != "t.forward" || ev[1].Time != (forward.EventTime{Sec: 100}) || ev[2].Time.Nsec != 1 {
+		t.Fatalf("events %+v", ev[:3])
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Acks == 5 && st.Requests == 6 && st.Events == int64(want) })
+}
+
+func TestMalformedRequestClosesOnlyItsConnection(t *testing.T) {
+	rec := forwardtest.NewRecorder()
+	srv := &forward.Server{Handler: rec}
+	addr := forwardtest.Start(t, srv)
+	good := dial(t, addr, forward.ClientConfig{})
+	bad, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	// A frame declaring a 4 GiB array.
+	bad.Write([]byte{0x93, 0xa1, 't', 0xdd, 0xff, 0xff, 0xff, 0xff})
+	bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := bad.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("bad connection: read %v, want EOF", err)
+	}
+	req := &forward.Request{Tag: "ok", Mode: forward.ModeForward, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	if err := good.Send(req, 5*time.Second); err != nil {
+		t.Fatalf("good connection after bad one: %v", err)
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Errors == 1 })
+}
+
+// waitStats waits (bounded) for the server's counters to satisfy ok: the
+// client can see an ack before the server has counted it.
+func waitStats(t *testing.T, srv *forward.Server, ok func(forward.Stats) bool) {
+	t.Helper()
+	for i := 0; i < 500 && !ok(srv.Stats()); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := srv.Stats(); !ok(st) {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne)
+}
+
+func TestHandlerErrorWithholdsAck(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	h := forward.HandlerFunc(func(ctx context.Context, peer net.Addr, req *forward.Request) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		switch calls {
+		case 1:
+			return errors.New("buffer full")
+		case 3:
+			return forward.ErrCloseConnection
+		}
+		return nil
+	})
+	addr := forwardtest.Start(t, &forward.Server{Handler: h})
+	c := dial(t, addr, forward.ClientConfig{})
+	req := &forward.Request{Tag: "t", Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	if err := c.Send(req, 300*time.Millisecond); !errors.Is(err, forward.ErrNoAck) {
+		t.Fatalf("first send: %v, want ErrNoAck", err)
+	}
+	// The retry on the same connection (same chunk, as a sender would) is acked.
+	if err := c.Send(req, 5*time.Second); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if err := c.Send(req, 5*time.Second); !errors.Is(err, forward.ErrClosedBeforeAck) {
+		t.Fatalf("third send: %v, want ErrClosedBeforeAck", err)
+	}
+}
+
+func TestAckMismatch(t *testing.T) {
+	srv := &forward.Server{Handler: forwardtest.NewRecorder(), AckFor: func(r *forward.Request) string { return r.Chunk + "x" }}
+	addr := forwardtest.Start(t, srv)
+	c := dial(t, addr, forward.ClientConfig{})
+	req := &forward.Request{Tag: "t", Mode: forward.ModePacked, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	var me *forward.AckMismatchError
+	if err := c.Send(req, 5*time.Second); !errors.As(err, &me) || me.Got != req.Chunk+"x" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestJSONRequestGetsJSONAck(t *testing.T) {
+	rec := forwardtest.NewRecorder()
+	addr := forwardtest.Start(t, &forward.Server{Handler: rec})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte(`["json.tag",1700000000,{"k":"v"},{"chunk":"abc="}]`))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != `{"ack":"abc="}` {
+		t.Fatalf("ack %q %v", buf[:n], err)
+	}
+}
+
+func TestSharedKeyAndUserAuth(t *testing.T) {
+	rec := forwardtest.NewRecorder()
+	srv := &forward.Server{Handler: rec, SharedKey: "s3cret", Users: map[string]string{"alice": "pw"}, Hostname: "server-host"}
+	addr := forwardtest.Start(t, srv)
+	ctx := context.Background()
+	ok := forward.ClientConfig{SharedKey: "s3cret", Username: "alice", Password: "pw", Hostname: "client-host"}
+	c, err := forward.Dial(ctx, addr, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Trace.Handshook || c.Trace.ServerHostname != "server-host" {
+		t.Fatalf("trace %+v", c.Trace)
+	}
+	req := &forward.Request{Tag: "t", Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	if err := c.Send(req, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	cases := map[string]struct {
+		cfg    forward.ClientConfig
+		reason string
+	}{
+		"wrong key":      {forward.ClientConfig{SharedKey: "nope", Username: "alice", Password: "pw", Hostname: "h"}, "shared_key mismatch"},
+		"wrong password": {forward.ClientConfig{SharedKey: "s3cret", Username: "alice", Password: "x", Hostname: "h"}, "username/password mismatch"},
+		"same hostname":  {forward.ClientConfig{SharedKey: "s3cret", Username: "alice", Password: "pw", Hostname: "server-host"}, "same hostname between input and output: invalid configuration"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := forward.Dial(ctx, addr, tc.cfg)
+			var ae *forward.AuthError
+			if !errors.As(err, &ae) || ae.Reason != tc.reason || !errors.Is(err, forward.ErrAuth) {
+				t.Fatalf("got %v, want reason %q", err, tc.reason)
+			}
+		})
+	}
+	// No key given but the server sends HELO.
+	_, err = forward.Dial(ctx, addr, forward.ClientConfig{HeloWait: 2 * time.Second})
+	if !errors.Is(err, forward.ErrHandshakeRequired) {
+		t.Fatalf("no key: %v", err)
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.AuthFailed == 3 })
+}
+
+func TestTLS(t *testing.T) {
+	certs := forwardtest.NewCerts(t)
+	rec := forwardtest.NewRecorder()
+	addr := forwardtest.Start(t, &forward.Server{Handler: rec, TLSConfig: certs.ServerTLS(true), SharedKey: "k", Hostname: "srv"})
+	cfg := forward.ClientConfig{SharedKey: "k", Hostname: "cli", TLSConfig: &tls.Config{RootCAs: certs.CAPool, Certificates: []tls.Certificate{certs.ClientCert}}}
+	c := dial(t, addr, cfg)
+	if c.Trace.TLS <= 0 || !c.Trace.Handshook {
+		t.Fatalf("trace %+v", c.Trace)
+	}
+	req := &forward.Request{Tag: "tls", Mode: forward.ModeCompressed, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	if err := c.Send(req, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Without the CA the server certificate is refused.
+	_, err := forward.Dial(context.Background(), addr, forward.ClientConfig{TLSConfig: &tls.Config{}})
+	var se *forward.StepError
+	if !errors.As(err, &se) || se.Step != "tls" {
+		t.Fatalf("untrusted: %v", err)
+	}
+}
+
+func TestHeartbeatUDP(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&forward.Server{}).ServeHeartbeat(ctx, pc) }()
+	defer func() { cancel(); <-done }()
+	if _, err := forward.HeartbeatUDP(ctx, pc.LocalAddr().String(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// A closed UDP port: ICMP unreachable or silence, either way an error.
+	closed, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	closedAddr := closed.LocalAddr().String()
+	closed.Close()
+	if _, err := forward.HeartbeatUDP(ctx, closedAddr, 300*time.Millisecond); err == nil {
+		t.Fatal("heartbeat to a closed port succeeded")
+	}
+}
+
+func TestServeStopsOnCancel(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&forward.Server{Handler: forwardtest.NewRecorder()}).Serve(ctx, ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0x93}) // half a request: the server is blocked reading
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection still open")
+	}
+}

@@ -1,0 +1,194 @@
+package forwardprobe
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/report"
+)
+
+// pacer hands out send times so that all workers together stay at rate
+// events per second.
+type pacer struct {
+	mu    sync.Mutex
+	rate  float64
+	start time.Time
+	sent  float64
+}
+
+func (p *pacer) wait(ctx context.Context, n int) error {
+	if p.rate <= 0 {
+		return nil
+	}
+	p.mu.Lock()
+	at := p.start.Add(time.Duration(p.sent / p.rate * float64(time.Second)))
+	p.sent += float64(n)
+	p.mu.Unlock()
+	d := time.Until(at)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// load sends Count events in chunks from Concurrency workers, each on its
+// own connection (kept alive, or a new one per chunk as out_forward does
+// without keepalive), one chunk in flight per connection as out_forward
+// does with require_ack_response.
+func (p *prober) load(ctx context.Context, first *forward.Conn) {
+	o := p.opts
+	l := &Load{Mode: o.Modes[0].String(), ChunkEvents: o.ChunkEvents, Concurrency: o.Concurrency,
+		KeepAlive: !o.NewConnPerChunk, RateLimit: o.Rate, Errors: map[string]int{}, firstErr: map[string]string{}}
+	p.res.Load = l
+	chunks := (o.Count + o.ChunkEvents - 1) / o.ChunkEvents
+	l.Connections = 1     // the one dialFirst opened, used by worker 0
+	var next atomic.Int64 // next chunk index to send
+	var (
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, chunks)
+		fatal     atomic.Bool // connect/auth failures stop every worker
+	)
+	pc := &pacer{rate: o.Rate, start: time.Now()}
+	cfg := o.Client
+	if !p.res.Handshake && cfg.SharedKey == "" {
+		cfg.HeloWait = 0 // the first connection showed there is no HELO
+	}
+	fail := func(kind string, err error) {
+		mu.Lock()
+		l.Errors[kind]++
+		if _, ok := l.firstErr[kind]; !ok && err != nil {
+			l.firstErr[kind] = report.Redact(err.Error())
+		}
+		mu.Unlock()
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < o.Concurrency; w++ {
+		var c *forward.Conn
+		if w == 0 {
+			c = first
+		}
+		wg.Add(1)
+		go func(c *forward.Conn) {
+			defer wg.Done()
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
+			var (
+				enc  forward.Encoder
+				wire []byte
+				recs []byte
+				req  = &forward.Request{Tag: o.Tag, Mode: o.Modes[0]}
+				samp []SocketSample
+			)
+			for ctx.Err() == nil && !fatal.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= chunks {
+					return
+				}
+				n := min(o.ChunkEvents, o.Count-i*o.ChunkEvents)
+				if err := pc.wait(ctx, n); err != nil {
+					return
+				}
+				if c == nil {
+					var err error
+					if c, err = forward.Dial(ctx, o.Addr, cfg); err != nil {
+						kind := classify(err)
+						fail(kind, err)
+						if kind != "closed_before_ack" {
+							fatal.Store(true)
+						}
+						continue
+					}
+					atomicAdd(&l.Connections, 1)
+				}
+				// Records carry the run id and a global sequence number.
+				now := forward.NewEventTime(time.Now())
+				recs = recs[:0]
+				req.Entries = req.Entries[:0]
+				req.Chunk = forward.NewChunkID()
+				offs := make([]int, 0, n+1)
+				for j := 0; j < n; j++ {
+					offs = append(offs, len(recs))
+					recs = appendProbeRecord(recs, o.RunID, i*o.ChunkEvents+j+1, req.Mode, o.RecordSize)
+				}
+				offs = append(offs, len(recs))
+				for j := 0; j < n; j++ {
+					req.Entries = append(req.Entries, forward.Entry{Time: now, Record: recs[offs[j]:offs[j+1]]})
+				}
+				var err error
+				if wire, err = enc.Append(wire[:0], req); err != nil {
+					fail("error", err)
+					return
+				}
+				atomicAdd(&l.ChunksSent, 1)
+				atomicAdd(&l.EventsSent, int64(n))
+				atomicAdd(&l.Bytes, int64(len(wire)))
+				samp = samp[:0]
+				d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &samp)
+				for _, s := range samp {
+					mu.Lock()
+					l.MaxSendQ = max(l.MaxSendQ, s.SendQ)
+					mu.Unlock()
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					fail(classify(err), err)
+					c.Close()
+					c = nil
+					continue
+				}
+				atomicAdd(&l.ChunksAcked, 1)
+				atomicAdd(&l.EventsAcked, int64(n))
+				mu.Lock()
+				latencies = append(latencies, d)
+				mu.Unlock()
+				if o.NewConnPerChunk {
+					c.Close()
+					c = nil
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	el := time.Since(start)
+	l.Seconds = el.Seconds()
+	if l.Seconds > 0 {
+		l.AckedPerSecond = float64(l.EventsAcked) / l.Seconds
+	}
+	if len(latencies) > 0 {
+		l.AckLatency = summarize(latencies)
+		p.slowAck(l.AckLatency)
+	}
+	for kind, n := range l.Errors {
+		cn := Canary{Mode: l.Mode, Error: l.firstErr[kind]}
+		f, ok := p.outcomeFinding(kind, n, []Canary{cn})
+		if !ok {
+			continue
+		}
+		f.Evidence["count"] = n
+		f.Evidence["chunks_sent"] = l.ChunksSent
+		if kind == "no_ack" && l.MaxSendQ > 0 {
+			f.Evidence["send_q_max"] = l.MaxSendQ
+			f.Summary += "; our Send-Q reached " + strconv.Itoa(l.MaxSendQ) + " bytes (nothing takes them: a receiver that stopped reading, or packets dropped on the way)"
+		}
+		p.add(f)
+	}
+}
+
+func atomicAdd(p *int64, n int64) { atomic.AddInt64(p, n) }

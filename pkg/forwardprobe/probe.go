@@ -1,0 +1,603 @@
+// Package forwardprobe checks a forward protocol endpoint the way a sender
+// depends on it: can it connect and authenticate, does every chunk come
+// back acknowledged, how fast, and (in load mode) how many acked events per
+// second it sustains. It returns data and findings; it prints nothing.
+package forwardprobe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/report"
+)
+
+// SocketSample is the kernel's view of the probe's own TCP socket.
+type SocketSample struct {
+	SendQ int    `json:"send_q"`
+	RecvQ int    `json:"recv_q"`
+	State string `json:"state"`
+	// PeerRecvQ is the receiver's Recv-Q when it runs on this host
+	// (bytes its kernel holds that the process has not read), -1 otherwise.
+	PeerRecvQ int `json:"peer_recv_q"`
+}
+
+// SocketInspector reads a TCP socket by its local and remote addresses.
+// The command layer backs it with /proc (pkg/sockstat); nil disables it.
+type SocketInspector func(local, remote netip.AddrPort) (SocketSample, bool)
+
+// Options configures Run.
+type Options struct {
+	Addr       string
+	Tag        string
+	Modes      []forward.Mode // default: each mode once
+	AckTimeout time.Duration  // default 10s
+	SlowAck    time.Duration  // p99 above this is forward.slow_ack; default 1s
+	Client     forward.ClientConfig
+	// Load mode, when Count > 0: Count events in chunks of ChunkEvents,
+	// Concurrency connections, at most Rate events/s (0: as fast as acks allow).
+	Count           int
+	ChunkEvents     int
+	Rate            float64
+	Concurrency     int
+	NewConnPerChunk bool
+	RecordSize      int // approximate bytes per record; default 200
+	// Heartbeat also sends a UDP heartbeat to the port.
+	Heartbeat        bool
+	HeartbeatTimeout time.Duration
+	Sockets          SocketInspector
+	// SampleEvery is how often Send-Q is read while waiting (default 100ms).
+	SampleEvery time.Duration
+	RunID       string
+}
+
+// Step is one timed step of connecting.
+type Step struct {
+	Name  string  `json:"name"`
+	MS    float64 `json:"ms"`
+	OK    bool    `json:"ok"`
+	Error string  `json:"error,omitempty"`
+}
+
+// Canary is one chunk sent with chunk id and its outcome.
+type Canary struct {
+	Mode    string         `json:"mode"`
+	Chunk   string         `json:"chunk"`
+	Events  int            `json:"events"`
+	Bytes   int            `json:"bytes"`
+	Outcome string         `json:"outcome"` // acked, no_ack, ack_mismatch, closed_before_ack, error, skipped
+	AckMS   float64        `json:"ack_ms,omitempty"`
+	GotAck  string         `json:"got_ack,omitempty"`
+	Error   string         `json:"error,omitempty"`
+	Socket  []SocketSample `json:"socket,omitempty"`
+}
+
+// Latency summarises ack round trips in milliseconds.
+type Latency struct {
+	P50 float64 `json:"p50_ms"`
+	P90 float64 `json:"p90_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+	N   int     `json:"n"`
+}
+
+// Load is the outcome of load mode.
+type Load struct {
+	Mode           string         `json:"mode"`
+	ChunkEvents    int            `json:"chunk_events"`
+	Concurrency    int            `json:"concurrency"`
+	KeepAlive      bool           `json:"keepalive"`
+	RateLimit      float64        `json:"rate_limit,omitempty"`
+	EventsSent     int64          `json:"events_sent"`
+	EventsAcked    int64          `json:"events_acked"`
+	ChunksSent     int64          `json:"chunks_sent"`
+	ChunksAcked    int64          `json:"chunks_acked"`
+	Bytes          int64          `json:"bytes"`
+	Seconds        float64        `json:"seconds"`
+	AckedPerSecond float64        `json:"acked_events_per_second"`
+	AckLatency     Latency        `json:"ack_latency"`
+	Errors         map[string]int `json:"errors"`
+	Connections    int64          `json:"connections"`
+	MaxSendQ       int            `json:"max_send_q"`
+	firstErr       map[string]string
+}
+
+// Heartbeat is the UDP heartbeat check.
+type Heartbeat struct {
+	OK    bool    `json:"ok"`
+	RTTMS float64 `json:"rtt_ms,omitempty"`
+	Error string  `json:"error,omitempty"`
+}
+
+// Result is the probe's data.
+type Result struct {
+	Addr           string     `json:"addr"`
+	Resolved       string     `json:"resolved,omitempty"`
+	RunID          string     `json:"run_id"`
+	TLS            bool       `json:"tls"`
+	Handshake      bool       `json:"handshake"`
+	ServerHostname string     `json:"server_hostname,omitempty"`
+	AckTimeoutMS   int64      `json:"ack_timeout_ms"`
+	Steps          []Step     `json:"steps"`
+	Canaries       []Canary   `json:"canaries,omitempty"`
+	AckLatency     *Latency   `json:"ack_latency,omitempty"`
+	Load           *Load      `json:"load,omitempty"`
+	Heartbeat      *Heartbeat `json:"heartbeat,omitempty"`
+}
+
+func (o *Options) defaults() {
+	if o.Tag == "" {
+		o.Tag = "logdoctor.probe"
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 10 * time.Second
+	}
+	if o.SlowAck <= 0 {
+		o.SlowAck = time.Second
+	}
+	if o.RecordSize <= 0 {
+		o.RecordSize = 200
+	}
+	if o.ChunkEvents <= 0 {
+		o.ChunkEvents = 1000
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	if o.SampleEvery <= 0 {
+		o.SampleEvery = 100 * time.Millisecond
+	}
+	if o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = 2 * time.Second
+	}
+	if o.RunID == "" {
+		o.RunID = forward.NewChunkID()[:12]
+	}
+	if len(o.Modes) == 0 {
+		if o.Count > 0 {
+			o.Modes = []forward.Mode{forward.ModePacked}
+		} else {
+			o.Modes = forward.Modes()
+		}
+	}
+	if o.Client.HeloWait <= 0 && o.Client.SharedKey == "" {
+		o.Client.HeloWait = 300 * time.Millisecond
+	}
+}
+
+// Run probes opts.Addr. The error is for misuse only; everything the
+// endpoint does wrong is a finding.
+func Run(ctx context.Context, opts Options) (*Result, []report.Finding, error) {
+	opts.defaults()
+	if opts.Count > 0 && len(opts.Modes) != 1 {
+		return nil, nil, fmt.Errorf("load mode sends one --mode, got %d", len(opts.Modes))
+	}
+	p := &prober{opts: opts, res: &Result{Addr: opts.Addr, RunID: opts.RunID, TLS: opts.Client.TLSConfig != nil, AckTimeoutMS: opts.AckTimeout.Milliseconds()}}
+	if opts.Heartbeat {
+		p.heartbeat(ctx)
+	}
+	conn, ok := p.dialFirst(ctx)
+	if ok {
+		if opts.Count > 0 {
+			p.load(ctx, conn)
+		} else {
+			p.canaries(ctx, conn)
+		}
+	}
+	return p.res, p.findings, nil
+}
+
+type prober struct {
+	opts     Options
+	res      *Result
+	findings []report.Finding
+	seq      int
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (p *prober) add(f report.Finding) { p.findings = append(p.findings, f) }
+
+// dialFirst connects once with every step timed, turning failures into
+// findings.
+func (p *prober) dialFirst(ctx context.Context) (*forward.Conn, bool) {
+	c, err := forward.Dial(ctx, p.opts.Addr, p.opts.Client)
+	if err != nil {
+		var se *forward.StepError
+		step := "connect"
+		if errors.As(err, &se) {
+			step = se.Step
+		}
+		for _, s := range []string{"dns", "connect", "tls", "handshake"} {
+			if s == "tls" && p.opts.Client.TLSConfig == nil {
+				continue
+			}
+			if s == step {
+				p.res.Steps = append(p.res.Steps, Step{Name: s, Error: report.Redact(err.Error())})
+				break
+			}
+			p.res.Steps = append(p.res.Steps, Step{Name: s, OK: true})
+		}
+		p.add(dialFinding(p.opts.Addr, step, err))
+		return nil, false
+	}
+	t := c.Trace
+	p.res.Resolved = t.Resolved
+	p.res.Steps = append(p.res.Steps, Step{Name: "dns", MS: ms(t.DNS), OK: true}, Step{Name: "connect", MS: ms(t.Connect), OK: true})
+	if p.opts.Client.TLSConfig != nil {
+		p.res.Steps = append(p.res.Steps, Step{Name: "tls", MS: ms(t.TLS), OK: true})
+	}
+	if t.Handshook {
+		p.res.Handshake = true
+		p.res.ServerHostname = t.ServerHostname
+		p.res.Steps = append(p.res.Steps, Step{Name: "handshake", MS: ms(t.Handshake), OK: true})
+	}
+	return c, true
+}
+
+// dialFinding classifies a Dial error.
+func dialFinding(addr, step string, err error) report.Finding {
+	msg := report.Redact(err.Error())
+	ev := map[string]any{"addr": addr, "step": step, "error": msg}
+	var ae *forward.AuthError
+	switch {
+	case errors.Is(err, forward.ErrHandshakeRequired):
+		return report.Finding{ID: FindingHandshakeRequired, Severity: report.Critical,
+			Summary:  fmt.Sprintf("%s requires the shared-key handshake (it sent HELO) and no --shared-key was given", addr),
+			Evidence: ev, Remedy: remedyHandshake}
+	case errors.As(err, &ae):
+		ev["reason"] = ae.Reason
+		return report.Finding{ID: FindingAuthFailed, Severity: report.Critical,
+			Summary:  fmt.Sprintf("%s rejected the handshake: %s", addr, ae.Reason),
+			Evidence: ev, Remedy: remedyAuth}
+	case step == "handshake" && errors.Is(err, forward.ErrAuth):
+		return report.Finding{ID: FindingAuthFailed, Severity: report.Critical,
+			Summary: fmt.Sprintf("handshake with %s failed: %s", addr, msg), Evidence: ev, Remedy: remedyAuth}
+	}
+	return report.Finding{ID: FindingConnectFailed, Severity: report.Critical,
+		Summary: fmt.Sprintf("cannot reach %s (%s): %s", addr, step, msg), Evidence: ev, Remedy: remedyConnect}
+}
+
+// canaries sends one chunk per mode, redialing after a failure so that one
+// bad outcome does not hide the next mode's behaviour. After no_ack the
+// remaining modes are skipped: each would wait the full ack timeout again.
+func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
+	var lat []time.Duration
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	skip := false
+	for _, mode := range p.opts.Modes {
+		if skip || ctx.Err() != nil {
+			p.res.Canaries = append(p.res.Canaries, Canary{Mode: mode.String(), Outcome: "skipped"})
+			continue
+		}
+		if c == nil {
+			var err error
+			if c, err = forward.Dial(ctx, p.opts.Addr, p.opts.Client); err != nil {
+				p.res.Canaries = append(p.res.Canaries, Canary{Mode: mode.String(), Outcome: "error", Error: report.Redact(err.Error())})
+				continue
+			}
+		}
+		n := 1
+		if mode != forward.ModeMessage {
+			n = 3
+		}
+		req := p.canaryRequest(mode, n)
+		cn := Canary{Mode: mode.String(), Chunk: req.Chunk, Events: n}
+		var wire []byte
+		wire, _ = forward.AppendRequest(wire, req)
+		cn.Bytes = len(wire)
+		d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &cn.Socket)
+		outcome := classify(err)
+		cn.Outcome = outcome
+		if err == nil {
+			cn.AckMS = ms(d)
+			lat = append(lat, d)
+		} else {
+			cn.Error = report.Redact(err.Error())
+			var me *forward.AckMismatchError
+			if errors.As(err, &me) {
+				cn.GotAck = me.Got
+			}
+			c.Close()
+			c = nil
+			skip = outcome == "no_ack"
+		}
+		p.res.Canaries = append(p.res.Canaries, cn)
+	}
+	for _, cn := range p.res.Canaries {
+		if f, ok := p.outcomeFinding(cn.Outcome, 1, []Canary{cn}); ok {
+			p.add(f)
+		}
+	}
+	if len(lat) > 0 {
+		l := summarize(lat)
+		p.res.AckLatency = &l
+		p.slowAck(l)
+	}
+}
+
+func classify(err error) string {
+	switch {
+	case err == nil:
+		return "acked"
+	case errors.Is(err, forward.ErrNoAck):
+		return "no_ack"
+	case errors.Is(err, forward.ErrAckMismatch):
+		return "ack_mismatch"
+	case errors.Is(err, forward.ErrClosedBeforeAck):
+		return "closed_before_ack"
+	}
+	var se *forward.StepError
+	if errors.As(err, &se) {
+		return se.Step + "_failed"
+	}
+	return "error"
+}
+
+// outcomeFinding turns a canary outcome into a finding (once per id).
+func (p *prober) outcomeFinding(outcome string, count int, cns []Canary) (report.Finding, bool) {
+	for _, f := range p.findings {
+		if f.ID == outcomeIDs[outcome] {
+			return report.Finding{}, false
+		}
+	}
+	ev := map[string]any{"addr": p.opts.Addr, "count": count, "ack_timeout_ms": p.opts.AckTimeout.Milliseconds()}
+	if len(cns) == 1 {
+		cn := cns[0]
+		ev["mode"] = cn.Mode
+		if cn.Chunk != "" {
+			ev["chunk"], ev["bytes"] = cn.Chunk, cn.Bytes
+		}
+		if cn.Error != "" {
+			ev["error"] = cn.Error
+		}
+		if cn.GotAck != "" {
+			ev["got_ack"] = cn.GotAck
+		}
+		addSocketEvidence(ev, cn.Socket)
+	}
+	switch outcome {
+	case "no_ack":
+		sum := fmt.Sprintf("%s accepted the data over TCP but sent no ack within %s: a sender without require_ack_response would lose this chunk silently", p.opts.Addr, p.opts.AckTimeout)
+		if sq, ok := ev["send_q_max"].(int); ok && sq > 0 {
+			sum += fmt.Sprintf("; %d bytes sat unacknowledged in our Send-Q (nothing takes them: a receiver that stopped reading, or packets dropped on the way)", sq)
+		} else if pq, ok := ev["peer_recv_q"].(int); ok && pq > 0 {
+			sum += fmt.Sprintf("; the receiver's kernel holds %d unread bytes in its Recv-Q (the process is not reading)", pq)
+		}
+		return report.Finding{ID: FindingNoAck, Severity: report.Critical, Summary: sum, Evidence: ev, Remedy: remedyNoAck}, true
+	case "ack_mismatch":
+		return report.Finding{ID: FindingAckMismatch, Severity: report.Critical,
+			Summary:  fmt.Sprintf("%s answered with an ack for a different chunk than the one sent", p.opts.Addr),
+			Evidence: ev, Remedy: remedyMismatch}, true
+	case "closed_before_ack":
+		return report.Finding{ID: FindingClosedBeforeAck, Severity: report.Critical,
+			Summary:  fmt.Sprintf("%s closed the connection before acknowledging the chunk", p.opts.Addr),
+			Evidence: ev, Remedy: remedyClosed}, true
+	case "connect_failed", "dns_failed", "tls_failed":
+		return report.Finding{ID: FindingConnectFailed, Severity: report.Critical,
+			Summary: fmt.Sprintf("reconnecting to %s failed", p.opts.Addr), Evidence: ev, Remedy: remedyConnect}, true
+	case "handshake_failed":
+		return report.Finding{ID: FindingAuthFailed, Severity: report.Critical,
+			Summary: fmt.Sprintf("handshake with %s failed on reconnect", p.opts.Addr), Evidence: ev, Remedy: remedyAuth}, true
+	}
+	return report.Finding{}, false
+}
+
+var outcomeIDs = map[string]string{
+	"no_ack": FindingNoAck, "ack_mismatch": FindingAckMismatch, "closed_before_ack": FindingClosedBeforeAck,
+	"connect_failed": FindingConnectFailed, "dns_failed": FindingConnectFailed, "tls_failed": FindingConnectFailed,
+	"handshake_failed": FindingAuthFailed,
+}
+
+func addSocketEvidence(ev map[string]any, samples []SocketSample) {
+	if len(samples) == 0 {
+		return
+	}
+	maxQ, peer := 0, -1
+	var qs []int
+	for _, s := range samples {
+		maxQ = max(maxQ, s.SendQ)
+		peer = max(peer, s.PeerRecvQ)
+		qs = append(qs, s.SendQ)
+	}
+	last := samples[len(samples)-1]
+	ev["send_q_max"] = maxQ
+	ev["send_q_samples"] = qs
+	ev["socket_state"] = last.State
+	if peer >= 0 {
+		ev["peer_recv_q"] = peer
+	}
+}
+
+func (p *prober) slowAck(l Latency) {
+	if l.P99 <= ms(p.opts.SlowAck) {
+		return
+	}
+	p.add(report.Finding{ID: FindingSlowAck, Severity: report.Warning,
+		Summary: fmt.Sprintf("acks from %s are slow: p99 %.0f ms, max %.0f ms (threshold %s)", p.opts.Addr, l.P99, l.Max, p.opts.SlowAck),
+		Evidence: map[string]any{"addr": p.opts.Addr, "p50_ms": l.P50, "p90_ms": l.P90, "p99_ms": l.P99, "max_ms": l.Max,
+			"samples": l.N, "threshold_ms": p.opts.SlowAck.Milliseconds()},
+		Remedy: remedySlowAck})
+}
+
+// sendAndWait writes wire and waits for the ack of chunk, sampling the
+// socket while it waits. The write itself is bounded by the ack timeout:
+// against a receiver that never reads, the write blocks once the buffers
+// are full, which is the same failure.
+func (p *prober) sendAndWait(ctx context.Context, c *forward.Conn, wire []byte, chunk string, samples *[]SocketSample) (time.Duration, error) {
+	stopSampling := p.sample(c, samples)
+	start := time.Now()
+	var err error
+	defer func() { stopSampling(err != nil) }()
+	deadline := start.Add(p.opts.AckTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.SetWriteDeadline(deadline)
+	if werr := c.WriteRaw(wire); werr != nil {
+		var ne net.Error
+		if errors.As(werr, &ne) && ne.Timeout() {
+			err = fmt.Errorf("%w: write blocked for %s (the receiver is not reading): %w", forward.ErrNoAck, p.opts.AckTimeout, werr)
+		} else {
+			err = fmt.Errorf("%w: write: %w", forward.ErrClosedBeforeAck, werr)
+		}
+		return 0, err
+	}
+	c.SetWriteDeadline(time.Time{})
+	if chunk == "" {
+		return time.Since(start), nil
+	}
+	err = c.WaitAck(deadline, chunk)
+	return time.Since(start), err
+}
+
+// sample reads the socket every SampleEvery until stopped. stop takes the
+// outcome: after a failure or a wait of a sampling period or more it takes
+// one last look, so a short wait still leaves evidence; a quick ack costs
+// no /proc read at all, which keeps load mode fast.
+func (p *prober) sample(c *forward.Conn, out *[]SocketSample) func(failed bool) {
+	if p.opts.Sockets == nil || out == nil {
+		return func(bool) {}
+	}
+	local, err1 := netip.ParseAddrPort(c.NetConn().LocalAddr().String())
+	remote, err2 := netip.ParseAddrPort(c.NetConn().RemoteAddr().String())
+	if err1 != nil || err2 != nil {
+		return func(bool) {}
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(p.opts.SampleEvery)
+		defer t.Stop()
+		for i := 0; i < maxSamples; i++ {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if s, ok := p.opts.Sockets(local, remote); ok {
+				*out = append(*out, s)
+			}
+		}
+	}()
+	return func(failed bool) {
+		close(done)
+		wg.Wait()
+		if !failed && time.Since(start) < p.opts.SampleEvery {
+			return
+		}
+		if s, ok := p.opts.Sockets(local, remote); ok {
+			*out = append(*out, s)
+		}
+	}
+}
+
+// maxSamples bounds the samples kept for one wait.
+const maxSamples = 600
+
+func (p *prober) heartbeat(ctx context.Context) {
+	hb := &Heartbeat{}
+	p.res.Heartbeat = hb
+	rtt, err := forward.HeartbeatUDP(ctx, p.opts.Addr, p.opts.HeartbeatTimeout)
+	if err != nil {
+		hb.Error = err.Error()
+		p.add(report.Finding{ID: FindingHeartbeatFailed, Severity: report.Warning,
+			Summary:  fmt.Sprintf("%s does not answer UDP heartbeats: %v", p.opts.Addr, err),
+			Evidence: map[string]any{"addr": p.opts.Addr, "timeout_ms": p.opts.HeartbeatTimeout.Milliseconds(), "error": err.Error()},
+			Remedy:   remedyHeartbeat})
+		return
+	}
+	hb.OK, hb.RTTMS = true, ms(rtt)
+}
+
+// canaryRequest builds a chunk whose records name themselves as probe
+// events: run id, sequence number, mode.
+func (p *prober) canaryRequest(mode forward.Mode, n int) *forward.Request {
+	req := &forward.Request{Tag: p.opts.Tag, Mode: mode, Chunk: forward.NewChunkID()}
+	now := forward.NewEventTime(time.Now())
+	var buf []byte
+	offs := make([]int, 0, n+1)
+	for i := 0; i < n; i++ {
+		p.seq++
+		offs = append(offs, len(buf))
+		buf = appendProbeRecord(buf, p.opts.RunID, p.seq, mode, p.opts.RecordSize)
+	}
+	offs = append(offs, len(buf))
+	for i := 0; i < n; i++ {
+		req.Entries = append(req.Entries, forward.Entry{Time: now, Record: buf[offs[i]:offs[i+1]]})
+	}
+	return req
+}
+
+// appendProbeRecord appends {"logdoctor":"probe","run_id":..,"seq":..,
+// "mode":..,"message":padding} sized to about size bytes. It is hand
+// encoded because load mode builds hundreds of thousands per second.
+func appendProbeRecord(dst []byte, runID string, seq int, mode forward.Mode, size int) []byte {
+	start := len(dst)
+	dst = append(dst, 0x85)
+	dst = appendStr(dst, "logdoctor")
+	dst = appendStr(dst, "probe")
+	dst = appendStr(dst, "run_id")
+	dst = appendStr(dst, runID)
+	dst = appendStr(dst, "seq")
+	dst = append(dst, 0xcf)
+	for s := 56; s >= 0; s -= 8 {
+		dst = append(dst, byte(uint64(seq)>>s))
+	}
+	dst = appendStr(dst, "mode")
+	dst = appendStr(dst, mode.String())
+	dst = appendStr(dst, "message")
+	var digits [20]byte
+	num := strconv.AppendInt(digits[:0], int64(seq), 10)
+	const prefix = "logdoctor forward probe canary "
+	n := max(size-(len(dst)-start)-5, len(prefix)+len(num))
+	dst = appendStrHeader(dst, n)
+	dst = append(dst, prefix...)
+	dst = append(dst, num...)
+	for i := len(prefix) + len(num); i < n; i++ {
+		dst = append(dst, '.')
+	}
+	return dst
+}
+
+func appendStr(dst []byte, s string) []byte {
+	return append(appendStrHeader(dst, len(s)), s...)
+}
+
+func appendStrHeader(dst []byte, n int) []byte {
+	switch {
+	case n < 32:
+		dst = append(dst, 0xa0|byte(n))
+	case n < 256:
+		dst = append(dst, 0xd9, byte(n))
+	case n < 1<<16:
+		dst = append(dst, 0xda, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return dst
+}
+
+func summarize(d []time.Duration) Latency {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	pct := func(p float64) float64 {
+		i := int(p*float64(len(d))+0.999999) - 1
+		i = max(0, min(i, len(d)-1))
+		return ms(d[i])
+	}
+	return Latency{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: ms(d[len(d)-1]), N: len(d)}
+}

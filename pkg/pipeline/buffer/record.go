@@ -1,0 +1,141 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// On-disk record framing. Every record is
+//
+//	u32 payload length | u32 crc32c(payload) | payload
+//
+// and the payload is
+//
+//	u8 version (1) | u8 id length | id | u16 tag length | tag |
+//	i64 event seconds | u32 event nanoseconds | i64 ingest unix nanoseconds |
+//	document (the rest: the JSON document sent to Elasticsearch)
+//
+// All integers are little endian. The checksum covers the payload only; a
+// torn tail shows up as a short header, a short payload or a bad checksum.
+const (
+	recordHeaderLen = 8
+	recordVersion   = 1
+	fixedPayloadLen = 1 + 1 + 2 + 8 + 4 + 8
+
+	// MaxIDLen and MaxTagLen bound the variable-length fields.
+	MaxIDLen  = 255
+	MaxTagLen = 65535
+)
+
+// segmentMagic starts every segment file so that a stray file in the
+// buffer directory is never mistaken for one.
+var segmentMagic = []byte("LDBUF1\n\x00")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Record is one event in the buffer.
+type Record struct {
+	ID      string // deterministic Elasticsearch _id
+	Tag     string
+	Sec     int64  // event time, seconds since the epoch
+	Nsec    uint32 // event time, nanoseconds
+	Ingest  int64  // when the event entered the pipeline, unix nanoseconds
+	Doc     []byte // the JSON document
+	Pos     Pos    // set by Next: where the record lives, for Ack
+	Corrupt error  // set by Next when the stored record failed its checksum
+}
+
+// Pos names one record in the buffer.
+type Pos struct {
+	Seg uint64 // segment number
+	Idx uint32 // record index inside the segment
+}
+
+// Errors reported while decoding a record.
+var (
+	ErrShort    = errors.New("buffer: truncated record")
+	ErrChecksum = errors.New("buffer: record checksum mismatch")
+	ErrTooLarge = errors.New("buffer: record too large")
+	ErrBadField = errors.New("buffer: malformed record")
+)
+
+// encodedLen is the framed size of r.
+func encodedLen(r *Record) int {
+	return recordHeaderLen + fixedPayloadLen + len(r.ID) + len(r.Tag) + len(r.Doc)
+}
+
+// appendRecord frames r onto dst.
+func appendRecord(dst []byte, r *Record) ([]byte, error) {
+	if len(r.ID) > MaxIDLen {
+		return dst, fmt.Errorf("%w: id is %d bytes (max %d)", ErrTooLarge, len(r.ID), MaxIDLen)
+	}
+	if len(r.Tag) > MaxTagLen {
+		return dst, fmt.Errorf("%w: tag is %d bytes (max %d)", ErrTooLarge, len(r.Tag), MaxTagLen)
+	}
+	start := len(dst)
+	plen := fixedPayloadLen + len(r.ID) + len(r.Tag) + len(r.Doc)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(plen))
+	dst = binary.LittleEndian.AppendUint32(dst, 0) // checksum, filled below
+	dst = append(dst, recordVersion, byte(len(r.ID)))
+	dst = append(dst, r.ID...)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(r.Tag)))
+	dst = append(dst, r.Tag...)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Sec))
+	dst = binary.LittleEndian.AppendUint32(dst, r.Nsec)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Ingest))
+	dst = append(dst, r.Doc...)
+	sum := crc32.Checksum(dst[start+recordHeaderLen:], castagnoli)
+	binary.LittleEndian.PutUint32(dst[start+4:], sum)
+	return dst, nil
+}
+
+// nextRecord reads the frame at the start of b. It returns the record, the
+// number of bytes the frame takes, and an error when b does not start with
+// a complete, intact frame. maxPayload caps the declared length so a corrupt
+// header cannot make the caller wait for gigabytes.
+func nextRecord(b []byte, maxPayload int) (Record, int, error) {
+	if len(b) < recordHeaderLen {
+		return Record{}, 0, ErrShort
+	}
+	plen := int(binary.LittleEndian.Uint32(b))
+	if plen < fixedPayloadLen || plen > maxPayload {
+		return Record{}, 0, fmt.Errorf("%w: declared payload %d bytes", ErrBadField, plen)
+	}
+	if len(b) < recordHeaderLen+plen {
+		return Record{}, 0, ErrShort
+	}
+	p := b[recordHeaderLen : recordHeaderLen+plen]
+	if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(b[4:]) {
+		return Record{}, 0, ErrChecksum
+	}
+	r, err := decodePayload(p)
+	return r, recordHeaderLen + plen, err
+}
+
+func decodePayload(p []byte) (Record, error) {
+	var r Record
+	if p[0] != recordVersion {
+		return r, fmt.Errorf("%w: version %d", ErrBadField, p[0])
+	}
+	idLen := int(p[1])
+	p = p[2:]
+	if len(p) < idLen+2 {
+		return r, fmt.Errorf("%w: id length %d", ErrBadField, idLen)
+	}
+	r.ID = string(p[:idLen])
+	p = p[idLen:]
+	tagLen := int(binary.LittleEndian.Uint16(p))
+	p = p[2:]
+	if len(p) < tagLen+20 {
+		return r, fmt.Errorf("%w: tag length %d", ErrBadField, tagLen)
+	}
+	r.Tag = string(p[:tagLen])
+	p = p[tagLen:]
+	r.Sec = int64(binary.LittleEndian.Uint64(p))
+	r.Nsec = binary.LittleEndian.Uint32(p[8:])
+	r.Ingest = int64(binary.LittleEndian.Uint64(p[12:]))
+	r.Doc = p[20:]
+	return r, nil
+}

@@ -1,0 +1,220 @@
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// eventID is the deterministic _id of an event: the first 128 bits of
+// SHA-256 over tag, time and the raw record bytes, base64url. The same
+// event resent by a shipper after a lost ack, or replayed from the buffer
+// after a crash, gets the same id, so `create` answers 409 instead of
+// indexing a second copy. Two events identical in tag, time (to the
+// nanosecond the sender provides) and every byte of the record are one
+// event to the pipeline; use --id-key when that is not what you want.
+func eventID(tag string, sec int64, nsec uint32, raw []byte) string {
+	h := sha256.New()
+	var hdr [14]byte
+	binary.BigEndian.PutUint16(hdr[:], uint16(len(tag)))
+	binary.BigEndian.PutUint64(hdr[2:], uint64(sec))
+	binary.BigEndian.PutUint32(hdr[10:], nsec)
+	h.Write(hdr[:2])
+	h.Write([]byte(tag))
+	h.Write(hdr[2:])
+	h.Write(raw)
+	var sum [sha256.Size]byte
+	return base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+var errNotObject = errors.New("not a JSON object")
+
+// topLevel calls fn for every key of a JSON object with the raw bytes of
+// its value; fn returns false to stop. obj must be valid JSON.
+func topLevel(obj []byte, fn func(key, val []byte) bool) error {
+	i := skipWS(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return errNotObject
+	}
+	i++
+	for {
+		i = skipWS(obj, i)
+		if i >= len(obj) || obj[i] == '}' {
+			return nil
+		}
+		if obj[i] == ',' {
+			i++
+			continue
+		}
+		if obj[i] != '"' {
+			return errNotObject
+		}
+		ke := skipString(obj, i)
+		key := obj[i:ke]
+		i = skipWS(obj, ke)
+		if i >= len(obj) || obj[i] != ':' {
+			return errNotObject
+		}
+		i = skipWS(obj, i+1)
+		ve := skipValue(obj, i)
+		if !fn(key, obj[i:ve]) {
+			return nil
+		}
+		i = ve
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] == '"'.
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = skipString(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\t' && b[j] != '\r' {
+			j++
+		}
+		return j
+	}
+}
+
+// docBuilder turns a record's JSON into the indexed document: the record's
+// fields plus the event time (timeKey, RFC 3339 with nanoseconds, UTC) and
+// the tag (tagKey), each added only when the record does not already have
+// that key (Elasticsearch rejects duplicate keys).
+type docBuilder struct {
+	timeKey, tagKey, idKey string
+}
+
+// build returns the document and, when idKey is set and the record has
+// it, the id taken from it.
+func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, string, error) {
+	haveTime, haveTag := d.timeKey == "", d.tagKey == ""
+	var id string
+	err := topLevel(obj, func(k, v []byte) bool {
+		ks := unquoteKey(k)
+		switch ks {
+		case d.timeKey:
+			haveTime = true
+		case d.tagKey:
+			haveTag = true
+		}
+		if d.idKey != "" && ks == d.idKey {
+			id = idFromValue(v)
+		}
+		return true
+	})
+	if err != nil {
+		return dst, "", err
+	}
+	i := skipWS(obj, 0) + 1 // after '{'
+	dst = append(dst, '{')
+	added := false
+	if !haveTime {
+		dst = appendString(dst, d.timeKey)
+		dst = append(dst, ':', '"')
+		dst = t.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z")
+		dst = append(dst, '"')
+		added = true
+	}
+	if !haveTag {
+		if added {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, d.tagKey)
+		dst = append(dst, ':')
+		dst = appendString(dst, tag)
+		added = true
+	}
+	rest := obj[i:]
+	if added && skipWS(rest, 0) < len(rest) && rest[skipWS(rest, 0)] != '}' {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, rest...)
+	return dst, id, nil
+}
+
+func unquoteKey(k []byte) string {
+	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' {
+		inner := k[1 : len(k)-1]
+		for _, c := range inner {
+			if c == '\\' {
+				var s string
+				if json.Unmarshal(k, &s) == nil {
+					return s
+				}
+				break
+			}
+		}
+		return string(inner)
+	}
+	return string(k)
+}
+
+// idFromValue turns an --id-key value into an _id: a string as is, any
+// other JSON value as its text. Ids longer than Elasticsearch's 512-byte
+// limit or the buffer's 255 are hashed.
+func idFromValue(v []byte) string {
+	s := string(v)
+	if len(v) > 0 && v[0] == '"' {
+		var u string
+		if json.Unmarshal(v, &u) == nil {
+			s = u
+		}
+	}
+	if s == "" || s == "null" {
+		return ""
+	}
+	if len(s) > 255 {
+		sum := sha256.Sum256([]byte(s))
+		return base64.RawURLEncoding.EncodeToString(sum[:16])
+	}
+	return s
+}
+
+func appendString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s)
+	return append(dst, b...)
+}

@@ -1,0 +1,79 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+func TestDocBuild(t *testing.T) {
+	d := docBuilder{timeKey: "@timestamp", tagKey: "tag", idKey: "req"}
+	tm := time.Unix(1700000000, 123456789)
+	cases := []struct {
+		in, want, id string
+	}{
+		{`{"a":1}`, `{"@timestamp":"2023-11-14T22:13:20.123456789Z","tag":"app","a":1}`, ""},
+		{`{}`, `{"@timestamp":"2023-11-14T22:13:20.123456789Z","tag":"app"}`, ""},
+		{` { "tag" : "mine", "x":{"tag":1}} `, `{"@timestamp":"2023-11-14T22:13:20.123456789Z", "tag" : "mine", "x":{"tag":1}} `, ""},
+		{`{"@timestamp":"t","req":"abc"}`, `{"tag":"app","@timestamp":"t","req":"abc"}`, "abc"},
+		{`{"@timestamp":"t","tag":"x","req":42}`, `{"@timestamp":"t","tag":"x","req":42}`, "42"},
+		{`{"s":"a\"b,}{","req":"q\u0041"}`, `{"@timestamp":"2023-11-14T22:13:20.123456789Z","tag":"app","s":"a\"b,}{","req":"q\u0041"}`, "qA"},
+	}
+	for _, c := range cases {
+		got, id, err := d.build(nil, []byte(c.in), "app", tm)
+		if err != nil {
+			t.Fatalf("%s: %v", c.in, err)
+		}
+		if string(got) != c.want || id != c.id {
+			t.Errorf("%s:\n got %s id %q\nwant %s id %q", c.in, got, id, c.want, c.id)
+		}
+		if !json.Valid(got) {
+			t.Errorf("%s: invalid JSON %s", c.in, got)
+		}
+	}
+	for _, bad := range []string{`[1]`, `"x"`, ``} {
+		if _, _, err := d.build(nil, []byte(bad), "app", tm); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestEventIDDeterministic(t *testing.T) {
+	a := eventID("app", 1, 2, []byte{0x81, 0xa1, 'a', 1})
+	if a != eventID("app", 1, 2, []byte{0x81, 0xa1, 'a', 1}) || len(a) != 22 {
+		t.Fatalf("id %q not stable", a)
+	}
+	for _, other := range []string{
+		eventID("app2", 1, 2, []byte{0x81, 0xa1, 'a', 1}),
+		eventID("app", 2, 2, []byte{0x81, 0xa1, 'a', 1}),
+		eventID("app", 1, 3, []byte{0x81, 0xa1, 'a', 1}),
+		eventID("app", 1, 2, []byte{0x81, 0xa1, 'a', 2}),
+		eventID("ap", 1, 2, []byte("p")), // tag/record boundary is length-prefixed
+	} {
+		if other == a {
+			t.Fatal("different events share an id")
+		}
+	}
+}
+
+func FuzzDocBuild(f *testing.F) {
+	f.Add([]byte(`{"a":1,"tag":"x"}`))
+	f.Add([]byte(`{"a":{"b":[1,2,{"c":"}"}]}}`))
+	d := docBuilder{timeKey: "@timestamp", tagKey: "tag", idKey: "id"}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if !json.Valid(in) {
+			return
+		}
+		out, _, err := d.build(nil, in, "t", time.Unix(0, 0))
+		if err != nil {
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("built invalid JSON %s from %s: %v", out, in, err)
+		}
+		if _, ok := m["@timestamp"]; !ok {
+			t.Fatalf("no @timestamp in %s", out)
+		}
+	})
+}

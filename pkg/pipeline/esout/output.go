@@ -1,0 +1,718 @@
+// Package esout is the pipeline's Elasticsearch output: bulk `create`
+// requests with each event's deterministic _id, batching by count, bytes
+// and time, per-item result handling (done, retry with backoff and jitter,
+// or dead letter), bounded retries, and a pool over several nodes with
+// keep-alive, health checks, dead-node backoff and resurrection, and
+// opt-in sniffing. It speaks plain HTTP to ES 7/8 and OpenSearch and never
+// requires the X-Elastic-Product header.
+package esout
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
+)
+
+// Config configures the output. Zero values take the documented defaults.
+type Config struct {
+	URLs     []string
+	Username string
+	Password string
+	APIKey   string // sent as "Authorization: ApiKey <key>"
+	TLS      *tls.Config
+
+	Index string // index name template, DefaultIndex when empty
+
+	Workers       int           // concurrent bulk requests (default 2)
+	BatchCount    int           // events per bulk request (default 2000)
+	BatchBytes    int           // bulk body bytes (default 8 MiB; capped under http.max_content_length)
+	FlushInterval time.Duration // how long a batch waits to fill (default 100ms)
+	Gzip          bool
+
+	RequestTimeout time.Duration // one bulk request (default 30s)
+	RetryInitial   time.Duration // first backoff (default 100ms)
+	RetryMax       time.Duration // backoff cap (default 10s)
+	// RetryTimeout bounds how long an event is retried before it is given
+	// up (written to the dead-letter file and counted). Default 1h; negative
+	// retries forever.
+	RetryTimeout time.Duration
+
+	HealthInterval time.Duration // how often dead nodes are checked (default 2s)
+	DeadMin        time.Duration // first dead-node backoff (default 1s)
+	DeadMax        time.Duration // dead-node backoff cap (default 30s)
+
+	Sniff         bool          // discover nodes from _nodes/http (default off)
+	SniffInterval time.Duration // default 5m
+
+	// DeadLetter stores an event Elasticsearch refused for good, or gave up
+	// on, with the reason. An error keeps the event in the buffer.
+	DeadLetter func(rec buffer.Record, reason string) error
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Transport overrides the HTTP transport (tests).
+	Transport http.RoundTripper
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.BatchCount <= 0 {
+		c.BatchCount = 2000
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 8 << 20
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 100 * time.Millisecond
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.RetryInitial <= 0 {
+		c.RetryInitial = 100 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.RetryTimeout == 0 {
+		c.RetryTimeout = time.Hour
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = 2 * time.Second
+	}
+	if c.DeadMin <= 0 {
+		c.DeadMin = time.Second
+	}
+	if c.DeadMax <= 0 {
+		c.DeadMax = 30 * time.Second
+	}
+	if c.SniffInterval <= 0 {
+		c.SniffInterval = 5 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Stats counts what the output did since it started.
+type Stats struct {
+	Indexed      uint64 `json:"indexed"`       // items answered 200/201
+	Duplicates   uint64 `json:"duplicates"`    // items answered 409: already indexed
+	Retried      uint64 `json:"retried"`       // item retries (429, 5xx, transport)
+	DeadLetters  uint64 `json:"dead_letters"`  // items refused for good
+	GaveUp       uint64 `json:"gave_up"`       // items given up after RetryTimeout
+	Requests     uint64 `json:"requests"`      // bulk requests sent
+	TransportErr uint64 `json:"transport_err"` // bulk requests without an HTTP answer
+	MaxBatch     int    `json:"max_batch_bytes"`
+}
+
+// Output delivers buffer records to Elasticsearch.
+type Output struct {
+	cfg    Config
+	buf    *buffer.Buffer
+	pool   *pool
+	client *http.Client
+	index  *IndexTemplate
+	dialer *net.Dialer
+	log    *slog.Logger
+
+	maxBody atomic.Int64
+
+	indexed, dups, retried, dead, gaveUp, requests, transportErr atomic.Uint64
+
+	mRequests *prometheus.CounterVec
+	mItems    *prometheus.CounterVec
+	mRetries  prometheus.Counter
+	mDead     prometheus.Counter
+	mGaveUp   prometheus.Counter
+	mLatency  prometheus.Histogram
+	mBulkDur  prometheus.Histogram
+
+	gzPool sync.Pool
+}
+
+// New checks cfg and builds an output reading from buf.
+func New(buf *buffer.Buffer, cfg Config) (*Output, error) {
+	cfg.defaults()
+	idx, err := ParseIndexTemplate(cfg.Index)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newPool(cfg.URLs, cfg.DeadMin, cfg.DeadMax)
+	if err != nil {
+		return nil, err
+	}
+	o := &Output{cfg: cfg, buf: buf, pool: p, index: idx, log: cfg.Logger,
+		dialer: &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}
+	o.maxBody.Store(int64(cfg.BatchBytes))
+	rt := cfg.Transport
+	if rt == nil {
+		rt = &http.Transport{
+			DialContext:           o.dialer.DialContext,
+			TLSClientConfig:       cfg.TLS,
+			MaxIdleConns:          4 * cfg.Workers * len(cfg.URLs),
+			MaxIdleConnsPerHost:   2 * cfg.Workers,
+			IdleConnTimeout:       60 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			ForceAttemptHTTP2:     false,
+		}
+	}
+	o.client = &http.Client{Transport: rt}
+	p.onChange = func(nd *node, alive bool, err error) {
+		if alive {
+			o.log.Info("elasticsearch node alive", "node", nd.base)
+		} else {
+			o.log.Warn("elasticsearch node dead", "node", nd.base, "err", errString(err), "retry_in", time.Until(nd.deadUntil).Round(time.Millisecond).String())
+		}
+	}
+	o.mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_bulk_requests_total", Help: "Bulk requests by HTTP status (transport_error when there was no answer).",
+	}, []string{"status"})
+	o.mItems = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_bulk_items_total", Help: "Bulk item results by status (409 = already indexed).",
+	}, []string{"status"})
+	o.mRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_retries_total", Help: "Events sent again after a 429, 5xx or transport error.",
+	})
+	o.mDead = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_es_dead_letters_total", Help: "Events Elasticsearch refused for good (written to the dead-letter file).",
+	})
+	o.mGaveUp = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_gave_up_total", Help: "Events given up after the retry timeout (written to the dead-letter file).",
+	})
+	o.mLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "logdoctor_pipeline_end_to_end_seconds", Help: "From entering the pipeline to Elasticsearch's answer for the event.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14),
+	})
+	o.mBulkDur = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "logdoctor_pipeline_bulk_duration_seconds", Help: "Duration of bulk requests.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+	})
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{o.mRequests, o.mItems, o.mRetries, o.mDead, o.mGaveUp, o.mLatency, o.mBulkDur,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_es_nodes_alive", Help: "Elasticsearch nodes considered alive."},
+				func() float64 { a, _ := o.pool.counts(); return float64(a) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_es_nodes", Help: "Elasticsearch nodes in the pool."},
+				func() float64 { _, n := o.pool.counts(); return float64(n) }),
+		} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("esout: metrics: %w", err)
+			}
+		}
+	}
+	return o, nil
+}
+
+// Stats returns the counters.
+func (o *Output) Stats() Stats {
+	return Stats{Indexed: o.indexed.Load(), Duplicates: o.dups.Load(), Retried: o.retried.Load(),
+		DeadLetters: o.dead.Load(), GaveUp: o.gaveUp.Load(), Requests: o.requests.Load(),
+		TransportErr: o.transportErr.Load(), MaxBatch: int(o.maxBody.Load())}
+}
+
+// Run delivers until ctx ends. Records in flight when ctx ends stay in the
+// buffer unacknowledged and are replayed on the next start.
+func (o *Output) Run(ctx context.Context) error {
+	o.discover(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); o.healthLoop(ctx) }()
+	for i := 0; i < o.cfg.Workers; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); o.worker(ctx) }()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (o *Output) worker(ctx context.Context) {
+	for {
+		recs, err := o.buf.Next(ctx, o.cfg.BatchCount, int(o.maxBody.Load())*9/10, o.cfg.FlushInterval)
+		if err != nil {
+			return
+		}
+		o.deliver(ctx, recs)
+	}
+}
+
+// item is one record on its way, with the state of its retries.
+type item struct {
+	rec     buffer.Record
+	index   string
+	lastErr string
+}
+
+// deliver sends recs until each one is done, dead-lettered, given up, or
+// ctx ends.
+func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
+	start := time.Now()
+	pending := make([]*item, 0, len(recs))
+	items := make([]item, len(recs))
+	// Events of a batch mostly share tag and hour: resolve the index name
+	// once per (tag, hour), the finest unit a template can use.
+	var lastTag, lastName string
+	lastHour := int64(-1 << 62)
+	for i, r := range recs {
+		if r.Corrupt != nil {
+			o.deadLetter(r, "corrupt in buffer: "+r.Corrupt.Error(), false)
+			continue
+		}
+		if h := floorDiv(r.Sec, 3600); h != lastHour || r.Tag != lastTag {
+			lastTag, lastHour, lastName = r.Tag, h, o.index.Name(r.Tag, r.Sec)
+		}
+		items[i] = item{rec: r, index: lastName}
+		pending = append(pending, &items[i])
+	}
+	backoff := o.cfg.RetryInitial
+	for len(pending) > 0 && ctx.Err() == nil {
+		pending = o.attempt(ctx, pending)
+		if len(pending) == 0 || ctx.Err() != nil {
+			return
+		}
+		if o.cfg.RetryTimeout > 0 && time.Since(start) > o.cfg.RetryTimeout {
+			o.log.Error("giving up on events after retry timeout", "events", len(pending),
+				"retry_timeout", o.cfg.RetryTimeout.String(), "last_error", pending[0].lastErr)
+			for _, it := range pending {
+				o.gaveUp.Add(1)
+				o.mGaveUp.Inc()
+				o.deadLetter(it.rec, "gave up after "+o.cfg.RetryTimeout.String()+": "+it.lastErr, true)
+			}
+			return
+		}
+		o.retried.Add(uint64(len(pending)))
+		o.mRetries.Add(float64(len(pending)))
+		// Full jitter: wait a random time up to the backoff, and at least
+		// until some node may be tried again.
+		d := rand.N(backoff) + 1
+		if w := o.pool.waitAny(); w > d {
+			d = w
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		backoff = min(backoff*2, o.cfg.RetryMax)
+	}
+}
+
+// attempt sends one bulk request for items and returns those to retry.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+func (o *Output) attempt(ctx context.Context, items []*item) []*item {
+	size := 0
+	for _, it := range items {
+		size += len(it.rec.Doc) + len(it.index) + len(it.rec.ID) + 40
+	}
+	body := buildBulk(make([]byte, 0, size), items)
+	if len(body) > int(o.maxBody.Load()) && len(items) > 1 {
+		// Over the cluster's limit (it may have shrunk since the batch was
+		// cut): send in halves.
+		h := len(items) / 2
+		return append(o.attempt(ctx, items[:h]), o.attempt(ctx, items[h:])...)
+	}
+	status, resp, err := o.send(ctx, body)
+	if err != nil {
+		for _, it := range items {
+			it.lastErr = err.Error()
+		}
+		return items
+	}
+	switch {
+	case status == http.StatusRequestEntityTooLarge && len(items) > 1:
+		o.maxBody.Store(max(int64(len(body))/2, 1<<16))
+		h := len(items) / 2
+		return append(o.attempt(ctx, items[:h]), o.attempt(ctx, items[h:])...)
+	case status < 200 || status > 299:
+		for _, it := range items {
+			it.lastErr = "bulk request answered " + strconv.Itoa(status) + ": " + snippet(resp)
+		}
+		return items
+	}
+	return o.handleItems(items, resp)
+}
+
+type bulkResponse struct {
+	Errors bool                         `json:"errors"`
+	Items  []map[string]json.RawMessage `json:"items"`
+}
+
+type bulkItem struct {
+	Status int             `json:"status"`
+	ID     string          `json:"_id"`
+	Error  json.RawMessage `json:"error"`
+}
+
+func (o *Output) handleItems(items []*item, resp []byte) []*item {
+	now := time.Now()
+	// Fast path: Elasticsearch and OpenSearch put "errors" right after
+	// "took" at the top of the answer; false means every item succeeded
+	// and the rest need not be parsed.
+	if head := resp[:min(len(resp), 64)]; bytes.HasPrefix(head, []byte(`{"took":`)) && bytes.Contains(head, []byte(`,"errors":false,`)) {
+		o.ackDone(items, now, 0)
+		return nil
+	}
+	var fast struct {
+		Errors bool `json:"errors"`
+		Items  []json.RawMessage
+	}
+	if err := json.Unmarshal(resp, &fast); err != nil || len(fast.Items) != len(items) {
+		reason := "bulk response does not match the request"
+		if err != nil {
+			reason = "bulk response unreadable: " + err.Error()
+		}
+		for _, it := range items {
+			it.lastErr = reason
+		}
+		return items
+	}
+	if !fast.Errors {
+		o.ackDone(items, now, 0)
+		return nil
+	}
+	var retry []*item
+	done := items[:0:0]
+	for i, raw := range fast.Items {
+		it := items[i]
+		var wrap map[string]bulkItem
+		if err := json.Unmarshal(raw, &wrap); err != nil || len(wrap) != 1 {
+			it.lastErr = "bulk item unreadable"
+			retry = append(retry, it)
+			continue
+		}
+		var bi bulkItem
+		for _, v := range wrap {
+			bi = v
+		}
+		st := bi.Status
+		o.mItems.WithLabelValues(strconv.Itoa(st)).Inc()
+		switch {
+		case st == 200 || st == 201:
+			o.indexed.Add(1)
+			done = append(done, it)
+		case st == http.StatusConflict:
+			o.dups.Add(1)
+			done = append(done, it)
+		case st == http.StatusTooManyRequests || st >= 500:
+			it.lastErr = fmt.Sprintf("item %d: %s", st, errType(bi.Error))
+			retry = append(retry, it)
+		default:
+			o.deadLetter(it.rec, fmt.Sprintf("item %d: %s", st, string(bi.Error)), true)
+		}
+	}
+	o.ackDone(done, now, -1)
+	return retry
+}
+
+// ackDone acknowledges items to the buffer. status > 0 also counts them as
+// indexed with that status (the errors:false fast path).
+func (o *Output) ackDone(items []*item, now time.Time, status int) {
+	if len(items) == 0 {
+		return
+	}
+	if status == 0 {
+		o.indexed.Add(uint64(len(items)))
+		o.mItems.WithLabelValues("201").Add(float64(len(items)))
+	}
+	pos := make([]buffer.Pos, len(items))
+	for i, it := range items {
+		pos[i] = it.rec.Pos
+		if it.rec.Ingest > 0 {
+			o.mLatency.Observe(now.Sub(time.Unix(0, it.rec.Ingest)).Seconds())
+		}
+	}
+	o.buf.Ack(pos...)
+}
+
+func (o *Output) deadLetter(rec buffer.Record, reason string, count bool) {
+	if count {
+		o.dead.Add(1)
+		o.mDead.Inc()
+	}
+	if o.cfg.DeadLetter != nil {
+		if err := o.cfg.DeadLetter(rec, reason); err != nil {
+			o.log.Error("dead-letter write failed; event stays in the buffer", "err", err)
+			return
+		}
+	}
+	o.buf.Ack(rec.Pos)
+}
+
+func errType(raw json.RawMessage) string {
+	var e struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal(raw, &e) == nil && e.Type != "" {
+		return e.Type
+	}
+	return string(raw)
+}
+
+func snippet(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// buildBulk writes the NDJSON body: a create action with _index and _id,
+// then the document, per item.
+func buildBulk(dst []byte, items []*item) []byte {
+	for _, it := range items {
+		dst = append(dst, `{"create":{"_index":`...)
+		dst = appendJSONString(dst, it.index)
+		dst = append(dst, `,"_id":`...)
+		dst = appendJSONString(dst, it.rec.ID)
+		dst = append(dst, "}}\n"...)
+		dst = append(dst, it.rec.Doc...)
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+func appendJSONString(dst []byte, s string) []byte {
+	simple := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			simple = false
+			break
+		}
+	}
+	if simple {
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
+	b, _ := json.Marshal(s)
+	return append(dst, b...)
+}
+
+// maxResponse caps how much of a response is read.
+const maxResponse = 256 << 20
+
+// send posts one bulk body to a node. err is a transport error: no HTTP
+// answer (connection refused or reset, timeout); the node is then marked
+// dead. Any HTTP answer returns its status and body.
+func (o *Output) send(ctx context.Context, body []byte) (int, []byte, error) {
+	nd := o.pool.pick()
+	payload := body
+	gz := false
+	if o.cfg.Gzip {
+		payload = o.gzip(body)
+		gz = true
+	}
+	rctx, cancel := context.WithTimeout(ctx, o.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, nd.base+"/_bulk", bytes.NewReader(payload))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Accept", "application/json")
+	if gz {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	o.auth(req)
+	o.requests.Add(1)
+	t0 := time.Now()
+	resp, err := o.client.Do(req)
+	if err != nil {
+		o.transportErr.Add(1)
+		o.mRequests.WithLabelValues("transport_error").Inc()
+		if ctx.Err() == nil {
+			o.pool.markDead(nd, err)
+		}
+		return 0, nil, fmt.Errorf("POST %s/_bulk: %w", nd.base, err)
+	}
+	data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	// Drain and close so the connection goes back to the pool: a body left
+	// unread is how clients pile up CLOSE_WAIT and TIME_WAIT sockets.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	o.mBulkDur.Observe(time.Since(t0).Seconds())
+	if rerr != nil {
+		o.transportErr.Add(1)
+		o.mRequests.WithLabelValues("transport_error").Inc()
+		if ctx.Err() == nil {
+			o.pool.markDead(nd, rerr)
+		}
+		return 0, nil, fmt.Errorf("POST %s/_bulk: reading response: %w", nd.base, rerr)
+	}
+	o.mRequests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
+	o.pool.markAlive(nd)
+	return resp.StatusCode, data, nil
+}
+
+func (o *Output) auth(req *http.Request) {
+	switch {
+	case o.cfg.APIKey != "":
+		req.Header.Set("Authorization", "ApiKey "+o.cfg.APIKey)
+	case o.cfg.Username != "":
+		req.SetBasicAuth(o.cfg.Username, o.cfg.Password)
+	}
+}
+
+func (o *Output) gzip(body []byte) []byte {
+	var buf bytes.Buffer
+	zw, _ := o.gzPool.Get().(*gzip.Writer)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	} else {
+		zw.Reset(&buf)
+	}
+	zw.Write(body)
+	zw.Close()
+	o.gzPool.Put(zw)
+	return buf.Bytes()
+}
+
+// get fetches a JSON document from a node.
+func (o *Output) get(ctx context.Context, nd *node, path string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nd.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	o.auth(req)
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+	}()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("GET %s%s: HTTP %d", nd.base, path, resp.StatusCode)
+	}
+	if v == nil {
+		return nil
+	}
+	return readJSON(resp.Body, 16<<20, v)
+}
+
+// discover reads http.max_content_length from _nodes/http to keep bulk
+// bodies under it, and sniffs nodes when asked to.
+func (o *Output) discover(ctx context.Context) {
+	nd := o.pool.pick()
+	var nh nodesHTTP
+	if err := o.get(ctx, nd, "/_nodes/http", &nh); err != nil {
+		o.log.Info("could not read _nodes/http; keeping the configured bulk size", "node", nd.base, "err", err, "batch_bytes", o.cfg.BatchBytes)
+		return
+	}
+	var minMCL int64
+	for _, n := range nh.Nodes {
+		if m := n.HTTP.MaxContentLengthInB; m > 0 && (minMCL == 0 || m < minMCL) {
+			minMCL = m
+		}
+	}
+	if minMCL > 0 && minMCL < int64(o.cfg.BatchBytes) {
+		o.maxBody.Store(minMCL)
+		o.log.Info("bulk size capped by http.max_content_length", "max_content_length", minMCL)
+	}
+	if o.cfg.Sniff {
+		o.sniff(ctx, nd, &nh)
+	}
+}
+
+func (o *Output) sniff(ctx context.Context, from *node, nh *nodesHTTP) {
+	scheme := "http"
+	if len(from.base) > 5 && from.base[:5] == "https" {
+		scheme = "https"
+	}
+	var ok, bad []string
+	for _, n := range nh.Nodes {
+		base, valid := publishToBase(scheme, n.HTTP.PublishAddress)
+		if !valid {
+			bad = append(bad, n.HTTP.PublishAddress)
+			continue
+		}
+		if reachable(ctx, o.dialer.DialContext, base, 2*time.Second) {
+			ok = append(ok, base)
+		} else {
+			bad = append(bad, base)
+		}
+	}
+	if len(bad) > 0 {
+		o.log.Warn("sniffed nodes not reachable from here; not using them", "nodes", bad)
+	}
+	o.pool.replaceSniffed(ok)
+	a, n := o.pool.counts()
+	o.log.Info("sniffed elasticsearch nodes", "reachable", len(ok), "pool", n, "alive", a)
+}
+
+// healthLoop checks dead nodes once their backoff has passed, and
+// re-sniffs when sniffing is on.
+func (o *Output) healthLoop(ctx context.Context) {
+	t := time.NewTicker(o.cfg.HealthInterval)
+	defer t.Stop()
+	lastSniff := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, nd := range o.pool.due() {
+			if err := o.get(ctx, nd, "/", nil); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				o.pool.markDead(nd, err)
+			} else {
+				o.pool.markAlive(nd)
+			}
+		}
+		if o.cfg.Sniff && time.Since(lastSniff) > o.cfg.SniffInterval {
+			lastSniff = time.Now()
+			var nh nodesHTTP
+			nd := o.pool.pick()
+			if err := o.get(ctx, nd, "/_nodes/http", &nh); err == nil {
+				o.sniff(ctx, nd, &nh)
+			} else {
+				o.log.Warn("sniff failed; keeping the current pool", "err", err)
+			}
+		}
+	}
+}
+
+// ErrNoURL is returned when no Elasticsearch URL is configured.
+var ErrNoURL = errors.New("esout: no Elasticsearch URL")

@@ -1,0 +1,240 @@
+package esout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// node is one Elasticsearch HTTP endpoint.
+type node struct {
+	base      string // scheme://host:port[/path], no trailing slash
+	seed      bool   // given by the user (kept across sniffs)
+	alive     bool
+	deadUntil time.Time
+	fails     int
+}
+
+// pool picks nodes round-robin among the live ones. A node that fails at
+// the transport level is dead for a backoff that doubles per failure (up
+// to maxDead); once the backoff has passed the health checker (or, when
+// every node is dead, the next request) tries it again. This is the
+// resurrection elasticsearch-transport does, minus its 60 s default.
+type pool struct {
+	mu       sync.Mutex
+	nodes    []*node
+	rr       int
+	minDead  time.Duration
+	maxDead  time.Duration
+	now      func() time.Time
+	onChange func(n *node, alive bool, err error)
+}
+
+func newPool(urls []string, minDead, maxDead time.Duration) (*pool, error) {
+	p := &pool{minDead: minDead, maxDead: maxDead, now: time.Now}
+	for _, u := range urls {
+		base, err := normalizeURL(u)
+		if err != nil {
+			return nil, err
+		}
+		p.nodes = append(p.nodes, &node{base: base, seed: true, alive: true})
+	}
+	if len(p.nodes) == 0 {
+		return nil, fmt.Errorf("esout: no Elasticsearch URL")
+	}
+	return p, nil
+}
+
+// normalizeURL checks an ES URL and strips userinfo (credentials travel in
+// the Authorization header, never in logs) and the trailing slash.
+func normalizeURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("esout: bad URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return "", fmt.Errorf("esout: bad URL %q: want http(s)://host:port", u.Redacted())
+	}
+	u.User = nil
+	u.RawQuery, u.Fragment = "", ""
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// pick returns the next node to send to.
+func (p *pool) pick() *node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	n := len(p.nodes)
+	for i := 0; i < n; i++ {
+		nd := p.nodes[(p.rr+i)%n]
+		if nd.alive {
+			p.rr = (p.rr + i + 1) % n
+			return nd
+		}
+	}
+	// Every node is dead: try the one whose backoff ends first, so a
+	// cluster that comes back is found without waiting for the checker.
+	var best *node
+	for _, nd := range p.nodes {
+		if best == nil || nd.deadUntil.Before(best.deadUntil) {
+			best = nd
+		}
+	}
+	_ = now
+	return best
+}
+
+// waitAny returns how long until some node may be tried again (0: now).
+func (p *pool) waitAny() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	var best time.Duration = -1
+	for _, nd := range p.nodes {
+		if nd.alive {
+			return 0
+		}
+		d := nd.deadUntil.Sub(now)
+		if best < 0 || d < best {
+			best = d
+		}
+	}
+	return max(best, 0)
+}
+
+func (p *pool) markDead(nd *node, err error) {
+	p.mu.Lock()
+	wasAlive := nd.alive
+	nd.alive = false
+	nd.fails++
+	d := p.minDead << min(nd.fails-1, 16)
+	if d > p.maxDead || d <= 0 {
+		d = p.maxDead
+	}
+	// Jitter so that several pipelines do not resurrect in lockstep.
+	d = d/2 + rand.N(d/2+1)
+	nd.deadUntil = p.now().Add(d)
+	cb := p.onChange
+	p.mu.Unlock()
+	if wasAlive && cb != nil {
+		cb(nd, false, err)
+	}
+}
+
+func (p *pool) markAlive(nd *node) {
+	p.mu.Lock()
+	was := nd.alive
+	nd.alive = true
+	nd.fails = 0
+	cb := p.onChange
+	p.mu.Unlock()
+	if !was && cb != nil {
+		cb(nd, true, nil)
+	}
+}
+
+// due lists dead nodes whose backoff has passed.
+func (p *pool) due() []*node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	var out []*node
+	for _, nd := range p.nodes {
+		if !nd.alive && !now.Before(nd.deadUntil) {
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
+func (p *pool) counts() (alive, total int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, nd := range p.nodes {
+		if nd.alive {
+			alive++
+		}
+	}
+	return alive, len(p.nodes)
+}
+
+// replaceSniffed keeps the seeds and sets the sniffed nodes to bases.
+func (p *pool) replaceSniffed(bases []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keep := map[string]*node{}
+	for _, nd := range p.nodes {
+		keep[nd.base] = nd
+	}
+	var out []*node
+	for _, nd := range p.nodes {
+		if nd.seed {
+			out = append(out, nd)
+		}
+	}
+	for _, b := range bases {
+		if nd, ok := keep[b]; ok {
+			if !nd.seed {
+				out = append(out, nd)
+			}
+			continue
+		}
+		out = append(out, &node{base: b, alive: true})
+		keep[b] = out[len(out)-1]
+	}
+	p.nodes = out
+}
+
+// nodesHTTP is the part of GET /_nodes/http the output uses.
+type nodesHTTP struct {
+	Nodes map[string]struct {
+		HTTP struct {
+			PublishAddress      string `json:"publish_address"`
+			MaxContentLengthInB int64  `json:"max_content_length_in_bytes"`
+		} `json:"http"`
+	} `json:"nodes"`
+}
+
+// publishToBase turns a publish_address ("host/1.2.3.4:9200" or
+// "1.2.3.4:9200") into a base URL with the given scheme.
+func publishToBase(scheme, addr string) (string, bool) {
+	if i := strings.LastIndexByte(addr, '/'); i >= 0 {
+		addr = addr[i+1:]
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" {
+		return "", false
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), true
+}
+
+// reachable reports whether a TCP connection to base's host opens within
+// timeout: the check `es probe` applies to sniffed addresses, since the
+// addresses a cluster publishes (pod IPs, internal names) are often not
+// reachable from the shipper.
+func reachable(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), base string, timeout time.Duration) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := dial(ctx, "tcp", u.Host)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func readJSON(r io.Reader, limit int64, v any) error {
+	return json.NewDecoder(io.LimitReader(r, limit)).Decode(v)
+}

@@ -1,0 +1,464 @@
+// Package pipeline is logdoctor's embedded log pipeline: forward (TCP) and
+// UDP JSON inputs, a durable on-disk buffer, and an Elasticsearch bulk
+// output. A forward chunk is acknowledged only once its events are
+// fsync'd in the buffer; every event carries a deterministic _id and is
+// sent with `create`, so replays after a crash or a timeout are answered
+// 409 instead of indexed twice. The pipeline talks HTTP to any
+// Elasticsearch; the command layer is what starts an embedded one.
+package pipeline
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
+)
+
+// Config configures a Pipeline. Zero values take the documented defaults.
+type Config struct {
+	// ForwardAddr is the forward (TCP) listen address; the UDP heartbeat
+	// is answered on the same port. "" disables the input.
+	ForwardAddr      string
+	ForwardTLS       *tls.Config
+	ForwardSharedKey string
+	ForwardHostname  string
+	// MaxConns caps concurrent forward connections (default 1024).
+	MaxConns int
+	// ReadTimeout closes a forward connection idle or trickling one
+	// request for longer (default 60s; slowloris guard).
+	ReadTimeout time.Duration
+	// MaxRequestBytes caps one forward request on the wire (default 32 MiB).
+	MaxRequestBytes int64
+	// MaxDecompressedBytes caps one CompressedPackedForward stream after
+	// gunzip (default 128 MiB): the gzip-bomb guard.
+	MaxDecompressedBytes int64
+
+	// UDPAddr is the UDP JSON listen address; "" disables the input.
+	UDPAddr string
+	// UDPTag is the tag given to UDP events (default "udp").
+	UDPTag string
+	// UDPMaxDatagram is the largest datagram accepted (default 65507);
+	// larger ones are dead-lettered.
+	UDPMaxDatagram int
+	// UDPReadBuffer sets SO_RCVBUF (0: the kernel default).
+	UDPReadBuffer int
+
+	// BufferDir holds the durable buffer (required unless MemoryBuffer).
+	BufferDir string
+	// MemoryBuffer keeps the buffer in memory: it LOSES DATA ON A CRASH,
+	// and acks then only mean "in memory". For benchmarks.
+	MemoryBuffer bool
+	// BufferMaxBytes caps the buffer (default 1 GiB); past it inputs stop
+	// acking, then stop reading.
+	BufferMaxBytes int64
+	// BufferFullWait is how long a forward request waits for buffer space
+	// (not reading its connection meanwhile) before it is refused without
+	// an ack (default 5s).
+	BufferFullWait time.Duration
+	SegmentBytes   int64
+
+	// IDKey takes the _id from this record field when present.
+	IDKey string
+	// TagKey is the document field holding the tag (default "tag"; "-"
+	// for none). TimeKey holds the event time (default "@timestamp").
+	TagKey, TimeKey string
+
+	// ES configures the output; its DeadLetter, Logger and Registerer are
+	// set by the pipeline.
+	ES esout.Config
+
+	// DeadLetterPath is the dead-letter file (default
+	// BufferDir/deadletter.jsonl, or a file in the temp dir in memory mode).
+	DeadLetterPath string
+
+	// MetricsAddr serves Prometheus metrics at /metrics ("" disables).
+	MetricsAddr string
+
+	Logger *slog.Logger
+	// ProcRoot is where /proc is (for the UDP kernel drop counter).
+	ProcRoot string
+	Now      func() time.Time
+}
+
+// Stats is a snapshot of what the pipeline did since Start.
+type Stats struct {
+	ForwardEvents   uint64          `json:"forward_events"`   // events accepted into the buffer
+	ForwardRequests uint64          `json:"forward_requests"` // requests made durable
+	ForwardAcks     uint64          `json:"forward_acks"`     // of those, with a chunk to ack
+	ForwardRefused  uint64          `json:"forward_refused"`  // requests refused (no ack): buffer full or failing
+	UDPEvents       uint64          `json:"udp_events"`
+	UDPBad          uint64          `json:"udp_bad"` // datagrams dead-lettered
+	DeadLetters     uint64          `json:"dead_letters"`
+	Buffer          buffer.Stats    `json:"buffer"`
+	Output          esout.Stats     `json:"output"`
+	Recovery        buffer.Recovery `json:"recovery"`
+}
+
+// Pipeline is one running pipeline.
+type Pipeline struct {
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	buf  *buffer.Buffer
+	out  *esout.Output
+	dead *deadLetters
+	docs docBuilder
+
+	fwdLn   net.Listener
+	fwdPC   net.PacketConn
+	udpConn *net.UDPConn
+	metLn   net.Listener
+	metSrv  *http.Server
+
+	inCtx     context.Context
+	inCancel  context.CancelFunc
+	outCancel context.CancelFunc
+	inWG      sync.WaitGroup
+	outWG     sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	fwdEvents, fwdReqs, fwdAcks, fwdRefused, udpEvents, udpBad, deadCount atomic.Uint64
+
+	mEvents  *prometheus.CounterVec
+	mAcks    prometheus.Counter
+	mRefused *prometheus.CounterVec
+	mBad     *prometheus.CounterVec
+	mDeadUDP prometheus.Counter
+	fwdStats func() forward.Stats
+}
+
+// New checks cfg. Nothing is opened until Start.
+func New(cfg Config) (*Pipeline, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.UDPTag == "" {
+		cfg.UDPTag = "udp"
+	}
+	if cfg.UDPMaxDatagram <= 0 || cfg.UDPMaxDatagram > 65507 {
+		cfg.UDPMaxDatagram = 65507
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 1024
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 60 * time.Second
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 32 << 20
+	}
+	if cfg.MaxDecompressedBytes <= 0 {
+		cfg.MaxDecompressedBytes = 128 << 20
+	}
+	if cfg.BufferMaxBytes <= 0 {
+		cfg.BufferMaxBytes = 1 << 30
+	}
+	if cfg.BufferFullWait == 0 {
+		cfg.BufferFullWait = 5 * time.Second
+	}
+	if cfg.TagKey == "" {
+		cfg.TagKey = "tag"
+	} else if cfg.TagKey == "-" {
+		cfg.TagKey = ""
+	}
+	if cfg.TimeKey == "" {
+		cfg.TimeKey = "@timestamp"
+	} else if cfg.TimeKey == "-" {
+		cfg.TimeKey = ""
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	if !cfg.MemoryBuffer && cfg.BufferDir == "" {
+		return nil, errors.New("pipeline: no buffer directory (or choose the memory buffer)")
+	}
+	if cfg.ForwardAddr == "" && cfg.UDPAddr == "" {
+		return nil, errors.New("pipeline: no input: set a forward or UDP address")
+	}
+	if len(cfg.ES.URLs) == 0 {
+		return nil, errors.New("pipeline: no Elasticsearch URL")
+	}
+	if _, err := esout.ParseIndexTemplate(cfg.ES.Index); err != nil {
+		return nil, err
+	}
+	if cfg.DeadLetterPath == "" {
+		if cfg.MemoryBuffer {
+			cfg.DeadLetterPath = filepath.Join(os.TempDir(), fmt.Sprintf("logdoctor-deadletter-%d.jsonl", os.Getpid()))
+		} else {
+			cfg.DeadLetterPath = filepath.Join(cfg.BufferDir, "deadletter.jsonl")
+		}
+	}
+	p := &Pipeline{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(),
+		docs: docBuilder{timeKey: cfg.TimeKey, tagKey: cfg.TagKey, idKey: cfg.IDKey}}
+	return p, nil
+}
+
+// Registry is the pipeline's own Prometheus registry (no global state).
+func (p *Pipeline) Registry() *prometheus.Registry { return p.reg }
+
+// Start opens the buffer (recovering what a previous run left), binds the
+// inputs and the metrics listener, and starts delivering.
+func (p *Pipeline) Start(ctx context.Context) (err error) {
+	cfg := p.cfg
+	defer func() {
+		if err != nil {
+			p.abort()
+		}
+	}()
+	p.registerMetrics()
+	if cfg.MemoryBuffer {
+		p.log.Warn("MEMORY BUFFER: events are acked once in memory and are LOST on a crash or kill; use only for benchmarks")
+	}
+	p.buf, err = buffer.Open(buffer.Options{Dir: cfg.BufferDir, Memory: cfg.MemoryBuffer, MaxBytes: cfg.BufferMaxBytes,
+		SegmentBytes: cfg.SegmentBytes, FullWait: cfg.BufferFullWait})
+	if err != nil {
+		return err
+	}
+	if rc := p.buf.Recovery(); rc.Segments > 0 || rc.TruncatedBytes > 0 {
+		p.log.Info("buffer recovered", "dir", cfg.BufferDir, "segments", rc.Segments, "replay", rc.Replay,
+			"truncated_bytes", rc.TruncatedBytes, "removed_segments", rc.Removed)
+	}
+	p.dead, err = openDeadLetters(cfg.DeadLetterPath, cfg.Now)
+	if err != nil {
+		return err
+	}
+	esc := cfg.ES
+	esc.Logger = p.log.With("component", "elasticsearch")
+	esc.Registerer = p.reg
+	esc.DeadLetter = func(rec buffer.Record, reason string) error {
+		p.deadCount.Add(1)
+		return p.dead.write(DeadLetter{Source: "elasticsearch", Reason: reason, Tag: rec.Tag, ID: rec.ID}, rec.Doc)
+	}
+	p.out, err = esout.New(p.buf, esc)
+	if err != nil {
+		return err
+	}
+	p.registerBufferMetrics()
+
+	if cfg.MetricsAddr != "" {
+		if p.metLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("pipeline: metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
+		p.metSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go p.metSrv.Serve(p.metLn)
+	}
+
+	p.inCtx, p.inCancel = context.WithCancel(context.WithoutCancel(ctx))
+	if cfg.ForwardAddr != "" {
+		if err := p.startForward(p.inCtx); err != nil {
+			return err
+		}
+	}
+	if cfg.UDPAddr != "" {
+		if err := p.startUDP(p.inCtx); err != nil {
+			return err
+		}
+	}
+	var outCtx context.Context
+	outCtx, p.outCancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.outWG.Add(1)
+	go func() { defer p.outWG.Done(); p.out.Run(outCtx) }()
+	p.log.Info("pipeline started", "forward", addrString(p.ForwardAddr()), "udp", addrString(p.UDPAddr()),
+		"buffer", p.BufferDir(), "memory_buffer", cfg.MemoryBuffer, "metrics", addrString(p.MetricsAddr()))
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// abort releases what a failed Start opened.
+func (p *Pipeline) abort() {
+	if p.inCancel != nil {
+		p.inCancel()
+	}
+	p.closeListeners()
+	p.inWG.Wait()
+	if p.metSrv != nil {
+		p.metSrv.Close()
+	}
+	if p.buf != nil {
+		p.buf.Close()
+	}
+	if p.dead != nil {
+		p.dead.Close()
+	}
+}
+
+func (p *Pipeline) closeListeners() {
+	if p.fwdLn != nil {
+		p.fwdLn.Close()
+	}
+	if p.fwdPC != nil {
+		p.fwdPC.Close()
+	}
+	if p.udpConn != nil {
+		p.udpConn.Close()
+	}
+}
+
+// ForwardAddr is the bound forward address (nil when disabled).
+func (p *Pipeline) ForwardAddr() net.Addr {
+	if p.fwdLn == nil {
+		return nil
+	}
+	return p.fwdLn.Addr()
+}
+
+// UDPAddr is the bound UDP JSON address (nil when disabled).
+func (p *Pipeline) UDPAddr() net.Addr {
+	if p.udpConn == nil {
+		return nil
+	}
+	return p.udpConn.LocalAddr()
+}
+
+// MetricsAddr is the bound metrics address (nil when disabled).
+func (p *Pipeline) MetricsAddr() net.Addr {
+	if p.metLn == nil {
+		return nil
+	}
+	return p.metLn.Addr()
+}
+
+// BufferDir is the buffer directory ("" for the memory buffer).
+func (p *Pipeline) BufferDir() string {
+	if p.cfg.MemoryBuffer {
+		return ""
+	}
+	return p.cfg.BufferDir
+}
+
+// DeadLetterPath is the dead-letter file.
+func (p *Pipeline) DeadLetterPath() string { return p.cfg.DeadLetterPath }
+
+// Reopen reopens the dead-letter file (SIGHUP, after log rotation).
+func (p *Pipeline) Reopen() error {
+	if p.dead == nil {
+		return nil
+	}
+	return p.dead.Reopen()
+}
+
+// Stats returns counters since Start.
+func (p *Pipeline) Stats() Stats {
+	s := Stats{
+		ForwardEvents: p.fwdEvents.Load(), ForwardRequests: p.fwdReqs.Load(), ForwardAcks: p.fwdAcks.Load(),
+		ForwardRefused: p.fwdRefused.Load(), UDPEvents: p.udpEvents.Load(), UDPBad: p.udpBad.Load(),
+		DeadLetters: p.deadCount.Load(),
+	}
+	if p.buf != nil {
+		s.Buffer = p.buf.Stats()
+		s.Recovery = p.buf.Recovery()
+	}
+	if p.out != nil {
+		s.Output = p.out.Stats()
+	}
+	return s
+}
+
+// Flush waits until every event accepted so far has been answered by
+// Elasticsearch (indexed, already there, or dead-lettered), or ctx ends.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	if p.buf == nil {
+		return errors.New("pipeline: not started")
+	}
+	return p.buf.Wait(ctx)
+}
+
+// Close stops accepting (listeners closed, open connections closed once
+// their current request is handled), flushes to Elasticsearch until ctx
+// ends, and leaves what is left in the buffer for the next start. It
+// returns context.DeadlineExceeded (wrapped) when events were left behind.
+func (p *Pipeline) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() { p.closeErr = p.close(ctx) })
+	return p.closeErr
+}
+
+func (p *Pipeline) close(ctx context.Context) error {
+	if p.buf == nil {
+		return nil
+	}
+	p.inCancel()
+	p.closeListeners()
+	p.inWG.Wait()
+	p.log.Info("inputs stopped; flushing to elasticsearch")
+	flushErr := p.buf.Wait(ctx)
+	p.outCancel()
+	p.outWG.Wait()
+	st := p.buf.Stats()
+	if flushErr != nil {
+		p.log.Warn("shutdown timeout: events left in the buffer for the next start", "events", st.Records, "dir", p.BufferDir())
+		flushErr = fmt.Errorf("pipeline: %d events left in the buffer: %w", st.Records, flushErr)
+	}
+	p.buf.Close()
+	p.dead.Close()
+	if p.metSrv != nil {
+		p.metSrv.Close()
+	}
+	p.log.Info("pipeline stopped", "buffered", st.Records)
+	return flushErr
+}
+
+func (p *Pipeline) registerMetrics() {
+	p.mEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_events_in_total", Help: "Events made durable in the buffer, by input.",
+	}, []string{"input"})
+	p.mAcks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_forward_acks_total", Help: "Forward chunks acknowledged (after fsync).",
+	})
+	p.mRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_forward_refused_total", Help: "Forward requests not acknowledged, by reason.",
+	}, []string{"reason"})
+	p.mBad = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_udp_bad_total", Help: "UDP datagrams dead-lettered, by reason.",
+	}, []string{"reason"})
+	p.mDeadUDP = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_udp_dead_letters_total", Help: "UDP datagrams written to the dead-letter file.",
+	})
+	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDeadUDP,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+func (p *Pipeline) registerBufferMetrics() {
+	g := func(name, help string, f func(buffer.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(p.buf.Stats()) })
+	}
+	p.reg.MustRegister(
+		g("logdoctor_pipeline_buffer_bytes", "Bytes held by the buffer.", func(s buffer.Stats) float64 { return float64(s.Bytes) }),
+		g("logdoctor_pipeline_buffer_segments", "Live buffer segments.", func(s buffer.Stats) float64 { return float64(s.Segments) }),
+		g("logdoctor_pipeline_buffer_events", "Events in the buffer not yet acknowledged by Elasticsearch.", func(s buffer.Stats) float64 { return float64(s.Records) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_buffer_commits_total", Help: "Group commits (fsyncs)."},
+			func() float64 { return float64(p.buf.Stats().Commits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_buffer_full_total", Help: "Appends refused because the buffer was full."},
+			func() float64 { return float64(p.buf.Stats().Full) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_buffer_max_bytes", Help: "Buffer size limit."},
+			func() float64 { return float64(p.cfg.BufferMaxBytes) }),
+	)
+}

@@ -1,0 +1,487 @@
+// Package smoke is the end-to-end canary: numbered events sent through the
+// forward protocol with acks, searched for in Elasticsearch by run id, and
+// counted so that every canary is accounted for exactly once. It knows
+// neither the forward client nor the pipeline: the command layer hands it a
+// Sender and a Searcher.
+package smoke
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/report"
+)
+
+// Finding ids (stable API, documented in docs/commands/smoke.md).
+const (
+	FindingMissing    = "smoke.missing"
+	FindingDuplicated = "smoke.duplicated"
+)
+
+// Record fields every canary carries. The run id is lowercase hex so that
+// Elasticsearch's standard analyzer keeps it one token: a term query then
+// matches it on a dynamically mapped text field as well as on a keyword.
+const (
+	FieldRun    = "logdoctor_run"
+	FieldSeq    = "logdoctor_seq"
+	FieldCanary = "logdoctor_canary"
+	FieldSentAt = "logdoctor_sent_at"
+)
+
+// MaxCount bounds --count: the search fetches every canary of a run in one
+// page, and Elasticsearch's index.max_result_window is 10,000 by default.
+const MaxCount = 10000
+
+// maxListedIDs caps missing_ids and duplicated_ids in the report.
+const maxListedIDs = 100
+
+// Event is one canary as handed to the Sender.
+type Event struct {
+	Time   time.Time
+	Record map[string]any
+}
+
+// Sender delivers one chunk of events with a chunk id and returns once the
+// receiver acknowledged it. written reports whether the chunk reached the
+// connection, so a lost ack (written, error) is told apart from a refused
+// connection (not written).
+type Sender interface {
+	Send(ctx context.Context, tag string, events []Event) (written bool, err error)
+}
+
+// Hit is one canary document found in Elasticsearch.
+type Hit struct {
+	Run string
+	Seq int
+}
+
+// Searcher finds the documents of one run.
+type Searcher interface {
+	Search(ctx context.Context, runID string, max int) ([]Hit, error)
+}
+
+// Progress is what a waiting person is shown.
+type Progress struct {
+	Phase                string // "sending", "waiting"
+	Sent, Acked, Indexed int
+	Count                int
+	Elapsed, TimeoutLeft time.Duration
+}
+
+// Config is one smoke run.
+type Config struct {
+	RunID     string        // generated when empty
+	Count     int           // canaries to send
+	ChunkSize int           // canaries per forward chunk
+	Tag       string        // forward tag
+	Timeout   time.Duration // bound on the wait until searchable
+	Poll      time.Duration // search interval while waiting
+	// Settle is how long to keep looking after every canary was found, so
+	// that a late duplicate (a retried bulk indexed after the first) counts.
+	Settle time.Duration
+	// MaxSendFailures stops sending after this many chunks in a row were
+	// not acked: an endpoint that never acks would otherwise cost one ack
+	// timeout per chunk.
+	MaxSendFailures int
+	// Drained, when set, returns once every acked canary was answered by
+	// Elasticsearch and is searchable (the embedded pipeline into essim,
+	// which has no refresh delay). A search after that which still misses
+	// canaries ends the wait after Settle instead of running to Timeout:
+	// nothing more is coming.
+	Drained  func(ctx context.Context) error
+	Now      func() time.Time
+	Progress func(Progress)
+}
+
+func (c *Config) defaults() error {
+	if c.Count <= 0 || c.Count > MaxCount {
+		return fmt.Errorf("count %d out of range 1..%d", c.Count, MaxCount)
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 100
+	}
+	if c.Tag == "" {
+		c.Tag = "logdoctor.smoke"
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = time.Minute
+	}
+	if c.Poll <= 0 {
+		c.Poll = 100 * time.Millisecond
+	}
+	if c.Settle < 0 {
+		c.Settle = 0
+	}
+	if c.MaxSendFailures <= 0 {
+		c.MaxSendFailures = 2
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Progress == nil {
+		c.Progress = func(Progress) {}
+	}
+	if c.RunID == "" {
+		id, err := NewRunID()
+		if err != nil {
+			return err
+		}
+		c.RunID = id
+	}
+	return nil
+}
+
+// NewRunID returns 16 random lowercase hex characters.
+func NewRunID() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("run id: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// CanaryID names canary seq of a run; these are the ids the report lists.
+func CanaryID(run string, seq int) string { return fmt.Sprintf("%s-%06d", run, seq) }
+
+// Latency holds percentiles in milliseconds.
+type Latency struct {
+	P50MS float64 `json:"p50_ms"`
+	P99MS float64 `json:"p99_ms"`
+	MaxMS float64 `json:"max_ms"`
+}
+
+// Result is the canary accounting; the command adds it to its report data.
+type Result struct {
+	RunID         string   `json:"run_id"`
+	Tag           string   `json:"tag"`
+	Count         int      `json:"count"`
+	Sent          int      `json:"sent"`
+	Acked         int      `json:"acked"`
+	Indexed       int      `json:"indexed"`
+	Missing       int      `json:"missing"`
+	Duplicated    int      `json:"duplicated"`
+	Documents     int      `json:"documents"`
+	MissingIDs    []string `json:"missing_ids"`
+	DuplicatedIDs []string `json:"duplicated_ids"`
+	SendErrors    []string `json:"send_errors,omitempty"`
+	SearchErrors  int      `json:"search_errors,omitempty"`
+	AckLatency    Latency  `json:"send_to_ack"`
+	SearchLatency Latency  `json:"send_to_searchable"`
+	WaitedMS      int64    `json:"waited_ms"` // from the first send to the verdict
+	TimedOut      bool     `json:"timed_out"`
+}
+
+type canary struct {
+	sent, acked, seen time.Time
+	copies            int
+}
+
+// Run sends the canaries, waits until they are searchable (or Timeout
+// after the last send) and counts them. Searching starts with the first
+// send, so send-to-searchable is measured per canary, not from the end of
+// the sending. An error means smoke could not run at all (nothing could be
+// sent, or Elasticsearch never answered a search); losses are in the Result.
+func Run(ctx context.Context, cfg Config, s Sender, es Searcher) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, canaries: make([]canary, cfg.Count), start: cfg.Now(),
+		res: &Result{RunID: cfg.RunID, Tag: cfg.Tag, Count: cfg.Count, MissingIDs: []string{}, DuplicatedIDs: []string{}}}
+
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sendDone := make(chan struct{})
+	pollDone := make(chan error, 1)
+	go func() { pollDone <- r.wait(pctx, es, sendDone) }()
+
+	sendErr := r.send(ctx, s)
+	close(sendDone)
+	if sendErr == nil && r.res.Sent == 0 {
+		sendErr = fmt.Errorf("no canary could be sent: %s", firstOr(r.res.SendErrors, "no chunk written"))
+	}
+	if sendErr != nil {
+		cancel()
+		<-pollDone
+		return nil, sendErr
+	}
+	if err := <-pollDone; err != nil {
+		return nil, err
+	}
+	account(r.canaries, r.res)
+	return r.res, nil
+}
+
+// run is one smoke run's state, shared by the sender and the poller.
+type run struct {
+	cfg   Config
+	start time.Time
+
+	mu       sync.Mutex
+	canaries []canary
+	res      *Result
+}
+
+// send writes the chunks one after another, each waiting for its ack.
+func (r *run) send(ctx context.Context, s Sender) error {
+	cfg := r.cfg
+	failures := 0
+	for first := 0; first < cfg.Count && failures < cfg.MaxSendFailures; first += cfg.ChunkSize {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		last := min(first+cfg.ChunkSize, cfg.Count)
+		events := make([]Event, 0, last-first)
+		sentAt := cfg.Now()
+		for seq := first; seq < last; seq++ {
+			events = append(events, Event{Time: sentAt, Record: map[string]any{
+				"message":   fmt.Sprintf("logdoctor smoke canary %d/%d", seq+1, cfg.Count),
+				FieldRun:    cfg.RunID,
+				FieldSeq:    seq,
+				FieldCanary: CanaryID(cfg.RunID, seq),
+				FieldSentAt: sentAt.UTC().Format(time.RFC3339Nano),
+			}})
+		}
+		written, err := s.Send(ctx, cfg.Tag, events)
+		now := cfg.Now()
+		r.mu.Lock()
+		if written {
+			for seq := first; seq < last; seq++ {
+				r.canaries[seq].sent = sentAt
+			}
+			r.res.Sent += last - first
+		}
+		if err != nil {
+			failures++
+			if len(r.res.SendErrors) < 10 {
+				r.res.SendErrors = append(r.res.SendErrors, report.Redact(err.Error()))
+			}
+		} else {
+			failures = 0
+			for seq := first; seq < last; seq++ {
+				r.canaries[seq].acked = now
+			}
+			r.res.Acked += last - first
+		}
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// wait polls Elasticsearch from the first send until every sent canary was
+// seen and Settle has passed, or until Timeout after the last send. It is
+// the only one reporting progress, so lines never interleave.
+func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) error {
+	cfg := r.cfg
+	var deadline, drainedAt, settleFrom time.Time // deadline is set once sending is done
+	drained := make(chan struct{})
+	var lastErr error
+	searched := false
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if deadline.IsZero() {
+			select {
+			case <-sendDone:
+				deadline = cfg.Now().Add(cfg.Timeout)
+				if cfg.Drained != nil {
+					dctx, cancel := context.WithDeadline(ctx, deadline)
+					defer cancel()
+					go func() {
+						if cfg.Drained(dctx) == nil {
+							close(drained)
+						}
+					}()
+				}
+			default:
+			}
+		}
+		if drainedAt.IsZero() {
+			select {
+			case <-drained:
+				drainedAt = cfg.Now() // the search below is the first to see everything
+			default:
+			}
+		}
+		hits, err := es.Search(ctx, cfg.RunID, min(2*cfg.Count+100, MaxCount))
+		now := cfg.Now()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			lastErr = err
+		}
+		r.mu.Lock()
+		if err != nil {
+			r.res.SearchErrors++
+		} else {
+			searched = true
+			observe(hits, cfg.RunID, r.canaries, now)
+		}
+		seen, want := 0, 0
+		for i := range r.canaries {
+			if !r.canaries[i].sent.IsZero() {
+				want++
+			}
+			if !r.canaries[i].seen.IsZero() {
+				seen++
+			}
+		}
+		p := Progress{Phase: "sending", Sent: r.res.Sent, Acked: r.res.Acked, Indexed: seen, Count: cfg.Count, Elapsed: now.Sub(r.start)}
+		r.mu.Unlock()
+		if !deadline.IsZero() {
+			p.Phase, p.TimeoutLeft = "waiting", deadline.Sub(now)
+		}
+		cfg.Progress(p)
+		if deadline.IsZero() {
+			t.Reset(cfg.Poll)
+			continue
+		}
+		if settleFrom.IsZero() && searched && (seen >= want || (err == nil && !drainedAt.IsZero())) {
+			// Everything is there, or the pipeline is drained and what is
+			// missing now stays missing.
+			settleFrom = now
+		}
+		done := !settleFrom.IsZero() && now.Sub(settleFrom) >= cfg.Settle
+		if done || !now.Before(deadline) {
+			r.mu.Lock()
+			r.res.WaitedMS = now.Sub(r.start).Milliseconds()
+			r.res.TimedOut = !done
+			r.mu.Unlock()
+			break
+		}
+		t.Reset(min(cfg.Poll, deadline.Sub(now)))
+	}
+	if !searched {
+		return fmt.Errorf("elasticsearch never answered a search within %s: %w", cfg.Timeout, lastErr)
+	}
+	return nil
+}
+
+// observe records the copies of each canary found by one search; the
+// newest search is the truth for copies, the first sighting for latency.
+func observe(hits []Hit, run string, canaries []canary, now time.Time) {
+	copies := make([]int, len(canaries))
+	for _, h := range hits {
+		if h.Run != run || h.Seq < 0 || h.Seq >= len(canaries) {
+			continue
+		}
+		copies[h.Seq]++
+	}
+	for i := range canaries {
+		if copies[i] > 0 && canaries[i].seen.IsZero() {
+			canaries[i].seen = now
+		}
+		// A search can miss a document an earlier one saw (a replica not yet
+		// refreshed); never count a canary as lost once it was seen.
+		canaries[i].copies = max(copies[i], min(canaries[i].copies, 1))
+	}
+}
+
+func account(canaries []canary, res *Result) {
+	var ack, searchable []time.Duration
+	for i, c := range canaries {
+		if !c.acked.IsZero() && !c.sent.IsZero() {
+			ack = append(ack, c.acked.Sub(c.sent))
+		}
+		if !c.seen.IsZero() && !c.sent.IsZero() {
+			searchable = append(searchable, c.seen.Sub(c.sent))
+		}
+		res.Documents += c.copies
+		switch {
+		case c.copies > 0:
+			res.Indexed++
+			if c.copies > 1 {
+				res.Duplicated++
+				if len(res.DuplicatedIDs) < maxListedIDs {
+					res.DuplicatedIDs = append(res.DuplicatedIDs, CanaryID(res.RunID, i))
+				}
+			}
+		case !c.sent.IsZero():
+			res.Missing++
+			if len(res.MissingIDs) < maxListedIDs {
+				res.MissingIDs = append(res.MissingIDs, CanaryID(res.RunID, i))
+			}
+		}
+	}
+	res.AckLatency = percentiles(ack)
+	res.SearchLatency = percentiles(searchable)
+}
+
+func percentiles(d []time.Duration) Latency {
+	if len(d) == 0 {
+		return Latency{}
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	at := func(p float64) float64 {
+		i := int(p*float64(len(d))+0.5) - 1
+		i = max(0, min(i, len(d)-1))
+		return ms(d[i])
+	}
+	return Latency{P50MS: at(0.50), P99MS: at(0.99), MaxMS: ms(d[len(d)-1])}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func firstOr(s []string, d string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return d
+}
+
+// Findings turns the accounting into smoke.missing and smoke.duplicated.
+func (r *Result) Findings(timeout time.Duration) []report.Finding {
+	var out []report.Finding
+	if r.Missing > 0 {
+		remedy := "The shipper acknowledged these canaries and still lost them between its buffer and Elasticsearch: " +
+			"use a file buffer (`<buffer> @type file`, Fluent Bit `storage.type filesystem`), keep retrying " +
+			"(`retry_forever true` or a large `retry_max_times`), check the ES output's error log and dead letters, " +
+			"and run `logdoctor es probe` against the same URL."
+		unacked := r.Sent - r.Acked
+		if unacked > 0 {
+			remedy = "Some canaries were never acknowledged by the forward endpoint (see the forward.* findings): " +
+				"a sender without `require_ack_response true` (Fluent Bit `Require_ack_response On`) drops such chunks " +
+				"silently. " + remedy
+		}
+		if r.TimedOut {
+			remedy += fmt.Sprintf(" If the path is only slow, raise --timeout (was %s).", timeout)
+		}
+		out = append(out, report.Finding{
+			ID:       FindingMissing,
+			Severity: report.Critical,
+			Summary: fmt.Sprintf("%d of %d canaries sent were never searchable in Elasticsearch (waited %s)",
+				r.Missing, r.Sent, time.Duration(r.WaitedMS)*time.Millisecond),
+			Evidence: map[string]any{
+				"run_id": r.RunID, "sent": r.Sent, "acked": r.Acked, "indexed": r.Indexed,
+				"missing": r.Missing, "missing_ids": r.MissingIDs, "unacked": unacked,
+			},
+			Remedy: remedy,
+		})
+	}
+	if r.Duplicated > 0 {
+		out = append(out, report.Finding{
+			ID:       FindingDuplicated,
+			Severity: report.Warning,
+			Summary: fmt.Sprintf("%d canaries were indexed more than once (%d documents for %d canaries)",
+				r.Duplicated, r.Documents, r.Indexed),
+			Evidence: map[string]any{
+				"run_id": r.RunID, "duplicated": r.Duplicated, "duplicated_ids": r.DuplicatedIDs, "documents": r.Documents,
+			},
+			Remedy: "The shipper resent a bulk request and Elasticsearch generated a new _id for each copy (seed 003). " +
+				"Give every event a stable id before it is buffered (fluent-plugin-elasticsearch: `elasticsearch_genid` " +
+				"filter + `id_key _hash`; Fluent Bit: `Generate_ID On`) and index with `write_operation create`, " +
+				"so a replay gets 409 instead of a second copy.",
+		})
+	}
+	return out
+}
