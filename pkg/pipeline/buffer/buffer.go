@@ -173,6 +173,7 @@ type Buffer struct {
 	spareOut bool // a spare is being prepared or waits in spare
 
 	removeWG sync.WaitGroup // segment files being deleted
+	freeBuf  []byte         // a written batch's buffer, for the next batch
 }
 
 type spareResult struct {
@@ -528,17 +529,14 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 	if int64(n) > b.opts.MaxBytes/2 {
 		return fmt.Errorf("%w: %d bytes in one append", ErrTooLarge, n)
 	}
-	enc := make([]byte, 0, n)
-	ends := make([]int, 0, len(recs))
+	// Check every field before taking the lock: encoding below (into the
+	// pending batch, without an intermediate copy) cannot fail.
 	for i := range recs {
-		if encodedLen(&recs[i])-recordHeaderLen > b.opts.MaxRecordBytes {
-			return fmt.Errorf("%w: record of %d bytes (max %d)", ErrTooLarge, encodedLen(&recs[i]), b.opts.MaxRecordBytes)
+		r := &recs[i]
+		if len(r.ID) > MaxIDLen || len(r.Tag) > MaxTagLen || encodedLen(r)-recordHeaderLen > b.opts.MaxRecordBytes {
+			return fmt.Errorf("%w: record of %d bytes, id %d bytes, tag %d bytes (max %d, %d, %d)", ErrTooLarge,
+				encodedLen(r), len(r.ID), len(r.Tag), b.opts.MaxRecordBytes, MaxIDLen, MaxTagLen)
 		}
-		var err error
-		if enc, err = appendRecord(enc, &recs[i]); err != nil {
-			return err
-		}
-		ends = append(ends, len(enc))
 	}
 
 	b.mu.Lock()
@@ -581,10 +579,14 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 		b.mu.Lock()
 	}
 	p := b.cur
-	base := len(p.buf)
-	p.buf = append(p.buf, enc...)
-	for _, e := range ends {
-		p.ends = append(p.ends, base+e)
+	if cap(p.buf)-len(p.buf) < n {
+		nb := make([]byte, len(p.buf), 2*cap(p.buf)+n)
+		copy(nb, p.buf)
+		p.buf = nb
+	}
+	for i := range recs {
+		p.buf, _ = appendRecord(p.buf, &recs[i])
+		p.ends = append(p.ends, len(p.buf))
 	}
 	b.reserved += int64(n)
 	b.mu.Unlock()
@@ -640,7 +642,10 @@ func (b *Buffer) commit() {
 		b.mu.Unlock()
 		return
 	}
-	b.cur = &pendingBatch{done: make(chan struct{})}
+	// Double buffering: the next batch gathers in the buffer the previous
+	// commit wrote, while this one is written.
+	b.cur = &pendingBatch{done: make(chan struct{}), buf: b.freeBuf}
+	b.freeBuf = nil
 	if b.broken != nil {
 		b.reserved -= int64(len(p.buf))
 		p.err = b.broken
@@ -712,6 +717,10 @@ func (b *Buffer) commit() {
 		b.stats.Records += int64(len(p.ends))
 		b.stats.Commits++
 	}
+	if cap(p.buf) <= 64<<20 {
+		b.freeBuf = p.buf[:0]
+	}
+	p.buf = nil
 	b.broadcastLocked()
 	b.mu.Unlock()
 	close(p.done)

@@ -147,7 +147,9 @@ type Output struct {
 	mLatency  prometheus.Histogram
 	mBulkDur  prometheus.Histogram
 
-	gzPool sync.Pool
+	gzPool   sync.Pool
+	bodyPool sync.Pool // bulk bodies (*[]byte)
+	respPool sync.Pool // bulk responses (*[]byte)
 }
 
 // New checks cfg and builds an output reading from buf.
@@ -342,7 +344,21 @@ func (o *Output) attempt(ctx context.Context, items []*item) []*item {
 	for _, it := range items {
 		size += len(it.rec.Doc) + len(it.index) + len(it.rec.ID) + 40
 	}
-	body := buildBulk(make([]byte, 0, size), items)
+	bp, _ := o.bodyPool.Get().(*[]byte)
+	if bp == nil || cap(*bp) < size {
+		b := make([]byte, 0, size)
+		bp = &b
+	}
+	body := buildBulk((*bp)[:0], items)
+	// The transport may still hold the body after a failed or early
+	// answered request; only a fully answered 2xx returns it to the pool.
+	reuse := false
+	defer func() {
+		if reuse && cap(body) <= 32<<20 {
+			*bp = body[:0]
+			o.bodyPool.Put(bp)
+		}
+	}()
 	if len(body) > int(o.maxBody.Load()) && len(items) > 1 {
 		// Over the cluster's limit (it may have shrunk since the batch was
 		// cut): send in halves.
@@ -371,7 +387,17 @@ func (o *Output) attempt(ctx context.Context, items []*item) []*item {
 		}
 		return items
 	}
-	return o.handleItems(items, resp)
+	reuse = true
+	retry := o.handleItems(items, resp)
+	o.putResp(resp)
+	return retry
+}
+
+func (o *Output) putResp(b []byte) {
+	if cap(b) <= 16<<20 {
+		b = b[:0]
+		o.respPool.Put(&b)
+	}
 }
 
 type bulkItem struct {
@@ -568,7 +594,12 @@ func (o *Output) send(ctx context.Context, body []byte) (int, []byte, error) {
 		}
 		return 0, nil, fmt.Errorf("POST %s/_bulk: %w", nd.base, err)
 	}
-	data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	rp, _ := o.respPool.Get().(*[]byte)
+	if rp == nil {
+		b := make([]byte, 0, 64<<10)
+		rp = &b
+	}
+	data, rerr := readAllInto((*rp)[:0], io.LimitReader(resp.Body, maxResponse))
 	// Drain and close so the connection goes back to the pool: a body left
 	// unread is how clients pile up CLOSE_WAIT and TIME_WAIT sockets.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -718,6 +749,23 @@ func (o *Output) healthLoop(ctx context.Context) {
 			} else {
 				o.log.Warn("sniff failed; keeping the current pool", "err", err)
 			}
+		}
+	}
+}
+
+// readAllInto is io.ReadAll into a reused buffer.
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				return b, nil
+			}
+			return b, err
 		}
 	}
 }
