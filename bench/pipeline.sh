@@ -14,7 +14,11 @@ N=${PIPELINE_BENCH_EVENTS:-1000000}
 C=${PIPELINE_BENCH_CONC:-16}
 tmp=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  [ -n "${PIPELINE_BENCH_KEEP:-}" ] && cp -r "$tmp" "$PIPELINE_BENCH_KEEP"
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 CGO_ENABLED=0 go build -o "$tmp/logdoctor" ./cmd/logdoctor
 ld="$tmp/logdoctor"
@@ -88,5 +92,5 @@ rss2=$(awk '/Maximum resident set size/ {print int($6/1024)}' "$tmp/time2.txt")
 echo "  pipeline alone (ES in another process): acked $acked2 events/s, peak RSS ${rss2} MiB   (target < 256)"
 python3 -c "
 import json; d=json.load(open('$tmp/report.json'))['data']; s=d['stats']
-print('  pipeline report: indexed %d, already indexed (409) %d, retried %d, left in buffer %d' % (s['output']['indexed'], s['output']['duplicates'], s['output']['retried'], d['left_in_buffer']))
+print('  pipeline report: indexed %d, already indexed (409) %d, retried %d, transport errors %d, left in buffer %d' % (s['output']['indexed'], s['output']['duplicates'], s['output']['retried'], s['output']['transport_err'], d['left_in_buffer']))
 print('  ratio acked/target: %.2f' % ($acked/150000.0))"

@@ -327,6 +327,9 @@ func (b *Buffer) scanSegment(id uint64, path string) (*segment, int64, error) {
 		f.Close()
 		return nil, 0, fmt.Errorf("buffer: scanning %s: %w", path, err)
 	}
+	// What follows the intact records: zeros left of the preallocation,
+	// and before them possibly a torn write. Only the latter is reported.
+	torn := nonZeroPrefix(f, good, size)
 	if good < size {
 		if good < int64(len(segmentMagic)) {
 			// Not even the header survived: rewrite it.
@@ -354,11 +357,28 @@ func (b *Buffer) scanSegment(id uint64, path string) (*segment, int64, error) {
 	}
 	seg.size = good
 	seg.ends = ends
-	cut := size - good
-	if cut < 0 {
-		cut = 0
+	return seg, torn, nil
+}
+
+// nonZeroPrefix returns how many bytes of [from, to) come before the
+// trailing run of zeros.
+func nonZeroPrefix(r io.ReaderAt, from, to int64) int64 {
+	buf := make([]byte, 1<<20)
+	last := from // end of the last non-zero byte seen
+	for off := from; off < to; {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), to-off)], off)
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] != 0 {
+				last = off + int64(i) + 1
+				break
+			}
+		}
+		off += int64(n)
+		if err != nil || n == 0 {
+			break
+		}
 	}
-	return seg, cut, nil
+	return last - from
 }
 
 // scan reads a segment and returns the length of its intact prefix and the

@@ -180,11 +180,11 @@ func New(buf *buffer.Buffer, cfg Config) (*Output, error) {
 		}
 	}
 	o.client = &http.Client{Transport: rt}
-	p.onChange = func(nd *node, alive bool, err error) {
+	p.onChange = func(base string, alive bool, retryIn time.Duration, err error) {
 		if alive {
-			o.log.Info("elasticsearch node alive", "node", nd.base)
+			o.log.Info("elasticsearch node alive", "node", base)
 		} else {
-			o.log.Warn("elasticsearch node dead", "node", nd.base, "err", errString(err), "retry_in", time.Until(nd.deadUntil).Round(time.Millisecond).String())
+			o.log.Warn("elasticsearch node dead", "node", base, "err", errString(err), "retry_in", retryIn.Round(time.Millisecond).String())
 		}
 	}
 	o.mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -313,12 +313,12 @@ func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
 		}
 		o.retried.Add(uint64(len(pending)))
 		o.mRetries.Add(float64(len(pending)))
-		// Full jitter: wait a random time up to the backoff, and at least
-		// until some node may be tried again.
+		// Full jitter: wait a random time up to the backoff. With every
+		// node dead the next attempt goes to the one whose backoff ends
+		// first anyway: the retry backoff (at most RetryMax) spaces those
+		// attempts, not the longer dead-node backoff, so a cluster that
+		// comes back is used within RetryMax.
 		d := rand.N(backoff) + 1
-		if w := o.pool.waitAny(); w > d {
-			d = w
-		}
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
