@@ -30,7 +30,7 @@ mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
   > "$tmp/report.json" 2> "$tmp/pipeline.err" &
 timepid=$!
 for _ in $(seq 100); do
-  (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
 pid=$(pgrep -P "$timepid" -f "pipeline run" || true)
@@ -74,22 +74,24 @@ echo "  peak RSS (pipeline + embedded essim holding every document): ${rss} MiB 
 esport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$ld" es serve --listen "127.0.0.1:$esport" -o json > /dev/null 2>&1 &
 espid=$!
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$esport") 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$esport") 2>/dev/null && break; sleep 0.1; done
 rm -rf "$tmp/buf2"
 /usr/bin/time -v -o "$tmp/time2.txt" "$ld" pipeline run --forward "127.0.0.1:$port" --buffer-dir "$tmp/buf2" \
   --es "http://127.0.0.1:$esport" --log-level warn --shutdown-timeout 60s -o json ${PIPELINE_BENCH_ARGS:-} \
   > /dev/null 2> "$tmp/pipeline2.err" &
 timepid=$!
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 pid=$(pgrep -P "$timepid" -f "pipeline run" || true)
 probe --count "$N" > "$tmp/max2.json"
 acked2=$(field "$tmp/max2.json" "int(d['acked_events_per_second'])")
+probe --count $((N / 2)) --rate $((acked2 / 2)) > "$tmp/half2.json"
+p99b=$(field "$tmp/half2.json" "d['ack_latency']['p99_ms']")
 kill -TERM "$pid"
 wait "$timepid" || true
 pid=""
 kill "$espid" 2>/dev/null; wait "$espid" 2>/dev/null || true
 rss2=$(awk '/Maximum resident set size/ {print int($6/1024)}' "$tmp/time2.txt")
-echo "  pipeline alone (ES in another process): acked $acked2 events/s, peak RSS ${rss2} MiB   (target < 256)"
+echo "  pipeline alone (ES in another process): acked $acked2 events/s, p99 ${p99b} ms at $((acked2 / 2)) events/s, peak RSS ${rss2} MiB   (target < 256)"
 python3 -c "
 import json; d=json.load(open('$tmp/report.json'))['data']; s=d['stats']
 print('  pipeline report: indexed %d, already indexed (409) %d, retried %d, transport errors %d, left in buffer %d' % (s['output']['indexed'], s['output']['duplicates'], s['output']['retried'], s['output']['transport_err'], d['left_in_buffer']))
