@@ -143,21 +143,36 @@ func (p *Pipeline) udpRecord(data []byte, now time.Time) (buffer.Record, string,
 // appendUDP moves parsed datagrams into the buffer in batches. A full
 // buffer blocks it (and so the reader) until there is room again.
 func (p *Pipeline) appendUDP(ctx context.Context, ch <-chan buffer.Record) {
+	// Batches stay well under the buffer's limit so that one always fits
+	// once acknowledged segments are deleted.
+	maxBytes := min(1<<20, int(p.cfg.BufferMaxBytes/16))
+	size := func(r *buffer.Record) int { return len(r.Doc) + len(r.ID) + len(r.Tag) + 32 }
 	batch := make([]buffer.Record, 0, 512)
+	var carry *buffer.Record
 	for {
-		r, ok := <-ch
-		if !ok {
-			return
+		batch = batch[:0]
+		bytes := 0
+		if carry != nil {
+			batch, bytes, carry = append(batch, *carry), size(carry), nil
+		} else {
+			r, ok := <-ch
+			if !ok {
+				return
+			}
+			batch, bytes = append(batch, r), size(&r)
 		}
-		batch = append(batch[:0], r)
 	fill:
-		for len(batch) < cap(batch) {
+		for len(batch) < cap(batch) && bytes < maxBytes {
 			select {
 			case r, ok := <-ch:
 				if !ok {
 					break fill
 				}
-				batch = append(batch, r)
+				if bytes+size(&r) > maxBytes {
+					carry = &r
+					break fill
+				}
+				batch, bytes = append(batch, r), bytes+size(&r)
 			default:
 				break fill
 			}
@@ -171,6 +186,16 @@ func (p *Pipeline) appendUDP(ctx context.Context, ch <-chan buffer.Record) {
 				}
 				p.udpEvents.Add(uint64(len(batch)))
 				p.mEvents.WithLabelValues("udp").Add(float64(len(batch)))
+				break
+			}
+			if errors.Is(err, buffer.ErrTooLarge) && len(batch) == 1 {
+				// A datagram the buffer can never hold (over --buffer-max/2).
+				p.udpBad.Add(1)
+				p.mBad.WithLabelValues("too_large").Inc()
+				if derr := p.dead.write(DeadLetter{Source: "udp", Reason: err.Error(), Tag: batch[0].Tag, ID: batch[0].ID}, batch[0].Doc); derr == nil {
+					p.deadCount.Add(1)
+					p.mDead.WithLabelValues("udp").Inc()
+				}
 				break
 			}
 			if ctx.Err() != nil || errors.Is(err, buffer.ErrClosed) {

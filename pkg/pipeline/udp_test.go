@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
 
 // TestUDPJSON: good datagrams are indexed once; garbage, arrays and
@@ -111,4 +112,42 @@ func TestKernelDrops(t *testing.T) {
 	if d := kernelDrops("/proc", local); d == 0 {
 		t.Fatal("no drops counted after overflowing the socket")
 	}
+}
+
+// TestUDPBackpressure: with Elasticsearch refusing everything and the
+// buffer full, the UDP input stops reading (the kernel queue overflows
+// and its drops are counted) instead of growing; once Elasticsearch is
+// back, what was buffered drains.
+func TestUDPBackpressure(t *testing.T) {
+	es := startES(t, "", essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
+	const maxBuf = 64 << 10
+	p := startPipeline(t, Config{UDPAddr: "127.0.0.1:0", UDPReadBuffer: 4096, BufferMaxBytes: maxBuf,
+		ES: esout.Config{URLs: []string{es.URL()}, RetryInitial: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond}})
+	c, err := net.Dial("udp", p.UDPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pad := strings.Repeat("p", 400)
+	const n = 3000
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(c, `{"msg":"bp-%d","pad":%q}`, i, pad)
+	}
+	waitFor(t, "kernel drops", 10*time.Second, func() bool { return p.UDPKernelDrops() > 0 })
+	st := p.Stats()
+	if st.Buffer.Bytes > maxBuf {
+		t.Fatalf("buffer holds %d bytes, over %d", st.Buffer.Bytes, maxBuf)
+	}
+	if st.UDPEvents >= n {
+		t.Fatalf("all %d datagrams buffered despite the limit", st.UDPEvents)
+	}
+	es.SetFaults(essim.Faults{})
+	waitFor(t, "drain", 20*time.Second, func() bool {
+		s := p.Stats()
+		return s.Buffer.Records == 0 && s.Output.Indexed > 0 && s.Output.Indexed == s.UDPEvents
+	})
+	if got := metric(t, p, "logdoctor_pipeline_udp_kernel_drops_total", nil); got == 0 {
+		t.Fatal("kernel drops metric is 0")
+	}
+	t.Logf("buffered %d of %d datagrams; kernel dropped %d", p.Stats().UDPEvents, n, p.UDPKernelDrops())
 }
