@@ -236,9 +236,9 @@ func TestLatencyAgainstRequestTimeout(t *testing.T) {
 }
 
 func TestIndexLateTimesOutAndStores(t *testing.T) {
-	s := startSim(t, essim.Config{Faults: essim.Faults{IndexLate: true, LateBy: 2 * time.Second}})
-	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "late", Timeout: 300 * time.Millisecond,
-		RequestTimeout: 300 * time.Millisecond, BulkSamples: 2})
+	s := startSim(t, essim.Config{Faults: essim.Faults{IndexLate: true, LateBy: 3 * time.Second}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "late", Timeout: time.Second,
+		RequestTimeout: time.Second, BulkSamples: 2})
 	got := onlyFindings(t, fs, FindingRequestTimeout)
 	if got[FindingRequestTimeout].Severity != report.Critical {
 		t.Fatalf("finding %+v", got[FindingRequestTimeout])

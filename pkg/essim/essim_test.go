@@ -271,8 +271,8 @@ func TestFaultsRejectFailDropHealth(t *testing.T) {
 }
 
 func TestIndexLateStoresWhileClientTimesOut(t *testing.T) {
-	s := start(t, Config{Faults: Faults{IndexLate: true, LateBy: 2 * time.Second}})
-	c := &http.Client{Timeout: 300 * time.Millisecond}
+	s := start(t, Config{Faults: Faults{IndexLate: true, LateBy: 3 * time.Second}})
+	c := &http.Client{Timeout: time.Second}
 	bulk := "{\"index\":{\"_index\":\"late\"}}\n{\"a\":1}\n"
 	for i := 0; i < 2; i++ {
 		req, _ := http.NewRequest("POST", s.URL()+"/_bulk", strings.NewReader(bulk))
@@ -288,7 +288,7 @@ func TestIndexLateStoresWhileClientTimesOut(t *testing.T) {
 }
 
 func TestConnectionCountersAndIdleClose(t *testing.T) {
-	s := start(t, Config{Faults: Faults{IdleClose: 100 * time.Millisecond}})
+	s := start(t, Config{})
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
@@ -298,11 +298,16 @@ func TestConnectionCountersAndIdleClose(t *testing.T) {
 	if st := s.Stats(); st.OpenedConns != 1 {
 		t.Fatalf("3 keep-alive requests opened %d connections", st.OpenedConns)
 	}
+	// From now on idle connections are closed after 100 ms; the timer is
+	// armed when the next request leaves the connection idle.
+	s.SetFaults(Faults{IdleClose: 100 * time.Millisecond})
+	do(t, c, "GET", s.URL()+"/", "")
 	deadline := time.Now().Add(5 * time.Second)
 	for s.Stats().IdleClosed == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond)
+	s.SetFaults(Faults{})
+	time.Sleep(50 * time.Millisecond) // let the client's pool see the EOF
 	do(t, c, "GET", s.URL()+"/", "")
 	st := s.Stats()
 	if st.IdleClosed != 1 || st.OpenedConns != 2 {
