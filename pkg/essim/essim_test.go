@@ -167,6 +167,12 @@ func TestBulkCreateConflictCountSearch(t *testing.T) {
 	if r := do(t, nil, "GET", s.URL()+"/nope/_count", ""); r.status != 404 || get(r.json(t), "error.type") != "index_not_found_exception" {
 		t.Fatalf("missing index: %d %s", r.status, r.body)
 	}
+	if r := do(t, nil, "GET", s.URL()+"/_cat/indices/log*?format=json&h=index,docs.count", ""); string(r.body) != `[{"docs.count":"3","index":"logs"}]` {
+		t.Fatalf("_cat/indices: %s", r.body)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/_cat/indices?v&h=index,docs.count", ""); string(r.body) != "index docs.count\nlogs 3\n" {
+		t.Fatalf("_cat/indices text: %q", r.body)
+	}
 	if r := do(t, nil, "POST", s.URL()+"/_refresh", ""); r.status != 200 {
 		t.Fatalf("_refresh %d", r.status)
 	}

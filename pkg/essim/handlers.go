@@ -115,6 +115,14 @@ func (n *node) route(w http.ResponseWriter, r *http.Request, seg []string) {
 		if is(http.MethodGet) {
 			n.catThreadPool(w, r, seg[2:])
 		}
+	case seg[0] == "_cat" && len(seg) >= 2 && seg[1] == "indices":
+		if is(http.MethodGet) {
+			pattern := "_all"
+			if len(seg) > 2 {
+				pattern = seg[2]
+			}
+			n.catIndices(w, r, pattern)
+		}
 	case len(seg) == 2 && isTemplateAPI(seg[0]), len(seg) == 3 && seg[0] == "_ilm" && seg[1] == "policy",
 		len(seg) == 3 && seg[0] == "_ingest" && seg[1] == "pipeline":
 		n.templateAPI(w, r, strings.Join(seg[:len(seg)-1], "/"), seg[len(seg)-1])
@@ -719,6 +727,12 @@ func (n *node) catThreadPool(w http.ResponseWriter, r *http.Request, seg []strin
 			rows = append(rows, row)
 		}
 	}
+	n.catRows(w, r, cols, rows)
+}
+
+// catRows writes _cat rows as ?format=json or as text with ?v headers.
+func (n *node) catRows(w http.ResponseWriter, r *http.Request, cols []string, rows []map[string]string) {
+	q := r.URL.Query()
 	if q.Get("format") == "json" {
 		if rows == nil {
 			rows = []map[string]string{}
@@ -743,6 +757,38 @@ func (n *node) catThreadPool(w http.ResponseWriter, r *http.Request, seg []strin
 	if r.Method != http.MethodHead {
 		io.WriteString(w, b.String())
 	}
+}
+
+// catIndices serves _cat/indices[/{pattern}].
+func (n *node) catIndices(w http.ResponseWriter, r *http.Request, pattern string) {
+	cols := []string{"health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted", "store.size", "pri.store.size"}
+	if h := r.URL.Query().Get("h"); h != "" {
+		cols = strings.Split(h, ",")
+	}
+	health := n.s.Faults().Health
+	if health == "" {
+		health = "green"
+	}
+	st := n.s.store
+	st.mu.RLock()
+	ixs := st.resolveLocked(pattern)
+	var rows []map[string]string
+	for _, ix := range ixs {
+		var size int64
+		for _, d := range ix.docs {
+			size += int64(len(d.src))
+		}
+		v := map[string]string{"health": health, "status": "open", "index": ix.name, "uuid": ix.uuid, "pri": "1", "rep": "1",
+			"docs.count": strconv.Itoa(len(ix.docs)), "docs.deleted": "0", "store.size": strconv.FormatInt(size, 10) + "b",
+			"pri.store.size": strconv.FormatInt(size, 10) + "b"}
+		row := map[string]string{}
+		for _, c := range cols {
+			row[c] = v[c]
+		}
+		rows = append(rows, row)
+	}
+	st.mu.RUnlock()
+	n.catRows(w, r, cols, rows)
 }
 
 // admin serves /_essim/faults (GET, POST/PUT with a JSON Faults body;
