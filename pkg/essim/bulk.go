@@ -185,6 +185,9 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, s
 		n.writeCompleted.Add(1)
 		<-n.sem
 	}()
+	if f.Latency > 0 && !sleepCtx(r.Context(), f.Latency) {
+		return nil, false
+	}
 
 	res := make([]itemResult, len(items))
 	st := s.store

@@ -420,3 +420,50 @@ func TestTemplatesAndPoliciesAreKept(t *testing.T) {
 		t.Fatalf("unknown endpoint: %d %s", r.status, r.body)
 	}
 }
+
+// TestWriteQueueBuildsAndRejects: with slow indexing, bulks beyond the
+// write threads queue, and beyond the queue capacity are rejected whole
+// with 429, counted in thread_pool.write.rejected.
+func TestWriteQueueBuildsAndRejects(t *testing.T) {
+	s := start(t, Config{WriteThreads: 1, WriteQueueSize: 1, Faults: Faults{Latency: time.Second}})
+	bulk := "{\"index\":{\"_index\":\"q\"}}\n{\"a\":1}\n"
+	results := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			res, err := http.Post(s.URL()+"/_bulk", "application/x-ndjson", strings.NewReader(bulk))
+			if err != nil {
+				results <- 0
+				return
+			}
+			res.Body.Close()
+			results <- res.StatusCode
+		}()
+	}
+	pool := func() map[string]any {
+		m := do(t, nil, "GET", s.URL()+"/_nodes/stats/thread_pool", "").json(t)
+		for _, nd := range get(m, "nodes").(map[string]any) {
+			return get(nd.(map[string]any), "thread_pool.write").(map[string]any)
+		}
+		return nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var p map[string]any
+	for p = pool(); (p["active"] != 1.0 || p["queue"] != 1.0) && time.Now().Before(deadline); p = pool() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p["active"] != 1.0 || p["queue"] != 1.0 {
+		t.Fatalf("write pool while two bulks are in flight: %v", p)
+	}
+	r := do(t, nil, "POST", s.URL()+"/_bulk", bulk)
+	if r.status != 429 || get(r.json(t), "error.type") != "es_rejected_execution_exception" ||
+		!strings.Contains(string(r.body), "queue capacity = 1") {
+		t.Fatalf("third bulk: %d %s", r.status, r.body)
+	}
+	if a, b := <-results, <-results; a != 200 || b != 200 {
+		t.Fatalf("queued bulks: %d %d", a, b)
+	}
+	p = pool()
+	if p["rejected"] != 1.0 || p["completed"] != 2.0 || p["largest"] != 1.0 || s.Count("q") != 2 {
+		t.Fatalf("after: %v count %d", p, s.Count("q"))
+	}
+}

@@ -2,6 +2,7 @@ package essim
 
 import (
 	"compress/gzip"
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -38,16 +39,36 @@ func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.NoKeepAlive {
 		w.Header().Set("Connection", "close")
 	}
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	// Writes spend their latency inside the write thread pool (see
+	// write), so slow indexing builds a real queue; other requests here.
+	if f.Latency > 0 && !isWrite(r, seg) && !sleepCtx(r.Context(), f.Latency) {
+		return
 	}
 	n.route(w, r, seg)
+}
+
+// isWrite reports the requests that go through the write thread pool.
+func isWrite(r *http.Request, seg []string) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return false
+	}
+	last := seg[len(seg)-1:]
+	if len(seg) >= 2 {
+		last = seg[1:2]
+	}
+	return len(last) == 1 && (last[0] == "_bulk" || last[0] == "_doc" || last[0] == "_create")
+}
+
+// sleepCtx waits d or until ctx ends; false means ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // productHeader: Elasticsearch sends X-Elastic-Product from 7.14 on, and
