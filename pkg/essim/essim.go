@@ -161,6 +161,8 @@ type Stats struct {
 	OpenConns       int64 `json:"open_conns"`       // currently open
 	IdleClosed      int64 `json:"idle_closed"`      // connections closed by IdleClose
 	Requests        int64 `json:"requests"`         // HTTP requests, all nodes
+	WriteActive     int64 `json:"write_active"`     // bulks being indexed now (thread_pool.write.active)
+	WriteQueue      int64 `json:"write_queue"`      // bulks waiting for a write thread
 }
 
 // Server is a running simulated cluster.
@@ -532,6 +534,8 @@ func (s *Server) Stats() Stats {
 		st.OpenConns += n.open.Load()
 		st.IdleClosed += n.idleClosed.Load()
 		st.Rejected += n.rejected.Load()
+		st.WriteActive += n.writeActive.Load()
+		st.WriteQueue += n.writeQueue.Load()
 	}
 	return st
 }

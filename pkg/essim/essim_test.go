@@ -428,16 +428,14 @@ func TestWriteQueueBuildsAndRejects(t *testing.T) {
 	s := start(t, Config{WriteThreads: 1, WriteQueueSize: 1, Faults: Faults{Latency: time.Second}})
 	bulk := "{\"index\":{\"_index\":\"q\"}}\n{\"a\":1}\n"
 	results := make(chan int, 2)
-	for i := 0; i < 2; i++ {
-		go func() {
-			res, err := http.Post(s.URL()+"/_bulk", "application/x-ndjson", strings.NewReader(bulk))
-			if err != nil {
-				results <- 0
-				return
-			}
-			res.Body.Close()
-			results <- res.StatusCode
-		}()
+	send := func() {
+		res, err := http.Post(s.URL()+"/_bulk", "application/x-ndjson", strings.NewReader(bulk))
+		if err != nil {
+			results <- 0
+			return
+		}
+		res.Body.Close()
+		results <- res.StatusCode
 	}
 	pool := func() map[string]any {
 		m := do(t, nil, "GET", s.URL()+"/_nodes/stats/thread_pool", "").json(t)
@@ -446,14 +444,22 @@ func TestWriteQueueBuildsAndRejects(t *testing.T) {
 		}
 		return nil
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	var p map[string]any
-	for p = pool(); (p["active"] != 1.0 || p["queue"] != 1.0) && time.Now().Before(deadline); p = pool() {
-		time.Sleep(10 * time.Millisecond)
+	// Polled in process: a stats request would itself wait the latency.
+	waitFor := func(active, queue int64) {
+		deadline := time.Now().Add(5 * time.Second)
+		st := s.Stats()
+		for (st.WriteActive != active || st.WriteQueue != queue) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+			st = s.Stats()
+		}
+		if st.WriteActive != active || st.WriteQueue != queue {
+			t.Fatalf("write pool %+v, want active %d queue %d", st, active, queue)
+		}
 	}
-	if p["active"] != 1.0 || p["queue"] != 1.0 {
-		t.Fatalf("write pool while two bulks are in flight: %v", p)
-	}
+	go send()
+	waitFor(1, 0) // the first bulk indexes (slowly) on the only thread
+	go send()
+	waitFor(1, 1) // the second waits in the queue
 	r := do(t, nil, "POST", s.URL()+"/_bulk", bulk)
 	if r.status != 429 || get(r.json(t), "error.type") != "es_rejected_execution_exception" ||
 		!strings.Contains(string(r.body), "queue capacity = 1") {
@@ -462,7 +468,8 @@ func TestWriteQueueBuildsAndRejects(t *testing.T) {
 	if a, b := <-results, <-results; a != 200 || b != 200 {
 		t.Fatalf("queued bulks: %d %d", a, b)
 	}
-	p = pool()
+	s.SetFaults(Faults{})
+	p := pool()
 	if p["rejected"] != 1.0 || p["completed"] != 2.0 || p["largest"] != 1.0 || s.Count("q") != 2 {
 		t.Fatalf("after: %v count %d", p, s.Count("q"))
 	}
