@@ -149,6 +149,7 @@ func commands(g *Globals) []*cobra.Command {
 		newUDPFragCmd(g),
 		newPipelineCmd(g),
 		newESCmd(g),
+		newSmokeCmd(g),
 	}
 }
 

@@ -52,6 +52,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		KeepAlive: !o.NewConnPerChunk, RateLimit: o.Rate, Errors: map[string]int{}, firstErr: map[string]string{}}
 	p.res.Load = l
 	chunks := (o.Count + o.ChunkEvents - 1) / o.ChunkEvents
+	l.Connections = 1     // the one dialFirst opened, used by worker 0
 	var next atomic.Int64 // next chunk index to send
 	var (
 		mu        sync.Mutex
@@ -170,9 +171,6 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 	if l.Seconds > 0 {
 		l.AckedPerSecond = float64(l.EventsAcked) / l.Seconds
 	}
-	if !o.NewConnPerChunk {
-		l.Connections++ // the first connection
-	}
 	if len(latencies) > 0 {
 		l.AckLatency = summarize(latencies)
 		p.slowAck(l.AckLatency)
@@ -187,7 +185,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		f.Evidence["chunks_sent"] = l.ChunksSent
 		if kind == "no_ack" && l.MaxSendQ > 0 {
 			f.Evidence["send_q_max"] = l.MaxSendQ
-			f.Summary += "; our Send-Q reached " + strconv.Itoa(l.MaxSendQ) + " bytes (the receiver is not reading)"
+			f.Summary += "; our Send-Q reached " + strconv.Itoa(l.MaxSendQ) + " bytes (nothing takes them: a receiver that stopped reading, or packets dropped on the way)"
 		}
 		p.add(f)
 	}

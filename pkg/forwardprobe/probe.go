@@ -371,7 +371,7 @@ func (p *prober) outcomeFinding(outcome string, count int, cns []Canary) (report
 	case "no_ack":
 		sum := fmt.Sprintf("%s accepted the data over TCP but sent no ack within %s: a sender without require_ack_response would lose this chunk silently", p.opts.Addr, p.opts.AckTimeout)
 		if sq, ok := ev["send_q_max"].(int); ok && sq > 0 {
-			sum += fmt.Sprintf("; %d bytes still sit in our Send-Q (the receiver is not reading: the black hole of a hung or dropping receiver)", sq)
+			sum += fmt.Sprintf("; %d bytes sat unacknowledged in our Send-Q (nothing takes them: a receiver that stopped reading, or packets dropped on the way)", sq)
 		} else if pq, ok := ev["peer_recv_q"].(int); ok && pq > 0 {
 			sum += fmt.Sprintf("; the receiver's kernel holds %d unread bytes in its Recv-Q (the process is not reading)", pq)
 		}
@@ -437,70 +437,77 @@ func (p *prober) slowAck(l Latency) {
 // are full, which is the same failure.
 func (p *prober) sendAndWait(ctx context.Context, c *forward.Conn, wire []byte, chunk string, samples *[]SocketSample) (time.Duration, error) {
 	stopSampling := p.sample(c, samples)
-	defer stopSampling()
 	start := time.Now()
+	var err error
+	defer func() { stopSampling(err != nil) }()
 	deadline := start.Add(p.opts.AckTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	c.SetWriteDeadline(deadline)
-	if err := c.WriteRaw(wire); err != nil {
+	if werr := c.WriteRaw(wire); werr != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return 0, fmt.Errorf("%w: write blocked for %s (the receiver is not reading): %w", forward.ErrNoAck, p.opts.AckTimeout, err)
+		if errors.As(werr, &ne) && ne.Timeout() {
+			err = fmt.Errorf("%w: write blocked for %s (the receiver is not reading): %w", forward.ErrNoAck, p.opts.AckTimeout, werr)
+		} else {
+			err = fmt.Errorf("%w: write: %w", forward.ErrClosedBeforeAck, werr)
 		}
-		return 0, fmt.Errorf("%w: write: %w", forward.ErrClosedBeforeAck, err)
+		return 0, err
 	}
 	c.SetWriteDeadline(time.Time{})
 	if chunk == "" {
 		return time.Since(start), nil
 	}
-	err := c.WaitAck(deadline, chunk)
+	err = c.WaitAck(deadline, chunk)
 	return time.Since(start), err
 }
 
-// sample reads the socket every SampleEvery until stopped.
-func (p *prober) sample(c *forward.Conn, out *[]SocketSample) func() {
+// sample reads the socket every SampleEvery until stopped. stop takes the
+// outcome: after a failure or a wait of a sampling period or more it takes
+// one last look, so a short wait still leaves evidence; a quick ack costs
+// no /proc read at all, which keeps load mode fast.
+func (p *prober) sample(c *forward.Conn, out *[]SocketSample) func(failed bool) {
 	if p.opts.Sockets == nil || out == nil {
-		return func() {}
+		return func(bool) {}
 	}
 	local, err1 := netip.ParseAddrPort(c.NetConn().LocalAddr().String())
 	remote, err2 := netip.ParseAddrPort(c.NetConn().RemoteAddr().String())
 	if err1 != nil || err2 != nil {
-		return func() {}
+		return func(bool) {}
 	}
+	start := time.Now()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		t := time.NewTicker(p.opts.SampleEvery)
 		defer t.Stop()
-		for i := 0; i < 10000; i++ {
+		for i := 0; i < maxSamples; i++ {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 			}
 			if s, ok := p.opts.Sockets(local, remote); ok {
-				mu.Lock()
-				if len(*out) < 600 {
-					*out = append(*out, s)
-				}
-				mu.Unlock()
+				*out = append(*out, s)
 			}
 		}
 	}()
-	return func() {
+	return func(failed bool) {
 		close(done)
 		wg.Wait()
-		// One last look, so a short wait still leaves evidence.
-		if s, ok := p.opts.Sockets(local, remote); ok && len(*out) < 601 {
+		if !failed && time.Since(start) < p.opts.SampleEvery {
+			return
+		}
+		if s, ok := p.opts.Sockets(local, remote); ok {
 			*out = append(*out, s)
 		}
 	}
 }
+
+// maxSamples bounds the samples kept for one wait.
+const maxSamples = 600
 
 func (p *prober) heartbeat(ctx context.Context) {
 	hb := &Heartbeat{}
