@@ -282,7 +282,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			ix = st.createIndexLocked(it.Index)
 		}
 		x.uuid = ix.uuid
-		old := ix.docs[x.id]
+		old := ix.get(x.id)
 		if old != nil && it.Op == OpCreate {
 			s.conflicts.Add(1)
 			x.errIndex = true
@@ -304,13 +304,14 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			return
 		}
 		x.uuid = ix.uuid
-		old := ix.docs[x.id]
+		old := ix.get(x.id)
 		if old == nil {
 			x.status, x.result, x.version, x.seq = http.StatusNotFound, "not_found", 1, st.seq
 			return
 		}
+		version := old.version // old moves if the delete compacts the index
 		st.deleteDocLocked(ix, x.id)
-		x.status, x.result, x.version, x.seq = http.StatusOK, "deleted", old.version+1, st.seq
+		x.status, x.result, x.version, x.seq = http.StatusOK, "deleted", version+1, st.seq
 	case OpUpdate:
 		var u struct {
 			Doc         json.RawMessage `json:"doc"`
@@ -328,7 +329,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 		}
 		var old *doc
 		if ix != nil {
-			old = ix.docs[x.id]
+			old = ix.get(x.id)
 			x.uuid = ix.uuid
 		}
 		if old == nil {

@@ -498,7 +498,7 @@ func (s *Server) Count(pattern string) int {
 	s.store.mu.RLock()
 	defer s.store.mu.RUnlock()
 	for _, ix := range s.store.resolveLocked(pattern) {
-		n += len(ix.docs)
+		n += ix.count()
 	}
 	return n
 }
@@ -511,7 +511,7 @@ func (s *Server) Doc(index, id string) ([]byte, bool) {
 	if ix == nil {
 		return nil, false
 	}
-	d := ix.docs[id]
+	d := ix.get(id)
 	if d == nil {
 		return nil, false
 	}

@@ -527,7 +527,7 @@ func (n *node) getDoc(w http.ResponseWriter, r *http.Request, index, id string) 
 	var d doc
 	found := false
 	if ix != nil {
-		if p := ix.docs[id]; p != nil {
+		if p := ix.get(id); p != nil {
 			d, found = *p, true
 		}
 	}
@@ -796,11 +796,11 @@ func (n *node) catIndices(w http.ResponseWriter, r *http.Request, pattern string
 	var rows []map[string]string
 	for _, ix := range ixs {
 		var size int64
-		for _, d := range ix.docs {
-			size += int64(len(d.src))
+		for i := range ix.docs {
+			size += int64(len(ix.docs[i].src))
 		}
 		v := map[string]string{"health": health, "status": "open", "index": ix.name, "uuid": ix.uuid, "pri": "1", "rep": "1",
-			"docs.count": strconv.Itoa(len(ix.docs)), "docs.deleted": "0", "store.size": strconv.FormatInt(size, 10) + "b",
+			"docs.count": strconv.Itoa(ix.count()), "docs.deleted": "0", "store.size": strconv.FormatInt(size, 10) + "b",
 			"pri.store.size": strconv.FormatInt(size, 10) + "b"}
 		row := map[string]string{}
 		for _, c := range cols {

@@ -134,7 +134,8 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 	var hits []json.RawMessage
 	needParse := m != nil || len(tas) > 0
 	for _, ix := range ixs {
-		for _, d := range ix.order {
+		for i := range ix.docs {
+			d := &ix.docs[i]
 			if d.deleted {
 				continue
 			}
