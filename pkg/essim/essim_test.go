@@ -110,8 +110,10 @@ func TestRootVersionsAndHeaders(t *testing.T) {
 		if h.status != 200 || len(h.body) != 0 {
 			t.Errorf("HEAD /: %d %q", h.status, h.body)
 		}
-		if d := do(t, nil, "DELETE", s.URL()+"/", ""); d.status != 405 || !strings.Contains(string(d.body), "Incorrect HTTP method") {
-			t.Errorf("DELETE /: %d %s", d.status, d.body)
+		for _, m := range []string{"DELETE", "POST", "PUT"} {
+			if d := do(t, nil, m, s.URL()+"/", ""); d.status != 405 || !strings.Contains(string(d.body), "Incorrect HTTP method") {
+				t.Errorf("%s /: %d %s", m, d.status, d.body)
+			}
 		}
 	}
 }

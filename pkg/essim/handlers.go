@@ -49,14 +49,14 @@ func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // isWrite reports the requests that go through the write thread pool.
 func isWrite(r *http.Request, seg []string) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || len(seg) == 0 {
 		return false
 	}
-	last := seg[len(seg)-1:]
+	op := seg[0] // /_bulk
 	if len(seg) >= 2 {
-		last = seg[1:2]
+		op = seg[1] // /{index}/_bulk, /{index}/_doc/{id}, /{index}/_create/{id}
 	}
-	return len(last) == 1 && (last[0] == "_bulk" || last[0] == "_doc" || last[0] == "_create")
+	return op == "_bulk" || op == "_doc" || op == "_create"
 }
 
 // sleepCtx waits d or until ctx ends; false means ctx ended.

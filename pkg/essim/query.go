@@ -82,6 +82,11 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 	if req.Size != nil {
 		size = *req.Size
 	}
+	if size < 0 || req.From < 0 {
+		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
+			fmt.Sprintf("[size] and [from] parameters cannot be negative, found [%d] and [%d]", size, req.From), nil)
+		return
+	}
 	if !count && req.From+size > maxResultWindow {
 		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
 			fmt.Sprintf("Result window is too large, from + size must be less than or equal to: [%d] but was [%d]. See the scroll api for a more efficient way to request large data sets.", maxResultWindow, req.From+size), nil)
@@ -117,6 +122,11 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 		}
 		if a.Terms.MinDocCount != nil {
 			ta.minDocCount = *a.Terms.MinDocCount
+		}
+		if ta.size < 1 || ta.size > 65536 || ta.minDocCount < 0 {
+			n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
+				fmt.Sprintf("[size] must be between 1 and 65536 (search.max_buckets) and [min_doc_count] not negative in [%s]", name), nil)
+			return
 		}
 		tas = append(tas, ta)
 	}
