@@ -355,6 +355,16 @@ func TestTLSWithBasicAuth(t *testing.T) {
 	onlyFindings(t, fs)
 }
 
+func TestAPIKey(t *testing.T) {
+	s := startSim(t, essim.Config{APIKey: "aWQ6a2V5"})
+	_, fs := run(t, Options{URLs: []string{s.URL()}, APIKey: "aWQ6a2V5", Index: "k"})
+	onlyFindings(t, fs)
+	_, fs = run(t, Options{URLs: []string{s.URL()}, APIKey: "d3Jvbmc="})
+	if f := onlyFindings(t, fs, FindingAuthFailed)[FindingAuthFailed]; f.Evidence["api_key_set"] != true {
+		t.Fatalf("%+v", f)
+	}
+}
+
 func TestVersion7AndOpenSearchShape(t *testing.T) {
 	s := startSim(t, essim.Config{Version: "7.10.2"})
 	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "v7"})
