@@ -199,7 +199,7 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 		"took": 1, "timed_out": false, "_shards": shards,
 		"hits": map[string]any{"total": totalObj, "max_score": maxScore, "hits": hits},
 	}
-	if n.s.major < 8 && !strings.Contains(string(req.TrackTotalHits), "true") && q.Get("rest_total_hits_as_int") == "true" {
+	if q.Get("rest_total_hits_as_int") == "true" { // the pre-7.0 shape some clients still ask for
 		out["hits"].(map[string]any)["total"] = total
 	}
 	if len(tas) > 0 {
