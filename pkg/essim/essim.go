@@ -172,7 +172,6 @@ type Server struct {
 	opensearch bool
 	store      *store
 	nodes      []*node
-	started    time.Time
 
 	mu        sync.Mutex
 	faults    Faults
@@ -259,7 +258,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, started: time.Now(), done: make(chan struct{})}
+	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, done: make(chan struct{})}
 	s.setFaultsLocked(cfg.Faults)
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {

@@ -3,7 +3,6 @@ package essim
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -327,8 +326,6 @@ func (s *store) resolveStrictLocked(pattern string) ([]*index, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out, missing
 }
-
-var errBadIndexName = errors.New("invalid index name")
 
 // checkIndexName applies Elasticsearch's index name rules.
 func checkIndexName(name string) string {
