@@ -309,8 +309,8 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
   logdoctor es serve --index-late --late-by 6s             # answers after the shipper gave up: duplicates`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
-			r, err := runESServe(cmd.Context(), g.Now, *o, func(urls []string) {
-				fmt.Fprintf(g.IO.Err, "essim %s listening on %s\n", orDefault(o.Version, essim.DefaultVersion), strings.Join(urls, " "))
+			r, err := runESServe(cmd.Context(), g.Now, *o, func(s *essim.Server) {
+				fmt.Fprintf(g.IO.Err, "essim %s listening on %s\n", s.Version(), strings.Join(s.URLs(), " "))
 			})
 			if err != nil {
 				return err
@@ -347,15 +347,8 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	return cmd
 }
 
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
-
 // runESServe runs essim until ctx ends or o.Duration passes.
-func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onListen func([]string)) (*report.Report, error) {
+func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onListen func(*essim.Server)) (*report.Report, error) {
 	mcl, err := parseESBytes(o.MaxContentLength)
 	if err != nil {
 		return nil, usageErrorf("--max-content-length: %v", err)
@@ -399,7 +392,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	}
 	defer s.Close()
 	if onListen != nil {
-		onListen(s.URLs())
+		onListen(s)
 	}
 	var timeout <-chan time.Time
 	if o.Duration > 0 {

@@ -385,6 +385,14 @@ func (n *node) connState(c net.Conn, st http.ConnState) {
 	}
 }
 
+// Version is what GET / claims, e.g. "8.15.0" or "opensearch 2.11.0".
+func (s *Server) Version() string {
+	if s.opensearch {
+		return "opensearch " + s.cfg.Version
+	}
+	return s.cfg.Version
+}
+
 // URL is the first node's base URL.
 func (s *Server) URL() string { return s.nodes[0].url }
 
