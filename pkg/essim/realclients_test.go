@@ -2,9 +2,13 @@ package essim
 
 import (
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logdoctor/logdoctor/internal/testenv"
 )
@@ -68,4 +72,60 @@ func TestPythonElasticsearchClient(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPrometheusElasticsearchExporter scrapes essim with Debian's
+// prometheus-elasticsearch-exporter: a real consumer of _cluster/health,
+// _nodes/stats and GET /, which must read the rejections essim counted.
+func TestPrometheusElasticsearchExporter(t *testing.T) {
+	const exporter = "/usr/bin/prometheus-elasticsearch-exporter"
+	testenv.RequireFiles(t, exporter)
+	s := start(t, Config{Nodes: 2, Faults: Faults{RejectRate: 1, Health: "yellow"}})
+	do(t, nil, "POST", s.URLs()[0]+"/_bulk", "{\"index\":{\"_index\":\"x\"}}\n{\"a\":1}\n{\"index\":{\"_index\":\"x\"}}\n{\"a\":2}\n")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(exporter, "--es.uri="+s.URL(), "--es.all", "--web.listen-address="+addr)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	want := []string{
+		`elasticsearch_cluster_health_status{cluster="essim",color="yellow"} 1`,
+		`elasticsearch_cluster_health_number_of_nodes{cluster="essim"} 2`,
+		`name="essim-0",type="write"} 2`,
+		`name="essim-1",type="write"} 0`,
+		`elasticsearch_node_stats_up 1`,
+	}
+	var body string
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			body = string(b)
+			missing := false
+			for _, w := range want {
+				missing = missing || !strings.Contains(body, w)
+			}
+			if !missing {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("metrics lack %s", w)
+		}
+	}
+	t.Logf("exporter log:\n%s", logs.String())
 }
