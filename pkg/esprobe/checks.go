@@ -354,18 +354,25 @@ type nodesHTTP struct {
 	} `json:"nodes"`
 }
 
-// publishHostPort turns "host/ip:port", "ip:port" or "[v6]:port" into a
-// dialable address, as the Ruby transport's sniffer parses it.
+// publishHostPort turns "name/ip:port", "ip:port" or "[v6]:port" into the
+// address a sniffing client dials. Like the Ruby transport's sniffer (and
+// elasticsearch-py's), it uses the name when the node publishes one: a
+// pod or host name this machine cannot resolve is exactly the failure.
 func publishHostPort(pa string) (string, error) {
+	name := ""
+	addr := pa
 	if i := strings.Index(pa, "/"); i >= 0 {
-		pa = pa[i+1:]
+		name, addr = pa[:i], pa[i+1:]
 	}
-	host, port, err := net.SplitHostPort(pa)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("publish_address %q: %w", pa, err)
 	}
-	if _, err := strconv.Atoi(port); err != nil {
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return "", fmt.Errorf("publish_address %q: bad port", pa)
+	}
+	if name != "" {
+		host = name
 	}
 	return net.JoinHostPort(host, port), nil
 }

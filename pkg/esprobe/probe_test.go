@@ -152,9 +152,20 @@ func TestSniffUnreachableAndEmpty(t *testing.T) {
 	if res.Nodes[0].Error != "no http publish_address" {
 		t.Fatalf("nodes %+v", res.Nodes)
 	}
-	// The host/ip:port form some clusters publish.
-	if a, err := publishHostPort("es-0.local/127.0.0.1:9200"); err != nil || a != "127.0.0.1:9200" {
+	// The name/ip:port form: clients dial the name.
+	if a, err := publishHostPort("es-0.local/127.0.0.1:9200"); err != nil || a != "es-0.local:9200" {
 		t.Fatalf("publishHostPort: %q %v", a, err)
+	}
+	if a, err := publishHostPort("[::1]:9200"); err != nil || a != "[::1]:9200" {
+		t.Fatalf("publishHostPort v6: %q %v", a, err)
+	}
+	// A published name that resolves (localhost) is dialled by name.
+	port := s.Addrs()[0][strings.LastIndex(s.Addrs()[0], ":")+1:]
+	s.SetFaults(essim.Faults{PublishAddress: "localhost/127.0.0.1:" + port})
+	res, fs = run(t, Options{URLs: []string{s.URL()}})
+	onlyFindings(t, fs)
+	if !res.Nodes[0].Reachable {
+		t.Fatalf("nodes %+v", res.Nodes)
 	}
 }
 
