@@ -312,7 +312,8 @@ func TestProbeTLS(t *testing.T) {
 func TestProbeLoadMode(t *testing.T) {
 	addr, stop := startServe(t, ForwardServeOptions{})
 	for _, newConn := range []bool{false, true} {
-		r, res := probe(t, ForwardProbeOptions{Addr: addr, Count: 5500, ChunkEvents: 1000, Concurrency: 2, NewConnection: newConn, Modes: []string{"packed"}})
+		// The rate cap is high enough not to slow the test, but exercised.
+		r, res := probe(t, ForwardProbeOptions{Addr: addr, Count: 5500, ChunkEvents: 1000, Concurrency: 2, NewConnection: newConn, Modes: []string{"packed"}, Rate: 1e6})
 		wantFindings(t, r)
 		l := res.Load
 		if l.EventsAcked != 5500 || l.ChunksAcked != 6 || l.AckLatency.N != 6 || l.AckedPerSecond <= 0 || len(l.Errors) != 0 {

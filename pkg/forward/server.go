@@ -184,6 +184,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	dec := NewDecoder(c, s.Limits)
 	if s.SharedKey != "" || len(s.Users) > 0 {
 		if err := s.handshake(c, dec); err != nil {
+			if errors.Is(err, errPeerGone) {
+				return nil
+			}
 			return err
 		}
 	}
@@ -250,6 +253,10 @@ func (s *Server) write(c net.Conn, b []byte) error {
 	return err
 }
 
+// errPeerGone: the peer closed before sending anything (out_forward's TCP
+// heartbeat connects and closes); not an error worth counting.
+var errPeerGone = errors.New("peer closed before PING")
+
 // handshake runs the server side of HELO/PING/PONG.
 func (s *Server) handshake(c net.Conn, dec *Decoder) error {
 	a := &serverAuth{sharedKey: s.SharedKey, users: s.Users, hostname: s.hostname(), nonce: randomBytes(16)}
@@ -257,6 +264,9 @@ func (s *Server) handshake(c net.Conn, dec *Decoder) error {
 		a.authSalt = randomBytes(16)
 	}
 	if err := s.write(c, AppendHelo(nil, Helo{Nonce: a.nonce, Auth: a.authSalt, Keepalive: true})); err != nil {
+		if isReset(err) {
+			return errPeerGone
+		}
 		return fmt.Errorf("write HELO: %w", err)
 	}
 	// A client has a bounded time to answer HELO even without ReadTimeout.
@@ -264,8 +274,8 @@ func (s *Server) handshake(c net.Conn, dec *Decoder) error {
 	frame, _, err := dec.NextFrame()
 	c.SetReadDeadline(time.Time{})
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // a TCP heartbeat or a client that gave up
+		if errors.Is(err, io.EOF) || isReset(err) {
+			return errPeerGone // a TCP heartbeat or a client that gave up
 		}
 		return fmt.Errorf("read PING: %w", err)
 	}

@@ -288,3 +288,45 @@ func TestServeStopsOnCancel(t *testing.T) {
 		t.Fatal("connection still open")
 	}
 }
+
+// TestTCPHeartbeatIsNotAnError: out_forward's heartbeat_type tcp/transport
+// connects and closes; the server must treat that as a clean close, with
+// and without the handshake.
+func TestTCPHeartbeatIsNotAnError(t *testing.T) {
+	for _, key := range []string{"", "k"} {
+		srv := &forward.Server{Handler: forwardtest.NewRecorder(), SharedKey: key}
+		addr := forwardtest.Start(t, srv)
+		for i := 0; i < 3; i++ {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+		waitStats(t, srv, func(st forward.Stats) bool { return st.Accepted == 3 && st.Active == 0 })
+		if st := srv.Stats(); st.Errors != 0 {
+			t.Fatalf("key %q: %+v", key, st)
+		}
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	srv := &forward.Server{Handler: forwardtest.NewRecorder(), MaxConns: 1}
+	addr := forwardtest.Start(t, srv)
+	first := dial(t, addr, forward.ClientConfig{})
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Active == 1 })
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := second.Read(make([]byte, 1)); err == nil {
+		t.Fatal("second connection not refused")
+	}
+	req := &forward.Request{Tag: "t", Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	if err := first.Send(req, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Refused == 1 })
+}
