@@ -58,7 +58,7 @@ type Server struct {
 }
 
 type serverStats struct {
-	accepted, refused, active, requests, events, acks, errors, authFailed atomic.Int64
+	accepted, refused, active, requests, events, acks, errors, authFailed, dropped atomic.Int64
 }
 
 // Stats are the server's counters since it started.
@@ -71,6 +71,9 @@ type Stats struct {
 	Acks       int64 `json:"acks"`
 	Errors     int64 `json:"errors"`
 	AuthFailed int64 `json:"auth_failed"`
+	// Dropped counts well-formed values that were not requests (a bare
+	// JSON object, say), logged and skipped as Fluentd does.
+	Dropped int64 `json:"dropped"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -78,7 +81,7 @@ func (s *Server) Stats() Stats {
 	st := &s.stats
 	return Stats{Accepted: st.accepted.Load(), Refused: st.refused.Load(), Active: st.active.Load(),
 		Requests: st.requests.Load(), Events: st.events.Load(), Acks: st.acks.Load(),
-		Errors: st.errors.Load(), AuthFailed: st.authFailed.Load()}
+		Errors: st.errors.Load(), AuthFailed: st.authFailed.Load(), Dropped: st.dropped.Load()}
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -199,6 +202,11 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		if err != nil {
 			if errors.Is(err, io.EOF) || ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, ErrNotRequest) {
+				s.stats.dropped.Add(1)
+				s.logger().Warn("forward: incoming chunk is broken, dropped", "peer", c.RemoteAddr(), "err", err)
+				continue
 			}
 			return err
 		}

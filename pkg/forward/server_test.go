@@ -161,19 +161,23 @@ func TestAckMismatch(t *testing.T) {
 
 func TestJSONRequestGetsJSONAck(t *testing.T) {
 	rec := forwardtest.NewRecorder()
-	addr := forwardtest.Start(t, &forward.Server{Handler: rec})
+	srv := &forward.Server{Handler: rec}
+	addr := forwardtest.Start(t, srv)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.Write([]byte(`["json.tag",1700000000,{"k":"v"},{"chunk":"abc="}]`))
+	// A bare JSON object first: Fluentd logs it as a broken chunk and keeps
+	// the connection, and so does the server.
+	c.Write([]byte(`{"not":"a request"}` + "\n" + `["json.tag",1700000000,{"k":"v"},{"chunk":"abc="}]`))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 64)
 	n, err := c.Read(buf)
 	if err != nil || string(buf[:n]) != `{"ack":"abc="}` {
 		t.Fatalf("ack %q %v", buf[:n], err)
 	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Dropped == 1 && st.Errors == 0 && st.Acks == 1 })
 }
 
 func TestSharedKeyAndUserAuth(t *testing.T) {
