@@ -138,7 +138,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 				atomicAdd(&l.EventsSent, int64(n))
 				atomicAdd(&l.Bytes, int64(len(wire)))
 				samp = samp[:0]
-				d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &samp)
+				_, d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &samp)
 				for _, s := range samp {
 					mu.Lock()
 					l.MaxSendQ = max(l.MaxSendQ, s.SendQ)
