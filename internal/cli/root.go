@@ -148,6 +148,8 @@ func commands(g *Globals) []*cobra.Command {
 		newForwardCmd(g),
 		newUDPFragCmd(g),
 		newPipelineCmd(g),
+		newESCmd(g),
+		newSmokeCmd(g),
 	}
 }
 

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -222,7 +221,7 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	res := sockstat.Aggregate(socks, agg)
 	r := report.New("sockets", started)
 	r.Add(sockstat.Findings(res, p.previous, p.opts.Thresholds)...)
-	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters, watching: p.opts.Watch > 0}
+	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters}
 	if p.opts.Watch > 0 {
 		data.Sample = n
 		var prev []sockstat.Peer
@@ -260,8 +259,6 @@ type SocketsData struct {
 	By      string               `json:"by,omitempty"`
 	Groups  []sockstat.Group     `json:"groups,omitempty"`
 	Sample  int                  `json:"sample,omitempty"` // 1-based under --watch
-
-	watching bool
 }
 
 // Sections shows one row per peer (or group) with a column for each state
@@ -300,7 +297,9 @@ func (d *SocketsData) Sections() []report.Section {
 	for _, s := range d.Sources.Skipped {
 		lines = append(lines, fmt.Sprintf("skipped %s: %s", s.Path, s.Reason))
 	}
-	if ps := d.Sources.Processes; ps != nil {
+	if ps := d.Sources.Processes; ps != nil && ps.Processes == 0 {
+		lines = append(lines, "processes: not scanned, no socket to attribute")
+	} else if ps != nil {
 		l := fmt.Sprintf("processes: %d scanned, %d socket(s) attributed", ps.Processes, ps.Attributed)
 		if ps.Unreadable > 0 {
 			l += fmt.Sprintf(", %d not readable (run as root to see every owner)", ps.Unreadable)
@@ -405,10 +404,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// errorsIsUsage reports whether err is a usage error; tests use it.
-func errorsIsUsage(err error) bool {
-	var ue *UsageError
-	return errors.As(err, &ue)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -411,4 +412,36 @@ func waitInNetns(t *testing.T, pid int) {
 	}
 	out, _ := exec.Command("ps", "-o", "pid,comm", "-p", strconv.Itoa(pid)).CombinedOutput()
 	t.Fatalf("child %d never entered its namespace: %s", pid, out)
+}
+
+// Without root, other users' /proc/PID/fd cannot be read: the report counts
+// them as unreadable instead of guessing owners, as ss does.
+func TestSocketsUnprivilegedCountsUnreadable(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := testenv.BuildLogdoctor(t)
+	// The temp dirs are 0700: let nobody reach the binary.
+	for d := filepath.Dir(bin); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cw := sockettest.CloseWait(t, "127.42.0.7", "127.42.1.7", 1)
+	cmd := exec.Command(bin, "sockets", "--peer", cw.Server.String(), "-o", "json")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	r := decodeSockets(t, string(out))
+	ps := r.Data.Sources.Processes
+	if ps == nil || ps.Unreadable == 0 || ps.Unreadable > ps.Processes {
+		t.Fatalf("processes %+v", ps)
+	}
+	p := peersByKey(r)[cw.Server.String()]
+	if p.States[sockstat.CloseWait] != 1 || len(p.Processes) != 0 {
+		t.Errorf("peer %+v: a root-owned socket cannot be attributed by nobody", p)
+	}
+	if len(r.Findings) != 1 || !strings.Contains(r.Findings[0].Summary, "unknown process") {
+		t.Errorf("findings %+v", r.Findings)
+	}
 }

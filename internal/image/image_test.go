@@ -79,6 +79,22 @@ func TestImageTarballRuns(t *testing.T) {
 	if err != nil || !strings.Contains(string(got), "commit") {
 		t.Fatalf("logdoctor --version from the image: %v\n%s", err, got)
 	}
+	// A real command, not just flag parsing: the socket table of this host.
+	got, err = exec.Command(exe, "sockets", "-o", "json", "--no-processes", "--fail-on", "never").Output()
+	if err != nil {
+		t.Fatalf("logdoctor sockets from the image: %v\n%s", err, got)
+	}
+	var rep struct {
+		Command string
+		Data    struct {
+			Sources struct {
+				Read []struct{ Path string }
+			}
+		}
+	}
+	if err := json.Unmarshal(got, &rep); err != nil || rep.Command != "sockets" || len(rep.Data.Sources.Read) == 0 {
+		t.Fatalf("sockets report from the image binary: %v\n%.500s", err, got)
+	}
 }
 
 func mustOpen(t *testing.T, p string) io.Reader {

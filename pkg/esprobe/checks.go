@@ -222,13 +222,8 @@ func (p *probe) poolCheck(ctx context.Context, base string, stats *client, befor
 	c := Check{Name: "keepalive_pool", Target: base, OK: firstErr == nil}
 	if statsErr == nil {
 		if after, err := p.nodeStats(ctx, stats, base, "pool"); err == nil {
-			ours := p.d.opened.Load() - ourBefore
 			pool.ServerOpened = after.opened - before.opened
-			pool.OthersOpened = max(pool.ServerOpened-ours, 0)
-			pool.WindowMS = after.at.Sub(before.at).Milliseconds()
-			if w := after.at.Sub(before.at).Seconds(); w > 0 {
-				pool.OthersPerSecond = float64(pool.OthersOpened) / w
-			}
+			pool.OwnOpened = p.d.opened.Load() - ourBefore
 		}
 	}
 	c.Detail = fmt.Sprintf("%d requests: %d new connections, %d reused (ratio %.2f); server total_opened +%d",
@@ -250,16 +245,6 @@ func (p *probe) poolCheck(ctx context.Context, base string, stats *client, befor
 				pool.NewConnections, pool.Requests, pool.ReuseRatio, expected),
 			Evidence: map[string]any{"requests": pool.Requests, "new_connections": pool.NewConnections, "reused": pool.Reused,
 				"reuse_ratio": round2(pool.ReuseRatio), "sequential_new_connections": pool.SequentialNew, "server_total_opened_delta": pool.ServerOpened},
-			Remedy: remedyChurn})
-	}
-	// Other clients opening connections at a high rate while we watch is
-	// the TIME_WAIT trail of a shipper without keep-alive.
-	if pool.OthersOpened >= 3 && pool.OthersPerSecond >= 10 {
-		p.add(report.Finding{ID: FindingConnectionChurn, Severity: report.Warning,
-			Summary: fmt.Sprintf("other clients opened %d HTTP connections in %d ms (%.0f/s): some client does not reuse connections",
-				pool.OthersOpened, pool.WindowMS, pool.OthersPerSecond),
-			Evidence: map[string]any{"other_clients_opened": pool.OthersOpened, "window_ms": pool.WindowMS,
-				"per_second": round2(pool.OthersPerSecond), "server_total_opened_delta": pool.ServerOpened},
 			Remedy: remedyChurn})
 	}
 }
@@ -618,6 +603,31 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 		p.add(report.Finding{ID: FindingWriteRejections, Severity: report.Critical,
 			Summary:  fmt.Sprintf("%d of %d canary bulk items were rejected with 429 es_rejected_execution_exception", itemRejected, len(b.Statuses)),
 			Evidence: ev, Remedy: remedyRejections})
+	}
+}
+
+// otherClientsCheck compares the growth of the cluster's http.total_opened
+// over the whole run with the connections the probe itself opened: the
+// rest were opened by other clients. Many per second is the TIME_WAIT trail
+// of a shipper without keep-alive (seed 000).
+func (p *probe) otherClientsCheck(before, after *statsSnap, ours int64) {
+	pool := p.res.Pool
+	if pool == nil {
+		return
+	}
+	window := after.at.Sub(before.at)
+	pool.OthersOpened = max(after.opened-before.opened-ours, 0)
+	pool.WindowMS = window.Milliseconds()
+	if window > 0 {
+		pool.OthersPerSecond = float64(pool.OthersOpened) / window.Seconds()
+	}
+	if pool.OthersOpened >= 3 && pool.OthersPerSecond >= 10 {
+		p.add(report.Finding{ID: FindingConnectionChurn, Severity: report.Warning,
+			Summary: fmt.Sprintf("other clients opened %d HTTP connections in %d ms (%.0f/s): some client does not reuse connections",
+				pool.OthersOpened, pool.WindowMS, pool.OthersPerSecond),
+			Evidence: map[string]any{"other_clients_opened": pool.OthersOpened, "window_ms": pool.WindowMS,
+				"per_second": round2(pool.OthersPerSecond), "probe_opened": ours},
+			Remedy: remedyChurn})
 	}
 }
 

@@ -173,8 +173,9 @@ type Pool struct {
 	SequentialNew   int     `json:"sequential_new_connections"`
 	ConcurrentNew   int     `json:"concurrent_new_connections"`
 	NewPerRequest   float64 `json:"new_connections_per_request"`
-	ServerOpened    int64   `json:"server_total_opened_delta"` // -1 when _nodes/stats was unavailable
-	OthersOpened    int64   `json:"other_clients_opened"`
+	ServerOpened    int64   `json:"server_total_opened_delta"` // during the pool check; -1 when _nodes/stats was unavailable
+	OwnOpened       int64   `json:"probe_opened"`              // connections the probe opened meanwhile
+	OthersOpened    int64   `json:"other_clients_opened"`      // over the whole run
 	OthersPerSecond float64 `json:"other_clients_opened_per_second"`
 	WindowMS        int64   `json:"window_ms"`
 	IdleWaitMS      int64   `json:"idle_wait_ms"`
@@ -285,6 +286,7 @@ func Run(ctx context.Context, o Options) (*Result, []report.Finding, error) {
 	defer stats.close()
 	start := o.Now()
 	before, statsErr := p.nodeStats(ctx, stats, base, "before")
+	ownBefore := p.d.opened.Load()
 
 	p.poolCheck(ctx, base, stats, before, statsErr)
 
@@ -310,6 +312,7 @@ func Run(ctx context.Context, o Options) (*Result, []report.Finding, error) {
 	after, err := p.nodeStats(ctx, stats, base, "after")
 	if statsErr == nil && err == nil {
 		p.pressureCheck(before, after, o.Now().Sub(start))
+		p.otherClientsCheck(before, after, p.d.opened.Load()-ownBefore)
 	}
 	<-idleDone
 	p.timeoutCheck()

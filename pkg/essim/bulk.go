@@ -366,7 +366,7 @@ func validObject(src []byte) bool {
 	for i < len(src) && (src[i] == ' ' || src[i] == '\t') {
 		i++
 	}
-	return i < len(src) && src[i] == '{' && json.Valid(src)
+	return i < len(src) && src[i] == '{' && validJSON(src)
 }
 
 func compactJSON(b []byte) []byte {

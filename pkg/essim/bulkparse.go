@@ -98,26 +98,30 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 		if len(a) > maxActionLine {
 			return fmt.Errorf("%w: action/metadata line [%d] is %d bytes, longer than %d", ErrBulk, aLine, len(a), maxActionLine)
 		}
-		var al actionLine
-		if err := json.Unmarshal(a, &al); err != nil {
-			return fmt.Errorf("%w: Malformed action/metadata line [%d], expected START_OBJECT or END_OBJECT: %v", ErrBulk, aLine, err)
-		}
 		it := BulkItem{Line: aLine}
-		var m *actionMeta
-		count := 0
-		for _, c := range []struct {
-			op BulkOp
-			m  *actionMeta
-		}{{OpIndex, al.Index}, {OpCreate, al.Create}, {OpUpdate, al.Update}, {OpDelete, al.Delete}} {
-			if c.m != nil {
-				it.Op, m = c.op, c.m
-				count++
+		if op, index, id, ok := fastAction(a); ok {
+			it.Op, it.Index, it.ID = op, index, id
+		} else {
+			var al actionLine
+			if err := json.Unmarshal(a, &al); err != nil {
+				return fmt.Errorf("%w: Malformed action/metadata line [%d], expected START_OBJECT or END_OBJECT: %v", ErrBulk, aLine, err)
 			}
+			var m *actionMeta
+			count := 0
+			for _, c := range []struct {
+				op BulkOp
+				m  *actionMeta
+			}{{OpIndex, al.Index}, {OpCreate, al.Create}, {OpUpdate, al.Update}, {OpDelete, al.Delete}} {
+				if c.m != nil {
+					it.Op, m = c.op, c.m
+					count++
+				}
+			}
+			if count != 1 {
+				return fmt.Errorf("%w: Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update]", ErrBulk, aLine)
+			}
+			it.Index, it.ID = m.Index, m.ID
 		}
-		if count != 1 {
-			return fmt.Errorf("%w: Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update]", ErrBulk, aLine)
-		}
-		it.Index, it.ID = m.Index, m.ID
 		if it.Index == "" {
 			it.Index = defaultIndex
 		}

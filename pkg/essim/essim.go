@@ -22,8 +22,10 @@
 package essim
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +52,10 @@ const DefaultLateBy = 6 * time.Second
 
 // Config describes the simulated cluster.
 type Config struct {
-	Version          string // "8.15.0" by default; "7.17.x" answers like Elasticsearch 7
+	Version string // "8.15.0" by default; "7.17.x" answers like Elasticsearch 7
+	// Distribution "opensearch" answers like OpenSearch (Version 1.x or
+	// 2.x, default 2.11.0): version.distribution set, no X-Elastic-Product.
+	Distribution     string
 	ClusterName      string // "essim" by default
 	Nodes            int    // listeners sharing one store; 1 by default
 	DataDir          string // keep documents on disk here; empty = memory only
@@ -92,42 +97,90 @@ type Faults struct {
 // faultsJSON carries Faults over the admin endpoint with durations as
 // strings ("250ms") because people type them.
 type faultsJSON struct {
-	Faults
+	faultsAlias
 	Latency   string `json:"latency,omitempty"`
 	IdleClose string `json:"idle_close,omitempty"`
 	LateBy    string `json:"late_by,omitempty"`
 }
 
+// faultsAlias has Faults' fields without its JSON methods.
+type faultsAlias Faults
+
+// MarshalJSON writes durations as strings ("250ms").
+func (f Faults) MarshalJSON() ([]byte, error) {
+	fj := faultsJSON{faultsAlias: faultsAlias(f)}
+	if f.Latency > 0 {
+		fj.Latency = f.Latency.String()
+	}
+	if f.IdleClose > 0 {
+		fj.IdleClose = f.IdleClose.String()
+	}
+	if f.LateBy > 0 {
+		fj.LateBy = f.LateBy.String()
+	}
+	return json.Marshal(fj)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; unknown fields are errors
+// so a typo in an admin request does not pass silently.
+func (f *Faults) UnmarshalJSON(b []byte) error {
+	var fj faultsJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&fj); err != nil {
+		return fmt.Errorf("faults: %w", err)
+	}
+	out := Faults(fj.faultsAlias)
+	for _, x := range []struct {
+		s   string
+		dst *time.Duration
+	}{{fj.Latency, &out.Latency}, {fj.IdleClose, &out.IdleClose}, {fj.LateBy, &out.LateBy}} {
+		if x.s == "" {
+			continue
+		}
+		v, err := time.ParseDuration(x.s)
+		if err != nil {
+			return fmt.Errorf("faults: %w", err)
+		}
+		*x.dst = v
+	}
+	*f = out
+	return nil
+}
+
 // Stats are the counters a test asserts on.
 type Stats struct {
-	Docs            int   // documents stored, all indices
-	BulkRequests    int64 // _bulk requests answered
-	BulkItems       int64 // items seen in them
-	Rejected        int64 // items rejected with 429 (thread_pool.write.rejected)
-	RequestFailures int64 // whole requests failed by FailRate
-	Dropped         int64 // items acknowledged but not stored
-	Conflicts       int64 // create on an existing _id (409)
-	OpenedConns     int64 // TCP connections accepted, all nodes
-	OpenConns       int64 // currently open
-	IdleClosed      int64 // connections closed by IdleClose
-	Requests        int64 // HTTP requests, all nodes
+	Docs            int   `json:"docs"`             // documents stored, all indices
+	BulkRequests    int64 `json:"bulk_requests"`    // _bulk requests answered
+	BulkItems       int64 `json:"bulk_items"`       // items seen in them
+	Rejected        int64 `json:"rejected"`         // items rejected with 429 (thread_pool.write.rejected)
+	RequestFailures int64 `json:"request_failures"` // whole requests failed by FailRate
+	Dropped         int64 `json:"dropped"`          // items acknowledged but not stored
+	Conflicts       int64 `json:"conflicts"`        // create on an existing _id (409)
+	OpenedConns     int64 `json:"opened_conns"`     // TCP connections accepted, all nodes
+	OpenConns       int64 `json:"open_conns"`       // currently open
+	IdleClosed      int64 `json:"idle_closed"`      // connections closed by IdleClose
+	Requests        int64 `json:"requests"`         // HTTP requests, all nodes
 }
 
 // Server is a running simulated cluster.
 type Server struct {
-	cfg     Config
-	major   int
-	store   *store
-	nodes   []*node
-	started time.Time
+	cfg        Config
+	major      int // Elasticsearch major the answers follow
+	opensearch bool
+	store      *store
+	nodes      []*node
+	started    time.Time
 
-	mu     sync.Mutex
-	faults Faults
-	rng    *rand.Rand
+	mu        sync.Mutex
+	faults    Faults
+	rng       *rand.Rand
+	templates map[string]json.RawMessage // templates, ILM policies, pipelines: kept, not applied
 
 	bulkRequests, bulkItems, failures, dropped, conflicts atomic.Int64
 	requests                                              atomic.Int64
 	closeOnce                                             sync.Once
+	done                                                  chan struct{} // closed by Close
 }
 
 // node is one listener: its own name, HTTP counters and write pool.
@@ -155,11 +208,31 @@ type node struct {
 // or ctx ends. With Nodes > 1 the extra nodes listen on the same host, on the
 // following ports when addr names a port, on free ports otherwise.
 func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
+	opensearch := false
+	switch cfg.Distribution {
+	case "", "elasticsearch":
+	case "opensearch":
+		opensearch = true
+		if cfg.Version == "" {
+			cfg.Version = "2.11.0"
+		}
+	default:
+		return nil, fmt.Errorf("essim: distribution %q: want elasticsearch or opensearch", cfg.Distribution)
+	}
 	if cfg.Version == "" {
 		cfg.Version = DefaultVersion
 	}
 	major, err := strconv.Atoi(strings.SplitN(cfg.Version, ".", 2)[0])
-	if err != nil || major < 6 {
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("essim: version %q: want 7.x or 8.x (OpenSearch 1.x or 2.x)", cfg.Version)
+	case opensearch && (major < 1 || major > 3):
+		return nil, fmt.Errorf("essim: OpenSearch version %q: want 1.x or 2.x", cfg.Version)
+	case opensearch:
+		// OpenSearch 1 answers like Elasticsearch 7.10 (with _type), 2
+		// dropped _type like Elasticsearch 8.
+		major = map[int]int{1: 7, 2: 8, 3: 8}[major]
+	case major < 7:
 		return nil, fmt.Errorf("essim: version %q: want 7.x or 8.x", cfg.Version)
 	}
 	if cfg.ClusterName == "" {
@@ -184,7 +257,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, major: major, store: st, started: time.Now()}
+	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, started: time.Now(), done: make(chan struct{})}
 	s.setFaultsLocked(cfg.Faults)
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -213,8 +286,11 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 		go n.serve()
 	}
 	go func() {
-		<-ctx.Done()
-		s.Close()
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-s.done:
+		}
 	}()
 	return s, nil
 }
@@ -333,6 +409,7 @@ func (s *Server) Addrs() []string {
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		close(s.done)
 		for _, n := range s.nodes {
 			if e := n.srv.Close(); e != nil && err == nil {
 				err = e

@@ -387,3 +387,25 @@ func TestBasicAuth(t *testing.T) {
 		t.Fatalf("api key: %d", r.status)
 	}
 }
+
+func TestTemplatesAndPoliciesAreKept(t *testing.T) {
+	s := start(t, Config{})
+	if r := do(t, nil, "HEAD", s.URL()+"/_template/fluentd", ""); r.status != 404 {
+		t.Fatalf("HEAD missing template: %d", r.status)
+	}
+	if r := do(t, nil, "PUT", s.URL()+"/_template/fluentd", `{"index_patterns":["logs-*"]}`); r.status != 200 || get(r.json(t), "acknowledged") != true {
+		t.Fatalf("PUT template: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/_template/fluentd", ""); get(r.json(t), "fluentd.index_patterns.0") != "logs-*" {
+		t.Fatalf("GET template: %s", r.body)
+	}
+	if r := do(t, nil, "PUT", s.URL()+"/_ilm/policy/logs", `{"policy":{}}`); r.status != 200 {
+		t.Fatalf("PUT ilm: %d", r.status)
+	}
+	if r := do(t, nil, "PUT", s.URL()+"/_index_template/x", `not json`); r.status != 400 {
+		t.Fatalf("bad template: %d", r.status)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/_nope", ""); r.status != 400 || string(r.body) != `{"error":"no handler found for uri [/_nope] and method [GET]"}` {
+		t.Fatalf("unknown endpoint: %d %s", r.status, r.body)
+	}
+}

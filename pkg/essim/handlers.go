@@ -53,6 +53,9 @@ func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // productHeader: Elasticsearch sends X-Elastic-Product from 7.14 on, and
 // the official clients of those versions refuse servers without it.
 func (s *Server) productHeader() bool {
+	if s.opensearch {
+		return false
+	}
 	if s.major >= 8 {
 		return true
 	}
@@ -112,6 +115,9 @@ func (n *node) route(w http.ResponseWriter, r *http.Request, seg []string) {
 		if is(http.MethodGet) {
 			n.catThreadPool(w, r, seg[2:])
 		}
+	case len(seg) == 2 && isTemplateAPI(seg[0]), len(seg) == 3 && seg[0] == "_ilm" && seg[1] == "policy",
+		len(seg) == 3 && seg[0] == "_ingest" && seg[1] == "pipeline":
+		n.templateAPI(w, r, strings.Join(seg[:len(seg)-1], "/"), seg[len(seg)-1])
 	case strings.HasPrefix(seg[0], "_"):
 		n.noHandler(w, r)
 	case len(seg) == 1:
@@ -133,6 +139,61 @@ func (n *node) route(w http.ResponseWriter, r *http.Request, seg []string) {
 		n.docAPI(w, r, seg[0], seg[1], id)
 	default:
 		n.noHandler(w, r)
+	}
+}
+
+func isTemplateAPI(s string) bool {
+	return s == "_template" || s == "_index_template" || s == "_component_template"
+}
+
+// templateAPI keeps index templates, ILM policies and ingest pipelines as
+// opaque JSON so shippers that install them at startup
+// (fluent-plugin-elasticsearch template_name, ilm_policy) work; essim does
+// not apply them.
+func (n *node) templateAPI(w http.ResponseWriter, r *http.Request, kind, name string) {
+	s := n.s
+	key := kind + "/" + name
+	switch r.Method {
+	case http.MethodPut, http.MethodPost:
+		body, err := n.readBody(r)
+		if err != nil {
+			n.bodyError(w, r, err)
+			return
+		}
+		if !validJSON(body) {
+			n.esError(w, r, http.StatusBadRequest, "x_content_parse_exception", "[1:1] "+kind+" body is not JSON", nil)
+			return
+		}
+		s.mu.Lock()
+		if s.templates == nil {
+			s.templates = map[string]json.RawMessage{}
+		}
+		s.templates[key] = append(json.RawMessage(nil), body...)
+		s.mu.Unlock()
+		n.respondJSON(w, r, http.StatusOK, map[string]any{"acknowledged": true})
+	case http.MethodGet, http.MethodHead, http.MethodDelete:
+		s.mu.Lock()
+		body, ok := s.templates[key]
+		if ok && r.Method == http.MethodDelete {
+			delete(s.templates, key)
+		}
+		s.mu.Unlock()
+		switch {
+		case !ok:
+			n.esError(w, r, http.StatusNotFound, "resource_not_found_exception", kind+" ["+name+"] missing", nil)
+		case r.Method == http.MethodDelete:
+			n.respondJSON(w, r, http.StatusOK, map[string]any{"acknowledged": true})
+		case kind == "_index_template":
+			n.respondJSON(w, r, http.StatusOK, map[string]any{"index_templates": []any{map[string]any{"name": name, "index_template": body}}})
+		case kind == "_component_template":
+			n.respondJSON(w, r, http.StatusOK, map[string]any{"component_templates": []any{map[string]any{"name": name, "component_template": body}}})
+		case kind == "_ilm/policy":
+			n.respondJSON(w, r, http.StatusOK, map[string]any{name: map[string]any{"version": 1, "policy": body}})
+		default:
+			n.respondJSON(w, r, http.StatusOK, map[string]any{name: body})
+		}
+	default:
+		n.methodNotAllowed(w, r, []string{http.MethodPut, http.MethodGet, http.MethodHead, http.MethodDelete})
 	}
 }
 
@@ -204,7 +265,13 @@ func (s *Server) versionInfo() map[string]any {
 		"minimum_wire_compatibility_version":  "7.17.0",
 		"minimum_index_compatibility_version": "7.0.0",
 	}
-	if s.major < 8 {
+	if s.opensearch {
+		v["distribution"] = "opensearch"
+		v["lucene_version"] = "9.7.0"
+		v["minimum_wire_compatibility_version"] = "7.10.0"
+		v["minimum_index_compatibility_version"] = "7.0.0"
+		delete(v, "build_flavor")
+	} else if s.major < 8 {
 		v["lucene_version"] = "8.11.1"
 		v["minimum_wire_compatibility_version"] = "6.8.0"
 		v["minimum_index_compatibility_version"] = "6.0.0-beta1"
@@ -218,8 +285,15 @@ func (n *node) root(w http.ResponseWriter, r *http.Request) {
 		"cluster_name": n.s.cfg.ClusterName,
 		"cluster_uuid": nodeID(n.s.cfg.ClusterName, -1),
 		"version":      n.s.versionInfo(),
-		"tagline":      "You Know, for Search",
+		"tagline":      n.s.tagline(),
 	})
+}
+
+func (s *Server) tagline() string {
+	if s.opensearch {
+		return "The OpenSearch Project: https://opensearch.org/"
+	}
+	return "You Know, for Search"
 }
 
 // readBody reads a request body up to the cluster's max_content_length,
@@ -680,7 +754,7 @@ func (n *node) admin(w http.ResponseWriter, r *http.Request, seg []string) {
 	s := n.s
 	switch {
 	case len(seg) == 1 && seg[0] == "faults" && r.Method == http.MethodGet:
-		n.respondJSON(w, r, http.StatusOK, toFaultsJSON(s.Faults()))
+		n.respondJSON(w, r, http.StatusOK, s.Faults())
 	case len(seg) == 1 && seg[0] == "faults" && (r.Method == http.MethodPost || r.Method == http.MethodPut):
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 		if err != nil {
@@ -695,7 +769,7 @@ func (n *node) admin(w http.ResponseWriter, r *http.Request, seg []string) {
 			n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception", err.Error(), nil)
 			return
 		}
-		n.respondJSON(w, r, http.StatusOK, toFaultsJSON(s.Faults()))
+		n.respondJSON(w, r, http.StatusOK, s.Faults())
 	case len(seg) == 1 && seg[0] == "stats" && r.Method == http.MethodGet:
 		n.respondJSON(w, r, http.StatusOK, s.Stats())
 	default:
@@ -703,42 +777,10 @@ func (n *node) admin(w http.ResponseWriter, r *http.Request, seg []string) {
 	}
 }
 
-func toFaultsJSON(f Faults) faultsJSON {
-	fj := faultsJSON{Faults: f}
-	if f.Latency > 0 {
-		fj.Latency = f.Latency.String()
-	}
-	if f.IdleClose > 0 {
-		fj.IdleClose = f.IdleClose.String()
-	}
-	if f.LateBy > 0 {
-		fj.LateBy = f.LateBy.String()
-	}
-	return fj
-}
-
 // ParseFaultsJSON decodes the admin endpoint's body: Faults' JSON fields
-// plus "latency", "idle_close" and "late_by" as Go duration strings.
+// with "latency", "idle_close" and "late_by" as Go duration strings.
 func ParseFaultsJSON(b []byte) (Faults, error) {
-	var fj faultsJSON
-	d := json.NewDecoder(strings.NewReader(string(b)))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&fj); err != nil {
-		return Faults{}, fmt.Errorf("faults: %w", err)
-	}
-	f := fj.Faults
-	for _, x := range []struct {
-		s   string
-		dst *time.Duration
-	}{{fj.Latency, &f.Latency}, {fj.IdleClose, &f.IdleClose}, {fj.LateBy, &f.LateBy}} {
-		if x.s == "" {
-			continue
-		}
-		v, err := time.ParseDuration(x.s)
-		if err != nil {
-			return Faults{}, fmt.Errorf("faults: %w", err)
-		}
-		*x.dst = v
-	}
-	return f, nil
+	var f Faults
+	err := json.Unmarshal(b, &f)
+	return f, err
 }

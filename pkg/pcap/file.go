@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/google/gopacket/pcapgo"
 )
 
 // ErrNotPcap is returned for input that is neither pcap nor pcapng.
@@ -55,7 +53,7 @@ type FileReader struct {
 	Stats FileStats
 
 	br      *bufio.Reader
-	ng      *pcapgo.NgReader
+	png     *pcapng
 	order   binary.ByteOrder
 	nanos   bool
 	maxRec  uint32
@@ -84,15 +82,8 @@ func NewFileReader(r io.Reader) (*FileReader, error) {
 	fr := &FileReader{br: br, maxRec: recordLimit}
 	switch {
 	case magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a:
-		ng, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			return nil, fmt.Errorf("%w: bad pcapng section header: %v", ErrNotPcap, err)
-		}
-		fr.ng = ng
-		fr.Stats.Format = "pcapng"
-		fr.Stats.LinkType = uint32(ng.LinkType())
-		if iface, err := ng.Interface(0); err == nil {
-			fr.Stats.Snaplen = iface.SnapLength
+		if err := fr.openNg(); err != nil {
+			return nil, err
 		}
 		return fr, nil
 	case magic[0] == 0x1f && magic[1] == 0x8b:
@@ -128,8 +119,12 @@ func (fr *FileReader) Next() ([]byte, Meta, error) {
 	if fr.done {
 		return nil, Meta{}, io.EOF
 	}
-	if fr.ng != nil {
-		return fr.nextNg()
+	if fr.png != nil {
+		data, m, err := fr.png.next()
+		if err != nil {
+			fr.done = true
+		}
+		return data, m, err
 	}
 	for {
 		h, err := fr.br.Peek(16)
@@ -237,23 +232,4 @@ func (fr *FileReader) resync() bool {
 			return true
 		}
 	}
-}
-
-func (fr *FileReader) nextNg() ([]byte, Meta, error) {
-	data, ci, err := fr.ng.ZeroCopyReadPacketData()
-	if err != nil {
-		fr.done = true
-		if err == io.EOF {
-			return nil, Meta{}, io.EOF
-		}
-		// pcapng blocks carry no resync marker: count the damage and stop.
-		fr.Stats.corrupt(-1, fmt.Sprintf("pcapng block after record %d: %v", fr.Stats.Records, err))
-		return nil, Meta{}, io.EOF
-	}
-	link := fr.Stats.LinkType
-	if iface, err := fr.ng.Interface(ci.InterfaceIndex); err == nil {
-		link = uint32(iface.LinkType)
-	}
-	fr.Stats.Records++
-	return data, Meta{TimeNS: ci.Timestamp.UnixNano(), CapLen: ci.CaptureLength, OrigLen: ci.Length, Link: link}, nil
 }

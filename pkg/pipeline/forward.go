@@ -3,9 +3,169 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 )
 
-// startForward is replaced by the forward input once pkg/forward lands.
+// forwardInput adapts the forward server to the buffer: a request is
+// acknowledged (the handler returns nil) only after Append returned, that
+// is after its events were fsync'd.
+type forwardInput struct {
+	p       *Pipeline
+	srv     *forward.Server
+	full    atomic.Bool
+	scratch sync.Pool
+}
+
 func (p *Pipeline) startForward(ctx context.Context) error {
-	return errors.New("pipeline: forward input not built yet")
+	ln, err := net.Listen("tcp", p.cfg.ForwardAddr)
+	if err != nil {
+		return fmt.Errorf("pipeline: forward listener: %w", err)
+	}
+	p.fwdLn = ln
+	// The heartbeat (a 0x00 UDP datagram, answered in kind) lives on the
+	// same port as the TCP listener.
+	tcp := ln.Addr().(*net.TCPAddr)
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(tcp.IP.String(), fmt.Sprint(tcp.Port)))
+	if err != nil {
+		p.log.Warn("forward heartbeat port not available; heartbeats unanswered", "err", err)
+	} else {
+		p.fwdPC = pc
+	}
+	in := &forwardInput{p: p}
+	in.srv = &forward.Server{
+		Handler: in,
+		Limits: forward.Limits{
+			MaxRequestBytes:      p.cfg.MaxRequestBytes,
+			MaxDecompressedBytes: p.cfg.MaxDecompressedBytes,
+		},
+		SharedKey:   p.cfg.ForwardSharedKey,
+		TLSConfig:   p.cfg.ForwardTLS,
+		ReadTimeout: p.cfg.ReadTimeout,
+		MaxConns:    p.cfg.MaxConns,
+		Hostname:    p.cfg.ForwardHostname,
+		Logger:      p.log.With("component", "forward"),
+	}
+	st := func() forward.Stats { return in.srv.Stats() }
+	p.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_connections_total", Help: "Forward connections accepted."},
+			func() float64 { return float64(st().Accepted) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_connections_refused_total", Help: "Forward connections refused over the connection limit."},
+			func() float64 { return float64(st().Refused) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_forward_connections", Help: "Open forward connections."},
+			func() float64 { return float64(st().Active) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_errors_total", Help: "Forward connections ended by bad input (malformed, over a limit, timeout)."},
+			func() float64 { return float64(st().Errors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_auth_failures_total", Help: "Forward handshakes that failed."},
+			func() float64 { return float64(st().AuthFailed) }),
+	)
+	p.fwdStats = func() forward.Stats { return in.srv.Stats() }
+	p.inWG.Add(1)
+	go func() {
+		defer p.inWG.Done()
+		if err := in.srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+			p.log.Error("forward input stopped", "err", err)
+		}
+	}()
+	if p.fwdPC != nil {
+		p.inWG.Add(1)
+		go func() {
+			defer p.inWG.Done()
+			in.srv.ServeHeartbeat(ctx, p.fwdPC)
+		}()
+	}
+	return nil
+}
+
+// HandleForward buffers one request's events.
+func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *forward.Request) error {
+	p := in.p
+	if len(req.Entries) == 0 {
+		return nil
+	}
+	now := p.cfg.Now()
+	ingest := now.UnixNano()
+	size := 0
+	for _, e := range req.Entries {
+		size += len(e.Record)*5/4 + 96
+	}
+	bp, _ := in.scratch.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, size)
+		bp = &b
+	}
+	docs := (*bp)[:0]
+	var js []byte
+	recs := make([]buffer.Record, 0, len(req.Entries))
+	for _, e := range req.Entries {
+		var err error
+		js, err = forward.RecordToJSON(js[:0], e.Record)
+		if err != nil {
+			in.deadLetter(peer, req.Tag, e.Record, fmt.Sprintf("record not convertible to JSON: %v", err))
+			continue
+		}
+		t := time.Unix(int64(e.Time.Sec), int64(e.Time.Nsec))
+		start := len(docs)
+		var id string
+		docs, id, err = p.docs.build(docs, js, req.Tag, t)
+		if err != nil {
+			docs = docs[:start]
+			in.deadLetter(peer, req.Tag, e.Record, fmt.Sprintf("record is not a map: %v", err))
+			continue
+		}
+		if id == "" {
+			id = eventID(req.Tag, int64(e.Time.Sec), e.Time.Nsec, e.Record)
+		}
+		recs = append(recs, buffer.Record{ID: id, Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: docs[start:len(docs):len(docs)]})
+	}
+	err := p.buf.Append(ctx, recs)
+	if cap(docs) <= 16<<20 {
+		*bp = docs[:0]
+		in.scratch.Put(bp)
+	}
+	if err != nil {
+		reason := "buffer_error"
+		if errors.Is(err, buffer.ErrFull) {
+			reason = "buffer_full"
+			if !in.full.Swap(true) {
+				p.log.Warn("buffer full: forward requests refused without ack until Elasticsearch catches up",
+					"max_bytes", p.cfg.BufferMaxBytes)
+			}
+		} else if errors.Is(err, buffer.ErrTooLarge) {
+			reason = "too_large"
+		}
+		p.fwdRefused.Add(1)
+		p.mRefused.WithLabelValues(reason).Inc()
+		// Closing the connection makes the sender retry at once instead of
+		// after its ack timeout (190 s for Fluentd).
+		return fmt.Errorf("%w: %w", forward.ErrCloseConnection, err)
+	}
+	if in.full.Swap(false) {
+		p.log.Info("buffer has room again: forward requests acknowledged")
+	}
+	p.fwdReqs.Add(1)
+	p.fwdEvents.Add(uint64(len(recs)))
+	p.mEvents.WithLabelValues("forward").Add(float64(len(recs)))
+	if req.Chunk != "" {
+		p.fwdAcks.Add(1)
+		p.mAcks.Inc()
+	}
+	return nil
+}
+
+func (in *forwardInput) deadLetter(peer net.Addr, tag string, raw []byte, reason string) {
+	p := in.p
+	if err := p.dead.write(DeadLetter{Source: "forward", Reason: reason, Peer: peer.String(), Tag: tag}, raw); err != nil {
+		p.log.Error("dead-letter write failed", "err", err)
+		return
+	}
+	p.deadCount.Add(1)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
@@ -136,15 +137,13 @@ type Pipeline struct {
 
 	fwdEvents, fwdReqs, fwdAcks, fwdRefused, udpEvents, udpBad, deadCount atomic.Uint64
 
-	mEvents   *prometheus.CounterVec
-	mAcks     prometheus.Counter
-	mRefused  *prometheus.CounterVec
-	mBad      *prometheus.CounterVec
-	mDeadUDP  prometheus.Counter
-	fwdStatsF func() forwardStats
+	mEvents  *prometheus.CounterVec
+	mAcks    prometheus.Counter
+	mRefused *prometheus.CounterVec
+	mBad     *prometheus.CounterVec
+	mDeadUDP prometheus.Counter
+	fwdStats func() forward.Stats
 }
-
-type forwardStats struct{ Accepted, Refused, Active, Errors, AuthFailed int64 }
 
 // New checks cfg. Nothing is opened until Start.
 func New(cfg Config) (*Pipeline, error) {
@@ -313,23 +312,15 @@ func (p *Pipeline) abort() {
 }
 
 func (p *Pipeline) closeListeners() {
-	for _, c := range []interface{ Close() error }{p.fwdLn, p.fwdPC, p.udpConn} {
-		if c != nil && !isNilCloser(c) {
-			c.Close()
-		}
+	if p.fwdLn != nil {
+		p.fwdLn.Close()
 	}
-}
-
-func isNilCloser(c interface{ Close() error }) bool {
-	switch v := c.(type) {
-	case net.Listener:
-		return v == nil
-	case net.PacketConn:
-		return v == nil
-	case *net.UDPConn:
-		return v == nil
+	if p.fwdPC != nil {
+		p.fwdPC.Close()
 	}
-	return false
+	if p.udpConn != nil {
+		p.udpConn.Close()
+	}
 }
 
 // ForwardAddr is the bound forward address (nil when disabled).

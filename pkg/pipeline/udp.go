@@ -57,7 +57,13 @@ func (p *Pipeline) UDPKernelDrops() uint64 {
 }
 
 func (p *Pipeline) udpKernelDrops(local *net.UDPAddr) uint64 {
-	fs, err := procfs.NewFS(p.cfg.ProcRoot)
+	return kernelDrops(p.cfg.ProcRoot, local)
+}
+
+// kernelDrops is the drops column of /proc/net/udp{,6} for the socket
+// bound to local.
+func kernelDrops(procRoot string, local *net.UDPAddr) uint64 {
+	fs, err := procfs.NewFS(procRoot)
 	if err != nil {
 		return 0
 	}

@@ -48,17 +48,7 @@ func (e *ESSearcher) Search(ctx context.Context, runID string, max int) ([]Hit, 
 		return nil, fmt.Errorf("search request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	switch {
-	case e.APIKey != "":
-		req.Header.Set("Authorization", "ApiKey "+e.APIKey)
-	case e.User != "":
-		req.SetBasicAuth(e.User, e.Password)
-	}
-	c := e.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
+	resp, err := e.do(req)
 	if err != nil {
 		return nil, fmt.Errorf("search %s: %w", index, err)
 	}
@@ -75,6 +65,46 @@ func (e *ESSearcher) Search(ctx context.Context, runID string, max int) ([]Hit, 
 		return nil, fmt.Errorf("search %s: HTTP %d: %s", index, resp.StatusCode, snippet(raw))
 	}
 	return parseHits(raw)
+}
+
+// Refresh makes everything indexed so far searchable (POST INDEX/_refresh),
+// so a drained pipeline need not wait out the cluster's refresh_interval.
+// It needs the index's "maintenance" privilege; callers treat an error as
+// "wait for the refresh interval instead".
+func (e *ESSearcher) Refresh(ctx context.Context) error {
+	index := e.Index
+	if index == "" {
+		index = "_all"
+	}
+	u := strings.TrimRight(e.URL, "/") + "/" + url.PathEscape(index) + "/_refresh?ignore_unavailable=true&allow_no_indices=true"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return fmt.Errorf("refresh request: %w", err)
+	}
+	resp, err := e.do(req)
+	if err != nil {
+		return fmt.Errorf("refresh %s: %w", index, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("refresh %s: HTTP %d: %s", index, resp.StatusCode, snippet(raw))
+	}
+	return nil
+}
+
+func (e *ESSearcher) do(req *http.Request) (*http.Response, error) {
+	switch {
+	case e.APIKey != "":
+		req.Header.Set("Authorization", "ApiKey "+e.APIKey)
+	case e.User != "":
+		req.SetBasicAuth(e.User, e.Password)
+	}
+	c := e.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	return c.Do(req)
 }
 
 // parseHits reads hits.hits[]._source of a search response.

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -87,8 +88,14 @@ type Config struct {
 	// not acked: an endpoint that never acks would otherwise cost one ack
 	// timeout per chunk.
 	MaxSendFailures int
-	Now             func() time.Time
-	Progress        func(Progress)
+	// Drained, when set, returns once every acked canary was answered by
+	// Elasticsearch and is searchable (the embedded pipeline into essim,
+	// which has no refresh delay). A search after that which still misses
+	// canaries ends the wait after Settle instead of running to Timeout:
+	// nothing more is coming.
+	Drained  func(ctx context.Context) error
+	Now      func() time.Time
+	Progress func(Progress)
 }
 
 func (c *Config) defaults() error {
@@ -165,7 +172,7 @@ type Result struct {
 	SearchErrors  int      `json:"search_errors,omitempty"`
 	AckLatency    Latency  `json:"send_to_ack"`
 	SearchLatency Latency  `json:"send_to_searchable"`
-	WaitedMS      int64    `json:"waited_ms"`
+	WaitedMS      int64    `json:"waited_ms"` // from the first send to the verdict
 	TimedOut      bool     `json:"timed_out"`
 }
 
@@ -174,21 +181,58 @@ type canary struct {
 	copies            int
 }
 
-// Run sends the canaries, waits until they are searchable (or Timeout) and
-// counts them. An error means smoke could not run at all (nothing could be
+// Run sends the canaries, waits until they are searchable (or Timeout
+// after the last send) and counts them. Searching starts with the first
+// send, so send-to-searchable is measured per canary, not from the end of
+// the sending. An error means smoke could not run at all (nothing could be
 // sent, or Elasticsearch never answered a search); losses are in the Result.
 func Run(ctx context.Context, cfg Config, s Sender, es Searcher) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	res := &Result{RunID: cfg.RunID, Tag: cfg.Tag, Count: cfg.Count, MissingIDs: []string{}, DuplicatedIDs: []string{}}
-	canaries := make([]canary, cfg.Count)
-	start := cfg.Now()
+	r := &run{cfg: cfg, canaries: make([]canary, cfg.Count), start: cfg.Now(),
+		res: &Result{RunID: cfg.RunID, Tag: cfg.Tag, Count: cfg.Count, MissingIDs: []string{}, DuplicatedIDs: []string{}}}
 
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sendDone := make(chan struct{})
+	pollDone := make(chan error, 1)
+	go func() { pollDone <- r.wait(pctx, es, sendDone) }()
+
+	sendErr := r.send(ctx, s)
+	close(sendDone)
+	if sendErr == nil && r.res.Sent == 0 {
+		sendErr = fmt.Errorf("no canary could be sent: %s", firstOr(r.res.SendErrors, "no chunk written"))
+	}
+	if sendErr != nil {
+		cancel()
+		<-pollDone
+		return nil, sendErr
+	}
+	if err := <-pollDone; err != nil {
+		return nil, err
+	}
+	account(r.canaries, r.res)
+	return r.res, nil
+}
+
+// run is one smoke run's state, shared by the sender and the poller.
+type run struct {
+	cfg   Config
+	start time.Time
+
+	mu       sync.Mutex
+	canaries []canary
+	res      *Result
+}
+
+// send writes the chunks one after another, each waiting for its ack.
+func (r *run) send(ctx context.Context, s Sender) error {
+	cfg := r.cfg
 	failures := 0
 	for first := 0; first < cfg.Count && failures < cfg.MaxSendFailures; first += cfg.ChunkSize {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		last := min(first+cfg.ChunkSize, cfg.Count)
 		events := make([]Event, 0, last-first)
@@ -204,43 +248,37 @@ func Run(ctx context.Context, cfg Config, s Sender, es Searcher) (*Result, error
 		}
 		written, err := s.Send(ctx, cfg.Tag, events)
 		now := cfg.Now()
+		r.mu.Lock()
 		if written {
 			for seq := first; seq < last; seq++ {
-				canaries[seq].sent = sentAt
+				r.canaries[seq].sent = sentAt
 			}
-			res.Sent += last - first
+			r.res.Sent += last - first
 		}
 		if err != nil {
 			failures++
-			if len(res.SendErrors) < 10 {
-				res.SendErrors = append(res.SendErrors, report.Redact(err.Error()))
+			if len(r.res.SendErrors) < 10 {
+				r.res.SendErrors = append(r.res.SendErrors, report.Redact(err.Error()))
 			}
 		} else {
 			failures = 0
 			for seq := first; seq < last; seq++ {
-				canaries[seq].acked = now
+				r.canaries[seq].acked = now
 			}
-			res.Acked += last - first
+			r.res.Acked += last - first
 		}
-		cfg.Progress(Progress{Phase: "sending", Sent: res.Sent, Acked: res.Acked, Count: cfg.Count, Elapsed: now.Sub(start)})
+		r.mu.Unlock()
 	}
-	if res.Sent == 0 {
-		return nil, fmt.Errorf("no canary could be sent: %s", firstOr(res.SendErrors, "no chunk written"))
-	}
-
-	if err := wait(ctx, cfg, es, canaries, res); err != nil {
-		return nil, err
-	}
-	account(canaries, res)
-	return res, nil
+	return nil
 }
 
-// wait polls Elasticsearch until every sent canary was seen and Settle has
-// passed, or until Timeout.
-func wait(ctx context.Context, cfg Config, es Searcher, canaries []canary, res *Result) error {
-	begin := cfg.Now()
-	deadline := begin.Add(cfg.Timeout)
-	var allSeenAt time.Time
+// wait polls Elasticsearch from the first send until every sent canary was
+// seen and Settle has passed, or until Timeout after the last send. It is
+// the only one reporting progress, so lines never interleave.
+func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) error {
+	cfg := r.cfg
+	var deadline, drainedAt, settleFrom time.Time // deadline is set once sending is done
+	drained := make(chan struct{})
 	var lastErr error
 	searched := false
 	t := time.NewTimer(0)
@@ -251,36 +289,74 @@ func wait(ctx context.Context, cfg Config, es Searcher, canaries []canary, res *
 			return ctx.Err()
 		case <-t.C:
 		}
+		if deadline.IsZero() {
+			select {
+			case <-sendDone:
+				deadline = cfg.Now().Add(cfg.Timeout)
+				if cfg.Drained != nil {
+					dctx, cancel := context.WithDeadline(ctx, deadline)
+					defer cancel()
+					go func() {
+						if cfg.Drained(dctx) == nil {
+							close(drained)
+						}
+					}()
+				}
+			default:
+			}
+		}
+		if drainedAt.IsZero() {
+			select {
+			case <-drained:
+				drainedAt = cfg.Now() // the search below is the first to see everything
+			default:
+			}
+		}
 		hits, err := es.Search(ctx, cfg.RunID, min(2*cfg.Count+100, MaxCount))
 		now := cfg.Now()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			res.SearchErrors++
 			lastErr = err
+		}
+		r.mu.Lock()
+		if err != nil {
+			r.res.SearchErrors++
 		} else {
 			searched = true
-			observe(hits, cfg.RunID, canaries, now)
+			observe(hits, cfg.RunID, r.canaries, now)
 		}
 		seen, want := 0, 0
-		for i := range canaries {
-			if !canaries[i].sent.IsZero() {
+		for i := range r.canaries {
+			if !r.canaries[i].sent.IsZero() {
 				want++
-				if !canaries[i].seen.IsZero() {
-					seen++
-				}
+			}
+			if !r.canaries[i].seen.IsZero() {
+				seen++
 			}
 		}
-		cfg.Progress(Progress{Phase: "waiting", Sent: res.Sent, Acked: res.Acked, Indexed: seen, Count: cfg.Count,
-			Elapsed: now.Sub(begin), TimeoutLeft: deadline.Sub(now)})
-		if searched && seen == want && allSeenAt.IsZero() {
-			allSeenAt = now
+		p := Progress{Phase: "sending", Sent: r.res.Sent, Acked: r.res.Acked, Indexed: seen, Count: cfg.Count, Elapsed: now.Sub(r.start)}
+		r.mu.Unlock()
+		if !deadline.IsZero() {
+			p.Phase, p.TimeoutLeft = "waiting", deadline.Sub(now)
 		}
-		done := !allSeenAt.IsZero() && now.Sub(allSeenAt) >= cfg.Settle
+		cfg.Progress(p)
+		if deadline.IsZero() {
+			t.Reset(cfg.Poll)
+			continue
+		}
+		if settleFrom.IsZero() && searched && (seen >= want || (err == nil && !drainedAt.IsZero())) {
+			// Everything is there, or the pipeline is drained and what is
+			// missing now stays missing.
+			settleFrom = now
+		}
+		done := !settleFrom.IsZero() && now.Sub(settleFrom) >= cfg.Settle
 		if done || !now.Before(deadline) {
-			res.WaitedMS = now.Sub(begin).Milliseconds()
-			res.TimedOut = !done
+			r.mu.Lock()
+			r.res.WaitedMS = now.Sub(r.start).Milliseconds()
+			r.res.TimedOut = !done
+			r.mu.Unlock()
 			break
 		}
 		t.Reset(min(cfg.Poll, deadline.Sub(now)))

@@ -14,8 +14,7 @@ func TestFixtureIPv6AndMapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(src.Read) != 2 || len(src.Skipped) != 0 || src.Read[0].Sockets != 2 || src.Read[1].Sockets != 5 ||
-		src.Read[0].Parser != "procfs" || src.Read[1].Parser != "procfs" {
+	if len(src.Read) != 2 || len(src.Skipped) != 0 || src.Read[0].Sockets != 2 || src.Read[1].Sockets != 5 {
 		t.Fatalf("sources: %+v", src)
 	}
 	res := Aggregate(socks, AggregateOptions{Aliases: DefaultAliases()})
@@ -62,7 +61,7 @@ func TestFixtureMalformedLinesAreReportedAndTheRestCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := src.Read[0]
-	if r.Path != "testdata/malformed/net/tcp" || r.Parser != "line" || r.Sockets != 3 || r.MalformedLines != 2 || len(r.Malformed) != 2 {
+	if r.Path != "testdata/malformed/net/tcp" || r.Sockets != 3 || r.MalformedLines != 2 || len(r.Malformed) != 2 {
 		t.Fatalf("source: %+v", r)
 	}
 	// Line numbers count the header as line 1, as an editor does.

@@ -1,6 +1,7 @@
 package sockstat_test
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
@@ -93,7 +94,9 @@ func TestLiveStatesPerPeer(t *testing.T) {
 	}
 	res := waitTable(t, o, func(r sockstat.Result) bool {
 		p, ok := peer(r, tw.Server.String())
-		return ok && p.States[sockstat.TimeWait] == 6
+		q, _ := peer(r, "127.41.1.2 -> :"+itoa(cw.Server.Port()))
+		_, gone := peer(r, "127.41.1.3 -> :"+itoa(tw.Server.Port()))
+		return ok && p.States[sockstat.TimeWait] == 6 && q.States[sockstat.FinWait2] == 2 && !gone
 	})
 
 	me := os.Getpid()
@@ -177,3 +180,46 @@ func TestLiveStatesPerPeer(t *testing.T) {
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// IPv6 loopback sockets come from /proc/net/tcp6 and are named [ip]:port.
+func TestLiveIPv6(t *testing.T) {
+	if _, err := os.Stat("/proc/net/tcp6"); err != nil {
+		t.Skip("IPv6 disabled on this host")
+	}
+	est := sockettest.Established(t, "::1", "::1", 2)
+	cw := sockettest.CloseWait(t, "::1", "::1", 1)
+	o := sockstat.AggregateOptions{
+		Aliases: sockstat.DefaultAliases(),
+		Peers:   []sockstat.PeerSpec{spec(t, est.Server.String()), spec(t, cw.Server.String())},
+	}
+	want := map[string]string{}
+	var c sockstat.StateCounts
+	c[sockstat.Established] = 2
+	want["[::1]:"+itoa(est.Server.Port())] = fmt.Sprintf("outbound %v", c)
+	c = sockstat.StateCounts{}
+	c[sockstat.CloseWait] = 1
+	want["[::1]:"+itoa(cw.Server.Port())] = fmt.Sprintf("outbound %v", c)
+	c = sockstat.StateCounts{}
+	c[sockstat.Listen] = 1
+	want["* -> [::1]:"+itoa(est.Server.Port())] = fmt.Sprintf("inbound %v", c)
+	want["* -> [::1]:"+itoa(cw.Server.Port())] = fmt.Sprintf("inbound %v", c)
+	// Client and server share ::1, so the server ends match too.
+	c = sockstat.StateCounts{}
+	c[sockstat.Established] = 2
+	want["::1 -> :"+itoa(est.Server.Port())] = fmt.Sprintf("inbound %v", c)
+	c = sockstat.StateCounts{}
+	c[sockstat.FinWait2] = 1
+	want["::1 -> :"+itoa(cw.Server.Port())] = fmt.Sprintf("inbound %v", c)
+	view := func(res sockstat.Result) string {
+		got := map[string]string{}
+		for _, p := range res.Peers {
+			got[p.Peer] = fmt.Sprintf("%s %v", p.Direction, p.States)
+		}
+		return fmt.Sprint(got)
+	}
+	// The server ends reach FIN_WAIT2 when the client's ACK lands: poll.
+	res := waitTable(t, o, func(r sockstat.Result) bool { return view(r) == fmt.Sprint(want) })
+	if view(res) != fmt.Sprint(want) {
+		t.Errorf("peers\n got %v\nwant %v", view(res), fmt.Sprint(want))
+	}
+}

@@ -1,8 +1,10 @@
 package sockstat
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 )
@@ -104,6 +106,34 @@ func FuzzParseLine(f *testing.F) {
 		again, err := ParseLine([]byte(formatLine(s)))
 		if err != nil || again != s {
 			t.Fatalf("round trip of %q: %+v -> %q -> %+v %v", line, s, formatLine(s), again, err)
+		}
+	})
+}
+
+// FuzzParseTable: a whole file never panics, every line is either a socket
+// or a counted malformed line, and kept malformed lines stay capped.
+func FuzzParseTable(f *testing.F) {
+	for _, p := range []string{"testdata/v6/net/tcp6", "testdata/malformed/net/tcp", "testdata/no-tcp6/net/tcp"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("\n\n\x00:\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tb, err := ParseTable(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := bytes.Count(data, []byte("\n")) + 1
+		if len(tb.Sockets)+tb.MalformedCount > lines || len(tb.Malformed) > maxMalformedKept {
+			t.Fatalf("%d sockets + %d malformed from %d lines", len(tb.Sockets), tb.MalformedCount, lines)
+		}
+		for _, m := range tb.Malformed {
+			if m.Line < 1 || m.Line > lines || len(m.Error) > 400 {
+				t.Fatalf("malformed %+v", m)
+			}
 		}
 	})
 }

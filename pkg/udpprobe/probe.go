@@ -123,6 +123,8 @@ func Send(ctx context.Context, cfg SendConfig) (*SendResult, error) {
 	res := &SendResult{Target: raddr.String(), Run: cfg.Run, RouteMTU: routeMTU(network, raddr)}
 	bySize := map[int]*SizeResult{}
 	var mu sync.Mutex
+	sentSeq := map[int]int{} // seq -> size, recorded before the datagram leaves
+	acked := map[int]bool{}
 	for _, s := range cfg.Sizes {
 		if _, ok := bySize[s]; !ok {
 			sr := &SizeResult{Size: s, Oversize: s > MaxPayload}
@@ -144,8 +146,9 @@ func Send(ctx context.Context, cfg SendConfig) (*SendResult, error) {
 				continue
 			}
 			mu.Lock()
-			if sr := bySize[a.Size]; sr != nil && sr.Acked < sr.Sent {
-				sr.Acked++
+			if sz, ok := sentSeq[a.Seq]; ok && sz == a.Size && !acked[a.Seq] {
+				acked[a.Seq] = true
+				bySize[sz].Acked++
 			}
 			mu.Unlock()
 		}
@@ -164,10 +167,14 @@ sending:
 			} else {
 				payload = make([]byte, s) // the kernel refuses it; that is the point
 			}
+			mu.Lock()
+			sentSeq[seq] = s
+			mu.Unlock()
 			_, err := conn.WriteToUDP(payload, raddr)
 			mu.Lock()
 			sr := bySize[s]
 			if err != nil {
+				delete(sentSeq, seq)
 				sr.SendErrors++
 				sr.Error = errText(err)
 			} else {

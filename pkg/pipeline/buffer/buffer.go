@@ -400,8 +400,17 @@ func scan(r io.ReaderAt, size int64, maxRecord int) (int64, []uint32, error) {
 }
 
 func (b *Buffer) newSegment() error {
-	id := b.nextID
-	b.nextID++
+	seg, err := b.createSegment(b.nextID)
+	if err != nil {
+		return err
+	}
+	b.addSegment(seg)
+	return nil
+}
+
+// createSegment makes a segment's storage; for files that is I/O (create,
+// header, fsync of file and directory), done without holding b.mu.
+func (b *Buffer) createSegment(id uint64) (*segment, error) {
 	seg := &segment{id: id}
 	if b.opts.Memory {
 		m := &memStorage{}
@@ -411,28 +420,34 @@ func (b *Buffer) newSegment() error {
 		path := filepath.Join(b.opts.Dir, segName(id))
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
-			return fmt.Errorf("buffer: %w", err)
+			return nil, fmt.Errorf("buffer: %w", err)
 		}
 		seg.st = &fileStorage{f: f, path: path}
 		if _, err := f.Write(segmentMagic); err != nil {
 			f.Close()
-			return fmt.Errorf("buffer: %w", err)
+			return nil, fmt.Errorf("buffer: %w", err)
 		}
 		if err := seg.st.Sync(); err != nil {
 			f.Close()
-			return err
+			return nil, err
 		}
 		// The new file's directory entry must be durable before records in
 		// it are acknowledged to senders.
 		if err := syncDir(b.opts.Dir); err != nil {
 			f.Close()
-			return err
+			return nil, err
 		}
 	}
 	seg.size = int64(len(segmentMagic))
+	return seg, nil
+}
+
+func (b *Buffer) addSegment(seg *segment) {
+	if seg.id >= b.nextID {
+		b.nextID = seg.id + 1
+	}
 	b.bytes += seg.size
 	b.segs = append(b.segs, seg)
-	return nil
 }
 
 func syncDir(dir string) error {
@@ -573,13 +588,20 @@ func (b *Buffer) commit() {
 	seg := b.segs[len(b.segs)-1]
 	if seg.size > int64(len(segmentMagic)) && seg.size+int64(len(p.buf)) > b.opts.SegmentBytes ||
 		seg.size+int64(len(p.buf)) > 1<<32-1 {
-		if err := b.newSegment(); err != nil {
+		// Only the committer adds segments, so the id stays free while the
+		// file is created without the lock.
+		id := b.nextID
+		b.mu.Unlock()
+		next, err := b.createSegment(id)
+		b.mu.Lock()
+		if err != nil {
 			b.reserved -= int64(len(p.buf))
 			p.err = err
 			b.mu.Unlock()
 			close(p.done)
 			return
 		}
+		b.addSegment(next)
 		seg.sealed = true
 		if seg.done() {
 			b.removeLocked(seg)
@@ -757,7 +779,8 @@ func (b *Buffer) Ack(pos ...Pos) {
 			freed = true
 		}
 	}
-	if freed {
+	// Wake appenders waiting for space and Wait callers.
+	if freed || b.stats.Records == 0 {
 		b.broadcastLocked()
 	}
 }

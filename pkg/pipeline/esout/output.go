@@ -267,12 +267,21 @@ type item struct {
 func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
 	start := time.Now()
 	pending := make([]*item, 0, len(recs))
-	for _, r := range recs {
+	items := make([]item, len(recs))
+	// Events of a batch mostly share tag and hour: resolve the index name
+	// once per (tag, hour), the finest unit a template can use.
+	var lastTag, lastName string
+	lastHour := int64(-1 << 62)
+	for i, r := range recs {
 		if r.Corrupt != nil {
 			o.deadLetter(r, "corrupt in buffer: "+r.Corrupt.Error(), false)
 			continue
 		}
-		pending = append(pending, &item{rec: r, index: o.index.Name(r.Tag, r.Sec)})
+		if h := floorDiv(r.Sec, 3600); h != lastHour || r.Tag != lastTag {
+			lastTag, lastHour, lastName = r.Tag, h, o.index.Name(r.Tag, r.Sec)
+		}
+		items[i] = item{rec: r, index: lastName}
+		pending = append(pending, &items[i])
 	}
 	backoff := o.cfg.RetryInitial
 	for len(pending) > 0 && ctx.Err() == nil {
@@ -310,8 +319,20 @@ func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
 }
 
 // attempt sends one bulk request for items and returns those to retry.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
 func (o *Output) attempt(ctx context.Context, items []*item) []*item {
-	body := buildBulk(nil, items)
+	size := 0
+	for _, it := range items {
+		size += len(it.rec.Doc) + len(it.index) + len(it.rec.ID) + 40
+	}
+	body := buildBulk(make([]byte, 0, size), items)
 	if len(body) > int(o.maxBody.Load()) && len(items) > 1 {
 		// Over the cluster's limit (it may have shrunk since the batch was
 		// cut): send in halves.
@@ -351,6 +372,14 @@ type bulkItem struct {
 }
 
 func (o *Output) handleItems(items []*item, resp []byte) []*item {
+	now := time.Now()
+	// Fast path: Elasticsearch and OpenSearch put "errors" right after
+	// "took" at the top of the answer; false means every item succeeded
+	// and the rest need not be parsed.
+	if head := resp[:min(len(resp), 64)]; bytes.HasPrefix(head, []byte(`{"took":`)) && bytes.Contains(head, []byte(`,"errors":false,`)) {
+		o.ackDone(items, now, 0)
+		return nil
+	}
 	var fast struct {
 		Errors bool `json:"errors"`
 		Items  []json.RawMessage
@@ -365,7 +394,6 @@ func (o *Output) handleItems(items []*item, resp []byte) []*item {
 		}
 		return items
 	}
-	now := time.Now()
 	if !fast.Errors {
 		o.ackDone(items, now, 0)
 		return nil

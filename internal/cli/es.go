@@ -1,0 +1,422 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/logdoctor/logdoctor/pkg/esprobe"
+	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/report"
+)
+
+// newESCmd is the `es` parent: probe and dups (clients of a real cluster)
+// and serve (the simulated cluster).
+func newESCmd(g *Globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "es",
+		Short: "Elasticsearch/OpenSearch as a log shipper sees it: probe, count duplicates, or run a misbehaving test cluster",
+		Args:  cobra.NoArgs,
+		RunE:  g.run(func(cmd *cobra.Command, args []string) error { return cmd.Help() }),
+	}
+	cmd.AddCommand(newESProbeCmd(g), newESDupsCmd(g), newESServeCmd(g))
+	return cmd
+}
+
+// ESConnOptions are the connection flags shared by es probe and es dups.
+type ESConnOptions struct {
+	User, Password, PasswordFile string
+	APIKey                       string
+	CA                           string
+	Insecure                     bool
+	Timeout                      time.Duration
+}
+
+func (c *ESConnOptions) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&c.User, "user", "", "basic auth user")
+	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --password-file or LOGDOCTOR_ES_PASSWORD)")
+	f.StringVar(&c.PasswordFile, "password-file", "", "read the basic auth password from this file")
+	f.StringVar(&c.APIKey, "api-key", "", "API key (base64 id:key), sent as 'Authorization: ApiKey ...' (or LOGDOCTOR_ES_API_KEY)")
+	f.StringVar(&c.CA, "ca", "", "PEM CA certificate to verify the cluster's TLS certificate")
+	f.BoolVar(&c.Insecure, "insecure", false, "do not verify the TLS certificate")
+	f.DurationVar(&c.Timeout, "timeout", 10*time.Second, "timeout of each request and TCP connect")
+}
+
+// resolve fills the password and API key from the file and environment.
+func (c *ESConnOptions) resolve() error {
+	if c.PasswordFile != "" {
+		if c.Password != "" {
+			return usageErrorf("--password and --password-file are exclusive")
+		}
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("--password-file: %w", err)
+		}
+		c.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if c.Password == "" {
+		c.Password = os.Getenv("LOGDOCTOR_ES_PASSWORD")
+	}
+	if c.APIKey == "" {
+		c.APIKey = os.Getenv("LOGDOCTOR_ES_API_KEY")
+	}
+	if c.Timeout <= 0 {
+		return usageErrorf("--timeout must be positive")
+	}
+	return nil
+}
+
+func (c *ESConnOptions) apply(o *esprobe.Options) {
+	o.Username, o.Password, o.APIKey = c.User, c.Password, c.APIKey
+	o.CAFile, o.Insecure, o.Timeout = c.CA, c.Insecure, c.Timeout
+}
+
+// ESProbeOptions are the flags of `es probe`.
+type ESProbeOptions struct {
+	URLs []string
+	Conn ESConnOptions
+
+	Index          string
+	BulkSize       string
+	RequestTimeout time.Duration
+	Sequential     int
+	Concurrent     int
+	IdleWait       time.Duration
+	BulkSamples    int
+}
+
+func newESProbeCmd(g *Globals) *cobra.Command {
+	o := &ESProbeOptions{}
+	cmd := &cobra.Command{
+		Use:   "probe URL [URL...]",
+		Short: "Check reachability, sniffing, keep-alive, write pressure and bulk idempotency the way a shipper meets the cluster",
+		Long: `probe talks raw HTTP to each URL (Elasticsearch 7/8 or OpenSearch) and times
+every check: DNS, GET /, _cluster/health, _nodes/http with a TCP connect to
+every publish_address (what a sniffing shipper switches to), N sequential and
+M concurrent requests counting new connections against the server's
+http.total_opened, one idle keep-alive connection watched for --idle-wait,
+thread_pool.write and indexing_pressure rejections as deltas, and with
+--index a canary bulk sent with create and a fixed _id (201, then 409s,
+exactly one document; deleted afterwards). Run it where the shipper runs.
+
+The password may come from --password-file or LOGDOCTOR_ES_PASSWORD, the API
+key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
+		Example: `  logdoctor es probe http://localhost:9200
+  logdoctor es probe https://es-0:9200 https://es-1:9200 --user elastic --password-file pw --ca ca.pem --index logs-probe
+  logdoctor es probe http://es:9200 --bulk-size 16MiB --request-timeout 5s --idle-wait 65s -o json`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			o.URLs = args
+			r, err := runESProbe(cmd.Context(), g.Now, *o)
+			if err != nil {
+				return err
+			}
+			return g.Emit(r)
+		}),
+	}
+	o.Conn.flags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.Index, "index", "", "index for the bulk idempotency check (writes and deletes one canary document)")
+	f.StringVar(&o.BulkSize, "bulk-size", "8MiB", "largest bulk body the shipper sends (Fluentd chunk_limit_size), compared with http.max_content_length")
+	f.DurationVar(&o.RequestTimeout, "request-timeout", esprobe.DefaultRequestTimeout, "the shipper's request timeout (fluent-plugin-elasticsearch request_timeout, default 5s)")
+	f.IntVar(&o.Sequential, "sequential", 10, "sequential requests in the keep-alive check")
+	f.IntVar(&o.Concurrent, "concurrent", 4, "concurrent requests per round (two rounds) in the pool check")
+	f.DurationVar(&o.IdleWait, "idle-wait", 500*time.Millisecond, "watch one idle keep-alive connection this long for the server closing it (0 = skip; use more than your load balancer's idle timeout)")
+	f.IntVar(&o.BulkSamples, "bulk-samples", 5, "times the canary bulk is sent with --index (first creates, the rest must get 409)")
+	return cmd
+}
+
+// runESProbe validates the options, runs the probe and builds the report.
+func runESProbe(ctx context.Context, now func() time.Time, o ESProbeOptions) (*report.Report, error) {
+	if err := o.Conn.resolve(); err != nil {
+		return nil, err
+	}
+	bulk, err := parseESBytes(o.BulkSize)
+	if err != nil {
+		return nil, usageErrorf("--bulk-size: %v", err)
+	}
+	if o.Sequential < 1 || o.Concurrent < 1 || o.BulkSamples < 2 {
+		return nil, usageErrorf("--sequential and --concurrent must be at least 1, --bulk-samples at least 2")
+	}
+	if o.RequestTimeout <= 0 {
+		return nil, usageErrorf("--request-timeout must be positive")
+	}
+	po := esprobe.Options{URLs: o.URLs, Index: o.Index, BulkSize: bulk, RequestTimeout: o.RequestTimeout,
+		Sequential: o.Sequential, Concurrent: o.Concurrent, IdleWait: o.IdleWait, BulkSamples: o.BulkSamples, Now: now}
+	o.Conn.apply(&po)
+	started := now()
+	res, fs, err := esprobe.Run(ctx, po)
+	if err != nil {
+		return nil, &UsageError{Err: fmt.Errorf("%s", report.Redact(err.Error()))}
+	}
+	r := report.New("es probe", started)
+	r.Data = res
+	r.Add(fs...)
+	r.Finish(now())
+	return r, nil
+}
+
+// parseESBytes reads "8MiB", "100mb", "512k" or plain bytes.
+func parseESBytes(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n <= 0 || n*float64(mult) > 1<<40 {
+		return 0, fmt.Errorf("%q is not a size like 8MiB, 100mb or 1048576", s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+// ESDupsOptions are the flags of `es dups`.
+type ESDupsOptions struct {
+	URL      string
+	Conn     ESConnOptions
+	Index    string
+	Field    string
+	Fields   []string
+	MaxDocs  int
+	Examples int
+}
+
+func newESDupsCmd(g *Globals) *cobra.Command {
+	o := &ESDupsOptions{}
+	cmd := &cobra.Command{
+		Use:   "dups URL --index PATTERN [--field F | --fields a,b]",
+		Short: "Count events indexed more than once (seed 003: resends without a stable _id)",
+		Long: `dups counts duplicated events in an index. With --field it asks a terms
+aggregation for every value present twice or more (use a keyword field such
+as a hash or request id, e.g. request_id.keyword); with --fields it
+fingerprints those fields' values over a bounded scan (--max-docs); with
+neither it fingerprints the whole _source.`,
+		Example: `  logdoctor es dups http://localhost:9200 --index 'logs-*' --field request_id.keyword
+  logdoctor es dups http://localhost:9200 --index logs-2026.11.21 --fields '@timestamp,message,kubernetes.pod_name'`,
+		Args: cobra.ExactArgs(1),
+		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			o.URL = args[0]
+			r, err := runESDups(cmd.Context(), g.Now, *o)
+			if err != nil {
+				return err
+			}
+			return g.Emit(r)
+		}),
+	}
+	o.Conn.flags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.Index, "index", "", "index name or pattern (required)")
+	f.StringVar(&o.Field, "field", "", "keyword field whose values should be unique (terms aggregation)")
+	f.StringSliceVar(&o.Fields, "fields", nil, "fields fingerprinted together over a bounded scan")
+	f.IntVar(&o.MaxDocs, "max-docs", 10000, "documents scanned (fingerprint) or duplicated keys fetched (terms), at most 10000")
+	f.IntVar(&o.Examples, "examples", 5, "duplicated events shown as examples")
+	return cmd
+}
+
+func runESDups(ctx context.Context, now func() time.Time, o ESDupsOptions) (*report.Report, error) {
+	if o.Index == "" {
+		return nil, usageErrorf("--index is required")
+	}
+	if o.Field != "" && len(o.Fields) > 0 {
+		return nil, usageErrorf("--field and --fields are exclusive")
+	}
+	if o.MaxDocs < 1 || o.MaxDocs > 10000 {
+		return nil, usageErrorf("--max-docs must be between 1 and 10000")
+	}
+	if err := o.Conn.resolve(); err != nil {
+		return nil, err
+	}
+	po := esprobe.Options{URLs: []string{o.URL}, Now: now}
+	o.Conn.apply(&po)
+	started := now()
+	res, fs, err := esprobe.Dups(ctx, po, esprobe.DupsOptions{Index: o.Index, Field: o.Field, Fields: o.Fields, MaxDocs: o.MaxDocs, Examples: o.Examples})
+	if err != nil {
+		return nil, fmt.Errorf("es dups: %s", report.Redact(err.Error()))
+	}
+	r := report.New("es dups", started)
+	r.Data = res
+	r.Add(fs...)
+	r.Finish(now())
+	return r, nil
+}
+
+// ESServeOptions are the flags of `es serve`.
+type ESServeOptions struct {
+	Listen           string
+	Version          string
+	Distribution     string
+	ClusterName      string
+	Nodes            int
+	Data             string
+	MaxContentLength string
+	User, Password   string
+	APIKey           string
+	TLSCert, TLSKey  string
+	Duration         time.Duration
+
+	RejectRate, FailRate, DropRate float64
+	FailStatus                     int
+	Latency, IdleClose, LateBy     time.Duration
+	PublishAddress, Health         string
+	IndexLate, NoKeepAlive         bool
+	Seed                           int64
+}
+
+// esServeData is the report of an es serve run: where it listened and
+// what it counted.
+type esServeData struct {
+	URLs   []string     `json:"urls"`
+	Faults essim.Faults `json:"faults"`
+	Stats  essim.Stats  `json:"stats"`
+}
+
+func (d *esServeData) Sections() []report.Section {
+	s := d.Stats
+	return []report.Section{{Title: "essim", Header: []string{"URLS", "DOCS", "BULKS", "ITEMS", "REJECTED", "FAILED", "DROPPED", "CONFLICTS", "CONNS OPENED"},
+		Rows: [][]string{{strings.Join(d.URLs, " "), strconv.Itoa(s.Docs), strconv.FormatInt(s.BulkRequests, 10), strconv.FormatInt(s.BulkItems, 10),
+			strconv.FormatInt(s.Rejected, 10), strconv.FormatInt(s.RequestFailures, 10), strconv.FormatInt(s.Dropped, 10),
+			strconv.FormatInt(s.Conflicts, 10), strconv.FormatInt(s.OpenedConns, 10)}}}}
+}
+
+func newESServeCmd(g *Globals) *cobra.Command {
+	o := &ESServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run essim, an Elasticsearch-compatible endpoint with fault injection, to watch what a shipper does",
+		Long: `serve runs essim: the Elasticsearch REST subset a log pipeline uses (GET /,
+_bulk, _count, _search, _refresh, _cluster/health, _nodes/http, _nodes/stats,
+_cat/thread_pool), answering like Elasticsearch 8 (or 7 with --version 7.17.x),
+with faults you choose. Faults also change at runtime:
+  curl -XPOST localhost:9200/_essim/faults -d '{"reject_rate":0.2,"latency":"2s"}'
+It runs until interrupted (or --duration) and then reports what it counted.`,
+		Example: `  logdoctor es serve --listen 127.0.0.1:9200
+  logdoctor es serve --reject-rate 0.3                     # 429 es_rejected_execution_exception items
+  logdoctor es serve --nodes 3 --publish-address 127.0.0.2:1   # sniffing shippers lose their pool
+  logdoctor es serve --index-late --late-by 6s             # answers after the shipper gave up: duplicates`,
+		Args: cobra.NoArgs,
+		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			r, err := runESServe(cmd.Context(), g.Now, *o, func(urls []string) {
+				fmt.Fprintf(g.IO.Err, "essim %s listening on %s\n", orDefault(o.Version, essim.DefaultVersion), strings.Join(urls, " "))
+			})
+			if err != nil {
+				return err
+			}
+			return g.Emit(r)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:9200", "address of the first node; further nodes use the following ports")
+	f.StringVar(&o.Version, "version", essim.DefaultVersion, "Elasticsearch version to claim (7.17.x answers like 7)")
+	f.StringVar(&o.Distribution, "distribution", "elasticsearch", "elasticsearch or opensearch (then --version 1.x or 2.x, no X-Elastic-Product header)")
+	f.StringVar(&o.ClusterName, "cluster-name", "essim", "cluster_name")
+	f.IntVar(&o.Nodes, "nodes", 1, "nodes (listeners) sharing one store")
+	f.StringVar(&o.Data, "data", "", "keep documents in this directory (survive restarts); memory only when empty")
+	f.StringVar(&o.MaxContentLength, "max-content-length", "100MiB", "http.max_content_length: larger bodies get 413")
+	f.StringVar(&o.User, "user", "", "require basic auth with this user")
+	f.StringVar(&o.Password, "password", "", "basic auth password (or LOGDOCTOR_ES_PASSWORD)")
+	f.StringVar(&o.APIKey, "api-key", "", "also accept 'Authorization: ApiKey <this>'")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
+	f.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0 = until interrupted)")
+	f.Float64Var(&o.RejectRate, "reject-rate", 0, "fraction of bulk items rejected with 429 es_rejected_execution_exception")
+	f.Float64Var(&o.FailRate, "fail-rate", 0, "fraction of write requests failed whole (see --fail-status)")
+	f.IntVar(&o.FailStatus, "fail-status", 429, "status of whole-request failures: 429 or 503")
+	f.Float64Var(&o.DropRate, "drop-rate", 0, "fraction of bulk items acknowledged (201) but never stored")
+	f.DurationVar(&o.Latency, "latency", 0, "added to every request")
+	f.DurationVar(&o.IdleClose, "idle-close", 0, "close keep-alive connections idle this long")
+	f.StringVar(&o.PublishAddress, "publish-address", "", "http.publish_address in _nodes/http (e.g. 127.0.0.2:1; 'none' publishes no http section)")
+	f.StringVar(&o.Health, "health", "", "cluster health: green, yellow or red (red fails bulk items with 503)")
+	f.BoolVar(&o.IndexLate, "index-late", false, "index bulks at once but answer after --late-by (the client times out and resends)")
+	f.DurationVar(&o.LateBy, "late-by", essim.DefaultLateBy, "how long --index-late holds the answer")
+	f.BoolVar(&o.NoKeepAlive, "no-keepalive", false, "answer with Connection: close (every request costs a new connection)")
+	f.Int64Var(&o.Seed, "seed", 1, "random seed of the fault rates")
+	return cmd
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// runESServe runs essim until ctx ends or o.Duration passes.
+func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onListen func([]string)) (*report.Report, error) {
+	mcl, err := parseESBytes(o.MaxContentLength)
+	if err != nil {
+		return nil, usageErrorf("--max-content-length: %v", err)
+	}
+	if o.Nodes < 1 || o.Nodes > 64 {
+		return nil, usageErrorf("--nodes must be between 1 and 64")
+	}
+	if o.Password == "" {
+		o.Password = os.Getenv("LOGDOCTOR_ES_PASSWORD")
+	}
+	if o.User != "" && o.Password == "" {
+		return nil, usageErrorf("--user needs --password or LOGDOCTOR_ES_PASSWORD")
+	}
+	var tlsCfg *tls.Config
+	if o.TLSCert != "" || o.TLSKey != "" {
+		if o.TLSCert == "" || o.TLSKey == "" {
+			return nil, usageErrorf("--tls-cert and --tls-key go together")
+		}
+		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	faults := essim.Faults{RejectRate: o.RejectRate, FailRate: o.FailRate, FailStatus: o.FailStatus, DropRate: o.DropRate,
+		Latency: o.Latency, IdleClose: o.IdleClose, PublishAddress: o.PublishAddress, Health: o.Health,
+		IndexLate: o.IndexLate, LateBy: o.LateBy, NoKeepAlive: o.NoKeepAlive, Seed: o.Seed}
+	started := now()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.Distribution == "opensearch" && o.Version == essim.DefaultVersion {
+		o.Version = "" // essim picks an OpenSearch version
+	}
+	s, err := essim.Start(sctx, o.Listen, essim.Config{Version: o.Version, Distribution: o.Distribution, ClusterName: o.ClusterName, Nodes: o.Nodes,
+		DataDir: o.Data, MaxContentLength: mcl, Username: o.User, Password: o.Password, APIKey: o.APIKey, TLS: tlsCfg, Faults: faults})
+	if err != nil {
+		if strings.Contains(err.Error(), "want") || strings.Contains(err.Error(), "outside") || strings.Contains(err.Error(), "negative") {
+			return nil, &UsageError{Err: err}
+		}
+		return nil, err
+	}
+	defer s.Close()
+	if onListen != nil {
+		onListen(s.URLs())
+	}
+	var timeout <-chan time.Time
+	if o.Duration > 0 {
+		t := time.NewTimer(o.Duration)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ctx.Done():
+	case <-timeout:
+	}
+	data := &esServeData{URLs: s.URLs(), Faults: s.Faults(), Stats: s.Stats()}
+	if err := s.Close(); err != nil {
+		return nil, fmt.Errorf("essim: %w", err)
+	}
+	r := report.New("es serve", started)
+	r.Data = data
+	r.Finish(now())
+	return r, nil
+}

@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fluent/fluent-logger-golang/fluent"
+)
+
+func TestPipelineRunUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"pipeline", "run", "--index", "logs-{nope}"},
+		{"pipeline", "run", "--es", "embedded,http://127.0.0.1:9200"},
+		{"pipeline", "run", "--forward", "", "--udp", ""},
+		{"pipeline", "run", "--buffer-max", "lots"},
+		{"pipeline", "run", "--log-format", "xml"},
+		{"pipeline", "run", "--forward-tls-cert", "x.pem"},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, errOut)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "512": 512, "1KiB": 1024, "8MiB": 8 << 20, "1.5GiB": 3 << 29, "2MB": 2e6} {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("%q: %d %v, want %d", in, got, err, want)
+		}
+	}
+	if _, err := parseSize("-1"); err == nil {
+		t.Error("negative size accepted")
+	}
+}
+
+// TestPipelineRunEmbedded runs the command with the embedded
+// Elasticsearch, sends acked events with fluent-logger-golang, and reads
+// the report it prints when --duration ends.
+func TestPipelineRunEmbedded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	done := make(chan ExitCode, 1)
+	go func() {
+		done <- Main(context.Background(), []string{"pipeline", "run", "--forward", addr, "--buffer-dir", dir,
+			"--duration", "3s", "--flush-interval", "10ms", "--log-file", filepath.Join(dir, "log"), "-o", "json"},
+			IO{In: strings.NewReader(""), Out: &out, Err: &errb})
+	}()
+	host, ps, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(ps)
+	var lg *fluent.Fluent
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lg, err = fluent.New(fluent.Config{FluentHost: host, FluentPort: port, RequestAck: true, MaxRetry: 1, RetryWait: 20})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	const n = 50
+	for i := 0; i < n; i++ {
+		if err := lg.Post("cli.test", map[string]any{"msg": fmt.Sprint("cli-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lg.Close()
+	code := <-done
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(errb.String(), "buffer="+dir) {
+		t.Errorf("start line does not name the buffer dir: %s", errb.String())
+	}
+	var rep struct {
+		Command string       `json:"command"`
+		Data    PipelineData `json:"data"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	st := rep.Data.Stats
+	if rep.Command != "pipeline run" || st.ForwardAcks != n || st.Output.Indexed != n || rep.Data.LeftOver != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	logs, _ := os.ReadFile(filepath.Join(dir, "log"))
+	if !strings.Contains(string(logs), "pipeline started") || !strings.Contains(string(logs), "pipeline stopped") {
+		t.Fatalf("log file: %s", logs)
+	}
+}

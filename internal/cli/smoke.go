@@ -1,0 +1,526 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/logdoctor/logdoctor/pkg/esprobe"
+	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
+	"github.com/logdoctor/logdoctor/pkg/pipeline"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
+	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/smoke"
+	"github.com/logdoctor/logdoctor/pkg/sockstat"
+)
+
+// SmokeOptions are the flags of `logdoctor smoke`.
+type SmokeOptions struct {
+	Count      int
+	ChunkSize  int
+	Tag        string
+	Timeout    time.Duration
+	Poll       time.Duration
+	Settle     time.Duration
+	AckTimeout time.Duration
+
+	Forward     string
+	SharedKey   string
+	TLS         bool
+	TLSCA       string
+	TLSInsecure bool
+
+	ES             string
+	Index          string
+	ESUser         string
+	ESPasswordFile string
+	ESPassword     string // from LOGDOCTOR_ES_PASSWORD or the file, never a flag
+	ESAPIKey       string
+	ESCA           string
+	ESInsecure     bool
+
+	Chaos    bool
+	NoProbes bool
+	ProcRoot string
+}
+
+func defaultSmokeOptions() SmokeOptions {
+	return SmokeOptions{
+		Count: 1000, ChunkSize: 100, Tag: "logdoctor.smoke",
+		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: 500 * time.Millisecond,
+		AckTimeout: 10 * time.Second, ProcRoot: "/proc",
+	}
+}
+
+func newSmokeCmd(g *Globals) *cobra.Command {
+	o := defaultSmokeOptions()
+	cmd := &cobra.Command{
+		Use:   "smoke",
+		Short: "End-to-end canary: forward with acks -> pipeline -> Elasticsearch, each canary counted exactly once",
+		Long: `smoke sends numbered canary events through the forward protocol with acks,
+waits until they are searchable in Elasticsearch and checks that each one is
+indexed exactly once, then runs sockets, forward probe and es probe on the
+path and prints one report. With no flags everything is embedded: essim and
+the pipeline run in process on loopback (this is 'make run'). With --forward
+and --es it checks your own shipper. A lost canary is smoke.missing
+(critical), a doubled one smoke.duplicated (warning).`,
+		Args: cobra.NoArgs,
+		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			if err := o.finish(cmd); err != nil {
+				return err
+			}
+			r, err := runSmoke(cmd.Context(), g, o)
+			if err != nil {
+				return err
+			}
+			return g.Emit(r)
+		}),
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Count, "count", o.Count, fmt.Sprintf("canaries to send (1..%d)", smoke.MaxCount))
+	f.IntVar(&o.ChunkSize, "chunk-size", o.ChunkSize, "canaries per forward chunk (one ack each)")
+	f.StringVar(&o.Tag, "tag", o.Tag, "forward tag of the canaries")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for every canary to become searchable")
+	f.DurationVar(&o.Poll, "poll", o.Poll, "search interval while waiting")
+	f.DurationVar(&o.Settle, "settle", o.Settle, "keep searching this long after every canary was seen, so late duplicates count")
+	f.DurationVar(&o.AckTimeout, "ack-timeout", o.AckTimeout, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
+	f.StringVar(&o.Forward, "forward", "", "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
+	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
+	f.BoolVar(&o.TLS, "tls", false, "TLS to the forward input")
+	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM) for the forward input's certificate")
+	f.BoolVar(&o.TLSInsecure, "tls-insecure", false, "do not verify the forward input's certificate")
+	f.StringVar(&o.ES, "es", "", "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
+	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
+	f.StringVar(&o.ESUser, "es-user", "", "basic auth user for Elasticsearch (password from LOGDOCTOR_ES_PASSWORD or --es-password-file)")
+	f.StringVar(&o.ESPasswordFile, "es-password-file", "", "file holding the Elasticsearch password")
+	f.StringVar(&o.ESAPIKey, "es-api-key", "", "Elasticsearch API key (base64 id:key)")
+	f.StringVar(&o.ESCA, "es-ca", "", "CA bundle (PEM) for Elasticsearch")
+	f.BoolVar(&o.ESInsecure, "es-insecure", false, "do not verify Elasticsearch's certificate")
+	f.BoolVar(&o.Chaos, "chaos", false, "embedded only: essim rejects items (429), indexes late and closes idle connections")
+	f.BoolVar(&o.NoProbes, "no-probes", false, "skip the sockets, forward and es probes after the canary run")
+	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree for the sockets check")
+	_ = f.MarkHidden("proc-root")
+	return cmd
+}
+
+// finish validates the flags and reads secrets from the environment.
+func (o *SmokeOptions) finish(cmd *cobra.Command) error {
+	if o.Count < 1 || o.Count > smoke.MaxCount {
+		return usageErrorf("--count %d: want 1..%d (one search page; ES's index.max_result_window)", o.Count, smoke.MaxCount)
+	}
+	if o.ChunkSize < 1 {
+		return usageErrorf("--chunk-size %d: want at least 1", o.ChunkSize)
+	}
+	for name, d := range map[string]time.Duration{"--timeout": o.Timeout, "--poll": o.Poll, "--ack-timeout": o.AckTimeout} {
+		if d <= 0 {
+			return usageErrorf("%s must be positive", name)
+		}
+	}
+	if o.Forward != "" {
+		if _, _, err := net.SplitHostPort(o.Forward); err != nil {
+			return usageErrorf("--forward %q: want HOST:PORT", o.Forward)
+		}
+		if o.ES == "" {
+			return usageErrorf("--forward needs --es and --index: where does that shipper write?")
+		}
+	}
+	if o.ES != "" {
+		u, err := url.Parse(o.ES)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usageErrorf("--es %q: want an http:// or https:// URL", report.Redact(o.ES))
+		}
+		if o.Index == "" && o.Forward != "" {
+			return usageErrorf("--forward and --es need --index: the index or pattern that shipper writes the canaries to")
+		}
+		if o.Chaos {
+			return usageErrorf("--chaos injects faults into the embedded Elasticsearch; it cannot be used with --es")
+		}
+		if u.User != nil {
+			o.ESUser = u.User.Username()
+			if p, ok := u.User.Password(); ok {
+				o.ESPassword = p
+			}
+			u.User = nil
+			o.ES = u.String()
+		}
+	}
+	if !o.TLS && (o.TLSCA != "" || o.TLSInsecure) {
+		o.TLS = true
+	}
+	if o.SharedKey == "" {
+		o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
+	}
+	if o.ESPassword == "" {
+		o.ESPassword = os.Getenv("LOGDOCTOR_ES_PASSWORD")
+	}
+	if o.ESPasswordFile != "" {
+		b, err := os.ReadFile(o.ESPasswordFile)
+		if err != nil {
+			return usageErrorf("--es-password-file: %v", err)
+		}
+		o.ESPassword = strings.TrimRight(string(b), "\r\n")
+	}
+	return nil
+}
+
+// smokeData is the report's data: the canary accounting plus where it ran
+// and which probes contributed findings.
+type smokeData struct {
+	Mode    string `json:"mode"` // embedded, or external with --forward
+	Forward string `json:"forward"`
+	ES      string `json:"es"`
+	Index   string `json:"index"`
+	*smoke.Result
+	Probes   []probeRun     `json:"probes"`
+	Embedded *embeddedStats `json:"embedded,omitempty"`
+}
+
+type probeRun struct {
+	Name     string `json:"name"`
+	Findings int    `json:"findings"`
+	Error    string `json:"error,omitempty"`
+}
+
+func (d *smokeData) Sections() []report.Section {
+	r := d.Result
+	secs := []report.Section{{
+		Title:  fmt.Sprintf("Smoke run %s (%s): forward %s -> ES %s index %s", r.RunID, d.Mode, d.Forward, d.ES, d.Index),
+		Header: []string{"sent", "acked", "indexed", "missing", "duplicated", "documents", "waited"},
+		Rows: [][]string{{itoa(r.Sent), itoa(r.Acked), itoa(r.Indexed), itoa(r.Missing), itoa(r.Duplicated), itoa(r.Documents),
+			(time.Duration(r.WaitedMS) * time.Millisecond).String()}},
+	}, {
+		Title:  "Latency",
+		Header: []string{"path", "p50", "p99", "max"},
+		Rows: [][]string{
+			{"send -> ack", msStr(r.AckLatency.P50MS), msStr(r.AckLatency.P99MS), msStr(r.AckLatency.MaxMS)},
+			{"send -> searchable", msStr(r.SearchLatency.P50MS), msStr(r.SearchLatency.P99MS), msStr(r.SearchLatency.MaxMS)},
+		},
+	}}
+	var lines []string
+	if len(r.MissingIDs) > 0 {
+		lines = append(lines, "missing: "+strings.Join(r.MissingIDs, " "))
+	}
+	if len(r.DuplicatedIDs) > 0 {
+		lines = append(lines, "duplicated: "+strings.Join(r.DuplicatedIDs, " "))
+	}
+	for _, e := range r.SendErrors {
+		lines = append(lines, "send error: "+e)
+	}
+	if len(lines) > 0 {
+		secs = append(secs, report.Section{Title: "Canaries", Lines: lines})
+	}
+	if e := d.Embedded; e != nil {
+		out := e.Pipeline.Output
+		sec := report.Section{Title: "What exactly-once took (embedded)", Header: []string{"pipeline", "count"},
+			Rows: [][]string{{"bulk requests", fmt.Sprint(out.Requests)}, {"item retries (429, 5xx, transport)", fmt.Sprint(out.Retried)},
+				{"already indexed (409 on replay)", fmt.Sprint(out.Duplicates)}, {"transport errors", fmt.Sprint(out.TransportErr)},
+				{"dead letters", fmt.Sprint(out.DeadLetters)}}}
+		if es := e.ES; es != nil {
+			sec.Rows = append(sec.Rows, []string{"essim: items rejected 429", fmt.Sprint(es.Rejected)},
+				[]string{"essim: idle connections closed", fmt.Sprint(es.IdleClosed)})
+		}
+		secs = append(secs, sec)
+	}
+	if len(d.Probes) > 0 {
+		p := report.Section{Title: "Probes on the path", Header: []string{"probe", "findings", "error"}}
+		for _, pr := range d.Probes {
+			p.Rows = append(p.Rows, []string{pr.Name, itoa(pr.Findings), pr.Error})
+		}
+		secs = append(secs, p)
+	}
+	return secs
+}
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
+func msStr(v float64) string { return fmt.Sprintf("%.1fms", v) }
+
+// smokeTarget is where canaries go and where they are looked for.
+type smokeTarget struct {
+	mode         string
+	forward      string // HOST:PORT
+	esURL, index string
+	searcher     *smoke.ESSearcher
+	forwardCfg   forward.ClientConfig
+	// drained, for the embedded pipeline, returns once every acked event
+	// was answered by Elasticsearch: canaries still missing then are lost.
+	drained func(context.Context) error
+	stats   func() *embeddedStats // embedded mode: what the pipeline and essim went through
+	close   func(context.Context) error
+}
+
+// embeddedStats shows, in embedded mode, what exactly-once took: the
+// pipeline's retries and 409s, essim's rejections and dropped connections.
+type embeddedStats struct {
+	Pipeline pipeline.Stats `json:"pipeline"`
+	ES       *essimStats    `json:"essim,omitempty"`
+}
+
+// essimStats are the essim counters a reader of the smoke report cares about.
+type essimStats struct {
+	BulkRequests    int64 `json:"bulk_requests"`
+	Rejected        int64 `json:"rejected_429"`
+	RequestFailures int64 `json:"request_failures"`
+	Conflicts       int64 `json:"conflicts_409"`
+	Dropped         int64 `json:"dropped"`
+	OpenedConns     int64 `json:"connections_opened"`
+	IdleClosed      int64 `json:"idle_closed"`
+}
+
+func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, error) {
+	rep := report.New("smoke", g.Now())
+	tgt, err := smokeSetup(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = tgt.close(cctx)
+	}()
+
+	sender := &smoke.ForwardSender{Addr: tgt.forward, Config: tgt.forwardCfg, AckTimeout: o.AckTimeout}
+	defer sender.Close()
+	res, err := smoke.Run(ctx, smoke.Config{
+		Count: o.Count, ChunkSize: o.ChunkSize, Tag: o.Tag,
+		Timeout: o.Timeout, Poll: o.Poll, Settle: o.Settle, Drained: tgt.drained, Now: g.Now,
+		Progress: func(p smoke.Progress) {
+			g.Progress("smoke: %-8s sent %d/%d  acked %d  indexed %d  %5.1fs ", p.Phase, p.Sent, p.Count, p.Acked, p.Indexed, p.Elapsed.Seconds())
+		},
+	}, sender, tgt.searcher)
+	g.Progress("%-72s\r", "")
+	if err != nil {
+		return nil, err
+	}
+	// The sender's connection stays open through the probes: the sockets
+	// check should see the path as it is used, ESTABLISHED, not a TIME_WAIT
+	// we just made.
+	rep.Add(res.Findings(o.Timeout)...)
+
+	data := &smokeData{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []probeRun{}}
+	if !o.NoProbes {
+		for _, p := range smokeProbes(ctx, g, o, tgt) {
+			data.Probes = append(data.Probes, p.run)
+			rep.Add(p.findings...)
+		}
+	}
+	if tgt.stats != nil {
+		data.Embedded = tgt.stats()
+	}
+	rep.Data = data
+	rep.Finish(g.Now())
+	return rep, nil
+}
+
+// smokeSetup starts the embedded essim and pipeline when asked, or points at
+// the user's infrastructure.
+func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
+	esTLS, err := tlsConfig(o.ESCA, o.ESInsecure)
+	if err != nil {
+		return nil, fmt.Errorf("--es-ca: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = esTLS
+	searcher := &smoke.ESSearcher{User: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
+		Client: smoke.NewHTTPClient(10*time.Second, tr)}
+	var fwdCfg forward.ClientConfig
+	fwdCfg.SharedKey = o.SharedKey
+	if o.TLS {
+		c, err := tlsConfig(o.TLSCA, o.TLSInsecure)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		if c == nil {
+			c = &tls.Config{}
+		}
+		fwdCfg.TLSConfig = c
+	}
+	if o.Forward != "" {
+		searcher.URL, searcher.Index = o.ES, o.Index
+		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index,
+			searcher: searcher, forwardCfg: fwdCfg, close: func(context.Context) error { tr.CloseIdleConnections(); return nil }}, nil
+	}
+	return embeddedSetup(ctx, o, searcher, tr)
+}
+
+func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
+	if caFile == "" && !insecure {
+		return nil, nil
+	}
+	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New(caFile + ": no PEM certificate found")
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
+}
+
+// Chaos faults for --chaos: enough 429s that every bulk has rejected items
+// to retry, idle keep-alive closes shorter than the pipeline's pauses, and
+// for the first chaosLatePhase every bulk answered after the pipeline's
+// request timeout (it retries documents that are already stored: seed
+// 003's path to duplicates, answered 409 thanks to create + stable _id).
+const (
+	chaosRejectRate     = 0.2
+	chaosIdleClose      = 300 * time.Millisecond
+	chaosLateBy         = time.Second
+	chaosRequestTimeout = 500 * time.Millisecond
+	chaosLatePhase      = 1500 * time.Millisecond
+)
+
+func chaosFaults(late bool) essim.Faults {
+	return essim.Faults{RejectRate: chaosRejectRate, IdleClose: chaosIdleClose, IndexLate: late, LateBy: chaosLateBy}
+}
+
+// embeddedSetup starts essim (unless --es names a real cluster) and the
+// pipeline in process, its durable buffer in a temp dir removed afterwards.
+func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearcher, tr *http.Transport) (_ *smokeTarget, err error) {
+	var closers []func(context.Context) error
+	closeAll := func(ctx context.Context) error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i](ctx))
+		}
+		tr.CloseIdleConnections()
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			_ = closeAll(context.WithoutCancel(ctx))
+		}
+	}()
+
+	esCfg := esout.Config{URLs: []string{o.ES}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
+		TLS: tr.TLSClientConfig, FlushInterval: 20 * time.Millisecond}
+	index := o.Index
+	var sim *essim.Server
+	if o.ES == "" {
+		var faults essim.Faults
+		if o.Chaos {
+			faults = chaosFaults(true)
+			esCfg.RequestTimeout = chaosRequestTimeout
+		}
+		sim, err = essim.Start(ctx, "127.0.0.1:0", essim.Config{Faults: faults})
+		if err != nil {
+			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
+		}
+		closers = append(closers, func(context.Context) error { return sim.Close() })
+		if o.Chaos {
+			t := time.AfterFunc(chaosLatePhase, func() { _ = sim.SetFaults(chaosFaults(false)) })
+			closers = append(closers, func(context.Context) error { t.Stop(); return nil })
+		}
+		esCfg.URLs = []string{sim.URL()}
+	}
+	if index == "" {
+		index = "logs-*" // what esout.DefaultIndex writes to
+	}
+	dir, err := os.MkdirTemp("", "logdoctor-smoke-")
+	if err != nil {
+		return nil, fmt.Errorf("buffer dir: %w", err)
+	}
+	closers = append(closers, func(context.Context) error { return os.RemoveAll(dir) })
+	p, err := pipeline.New(pipeline.Config{ForwardAddr: "127.0.0.1:0", ForwardSharedKey: o.SharedKey,
+		BufferDir: dir, ES: esCfg, ProcRoot: o.ProcRoot})
+	if err != nil {
+		return nil, fmt.Errorf("embedded pipeline: %w", err)
+	}
+	if err := p.Start(ctx); err != nil {
+		return nil, fmt.Errorf("embedded pipeline: %w", err)
+	}
+	closers = append(closers, p.Close)
+
+	searcher.URL, searcher.Index = esCfg.URLs[0], index
+	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,
+		searcher: searcher, forwardCfg: forward.ClientConfig{SharedKey: o.SharedKey}, close: closeAll}
+	tgt.drained = func(ctx context.Context) error {
+		if err := p.Flush(ctx); err != nil {
+			return err
+		}
+		// essim makes documents searchable at once; a real cluster only
+		// after its refresh interval, unless we may ask for a refresh. If
+		// not, the wait runs until every canary is seen or --timeout.
+		if o.ES != "" {
+			return searcher.Refresh(ctx)
+		}
+		return nil
+	}
+	tgt.stats = func() *embeddedStats {
+		st := &embeddedStats{Pipeline: p.Stats()}
+		if sim != nil {
+			s := sim.Stats()
+			st.ES = &essimStats{BulkRequests: s.BulkRequests, Rejected: s.Rejected, RequestFailures: s.RequestFailures,
+				Conflicts: s.Conflicts, Dropped: s.Dropped, OpenedConns: s.OpenedConns, IdleClosed: s.IdleClosed}
+		}
+		return st
+	}
+	return tgt, nil
+}
+
+// probeOutcome is one probe's contribution to the smoke report.
+type probeOutcome struct {
+	run      probeRun
+	findings []report.Finding
+}
+
+// smokeProbes looks at the path the canaries took: its sockets first
+// (before the probes add connections of their own), then the forward input,
+// then Elasticsearch. A probe that cannot run is noted, not fatal: the
+// canary count is the verdict.
+func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarget) []probeOutcome {
+	var out []probeOutcome
+	add := func(name string, fs []report.Finding, err error) {
+		pr := probeRun{Name: name, Findings: len(fs)}
+		if err != nil {
+			pr.Error = report.Redact(err.Error())
+		}
+		out = append(out, probeOutcome{run: pr, findings: fs})
+	}
+
+	peers := []string{tgt.forward}
+	if u, err := url.Parse(tgt.esURL); err == nil {
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		peers = append(peers, net.JoinHostPort(u.Hostname(), port))
+	}
+	var sockFindings []report.Finding
+	err := runSockets(ctx, SocketsOptions{ProcRoot: o.ProcRoot, Peers: peers, NoProcesses: true,
+		Thresholds: sockstat.DefaultThresholds(), Now: g.Now}, func(r *report.Report) error {
+		sockFindings = r.Findings
+		return nil
+	})
+	add("sockets", sockFindings, err)
+
+	_, fwdFindings, err := forwardprobe.Run(ctx, forwardprobe.Options{Addr: tgt.forward, AckTimeout: o.AckTimeout,
+		Client: tgt.forwardCfg, Sockets: procSocketInspector()})
+	add("forward probe", fwdFindings, err)
+
+	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
+		CAFile: o.ESCA, Insecure: o.ESInsecure}
+	if o.Chaos {
+		eo.IdleWait = 2 * chaosIdleClose // long enough to see essim hang up idle connections
+	}
+	_, esFindings, err := esprobe.Run(ctx, eo)
+	add("es probe", esFindings, err)
+	return out
+}

@@ -1,0 +1,91 @@
+package esprobe
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/essim"
+)
+
+// rubySniff runs the transport behind fluent-plugin-elasticsearch against
+// url and returns what each request did.
+func rubySniff(t *testing.T, url, reload string, n int) []string {
+	t.Helper()
+	cmd := exec.Command("/usr/bin/ruby", "testdata/rubysniff.rb", url, reload, itoa(n))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ruby: %v\n%s%s", err, out, stderr.String())
+	}
+	var res []string
+	if err := json.Unmarshal(out, &res); err != nil || len(res) != n {
+		t.Fatalf("ruby output %q: %v", out, err)
+	}
+	return res
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// TestRubyTransportSniffsIntoDeadPool reproduces seed 000 with the real
+// elasticsearch-transport 7.17: with reload_connections it re-sniffs
+// _nodes/http and replaces its pool with the published addresses. When
+// those are unreachable every request fails ("Failed to open TCP
+// connection"); when none are published the pool is empty ("Cannot get new
+// connection from pool."). The probe flags both as es.sniff_unreachable,
+// and reload_connections false keeps working.
+func TestRubyTransportSniffsIntoDeadPool(t *testing.T) {
+	testenv.RequireFiles(t, "/usr/bin/ruby", "/usr/lib/ruby/vendor_ruby/elasticsearch/transport.rb")
+	s := startSim(t, essim.Config{Nodes: 2, Faults: essim.Faults{PublishAddress: "127.0.0.2:1"}})
+
+	res := rubySniff(t, s.URL(), "3", 5)
+	// Requests 1 and 2 use the configured host; the 3rd triggers the
+	// sniff and goes to the published address.
+	if res[0] != "ok" || res[1] != "ok" {
+		t.Fatalf("before the sniff: %q", res)
+	}
+	for _, r := range res[2:4] {
+		if !strings.Contains(r, "Faraday::ConnectionFailed") || !strings.Contains(r, "127.0.0.2:1") {
+			t.Fatalf("after the sniff: %q", res)
+		}
+	}
+	_, fs := run(t, Options{URLs: []string{s.URL()}})
+	if f := onlyFindings(t, fs, FindingSniffUnreachable)[FindingSniffUnreachable]; len(f.Evidence["unreachable"].([]string)) != 2 {
+		t.Fatalf("probe: %+v", f)
+	}
+
+	s.SetFaults(essim.Faults{PublishAddress: "none"})
+	res = rubySniff(t, s.URL(), "3", 4)
+	if res[0] != "ok" || res[1] != "ok" || res[2] != "Elasticsearch::Transport::Transport::Error: Cannot get new connection from pool." {
+		t.Fatalf("empty sniff: %q", res)
+	}
+	_, fs = run(t, Options{URLs: []string{s.URL()}})
+	onlyFindings(t, fs, FindingSniffUnreachable)
+
+	// The remedy: reload_connections false never leaves the configured host.
+	s.SetFaults(essim.Faults{PublishAddress: "127.0.0.2:1"})
+	for i, r := range rubySniff(t, s.URL(), "false", 6) {
+		if r != "ok" {
+			t.Fatalf("reload_connections false, request %d: %q", i, r)
+		}
+	}
+
+	// With reachable publish addresses the sniff spreads requests over
+	// both nodes and nothing fails.
+	s.SetFaults(essim.Faults{})
+	before := s.Stats().OpenedConns
+	for i, r := range rubySniff(t, s.URL(), "3", 8) {
+		if r != "ok" {
+			t.Fatalf("healthy sniff, request %d: %q", i, r)
+		}
+	}
+	if s.Stats().OpenedConns-before < 2 {
+		t.Fatalf("sniffed pool opened %d connections", s.Stats().OpenedConns-before)
+	}
+}

@@ -1,0 +1,201 @@
+package esout
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
+)
+
+type deadLog struct {
+	mu      sync.Mutex
+	reasons map[string]string // id -> reason
+}
+
+func (d *deadLog) add(r buffer.Record, reason string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.reasons == nil {
+		d.reasons = map[string]string{}
+	}
+	d.reasons[r.ID] = reason
+	return nil
+}
+
+func (d *deadLog) get() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range d.reasons {
+		out[k] = v
+	}
+	return out
+}
+
+// run delivers recs through an Output built from cfg and waits until the
+// buffer is empty.
+func run(t *testing.T, cfg Config, recs []buffer.Record) (*Output, *deadLog) {
+	t.Helper()
+	buf, err := buffer.Open(buffer.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	dl := &deadLog{}
+	cfg.DeadLetter = dl.add
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = 5 * time.Millisecond
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	o, err := New(buf, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { o.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if err := buf.Append(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	if err := buf.Wait(wctx); err != nil {
+		t.Fatalf("not delivered: %v; stats %+v", err, o.Stats())
+	}
+	return o, dl
+}
+
+func records(n int, tag string) []buffer.Record {
+	recs := make([]buffer.Record, n)
+	for i := range recs {
+		recs[i] = buffer.Record{ID: fmt.Sprintf("%s-%d", tag, i), Tag: tag, Sec: 1763719200 + int64(i),
+			Doc: []byte(fmt.Sprintf(`{"msg":"%s-%d","n":%d}`, tag, i, i))}
+	}
+	return recs
+}
+
+func TestItemErrorsGoToDeadLetters(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	recs := records(50, "ok")
+	long := records(3, strings.Repeat("t", 300)) // index name over 255 bytes: 400
+	for i := range long {
+		long[i].ID = fmt.Sprint("long-", i)
+	}
+	o, dl := run(t, Config{URLs: []string{es.URL()}}, append(recs, long...))
+	if n := es.Count("logs-ok-*"); n != 50 {
+		t.Fatalf("indexed %d", n)
+	}
+	got := dl.get()
+	if len(got) != 3 {
+		t.Fatalf("dead letters %v", got)
+	}
+	for _, r := range long {
+		if !strings.Contains(got[r.ID], "400") || !strings.Contains(got[r.ID], "invalid_index_name_exception") {
+			t.Fatalf("reason %q", got[r.ID])
+		}
+	}
+	if st := o.Stats(); st.DeadLetters != 3 || st.Indexed != 50 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestPoolDeadNode: one of two URLs is a closed port; everything goes
+// through the other and the dead one is marked so.
+func TestPoolDeadNode(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	o, _ := run(t, Config{URLs: []string{"http://127.0.0.2:1", es.URL()}, BatchCount: 10, RetryInitial: time.Millisecond,
+		DeadMin: time.Minute, DeadMax: time.Minute}, records(200, "pool"))
+	if n := es.Count("logs-pool-*"); n != 200 {
+		t.Fatalf("indexed %d", n)
+	}
+	alive, total := o.pool.counts()
+	if alive != 1 || total != 2 {
+		t.Fatalf("pool %d/%d alive", alive, total)
+	}
+	if st := o.Stats(); st.TransportErr != 1 {
+		t.Fatalf("dead node tried %d times within its backoff", st.TransportErr)
+	}
+}
+
+// TestSniff: sniffing adds published nodes that are reachable and skips
+// those that are not (pod IPs seen from outside).
+func TestSniff(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Nodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	o, _ := run(t, Config{URLs: []string{es.URL()}, Sniff: true}, records(20, "sniff"))
+	if _, total := o.pool.counts(); total != 3 {
+		t.Fatalf("pool has %d nodes after sniffing 3", total)
+	}
+	es.SetFaults(essim.Faults{PublishAddress: "127.0.0.2:1"})
+	o, _ = run(t, Config{URLs: []string{es.URL()}, Sniff: true}, records(20, "sniff2"))
+	if alive, total := o.pool.counts(); total != 1 || alive != 1 {
+		t.Fatalf("unreachable sniffed nodes used: %d/%d", alive, total)
+	}
+	if n := es.Count("logs-sniff*"); n != 40 {
+		t.Fatalf("indexed %d", n)
+	}
+}
+
+// TestGiveUp: with every request failing, events are given up after the
+// retry timeout, dead-lettered with the reason.
+func TestGiveUp(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	o, dl := run(t, Config{URLs: []string{es.URL()}, RetryTimeout: 200 * time.Millisecond, RetryInitial: 10 * time.Millisecond,
+		RetryMax: 50 * time.Millisecond}, records(10, "gone"))
+	if st := o.Stats(); st.GaveUp != 10 || st.Retried == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	for id, reason := range dl.get() {
+		if !strings.Contains(reason, "gave up") || !strings.Contains(reason, "503") {
+			t.Fatalf("%s: %q", id, reason)
+		}
+	}
+}
+
+// TestAuthGzipVersionsAndMaxContentLength: basic auth, API key, gzip
+// bodies, an Elasticsearch 7 without the product header, and a small
+// http.max_content_length that the batches must stay under.
+func TestAuthGzipVersionsAndMaxContentLength(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Version: "7.10.2",
+		Username: "elastic", Password: "s3cret", APIKey: "k3y", MaxContentLength: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	o, _ := run(t, Config{URLs: []string{es.URL()}, Username: "elastic", Password: "s3cret", Gzip: true}, records(300, "basic"))
+	if n := es.Count("logs-basic-*"); n != 300 {
+		t.Fatalf("basic auth + gzip: indexed %d", n)
+	}
+	if st := o.Stats(); st.MaxBatch != 16<<10 || st.Requests < 2 {
+		t.Fatalf("bulk size not capped by max_content_length: %+v", st)
+	}
+	run(t, Config{URLs: []string{es.URL()}, APIKey: "k3y"}, records(30, "apikey"))
+	if n := es.Count("logs-apikey-*"); n != 30 {
+		t.Fatalf("api key: indexed %d", n)
+	}
+}

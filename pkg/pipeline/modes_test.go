@@ -1,0 +1,189 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
+)
+
+func forwardRequest(t *testing.T, mode forward.Mode, tag string, from, n int) *forward.Request {
+	t.Helper()
+	req := &forward.Request{Tag: tag, Mode: mode, Chunk: forward.NewChunkID()}
+	for i := from; i < from+n; i++ {
+		rec, err := msgpack.Marshal(map[string]any{"msg": fmt.Sprintf("%s-%d", tag, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Entries = append(req.Entries, forward.Entry{Time: forward.EventTime{Sec: uint32(1763719200 + i), Nsec: 5}, Record: rec})
+	}
+	return req
+}
+
+// TestForwardModesTLSSharedKey: Message, Forward, PackedForward and
+// CompressedPackedForward over TLS with the shared-key handshake are all
+// acked after fsync and indexed once; the UDP heartbeat is answered on the
+// forward port; a wrong key gets nothing in.
+func TestForwardModesTLSSharedKey(t *testing.T) {
+	es := startES(t, "", essim.Config{})
+	cert := selfSigned(t)
+	p := startPipeline(t, Config{ES: esConfig(es), ForwardSharedKey: "k3y",
+		ForwardTLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	addr := p.ForwardAddr().String()
+	ctx := context.Background()
+	ccfg := forward.ClientConfig{SharedKey: "k3y", Hostname: "test", TLSConfig: &tls.Config{InsecureSkipVerify: true}}
+	c, err := forward.Dial(ctx, addr, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := map[string]bool{}
+	for _, mode := range forward.Modes() {
+		n := 1
+		if mode != forward.ModeMessage {
+			n = 25
+		}
+		req := forwardRequest(t, mode, "mode."+mode.String(), 0, n)
+		if err := c.Send(req, 5*time.Second); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		for i := 0; i < n; i++ {
+			want[fmt.Sprintf("mode.%s-%d", mode, i)] = true
+		}
+	}
+	flush(t, p, 10*time.Second)
+	byKey := checkExactlyOnce(t, esDocs(t, es.URL(), "logs-*", 1000), "msg", want)
+	if d := byKey["mode.packed-3"]; d["@timestamp"] != "2025-11-21T10:00:03.000000005Z" || d["tag"] != "mode.packed" {
+		t.Fatalf("document %v", d)
+	}
+
+	bad := ccfg
+	bad.SharedKey = "wrong"
+	if _, err := forward.Dial(ctx, addr, bad); !errors.Is(err, forward.ErrAuth) {
+		t.Fatalf("wrong shared key: %v", err)
+	}
+
+	// Heartbeat: a 0x00 datagram is answered on the same port.
+	hb, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hb.Close()
+	hb.Write([]byte{0})
+	hb.SetReadDeadline(time.Now().Add(3 * time.Second))
+	b := make([]byte, 8)
+	if n, err := hb.Read(b); err != nil || n != 1 || b[0] != 0 {
+		t.Fatalf("heartbeat answer %x %v", b[:n], err)
+	}
+}
+
+// TestMaxConns: connections over the limit are refused and counted; the
+// ones inside it keep working.
+func TestMaxConns(t *testing.T) {
+	es := startES(t, "", essim.Config{})
+	p := startPipeline(t, Config{ES: esConfig(es), MaxConns: 2})
+	addr := p.ForwardAddr().String()
+	ctx := context.Background()
+	var conns []*forward.Conn
+	for i := 0; i < 2; i++ {
+		c, err := forward.Dial(ctx, addr, forward.ClientConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	waitFor(t, "2 connections", 5*time.Second, func() bool { return p.fwdStats().Active == 2 })
+	extra, err := forward.Dial(ctx, addr, forward.ClientConfig{})
+	if err == nil {
+		err = extra.Send(forwardRequest(t, forward.ModeForward, "over", 0, 1), 3*time.Second)
+		extra.Close()
+	}
+	if err == nil {
+		t.Fatal("a connection over --max-conns was served")
+	}
+	if got := metric(t, p, "logdoctor_pipeline_forward_connections_refused_total", nil); got < 1 {
+		t.Fatalf("refused connections metric %v", got)
+	}
+	if err := conns[0].Send(forwardRequest(t, forward.ModeForward, "inside", 0, 3), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestShutdownLeavesRestInBuffer: Close with Elasticsearch failing gives
+// up flushing at the deadline and leaves the events on disk; the next
+// pipeline on the same directory delivers them, once.
+func TestShutdownLeavesRestInBuffer(t *testing.T) {
+	es := startES(t, "", essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
+	dir := t.TempDir()
+	cfg := Config{BufferDir: dir, ForwardAddr: "127.0.0.1:0", Logger: testLogger(t),
+		ES: esout.Config{URLs: []string{es.URL()}, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := forward.Dial(context.Background(), p.ForwardAddr().String(), forward.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := 0; i < 5; i++ {
+		if err := c.Send(forwardRequest(t, forward.ModePacked, "shut", i*20, 20), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		want[fmt.Sprintf("shut-%d", i)] = true
+	}
+	c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close: %v", err)
+	}
+	if st := p.Stats(); st.Buffer.Records != 100 {
+		t.Fatalf("left %d events, want 100", st.Buffer.Records)
+	}
+	es.SetFaults(essim.Faults{})
+	cfg.ES.URLs = []string{es.URL()}
+	p2 := startPipeline(t, cfg)
+	if rc := p2.Stats().Recovery; rc.Replay != 100 {
+		t.Fatalf("recovery %+v", rc)
+	}
+	flush(t, p2, 10*time.Second)
+	checkExactlyOnce(t, esDocs(t, es.URL(), "logs-*", 1000), "msg", want)
+}

@@ -1,0 +1,51 @@
+package udpprobe
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+func TestPayloadIsExactSizeJSON(t *testing.T) {
+	for _, size := range []int{MinSize, 1400, 1432, 2000, 9000} {
+		b := Payload("run1", 7, size)
+		if len(b) != size {
+			t.Fatalf("size %d: got %d bytes", size, len(b))
+		}
+		p, ok := parseProbe(b)
+		if !ok || p.Run != "run1" || p.Seq != 7 || p.Size != size {
+			t.Fatalf("size %d: parsed %+v %v", size, p, ok)
+		}
+	}
+	if _, ok := parseProbe([]byte(`{"log":"x"}`)); ok {
+		t.Fatal("a log line parsed as a probe")
+	}
+	if _, err := ParseSizes([]string{"1400", "50"}); err == nil {
+		t.Fatal("size 50 accepted")
+	}
+}
+
+func TestSendWithoutReceiver(t *testing.T) {
+	// a bound socket that never answers: probes leave, nothing comes back
+	mute, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	r, err := Send(context.Background(), SendConfig{Target: mute.LocalAddr().String(), Sizes: []int{200, 1500}, Probes: 2, Wait: 200 * time.Millisecond, Run: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ReceiverAnswered || r.LargestThrough != 0 || len(r.Sizes) != 2 || r.Sizes[1].Sent != 2 || r.RouteMTU == 0 {
+		t.Fatalf("result %+v", r)
+	}
+	rep := NewSendReport(r, 1460, nil)
+	if rep.MaxUnfragmented != 1432 {
+		t.Fatalf("max unfragmented %d", rep.MaxUnfragmented)
+	}
+	fs := rep.Findings()
+	if len(fs) != 1 || fs[0].ID != "udp.fragmented" {
+		t.Fatalf("findings %+v", fs)
+	}
+}
