@@ -44,7 +44,9 @@ func TestSummarize(t *testing.T) {
 
 type failingDialer struct{ err error }
 
-func (d failingDialer) DialContext(context.Context, string, string) (net.Conn, error) { return nil, d.err }
+func (d failingDialer) DialContext(context.Context, string, string) (net.Conn, error) {
+	return nil, d.err
+}
 
 // The dialer is injectable: a refused connection becomes connect_failed
 // without touching the network.
