@@ -60,10 +60,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		fatal     atomic.Bool // connect/auth failures stop every worker
 	)
 	pc := &pacer{rate: o.Rate, start: time.Now()}
-	cfg := o.Client
-	if !p.res.Handshake && cfg.SharedKey == "" {
-		cfg.HeloWait = 0 // the first connection showed there is no HELO
-	}
+	cfg := p.redialConfig()
 	fail := func(kind string, err error) {
 		mu.Lock()
 		l.Errors[kind]++

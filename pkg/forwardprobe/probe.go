@@ -284,7 +284,7 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 		}
 		if c == nil {
 			var err error
-			if c, err = forward.Dial(ctx, p.opts.Addr, p.opts.Client); err != nil {
+			if c, err = forward.Dial(ctx, p.opts.Addr, p.redialConfig()); err != nil {
 				p.res.Canaries = append(p.res.Canaries, Canary{Mode: mode.String(), Outcome: "error", Error: report.Redact(err.Error())})
 				continue
 			}
@@ -342,6 +342,16 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 		p.res.AckLatency = &l
 		p.slowAck(l)
 	}
+}
+
+// redialConfig is the client config for connections after the first: when
+// that one showed no HELO, later ones need not listen for it.
+func (p *prober) redialConfig() forward.ClientConfig {
+	cfg := p.opts.Client
+	if !p.res.Handshake && cfg.SharedKey == "" {
+		cfg.HeloWait = 0
+	}
+	return cfg
 }
 
 func classify(err error) string {
