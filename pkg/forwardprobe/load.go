@@ -2,6 +2,7 @@ package forwardprobe
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -180,6 +181,9 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		}
 		f.Evidence["count"] = n
 		f.Evidence["chunks_sent"] = l.ChunksSent
+		if l.ChunksSent > 0 {
+			f.Summary = fmt.Sprintf("%d of %d chunks: %s", n, l.ChunksSent, f.Summary)
+		}
 		if kind == "no_ack" && l.MaxSendQ > 0 {
 			f.Evidence["send_q_max"] = l.MaxSendQ
 			f.Summary += "; our Send-Q reached " + strconv.Itoa(l.MaxSendQ) + " bytes (nothing takes them: a receiver that stopped reading, or packets dropped on the way)"
