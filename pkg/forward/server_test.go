@@ -301,11 +301,9 @@ func TestTCPHeartbeatIsNotAnError(t *testing.T) {
 		srv := &forward.Server{Handler: forwardtest.NewRecorder(), SharedKey: key}
 		addr := forwardtest.Start(t, srv)
 		for i := 0; i < 3; i++ {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
+			if _, err := forward.HeartbeatTCP(context.Background(), nil, addr); err != nil {
 				t.Fatal(err)
 			}
-			c.Close()
 		}
 		waitStats(t, srv, func(st forward.Stats) bool { return st.Accepted == 3 && st.Active == 0 })
 		if st := srv.Stats(); st.Errors != 0 {
