@@ -174,8 +174,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // ServeConn handles one connection until the peer closes it (nil error),
 // a request is malformed or over the limits, or ctx is done. It closes c.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	raw := c // closed from another goroutine: do not share the variable reassigned below
+	defer raw.Close()
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 	if s.TLSConfig != nil {
 		tc := tls.Server(c, s.TLSConfig)
