@@ -169,6 +169,22 @@ func TestBulkCreateConflictCountSearch(t *testing.T) {
 	if r := do(t, nil, "GET", s.URL()+"/nope/_count", ""); r.status != 404 || get(r.json(t), "error.type") != "index_not_found_exception" {
 		t.Fatalf("missing index: %d %s", r.status, r.body)
 	}
+	if r := do(t, nil, "POST", s.URL()+"/nope,logs/_search?ignore_unavailable=true&allow_no_indices=true", `{"size":0}`); r.status != 200 || get(r.json(t), "hits.total.value") != 3.0 {
+		t.Fatalf("ignore_unavailable: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/nope/_refresh?ignore_unavailable=true", ""); r.status != 200 {
+		t.Fatalf("refresh ignore_unavailable: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/zz*/_count?allow_no_indices=false", ""); r.status != 404 {
+		t.Fatalf("allow_no_indices=false: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/logs/_search", `{"_source":["msg"],"query":{"ids":{"values":["a"]}}}`); string(get(r.json(t), "hits.hits.0._source").(map[string]any)["msg"].(string)) != "one" ||
+		get(r.json(t), "hits.hits.0._source.host") != nil {
+		t.Fatalf("_source filter: %s", r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/logs/_search?_source=false", `{"query":{"ids":{"values":["a"]}}}`); get(r.json(t), "hits.hits.0._id") != "a" || get(r.json(t), "hits.hits.0._source") != nil {
+		t.Fatalf("_source=false: %s", r.body)
+	}
 	if r := do(t, nil, "GET", s.URL()+"/_cat/indices/log*?format=json&h=index,docs.count", ""); string(r.body) != `[{"docs.count":"3","index":"logs"}]` {
 		t.Fatalf("_cat/indices: %s", r.body)
 	}

@@ -384,7 +384,7 @@ func (n *node) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 
 func (n *node) refresh(w http.ResponseWriter, r *http.Request, pattern string) {
 	n.s.store.mu.RLock()
-	ixs, err := n.s.store.resolveStrictLocked(pattern)
+	ixs, err := n.s.store.resolveRequestLocked(pattern, r.URL.Query())
 	n.s.store.mu.RUnlock()
 	var nf *errIndexNotFound
 	if errors.As(err, &nf) {
@@ -436,7 +436,7 @@ func (n *node) createIndex(w http.ResponseWriter, r *http.Request, name string) 
 func (n *node) getIndex(w http.ResponseWriter, r *http.Request, pattern string) {
 	st := n.s.store
 	st.mu.RLock()
-	ixs, err := st.resolveStrictLocked(pattern)
+	ixs, err := st.resolveRequestLocked(pattern, r.URL.Query())
 	out := map[string]any{}
 	for _, ix := range ixs {
 		out[ix.name] = map[string]any{

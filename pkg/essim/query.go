@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,9 +132,14 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 		tas = append(tas, ta)
 	}
 
+	srcFilter, err := parseSourceFilter(req.Source, q.Get("_source"))
+	if err != nil {
+		n.esError(w, r, http.StatusBadRequest, "x_content_parse_exception", err.Error(), nil)
+		return
+	}
 	st := n.s.store
 	st.mu.RLock()
-	ixs, rerr := st.resolveStrictLocked(pattern)
+	ixs, rerr := st.resolveRequestLocked(pattern, q)
 	var nf *errIndexNotFound
 	if errors.As(rerr, &nf) {
 		st.mu.RUnlock()
@@ -173,7 +179,7 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 				}
 			}
 			if !count && total > req.From && len(hits) < size {
-				hits = append(hits, n.hit(ix, d))
+				hits = append(hits, n.hit(ix, d, srcFilter))
 			}
 		}
 	}
@@ -240,8 +246,80 @@ type bucket struct {
 	count int
 }
 
-func (n *node) hit(ix *index, d *doc) json.RawMessage {
-	buf := make([]byte, 0, len(d.src)+96)
+// sourceFilter is the _source parameter: nil keeps the whole source, an
+// empty non-nil list drops it (false), otherwise the listed fields (top-level
+// names, dotted paths keeping their top-level object, * wildcards).
+type sourceFilter []string
+
+func parseSourceFilter(body json.RawMessage, param string) (sourceFilter, error) {
+	if param != "" {
+		switch param {
+		case "true":
+			return nil, nil
+		case "false":
+			return sourceFilter{}, nil
+		}
+		return sourceFilter(strings.Split(param, ",")), nil
+	}
+	t := strings.TrimSpace(string(body))
+	switch {
+	case t == "" || t == "true" || t == "null":
+		return nil, nil
+	case t == "false":
+		return sourceFilter{}, nil
+	}
+	var list []string
+	if json.Unmarshal(body, &list) == nil {
+		return sourceFilter(list), nil
+	}
+	var one string
+	if json.Unmarshal(body, &one) == nil {
+		return sourceFilter{one}, nil
+	}
+	var obj struct {
+		Includes []string `json:"includes"`
+	}
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return nil, fmt.Errorf("[_source] must be a boolean, a string, an array or an object with includes: %v", err)
+	}
+	if len(obj.Includes) == 0 {
+		return nil, nil
+	}
+	return sourceFilter(obj.Includes), nil
+}
+
+// apply returns the filtered source; ok is false when _source is off.
+func (f sourceFilter) apply(src []byte) ([]byte, bool) {
+	if f == nil {
+		return src, true
+	}
+	if len(f) == 0 {
+		return nil, false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(src, &m) != nil {
+		return src, true
+	}
+	out := map[string]json.RawMessage{}
+	for k, v := range m {
+		for _, p := range f {
+			top, _, _ := strings.Cut(p, ".")
+			if ok, _ := path.Match(top, k); ok {
+				out[k] = v
+				break
+			}
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return src, true
+	}
+	return b, true
+}
+
+func (n *node) hit(ix *index, d *doc, f sourceFilter) json.RawMessage {
+	src, withSource := f.apply(d.src)
+	buf := make([]byte, 0, len(src)+96)
 	buf = append(buf, `{"_index":`...)
 	buf = appendString(buf, ix.name)
 	if n.s.major < 8 {
@@ -249,8 +327,11 @@ func (n *node) hit(ix *index, d *doc) json.RawMessage {
 	}
 	buf = append(buf, `,"_id":`...)
 	buf = appendString(buf, d.id)
-	buf = append(buf, `,"_score":1.0,"_source":`...)
-	buf = append(buf, d.src...)
+	buf = append(buf, `,"_score":1.0`...)
+	if withSource {
+		buf = append(buf, `,"_source":`...)
+		buf = append(buf, src...)
+	}
 	return append(buf, '}')
 }
 

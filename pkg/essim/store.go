@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -283,6 +284,20 @@ func (s *store) newIDLocked() string {
 type errIndexNotFound struct{ name string }
 
 func (e *errIndexNotFound) Error() string { return "no such index [" + e.name + "]" }
+
+// resolveRequest resolves pattern for a read request, honouring
+// ignore_unavailable (skip missing concrete names) and allow_no_indices
+// (default true: wildcards matching nothing are fine).
+func (s *store) resolveRequestLocked(pattern string, q url.Values) ([]*index, error) {
+	ixs, err := s.resolveStrictLocked(pattern)
+	if err != nil && q.Get("ignore_unavailable") == "true" {
+		err = nil
+	}
+	if err == nil && len(ixs) == 0 && q.Get("allow_no_indices") == "false" {
+		err = &errIndexNotFound{name: pattern}
+	}
+	return ixs, err
+}
 
 // resolveLocked expands a comma-separated list of names and patterns
 // (*, _all, empty) into existing indices, sorted by name. Missing concrete
