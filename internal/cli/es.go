@@ -273,6 +273,7 @@ type ESServeOptions struct {
 	Latency, IdleClose, LateBy     time.Duration
 	PublishAddress, Health         string
 	IndexLate, NoKeepAlive         bool
+	StripProductHeader             bool
 	Seed                           int64
 }
 
@@ -343,6 +344,7 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	f.BoolVar(&o.IndexLate, "index-late", false, "index bulks at once but answer after --late-by (the client times out and resends)")
 	f.DurationVar(&o.LateBy, "late-by", essim.DefaultLateBy, "how long --index-late holds the answer")
 	f.BoolVar(&o.NoKeepAlive, "no-keepalive", false, "answer with Connection: close (every request costs a new connection)")
+	f.BoolVar(&o.StripProductHeader, "strip-product-header", false, "drop X-Elastic-Product, as some proxies do (Elastic's clients 7.14+ then refuse the server)")
 	f.Int64Var(&o.Seed, "seed", 1, "random seed of the fault rates")
 	return cmd
 }
@@ -375,7 +377,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	}
 	faults := essim.Faults{RejectRate: o.RejectRate, FailRate: o.FailRate, FailStatus: o.FailStatus, DropRate: o.DropRate,
 		Latency: o.Latency, IdleClose: o.IdleClose, PublishAddress: o.PublishAddress, Health: o.Health,
-		IndexLate: o.IndexLate, LateBy: o.LateBy, NoKeepAlive: o.NoKeepAlive, Seed: o.Seed}
+		IndexLate: o.IndexLate, LateBy: o.LateBy, NoKeepAlive: o.NoKeepAlive, StripProductHeader: o.StripProductHeader, Seed: o.Seed}
 	started := now()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

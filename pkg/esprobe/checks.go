@@ -86,6 +86,7 @@ func (p *probe) targetFindings() {
 	for _, t := range p.res.Targets {
 		switch {
 		case t.Reachable:
+			p.productFinding(t)
 		case t.unauthorized != 0:
 			p.add(report.Finding{ID: FindingAuthFailed, Severity: report.Critical,
 				Summary:  fmt.Sprintf("%s answered HTTP %d: the credentials are missing or refused", t.URL, t.unauthorized),
@@ -101,6 +102,37 @@ func (p *probe) targetFindings() {
 				Evidence: ev, Remedy: remedyUnreachable})
 		}
 	}
+}
+
+// productFinding: Elastic's clients 7.14+ require X-Elastic-Product from
+// Elasticsearch 7.14+ and refuse OpenSearch outright.
+func (p *probe) productFinding(t Target) {
+	ev := map[string]any{"url": t.URL, "version": t.Version, "product": t.Product, "x_elastic_product": t.ProductHdr}
+	if t.Product == "opensearch" {
+		p.add(report.Finding{ID: FindingProductCheck, Severity: report.Info,
+			Summary:  fmt.Sprintf("%s is OpenSearch %s: Elastic's clients from 7.14 on (fluent-plugin-elasticsearch's elasticsearch gem) refuse it", t.URL, t.Version),
+			Evidence: ev, Remedy: remedyOpenSearch})
+		return
+	}
+	if !t.ProductHdr && versionAtLeast(t.Version, 7, 14) {
+		p.add(report.Finding{ID: FindingProductCheck, Severity: report.Warning,
+			Summary:  fmt.Sprintf("%s claims Elasticsearch %s but sends no X-Elastic-Product header: Elastic's clients 7.14+ will refuse it", t.URL, t.Version),
+			Evidence: ev, Remedy: remedyProductStripped})
+	}
+}
+
+// versionAtLeast compares a "major.minor[.patch]" version.
+func versionAtLeast(v string, major, minor int) bool {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
 }
 
 // nodeStatsT is the part of _nodes/stats the probe reads.

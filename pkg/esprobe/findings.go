@@ -16,6 +16,7 @@ const (
 	FindingBulkNotIdempotent = "es.bulk_not_idempotent"
 	FindingBulkLost          = "es.bulk_lost"
 	FindingDuplicates        = "es.duplicates"
+	FindingProductCheck      = "es.product_check"
 )
 
 // Remedies name the shipper settings; they are long on purpose, since the
@@ -64,6 +65,12 @@ const (
 	remedyDuplicates = "Events were indexed more than once: the shipper resent bulks (429s, timeouts, restarts) and Elasticsearch generated a " +
 		"new _id each time (seed 003). fluent-plugin-elasticsearch: `<filter> @type elasticsearch_genid hash_id_key _hash </filter>` " +
 		"with `id_key _hash` and `write_operation create` (a resend then gets 409 instead of a copy); Fluent Bit: `Generate_ID On`."
+	remedyProductStripped = "Let the X-Elastic-Product header through whatever sits in front of the cluster (proxy, gateway, " +
+		"service mesh). Elastic's clients from 7.14 on (the elasticsearch gem behind fluent-plugin-elasticsearch, elasticsearch-py) " +
+		"check it and raise UnsupportedProductError (\"The client noticed that the server is not Elasticsearch\") without it; " +
+		"pinning the elasticsearch gem below 7.14 only hides the problem."
+	remedyOpenSearch = "Elastic's clients from 7.14 on refuse OpenSearch. Use fluent-plugin-opensearch (`@type opensearch`) instead of " +
+		"fluent-plugin-elasticsearch, or Fluent Bit's `opensearch` output instead of `es`; keep elasticsearch clients below 7.14 only as a stopgap."
 	remedyHealthRed = "Primary shards are unassigned: bulk items for those indices fail with 503 unavailable_shards_exception and " +
 		"shippers retry until their buffers fill (then drop). Check GET _cluster/allocation/explain; the shipper's buffer " +
 		"(`total_limit_size`, Fluent Bit `storage.total_limit_size`) decides how long it can wait."

@@ -329,6 +329,20 @@ func TestTLSWithBasicAuth(t *testing.T) {
 	onlyFindings(t, fs)
 }
 
+func TestStrippedProductHeader(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{StripProductHeader: true}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}})
+	f := onlyFindings(t, fs, FindingProductCheck)[FindingProductCheck]
+	if f.Severity != report.Warning || res.Targets[0].ProductHdr || f.Evidence["version"] != essim.DefaultVersion {
+		t.Fatalf("%+v", f)
+	}
+	for v, want := range map[string]bool{"7.14.0": true, "7.13.4": false, "8.0.0": true, "6.8.23": false, "x": false} {
+		if versionAtLeast(v, 7, 14) != want {
+			t.Errorf("versionAtLeast(%q, 7, 14) != %v", v, want)
+		}
+	}
+}
+
 func TestAPIKey(t *testing.T) {
 	s := startSim(t, essim.Config{APIKey: "aWQ6a2V5"})
 	_, fs := run(t, Options{URLs: []string{s.URL()}, APIKey: "aWQ6a2V5", Index: "k"})
@@ -352,7 +366,9 @@ func TestOpenSearch(t *testing.T) {
 	for _, v := range []string{"1.3.14", "2.11.0"} {
 		s := startSim(t, essim.Config{Distribution: "opensearch", Version: v})
 		res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "os"})
-		onlyFindings(t, fs)
+		if f := onlyFindings(t, fs, FindingProductCheck)[FindingProductCheck]; f.Severity != report.Info {
+			t.Fatalf("%+v", f)
+		}
 		tg := res.Targets[0]
 		if tg.Product != "opensearch" || tg.ProductHdr || tg.Version != v || !res.Bulk.Idempotent {
 			t.Fatalf("%s: %+v %+v", v, tg, res.Bulk)

@@ -90,8 +90,11 @@ type Faults struct {
 	DropRate  float64       `json:"drop_rate"` // fraction of bulk items acknowledged (201) but never stored
 	// NoKeepAlive answers every request with "Connection: close", like a
 	// proxy without keep-alive: each client request costs a new connection.
-	NoKeepAlive bool  `json:"no_keepalive"`
-	Seed        int64 `json:"seed"` // random source for the rates; 0 = 1
+	NoKeepAlive bool `json:"no_keepalive"`
+	// StripProductHeader drops X-Elastic-Product, as some proxies and
+	// gateways do; Elastic's clients from 7.14 on then refuse the server.
+	StripProductHeader bool  `json:"strip_product_header"`
+	Seed               int64 `json:"seed"` // random source for the rates; 0 = 1
 }
 
 // faultsJSON carries Faults over the admin endpoint with durations as

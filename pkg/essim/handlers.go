@@ -20,7 +20,8 @@ import (
 func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := n.s
 	s.requests.Add(1)
-	if n.s.productHeader() {
+	f := s.Faults()
+	if n.s.productHeader() && !f.StripProductHeader {
 		w.Header().Set("X-Elastic-Product", "Elasticsearch")
 	}
 	p := strings.Trim(r.URL.Path, "/")
@@ -35,7 +36,6 @@ func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !n.authorized(w, r) {
 		return
 	}
-	f := s.Faults()
 	if f.NoKeepAlive {
 		w.Header().Set("Connection", "close")
 	}

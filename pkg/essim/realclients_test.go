@@ -129,3 +129,36 @@ func TestPrometheusElasticsearchExporter(t *testing.T) {
 	}
 	t.Logf("exporter log:\n%s", logs.String())
 }
+
+// TestPythonClientRefusesWithoutProductHeader: elasticsearch-py 7.17
+// refuses an 8.x server whose X-Elastic-Product header a proxy stripped,
+// and an OpenSearch server, the failures es.product_check warns about.
+func TestPythonClientRefusesWithoutProductHeader(t *testing.T) {
+	testenv.RequireFiles(t, "/usr/bin/python3", "/usr/lib/python3/dist-packages/elasticsearch/__init__.py")
+	const script = `
+import sys
+from elasticsearch import Elasticsearch
+try:
+    Elasticsearch([sys.argv[1]]).count(index="_all")
+    print("ok")
+except Exception as e:
+    print(type(e).__name__)
+`
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "ok"},
+		{Config{Faults: Faults{StripProductHeader: true}}, "UnsupportedProductError"},
+		{Config{Distribution: "opensearch"}, "UnsupportedProductError"},
+	} {
+		s := start(t, tc.cfg)
+		out, err := exec.Command("/usr/bin/python3", "-W", "ignore", "-c", script, s.URL()).Output()
+		if err != nil {
+			t.Fatalf("python: %v %s", err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.cfg, got, tc.want)
+		}
+	}
+}
