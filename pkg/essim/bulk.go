@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -50,6 +51,18 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 	if len(items) == 0 {
 		n.esError(w, r, http.StatusBadRequest, "action_request_validation_exception", "Validation Failed: 1: no requests added;", nil)
 		return
+	}
+	// Elasticsearch 8 (and OpenSearch 2) removed mapping types: a _type in
+	// an action line fails the whole request, unless the client asked for
+	// the 7.x REST compatibility.
+	if n.s.major >= 8 && !strings.Contains(r.Header.Get("Content-Type")+r.Header.Get("Accept"), "compatible-with=7") {
+		for _, it := range items {
+			if it.Type != "" {
+				n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
+					"Action/metadata line ["+strconv.Itoa(it.Line)+"] contains an unknown parameter [_type]", nil)
+				return
+			}
+		}
 	}
 	res, ok := n.write(w, r, items, int64(len(body)))
 	if !ok {

@@ -219,6 +219,14 @@ func TestBulkMalformedAndLimits(t *testing.T) {
 			t.Errorf("%q: %d %s", tc.body, r.status, r.body)
 		}
 	}
+	// Elasticsearch 8 refuses mapping types unless asked for 7.x compatibility.
+	typed := "{\"index\":{\"_index\":\"t\"}}\n{}\n{\"index\":{\"_index\":\"t\",\"_type\":\"events\"}}\n{}\n"
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", typed); r.status != 400 || get(r.json(t), "error.reason") != "Action/metadata line [3] contains an unknown parameter [_type]" {
+		t.Errorf("_type on 8: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", typed, "Content-Type", "application/vnd.elasticsearch+x-ndjson;compatible-with=7"); r.status != 200 || s.Count("t") != 2 {
+		t.Errorf("_type with compatible-with=7: %d %s", r.status, r.body)
+	}
 	r := do(t, nil, "POST", s.URL()+"/_bulk", "{\"index\":{\"_index\":\"Bad\"}}\n{}\n{\"index\":{\"_index\":\"x\"}}\n[1]\n")
 	m := r.json(t)
 	if get(m, "items.0.index.error.type") != "invalid_index_name_exception" || get(m, "items.1.index.error.type") != "document_parsing_exception" {
