@@ -16,7 +16,9 @@ import (
 
 // rsyslog runs Debian's rsyslogd with omelasticsearch shipping every line
 // received on an imtcp port to the essim at esURL, and returns the port
-// and the path of omelasticsearch's errorfile.
+// and the path of omelasticsearch's errorfile. extra is appended to the
+// action; a "bulkid" template (the "event N" part of the message, unique
+// per event in these tests) is there for dynbulkid.
 func rsyslog(t *testing.T, esURL, extra string) (port int, errorFile string) {
 	t.Helper()
 	testenv.RequireFiles(t, "/usr/sbin/rsyslogd", "/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so")
@@ -33,6 +35,7 @@ func rsyslog(t *testing.T, esURL, extra string) (port int, errorFile string) {
 module(load="imtcp")
 input(type="imtcp" port="%d" address="127.0.0.1")
 module(load="omelasticsearch")
+template(name="bulkid" type="string" string="%%msg:R,ERE,0,DFLT:event [0-9]+--end%%")
 template(name="doc" type="list" option.json="on") {
   constant(value="{\"message\":\"") property(name="msg")
   constant(value="\",\"host\":\"") property(name="hostname")
@@ -167,3 +170,39 @@ func (s *Server) firstID(index string) string {
 	}
 	return ""
 }
+
+// TestRsyslogIndexLateDuplicates is seed 003 with rsyslog: indexTimeout
+// shorter than the cluster's answer makes rsyslog resend a batch the
+// cluster already stored. Without an id that is a second copy; with
+// bulkid + writeoperation create the resend gets 409s and nothing doubles.
+func TestRsyslogIndexLateDuplicates(t *testing.T) {
+	const n = 10
+	for _, tc := range []struct {
+		name, extra string
+		dup         bool
+	}{
+		{"no id", `esVersion.major="8" indexTimeout="500" action.resumeRetryCount="2" action.resumeInterval="1"`, true},
+		{"bulkid create", `esVersion.major="8" indexTimeout="500" action.resumeRetryCount="2" action.resumeInterval="1" ` +
+			`template="doc" bulkid="bulkid" dynbulkid="on" writeoperation="create"`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, Config{Faults: Faults{IndexLate: true, LateBy: 2 * time.Second}})
+			port, _ := rsyslog(t, s.URL(), tc.extra)
+			sendSyslog(t, port, n)
+			// Wait until every event was resent at least once.
+			if !waitFor(func() bool { return s.Stats().BulkItems >= 2*n }) {
+				t.Fatalf("no resend of every event: %+v", s.Stats())
+			}
+			got := s.Count("rsyslog")
+			if tc.dup && got < 2*n {
+				t.Fatalf("stored %d, want at least %d (a copy per resend) %+v", got, 2*n, s.Stats())
+			}
+			if !tc.dup && (got != n || s.Stats().Conflicts < n) {
+				t.Fatalf("stored %d (want %d), conflicts %d", got, n, s.Stats().Conflicts)
+			}
+		})
+	}
+}
+
+// firstID is the _id of the oldest live document in index ("" if none);
+// tests use it to look at a document whose id essim generated.
