@@ -134,3 +134,36 @@ func TestPythonRetryOnTimeoutDuplicates(t *testing.T) {
 		t.Fatalf("dups with create: %+v %+v %v", res, fs, err)
 	}
 }
+
+// TestPythonSniffOnStart: elasticsearch-py 7.17 with sniff_on_start
+// replaces its hosts with the published addresses too; against
+// 127.0.0.2:1 its first request fails, where the probe had warned.
+func TestPythonSniffOnStart(t *testing.T) {
+	testenv.RequireFiles(t, "/usr/bin/python3", "/usr/lib/python3/dist-packages/elasticsearch/__init__.py")
+	const script = `
+import sys
+from elasticsearch import Elasticsearch
+try:
+    Elasticsearch([sys.argv[1]], sniff_on_start=True, sniff_timeout=2, max_retries=0).info()
+    print("ok")
+except Exception as e:
+    print(type(e).__name__)
+`
+	s := startSim(t, essim.Config{Nodes: 2})
+	py := func() string {
+		out, err := exec.Command("/usr/bin/python3", "-W", "ignore", "-c", script, s.URL()).Output()
+		if err != nil {
+			t.Fatalf("python: %v %s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := py(); got != "ok" {
+		t.Fatalf("reachable publish addresses: %s", got)
+	}
+	s.SetFaults(essim.Faults{PublishAddress: "127.0.0.2:1"})
+	if got := py(); got != "ConnectionError" {
+		t.Fatalf("unreachable publish addresses: %s, want ConnectionError", got)
+	}
+	_, fs := run(t, Options{URLs: []string{s.URL()}})
+	onlyFindings(t, fs, FindingSniffUnreachable)
+}
