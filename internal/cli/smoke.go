@@ -335,8 +335,7 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 	tr.TLSClientConfig = esTLS
 	searcher := &smoke.ESSearcher{User: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
 		Client: smoke.NewHTTPClient(10*time.Second, tr)}
-	var fwdCfg forward.ClientConfig
-	fwdCfg.SharedKey = o.SharedKey
+	fwdCfg := smokeClientConfig(o)
 	if o.TLS {
 		c, err := tlsConfig(o.TLSCA, o.TLSInsecure)
 		if err != nil {
@@ -353,6 +352,18 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 			searcher: searcher, forwardCfg: fwdCfg, close: func(context.Context) error { tr.CloseIdleConnections(); return nil }}, nil
 	}
 	return embeddedSetup(ctx, o, searcher, tr)
+}
+
+// smokeClientConfig is the forward client's handshake identity. Fluentd's
+// in_forward rejects a PING carrying its own hostname ("same hostname
+// between input and output"), which is what a smoke run on the shipper's
+// own host (or against the embedded pipeline) would send by default.
+func smokeClientConfig(o SmokeOptions) forward.ClientConfig {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return forward.ClientConfig{SharedKey: o.SharedKey, Hostname: "logdoctor-smoke." + host}
 }
 
 func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
@@ -450,7 +461,7 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 
 	searcher.URL, searcher.Index = esCfg.URLs[0], index
 	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,
-		searcher: searcher, forwardCfg: forward.ClientConfig{SharedKey: o.SharedKey}, close: closeAll}
+		searcher: searcher, forwardCfg: smokeClientConfig(o), close: closeAll}
 	tgt.drained = func(ctx context.Context) error {
 		if err := p.Flush(ctx); err != nil {
 			return err
@@ -512,7 +523,7 @@ func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarg
 	add("sockets", sockFindings, err)
 
 	_, fwdFindings, err := forwardprobe.Run(ctx, forwardprobe.Options{Addr: tgt.forward, AckTimeout: o.AckTimeout,
-		Client: tgt.forwardCfg, Sockets: procSocketInspector()})
+		Client: tgt.forwardCfg, Sockets: socketInspector(o.ProcRoot)})
 	add("forward probe", fwdFindings, err)
 
 	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,

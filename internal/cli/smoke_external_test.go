@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
+	"github.com/logdoctor/logdoctor/pkg/pipeline"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
+)
+
+// startShipper runs pkg/pipeline as "the user's shipper": a forward input
+// (with a shared key and TLS when asked) writing to sim, as a Fluentd would.
+func startShipper(t *testing.T, sim *essim.Server, cfg pipeline.Config) *pipeline.Pipeline {
+	t.Helper()
+	cfg.ForwardAddr = "127.0.0.1:0"
+	cfg.BufferDir = t.TempDir()
+	cfg.ES = esout.Config{URLs: []string{sim.URL()}, FlushInterval: 20 * time.Millisecond}
+	p, err := pipeline.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
+	return p
+}
+
+// TestSmokeExternalShipper is the CI use: --forward at a shipper and --es
+// at the cluster it writes to, with the shipper's shared key and TLS.
+func TestSmokeExternalShipper(t *testing.T) {
+	certs := forwardtest.NewCerts(t)
+	sim := startEssim(t, essim.Faults{})
+	p := startShipper(t, sim, pipeline.Config{ForwardSharedKey: "k3y", ForwardTLS: certs.ServerTLS(false)})
+	addr := p.ForwardAddr().String()
+
+	code, out, errOut := runCLI(t, "smoke", "-o", "json", "--forward", addr, "--shared-key", "k3y", "--tls-ca", certs.CAFile,
+		"--es", sim.URL(), "--index", "logs-*", "--count", "300", "--chunk-size", "50", "--timeout", "30s")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
+	}
+	r := parseSmoke(t, out)
+	r.exactlyOnce(t, 300)
+	if r.Data.Mode != "external" || r.Data.Embedded != nil {
+		t.Fatalf("data: mode %q embedded %+v", r.Data.Mode, r.Data.Embedded)
+	}
+	if strings.Contains(out, "k3y") {
+		t.Fatal("the shared key is in the report")
+	}
+
+	// The wrong key: nothing can be sent, smoke could not run (exit 1), and
+	// the error says why without repeating the key.
+	code, _, errOut = runCLI(t, "smoke", "--forward", addr, "--shared-key", "wrong-key", "--tls-ca", certs.CAFile,
+		"--es", sim.URL(), "--index", "logs-*", "--count", "10", "--timeout", "2s")
+	if code != ExitError || !strings.Contains(errOut, "no canary could be sent") || strings.Contains(errOut, "wrong-key") {
+		t.Fatalf("wrong key: exit %d: %s", code, errOut)
+	}
+}
