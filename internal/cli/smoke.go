@@ -209,12 +209,8 @@ func (d *smokeData) Sections() []report.Section {
 		},
 	}}
 	var lines []string
-	if len(r.MissingIDs) > 0 {
-		lines = append(lines, "missing: "+strings.Join(r.MissingIDs, " "))
-	}
-	if len(r.DuplicatedIDs) > 0 {
-		lines = append(lines, "duplicated: "+strings.Join(r.DuplicatedIDs, " "))
-	}
+	lines = append(lines, idLines("missing", r.Missing, r.MissingIDs)...)
+	lines = append(lines, idLines("duplicated", r.Duplicated, r.DuplicatedIDs)...)
 	for _, e := range r.SendErrors {
 		lines = append(lines, "send error: "+e)
 	}
@@ -241,6 +237,23 @@ func (d *smokeData) Sections() []report.Section {
 		secs = append(secs, p)
 	}
 	return secs
+}
+
+// idLines lists canary ids four to a line, so they stay readable in a
+// terminal and greppable in a CI log.
+func idLines(what string, n int, ids []string) []string {
+	if n == 0 {
+		return nil
+	}
+	head := fmt.Sprintf("%s (%d):", what, n)
+	if n > len(ids) {
+		head = fmt.Sprintf("%s (%d, first %d):", what, n, len(ids))
+	}
+	lines := []string{head}
+	for i := 0; i < len(ids); i += 4 {
+		lines = append(lines, "  "+strings.Join(ids[i:min(i+4, len(ids))], " "))
+	}
+	return lines
 }
 
 func itoa(n int) string { return fmt.Sprint(n) }

@@ -446,7 +446,8 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 		remedy := "The shipper acknowledged these canaries and still lost them between its buffer and Elasticsearch: " +
 			"use a file buffer (`<buffer> @type file`, Fluent Bit `storage.type filesystem`), keep retrying " +
 			"(`retry_forever true` or a large `retry_max_times`), check the ES output's error log and dead letters, " +
-			"and run `logdoctor es probe` against the same URL."
+			"and run `logdoctor es probe` against the same URL. If the shipper's bulk items succeeded, the cluster " +
+			"dropped them: check ingest pipelines (a drop processor), aliases and `logdoctor es probe --index` (es.bulk_lost)."
 		unacked := r.Sent - r.Acked
 		if unacked > 0 {
 			remedy = "Some canaries were never acknowledged by the forward endpoint (see the forward.* findings): " +
