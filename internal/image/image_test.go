@@ -70,6 +70,10 @@ func TestImageTarballRuns(t *testing.T) {
 	if _, ok := layer["tmp/"]; !ok {
 		t.Error("no /tmp in the layer")
 	}
+	modes := tarModes(t, decompress(t, files[manifest[0].Layers[0]]))
+	if modes["tmp/"] != 0o1777 || modes["logdoctor"] != 0o755 {
+		t.Errorf("modes: /tmp %o, /logdoctor %o", modes["tmp/"], modes["logdoctor"])
+	}
 	exe := filepath.Join(t.TempDir(), "logdoctor")
 	if err := os.WriteFile(exe, layer["logdoctor"], 0o755); err != nil {
 		t.Fatal(err)
@@ -127,6 +131,23 @@ func readTar(t *testing.T, r io.Reader) map[string][]byte {
 			b = nil
 		}
 		files[h.Name] = b
+	}
+}
+
+// tarModes returns every entry's permission bits (with sticky bit).
+func tarModes(t *testing.T, r io.Reader) map[string]int64 {
+	t.Helper()
+	modes := map[string]int64{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return modes
+		}
+		if err != nil {
+			t.Fatalf("tar: %v", err)
+		}
+		modes[h.Name] = h.Mode & 0o7777
 	}
 }
 
