@@ -470,7 +470,13 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 	if err := p.Start(ctx); err != nil {
 		return nil, fmt.Errorf("embedded pipeline: %w", err)
 	}
-	closers = append(closers, p.Close)
+	closers = append(closers, func(ctx context.Context) error {
+		// Whatever is still buffered goes with the temp dir: nothing to
+		// flush for, so a failing ES does not hold the verdict up.
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		return p.Close(cctx)
+	})
 
 	searcher.URL, searcher.Index = esCfg.URLs[0], index
 	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,

@@ -64,3 +64,30 @@ func TestSmokeExternalShipper(t *testing.T) {
 		t.Fatalf("wrong key: exit %d: %s", code, errOut)
 	}
 }
+
+// TestSmokeElasticsearchAuth: the embedded pipeline writing to a cluster
+// with basic auth, the password from LOGDOCTOR_ES_PASSWORD as in CI; the
+// searches, the pipeline and the ES probe all use it and it is never shown.
+func TestSmokeElasticsearchAuth(t *testing.T) {
+	sim, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Username: "ci", Password: "pa55-w0rd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	t.Setenv("LOGDOCTOR_ES_PASSWORD", "pa55-w0rd")
+	code, out, errOut := runCLI(t, "smoke", "-o", "json", "--count", "200", "--es", sim.URL(), "--es-user", "ci")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
+	}
+	r := parseSmoke(t, out)
+	r.exactlyOnce(t, 200)
+	if r.has("es.auth_failed") || strings.Contains(out+errOut, "pa55-w0rd") {
+		t.Fatalf("auth: findings %+v", r.Findings)
+	}
+
+	t.Setenv("LOGDOCTOR_ES_PASSWORD", "wrong")
+	code, _, errOut = runCLI(t, "smoke", "--count", "10", "--es", sim.URL(), "--es-user", "ci", "--timeout", "2s")
+	if code != ExitError || !strings.Contains(errOut, "401") {
+		t.Fatalf("wrong password: exit %d: %s", code, errOut)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -317,6 +318,9 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if errors.Is(err, ErrAuth) {
+				return err
 			}
 			lastErr = err
 		}
