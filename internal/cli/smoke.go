@@ -400,7 +400,7 @@ func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
 
 // Chaos faults for --chaos: enough 429s that every bulk has rejected items
 // to retry, idle keep-alive closes shorter than the pipeline's pauses, and
-// for the first chaosLatePhase every bulk answered after the pipeline's
+// until the first bulk is answered every bulk answered after the pipeline's
 // request timeout (it retries documents that are already stored: seed
 // 003's path to duplicates, answered 409 thanks to create + stable _id).
 const (
@@ -408,8 +408,33 @@ const (
 	chaosIdleClose      = 300 * time.Millisecond
 	chaosLateBy         = time.Second
 	chaosRequestTimeout = 500 * time.Millisecond
-	chaosLatePhase      = 1500 * time.Millisecond
+	chaosLatePhase      = 10 * time.Second
 )
+
+// endLatePhase turns late answers off once essim has answered its first
+// bulk: that answer came after the pipeline's timeout, so the pipeline has
+// given up on documents that are stored and will resend them. Ending the
+// phase on that event rather than on a clock keeps the demo (and its test)
+// the same on a slow machine. chaosLatePhase caps it.
+func endLatePhase(sim *essim.Server, stop <-chan struct{}) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.NewTimer(chaosLatePhase)
+	defer limit.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-limit.C:
+		case <-tick.C:
+			if sim.Stats().BulkRequests == 0 {
+				continue
+			}
+		}
+		_ = sim.SetFaults(chaosFaults(false))
+		return
+	}
+}
 
 func chaosFaults(late bool) essim.Faults {
 	return essim.Faults{RejectRate: chaosRejectRate, IdleClose: chaosIdleClose, IndexLate: late, LateBy: chaosLateBy}
@@ -433,8 +458,12 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		}
 	}()
 
+	// A smoke run lives seconds, not days: retry and resurrect on that
+	// scale (the pipeline's defaults back off to 10 s and 30 s).
 	esCfg := esout.Config{URLs: []string{o.ES}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
-		TLS: tr.TLSClientConfig, FlushInterval: 20 * time.Millisecond}
+		TLS: tr.TLSClientConfig, FlushInterval: 20 * time.Millisecond,
+		RetryInitial: 50 * time.Millisecond, RetryMax: time.Second,
+		HealthInterval: 250 * time.Millisecond, DeadMin: 100 * time.Millisecond, DeadMax: time.Second}
 	index := o.Index
 	var sim *essim.Server
 	if o.ES == "" {
@@ -449,8 +478,9 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		}
 		closers = append(closers, func(context.Context) error { return sim.Close() })
 		if o.Chaos {
-			t := time.AfterFunc(chaosLatePhase, func() { _ = sim.SetFaults(chaosFaults(false)) })
-			closers = append(closers, func(context.Context) error { t.Stop(); return nil })
+			stop := make(chan struct{})
+			go endLatePhase(sim, stop)
+			closers = append(closers, func(context.Context) error { close(stop); return nil })
 		}
 		esCfg.URLs = []string{sim.URL()}
 	}
