@@ -63,7 +63,7 @@ snap_truncated. --send HOST:PORT --sizes ... sends numbered probes of each size;
 a cooperating 'udp-frag --listen ADDR:PORT' answers, so the largest size that
 gets through is measured.`,
 		Example: `  logdoctor udp-frag --port 5160 --duration 30s
-  tcpdump -i eth0 -w - 'udp port 5160 or ip[6:2] & 0x3fff != 0' | logdoctor udp-frag --read -
+  tcpdump -i eth0 -w - 'udp port 5160 or (ip[6:2] & 0x3fff != 0) or ip6[6] == 44' | logdoctor udp-frag --read -
   logdoctor udp-frag --read capture.pcap -o json
   logdoctor udp-frag --listen 0.0.0.0:5170            # on the receiver
   logdoctor udp-frag --send fluentd:5170 --sizes 1400,1432,1433,2000,9000`,

@@ -456,15 +456,13 @@ func (a *Analyzer) count(c Class, v6 bool, src [16]byte, dport uint16, size int)
 	sc[c]++
 	if dport != 0 {
 		pc := a.dstPorts[dport]
-		if pc == nil {
-			if len(a.dstPorts) >= maxSources {
-				pc = &Classes{}
-			} else {
-				pc = &Classes{}
-				a.dstPorts[dport] = pc
-			}
+		if pc == nil && len(a.dstPorts) < maxSources {
+			pc = &Classes{}
+			a.dstPorts[dport] = pc
 		}
-		pc[c]++
+		if pc != nil {
+			pc[c]++
+		}
 	}
 	if size >= 0 && size < 65536 {
 		fam := 0

@@ -108,7 +108,7 @@ func ReceiveBufferFinding(k *KernelDelta) (report.Finding, bool) {
 		Summary: fmt.Sprintf("the receiving socket's buffer overflowed: %d RcvbufErrors and %d socket drops during the run (%d since the socket opened)",
 			counter, sockets, historic),
 		Evidence: map[string]any{"rcvbuf_errors": counter, "socket_drops": sockets, "socket_drops_total": historic, "sockets": k.Sockets},
-		Remedy: "the datagrams arrived but the receiver read too slowly: raise the socket buffer (Fluent Bit/Fluentd in_udp receive_buffer_size, rsyslog imudp RcvBufSize) " +
+		Remedy: "the datagrams arrived but the receiver read too slowly: raise the socket receive buffer, SO_RCVBUF (Fluent Bit/Fluentd in_udp receive_buffer_size, rsyslog imudp RcvBufSize) " +
 			"and the kernel cap it is bounded by (sysctl net.core.rmem_max, net.core.rmem_default), or add receiver threads/workers",
 	}, true
 }

@@ -28,7 +28,10 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	snap := capture(t, 100, dgram(1000, 4).Frames()...)
 	cut := whole[:len(whole)-7]
 	var ng bytes.Buffer
-	if w, err := pcapgo.NewNgWriter(&ng, layers.LinkTypeEthernet); err == nil {
+	// fixed section and interface options: the corpus must not depend on
+	// the machine that wrote it
+	ifc := pcapgo.NgInterface{Name: "eth0", OS: "linux", LinkType: layers.LinkTypeEthernet, TimestampResolution: 9}
+	if w, err := pcapgo.NewNgWriterInterface(&ng, ifc, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "logdoctor"}}); err == nil {
 		for _, f := range frames {
 			_ = w.WritePacket(gopacketCI(time.Unix(1700000000, 0), len(f)), f)
 		}
@@ -63,17 +66,9 @@ func FuzzFileReader(f *testing.F) {
 // 2-byte length.
 func FuzzAccounting(f *testing.F) {
 	links := []uint32{LinkEthernet, LinkSLL, LinkSLL2, LinkRaw, LinkIPv4, LinkIPv6}
-	enc := func(link byte, frames [][]byte) []byte {
-		b := []byte{link}
-		for _, fr := range frames {
-			b = binary.BigEndian.AppendUint16(b, uint16(len(fr)))
-			b = append(b, fr...)
-		}
-		return b
+	for _, s := range accountingSeeds() {
+		f.Add(s)
 	}
-	f.Add(enc(0, flat(seedFrames(v4src, v4dst, 1460, 1), nil)))
-	f.Add(enc(0, flat(seedFrames(v6src, v6dst, 1280, 1), nil)))
-	f.Add(enc(3, [][]byte{dgram(3000, 5).Frames()[1][14:]}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) == 0 {
 			return
@@ -107,20 +102,48 @@ func FuzzAccounting(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzCorpus refreshes testdata/fuzz with the seeds when
-// UPDATE_FUZZ_CORPUS=1.
-func TestWriteFuzzCorpus(t *testing.T) {
-	if os.Getenv("UPDATE_FUZZ_CORPUS") != "1" {
-		t.Skip("set UPDATE_FUZZ_CORPUS=1 to rewrite testdata/fuzz")
+// encFrames is FuzzAccounting's input format.
+func encFrames(link byte, frames [][]byte) []byte {
+	b := []byte{link}
+	for _, fr := range frames {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(fr)))
+		b = append(b, fr...)
 	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzFileReader")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+	return b
+}
+
+func accountingSeeds() [][]byte {
+	return [][]byte{
+		encFrames(0, flat(seedFrames(v4src, v4dst, 1460, 1), nil)),
+		encFrames(0, flat(seedFrames(v6src, v6dst, 1280, 1), nil)),
+		encFrames(3, [][]byte{dgram(3000, 5).Frames()[1][14:]}),
 	}
-	for i, s := range fuzzSeeds(t) {
-		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(s)) + ")\n"
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed%d", i)), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
+}
+
+// TestFuzzCorpusUpToDate holds testdata/fuzz to the seeds in this file, so
+// `make fuzz` starts from every case; UPDATE_FUZZ_CORPUS=1 rewrites it.
+func TestFuzzCorpusUpToDate(t *testing.T) {
+	update := os.Getenv("UPDATE_FUZZ_CORPUS") == "1"
+	for name, seeds := range map[string][][]byte{"FuzzFileReader": fuzzSeeds(t), "FuzzAccounting": accountingSeeds()} {
+		dir := filepath.Join("testdata", "fuzz", name)
+		if update {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, s := range seeds {
+			path := filepath.Join(dir, fmt.Sprintf("seed%d", i))
+			body := []byte("go test fuzz v1\n[]byte(" + strconv.Quote(string(s)) + ")\n")
+			if update {
+				if err := os.WriteFile(path, body, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			got, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(got, body) {
+				t.Errorf("%s is missing or stale (%v): run UPDATE_FUZZ_CORPUS=1 go test ./pkg/pcap -run TestFuzzCorpusUpToDate", path, err)
+			}
 		}
 	}
 }

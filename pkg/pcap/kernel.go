@@ -47,7 +47,7 @@ var counterNames = []string{
 }
 
 // ReadKernel reads /proc/self/net/snmp, snmp6, udp and udp6 under procRoot
-// (normally /proc). Files that cannot be read are noted in Errors, not
+// (normally /proc); sockets only for the given ports, none without. Files that cannot be read are noted in Errors, not
 // fatal: a container may hide some of them.
 func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
 	pfs, err := procfs.NewFS(procRoot)
@@ -88,6 +88,10 @@ func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
 	for _, p := range ports {
 		want[uint64(p)] = true
 	}
+	if len(ports) == 0 {
+		// no port to watch (--send): every socket's history would only be noise
+		return s, nil
+	}
 	for _, read := range []func() (procfs.NetUDP, error){pfs.NetUDP, pfs.NetUDP6} {
 		lines, err := read()
 		if err != nil {
@@ -97,7 +101,7 @@ func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
 			continue
 		}
 		for _, l := range lines {
-			if len(want) > 0 && !want[l.LocalPort] {
+			if !want[l.LocalPort] {
 				continue
 			}
 			d := SocketDrops{Local: net.JoinHostPort(l.LocalAddr.String(), strconv.FormatUint(l.LocalPort, 10)), Inode: l.Inode, RxQueue: l.RxQueue}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -49,15 +50,12 @@ func (l *labnet) send(t *testing.T, dst string) {
 	}
 }
 
-// liveRun captures in the receiver namespace while the sender sends, with
-// tcpdump capturing the same traffic beside it, and returns the live
-// result and the two pcap files.
-func (l *labnet) liveRun(t *testing.T, dst string, want uint64) (res *Result, ownPcap, tcpdumpPcap string) {
+// startTcpdump runs tcpdump in the receiver namespace until the test
+// ends or stop is called, and waits until it is listening.
+func (l *labnet) startTcpdump(t *testing.T, iface, out string) (stop func(wantUDP uint64)) {
 	t.Helper()
-	testenv.RequireCommands(t, "tcpdump")
-	dir := t.TempDir()
-	ownPcap, tcpdumpPcap = filepath.Join(dir, "own.pcap"), filepath.Join(dir, "tcpdump.pcap")
-	td := l.Receiver.Command("tcpdump", "-i", "eth0", "--immediate-mode", "-Z", "root", "-U", "-n", "-s", "0", "-w", tcpdumpPcap, "udp or ip6")
+	// -B: a 16 MiB ring, or tcpdump -i any drops part of a burst itself
+	td := l.Receiver.Command("tcpdump", "-i", iface, "-B", "16384", "--immediate-mode", "-Z", "root", "-U", "-n", "-s", "0", "-w", out, "udp or ip6")
 	stderr, err := td.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +63,7 @@ func (l *labnet) liveRun(t *testing.T, dst string, want uint64) (res *Result, ow
 	if err := td.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = td.Process.Kill(); _ = td.Wait() }()
+	t.Cleanup(func() { _ = td.Process.Kill(); _ = td.Wait() })
 	listening := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -82,8 +80,41 @@ func (l *labnet) liveRun(t *testing.T, dst string, want uint64) (res *Result, ow
 	case <-time.After(10 * time.Second):
 		t.Fatal("tcpdump did not start")
 	}
+	// stop waits (bounded) until tcpdump has written as many UDP packets as
+	// the live capture saw (-U writes each one as it is read), then stops it
+	return func(wantUDP uint64) {
+		for i := 0; i < 50; i++ {
+			if b, err := os.ReadFile(out); err == nil {
+				if r, err := AnalyzeReader(context.Background(), bytes.NewReader(b), Config{}); err == nil && r.Packets.UDPPackets >= wantUDP {
+					break
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		_ = td.Process.Signal(syscall.SIGINT)
+		_ = td.Wait()
+	}
+}
 
-	f, err := os.Create(ownPcap)
+// liveRun captures in the receiver namespace while the sender sends, with
+// tcpdump capturing the same traffic beside it (on eth0, and on "any",
+// which writes Linux cooked frames), and returns the live result and the
+// pcap files: logdoctor's own writer's, tcpdump's, and tcpdump's converted
+// to pcapng by tshark.
+func (l *labnet) liveRun(t *testing.T, dst string, want uint64) (res *Result, pcaps map[string]string) {
+	t.Helper()
+	testenv.RequireCommands(t, "tcpdump", "tshark")
+	dir := t.TempDir()
+	pcaps = map[string]string{
+		"own writer":        filepath.Join(dir, "own.pcap"),
+		"tcpdump":           filepath.Join(dir, "tcpdump.pcap"),
+		"tcpdump -i any":    filepath.Join(dir, "any.pcap"),
+		"tcpdump to pcapng": filepath.Join(dir, "tcpdump.pcapng"),
+	}
+	stopEth := l.startTcpdump(t, "eth0", pcaps["tcpdump"])
+	stopAny := l.startTcpdump(t, "any", pcaps["tcpdump -i any"])
+
+	f, err := os.Create(pcaps["own writer"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,10 +154,10 @@ func (l *labnet) liveRun(t *testing.T, dst string, want uint64) (res *Result, ow
 	a.Flush()
 	res = a.Result()
 	res.Capture = st
-	time.Sleep(200 * time.Millisecond) // let tcpdump write what it read
-	_ = td.Process.Signal(syscall.SIGINT)
-	_ = td.Wait()
-	return res, ownPcap, tcpdumpPcap
+	stopEth(res.Packets.UDPPackets)
+	stopAny(res.Packets.UDPPackets)
+	testenv.Run(t, "tshark", "-r", pcaps["tcpdump"], "-F", "pcapng", "-w", pcaps["tcpdump to pcapng"])
+	return res, pcaps
 }
 
 func analyzeFile(t *testing.T, path string) *Result {
@@ -143,7 +174,7 @@ func analyzeFile(t *testing.T, path string) *Result {
 	return r
 }
 
-func checkAll(t *testing.T, live *Result, own, tcpdump string, want Classes) {
+func checkAll(t *testing.T, live *Result, pcaps map[string]string, want Classes) {
 	t.Helper()
 	if live.Datagrams != want {
 		t.Errorf("live capture: classes %v, want %v", live.Datagrams, want)
@@ -151,9 +182,10 @@ func checkAll(t *testing.T, live *Result, own, tcpdump string, want Classes) {
 	if live.Capture.Dropped != 0 {
 		t.Errorf("live capture: kernel dropped %d", live.Capture.Dropped)
 	}
-	for name, p := range map[string]string{"own writer": own, "tcpdump": tcpdump} {
+	for name, p := range pcaps {
 		if r := analyzeFile(t, p); r.Datagrams != want {
-			t.Errorf("%s pcap: classes %v, want %v (packets %+v)", name, r.Datagrams, want, r.Packets)
+			out, _ := exec.Command("tcpdump", "-nn", "-r", p).CombinedOutput()
+			t.Errorf("%s pcap: classes %v, want %v (packets %+v)\n%s", name, r.Datagrams, want, r.Packets, out)
 		}
 	}
 }
@@ -161,8 +193,8 @@ func checkAll(t *testing.T, live *Result, own, tcpdump string, want Classes) {
 func TestLabnetFragmentsArrive(t *testing.T) {
 	l := newLabnet(t)
 	t.Run("ipv4", func(t *testing.T) {
-		live, own, td := l.liveRun(t, labReceiver4, 5)
-		checkAll(t, live, own, td, Classes{Unfragmented: 2, FragmentedComplete: 3})
+		live, pcaps := l.liveRun(t, labReceiver4, 5)
+		checkAll(t, live, pcaps, Classes{Unfragmented: 2, FragmentedComplete: 3})
 		if live.Sizes.PathMTU != 1460 || live.Sizes.MaxUnfragmented4 != 1432 || live.Sizes.OverMaxUnfragmented != 3 {
 			t.Errorf("sizes %+v", live.Sizes)
 		}
@@ -175,8 +207,8 @@ func TestLabnetFragmentsArrive(t *testing.T) {
 		}
 	})
 	t.Run("ipv6", func(t *testing.T) {
-		live, own, td := l.liveRun(t, labReceiver6, 5)
-		checkAll(t, live, own, td, Classes{Unfragmented: 1, FragmentedComplete: 4})
+		live, pcaps := l.liveRun(t, labReceiver6, 5)
+		checkAll(t, live, pcaps, Classes{Unfragmented: 1, FragmentedComplete: 4})
 	})
 }
 
@@ -184,8 +216,8 @@ func TestLabnetBalancerDropsFragments(t *testing.T) {
 	l := newLabnet(t)
 	l.DropLaterFragments(t)
 	t.Run("ipv4", func(t *testing.T) {
-		live, own, td := l.liveRun(t, labReceiver4, 5)
-		checkAll(t, live, own, td, Classes{Unfragmented: 2, FragmentedIncomplete: 3})
+		live, pcaps := l.liveRun(t, labReceiver4, 5)
+		checkAll(t, live, pcaps, Classes{Unfragmented: 2, FragmentedIncomplete: 3})
 		var lost bool
 		for _, f := range Findings(live) {
 			if f.ID == FindingFragmentsLost {
@@ -200,7 +232,7 @@ func TestLabnetBalancerDropsFragments(t *testing.T) {
 		}
 	})
 	t.Run("ipv6", func(t *testing.T) {
-		live, own, td := l.liveRun(t, labReceiver6, 5)
-		checkAll(t, live, own, td, Classes{Unfragmented: 1, FragmentedIncomplete: 4})
+		live, pcaps := l.liveRun(t, labReceiver6, 5)
+		checkAll(t, live, pcaps, Classes{Unfragmented: 1, FragmentedIncomplete: 4})
 	})
 }
