@@ -41,6 +41,8 @@ type SmokeOptions struct {
 	TLS         bool
 	TLSCA       string
 	TLSInsecure bool
+	TLSCert     string // client certificate, for inputs that require one
+	TLSKey      string
 
 	ES             string
 	Index          string
@@ -101,6 +103,8 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 	f.BoolVar(&o.TLS, "tls", false, "TLS to the forward input")
 	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM) for the forward input's certificate")
 	f.BoolVar(&o.TLSInsecure, "tls-insecure", false, "do not verify the forward input's certificate")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (PEM) for a forward input that requires one")
+	f.StringVar(&o.TLSKey, "tls-key", "", "client key (PEM) for --tls-cert")
 	f.StringVar(&o.ES, "es", "", "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
 	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
 	f.StringVar(&o.ESUser, "es-user", "", "basic auth user for Elasticsearch (password from LOGDOCTOR_ES_PASSWORD or --es-password-file)")
@@ -118,7 +122,7 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 // finish validates the flags and reads secrets from the environment.
 func (o *SmokeOptions) finish(cmd *cobra.Command) error {
 	if o.Count < 1 || o.Count > smoke.MaxCount {
-		return usageErrorf("--count %d: want 1..%d (one search page; ES's index.max_result_window)", o.Count, smoke.MaxCount)
+		return usageErrorf("--count %d: want 1..%d (every copy of every canary fits one search page: ES's index.max_result_window)", o.Count, smoke.MaxCount)
 	}
 	if o.ChunkSize < 1 {
 		return usageErrorf("--chunk-size %d: want at least 1", o.ChunkSize)
@@ -156,7 +160,10 @@ func (o *SmokeOptions) finish(cmd *cobra.Command) error {
 			o.ES = u.String()
 		}
 	}
-	if !o.TLS && (o.TLSCA != "" || o.TLSInsecure) {
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return usageErrorf("--tls-cert and --tls-key go together")
+	}
+	if !o.TLS && (o.TLSCA != "" || o.TLSInsecure || o.TLSCert != "") {
 		o.TLS = true
 	}
 	if o.SharedKey == "" {
@@ -356,6 +363,13 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 		}
 		if c == nil {
 			c = &tls.Config{}
+		}
+		if o.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-cert: %w", err)
+			}
+			c.Certificates = []tls.Certificate{cert}
 		}
 		fwdCfg.TLSConfig = c
 	}

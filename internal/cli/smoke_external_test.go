@@ -39,10 +39,11 @@ func startShipper(t *testing.T, sim *essim.Server, cfg pipeline.Config) *pipelin
 func TestSmokeExternalShipper(t *testing.T) {
 	certs := forwardtest.NewCerts(t)
 	sim := startEssim(t, essim.Faults{})
-	p := startShipper(t, sim, pipeline.Config{ForwardSharedKey: "k3y", ForwardTLS: certs.ServerTLS(false)})
+	p := startShipper(t, sim, pipeline.Config{ForwardSharedKey: "k3y", ForwardTLS: certs.ServerTLS(true)})
 	addr := p.ForwardAddr().String()
 
 	code, out, errOut := runCLI(t, "smoke", "-o", "json", "--forward", addr, "--shared-key", "k3y", "--tls-ca", certs.CAFile,
+		"--tls-cert", certs.ClientCertFile, "--tls-key", certs.ClientKeyFile,
 		"--es", sim.URL(), "--index", "logs-*", "--count", "300", "--chunk-size", "50", "--timeout", "30s")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
@@ -59,6 +60,7 @@ func TestSmokeExternalShipper(t *testing.T) {
 	// The wrong key: nothing can be sent, smoke could not run (exit 1), and
 	// the error says why without repeating the key.
 	code, _, errOut = runCLI(t, "smoke", "--forward", addr, "--shared-key", "wrong-key", "--tls-ca", certs.CAFile,
+		"--tls-cert", certs.ClientCertFile, "--tls-key", certs.ClientKeyFile,
 		"--es", sim.URL(), "--index", "logs-*", "--count", "10", "--timeout", "2s")
 	if code != ExitError || !strings.Contains(errOut, "no canary could be sent") || strings.Contains(errOut, "wrong-key") {
 		t.Fatalf("wrong key: exit %d: %s", code, errOut)

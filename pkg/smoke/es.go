@@ -138,7 +138,7 @@ func parseHits(raw []byte) ([]Hit, error) {
 			continue
 		}
 		n, err := seq.Int64()
-		if err != nil || n < 0 || n >= MaxCount {
+		if err != nil || n < 0 || n >= maxPage {
 			continue
 		}
 		hit.Seq = int(n)

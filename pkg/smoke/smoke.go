@@ -34,9 +34,14 @@ const (
 	FieldSentAt = "logdoctor_sent_at"
 )
 
-// MaxCount bounds --count: the search fetches every canary of a run in one
-// page, and Elasticsearch's index.max_result_window is 10,000 by default.
-const MaxCount = 10000
+// MaxCount bounds --count: the search fetches every copy of every canary of
+// a run in one page of at most maxPage hits (Elasticsearch's
+// index.max_result_window is 10,000 by default), room for each canary
+// twice, so duplicates cannot push canaries off the page.
+const MaxCount = 4950
+
+// maxPage is the largest search page: index.max_result_window's default.
+const maxPage = 10000
 
 // maxListedIDs caps missing_ids and duplicated_ids in the report.
 const maxListedIDs = 100
@@ -313,7 +318,7 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 			default:
 			}
 		}
-		hits, err := es.Search(ctx, cfg.RunID, min(2*cfg.Count+100, MaxCount))
+		hits, err := es.Search(ctx, cfg.RunID, min(2*cfg.Count+100, maxPage))
 		now := cfg.Now()
 		if err != nil {
 			if ctx.Err() != nil {
