@@ -78,6 +78,11 @@ path and prints one report. With no flags everything is embedded: essim and
 the pipeline run in process on loopback (this is 'make run'). With --forward
 and --es it checks your own shipper. A lost canary is smoke.missing
 (critical), a doubled one smoke.duplicated (warning).`,
+		Example: `  logdoctor smoke                                   # everything embedded: make run
+  logdoctor smoke --chaos --fail-on never           # 429s, late answers, idle closes: still exactly once
+  logdoctor smoke --forward fluentd:24224 --es http://es:9200 --index 'logs-*'
+  logdoctor smoke --forward fluent-bit:24224 --shared-key "$KEY" --tls-ca ca.pem \
+      --es https://es:9200 --es-user ci --index 'fluent-bit-*' --timeout 3m -o json`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
 			if err := o.finish(cmd); err != nil {
