@@ -85,7 +85,7 @@ and --es it checks your own shipper. A lost canary is smoke.missing
       --es https://es:9200 --es-user ci --index 'fluent-bit-*' --timeout 3m -o json`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
-			if err := o.finish(cmd); err != nil {
+			if err := o.finish(); err != nil {
 				return err
 			}
 			r, err := runSmoke(cmd.Context(), g, o)
@@ -125,7 +125,7 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 }
 
 // finish validates the flags and reads secrets from the environment.
-func (o *SmokeOptions) finish(cmd *cobra.Command) error {
+func (o *SmokeOptions) finish() error {
 	if o.Count < 1 || o.Count > smoke.MaxCount {
 		return usageErrorf("--count %d: want 1..%d (every copy of every canary fits one search page: ES's index.max_result_window)", o.Count, smoke.MaxCount)
 	}
