@@ -60,7 +60,7 @@ func TestImageTarballRuns(t *testing.T) {
 		t.Errorf("config = %+v", cfg)
 	}
 
-	layer := readTar(t, decompress(t, files[manifest[0].Layers[0]]))
+	layer, modes := readTarModes(t, decompress(t, files[manifest[0].Layers[0]]))
 	if !strings.Contains(string(layer["etc/passwd"]), "nonroot:x:65532:65532:") {
 		t.Errorf("etc/passwd = %q", layer["etc/passwd"])
 	}
@@ -70,7 +70,6 @@ func TestImageTarballRuns(t *testing.T) {
 	if _, ok := layer["tmp/"]; !ok {
 		t.Error("no /tmp in the layer")
 	}
-	modes := tarModes(t, decompress(t, files[manifest[0].Layers[0]]))
 	if modes["tmp/"] != 0o1777 || modes["logdoctor"] != 0o755 {
 		t.Errorf("modes: /tmp %o, /logdoctor %o", modes["tmp/"], modes["logdoctor"])
 	}
@@ -113,12 +112,19 @@ func mustOpen(t *testing.T, p string) io.Reader {
 // readTar returns every entry's content by name (directories map to nil).
 func readTar(t *testing.T, r io.Reader) map[string][]byte {
 	t.Helper()
-	files := map[string][]byte{}
+	files, _ := readTarModes(t, r)
+	return files
+}
+
+// readTarModes also returns each entry's permission bits (sticky bit kept).
+func readTarModes(t *testing.T, r io.Reader) (map[string][]byte, map[string]int64) {
+	t.Helper()
+	files, modes := map[string][]byte{}, map[string]int64{}
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return files
+			return files, modes
 		}
 		if err != nil {
 			t.Fatalf("tar: %v", err)
@@ -131,22 +137,6 @@ func readTar(t *testing.T, r io.Reader) map[string][]byte {
 			b = nil
 		}
 		files[h.Name] = b
-	}
-}
-
-// tarModes returns every entry's permission bits (with sticky bit).
-func tarModes(t *testing.T, r io.Reader) map[string]int64 {
-	t.Helper()
-	modes := map[string]int64{}
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return modes
-		}
-		if err != nil {
-			t.Fatalf("tar: %v", err)
-		}
 		modes[h.Name] = h.Mode & 0o7777
 	}
 }
