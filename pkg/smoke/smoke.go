@@ -360,7 +360,9 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 			// missing now stays missing.
 			settleFrom = now
 		}
-		done := !settleFrom.IsZero() && now.Sub(settleFrom) >= cfg.Settle
+		// Once drained, nothing more can arrive (not even a late duplicate),
+		// so a search after the drain is the final count.
+		done := !settleFrom.IsZero() && (now.Sub(settleFrom) >= cfg.Settle || (searched && err == nil && !drainedAt.IsZero()))
 		if done || !now.Before(deadline) {
 			r.mu.Lock()
 			r.res.WaitedMS = now.Sub(r.start).Milliseconds()
