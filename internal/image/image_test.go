@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -72,6 +73,16 @@ func TestImageTarballRuns(t *testing.T) {
 	}
 	if modes["tmp/"] != 0o1777 || modes["logdoctor"] != 0o755 {
 		t.Errorf("modes: /tmp %o, /logdoctor %o", modes["tmp/"], modes["logdoctor"])
+	}
+	// A scratch image has no dynamic loader: the binary must be static.
+	ef, err := elf.NewFile(bytes.NewReader(layer["logdoctor"]))
+	if err != nil {
+		t.Fatalf("/logdoctor is not an ELF binary: %v", err)
+	}
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatal("/logdoctor is dynamically linked (PT_INTERP): it cannot run in a scratch image")
+		}
 	}
 	exe := filepath.Join(t.TempDir(), "logdoctor")
 	if err := os.WriteFile(exe, layer["logdoctor"], 0o755); err != nil {
