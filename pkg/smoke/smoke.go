@@ -95,10 +95,10 @@ type Config struct {
 	// timeout per chunk.
 	MaxSendFailures int
 	// Drained, when set, returns once every acked canary was answered by
-	// Elasticsearch and is searchable (the embedded pipeline into essim,
-	// which has no refresh delay). A search after that which still misses
-	// canaries ends the wait after Settle instead of running to Timeout:
-	// nothing more is coming.
+	// Elasticsearch and is searchable (the embedded pipeline, flushed, and
+	// the index refreshed). The first search after it is the final count,
+	// missing canaries included: nothing more is coming, so neither Settle
+	// nor Timeout need to pass.
 	Drained  func(ctx context.Context) error
 	Now      func() time.Time
 	Progress func(Progress)
