@@ -209,15 +209,15 @@ func (d *smokeData) Sections() []report.Section {
 	r := d.Result
 	secs := []report.Section{{
 		Title:  fmt.Sprintf("Smoke run %s (%s): forward %s -> ES %s index %s", r.RunID, d.Mode, d.Forward, d.ES, d.Index),
-		Header: []string{"sent", "acked", "indexed", "missing", "duplicated", "documents", "waited"},
-		Rows: [][]string{{itoa(r.Sent), itoa(r.Acked), itoa(r.Indexed), itoa(r.Missing), itoa(r.Duplicated), itoa(r.Documents),
+		Header: []string{"count", "sent", "acked", "indexed", "missing", "duplicated", "documents", "waited"},
+		Rows: [][]string{{itoa(r.Count), itoa(r.Sent), itoa(r.Acked), itoa(r.Indexed), itoa(r.Missing), itoa(r.Duplicated), itoa(r.Documents),
 			(time.Duration(r.WaitedMS) * time.Millisecond).String()}},
 	}, {
 		Title:  "Latency",
-		Header: []string{"path", "p50", "p99", "max"},
+		Header: []string{"path", "canaries", "p50", "p99", "max"},
 		Rows: [][]string{
-			{"send -> ack", msStr(r.AckLatency.P50MS), msStr(r.AckLatency.P99MS), msStr(r.AckLatency.MaxMS)},
-			{"send -> searchable", msStr(r.SearchLatency.P50MS), msStr(r.SearchLatency.P99MS), msStr(r.SearchLatency.MaxMS)},
+			latencyRow("send -> ack", r.AckLatency),
+			latencyRow("send -> searchable", r.SearchLatency),
 		},
 	}}
 	var lines []string
@@ -251,26 +251,36 @@ func (d *smokeData) Sections() []report.Section {
 	return secs
 }
 
+// tableIDs is how many canary ids the table shows; JSON has up to 100.
+const tableIDs = 12
+
 // idLines lists canary ids four to a line, so they stay readable in a
 // terminal and greppable in a CI log.
 func idLines(what string, n int, ids []string) []string {
 	if n == 0 {
 		return nil
 	}
+	shown := ids[:min(len(ids), tableIDs)]
 	head := fmt.Sprintf("%s (%d):", what, n)
-	if n > len(ids) {
-		head = fmt.Sprintf("%s (%d, first %d):", what, n, len(ids))
+	if n > len(shown) {
+		head = fmt.Sprintf("%s (%d, first %d; -o json lists up to %d):", what, n, len(shown), len(ids))
 	}
 	lines := []string{head}
-	for i := 0; i < len(ids); i += 4 {
-		lines = append(lines, "  "+strings.Join(ids[i:min(i+4, len(ids))], " "))
+	for i := 0; i < len(shown); i += 4 {
+		lines = append(lines, "  "+strings.Join(shown[i:min(i+4, len(shown))], " "))
 	}
 	return lines
 }
 
 func itoa(n int) string { return fmt.Sprint(n) }
 
-func msStr(v float64) string { return fmt.Sprintf("%.1fms", v) }
+func latencyRow(name string, l smoke.Latency) []string {
+	if l.Samples == 0 {
+		return []string{name, "0", "-", "-", "-"}
+	}
+	ms := func(v float64) string { return fmt.Sprintf("%.1fms", v) }
+	return []string{name, itoa(l.Samples), ms(l.P50MS), ms(l.P99MS), ms(l.MaxMS)}
+}
 
 // smokeTarget is where canaries go and where they are looked for.
 type smokeTarget struct {

@@ -156,9 +156,10 @@ func CanaryID(run string, seq int) string { return fmt.Sprintf("%s-%06d", run, s
 
 // Latency holds percentiles in milliseconds.
 type Latency struct {
-	P50MS float64 `json:"p50_ms"`
-	P99MS float64 `json:"p99_ms"`
-	MaxMS float64 `json:"max_ms"`
+	Samples int     `json:"samples"` // canaries measured; 0 leaves the rest unset
+	P50MS   float64 `json:"p50_ms"`
+	P99MS   float64 `json:"p99_ms"`
+	MaxMS   float64 `json:"max_ms"`
 }
 
 // Result is the canary accounting; the command adds it to its report data.
@@ -438,7 +439,7 @@ func percentiles(d []time.Duration) Latency {
 		i = max(0, min(i, len(d)-1))
 		return ms(d[i])
 	}
-	return Latency{P50MS: at(0.50), P99MS: at(0.99), MaxMS: ms(d[len(d)-1])}
+	return Latency{Samples: len(d), P50MS: at(0.50), P99MS: at(0.99), MaxMS: ms(d[len(d)-1])}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -474,7 +475,7 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 			Summary: fmt.Sprintf("%d of %d canaries sent were never searchable in Elasticsearch (waited %s)",
 				r.Missing, r.Sent, time.Duration(r.WaitedMS)*time.Millisecond),
 			Evidence: map[string]any{
-				"run_id": r.RunID, "sent": r.Sent, "acked": r.Acked, "indexed": r.Indexed,
+				"run_id": r.RunID, "count": r.Count, "sent": r.Sent, "acked": r.Acked, "indexed": r.Indexed,
 				"missing": r.Missing, "missing_ids": r.MissingIDs, "unacked": unacked,
 			},
 			Remedy: remedy,
