@@ -345,7 +345,7 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 	rep.Add(res.Findings(o.Timeout)...)
 
 	data := &smokeData{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []probeRun{}}
-	if !o.NoProbes {
+	if !o.NoProbes && ctx.Err() == nil { // interrupted: report the count, skip the probes
 		for _, p := range smokeProbes(ctx, g, o, tgt) {
 			data.Probes = append(data.Probes, p.run)
 			rep.Add(p.findings...)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
+	"github.com/logdoctor/logdoctor/pkg/smoke"
 )
 
 // startShipper runs pkg/pipeline as "the user's shipper": a forward input
@@ -91,5 +93,28 @@ func TestSmokeElasticsearchAuth(t *testing.T) {
 	code, _, errOut = runCLI(t, "smoke", "--count", "10", "--es", sim.URL(), "--es-user", "ci", "--timeout", "2s")
 	if code != ExitError || !strings.Contains(errOut, "401") {
 		t.Fatalf("wrong password: exit %d: %s", code, errOut)
+	}
+}
+
+// TestSmokeInterruptedStillReports: a cancelled CI job (SIGTERM) still gets
+// the count so far instead of a bare "context canceled".
+func TestSmokeInterruptedStillReports(t *testing.T) {
+	sim := startEssim(t, essim.Faults{DropRate: 1, Seed: 1}) // acknowledges everything, stores nothing
+	p := startShipper(t, sim, pipeline.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	started := time.Now()
+	code := Main(ctx, []string{"smoke", "-o", "json", "--forward", p.ForwardAddr().String(), "--es", sim.URL(),
+		"--index", "logs-*", "--count", "100", "--timeout", "60s"}, IO{In: strings.NewReader(""), Out: &out, Err: &errb})
+	if took := time.Since(started); took > 30*time.Second {
+		t.Fatalf("smoke ignored the cancellation for %s", took)
+	}
+	r := parseSmoke(t, out.String())
+	if code != ExitFindings || !r.Data.Interrupted || r.Data.Sent == 0 || r.Data.Missing != r.Data.Sent || !r.has(smoke.FindingMissing) {
+		t.Fatalf("exit %d, data %+v, findings %+v, stderr %s", code, r.Data.Result, r.Findings, errb.String())
+	}
+	if len(r.Data.Probes) != 0 {
+		t.Fatalf("probes ran after the interrupt: %+v", r.Data.Probes)
 	}
 }

@@ -181,6 +181,7 @@ type Result struct {
 	SearchLatency Latency  `json:"send_to_searchable"`
 	WaitedMS      int64    `json:"waited_ms"` // from the first send to the verdict
 	TimedOut      bool     `json:"timed_out"`
+	Interrupted   bool     `json:"interrupted,omitempty"` // stopped by a signal before the verdict
 }
 
 type canary struct {
@@ -208,6 +209,9 @@ func Run(ctx context.Context, cfg Config, s Sender, es Searcher) (*Result, error
 
 	sendErr := r.send(ctx, s)
 	close(sendDone)
+	if sendErr == nil && r.res.Sent == 0 && ctx.Err() != nil {
+		sendErr = ctx.Err()
+	}
 	if sendErr == nil && r.res.Sent == 0 {
 		sendErr = fmt.Errorf("no canary could be sent: %s", firstOr(r.res.SendErrors, "no chunk written"))
 	}
@@ -238,8 +242,8 @@ func (r *run) send(ctx context.Context, s Sender) error {
 	cfg := r.cfg
 	failures := 0
 	for first := 0; first < cfg.Count && failures < cfg.MaxSendFailures; first += cfg.ChunkSize {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			return nil // interrupted: count what was sent
 		}
 		last := min(first+cfg.ChunkSize, cfg.Count)
 		events := make([]Event, 0, last-first)
@@ -293,7 +297,7 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return r.interrupted(ctx, searched)
 		case <-t.C:
 		}
 		if deadline.IsZero() {
@@ -323,7 +327,7 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 		now := cfg.Now()
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return r.interrupted(ctx, searched)
 			}
 			if errors.Is(err, ErrAuth) {
 				return err
@@ -376,6 +380,19 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 	if !searched {
 		return fmt.Errorf("elasticsearch never answered a search within %s: %w", cfg.Timeout, lastErr)
 	}
+	return nil
+}
+
+// interrupted ends the wait early (SIGINT, SIGTERM from a cancelled CI
+// job): what was counted so far is still a report, unless nothing was.
+func (r *run) interrupted(ctx context.Context, searched bool) error {
+	if !searched {
+		return ctx.Err()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Interrupted = true
+	r.res.WaitedMS = r.cfg.Now().Sub(r.start).Milliseconds()
 	return nil
 }
 
@@ -469,11 +486,16 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 		if r.TimedOut {
 			remedy += fmt.Sprintf(" If the path is only slow, raise --timeout (was %s).", timeout)
 		}
+		summary := fmt.Sprintf("%d of %d canaries sent were never searchable in Elasticsearch (waited %s)",
+			r.Missing, r.Sent, time.Duration(r.WaitedMS)*time.Millisecond)
+		if r.Interrupted {
+			summary = fmt.Sprintf("%d of %d canaries sent were not searchable yet when smoke was interrupted (after %s)",
+				r.Missing, r.Sent, time.Duration(r.WaitedMS)*time.Millisecond)
+		}
 		out = append(out, report.Finding{
 			ID:       FindingMissing,
 			Severity: report.Critical,
-			Summary: fmt.Sprintf("%d of %d canaries sent were never searchable in Elasticsearch (waited %s)",
-				r.Missing, r.Sent, time.Duration(r.WaitedMS)*time.Millisecond),
+			Summary:  summary,
 			Evidence: map[string]any{
 				"run_id": r.RunID, "count": r.Count, "sent": r.Sent, "acked": r.Acked, "indexed": r.Indexed,
 				"missing": r.Missing, "missing_ids": r.MissingIDs, "unacked": unacked,
