@@ -220,6 +220,9 @@ func TestProbeBlackhole(t *testing.T) {
 	if res.Canaries[0].Outcome != "no_ack" {
 		t.Fatalf("%+v", res.Canaries)
 	}
+	if last := res.Steps[len(res.Steps)-1]; last.Name != "ack" || last.OK || !strings.HasPrefix(last.Error, "no_ack") {
+		t.Fatalf("steps %+v", res.Steps)
+	}
 	// The canary is small: it fits in the receiver's Recv-Q, which the
 	// probe sees because the receiver is on this host.
 	f := forwardFinding(r, forwardprobe.FindingNoAck)
@@ -266,7 +269,11 @@ func TestProbeSharedKey(t *testing.T) {
 	addr, stop := startServe(t, ForwardServeOptions{SharedKey: "s3cret", Users: []string{"alice:pw"}})
 	r, res := probe(t, ForwardProbeOptions{Addr: addr, SharedKey: "s3cret", Username: "alice", Password: "pw"})
 	wantFindings(t, r)
-	if !res.Handshake || res.ServerHostname != "logdoctor-serve" || res.Steps[len(res.Steps)-1].Name != "handshake" {
+	var steps []string
+	for _, s := range res.Steps {
+		steps = append(steps, s.Name)
+	}
+	if !res.Handshake || res.ServerHostname != "logdoctor-serve" || strings.Join(steps, ",") != "dns,connect,handshake,send,ack" {
 		t.Fatalf("%+v", res)
 	}
 	r, _ = probe(t, ForwardProbeOptions{Addr: addr, SharedKey: "wrong", Username: "alice", Password: "pw"})
@@ -312,7 +319,8 @@ func TestProbeTLS(t *testing.T) {
 func TestProbeLoadMode(t *testing.T) {
 	addr, stop := startServe(t, ForwardServeOptions{})
 	for _, newConn := range []bool{false, true} {
-		r, res := probe(t, ForwardProbeOptions{Addr: addr, Count: 5500, ChunkEvents: 1000, Concurrency: 2, NewConnection: newConn, Modes: []string{"packed"}})
+		// The rate cap is high enough not to slow the test, but exercised.
+		r, res := probe(t, ForwardProbeOptions{Addr: addr, Count: 5500, ChunkEvents: 1000, Concurrency: 2, NewConnection: newConn, Modes: []string{"packed"}, Rate: 1e6})
 		wantFindings(t, r)
 		l := res.Load
 		if l.EventsAcked != 5500 || l.ChunksAcked != 6 || l.AckLatency.N != 6 || l.AckedPerSecond <= 0 || len(l.Errors) != 0 {

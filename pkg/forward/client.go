@@ -288,6 +288,21 @@ func isReset(err error) bool {
 	return errors.Is(err, syscallECONNRESET) || errors.Is(err, syscallEPIPE) || errors.Is(err, net.ErrClosed)
 }
 
+// HeartbeatTCP is out_forward's heartbeat_type tcp: connect and close,
+// returning how long the connect took. A nil dialer means net.Dialer.
+func HeartbeatTCP(ctx context.Context, d Dialer, addr string) (time.Duration, error) {
+	if d == nil {
+		d = &net.Dialer{}
+	}
+	start := time.Now()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	rtt := time.Since(start)
+	return rtt, c.Close()
+}
+
 // HeartbeatUDP sends one 0x00 datagram to addr and waits up to timeout for
 // the 0x00 reply, returning the round trip.
 func HeartbeatUDP(ctx context.Context, addr string, timeout time.Duration) (time.Duration, error) {

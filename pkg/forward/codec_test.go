@@ -226,7 +226,6 @@ func TestRequestSizeLimit(t *testing.T) {
 
 func TestMalformed(t *testing.T) {
 	cases := map[string][]byte{
-		"not array":        {0xa1, 'x'},
 		"one element":      {0x91, 0xa1, 't'},
 		"empty tag":        {0x93, 0xa0, 0x01, 0x80},
 		"record not map":   {0x93, 0xa1, 't', 0x01, 0x01},
@@ -236,7 +235,6 @@ func TestMalformed(t *testing.T) {
 		"packed garbage":   {0x92, 0xa1, 't', 0xc4, 2, 0x92, 0x01},
 		"bad compression":  {0x93, 0xa1, 't', 0xc4, 0, 0x81, 0xaa, 'c', 'o', 'm', 'p', 'r', 'e', 's', 's', 'e', 'd', 0xa3, 'l', 'z', '4'},
 		"gzip garbage":     {0x93, 0xa1, 't', 0xc4, 3, 1, 2, 3, 0x81, 0xaa, 'c', 'o', 'm', 'p', 'r', 'e', 's', 's', 'e', 'd', 0xa4, 'g', 'z', 'i', 'p'},
-		"json object":      []byte(`{"a":1}`),
 		"json bad time":    []byte(`["t","x",{}]`),
 		"json not closed":  []byte(`["t",1,{}`),
 		"truncated stream": {0x93, 0xa1, 't'},
@@ -248,6 +246,22 @@ func TestMalformed(t *testing.T) {
 				t.Fatalf("got %v, want ErrMalformed", err)
 			}
 		})
+	}
+}
+
+func TestNotRequestValuesAreSkippable(t *testing.T) {
+	// A msgpack string, a JSON object, then a real request on the same
+	// stream: the first two are ErrNotRequest, and the decoder carries on.
+	good, _ := AppendRequest(nil, sampleRequest(t, ModeMessage, 1))
+	stream := append([]byte{0xc0, 0xa1, 'x'}, good...)
+	for _, prefix := range [][]byte{stream, append([]byte(`{"a":[1,"}"]}`+"\n"), good...)} {
+		dec := NewDecoder(iotest.OneByteReader(bytes.NewReader(prefix)), Limits{})
+		if _, err := dec.Next(); !errors.Is(err, ErrNotRequest) {
+			t.Fatalf("got %v, want ErrNotRequest", err)
+		}
+		if req, err := dec.Next(); err != nil || req.Tag != "app.test" {
+			t.Fatalf("after a skipped value: %v %v", req, err)
+		}
 	}
 }
 

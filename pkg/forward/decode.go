@@ -42,6 +42,10 @@ func (d *Decoder) Buffered() int { return d.end - d.start - d.frameLen }
 // request gives an error wrapping io.ErrUnexpectedEOF.
 func (d *Decoder) Next() (*Request, error) {
 	frame, isJSON, err := d.NextFrame()
+	for err == nil && len(frame) == 1 && frame[0] == 0xc0 {
+		// msgpack nil: in_forward's reserved "TCP heartbeat request"; skip.
+		frame, isJSON, err = d.NextFrame()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +160,9 @@ func (d *Decoder) internTag(b []byte) string {
 
 func (d *Decoder) parseMsgpack(frame []byte, req *Request) error {
 	r := mp{b: frame, sc: &d.sc}
+	if !isArrayCode(frame[0]) {
+		return fmt.Errorf("%w: msgpack value with code 0x%02x", ErrNotRequest, frame[0])
+	}
 	n, err := r.arrayLen()
 	if err != nil {
 		return err

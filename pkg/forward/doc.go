@@ -40,7 +40,9 @@
 // frame size, decompressed size; see Limits) before anything is allocated
 // from it, so a frame declaring a 4 GiB array fails at its header. A
 // malformed or oversized request ends that one connection with an error;
-// other connections are unaffected.
+// other connections are unaffected. A well-formed value that is not a
+// request (a bare JSON object) is dropped with a warning and the connection
+// kept, as Fluentd does (ErrNotRequest).
 //
 // With SharedKey (and optionally Users) set, the server starts each
 // connection with the HELO/PING/PONG handshake (SHA-512 digests as in

@@ -72,7 +72,7 @@ func (d *Decoder) parseJSON(frame []byte, req *Request) error {
 	}
 	arr, ok := v.([]any)
 	if !ok {
-		return fmt.Errorf("%w: bare JSON object is not a forward request (want [tag, time, record] or [tag, [[time, record], ...]])", ErrMalformed)
+		return fmt.Errorf("%w: a bare JSON %T (want [tag, time, record] or [tag, [[time, record], ...]])", ErrNotRequest, v)
 	}
 	if len(arr) < 2 || len(arr) > 4 {
 		return fmt.Errorf("%w: JSON request is an array of %d elements, want 2 to 4", ErrMalformed, len(arr))

@@ -58,7 +58,7 @@ type Server struct {
 }
 
 type serverStats struct {
-	accepted, refused, active, requests, events, acks, errors, authFailed atomic.Int64
+	accepted, refused, active, requests, events, acks, errors, authFailed, dropped atomic.Int64
 }
 
 // Stats are the server's counters since it started.
@@ -71,6 +71,9 @@ type Stats struct {
 	Acks       int64 `json:"acks"`
 	Errors     int64 `json:"errors"`
 	AuthFailed int64 `json:"auth_failed"`
+	// Dropped counts well-formed values that were not requests (a bare
+	// JSON object, say), logged and skipped as Fluentd does.
+	Dropped int64 `json:"dropped"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -78,7 +81,7 @@ func (s *Server) Stats() Stats {
 	st := &s.stats
 	return Stats{Accepted: st.accepted.Load(), Refused: st.refused.Load(), Active: st.active.Load(),
 		Requests: st.requests.Load(), Events: st.events.Load(), Acks: st.acks.Load(),
-		Errors: st.errors.Load(), AuthFailed: st.authFailed.Load()}
+		Errors: st.errors.Load(), AuthFailed: st.authFailed.Load(), Dropped: st.dropped.Load()}
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -171,8 +174,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // ServeConn handles one connection until the peer closes it (nil error),
 // a request is malformed or over the limits, or ctx is done. It closes c.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	raw := c // closed from another goroutine: do not share the variable reassigned below
+	defer raw.Close()
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 	if s.TLSConfig != nil {
 		tc := tls.Server(c, s.TLSConfig)
@@ -184,6 +188,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	dec := NewDecoder(c, s.Limits)
 	if s.SharedKey != "" || len(s.Users) > 0 {
 		if err := s.handshake(c, dec); err != nil {
+			if errors.Is(err, errPeerGone) {
+				return nil
+			}
 			return err
 		}
 	}
@@ -196,6 +203,11 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		if err != nil {
 			if errors.Is(err, io.EOF) || ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, ErrNotRequest) {
+				s.stats.dropped.Add(1)
+				s.logger().Warn("forward: incoming chunk is broken, dropped", "peer", c.RemoteAddr(), "err", err)
+				continue
 			}
 			return err
 		}
@@ -250,6 +262,10 @@ func (s *Server) write(c net.Conn, b []byte) error {
 	return err
 }
 
+// errPeerGone: the peer closed before sending anything (out_forward's TCP
+// heartbeat connects and closes); not an error worth counting.
+var errPeerGone = errors.New("peer closed before PING")
+
 // handshake runs the server side of HELO/PING/PONG.
 func (s *Server) handshake(c net.Conn, dec *Decoder) error {
 	a := &serverAuth{sharedKey: s.SharedKey, users: s.Users, hostname: s.hostname(), nonce: randomBytes(16)}
@@ -257,6 +273,9 @@ func (s *Server) handshake(c net.Conn, dec *Decoder) error {
 		a.authSalt = randomBytes(16)
 	}
 	if err := s.write(c, AppendHelo(nil, Helo{Nonce: a.nonce, Auth: a.authSalt, Keepalive: true})); err != nil {
+		if isReset(err) {
+			return errPeerGone
+		}
 		return fmt.Errorf("write HELO: %w", err)
 	}
 	// A client has a bounded time to answer HELO even without ReadTimeout.
@@ -264,8 +283,8 @@ func (s *Server) handshake(c net.Conn, dec *Decoder) error {
 	frame, _, err := dec.NextFrame()
 	c.SetReadDeadline(time.Time{})
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // a TCP heartbeat or a client that gave up
+		if errors.Is(err, io.EOF) || isReset(err) {
+			return errPeerGone // a TCP heartbeat or a client that gave up
 		}
 		return fmt.Errorf("read PING: %w", err)
 	}

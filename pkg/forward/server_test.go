@@ -161,19 +161,23 @@ func TestAckMismatch(t *testing.T) {
 
 func TestJSONRequestGetsJSONAck(t *testing.T) {
 	rec := forwardtest.NewRecorder()
-	addr := forwardtest.Start(t, &forward.Server{Handler: rec})
+	srv := &forward.Server{Handler: rec}
+	addr := forwardtest.Start(t, srv)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.Write([]byte(`["json.tag",1700000000,{"k":"v"},{"chunk":"abc="}]`))
+	// A bare JSON object first: Fluentd logs it as a broken chunk and keeps
+	// the connection, and so does the server.
+	c.Write([]byte(`{"not":"a request"}` + "\n" + `["json.tag",1700000000,{"k":"v"},{"chunk":"abc="}]`))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 64)
 	n, err := c.Read(buf)
 	if err != nil || string(buf[:n]) != `{"ack":"abc="}` {
 		t.Fatalf("ack %q %v", buf[:n], err)
 	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Dropped == 1 && st.Errors == 0 && st.Acks == 1 })
 }
 
 func TestSharedKeyAndUserAuth(t *testing.T) {
@@ -287,4 +291,44 @@ func TestServeStopsOnCancel(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("connection still open")
 	}
+}
+
+// TestTCPHeartbeatIsNotAnError: out_forward's heartbeat_type tcp/transport
+// connects and closes; the server must treat that as a clean close, with
+// and without the handshake.
+func TestTCPHeartbeatIsNotAnError(t *testing.T) {
+	for _, key := range []string{"", "k"} {
+		srv := &forward.Server{Handler: forwardtest.NewRecorder(), SharedKey: key}
+		addr := forwardtest.Start(t, srv)
+		for i := 0; i < 3; i++ {
+			if _, err := forward.HeartbeatTCP(context.Background(), nil, addr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitStats(t, srv, func(st forward.Stats) bool { return st.Accepted == 3 && st.Active == 0 })
+		if st := srv.Stats(); st.Errors != 0 {
+			t.Fatalf("key %q: %+v", key, st)
+		}
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	srv := &forward.Server{Handler: forwardtest.NewRecorder(), MaxConns: 1}
+	addr := forwardtest.Start(t, srv)
+	first := dial(t, addr, forward.ClientConfig{})
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Active == 1 })
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := second.Read(make([]byte, 1)); err == nil {
+		t.Fatal("second connection not refused")
+	}
+	req := &forward.Request{Tag: "t", Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	if err := first.Send(req, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Refused == 1 })
 }

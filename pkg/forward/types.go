@@ -153,6 +153,11 @@ func (l Limits) withDefaults() Limits {
 var (
 	// ErrMalformed marks bytes that are not a valid forward request.
 	ErrMalformed = errors.New("malformed forward request")
+	// ErrNotRequest marks a well-formed value that is not a request (a JSON
+	// object, a msgpack string...). Like Fluentd ("incoming chunk is
+	// broken") the server logs and drops it and keeps the connection: the
+	// framing is intact.
+	ErrNotRequest = errors.New("value is not a forward request")
 	// ErrTooLarge marks a declared or actual size over a Limits cap.
 	ErrTooLarge = errors.New("forward request over limit")
 	// ErrCloseConnection, wrapped in a Handler's error, makes the server

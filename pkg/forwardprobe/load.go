@@ -2,6 +2,7 @@ package forwardprobe
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -60,10 +61,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		fatal     atomic.Bool // connect/auth failures stop every worker
 	)
 	pc := &pacer{rate: o.Rate, start: time.Now()}
-	cfg := o.Client
-	if !p.res.Handshake && cfg.SharedKey == "" {
-		cfg.HeloWait = 0 // the first connection showed there is no HELO
-	}
+	cfg := p.redialConfig()
 	fail := func(kind string, err error) {
 		mu.Lock()
 		l.Errors[kind]++
@@ -138,7 +136,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 				atomicAdd(&l.EventsSent, int64(n))
 				atomicAdd(&l.Bytes, int64(len(wire)))
 				samp = samp[:0]
-				d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &samp)
+				_, d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &samp)
 				for _, s := range samp {
 					mu.Lock()
 					l.MaxSendQ = max(l.MaxSendQ, s.SendQ)
@@ -183,6 +181,9 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		}
 		f.Evidence["count"] = n
 		f.Evidence["chunks_sent"] = l.ChunksSent
+		if l.ChunksSent > 0 {
+			f.Summary = fmt.Sprintf("%d of %d chunks: %s", n, l.ChunksSent, f.Summary)
+		}
 		if kind == "no_ack" && l.MaxSendQ > 0 {
 			f.Evidence["send_q_max"] = l.MaxSendQ
 			f.Summary += "; our Send-Q reached " + strconv.Itoa(l.MaxSendQ) + " bytes (nothing takes them: a receiver that stopped reading, or packets dropped on the way)"

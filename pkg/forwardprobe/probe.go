@@ -73,7 +73,8 @@ type Canary struct {
 	Events  int            `json:"events"`
 	Bytes   int            `json:"bytes"`
 	Outcome string         `json:"outcome"` // acked, no_ack, ack_mismatch, closed_before_ack, error, skipped
-	AckMS   float64        `json:"ack_ms,omitempty"`
+	SendMS  float64        `json:"send_ms"`
+	AckMS   float64        `json:"ack_ms,omitempty"` // write to ack: what a sender waits
 	GotAck  string         `json:"got_ack,omitempty"`
 	Error   string         `json:"error,omitempty"`
 	Socket  []SocketSample `json:"socket,omitempty"`
@@ -275,7 +276,7 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 			c.Close()
 		}
 	}()
-	skip := false
+	skip, firstDone := false, false
 	for _, mode := range p.opts.Modes {
 		if skip || ctx.Err() != nil {
 			p.res.Canaries = append(p.res.Canaries, Canary{Mode: mode.String(), Outcome: "skipped"})
@@ -283,7 +284,7 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 		}
 		if c == nil {
 			var err error
-			if c, err = forward.Dial(ctx, p.opts.Addr, p.opts.Client); err != nil {
+			if c, err = forward.Dial(ctx, p.opts.Addr, p.redialConfig()); err != nil {
 				p.res.Canaries = append(p.res.Canaries, Canary{Mode: mode.String(), Outcome: "error", Error: report.Redact(err.Error())})
 				continue
 			}
@@ -297,9 +298,25 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 		var wire []byte
 		wire, _ = forward.AppendRequest(wire, req)
 		cn.Bytes = len(wire)
-		d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &cn.Socket)
+		sent, d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &cn.Socket)
 		outcome := classify(err)
 		cn.Outcome = outcome
+		cn.SendMS = ms(sent)
+		if !firstDone {
+			// The first canary's write and ack wait are the last two steps.
+			firstDone = true
+			send, ack := Step{Name: "send", MS: ms(sent), OK: true}, Step{Name: "ack", MS: ms(d - sent), OK: err == nil}
+			if err != nil {
+				ack.Error = outcome + ": " + report.Redact(err.Error())
+				if errors.Is(err, errWrite) {
+					send.OK, send.Error, ack = false, ack.Error, Step{}
+				}
+			}
+			p.res.Steps = append(p.res.Steps, send)
+			if ack.Name != "" {
+				p.res.Steps = append(p.res.Steps, ack)
+			}
+		}
 		if err == nil {
 			cn.AckMS = ms(d)
 			lat = append(lat, d)
@@ -325,6 +342,16 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 		p.res.AckLatency = &l
 		p.slowAck(l)
 	}
+}
+
+// redialConfig is the client config for connections after the first: when
+// that one showed no HELO, later ones need not listen for it.
+func (p *prober) redialConfig() forward.ClientConfig {
+	cfg := p.opts.Client
+	if !p.res.Handshake && cfg.SharedKey == "" {
+		cfg.HeloWait = 0
+	}
+	return cfg
 }
 
 func classify(err error) string {
@@ -431,14 +458,17 @@ func (p *prober) slowAck(l Latency) {
 		Remedy: remedySlowAck})
 }
 
+// errWrite marks a failure while writing the chunk, before any ack wait.
+var errWrite = errors.New("write")
+
 // sendAndWait writes wire and waits for the ack of chunk, sampling the
 // socket while it waits. The write itself is bounded by the ack timeout:
 // against a receiver that never reads, the write blocks once the buffers
 // are full, which is the same failure.
-func (p *prober) sendAndWait(ctx context.Context, c *forward.Conn, wire []byte, chunk string, samples *[]SocketSample) (time.Duration, error) {
+// It returns how long the write took and the whole round trip.
+func (p *prober) sendAndWait(ctx context.Context, c *forward.Conn, wire []byte, chunk string, samples *[]SocketSample) (sent, total time.Duration, err error) {
 	stopSampling := p.sample(c, samples)
 	start := time.Now()
-	var err error
 	defer func() { stopSampling(err != nil) }()
 	deadline := start.Add(p.opts.AckTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -448,18 +478,19 @@ func (p *prober) sendAndWait(ctx context.Context, c *forward.Conn, wire []byte, 
 	if werr := c.WriteRaw(wire); werr != nil {
 		var ne net.Error
 		if errors.As(werr, &ne) && ne.Timeout() {
-			err = fmt.Errorf("%w: write blocked for %s (the receiver is not reading): %w", forward.ErrNoAck, p.opts.AckTimeout, werr)
+			err = fmt.Errorf("%w: %w: blocked for %s (the receiver is not reading): %w", forward.ErrNoAck, errWrite, p.opts.AckTimeout, werr)
 		} else {
-			err = fmt.Errorf("%w: write: %w", forward.ErrClosedBeforeAck, werr)
+			err = fmt.Errorf("%w: %w: %w", forward.ErrClosedBeforeAck, errWrite, werr)
 		}
-		return 0, err
+		return time.Since(start), time.Since(start), err
 	}
 	c.SetWriteDeadline(time.Time{})
+	sent = time.Since(start)
 	if chunk == "" {
-		return time.Since(start), nil
+		return sent, sent, nil
 	}
 	err = c.WaitAck(deadline, chunk)
-	return time.Since(start), err
+	return sent, time.Since(start), err
 }
 
 // sample reads the socket every SampleEvery until stopped. stop takes the
