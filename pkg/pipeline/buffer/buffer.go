@@ -211,9 +211,6 @@ func Open(opts Options) (*Buffer, error) {
 			return nil, err
 		}
 	}
-	b.mu.Lock()
-	b.startSpareLocked()
-	b.mu.Unlock()
 	b.wg.Add(2)
 	go b.committer()
 	go b.checkpointer()
@@ -676,15 +673,20 @@ func (b *Buffer) commit() {
 	seg := b.segs[len(b.segs)-1]
 	if seg.size > int64(len(segmentMagic)) && seg.size+int64(len(p.buf)) > b.opts.SegmentBytes ||
 		seg.size+int64(len(p.buf)) > 1<<32-1 {
-		// Take the spare prepared in the background (normally ready long
-		// before the active segment fills). Only the committer adds
-		// segments, so ids stay in order.
+		// Take the spare prepared in the background since the active
+		// segment was half full. Only the committer adds segments, so ids
+		// stay in order.
+		spareOut := b.spareOut
 		b.mu.Unlock()
-		r := <-b.spare
-		next, err := r.seg, r.err
+		var next *segment
+		err := errors.New("no spare segment")
+		if spareOut {
+			r := <-b.spare
+			next, err = r.seg, r.err
+		}
 		if err != nil {
-			// Preallocation failed (a full disk, say): a plain segment
-			// above the spare's id.
+			// No spare, or preallocation failed (a full disk, say): a
+			// plain segment above the spare's id.
 			b.mu.Lock()
 			id := b.nextID
 			b.nextID++
@@ -693,9 +695,6 @@ func (b *Buffer) commit() {
 		}
 		b.mu.Lock()
 		b.spareOut = false
-		if err == nil {
-			b.startSpareLocked()
-		}
 		if err != nil {
 			b.reserved -= int64(len(p.buf))
 			p.err = err
@@ -733,6 +732,11 @@ func (b *Buffer) commit() {
 		}
 		seg.size += int64(len(p.buf))
 		b.bytes += int64(len(p.buf))
+		// Prepare the next segment once this one is half full: short
+		// runs never pay for a preallocation they do not use.
+		if !b.spareOut && seg.size > b.opts.SegmentBytes/2 {
+			b.startSpareLocked()
+		}
 		b.stats.Appended += uint64(len(p.ends))
 		b.stats.Records += int64(len(p.ends))
 		b.stats.Commits++

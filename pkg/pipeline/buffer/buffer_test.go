@@ -112,7 +112,7 @@ func TestAppendNextAckDeletesSegments(t *testing.T) {
 	}
 	b.removeWG.Wait() // segment files are unlinked in the background
 	files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
-	if len(files) != 2 { // the active segment and the spare
+	if len(files) < 1 || len(files) > 2 { // the active segment, perhaps a spare
 		t.Fatalf("segment files left: %v", files)
 	}
 	b.Close()
@@ -379,4 +379,29 @@ func TestCheckpointAheadOfSegments(t *testing.T) {
 	b.Close()
 	b2 := open(t, Options{Dir: dir})
 	checkSame(t, drain(t, b2, false), seq(0, 5))
+}
+
+// TestRecoverWithSpare: a copy of the directory taken while the buffer
+// runs (as after a crash) holds zero-filled spare segments and a
+// preallocated active one; recovery finds exactly the appended records.
+func TestRecoverWithSpare(t *testing.T) {
+	dir := t.TempDir()
+	b := open(t, Options{Dir: dir, SegmentBytes: 8192, MaxBytes: 1 << 24})
+	for i := 0; i < 400; i += 4 {
+		appendN(t, b, i, i+4)
+	}
+	snap := t.TempDir()
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		os.WriteFile(filepath.Join(snap, filepath.Base(f)), data, 0o600)
+	}
+	if b.Stats().Segments < 4 {
+		t.Fatalf("only %d segments: no rotation exercised", b.Stats().Segments)
+	}
+	b2 := open(t, Options{Dir: snap, SegmentBytes: 8192, MaxBytes: 1 << 24})
+	if rc := b2.Recovery(); rc.TruncatedBytes != 0 || rc.Records != 400 {
+		t.Fatalf("recovery %+v", rc)
+	}
+	checkSame(t, drain(t, b2, false), seq(0, 400))
 }
