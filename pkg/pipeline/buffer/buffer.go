@@ -169,8 +169,9 @@ type Buffer struct {
 	// The next segment is created and zero-filled ahead of time, so that
 	// a rotation costs no I/O and fdatasync on a preallocated file has no
 	// file size to journal.
-	spare    chan spareResult
-	spareOut bool // a spare is being prepared or waits in spare
+	spare        chan spareResult
+	spareOut     bool // a spare is being prepared or waits in spare
+	spareDiscard bool // ... and will be removed when it arrives
 
 	removeWG sync.WaitGroup // segment files being deleted
 	freeBuf  []byte         // a written batch's buffer, for the next batch
@@ -490,6 +491,12 @@ func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 					os.Remove(path)
 					return nil, fmt.Errorf("buffer: preallocating %s: %w", path, err)
 				}
+				// Sync as we go: a large pile of dirty zeros would have to
+				// be written out before the next journal commit, which an
+				// appender's fdatasync may be waiting for.
+				if (n/int64(len(zero)))%4 == 3 {
+					seg.st.Sync()
+				}
 			}
 			if _, err := f.Seek(int64(len(segmentMagic)), io.SeekStart); err != nil {
 				f.Close()
@@ -674,15 +681,38 @@ func (b *Buffer) commit() {
 	if seg.size > int64(len(segmentMagic)) && seg.size+int64(len(p.buf)) > b.opts.SegmentBytes ||
 		seg.size+int64(len(p.buf)) > 1<<32-1 {
 		// Take the spare prepared in the background since the active
-		// segment was half full. Only the committer adds segments, so ids
+		// segment was a quarter full. Only the committer adds segments, so ids
 		// stay in order.
-		spareOut := b.spareOut
+		spareOut := b.spareOut && !b.spareDiscard
 		b.mu.Unlock()
 		var next *segment
 		err := errors.New("no spare segment")
 		if spareOut {
-			r := <-b.spare
-			next, err = r.seg, r.err
+			select {
+			case r := <-b.spare:
+				next, err = r.seg, r.err
+				b.mu.Lock()
+				b.spareOut = false
+				b.mu.Unlock()
+			default:
+				// Not ready (a slow disk): do not make every appender wait
+				// for it. A plain segment now; the spare is removed when
+				// it arrives (its id is lower, so it can no longer be
+				// used), and the next one is prepared after that.
+				b.mu.Lock()
+				b.spareDiscard = true
+				b.mu.Unlock()
+				b.removeWG.Add(1)
+				go func() {
+					defer b.removeWG.Done()
+					if r := <-b.spare; r.seg != nil {
+						r.seg.st.Remove()
+					}
+					b.mu.Lock()
+					b.spareOut, b.spareDiscard = false, false
+					b.mu.Unlock()
+				}()
+			}
 		}
 		if err != nil {
 			// No spare, or preallocation failed (a full disk, say): a
@@ -694,7 +724,6 @@ func (b *Buffer) commit() {
 			next, err = b.createSegment(id, false)
 		}
 		b.mu.Lock()
-		b.spareOut = false
 		if err != nil {
 			b.reserved -= int64(len(p.buf))
 			p.err = err
@@ -732,9 +761,9 @@ func (b *Buffer) commit() {
 		}
 		seg.size += int64(len(p.buf))
 		b.bytes += int64(len(p.buf))
-		// Prepare the next segment once this one is half full: short
+		// Prepare the next segment once this one is a quarter full: short
 		// runs never pay for a preallocation they do not use.
-		if !b.spareOut && seg.size > b.opts.SegmentBytes/2 {
+		if !b.spareOut && seg.size > b.opts.SegmentBytes/4 {
 			b.startSpareLocked()
 		}
 		b.stats.Appended += uint64(len(p.ends))
@@ -1014,7 +1043,7 @@ func (b *Buffer) close() {
 		close(p.done)
 	}
 	b.broadcastLocked()
-	spareOut := b.spareOut
+	spareOut := b.spareOut && !b.spareDiscard
 	b.spareOut = false
 	b.mu.Unlock()
 	if spareOut {
