@@ -53,7 +53,7 @@ PY
 fi
 
 echo "== go benchmark (server and Go client on the same 2 cores)"
-go test -run '^$' -bench 'BenchmarkBulk$' -benchtime 3s ./pkg/essim | grep -E '^Benchmark'
+go test -run '^$' -bench 'BenchmarkBulk' -benchtime 3s ./pkg/essim | grep -E '^Benchmark'
 
 p1=$(free_port)
 "$tmp/logdoctor" es serve --listen "127.0.0.1:$p1" --nodes 3 2>/dev/null >/dev/null &

@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(
   iproute2 nftables iptables tcpdump tshark net-tools procps time hyperfine
   python3 python3-fluent-logger python3-elasticsearch
-  ruby ruby-elasticsearch ruby-elasticsearch-transport
+  ruby ruby-elasticsearch ruby-elasticsearch-transport prometheus-elasticsearch-exporter
+  rsyslog rsyslog-elasticsearch
 )
 missing=()
 for p in "${pkgs[@]}"; do

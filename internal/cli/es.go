@@ -273,6 +273,7 @@ type ESServeOptions struct {
 	Latency, IdleClose, LateBy     time.Duration
 	PublishAddress, Health         string
 	IndexLate, NoKeepAlive         bool
+	StripProductHeader             bool
 	Seed                           int64
 }
 
@@ -309,8 +310,8 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
   logdoctor es serve --index-late --late-by 6s             # answers after the shipper gave up: duplicates`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
-			r, err := runESServe(cmd.Context(), g.Now, *o, func(urls []string) {
-				fmt.Fprintf(g.IO.Err, "essim %s listening on %s\n", orDefault(o.Version, essim.DefaultVersion), strings.Join(urls, " "))
+			r, err := runESServe(cmd.Context(), g.Now, *o, func(s *essim.Server) {
+				fmt.Fprintf(g.IO.Err, "essim %s listening on %s\n", s.Version(), strings.Join(s.URLs(), " "))
 			})
 			if err != nil {
 				return err
@@ -343,19 +344,13 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	f.BoolVar(&o.IndexLate, "index-late", false, "index bulks at once but answer after --late-by (the client times out and resends)")
 	f.DurationVar(&o.LateBy, "late-by", essim.DefaultLateBy, "how long --index-late holds the answer")
 	f.BoolVar(&o.NoKeepAlive, "no-keepalive", false, "answer with Connection: close (every request costs a new connection)")
+	f.BoolVar(&o.StripProductHeader, "strip-product-header", false, "drop X-Elastic-Product, as some proxies do (Elastic's clients 7.14+ then refuse the server)")
 	f.Int64Var(&o.Seed, "seed", 1, "random seed of the fault rates")
 	return cmd
 }
 
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
-
 // runESServe runs essim until ctx ends or o.Duration passes.
-func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onListen func([]string)) (*report.Report, error) {
+func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onListen func(*essim.Server)) (*report.Report, error) {
 	mcl, err := parseESBytes(o.MaxContentLength)
 	if err != nil {
 		return nil, usageErrorf("--max-content-length: %v", err)
@@ -382,7 +377,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	}
 	faults := essim.Faults{RejectRate: o.RejectRate, FailRate: o.FailRate, FailStatus: o.FailStatus, DropRate: o.DropRate,
 		Latency: o.Latency, IdleClose: o.IdleClose, PublishAddress: o.PublishAddress, Health: o.Health,
-		IndexLate: o.IndexLate, LateBy: o.LateBy, NoKeepAlive: o.NoKeepAlive, Seed: o.Seed}
+		IndexLate: o.IndexLate, LateBy: o.LateBy, NoKeepAlive: o.NoKeepAlive, StripProductHeader: o.StripProductHeader, Seed: o.Seed}
 	started := now()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -399,7 +394,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	}
 	defer s.Close()
 	if onListen != nil {
-		onListen(s.URLs())
+		onListen(s)
 	}
 	var timeout <-chan time.Time
 	if o.Duration > 0 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 )
 
 func esSim(t *testing.T, cfg essim.Config) *essim.Server {
@@ -199,5 +200,49 @@ func TestESServeCLI(t *testing.T) {
 	st := r.Data["stats"].(map[string]any)
 	if st["rejected"] != 1.0 || st["bulk_items"] != 1.0 {
 		t.Fatalf("serve stats %v", st)
+	}
+}
+
+// TestESServeTLSProbedWithCA runs `es serve` with a certificate and basic
+// auth, and `es probe --ca` against it, both through the CLI.
+func TestESServeTLSProbedWithCA(t *testing.T) {
+	t.Setenv("LOGDOCTOR_ES_PASSWORD", "")
+	certs := forwardtest.NewCerts(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan ExitCode, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		served <- Main(ctx, []string{"es", "serve", "--listen", addr, "--tls-cert", certs.CertFile, "--tls-key", certs.KeyFile,
+			"--user", "elastic", "--password", "tls-pass-31"}, IO{In: strings.NewReader(""), Out: &out, Err: &errb})
+	}()
+	url := "https://" + addr
+	var code ExitCode
+	var r esReport
+	var all string
+	for i := 0; i < 100; i++ {
+		code, r, all = esRun(t, "es", "probe", url, "--ca", certs.CAFile, "--user", "elastic", "--password", "tls-pass-31", "--idle-wait", "0")
+		if code == ExitOK {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code != ExitOK || r.Data["targets"].([]any)[0].(map[string]any)["reachable"] != true || strings.Contains(all, "tls-pass-31") {
+		t.Fatalf("probe over TLS: exit %d %v %s", code, esIDs(r), all)
+	}
+	// Without the CA the certificate is refused.
+	code, r, _ = esRun(t, "es", "probe", url, "--user", "elastic", "--password", "tls-pass-31", "--idle-wait", "0")
+	if code != ExitFindings || fmt.Sprint(esIDs(r)) != "[es.unreachable]" {
+		t.Fatalf("without --ca: %d %v", code, esIDs(r))
+	}
+	cancel()
+	if c := <-served; c != ExitOK {
+		t.Fatalf("serve exit %d", c)
 	}
 }

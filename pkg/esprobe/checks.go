@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +86,7 @@ func (p *probe) targetFindings() {
 	for _, t := range p.res.Targets {
 		switch {
 		case t.Reachable:
+			p.productFinding(t)
 		case t.unauthorized != 0:
 			p.add(report.Finding{ID: FindingAuthFailed, Severity: report.Critical,
 				Summary:  fmt.Sprintf("%s answered HTTP %d: the credentials are missing or refused", t.URL, t.unauthorized),
@@ -100,6 +102,37 @@ func (p *probe) targetFindings() {
 				Evidence: ev, Remedy: remedyUnreachable})
 		}
 	}
+}
+
+// productFinding: Elastic's clients 7.14+ require X-Elastic-Product from
+// Elasticsearch 7.14+ and refuse OpenSearch outright.
+func (p *probe) productFinding(t Target) {
+	ev := map[string]any{"url": t.URL, "version": t.Version, "product": t.Product, "x_elastic_product": t.ProductHdr}
+	if t.Product == "opensearch" {
+		p.add(report.Finding{ID: FindingProductCheck, Severity: report.Info,
+			Summary:  fmt.Sprintf("%s is OpenSearch %s: Elastic's clients from 7.14 on (fluent-plugin-elasticsearch's elasticsearch gem) refuse it", t.URL, t.Version),
+			Evidence: ev, Remedy: remedyOpenSearch})
+		return
+	}
+	if !t.ProductHdr && versionAtLeast(t.Version, 7, 14) {
+		p.add(report.Finding{ID: FindingProductCheck, Severity: report.Warning,
+			Summary:  fmt.Sprintf("%s claims Elasticsearch %s but sends no X-Elastic-Product header: Elastic's clients 7.14+ will refuse it", t.URL, t.Version),
+			Evidence: ev, Remedy: remedyProductStripped})
+	}
+}
+
+// versionAtLeast compares a "major.minor[.patch]" version.
+func versionAtLeast(v string, major, minor int) bool {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
 }
 
 // nodeStatsT is the part of _nodes/stats the probe reads.
@@ -354,18 +387,25 @@ type nodesHTTP struct {
 	} `json:"nodes"`
 }
 
-// publishHostPort turns "host/ip:port", "ip:port" or "[v6]:port" into a
-// dialable address, as the Ruby transport's sniffer parses it.
+// publishHostPort turns "name/ip:port", "ip:port" or "[v6]:port" into the
+// address a sniffing client dials. Like the Ruby transport's sniffer (and
+// elasticsearch-py's), it uses the name when the node publishes one: a
+// pod or host name this machine cannot resolve is exactly the failure.
 func publishHostPort(pa string) (string, error) {
+	name := ""
+	addr := pa
 	if i := strings.Index(pa, "/"); i >= 0 {
-		pa = pa[i+1:]
+		name, addr = pa[:i], pa[i+1:]
 	}
-	host, port, err := net.SplitHostPort(pa)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("publish_address %q: %w", pa, err)
 	}
-	if _, err := strconv.Atoi(port); err != nil {
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return "", fmt.Errorf("publish_address %q: bad port", pa)
+	}
+	if name != "" {
+		host = name
 	}
 	return net.JoinHostPort(host, port), nil
 }
@@ -504,6 +544,12 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 	itemRejected := 0
 	c := Check{Name: "bulk_idempotency", Target: base + "/" + idx}
 	for i := 0; i < p.o.BulkSamples; i++ {
+		// Two samples suffice once one took longer than the shipper's
+		// request timeout: the point is made, and a slow cluster would
+		// otherwise hold the probe for BulkSamples times its latency.
+		if i >= 2 && len(lats) > 0 && slices.Max(lats) >= p.o.RequestTimeout {
+			break
+		}
 		t0 := time.Now()
 		r, err := cl.do(ctx, http.MethodPost, base+"/_bulk", []byte(body), "application/x-ndjson")
 		if err != nil {

@@ -219,17 +219,17 @@ func errorType(b []byte) string {
 		return ""
 	}
 	var s string
-	if json.Unmarshal(e.Error, &s) == nil {
-		if len(s) > 120 {
-			s = s[:120]
+	if json.Unmarshal(e.Error, &s) != nil {
+		var o struct {
+			Type string `json:"type"`
 		}
-		return s
+		json.Unmarshal(e.Error, &o)
+		s = o.Type
 	}
-	var o struct {
-		Type string `json:"type"`
+	if len(s) > 120 { // a cluster's text, capped before it reaches a report
+		s = s[:120]
 	}
-	json.Unmarshal(e.Error, &o)
-	return o.Type
+	return s
 }
 
 // baseURL normalises a URL argument: scheme defaults to http, userinfo is

@@ -16,6 +16,7 @@ const (
 	FindingBulkNotIdempotent = "es.bulk_not_idempotent"
 	FindingBulkLost          = "es.bulk_lost"
 	FindingDuplicates        = "es.duplicates"
+	FindingProductCheck      = "es.product_check"
 )
 
 // Remedies name the shipper settings; they are long on purpose, since the
@@ -43,7 +44,8 @@ const (
 	remedyRejections = "The cluster answers bulk items with 429 es_rejected_execution_exception; the shipper resends the whole chunk and, " +
 		"without a stable _id, indexes the accepted part again (seed 003). fluent-plugin-elasticsearch: add the `elasticsearch_genid` " +
 		"filter with `id_key _hash` and `write_operation create`, lower `flush_thread_count`, raise `flush_interval`, keep `retry_max_interval` " +
-		"backing off; Fluent Bit: `Generate_ID On`, fewer `Workers`. On the cluster: more write capacity, fewer shards per bulk."
+		"backing off; Fluent Bit: `Generate_ID On`, fewer `Workers`; rsyslog omelasticsearch: `retryfailures=\"on\"` " +
+		"(otherwise rejected items only reach the errorfile). On the cluster: more write capacity, fewer shards per bulk."
 	remedyPressure = "Indexing pressure rejected whole requests (coordinating/primary/replica memory over " +
 		"indexing_pressure.memory.limit): shippers see 429 for the entire bulk and resend it. Send smaller bulks " +
 		"(fluent-plugin-elasticsearch `chunk_limit_size`, `bulk_message_request_threshold`; Fluent Bit smaller chunks), " +
@@ -63,7 +65,14 @@ const (
 		"`logdoctor smoke` counts events end to end."
 	remedyDuplicates = "Events were indexed more than once: the shipper resent bulks (429s, timeouts, restarts) and Elasticsearch generated a " +
 		"new _id each time (seed 003). fluent-plugin-elasticsearch: `<filter> @type elasticsearch_genid hash_id_key _hash </filter>` " +
-		"with `id_key _hash` and `write_operation create` (a resend then gets 409 instead of a copy); Fluent Bit: `Generate_ID On`."
+		"with `id_key _hash` and `write_operation create` (a resend then gets 409 instead of a copy); Fluent Bit: `Generate_ID On`; " +
+		"rsyslog omelasticsearch: `bulkid` + `dynbulkid=\"on\"` + `writeoperation=\"create\"`."
+	remedyProductStripped = "Let the X-Elastic-Product header through whatever sits in front of the cluster (proxy, gateway, " +
+		"service mesh). Elastic's clients from 7.14 on (the elasticsearch gem behind fluent-plugin-elasticsearch, elasticsearch-py) " +
+		"check it and raise UnsupportedProductError (\"The client noticed that the server is not Elasticsearch\") without it; " +
+		"pinning the elasticsearch gem below 7.14 only hides the problem."
+	remedyOpenSearch = "Elastic's clients from 7.14 on refuse OpenSearch. Use fluent-plugin-opensearch (`@type opensearch`) instead of " +
+		"fluent-plugin-elasticsearch, or Fluent Bit's `opensearch` output instead of `es`; keep elasticsearch clients below 7.14 only as a stopgap."
 	remedyHealthRed = "Primary shards are unassigned: bulk items for those indices fail with 503 unavailable_shards_exception and " +
 		"shippers retry until their buffers fill (then drop). Check GET _cluster/allocation/explain; the shipper's buffer " +
 		"(`total_limit_size`, Fluent Bit `storage.total_limit_size`) decides how long it can wait."

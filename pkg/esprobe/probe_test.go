@@ -2,25 +2,16 @@ package esprobe
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -161,9 +152,20 @@ func TestSniffUnreachableAndEmpty(t *testing.T) {
 	if res.Nodes[0].Error != "no http publish_address" {
 		t.Fatalf("nodes %+v", res.Nodes)
 	}
-	// The host/ip:port form some clusters publish.
-	if a, err := publishHostPort("es-0.local/127.0.0.1:9200"); err != nil || a != "127.0.0.1:9200" {
+	// The name/ip:port form: clients dial the name.
+	if a, err := publishHostPort("es-0.local/127.0.0.1:9200"); err != nil || a != "es-0.local:9200" {
 		t.Fatalf("publishHostPort: %q %v", a, err)
+	}
+	if a, err := publishHostPort("[::1]:9200"); err != nil || a != "[::1]:9200" {
+		t.Fatalf("publishHostPort v6: %q %v", a, err)
+	}
+	// A published name that resolves (localhost) is dialled by name.
+	port := s.Addrs()[0][strings.LastIndex(s.Addrs()[0], ":")+1:]
+	s.SetFaults(essim.Faults{PublishAddress: "localhost/127.0.0.1:" + port})
+	res, fs = run(t, Options{URLs: []string{s.URL()}})
+	onlyFindings(t, fs)
+	if !res.Nodes[0].Reachable {
+		t.Fatalf("nodes %+v", res.Nodes)
 	}
 }
 
@@ -236,9 +238,9 @@ func TestLatencyAgainstRequestTimeout(t *testing.T) {
 }
 
 func TestIndexLateTimesOutAndStores(t *testing.T) {
-	s := startSim(t, essim.Config{Faults: essim.Faults{IndexLate: true, LateBy: 2 * time.Second}})
-	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "late", Timeout: 300 * time.Millisecond,
-		RequestTimeout: 300 * time.Millisecond, BulkSamples: 2})
+	s := startSim(t, essim.Config{Faults: essim.Faults{IndexLate: true, LateBy: 3 * time.Second}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "late", Timeout: time.Second,
+		RequestTimeout: time.Second, BulkSamples: 2})
 	got := onlyFindings(t, fs, FindingRequestTimeout)
 	if got[FindingRequestTimeout].Severity != report.Critical {
 		t.Fatalf("finding %+v", got[FindingRequestTimeout])
@@ -295,38 +297,10 @@ func TestClosedPortUnreachable(t *testing.T) {
 	}
 }
 
-// testCA makes a CA and a server certificate for 127.0.0.1; it returns the
-// server's tls.Config and the CA PEM file.
-func testCA(t *testing.T) (*tls.Config, string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "logdoctor test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "essim"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, p
-}
-
 func TestTLSWithBasicAuth(t *testing.T) {
-	srvTLS, caFile := testCA(t)
-	s := startSim(t, essim.Config{TLS: srvTLS, Username: "elastic", Password: "hunter2-secret"})
+	certs := forwardtest.NewCerts(t) // a throwaway CA and a server certificate for 127.0.0.1
+	caFile := certs.CAFile
+	s := startSim(t, essim.Config{TLS: certs.ServerTLS(false), Username: "elastic", Password: "hunter2-secret"})
 	if !strings.HasPrefix(s.URL(), "https://") {
 		t.Fatal(s.URL())
 	}
@@ -355,6 +329,30 @@ func TestTLSWithBasicAuth(t *testing.T) {
 	onlyFindings(t, fs)
 }
 
+func TestStrippedProductHeader(t *testing.T) {
+	s := startSim(t, essim.Config{Faults: essim.Faults{StripProductHeader: true}})
+	res, fs := run(t, Options{URLs: []string{s.URL()}})
+	f := onlyFindings(t, fs, FindingProductCheck)[FindingProductCheck]
+	if f.Severity != report.Warning || res.Targets[0].ProductHdr || f.Evidence["version"] != essim.DefaultVersion {
+		t.Fatalf("%+v", f)
+	}
+	for v, want := range map[string]bool{"7.14.0": true, "7.13.4": false, "8.0.0": true, "6.8.23": false, "x": false} {
+		if versionAtLeast(v, 7, 14) != want {
+			t.Errorf("versionAtLeast(%q, 7, 14) != %v", v, want)
+		}
+	}
+}
+
+func TestAPIKey(t *testing.T) {
+	s := startSim(t, essim.Config{APIKey: "aWQ6a2V5"})
+	_, fs := run(t, Options{URLs: []string{s.URL()}, APIKey: "aWQ6a2V5", Index: "k"})
+	onlyFindings(t, fs)
+	_, fs = run(t, Options{URLs: []string{s.URL()}, APIKey: "d3Jvbmc="})
+	if f := onlyFindings(t, fs, FindingAuthFailed)[FindingAuthFailed]; f.Evidence["api_key_set"] != true {
+		t.Fatalf("%+v", f)
+	}
+}
+
 func TestVersion7AndOpenSearchShape(t *testing.T) {
 	s := startSim(t, essim.Config{Version: "7.10.2"})
 	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "v7"})
@@ -368,7 +366,9 @@ func TestOpenSearch(t *testing.T) {
 	for _, v := range []string{"1.3.14", "2.11.0"} {
 		s := startSim(t, essim.Config{Distribution: "opensearch", Version: v})
 		res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "os"})
-		onlyFindings(t, fs)
+		if f := onlyFindings(t, fs, FindingProductCheck)[FindingProductCheck]; f.Severity != report.Info {
+			t.Fatalf("%+v", f)
+		}
 		tg := res.Targets[0]
 		if tg.Product != "opensearch" || tg.ProductHdr || tg.Version != v || !res.Bulk.Idempotent {
 			t.Fatalf("%s: %+v %+v", v, tg, res.Bulk)

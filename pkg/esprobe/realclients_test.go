@@ -1,10 +1,12 @@
 package esprobe
 
 import (
+	"context"
 	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logdoctor/logdoctor/internal/testenv"
 	"github.com/logdoctor/logdoctor/pkg/essim"
@@ -88,4 +90,80 @@ func TestRubyTransportSniffsIntoDeadPool(t *testing.T) {
 	if s.Stats().OpenedConns-before < 2 {
 		t.Fatalf("sniffed pool opened %d connections", s.Stats().OpenedConns-before)
 	}
+}
+
+// TestPythonRetryOnTimeoutDuplicates is seed 003 with a real client:
+// python3-elasticsearch with retry_on_timeout resends a bulk the cluster is
+// still indexing; without _id every resend is a new copy and es dups finds
+// them, with create and a stable _id there is exactly one copy.
+func TestPythonRetryOnTimeoutDuplicates(t *testing.T) {
+	testenv.RequireFiles(t, "/usr/bin/python3", "/usr/lib/python3/dist-packages/elasticsearch/__init__.py")
+	s := startSim(t, essim.Config{Faults: essim.Faults{IndexLate: true, LateBy: 3 * time.Second}})
+	py := func(index, mode string) string {
+		cmd := exec.Command("/usr/bin/python3", "-W", "ignore", "testdata/pyretry.py", s.URL(), index, "25", mode)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("python: %v\n%s%s", err, out, stderr.String())
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := py("retry-noid", "noid"); got != "ConnectionTimeout" {
+		t.Fatalf("client outcome %q, want ConnectionTimeout after its retries", got)
+	}
+	if got := py("retry-create", "create"); got != "ConnectionTimeout" {
+		t.Fatalf("client outcome %q", got)
+	}
+	s.SetFaults(essim.Faults{})
+	// One try plus max_retries=2: three copies of each event, or two when
+	// a loaded machine made one attempt time out before it was sent.
+	noid := s.Count("retry-noid")
+	if noid%25 != 0 || noid < 50 {
+		t.Fatalf("stored %d documents without _id, want 75 (%+v)", noid, s.Stats())
+	}
+	if n := s.Count("retry-create"); n != 25 {
+		t.Fatalf("stored %d documents with create and _id, want 25 (%+v)", n, s.Stats())
+	}
+	res, fs, err := Dups(context.Background(), Options{URLs: []string{s.URL()}}, DupsOptions{Index: "retry-noid", Field: "request_id.keyword"})
+	if err != nil || len(fs) != 1 || res.Duplicated != 25 || res.ExtraCopies != noid-25 {
+		t.Fatalf("dups without id: %+v %+v %v", res, fs, err)
+	}
+	res, fs, err = Dups(context.Background(), Options{URLs: []string{s.URL()}}, DupsOptions{Index: "retry-create", Field: "request_id.keyword"})
+	if err != nil || len(fs) != 0 || res.Duplicated != 0 {
+		t.Fatalf("dups with create: %+v %+v %v", res, fs, err)
+	}
+}
+
+// TestPythonSniffOnStart: elasticsearch-py 7.17 with sniff_on_start
+// replaces its hosts with the published addresses too; against
+// 127.0.0.2:1 its first request fails, where the probe had warned.
+func TestPythonSniffOnStart(t *testing.T) {
+	testenv.RequireFiles(t, "/usr/bin/python3", "/usr/lib/python3/dist-packages/elasticsearch/__init__.py")
+	const script = `
+import sys
+from elasticsearch import Elasticsearch
+try:
+    Elasticsearch([sys.argv[1]], sniff_on_start=True, sniff_timeout=2, max_retries=0).info()
+    print("ok")
+except Exception as e:
+    print(type(e).__name__)
+`
+	s := startSim(t, essim.Config{Nodes: 2})
+	py := func() string {
+		out, err := exec.Command("/usr/bin/python3", "-W", "ignore", "-c", script, s.URL()).Output()
+		if err != nil {
+			t.Fatalf("python: %v %s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := py(); got != "ok" {
+		t.Fatalf("reachable publish addresses: %s", got)
+	}
+	s.SetFaults(essim.Faults{PublishAddress: "127.0.0.2:1"})
+	if got := py(); got != "ConnectionError" {
+		t.Fatalf("unreachable publish addresses: %s, want ConnectionError", got)
+	}
+	_, fs := run(t, Options{URLs: []string{s.URL()}})
+	onlyFindings(t, fs, FindingSniffUnreachable)
 }

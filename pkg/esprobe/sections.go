@@ -13,14 +13,14 @@ func (r *Result) Sections() []report.Section {
 	t := report.Section{Title: "Targets", Header: []string{"URL", "REACHABLE", "PRODUCT", "VERSION", "CLUSTER", "LATENCY", "ERROR"}}
 	for _, x := range r.Targets {
 		t.Rows = append(t.Rows, []string{x.URL, strconv.FormatBool(x.Reachable), x.Product, x.Version, x.ClusterName,
-			fmt.Sprintf("%.1f ms", x.LatencyMS), x.Error})
+			fmt.Sprintf("%.2f ms", x.LatencyMS), x.Error})
 	}
 	out = append(out, t)
 	if len(r.Nodes) > 0 {
 		n := report.Section{Title: "Nodes (_nodes/http)", Header: []string{"NAME", "PUBLISH ADDRESS", "REACHABLE", "CONNECT", "MAX CONTENT"}}
 		for _, x := range r.Nodes {
 			n.Rows = append(n.Rows, []string{x.Name, orNone(x.PublishAddress), strconv.FormatBool(x.Reachable),
-				fmt.Sprintf("%.1f ms", x.ConnectMS), strconv.FormatInt(x.MaxContentLength, 10)})
+				fmt.Sprintf("%.2f ms", x.ConnectMS), strconv.FormatInt(x.MaxContentLength, 10)})
 		}
 		out = append(out, n)
 	}

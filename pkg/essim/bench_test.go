@@ -25,7 +25,12 @@ func bulkBody(n int, index string, seq int) []byte {
 // 1,000-document bulks of ~300-byte documents; docs/s is the figure the
 // pipeline benchmarks rely on (>= 100,000).
 func BenchmarkBulk(b *testing.B) {
-	s, err := Start(context.Background(), "127.0.0.1:0", Config{})
+	b.Run("memory", func(b *testing.B) { benchBulk(b, "") })
+	b.Run("disk", func(b *testing.B) { benchBulk(b, b.TempDir()) })
+}
+
+func benchBulk(b *testing.B, dataDir string) {
+	s, err := Start(context.Background(), "127.0.0.1:0", Config{DataDir: dataDir})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -50,6 +51,18 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 	if len(items) == 0 {
 		n.esError(w, r, http.StatusBadRequest, "action_request_validation_exception", "Validation Failed: 1: no requests added;", nil)
 		return
+	}
+	// Elasticsearch 8 (and OpenSearch 2) removed mapping types: a _type in
+	// an action line fails the whole request, unless the client asked for
+	// the 7.x REST compatibility.
+	if n.s.major >= 8 && !strings.Contains(r.Header.Get("Content-Type")+r.Header.Get("Accept"), "compatible-with=7") {
+		for _, it := range items {
+			if it.Type != "" {
+				n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
+					"Action/metadata line ["+strconv.Itoa(it.Line)+"] contains an unknown parameter [_type]", nil)
+				return
+			}
+		}
 	}
 	res, ok := n.write(w, r, items, int64(len(body)))
 	if !ok {
@@ -185,6 +198,9 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, s
 		n.writeCompleted.Add(1)
 		<-n.sem
 	}()
+	if f.Latency > 0 && !sleepCtx(r.Context(), f.Latency) {
+		return nil, false
+	}
 
 	res := make([]itemResult, len(items))
 	st := s.store
@@ -279,7 +295,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			ix = st.createIndexLocked(it.Index)
 		}
 		x.uuid = ix.uuid
-		old := ix.docs[x.id]
+		old := ix.get(x.id)
 		if old != nil && it.Op == OpCreate {
 			s.conflicts.Add(1)
 			x.errIndex = true
@@ -301,13 +317,14 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			return
 		}
 		x.uuid = ix.uuid
-		old := ix.docs[x.id]
+		old := ix.get(x.id)
 		if old == nil {
 			x.status, x.result, x.version, x.seq = http.StatusNotFound, "not_found", 1, st.seq
 			return
 		}
+		version := old.version // old moves if the delete compacts the index
 		st.deleteDocLocked(ix, x.id)
-		x.status, x.result, x.version, x.seq = http.StatusOK, "deleted", old.version+1, st.seq
+		x.status, x.result, x.version, x.seq = http.StatusOK, "deleted", version+1, st.seq
 	case OpUpdate:
 		var u struct {
 			Doc         json.RawMessage `json:"doc"`
@@ -325,7 +342,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 		}
 		var old *doc
 		if ix != nil {
-			old = ix.docs[x.id]
+			old = ix.get(x.id)
 			x.uuid = ix.uuid
 		}
 		if old == nil {

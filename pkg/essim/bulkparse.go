@@ -38,7 +38,8 @@ type BulkItem struct {
 	Index  string
 	ID     string
 	Source []byte
-	Line   int // 1-based line of the action
+	Line   int    // 1-based line of the action
+	Type   string // _type from the action line (Elasticsearch 6/7 clients); 8 rejects it
 }
 
 // ErrBulk is wrapped by every request-level bulk parse error; Elasticsearch
@@ -50,6 +51,7 @@ var ErrBulk = errors.New("malformed bulk request")
 const maxActionLine = 64 << 10
 
 type actionMeta struct {
+	Type    string `json:"_type"`
 	Index   string `json:"_index"`
 	ID      string `json:"_id"`
 	Routing string `json:"routing"`
@@ -120,7 +122,7 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 			if count != 1 {
 				return fmt.Errorf("%w: Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update]", ErrBulk, aLine)
 			}
-			it.Index, it.ID = m.Index, m.ID
+			it.Index, it.ID, it.Type = m.Index, m.ID, m.Type
 		}
 		if it.Index == "" {
 			it.Index = defaultIndex

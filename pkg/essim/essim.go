@@ -90,8 +90,11 @@ type Faults struct {
 	DropRate  float64       `json:"drop_rate"` // fraction of bulk items acknowledged (201) but never stored
 	// NoKeepAlive answers every request with "Connection: close", like a
 	// proxy without keep-alive: each client request costs a new connection.
-	NoKeepAlive bool  `json:"no_keepalive"`
-	Seed        int64 `json:"seed"` // random source for the rates; 0 = 1
+	NoKeepAlive bool `json:"no_keepalive"`
+	// StripProductHeader drops X-Elastic-Product, as some proxies and
+	// gateways do; Elastic's clients from 7.14 on then refuse the server.
+	StripProductHeader bool  `json:"strip_product_header"`
+	Seed               int64 `json:"seed"` // random source for the rates; 0 = 1
 }
 
 // faultsJSON carries Faults over the admin endpoint with durations as
@@ -161,6 +164,8 @@ type Stats struct {
 	OpenConns       int64 `json:"open_conns"`       // currently open
 	IdleClosed      int64 `json:"idle_closed"`      // connections closed by IdleClose
 	Requests        int64 `json:"requests"`         // HTTP requests, all nodes
+	WriteActive     int64 `json:"write_active"`     // bulks being indexed now (thread_pool.write.active)
+	WriteQueue      int64 `json:"write_queue"`      // bulks waiting for a write thread
 }
 
 // Server is a running simulated cluster.
@@ -170,7 +175,6 @@ type Server struct {
 	opensearch bool
 	store      *store
 	nodes      []*node
-	started    time.Time
 
 	mu        sync.Mutex
 	faults    Faults
@@ -257,7 +261,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, started: time.Now(), done: make(chan struct{})}
+	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, done: make(chan struct{})}
 	s.setFaultsLocked(cfg.Faults)
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -384,6 +388,14 @@ func (n *node) connState(c net.Conn, st http.ConnState) {
 	}
 }
 
+// Version is what GET / claims, e.g. "8.15.0" or "opensearch 2.11.0".
+func (s *Server) Version() string {
+	if s.opensearch {
+		return "opensearch " + s.cfg.Version
+	}
+	return s.cfg.Version
+}
+
 // URL is the first node's base URL.
 func (s *Server) URL() string { return s.nodes[0].url }
 
@@ -496,7 +508,7 @@ func (s *Server) Count(pattern string) int {
 	s.store.mu.RLock()
 	defer s.store.mu.RUnlock()
 	for _, ix := range s.store.resolveLocked(pattern) {
-		n += len(ix.docs)
+		n += ix.count()
 	}
 	return n
 }
@@ -509,7 +521,7 @@ func (s *Server) Doc(index, id string) ([]byte, bool) {
 	if ix == nil {
 		return nil, false
 	}
-	d := ix.docs[id]
+	d := ix.get(id)
 	if d == nil {
 		return nil, false
 	}
@@ -532,6 +544,8 @@ func (s *Server) Stats() Stats {
 		st.OpenConns += n.open.Load()
 		st.IdleClosed += n.idleClosed.Load()
 		st.Rejected += n.rejected.Load()
+		st.WriteActive += n.writeActive.Load()
+		st.WriteQueue += n.writeQueue.Load()
 	}
 	return st
 }

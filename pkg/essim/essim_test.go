@@ -110,8 +110,10 @@ func TestRootVersionsAndHeaders(t *testing.T) {
 		if h.status != 200 || len(h.body) != 0 {
 			t.Errorf("HEAD /: %d %q", h.status, h.body)
 		}
-		if d := do(t, nil, "DELETE", s.URL()+"/", ""); d.status != 405 || !strings.Contains(string(d.body), "Incorrect HTTP method") {
-			t.Errorf("DELETE /: %d %s", d.status, d.body)
+		for _, m := range []string{"DELETE", "POST", "PUT"} {
+			if d := do(t, nil, m, s.URL()+"/", ""); d.status != 405 || !strings.Contains(string(d.body), "Incorrect HTTP method") {
+				t.Errorf("%s /: %d %s", m, d.status, d.body)
+			}
 		}
 	}
 }
@@ -167,6 +169,28 @@ func TestBulkCreateConflictCountSearch(t *testing.T) {
 	if r := do(t, nil, "GET", s.URL()+"/nope/_count", ""); r.status != 404 || get(r.json(t), "error.type") != "index_not_found_exception" {
 		t.Fatalf("missing index: %d %s", r.status, r.body)
 	}
+	if r := do(t, nil, "POST", s.URL()+"/nope,logs/_search?ignore_unavailable=true&allow_no_indices=true", `{"size":0}`); r.status != 200 || get(r.json(t), "hits.total.value") != 3.0 {
+		t.Fatalf("ignore_unavailable: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/nope/_refresh?ignore_unavailable=true", ""); r.status != 200 {
+		t.Fatalf("refresh ignore_unavailable: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/zz*/_count?allow_no_indices=false", ""); r.status != 404 {
+		t.Fatalf("allow_no_indices=false: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/logs/_search", `{"_source":["msg"],"query":{"ids":{"values":["a"]}}}`); string(get(r.json(t), "hits.hits.0._source").(map[string]any)["msg"].(string)) != "one" ||
+		get(r.json(t), "hits.hits.0._source.host") != nil {
+		t.Fatalf("_source filter: %s", r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/logs/_search?_source=false", `{"query":{"ids":{"values":["a"]}}}`); get(r.json(t), "hits.hits.0._id") != "a" || get(r.json(t), "hits.hits.0._source") != nil {
+		t.Fatalf("_source=false: %s", r.body)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/_cat/indices/log*?format=json&h=index,docs.count", ""); string(r.body) != `[{"docs.count":"3","index":"logs"}]` {
+		t.Fatalf("_cat/indices: %s", r.body)
+	}
+	if r := do(t, nil, "GET", s.URL()+"/_cat/indices?v&h=index,docs.count", ""); string(r.body) != "index docs.count\nlogs 3\n" {
+		t.Fatalf("_cat/indices text: %q", r.body)
+	}
 	if r := do(t, nil, "POST", s.URL()+"/_refresh", ""); r.status != 200 {
 		t.Fatalf("_refresh %d", r.status)
 	}
@@ -194,6 +218,14 @@ func TestBulkMalformedAndLimits(t *testing.T) {
 		if r.status != 400 || !strings.Contains(string(r.body), tc.want) || get(r.json(t), "error.type") != "illegal_argument_exception" {
 			t.Errorf("%q: %d %s", tc.body, r.status, r.body)
 		}
+	}
+	// Elasticsearch 8 refuses mapping types unless asked for 7.x compatibility.
+	typed := "{\"index\":{\"_index\":\"t\"}}\n{}\n{\"index\":{\"_index\":\"t\",\"_type\":\"events\"}}\n{}\n"
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", typed); r.status != 400 || get(r.json(t), "error.reason") != "Action/metadata line [3] contains an unknown parameter [_type]" {
+		t.Errorf("_type on 8: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", typed, "Content-Type", "application/vnd.elasticsearch+x-ndjson;compatible-with=7"); r.status != 200 || s.Count("t") != 2 {
+		t.Errorf("_type with compatible-with=7: %d %s", r.status, r.body)
 	}
 	r := do(t, nil, "POST", s.URL()+"/_bulk", "{\"index\":{\"_index\":\"Bad\"}}\n{}\n{\"index\":{\"_index\":\"x\"}}\n[1]\n")
 	m := r.json(t)
@@ -271,8 +303,8 @@ func TestFaultsRejectFailDropHealth(t *testing.T) {
 }
 
 func TestIndexLateStoresWhileClientTimesOut(t *testing.T) {
-	s := start(t, Config{Faults: Faults{IndexLate: true, LateBy: 2 * time.Second}})
-	c := &http.Client{Timeout: 300 * time.Millisecond}
+	s := start(t, Config{Faults: Faults{IndexLate: true, LateBy: 3 * time.Second}})
+	c := &http.Client{Timeout: time.Second}
 	bulk := "{\"index\":{\"_index\":\"late\"}}\n{\"a\":1}\n"
 	for i := 0; i < 2; i++ {
 		req, _ := http.NewRequest("POST", s.URL()+"/_bulk", strings.NewReader(bulk))
@@ -288,7 +320,7 @@ func TestIndexLateStoresWhileClientTimesOut(t *testing.T) {
 }
 
 func TestConnectionCountersAndIdleClose(t *testing.T) {
-	s := start(t, Config{Faults: Faults{IdleClose: 100 * time.Millisecond}})
+	s := start(t, Config{})
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
@@ -298,11 +330,16 @@ func TestConnectionCountersAndIdleClose(t *testing.T) {
 	if st := s.Stats(); st.OpenedConns != 1 {
 		t.Fatalf("3 keep-alive requests opened %d connections", st.OpenedConns)
 	}
+	// From now on idle connections are closed after 100 ms; the timer is
+	// armed when the next request leaves the connection idle.
+	s.SetFaults(Faults{IdleClose: 100 * time.Millisecond})
+	do(t, c, "GET", s.URL()+"/", "")
 	deadline := time.Now().Add(5 * time.Second)
 	for s.Stats().IdleClosed == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond)
+	s.SetFaults(Faults{})
+	time.Sleep(50 * time.Millisecond) // let the client's pool see the EOF
 	do(t, c, "GET", s.URL()+"/", "")
 	st := s.Stats()
 	if st.IdleClosed != 1 || st.OpenedConns != 2 {
@@ -407,5 +444,96 @@ func TestTemplatesAndPoliciesAreKept(t *testing.T) {
 	}
 	if r := do(t, nil, "GET", s.URL()+"/_nope", ""); r.status != 400 || string(r.body) != `{"error":"no handler found for uri [/_nope] and method [GET]"}` {
 		t.Fatalf("unknown endpoint: %d %s", r.status, r.body)
+	}
+}
+
+// TestWriteQueueBuildsAndRejects: with slow indexing, bulks beyond the
+// write threads queue, and beyond the queue capacity are rejected whole
+// with 429, counted in thread_pool.write.rejected.
+func TestWriteQueueBuildsAndRejects(t *testing.T) {
+	s := start(t, Config{WriteThreads: 1, WriteQueueSize: 1, Faults: Faults{Latency: time.Second}})
+	bulk := "{\"index\":{\"_index\":\"q\"}}\n{\"a\":1}\n"
+	results := make(chan int, 2)
+	send := func() {
+		res, err := http.Post(s.URL()+"/_bulk", "application/x-ndjson", strings.NewReader(bulk))
+		if err != nil {
+			results <- 0
+			return
+		}
+		res.Body.Close()
+		results <- res.StatusCode
+	}
+	pool := func() map[string]any {
+		m := do(t, nil, "GET", s.URL()+"/_nodes/stats/thread_pool", "").json(t)
+		for _, nd := range get(m, "nodes").(map[string]any) {
+			return get(nd.(map[string]any), "thread_pool.write").(map[string]any)
+		}
+		return nil
+	}
+	// Polled in process: a stats request would itself wait the latency.
+	waitFor := func(active, queue int64) {
+		deadline := time.Now().Add(5 * time.Second)
+		st := s.Stats()
+		for (st.WriteActive != active || st.WriteQueue != queue) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+			st = s.Stats()
+		}
+		if st.WriteActive != active || st.WriteQueue != queue {
+			t.Fatalf("write pool %+v, want active %d queue %d", st, active, queue)
+		}
+	}
+	go send()
+	waitFor(1, 0) // the first bulk indexes (slowly) on the only thread
+	go send()
+	waitFor(1, 1) // the second waits in the queue
+	r := do(t, nil, "POST", s.URL()+"/_bulk", bulk)
+	if r.status != 429 || get(r.json(t), "error.type") != "es_rejected_execution_exception" ||
+		!strings.Contains(string(r.body), "queue capacity = 1") {
+		t.Fatalf("third bulk: %d %s", r.status, r.body)
+	}
+	if a, b := <-results, <-results; a != 200 || b != 200 {
+		t.Fatalf("queued bulks: %d %d", a, b)
+	}
+	s.SetFaults(Faults{})
+	p := pool()
+	if p["rejected"] != 1.0 || p["completed"] != 2.0 || p["largest"] != 1.0 || s.Count("q") != 2 {
+		t.Fatalf("after: %v count %d", p, s.Count("q"))
+	}
+}
+
+// TestDeleteCompaction deletes most of an index so the store compacts it,
+// then checks every survivor is still found by id and by search.
+func TestDeleteCompaction(t *testing.T) {
+	s := start(t, Config{})
+	var b strings.Builder
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&b, "{\"index\":{\"_index\":\"c\",\"_id\":\"%d\"}}\n{\"n\":%d}\n", i, i)
+	}
+	do(t, nil, "POST", s.URL()+"/_bulk", b.String())
+	b.Reset()
+	for i := 0; i < 3000; i++ {
+		if i%10 != 0 {
+			fmt.Fprintf(&b, "{\"delete\":{\"_index\":\"c\",\"_id\":\"%d\"}}\n", i)
+		}
+	}
+	m := do(t, nil, "POST", s.URL()+"/_bulk", b.String()).json(t)
+	if get(m, "errors") != false || get(m, "items.2699.delete.result") != "deleted" || get(m, "items.2699.delete._version") != 2.0 {
+		t.Fatalf("deletes: %v", get(m, "items.2699"))
+	}
+	if s.Count("c") != 300 {
+		t.Fatalf("count %d", s.Count("c"))
+	}
+	for i := 0; i < 3000; i += 10 {
+		src, ok := s.Doc("c", fmt.Sprint(i))
+		if !ok || string(src) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("doc %d: %q %v", i, src, ok)
+		}
+	}
+	if _, ok := s.Doc("c", "7"); ok {
+		t.Fatal("deleted doc 7 still there")
+	}
+	sr := do(t, nil, "POST", s.URL()+"/c/_search", `{"size":3,"query":{"term":{"n":2990}}}`).json(t)
+	if get(sr, "hits.total.value") != 1.0 || get(sr, "hits.hits.0._id") != "2990" {
+		t.Fatalf("search after compaction: %v", sr)
 	}
 }

@@ -255,6 +255,8 @@ func fastAction(b []byte) (op BulkOp, index, id string, ok bool) {
 				index = v
 			case "_id":
 				id = v
+			case "_type":
+				return 0, "", "", false // rare and version-dependent: the slow path reports it
 			}
 			i = skipWS(b, i)
 			if i >= len(b) {

@@ -2,6 +2,7 @@ package essim
 
 import (
 	"compress/gzip"
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -19,7 +20,8 @@ import (
 func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := n.s
 	s.requests.Add(1)
-	if n.s.productHeader() {
+	f := s.Faults()
+	if n.s.productHeader() && !f.StripProductHeader {
 		w.Header().Set("X-Elastic-Product", "Elasticsearch")
 	}
 	p := strings.Trim(r.URL.Path, "/")
@@ -34,20 +36,39 @@ func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !n.authorized(w, r) {
 		return
 	}
-	f := s.Faults()
 	if f.NoKeepAlive {
 		w.Header().Set("Connection", "close")
 	}
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	// Writes spend their latency inside the write thread pool (see
+	// write), so slow indexing builds a real queue; other requests here.
+	if f.Latency > 0 && !isWrite(r, seg) && !sleepCtx(r.Context(), f.Latency) {
+		return
 	}
 	n.route(w, r, seg)
+}
+
+// isWrite reports the requests that go through the write thread pool.
+func isWrite(r *http.Request, seg []string) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || len(seg) == 0 {
+		return false
+	}
+	op := seg[0] // /_bulk
+	if len(seg) >= 2 {
+		op = seg[1] // /{index}/_bulk, /{index}/_doc/{id}, /{index}/_create/{id}
+	}
+	return op == "_bulk" || op == "_doc" || op == "_create"
+}
+
+// sleepCtx waits d or until ctx ends; false means ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // productHeader: Elasticsearch sends X-Elastic-Product from 7.14 on, and
@@ -114,6 +135,14 @@ func (n *node) route(w http.ResponseWriter, r *http.Request, seg []string) {
 	case seg[0] == "_cat" && len(seg) >= 2 && seg[1] == "thread_pool":
 		if is(http.MethodGet) {
 			n.catThreadPool(w, r, seg[2:])
+		}
+	case seg[0] == "_cat" && len(seg) >= 2 && seg[1] == "indices":
+		if is(http.MethodGet) {
+			pattern := "_all"
+			if len(seg) > 2 {
+				pattern = seg[2]
+			}
+			n.catIndices(w, r, pattern)
 		}
 	case len(seg) == 2 && isTemplateAPI(seg[0]), len(seg) == 3 && seg[0] == "_ilm" && seg[1] == "policy",
 		len(seg) == 3 && seg[0] == "_ingest" && seg[1] == "pipeline":
@@ -355,7 +384,7 @@ func (n *node) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 
 func (n *node) refresh(w http.ResponseWriter, r *http.Request, pattern string) {
 	n.s.store.mu.RLock()
-	ixs, err := n.s.store.resolveStrictLocked(pattern)
+	ixs, err := n.s.store.resolveRequestLocked(pattern, r.URL.Query())
 	n.s.store.mu.RUnlock()
 	var nf *errIndexNotFound
 	if errors.As(err, &nf) {
@@ -407,7 +436,7 @@ func (n *node) createIndex(w http.ResponseWriter, r *http.Request, name string) 
 func (n *node) getIndex(w http.ResponseWriter, r *http.Request, pattern string) {
 	st := n.s.store
 	st.mu.RLock()
-	ixs, err := st.resolveStrictLocked(pattern)
+	ixs, err := st.resolveRequestLocked(pattern, r.URL.Query())
 	out := map[string]any{}
 	for _, ix := range ixs {
 		out[ix.name] = map[string]any{
@@ -498,7 +527,7 @@ func (n *node) getDoc(w http.ResponseWriter, r *http.Request, index, id string) 
 	var d doc
 	found := false
 	if ix != nil {
-		if p := ix.docs[id]; p != nil {
+		if p := ix.get(id); p != nil {
 			d, found = *p, true
 		}
 	}
@@ -719,6 +748,12 @@ func (n *node) catThreadPool(w http.ResponseWriter, r *http.Request, seg []strin
 			rows = append(rows, row)
 		}
 	}
+	n.catRows(w, r, cols, rows)
+}
+
+// catRows writes _cat rows as ?format=json or as text with ?v headers.
+func (n *node) catRows(w http.ResponseWriter, r *http.Request, cols []string, rows []map[string]string) {
+	q := r.URL.Query()
 	if q.Get("format") == "json" {
 		if rows == nil {
 			rows = []map[string]string{}
@@ -743,6 +778,38 @@ func (n *node) catThreadPool(w http.ResponseWriter, r *http.Request, seg []strin
 	if r.Method != http.MethodHead {
 		io.WriteString(w, b.String())
 	}
+}
+
+// catIndices serves _cat/indices[/{pattern}].
+func (n *node) catIndices(w http.ResponseWriter, r *http.Request, pattern string) {
+	cols := []string{"health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted", "store.size", "pri.store.size"}
+	if h := r.URL.Query().Get("h"); h != "" {
+		cols = strings.Split(h, ",")
+	}
+	health := n.s.Faults().Health
+	if health == "" {
+		health = "green"
+	}
+	st := n.s.store
+	st.mu.RLock()
+	ixs := st.resolveLocked(pattern)
+	var rows []map[string]string
+	for _, ix := range ixs {
+		var size int64
+		for i := range ix.docs {
+			size += int64(len(ix.docs[i].src))
+		}
+		v := map[string]string{"health": health, "status": "open", "index": ix.name, "uuid": ix.uuid, "pri": "1", "rep": "1",
+			"docs.count": strconv.Itoa(ix.count()), "docs.deleted": "0", "store.size": strconv.FormatInt(size, 10) + "b",
+			"pri.store.size": strconv.FormatInt(size, 10) + "b"}
+		row := map[string]string{}
+		for _, c := range cols {
+			row[c] = v[c]
+		}
+		rows = append(rows, row)
+	}
+	st.mu.RUnlock()
+	n.catRows(w, r, cols, rows)
 }
 
 // admin serves /_essim/faults (GET, POST/PUT with a JSON Faults body;

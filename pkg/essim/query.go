@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,6 +83,11 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 	if req.Size != nil {
 		size = *req.Size
 	}
+	if size < 0 || req.From < 0 {
+		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
+			fmt.Sprintf("[size] and [from] parameters cannot be negative, found [%d] and [%d]", size, req.From), nil)
+		return
+	}
 	if !count && req.From+size > maxResultWindow {
 		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
 			fmt.Sprintf("Result window is too large, from + size must be less than or equal to: [%d] but was [%d]. See the scroll api for a more efficient way to request large data sets.", maxResultWindow, req.From+size), nil)
@@ -118,12 +124,22 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 		if a.Terms.MinDocCount != nil {
 			ta.minDocCount = *a.Terms.MinDocCount
 		}
+		if ta.size < 1 || ta.size > 65536 || ta.minDocCount < 0 {
+			n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
+				fmt.Sprintf("[size] must be between 1 and 65536 (search.max_buckets) and [min_doc_count] not negative in [%s]", name), nil)
+			return
+		}
 		tas = append(tas, ta)
 	}
 
+	srcFilter, err := parseSourceFilter(req.Source, q.Get("_source"))
+	if err != nil {
+		n.esError(w, r, http.StatusBadRequest, "x_content_parse_exception", err.Error(), nil)
+		return
+	}
 	st := n.s.store
 	st.mu.RLock()
-	ixs, rerr := st.resolveStrictLocked(pattern)
+	ixs, rerr := st.resolveRequestLocked(pattern, q)
 	var nf *errIndexNotFound
 	if errors.As(rerr, &nf) {
 		st.mu.RUnlock()
@@ -134,7 +150,8 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 	var hits []json.RawMessage
 	needParse := m != nil || len(tas) > 0
 	for _, ix := range ixs {
-		for _, d := range ix.order {
+		for i := range ix.docs {
+			d := &ix.docs[i]
 			if d.deleted {
 				continue
 			}
@@ -162,7 +179,7 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 				}
 			}
 			if !count && total > req.From && len(hits) < size {
-				hits = append(hits, n.hit(ix, d))
+				hits = append(hits, n.hit(ix, d, srcFilter))
 			}
 		}
 	}
@@ -188,7 +205,7 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 		"took": 1, "timed_out": false, "_shards": shards,
 		"hits": map[string]any{"total": totalObj, "max_score": maxScore, "hits": hits},
 	}
-	if n.s.major < 8 && !strings.Contains(string(req.TrackTotalHits), "true") && q.Get("rest_total_hits_as_int") == "true" {
+	if q.Get("rest_total_hits_as_int") == "true" { // the pre-7.0 shape some clients still ask for
 		out["hits"].(map[string]any)["total"] = total
 	}
 	if len(tas) > 0 {
@@ -229,8 +246,80 @@ type bucket struct {
 	count int
 }
 
-func (n *node) hit(ix *index, d *doc) json.RawMessage {
-	buf := make([]byte, 0, len(d.src)+96)
+// sourceFilter is the _source parameter: nil keeps the whole source, an
+// empty non-nil list drops it (false), otherwise the listed fields (top-level
+// names, dotted paths keeping their top-level object, * wildcards).
+type sourceFilter []string
+
+func parseSourceFilter(body json.RawMessage, param string) (sourceFilter, error) {
+	if param != "" {
+		switch param {
+		case "true":
+			return nil, nil
+		case "false":
+			return sourceFilter{}, nil
+		}
+		return sourceFilter(strings.Split(param, ",")), nil
+	}
+	t := strings.TrimSpace(string(body))
+	switch {
+	case t == "" || t == "true" || t == "null":
+		return nil, nil
+	case t == "false":
+		return sourceFilter{}, nil
+	}
+	var list []string
+	if json.Unmarshal(body, &list) == nil {
+		return sourceFilter(list), nil
+	}
+	var one string
+	if json.Unmarshal(body, &one) == nil {
+		return sourceFilter{one}, nil
+	}
+	var obj struct {
+		Includes []string `json:"includes"`
+	}
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return nil, fmt.Errorf("[_source] must be a boolean, a string, an array or an object with includes: %v", err)
+	}
+	if len(obj.Includes) == 0 {
+		return nil, nil
+	}
+	return sourceFilter(obj.Includes), nil
+}
+
+// apply returns the filtered source; ok is false when _source is off.
+func (f sourceFilter) apply(src []byte) ([]byte, bool) {
+	if f == nil {
+		return src, true
+	}
+	if len(f) == 0 {
+		return nil, false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(src, &m) != nil {
+		return src, true
+	}
+	out := map[string]json.RawMessage{}
+	for k, v := range m {
+		for _, p := range f {
+			top, _, _ := strings.Cut(p, ".")
+			if ok, _ := path.Match(top, k); ok {
+				out[k] = v
+				break
+			}
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return src, true
+	}
+	return b, true
+}
+
+func (n *node) hit(ix *index, d *doc, f sourceFilter) json.RawMessage {
+	src, withSource := f.apply(d.src)
+	buf := make([]byte, 0, len(src)+96)
 	buf = append(buf, `{"_index":`...)
 	buf = appendString(buf, ix.name)
 	if n.s.major < 8 {
@@ -238,8 +327,11 @@ func (n *node) hit(ix *index, d *doc) json.RawMessage {
 	}
 	buf = append(buf, `,"_id":`...)
 	buf = appendString(buf, d.id)
-	buf = append(buf, `,"_score":1.0,"_source":`...)
-	buf = append(buf, d.src...)
+	buf = append(buf, `,"_score":1.0`...)
+	if withSource {
+		buf = append(buf, `,"_source":`...)
+		buf = append(buf, src...)
+	}
 	return append(buf, '}')
 }
 

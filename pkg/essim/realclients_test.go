@@ -2,9 +2,13 @@ package essim
 
 import (
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logdoctor/logdoctor/internal/testenv"
 )
@@ -67,5 +71,94 @@ func TestPythonElasticsearchClient(t *testing.T) {
 				t.Errorf("get %q missing %q", r.Get, r.Missing)
 			}
 		})
+	}
+}
+
+// TestPrometheusElasticsearchExporter scrapes essim with Debian's
+// prometheus-elasticsearch-exporter: a real consumer of _cluster/health,
+// _nodes/stats and GET /, which must read the rejections essim counted.
+func TestPrometheusElasticsearchExporter(t *testing.T) {
+	const exporter = "/usr/bin/prometheus-elasticsearch-exporter"
+	testenv.RequireFiles(t, exporter)
+	s := start(t, Config{Nodes: 2, Faults: Faults{RejectRate: 1, Health: "yellow"}})
+	do(t, nil, "POST", s.URLs()[0]+"/_bulk", "{\"index\":{\"_index\":\"x\"}}\n{\"a\":1}\n{\"index\":{\"_index\":\"x\"}}\n{\"a\":2}\n")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(exporter, "--es.uri="+s.URL(), "--es.all", "--web.listen-address="+addr)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	want := []string{
+		`elasticsearch_cluster_health_status{cluster="essim",color="yellow"} 1`,
+		`elasticsearch_cluster_health_number_of_nodes{cluster="essim"} 2`,
+		`name="essim-0",type="write"} 2`,
+		`name="essim-1",type="write"} 0`,
+		`elasticsearch_node_stats_up 1`,
+	}
+	var body string
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			body = string(b)
+			missing := false
+			for _, w := range want {
+				missing = missing || !strings.Contains(body, w)
+			}
+			if !missing {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("metrics lack %s", w)
+		}
+	}
+	t.Logf("exporter log:\n%s", logs.String())
+}
+
+// TestPythonClientRefusesWithoutProductHeader: elasticsearch-py 7.17
+// refuses an 8.x server whose X-Elastic-Product header a proxy stripped,
+// and an OpenSearch server, the failures es.product_check warns about.
+func TestPythonClientRefusesWithoutProductHeader(t *testing.T) {
+	testenv.RequireFiles(t, "/usr/bin/python3", "/usr/lib/python3/dist-packages/elasticsearch/__init__.py")
+	const script = `
+import sys
+from elasticsearch import Elasticsearch
+try:
+    Elasticsearch([sys.argv[1]]).count(index="_all")
+    print("ok")
+except Exception as e:
+    print(type(e).__name__)
+`
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "ok"},
+		{Config{Faults: Faults{StripProductHeader: true}}, "UnsupportedProductError"},
+		{Config{Distribution: "opensearch"}, "UnsupportedProductError"},
+	} {
+		s := start(t, tc.cfg)
+		out, err := exec.Command("/usr/bin/python3", "-W", "ignore", "-c", script, s.URL()).Output()
+		if err != nil {
+			t.Fatalf("python: %v %s", err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.cfg, got, tc.want)
+		}
 	}
 }
