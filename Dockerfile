@@ -8,16 +8,17 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+# The whole root filesystem is assembled here, so that /tmp keeps its
+# sticky world-writable mode (smoke's durable buffer lives there) when the
+# tree is copied into the scratch image.
 RUN make build && \
-    printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\n' > /passwd && \
-    printf 'root:x:0:\nnonroot:x:65532:\n' > /group && \
-    mkdir -m 1777 /tmpdir
+    mkdir -p /rootfs/etc /rootfs/tmp && chmod 1777 /rootfs/tmp && \
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\n' > /rootfs/etc/passwd && \
+    printf 'root:x:0:\nnonroot:x:65532:\n' > /rootfs/etc/group && \
+    cp bin/logdoctor /rootfs/logdoctor
 
 FROM scratch
-COPY --from=build /passwd /etc/passwd
-COPY --from=build /group /etc/group
-COPY --from=build /tmpdir /tmp
-COPY --from=build /src/bin/logdoctor /logdoctor
+COPY --from=build /rootfs/ /
 # PATH starts with / so `kubectl debug ... -- logdoctor sockets` finds it.
 ENV PATH=/:/usr/local/bin:/usr/bin:/bin HOME=/tmp TMPDIR=/tmp
 WORKDIR /tmp

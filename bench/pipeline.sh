@@ -14,7 +14,11 @@ N=${PIPELINE_BENCH_EVENTS:-1000000}
 C=${PIPELINE_BENCH_CONC:-16}
 tmp=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  [ -n "${PIPELINE_BENCH_KEEP:-}" ] && cp -r "$tmp" "$PIPELINE_BENCH_KEEP"
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 CGO_ENABLED=0 go build -o "$tmp/logdoctor" ./cmd/logdoctor
 ld="$tmp/logdoctor"
@@ -26,7 +30,7 @@ mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
   > "$tmp/report.json" 2> "$tmp/pipeline.err" &
 timepid=$!
 for _ in $(seq 100); do
-  (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
 pid=$(pgrep -P "$timepid" -f "pipeline run" || true)
@@ -64,7 +68,31 @@ echo "  acked events/s (max):             $acked   (target >= 150000)"
 echo "  indexed into essim, end to end:   $e2e events/s"
 echo "  ack latency at $half events/s:    p50 ${p50} ms, p99 ${p99} ms   (target p99 < 50)"
 echo "  peak RSS (pipeline + embedded essim holding every document): ${rss} MiB   (target < 256)"
+# 3. The pipeline's own RSS: the same max-rate load with Elasticsearch in
+# a separate process (logdoctor es serve), since essim keeps every
+# document in memory.
+esport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$ld" es serve --listen "127.0.0.1:$esport" -o json > /dev/null 2>&1 &
+espid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$esport") 2>/dev/null && break; sleep 0.1; done
+rm -rf "$tmp/buf2"
+/usr/bin/time -v -o "$tmp/time2.txt" "$ld" pipeline run --forward "127.0.0.1:$port" --buffer-dir "$tmp/buf2" \
+  --es "http://127.0.0.1:$esport" --log-level warn --shutdown-timeout 60s -o json ${PIPELINE_BENCH_ARGS:-} \
+  > /dev/null 2> "$tmp/pipeline2.err" &
+timepid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+pid=$(pgrep -P "$timepid" -f "pipeline run" || true)
+probe --count "$N" > "$tmp/max2.json"
+acked2=$(field "$tmp/max2.json" "int(d['acked_events_per_second'])")
+probe --count $((N / 2)) --rate $((acked2 / 2)) > "$tmp/half2.json"
+p99b=$(field "$tmp/half2.json" "d['ack_latency']['p99_ms']")
+kill -TERM "$pid"
+wait "$timepid" || true
+pid=""
+kill "$espid" 2>/dev/null; wait "$espid" 2>/dev/null || true
+rss2=$(awk '/Maximum resident set size/ {print int($6/1024)}' "$tmp/time2.txt")
+echo "  pipeline alone (ES in another process): acked $acked2 events/s, p99 ${p99b} ms at $((acked2 / 2)) events/s, peak RSS ${rss2} MiB   (target < 256)"
 python3 -c "
 import json; d=json.load(open('$tmp/report.json'))['data']; s=d['stats']
-print('  pipeline report: indexed %d, already indexed (409) %d, retried %d, left in buffer %d' % (s['output']['indexed'], s['output']['duplicates'], s['output']['retried'], d['left_in_buffer']))
+print('  pipeline report: indexed %d, already indexed (409) %d, retried %d, transport errors %d, left in buffer %d' % (s['output']['indexed'], s['output']['duplicates'], s['output']['retried'], s['output']['transport_err'], d['left_in_buffer']))
 print('  ratio acked/target: %.2f' % ($acked/150000.0))"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -555,5 +554,3 @@ func redactAll(urls []string) []string {
 	}
 	return out
 }
-
-var errNoEmbedded = errors.New("embedded elasticsearch not available in this build")

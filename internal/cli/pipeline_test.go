@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,6 +84,23 @@ func TestPipelineRunEmbedded(t *testing.T) {
 		}
 	}
 	lg.Close()
+	// SIGHUP reopens the log file: after a rename (logrotate), new lines go
+	// to a new file at the configured path.
+	logPath := filepath.Join(dir, "log")
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	deadline = time.Now().Add(2 * time.Second)
+	for {
+		if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "SIGHUP") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("log file not reopened on SIGHUP")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	code := <-done
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
@@ -101,8 +119,9 @@ func TestPipelineRunEmbedded(t *testing.T) {
 	if rep.Command != "pipeline run" || st.ForwardAcks != n || st.Output.Indexed != n || rep.Data.LeftOver != 0 {
 		t.Fatalf("report %+v", rep)
 	}
-	logs, _ := os.ReadFile(filepath.Join(dir, "log"))
-	if !strings.Contains(string(logs), "pipeline started") || !strings.Contains(string(logs), "pipeline stopped") {
+	logs, _ := os.ReadFile(filepath.Join(dir, "log.1"))
+	logs2, _ := os.ReadFile(filepath.Join(dir, "log"))
+	if !strings.Contains(string(logs), "pipeline started") || !strings.Contains(string(logs2), "pipeline stopped") {
 		t.Fatalf("log file: %s", logs)
 	}
 }

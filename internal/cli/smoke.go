@@ -41,6 +41,8 @@ type SmokeOptions struct {
 	TLS         bool
 	TLSCA       string
 	TLSInsecure bool
+	TLSCert     string // client certificate, for inputs that require one
+	TLSKey      string
 
 	ES             string
 	Index          string
@@ -76,9 +78,14 @@ path and prints one report. With no flags everything is embedded: essim and
 the pipeline run in process on loopback (this is 'make run'). With --forward
 and --es it checks your own shipper. A lost canary is smoke.missing
 (critical), a doubled one smoke.duplicated (warning).`,
+		Example: `  logdoctor smoke                                   # everything embedded: make run
+  logdoctor smoke --chaos --fail-on never           # 429s, late answers, idle closes: still exactly once
+  logdoctor smoke --forward fluentd:24224 --es http://es:9200 --index 'logs-*'
+  logdoctor smoke --forward fluent-bit:24224 --shared-key "$KEY" --tls-ca ca.pem \
+      --es https://es:9200 --es-user ci --index 'fluent-bit-*' --timeout 3m -o json`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
-			if err := o.finish(cmd); err != nil {
+			if err := o.finish(); err != nil {
 				return err
 			}
 			r, err := runSmoke(cmd.Context(), g, o)
@@ -101,6 +108,8 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 	f.BoolVar(&o.TLS, "tls", false, "TLS to the forward input")
 	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM) for the forward input's certificate")
 	f.BoolVar(&o.TLSInsecure, "tls-insecure", false, "do not verify the forward input's certificate")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (PEM) for a forward input that requires one")
+	f.StringVar(&o.TLSKey, "tls-key", "", "client key (PEM) for --tls-cert")
 	f.StringVar(&o.ES, "es", "", "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
 	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
 	f.StringVar(&o.ESUser, "es-user", "", "basic auth user for Elasticsearch (password from LOGDOCTOR_ES_PASSWORD or --es-password-file)")
@@ -116,9 +125,9 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 }
 
 // finish validates the flags and reads secrets from the environment.
-func (o *SmokeOptions) finish(cmd *cobra.Command) error {
+func (o *SmokeOptions) finish() error {
 	if o.Count < 1 || o.Count > smoke.MaxCount {
-		return usageErrorf("--count %d: want 1..%d (one search page; ES's index.max_result_window)", o.Count, smoke.MaxCount)
+		return usageErrorf("--count %d: want 1..%d (every copy of every canary fits one search page: ES's index.max_result_window)", o.Count, smoke.MaxCount)
 	}
 	if o.ChunkSize < 1 {
 		return usageErrorf("--chunk-size %d: want at least 1", o.ChunkSize)
@@ -156,7 +165,10 @@ func (o *SmokeOptions) finish(cmd *cobra.Command) error {
 			o.ES = u.String()
 		}
 	}
-	if !o.TLS && (o.TLSCA != "" || o.TLSInsecure) {
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return usageErrorf("--tls-cert and --tls-key go together")
+	}
+	if !o.TLS && (o.TLSCA != "" || o.TLSInsecure || o.TLSCert != "") {
 		o.TLS = true
 	}
 	if o.SharedKey == "" {
@@ -197,24 +209,20 @@ func (d *smokeData) Sections() []report.Section {
 	r := d.Result
 	secs := []report.Section{{
 		Title:  fmt.Sprintf("Smoke run %s (%s): forward %s -> ES %s index %s", r.RunID, d.Mode, d.Forward, d.ES, d.Index),
-		Header: []string{"sent", "acked", "indexed", "missing", "duplicated", "documents", "waited"},
-		Rows: [][]string{{itoa(r.Sent), itoa(r.Acked), itoa(r.Indexed), itoa(r.Missing), itoa(r.Duplicated), itoa(r.Documents),
+		Header: []string{"count", "sent", "acked", "indexed", "missing", "duplicated", "documents", "waited"},
+		Rows: [][]string{{itoa(r.Count), itoa(r.Sent), itoa(r.Acked), itoa(r.Indexed), itoa(r.Missing), itoa(r.Duplicated), itoa(r.Documents),
 			(time.Duration(r.WaitedMS) * time.Millisecond).String()}},
 	}, {
 		Title:  "Latency",
-		Header: []string{"path", "p50", "p99", "max"},
+		Header: []string{"path", "canaries", "p50", "p99", "max"},
 		Rows: [][]string{
-			{"send -> ack", msStr(r.AckLatency.P50MS), msStr(r.AckLatency.P99MS), msStr(r.AckLatency.MaxMS)},
-			{"send -> searchable", msStr(r.SearchLatency.P50MS), msStr(r.SearchLatency.P99MS), msStr(r.SearchLatency.MaxMS)},
+			latencyRow("send -> ack", r.AckLatency),
+			latencyRow("send -> searchable", r.SearchLatency),
 		},
 	}}
 	var lines []string
-	if len(r.MissingIDs) > 0 {
-		lines = append(lines, "missing: "+strings.Join(r.MissingIDs, " "))
-	}
-	if len(r.DuplicatedIDs) > 0 {
-		lines = append(lines, "duplicated: "+strings.Join(r.DuplicatedIDs, " "))
-	}
+	lines = append(lines, idLines("missing", r.Missing, r.MissingIDs)...)
+	lines = append(lines, idLines("duplicated", r.Duplicated, r.DuplicatedIDs)...)
 	for _, e := range r.SendErrors {
 		lines = append(lines, "send error: "+e)
 	}
@@ -243,9 +251,36 @@ func (d *smokeData) Sections() []report.Section {
 	return secs
 }
 
+// tableIDs is how many canary ids the table shows; JSON has up to 100.
+const tableIDs = 12
+
+// idLines lists canary ids four to a line, so they stay readable in a
+// terminal and greppable in a CI log.
+func idLines(what string, n int, ids []string) []string {
+	if n == 0 {
+		return nil
+	}
+	shown := ids[:min(len(ids), tableIDs)]
+	head := fmt.Sprintf("%s (%d):", what, n)
+	if n > len(shown) {
+		head = fmt.Sprintf("%s (%d, first %d; -o json lists up to %d):", what, n, len(shown), len(ids))
+	}
+	lines := []string{head}
+	for i := 0; i < len(shown); i += 4 {
+		lines = append(lines, "  "+strings.Join(shown[i:min(i+4, len(shown))], " "))
+	}
+	return lines
+}
+
 func itoa(n int) string { return fmt.Sprint(n) }
 
-func msStr(v float64) string { return fmt.Sprintf("%.1fms", v) }
+func latencyRow(name string, l smoke.Latency) []string {
+	if l.Samples == 0 {
+		return []string{name, "0", "-", "-", "-"}
+	}
+	ms := func(v float64) string { return fmt.Sprintf("%.1fms", v) }
+	return []string{name, itoa(l.Samples), ms(l.P50MS), ms(l.P99MS), ms(l.MaxMS)}
+}
 
 // smokeTarget is where canaries go and where they are looked for.
 type smokeTarget struct {
@@ -310,7 +345,7 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 	rep.Add(res.Findings(o.Timeout)...)
 
 	data := &smokeData{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []probeRun{}}
-	if !o.NoProbes {
+	if !o.NoProbes && ctx.Err() == nil { // interrupted: report the count, skip the probes
 		for _, p := range smokeProbes(ctx, g, o, tgt) {
 			data.Probes = append(data.Probes, p.run)
 			rep.Add(p.findings...)
@@ -335,8 +370,7 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 	tr.TLSClientConfig = esTLS
 	searcher := &smoke.ESSearcher{User: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
 		Client: smoke.NewHTTPClient(10*time.Second, tr)}
-	var fwdCfg forward.ClientConfig
-	fwdCfg.SharedKey = o.SharedKey
+	fwdCfg := smokeClientConfig(o)
 	if o.TLS {
 		c, err := tlsConfig(o.TLSCA, o.TLSInsecure)
 		if err != nil {
@@ -344,6 +378,13 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 		}
 		if c == nil {
 			c = &tls.Config{}
+		}
+		if o.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-cert: %w", err)
+			}
+			c.Certificates = []tls.Certificate{cert}
 		}
 		fwdCfg.TLSConfig = c
 	}
@@ -353,6 +394,18 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 			searcher: searcher, forwardCfg: fwdCfg, close: func(context.Context) error { tr.CloseIdleConnections(); return nil }}, nil
 	}
 	return embeddedSetup(ctx, o, searcher, tr)
+}
+
+// smokeClientConfig is the forward client's handshake identity. Fluentd's
+// in_forward rejects a PING carrying its own hostname ("same hostname
+// between input and output"), which is what a smoke run on the shipper's
+// own host (or against the embedded pipeline) would send by default.
+func smokeClientConfig(o SmokeOptions) forward.ClientConfig {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return forward.ClientConfig{SharedKey: o.SharedKey, Hostname: "logdoctor-smoke." + host}
 }
 
 func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
@@ -376,7 +429,7 @@ func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
 
 // Chaos faults for --chaos: enough 429s that every bulk has rejected items
 // to retry, idle keep-alive closes shorter than the pipeline's pauses, and
-// for the first chaosLatePhase every bulk answered after the pipeline's
+// until the first bulk is answered every bulk answered after the pipeline's
 // request timeout (it retries documents that are already stored: seed
 // 003's path to duplicates, answered 409 thanks to create + stable _id).
 const (
@@ -384,8 +437,33 @@ const (
 	chaosIdleClose      = 300 * time.Millisecond
 	chaosLateBy         = time.Second
 	chaosRequestTimeout = 500 * time.Millisecond
-	chaosLatePhase      = 1500 * time.Millisecond
+	chaosLatePhase      = 10 * time.Second
 )
+
+// endLatePhase turns late answers off once essim has answered its first
+// bulk: that answer came after the pipeline's timeout, so the pipeline has
+// given up on documents that are stored and will resend them. Ending the
+// phase on that event rather than on a clock keeps the demo (and its test)
+// the same on a slow machine. chaosLatePhase caps it.
+func endLatePhase(sim *essim.Server, stop <-chan struct{}) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.NewTimer(chaosLatePhase)
+	defer limit.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-limit.C:
+		case <-tick.C:
+			if sim.Stats().BulkRequests == 0 {
+				continue
+			}
+		}
+		_ = sim.SetFaults(chaosFaults(false))
+		return
+	}
+}
 
 func chaosFaults(late bool) essim.Faults {
 	return essim.Faults{RejectRate: chaosRejectRate, IdleClose: chaosIdleClose, IndexLate: late, LateBy: chaosLateBy}
@@ -409,8 +487,12 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		}
 	}()
 
+	// A smoke run lives seconds, not days: retry and resurrect on that
+	// scale (the pipeline's defaults back off to 10 s and 30 s).
 	esCfg := esout.Config{URLs: []string{o.ES}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
-		TLS: tr.TLSClientConfig, FlushInterval: 20 * time.Millisecond}
+		TLS: tr.TLSClientConfig, FlushInterval: 20 * time.Millisecond,
+		RetryInitial: 50 * time.Millisecond, RetryMax: time.Second,
+		HealthInterval: 250 * time.Millisecond, DeadMin: 100 * time.Millisecond, DeadMax: time.Second}
 	index := o.Index
 	var sim *essim.Server
 	if o.ES == "" {
@@ -425,8 +507,9 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		}
 		closers = append(closers, func(context.Context) error { return sim.Close() })
 		if o.Chaos {
-			t := time.AfterFunc(chaosLatePhase, func() { _ = sim.SetFaults(chaosFaults(false)) })
-			closers = append(closers, func(context.Context) error { t.Stop(); return nil })
+			stop := make(chan struct{})
+			go endLatePhase(sim, stop)
+			closers = append(closers, func(context.Context) error { close(stop); return nil })
 		}
 		esCfg.URLs = []string{sim.URL()}
 	}
@@ -446,11 +529,17 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 	if err := p.Start(ctx); err != nil {
 		return nil, fmt.Errorf("embedded pipeline: %w", err)
 	}
-	closers = append(closers, p.Close)
+	closers = append(closers, func(ctx context.Context) error {
+		// Whatever is still buffered goes with the temp dir: nothing to
+		// flush for, so a failing ES does not hold the verdict up.
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		return p.Close(cctx)
+	})
 
 	searcher.URL, searcher.Index = esCfg.URLs[0], index
 	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,
-		searcher: searcher, forwardCfg: forward.ClientConfig{SharedKey: o.SharedKey}, close: closeAll}
+		searcher: searcher, forwardCfg: smokeClientConfig(o), close: closeAll}
 	tgt.drained = func(ctx context.Context) error {
 		if err := p.Flush(ctx); err != nil {
 			return err
@@ -512,7 +601,7 @@ func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarg
 	add("sockets", sockFindings, err)
 
 	_, fwdFindings, err := forwardprobe.Run(ctx, forwardprobe.Options{Addr: tgt.forward, AckTimeout: o.AckTimeout,
-		Client: tgt.forwardCfg, Sockets: procSocketInspector()})
+		Client: tgt.forwardCfg, Sockets: socketInspector(o.ProcRoot)})
 	add("forward probe", fwdFindings, err)
 
 	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,

@@ -106,12 +106,14 @@ func TestSmokeAgainstForwardServeAckNever(t *testing.T) {
 func TestSmokeUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"smoke", "--count", "0"},
-		{"smoke", "--count", "10001"},
+		{"smoke", "--count", "4951"},
 		{"smoke", "--forward", "127.0.0.1:1"}, // no --es
 		{"smoke", "--forward", "nonsense", "--es", "http://127.0.0.1:1", "--index", "x"},
 		{"smoke", "--es", "ftp://127.0.0.1:1", "--forward", "127.0.0.1:1", "--index", "x"},
 		{"smoke", "--forward", "127.0.0.1:1", "--es", "http://127.0.0.1:1"}, // no --index
 		{"smoke", "--es", "http://127.0.0.1:1", "--index", "x", "--chaos"},
+		{"smoke", "--tls-cert", "client.pem"}, // no --tls-key
+		{"smoke", "--timeout", "0s"},
 		{"smoke", "extra-arg"},
 	} {
 		code, _, errOut := runCLI(t, args...)

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -60,7 +61,7 @@ func TestImageTarballRuns(t *testing.T) {
 		t.Errorf("config = %+v", cfg)
 	}
 
-	layer := readTar(t, decompress(t, files[manifest[0].Layers[0]]))
+	layer, modes := readTarModes(t, decompress(t, files[manifest[0].Layers[0]]))
 	if !strings.Contains(string(layer["etc/passwd"]), "nonroot:x:65532:65532:") {
 		t.Errorf("etc/passwd = %q", layer["etc/passwd"])
 	}
@@ -69,6 +70,19 @@ func TestImageTarballRuns(t *testing.T) {
 	}
 	if _, ok := layer["tmp/"]; !ok {
 		t.Error("no /tmp in the layer")
+	}
+	if modes["tmp/"] != 0o1777 || modes["logdoctor"] != 0o755 {
+		t.Errorf("modes: /tmp %o, /logdoctor %o", modes["tmp/"], modes["logdoctor"])
+	}
+	// A scratch image has no dynamic loader: the binary must be static.
+	ef, err := elf.NewFile(bytes.NewReader(layer["logdoctor"]))
+	if err != nil {
+		t.Fatalf("/logdoctor is not an ELF binary: %v", err)
+	}
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatal("/logdoctor is dynamically linked (PT_INTERP): it cannot run in a scratch image")
+		}
 	}
 	exe := filepath.Join(t.TempDir(), "logdoctor")
 	if err := os.WriteFile(exe, layer["logdoctor"], 0o755); err != nil {
@@ -109,12 +123,19 @@ func mustOpen(t *testing.T, p string) io.Reader {
 // readTar returns every entry's content by name (directories map to nil).
 func readTar(t *testing.T, r io.Reader) map[string][]byte {
 	t.Helper()
-	files := map[string][]byte{}
+	files, _ := readTarModes(t, r)
+	return files
+}
+
+// readTarModes also returns each entry's permission bits (sticky bit kept).
+func readTarModes(t *testing.T, r io.Reader) (map[string][]byte, map[string]int64) {
+	t.Helper()
+	files, modes := map[string][]byte{}, map[string]int64{}
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return files
+			return files, modes
 		}
 		if err != nil {
 			t.Fatalf("tar: %v", err)
@@ -127,6 +148,7 @@ func readTar(t *testing.T, r io.Reader) map[string][]byte {
 			b = nil
 		}
 		files[h.Name] = b
+		modes[h.Name] = h.Mode & 0o7777
 	}
 }
 

@@ -70,7 +70,7 @@ func TestCrashSafety(t *testing.T) {
 	})
 
 	host, port := hostPort(t, mustAddr(t, addr))
-	s := &ackedSender{host: host, port: port, tag: "crash", pad: "x", stop: make(chan struct{})}
+	s := &ackedSender{host: host, port: port, tag: "crash", pad: "x", stop: make(chan struct{}), tagPerSender: true}
 	const senders = 4
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -78,7 +78,7 @@ func TestCrashSafety(t *testing.T) {
 	base := time.Date(2026, 11, 21, 13, 0, 0, 0, time.UTC)
 	for id := 0; id < senders; id++ {
 		wg.Add(1)
-		go func(id int) { defer wg.Done(); s.run(t, ctx, id, 1_000_000, base) }(id)
+		go func(id int) { defer wg.Done(); s.run(t, ctx, id, 9000, base) }(id)
 	}
 
 	seed := uint64(time.Now().UnixNano())
@@ -123,7 +123,11 @@ func TestCrashSafety(t *testing.T) {
 	if len(want) < 100 {
 		t.Fatalf("only %d events acked: the test did not exercise much", len(want))
 	}
-	checkExactlyOnce(t, esDocs(t, es.URL(), "logs-*", 10000), "msg", want)
+	var docs []map[string]any
+	for id := 0; id < senders; id++ {
+		docs = append(docs, esDocs(t, es.URL(), fmt.Sprintf("logs-crash.s%d-*", id), 10000)...)
+	}
+	checkExactlyOnce(t, docs, "msg", want)
 	t.Logf("%d acked events, each indexed once, across %d kills; last run: %+v", len(want), kills, rep.Data.Stats.Recovery)
 }
 
@@ -134,5 +138,3 @@ func mustAddr(t *testing.T, s string) net.Addr {
 	}
 	return a
 }
-
-var _ = fmt.Sprint

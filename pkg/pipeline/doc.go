@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash"
+	"io"
 	"time"
 )
 
@@ -17,17 +19,30 @@ import (
 // nanosecond the sender provides) and every byte of the record are one
 // event to the pipeline; use --id-key when that is not what you want.
 func eventID(tag string, sec int64, nsec uint32, raw []byte) string {
-	h := sha256.New()
+	return (&idHasher{h: sha256.New()}).id(tag, sec, nsec, raw)
+}
+
+// idHasher computes eventIDs reusing one hash state (one per request, not
+// one allocation per event).
+type idHasher struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+	b64 [22]byte
+}
+
+func (x *idHasher) id(tag string, sec int64, nsec uint32, raw []byte) string {
+	x.h.Reset()
 	var hdr [14]byte
 	binary.BigEndian.PutUint16(hdr[:], uint16(len(tag)))
 	binary.BigEndian.PutUint64(hdr[2:], uint64(sec))
 	binary.BigEndian.PutUint32(hdr[10:], nsec)
-	h.Write(hdr[:2])
-	h.Write([]byte(tag))
-	h.Write(hdr[2:])
-	h.Write(raw)
-	var sum [sha256.Size]byte
-	return base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])[:16])
+	x.h.Write(hdr[:2])
+	io.WriteString(x.h, tag)
+	x.h.Write(hdr[2:])
+	x.h.Write(raw)
+	sum := x.h.Sum(x.sum[:0])
+	base64.RawURLEncoding.Encode(x.b64[:], sum[:16])
+	return string(x.b64[:])
 }
 
 var errNotObject = errors.New("not a JSON object")
@@ -215,6 +230,13 @@ func idFromValue(v []byte) string {
 }
 
 func appendString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s)
-	return append(dst, b...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			b, _ := json.Marshal(s)
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }

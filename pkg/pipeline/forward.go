@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -105,6 +106,7 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 	docs := (*bp)[:0]
 	var js []byte
 	recs := make([]buffer.Record, 0, len(req.Entries))
+	ids := idHasher{h: sha256.New()}
 	for _, e := range req.Entries {
 		var err error
 		js, err = forward.RecordToJSON(js[:0], e.Record)
@@ -122,7 +124,7 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 			continue
 		}
 		if id == "" {
-			id = eventID(req.Tag, int64(e.Time.Sec), e.Time.Nsec, e.Record)
+			id = ids.id(req.Tag, int64(e.Time.Sec), e.Time.Nsec, e.Record)
 		}
 		recs = append(recs, buffer.Record{ID: id, Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: docs[start:len(docs):len(docs)]})
 	}
@@ -168,4 +170,5 @@ func (in *forwardInput) deadLetter(peer net.Addr, tag string, raw []byte, reason
 		return
 	}
 	p.deadCount.Add(1)
+	p.mDead.WithLabelValues("forward").Inc()
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,6 +54,9 @@ func startPipeline(t *testing.T, cfg Config) *Pipeline {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
+	}
+	if cfg.SegmentBytes == 0 {
+		cfg.SegmentBytes = 1 << 20 // keep preallocation small in tests
 	}
 	if cfg.ES.FlushInterval == 0 {
 		cfg.ES.FlushInterval = 20 * time.Millisecond
@@ -224,5 +226,3 @@ func metric(t *testing.T, p *Pipeline, name string, labels map[string]string) fl
 	}
 	return sum
 }
-
-var _ = sync.Mutex{}

@@ -2,15 +2,9 @@ package pipeline
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -19,6 +13,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
 
@@ -41,12 +36,11 @@ func forwardRequest(t *testing.T, mode forward.Mode, tag string, from, n int) *f
 // forward port; a wrong key gets nothing in.
 func TestForwardModesTLSSharedKey(t *testing.T) {
 	es := startES(t, "", essim.Config{})
-	cert := selfSigned(t)
-	p := startPipeline(t, Config{ES: esConfig(es), ForwardSharedKey: "k3y",
-		ForwardTLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	certs := forwardtest.NewCerts(t)
+	p := startPipeline(t, Config{ES: esConfig(es), ForwardSharedKey: "k3y", ForwardTLS: certs.ServerTLS(false)})
 	addr := p.ForwardAddr().String()
 	ctx := context.Background()
-	ccfg := forward.ClientConfig{SharedKey: "k3y", Hostname: "test", TLSConfig: &tls.Config{InsecureSkipVerify: true}}
+	ccfg := forward.ClientConfig{SharedKey: "k3y", Hostname: "test", TLSConfig: &tls.Config{RootCAs: certs.CAPool}}
 	c, err := forward.Dial(ctx, addr, ccfg)
 	if err != nil {
 		t.Fatal(err)
@@ -123,22 +117,6 @@ func TestMaxConns(t *testing.T) {
 	if err := conns[0].Send(forwardRequest(t, forward.ModeForward, "inside", 0, 3), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // TestShutdownLeavesRestInBuffer: Close with Elasticsearch failing gives

@@ -129,6 +129,8 @@ type Pipeline struct {
 
 	inCtx     context.Context
 	inCancel  context.CancelFunc
+	drainCtx  context.Context // inputs finishing what they read; ends at the shutdown deadline
+	drainStop context.CancelFunc
 	outCancel context.CancelFunc
 	inWG      sync.WaitGroup
 	outWG     sync.WaitGroup
@@ -141,7 +143,7 @@ type Pipeline struct {
 	mAcks    prometheus.Counter
 	mRefused *prometheus.CounterVec
 	mBad     *prometheus.CounterVec
-	mDeadUDP prometheus.Counter
+	mDead    *prometheus.CounterVec
 	fwdStats func() forward.Stats
 }
 
@@ -248,6 +250,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	esc.Registerer = p.reg
 	esc.DeadLetter = func(rec buffer.Record, reason string) error {
 		p.deadCount.Add(1)
+		p.mDead.WithLabelValues("elasticsearch").Inc()
 		return p.dead.write(DeadLetter{Source: "elasticsearch", Reason: reason, Tag: rec.Tag, ID: rec.ID}, rec.Doc)
 	}
 	p.out, err = esout.New(p.buf, esc)
@@ -267,6 +270,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	}
 
 	p.inCtx, p.inCancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.drainCtx, p.drainStop = context.WithCancel(context.WithoutCancel(ctx))
 	if cfg.ForwardAddr != "" {
 		if err := p.startForward(p.inCtx); err != nil {
 			return err
@@ -297,6 +301,7 @@ func addrString(a net.Addr) string {
 func (p *Pipeline) abort() {
 	if p.inCancel != nil {
 		p.inCancel()
+		p.drainStop()
 	}
 	p.closeListeners()
 	p.inWG.Wait()
@@ -407,7 +412,10 @@ func (p *Pipeline) close(ctx context.Context) error {
 	}
 	p.inCancel()
 	p.closeListeners()
+	stopDrain := context.AfterFunc(ctx, p.drainStop)
 	p.inWG.Wait()
+	stopDrain()
+	p.drainStop()
 	p.log.Info("inputs stopped; flushing to elasticsearch")
 	flushErr := p.buf.Wait(ctx)
 	p.outCancel()
@@ -439,10 +447,10 @@ func (p *Pipeline) registerMetrics() {
 	p.mBad = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "logdoctor_pipeline_udp_bad_total", Help: "UDP datagrams dead-lettered, by reason.",
 	}, []string{"reason"})
-	p.mDeadUDP = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "logdoctor_pipeline_udp_dead_letters_total", Help: "UDP datagrams written to the dead-letter file.",
-	})
-	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDeadUDP,
+	p.mDead = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "logdoctor_pipeline_dead_letters_total", Help: "Events written to the dead-letter file, by source (udp, forward, elasticsearch).",
+	}, []string{"source"})
+	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDead,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

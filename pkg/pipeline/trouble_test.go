@@ -27,8 +27,11 @@ type ackedSender struct {
 	acked atomic.Int64
 	// stop, when closed, ends the senders between events (crash test).
 	stop chan struct{}
-	mu   sync.Mutex
-	byID map[int]int // events acked per sender (they are sent in order)
+	// tagPerSender sends as TAG.sID, one index per sender, so that each
+	// stays under the 10,000 documents a search returns.
+	tagPerSender bool
+	mu           sync.Mutex
+	byID         map[int]int // events acked per sender (they are sent in order)
 }
 
 func (s *ackedSender) run(t *testing.T, ctx context.Context, id, n int, base time.Time) {
@@ -38,6 +41,10 @@ func (s *ackedSender) run(t *testing.T, ctx context.Context, id, n int, base tim
 			lg.Close()
 		}
 	}()
+	tag := s.tag
+	if s.tagPerSender {
+		tag = fmt.Sprintf("%s.s%d", s.tag, id)
+	}
 	for i := 0; i < n; i++ {
 		tm := base.Add(time.Duration(id*n+i) * time.Microsecond)
 		rec := map[string]any{"msg": fmt.Sprintf("%s-%d-%d %s", s.tag, id, i, s.pad)}
@@ -62,7 +69,7 @@ func (s *ackedSender) run(t *testing.T, ctx context.Context, id, n int, base tim
 					continue
 				}
 			}
-			if err := lg.PostWithTime(s.tag, tm, rec); err != nil {
+			if err := lg.PostWithTime(tag, tm, rec); err != nil {
 				lg.Close()
 				lg = nil
 				time.Sleep(20 * time.Millisecond)

@@ -44,7 +44,9 @@ func (p *Pipeline) startUDP(ctx context.Context) error {
 	ch := make(chan buffer.Record, udpQueue)
 	p.inWG.Add(2)
 	go func() { defer p.inWG.Done(); defer close(ch); p.readUDP(ctx, conn, ch) }()
-	go func() { defer p.inWG.Done(); p.appendUDP(ctx, ch) }()
+	// The appender outlives the reader at shutdown: datagrams already read
+	// are buffered unless the shutdown deadline passes first.
+	go func() { defer p.inWG.Done(); p.appendUDP(p.drainCtx, ch) }()
 	return nil
 }
 
@@ -103,17 +105,13 @@ func (p *Pipeline) readUDP(ctx context.Context, conn *net.UDPConn, ch chan<- buf
 			p.mBad.WithLabelValues(reason).Inc()
 			if derr := p.dead.write(DeadLetter{Source: "udp", Reason: err.Error(), Peer: peer.String()}, data); derr == nil {
 				p.deadCount.Add(1)
-				p.mDeadUDP.Inc()
+				p.mDead.WithLabelValues("udp").Inc()
 			} else {
 				p.log.Error("dead-letter write failed", "err", derr)
 			}
 			continue
 		}
-		select {
-		case ch <- rec:
-		case <-ctx.Done():
-			return
-		}
+		ch <- rec // blocks while the buffer is full: the kernel queue takes over
 	}
 }
 

@@ -74,6 +74,9 @@ func TestUDPJSON(t *testing.T) {
 			t.Errorf("no dead letter with reason %q: %v", r, reasons)
 		}
 	}
+	if got := metric(t, p, "logdoctor_pipeline_dead_letters_total", map[string]string{"source": "udp"}); got != float64(len(bad)) {
+		t.Fatalf("dead_letters_total{source=udp} %v", got)
+	}
 	if got := metric(t, p, "logdoctor_pipeline_udp_bad_total", nil); got != float64(len(bad)) {
 		t.Fatalf("udp_bad_total %v", got)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,10 @@ import (
 // maxSearchBody caps what is read from one search response: 10,000 small
 // canary sources fit in a few MiB.
 const maxSearchBody = 64 << 20
+
+// ErrAuth: Elasticsearch refused the credentials (401/403). Waiting will not
+// change that, so smoke stops at once.
+var ErrAuth = errors.New("elasticsearch refused the credentials")
 
 // ESSearcher finds a run's canaries with the search API of Elasticsearch 7
 // and 8 or OpenSearch 1 and 2.
@@ -60,6 +65,9 @@ func (e *ESSearcher) Search(ctx context.Context, runID string, max int) ([]Hit, 
 	// A concrete index the shipper has not created yet: nothing indexed.
 	if resp.StatusCode == http.StatusNotFound && bytes.Contains(raw, []byte("index_not_found_exception")) {
 		return nil, nil
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return nil, fmt.Errorf("search %s: HTTP %d: %w: %s", index, resp.StatusCode, ErrAuth, snippet(raw))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("search %s: HTTP %d: %s", index, resp.StatusCode, snippet(raw))
@@ -130,7 +138,7 @@ func parseHits(raw []byte) ([]Hit, error) {
 			continue
 		}
 		n, err := seq.Int64()
-		if err != nil || n < 0 || n >= MaxCount {
+		if err != nil || n < 0 || n >= maxPage {
 			continue
 		}
 		hit.Seq = int(n)

@@ -2,6 +2,7 @@ package smoke
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -64,7 +65,7 @@ func TestESSearcherAgainstEssim(t *testing.T) {
 	}
 
 	bad := &ESSearcher{URL: sim.URL(), Index: "logs-*", User: "smoke", Password: "wrong"}
-	if _, err := bad.Search(ctx, "aaaa000011112222", 10); err == nil || !strings.Contains(err.Error(), "401") {
+	if _, err := bad.Search(ctx, "aaaa000011112222", 10); !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("wrong password: %v", err)
 	} else if strings.Contains(err.Error(), "wrong") {
 		t.Fatalf("password in the error: %v", err)

@@ -36,7 +36,7 @@ func FuzzParseHits(f *testing.F) {
 			return
 		}
 		for _, h := range hits {
-			if h.Seq < 0 || h.Seq >= MaxCount {
+			if h.Seq < 0 || h.Seq >= maxPage {
 				t.Fatalf("seq %d out of range", h.Seq)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -33,9 +34,14 @@ const (
 	FieldSentAt = "logdoctor_sent_at"
 )
 
-// MaxCount bounds --count: the search fetches every canary of a run in one
-// page, and Elasticsearch's index.max_result_window is 10,000 by default.
-const MaxCount = 10000
+// MaxCount bounds --count: the search fetches every copy of every canary of
+// a run in one page of at most maxPage hits (Elasticsearch's
+// index.max_result_window is 10,000 by default), room for each canary
+// twice, so duplicates cannot push canaries off the page.
+const MaxCount = 4950
+
+// maxPage is the largest search page: index.max_result_window's default.
+const maxPage = 10000
 
 // maxListedIDs caps missing_ids and duplicated_ids in the report.
 const maxListedIDs = 100
@@ -89,10 +95,10 @@ type Config struct {
 	// timeout per chunk.
 	MaxSendFailures int
 	// Drained, when set, returns once every acked canary was answered by
-	// Elasticsearch and is searchable (the embedded pipeline into essim,
-	// which has no refresh delay). A search after that which still misses
-	// canaries ends the wait after Settle instead of running to Timeout:
-	// nothing more is coming.
+	// Elasticsearch and is searchable (the embedded pipeline, flushed, and
+	// the index refreshed). The first search after it is the final count,
+	// missing canaries included: nothing more is coming, so neither Settle
+	// nor Timeout need to pass.
 	Drained  func(ctx context.Context) error
 	Now      func() time.Time
 	Progress func(Progress)
@@ -150,9 +156,10 @@ func CanaryID(run string, seq int) string { return fmt.Sprintf("%s-%06d", run, s
 
 // Latency holds percentiles in milliseconds.
 type Latency struct {
-	P50MS float64 `json:"p50_ms"`
-	P99MS float64 `json:"p99_ms"`
-	MaxMS float64 `json:"max_ms"`
+	Samples int     `json:"samples"` // canaries measured; 0 leaves the rest unset
+	P50MS   float64 `json:"p50_ms"`
+	P99MS   float64 `json:"p99_ms"`
+	MaxMS   float64 `json:"max_ms"`
 }
 
 // Result is the canary accounting; the command adds it to its report data.
@@ -174,6 +181,7 @@ type Result struct {
 	SearchLatency Latency  `json:"send_to_searchable"`
 	WaitedMS      int64    `json:"waited_ms"` // from the first send to the verdict
 	TimedOut      bool     `json:"timed_out"`
+	Interrupted   bool     `json:"interrupted,omitempty"` // stopped by a signal before the verdict
 }
 
 type canary struct {
@@ -201,6 +209,9 @@ func Run(ctx context.Context, cfg Config, s Sender, es Searcher) (*Result, error
 
 	sendErr := r.send(ctx, s)
 	close(sendDone)
+	if sendErr == nil && r.res.Sent == 0 && ctx.Err() != nil {
+		sendErr = ctx.Err()
+	}
 	if sendErr == nil && r.res.Sent == 0 {
 		sendErr = fmt.Errorf("no canary could be sent: %s", firstOr(r.res.SendErrors, "no chunk written"))
 	}
@@ -231,8 +242,8 @@ func (r *run) send(ctx context.Context, s Sender) error {
 	cfg := r.cfg
 	failures := 0
 	for first := 0; first < cfg.Count && failures < cfg.MaxSendFailures; first += cfg.ChunkSize {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			return nil // interrupted: count what was sent
 		}
 		last := min(first+cfg.ChunkSize, cfg.Count)
 		events := make([]Event, 0, last-first)
@@ -286,7 +297,7 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return r.interrupted(ctx, searched)
 		case <-t.C:
 		}
 		if deadline.IsZero() {
@@ -312,11 +323,14 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 			default:
 			}
 		}
-		hits, err := es.Search(ctx, cfg.RunID, min(2*cfg.Count+100, MaxCount))
+		hits, err := es.Search(ctx, cfg.RunID, min(2*cfg.Count+100, maxPage))
 		now := cfg.Now()
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return r.interrupted(ctx, searched)
+			}
+			if errors.Is(err, ErrAuth) {
+				return err
 			}
 			lastErr = err
 		}
@@ -351,7 +365,9 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 			// missing now stays missing.
 			settleFrom = now
 		}
-		done := !settleFrom.IsZero() && now.Sub(settleFrom) >= cfg.Settle
+		// Once drained, nothing more can arrive (not even a late duplicate),
+		// so a search after the drain is the final count.
+		done := !settleFrom.IsZero() && (now.Sub(settleFrom) >= cfg.Settle || (searched && err == nil && !drainedAt.IsZero()))
 		if done || !now.Before(deadline) {
 			r.mu.Lock()
 			r.res.WaitedMS = now.Sub(r.start).Milliseconds()
@@ -364,6 +380,19 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 	if !searched {
 		return fmt.Errorf("elasticsearch never answered a search within %s: %w", cfg.Timeout, lastErr)
 	}
+	return nil
+}
+
+// interrupted ends the wait early (SIGINT, SIGTERM from a cancelled CI
+// job): what was counted so far is still a report, unless nothing was.
+func (r *run) interrupted(ctx context.Context, searched bool) error {
+	if !searched {
+		return ctx.Err()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Interrupted = true
+	r.res.WaitedMS = r.cfg.Now().Sub(r.start).Milliseconds()
 	return nil
 }
 
@@ -427,7 +456,7 @@ func percentiles(d []time.Duration) Latency {
 		i = max(0, min(i, len(d)-1))
 		return ms(d[i])
 	}
-	return Latency{P50MS: at(0.50), P99MS: at(0.99), MaxMS: ms(d[len(d)-1])}
+	return Latency{Samples: len(d), P50MS: at(0.50), P99MS: at(0.99), MaxMS: ms(d[len(d)-1])}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -446,7 +475,8 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 		remedy := "The shipper acknowledged these canaries and still lost them between its buffer and Elasticsearch: " +
 			"use a file buffer (`<buffer> @type file`, Fluent Bit `storage.type filesystem`), keep retrying " +
 			"(`retry_forever true` or a large `retry_max_times`), check the ES output's error log and dead letters, " +
-			"and run `logdoctor es probe` against the same URL."
+			"and run `logdoctor es probe` against the same URL. If the shipper's bulk items succeeded, the cluster " +
+			"dropped them: check ingest pipelines (a drop processor), aliases and `logdoctor es probe --index` (es.bulk_lost)."
 		unacked := r.Sent - r.Acked
 		if unacked > 0 {
 			remedy = "Some canaries were never acknowledged by the forward endpoint (see the forward.* findings): " +
@@ -456,13 +486,18 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 		if r.TimedOut {
 			remedy += fmt.Sprintf(" If the path is only slow, raise --timeout (was %s).", timeout)
 		}
+		summary := fmt.Sprintf("%d of %d canaries sent were never searchable in Elasticsearch (waited %s)",
+			r.Missing, r.Sent, time.Duration(r.WaitedMS)*time.Millisecond)
+		if r.Interrupted {
+			summary = fmt.Sprintf("%d of %d canaries sent were not searchable yet when smoke was interrupted (after %s)",
+				r.Missing, r.Sent, time.Duration(r.WaitedMS)*time.Millisecond)
+		}
 		out = append(out, report.Finding{
 			ID:       FindingMissing,
 			Severity: report.Critical,
-			Summary: fmt.Sprintf("%d of %d canaries sent were never searchable in Elasticsearch (waited %s)",
-				r.Missing, r.Sent, time.Duration(r.WaitedMS)*time.Millisecond),
+			Summary:  summary,
 			Evidence: map[string]any{
-				"run_id": r.RunID, "sent": r.Sent, "acked": r.Acked, "indexed": r.Indexed,
+				"run_id": r.RunID, "count": r.Count, "sent": r.Sent, "acked": r.Acked, "indexed": r.Indexed,
 				"missing": r.Missing, "missing_ids": r.MissingIDs, "unacked": unacked,
 			},
 			Remedy: remedy,

@@ -165,6 +165,20 @@ type Buffer struct {
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	closeOnce sync.Once
+
+	// The next segment is created and zero-filled ahead of time, so that
+	// a rotation costs no I/O and fdatasync on a preallocated file has no
+	// file size to journal.
+	spare    chan spareResult
+	spareOut bool // a spare is being prepared or waits in spare
+
+	removeWG sync.WaitGroup // segment files being deleted
+	freeBuf  []byte         // a written batch's buffer, for the next batch
+}
+
+type spareResult struct {
+	seg *segment
+	err error
 }
 
 // Open opens (or creates) the buffer, recovering what is on disk.
@@ -177,6 +191,7 @@ func Open(opts Options) (*Buffer, error) {
 		stop:   make(chan struct{}),
 		cur:    &pendingBatch{done: make(chan struct{})},
 		nextID: 1,
+		spare:  make(chan spareResult, 1),
 	}
 	if !opts.Memory {
 		if opts.Dir == "" {
@@ -196,8 +211,12 @@ func Open(opts Options) (*Buffer, error) {
 			return nil, err
 		}
 	}
-	b.wg.Add(1)
+	b.mu.Lock()
+	b.startSpareLocked()
+	b.mu.Unlock()
+	b.wg.Add(2)
 	go b.committer()
+	go b.checkpointer()
 	return b, nil
 }
 
@@ -279,6 +298,12 @@ func (b *Buffer) recover() error {
 	if len(b.segs) > 0 {
 		b.readIdx = b.segs[0].prefix
 	}
+	// New segments must number above the checkpoint's, or the next
+	// recovery would take them for acknowledged ones and delete them (the
+	// checkpoint's segment may be gone: removed, or deleted by hand).
+	if b.nextID <= ck.Segment {
+		b.nextID = ck.Segment + 1
+	}
 	return nil
 }
 
@@ -302,6 +327,9 @@ func (b *Buffer) scanSegment(id uint64, path string) (*segment, int64, error) {
 		f.Close()
 		return nil, 0, fmt.Errorf("buffer: scanning %s: %w", path, err)
 	}
+	// What follows the intact records: zeros left of the preallocation,
+	// and before them possibly a torn write. Only the latter is reported.
+	torn := nonZeroPrefix(f, good, size)
 	if good < size {
 		if good < int64(len(segmentMagic)) {
 			// Not even the header survived: rewrite it.
@@ -329,11 +357,28 @@ func (b *Buffer) scanSegment(id uint64, path string) (*segment, int64, error) {
 	}
 	seg.size = good
 	seg.ends = ends
-	cut := size - good
-	if cut < 0 {
-		cut = 0
+	return seg, torn, nil
+}
+
+// nonZeroPrefix returns how many bytes of [from, to) come before the
+// trailing run of zeros.
+func nonZeroPrefix(r io.ReaderAt, from, to int64) int64 {
+	buf := make([]byte, 1<<20)
+	last := from // end of the last non-zero byte seen
+	for off := from; off < to; {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), to-off)], off)
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] != 0 {
+				last = off + int64(i) + 1
+				break
+			}
+		}
+		off += int64(n)
+		if err != nil || n == 0 {
+			break
+		}
 	}
-	return seg, cut, nil
+	return last - from
 }
 
 // scan reads a segment and returns the length of its intact prefix and the
@@ -399,8 +444,20 @@ func scan(r io.ReaderAt, size int64, maxRecord int) (int64, []uint32, error) {
 	return off, ends, nil
 }
 
+// startSpareLocked reserves the next id and prepares that segment in the
+// background.
+func (b *Buffer) startSpareLocked() {
+	id := b.nextID
+	b.nextID++
+	b.spareOut = true
+	go func() {
+		seg, err := b.createSegment(id, true)
+		b.spare <- spareResult{seg, err}
+	}()
+}
+
 func (b *Buffer) newSegment() error {
-	seg, err := b.createSegment(b.nextID)
+	seg, err := b.createSegment(b.nextID, false)
 	if err != nil {
 		return err
 	}
@@ -410,7 +467,7 @@ func (b *Buffer) newSegment() error {
 
 // createSegment makes a segment's storage; for files that is I/O (create,
 // header, fsync of file and directory), done without holding b.mu.
-func (b *Buffer) createSegment(id uint64) (*segment, error) {
+func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 	seg := &segment{id: id}
 	if b.opts.Memory {
 		m := &memStorage{}
@@ -426,6 +483,21 @@ func (b *Buffer) createSegment(id uint64) (*segment, error) {
 		if _, err := f.Write(segmentMagic); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("buffer: %w", err)
+		}
+		if prealloc {
+			// Zeros end a segment for recovery (a zero length is invalid).
+			zero := make([]byte, 1<<20)
+			for n := int64(len(segmentMagic)); n < b.opts.SegmentBytes; n += int64(len(zero)) {
+				if _, err := f.Write(zero[:min(int64(len(zero)), b.opts.SegmentBytes-n)]); err != nil {
+					f.Close()
+					os.Remove(path)
+					return nil, fmt.Errorf("buffer: preallocating %s: %w", path, err)
+				}
+			}
+			if _, err := f.Seek(int64(len(segmentMagic)), io.SeekStart); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("buffer: %w", err)
+			}
 		}
 		if err := seg.st.Sync(); err != nil {
 			f.Close()
@@ -477,17 +549,14 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 	if int64(n) > b.opts.MaxBytes/2 {
 		return fmt.Errorf("%w: %d bytes in one append", ErrTooLarge, n)
 	}
-	enc := make([]byte, 0, n)
-	ends := make([]int, 0, len(recs))
+	// Check every field before taking the lock: encoding below (into the
+	// pending batch, without an intermediate copy) cannot fail.
 	for i := range recs {
-		if encodedLen(&recs[i])-recordHeaderLen > b.opts.MaxRecordBytes {
-			return fmt.Errorf("%w: record of %d bytes (max %d)", ErrTooLarge, encodedLen(&recs[i]), b.opts.MaxRecordBytes)
+		r := &recs[i]
+		if len(r.ID) > MaxIDLen || len(r.Tag) > MaxTagLen || encodedLen(r)-recordHeaderLen > b.opts.MaxRecordBytes {
+			return fmt.Errorf("%w: record of %d bytes, id %d bytes, tag %d bytes (max %d, %d, %d)", ErrTooLarge,
+				encodedLen(r), len(r.ID), len(r.Tag), b.opts.MaxRecordBytes, MaxIDLen, MaxTagLen)
 		}
-		var err error
-		if enc, err = appendRecord(enc, &recs[i]); err != nil {
-			return err
-		}
-		ends = append(ends, len(enc))
 	}
 
 	b.mu.Lock()
@@ -530,10 +599,14 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 		b.mu.Lock()
 	}
 	p := b.cur
-	base := len(p.buf)
-	p.buf = append(p.buf, enc...)
-	for _, e := range ends {
-		p.ends = append(p.ends, base+e)
+	if cap(p.buf)-len(p.buf) < n {
+		nb := make([]byte, len(p.buf), 2*cap(p.buf)+n)
+		copy(nb, p.buf)
+		p.buf = nb
+	}
+	for i := range recs {
+		p.buf, _ = appendRecord(p.buf, &recs[i])
+		p.ends = append(p.ends, len(p.buf))
 	}
 	b.reserved += int64(n)
 	b.mu.Unlock()
@@ -554,16 +627,28 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 // one fsync runs, new appends gather in the next batch.
 func (b *Buffer) committer() {
 	defer b.wg.Done()
-	tick := time.NewTicker(b.opts.CheckpointInterval)
-	defer tick.Stop()
 	for {
 		select {
 		case <-b.kick:
 			b.commit()
+		case <-b.stop:
+			b.commit()
+			return
+		}
+	}
+}
+
+// checkpointer persists the acknowledged prefix every CheckpointInterval,
+// off the committer's path so that group commits never wait for it.
+func (b *Buffer) checkpointer() {
+	defer b.wg.Done()
+	tick := time.NewTicker(b.opts.CheckpointInterval)
+	defer tick.Stop()
+	for {
+		select {
 		case <-tick.C:
 			b.writeCheckpoint()
 		case <-b.stop:
-			b.commit()
 			b.writeCheckpoint()
 			return
 		}
@@ -577,7 +662,10 @@ func (b *Buffer) commit() {
 		b.mu.Unlock()
 		return
 	}
-	b.cur = &pendingBatch{done: make(chan struct{})}
+	// Double buffering: the next batch gathers in the buffer the previous
+	// commit wrote, while this one is written.
+	b.cur = &pendingBatch{done: make(chan struct{}), buf: b.freeBuf}
+	b.freeBuf = nil
 	if b.broken != nil {
 		b.reserved -= int64(len(p.buf))
 		p.err = b.broken
@@ -588,12 +676,26 @@ func (b *Buffer) commit() {
 	seg := b.segs[len(b.segs)-1]
 	if seg.size > int64(len(segmentMagic)) && seg.size+int64(len(p.buf)) > b.opts.SegmentBytes ||
 		seg.size+int64(len(p.buf)) > 1<<32-1 {
-		// Only the committer adds segments, so the id stays free while the
-		// file is created without the lock.
-		id := b.nextID
+		// Take the spare prepared in the background (normally ready long
+		// before the active segment fills). Only the committer adds
+		// segments, so ids stay in order.
 		b.mu.Unlock()
-		next, err := b.createSegment(id)
+		r := <-b.spare
+		next, err := r.seg, r.err
+		if err != nil {
+			// Preallocation failed (a full disk, say): a plain segment
+			// above the spare's id.
+			b.mu.Lock()
+			id := b.nextID
+			b.nextID++
+			b.mu.Unlock()
+			next, err = b.createSegment(id, false)
+		}
 		b.mu.Lock()
+		b.spareOut = false
+		if err == nil {
+			b.startSpareLocked()
+		}
 		if err != nil {
 			b.reserved -= int64(len(p.buf))
 			p.err = err
@@ -635,6 +737,10 @@ func (b *Buffer) commit() {
 		b.stats.Records += int64(len(p.ends))
 		b.stats.Commits++
 	}
+	if cap(p.buf) <= 64<<20 {
+		b.freeBuf = p.buf[:0]
+	}
+	p.buf = nil
 	b.broadcastLocked()
 	b.mu.Unlock()
 	close(p.done)
@@ -807,8 +913,14 @@ func (b *Buffer) removeLocked(seg *segment) {
 	}
 	b.bytes -= seg.size
 	seg.removed = true
-	seg.st.Remove()
 	b.ckDirty = true
+	// Unlinking a large file can take a while; appenders should not wait
+	// on it. Every record in seg is acknowledged, so nothing reads it.
+	b.removeWG.Add(1)
+	go func() {
+		defer b.removeWG.Done()
+		seg.st.Remove()
+	}()
 }
 
 // writeCheckpoint persists the acknowledged prefix of the oldest live
@@ -898,7 +1010,17 @@ func (b *Buffer) close() {
 		close(p.done)
 	}
 	b.broadcastLocked()
+	spareOut := b.spareOut
+	b.spareOut = false
 	b.mu.Unlock()
+	if spareOut {
+		// An unused spare holds no records: remove it rather than leave a
+		// zero-filled file for recovery to clear.
+		if r := <-b.spare; r.seg != nil {
+			r.seg.st.Remove()
+		}
+	}
+	b.removeWG.Wait()
 	b.closeSegments()
 }
 

@@ -110,9 +110,14 @@ func TestAppendNextAckDeletesSegments(t *testing.T) {
 	if st.Records != 0 || st.Segments != 1 || st.Acked != 500 {
 		t.Fatalf("stats after ack: %+v", st)
 	}
+	b.removeWG.Wait() // segment files are unlinked in the background
 	files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
-	if len(files) != 1 {
+	if len(files) != 2 { // the active segment and the spare
 		t.Fatalf("segment files left: %v", files)
+	}
+	b.Close()
+	if files, _ = filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != 1 {
+		t.Fatalf("segment files after Close: %v", files)
 	}
 }
 
@@ -358,4 +363,20 @@ func FuzzScan(f *testing.F) {
 			prev = e
 		}
 	})
+}
+
+// TestCheckpointAheadOfSegments: with the checkpoint naming a segment that
+// no longer exists, new segments are numbered above it and survive the
+// next recovery.
+func TestCheckpointAheadOfSegments(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "checkpoint"), []byte(`{"segment":57,"index":3}`), 0o600)
+	b, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, b, 0, 5)
+	b.Close()
+	b2 := open(t, Options{Dir: dir})
+	checkSame(t, drain(t, b2, false), seq(0, 5))
 }

@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -136,6 +135,7 @@ type Output struct {
 	log    *slog.Logger
 
 	maxBody atomic.Int64
+	failing atomic.Bool
 
 	indexed, dups, retried, dead, gaveUp, requests, transportErr atomic.Uint64
 
@@ -147,7 +147,9 @@ type Output struct {
 	mLatency  prometheus.Histogram
 	mBulkDur  prometheus.Histogram
 
-	gzPool sync.Pool
+	gzPool   sync.Pool
+	bodyPool sync.Pool // bulk bodies (*[]byte)
+	respPool sync.Pool // bulk responses (*[]byte)
 }
 
 // New checks cfg and builds an output reading from buf.
@@ -178,11 +180,11 @@ func New(buf *buffer.Buffer, cfg Config) (*Output, error) {
 		}
 	}
 	o.client = &http.Client{Transport: rt}
-	p.onChange = func(nd *node, alive bool, err error) {
+	p.onChange = func(base string, alive bool, retryIn time.Duration, err error) {
 		if alive {
-			o.log.Info("elasticsearch node alive", "node", nd.base)
+			o.log.Info("elasticsearch node alive", "node", base)
 		} else {
-			o.log.Warn("elasticsearch node dead", "node", nd.base, "err", errString(err), "retry_in", time.Until(nd.deadUntil).Round(time.Millisecond).String())
+			o.log.Warn("elasticsearch node dead", "node", base, "err", errString(err), "retry_in", retryIn.Round(time.Millisecond).String())
 		}
 	}
 	o.mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -286,8 +288,18 @@ func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
 	backoff := o.cfg.RetryInitial
 	for len(pending) > 0 && ctx.Err() == nil {
 		pending = o.attempt(ctx, pending)
-		if len(pending) == 0 || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
+		}
+		if len(pending) == 0 {
+			if o.failing.CompareAndSwap(true, false) {
+				o.log.Info("bulk requests succeeding again")
+			}
+			return
+		}
+		if o.failing.CompareAndSwap(false, true) {
+			// One line per state change, not per retry.
+			o.log.Warn("bulk requests failing; retrying with backoff", "events", len(pending), "reason", pending[0].lastErr)
 		}
 		if o.cfg.RetryTimeout > 0 && time.Since(start) > o.cfg.RetryTimeout {
 			o.log.Error("giving up on events after retry timeout", "events", len(pending),
@@ -301,12 +313,12 @@ func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
 		}
 		o.retried.Add(uint64(len(pending)))
 		o.mRetries.Add(float64(len(pending)))
-		// Full jitter: wait a random time up to the backoff, and at least
-		// until some node may be tried again.
+		// Full jitter: wait a random time up to the backoff. With every
+		// node dead the next attempt goes to the one whose backoff ends
+		// first anyway: the retry backoff (at most RetryMax) spaces those
+		// attempts, not the longer dead-node backoff, so a cluster that
+		// comes back is used within RetryMax.
 		d := rand.N(backoff) + 1
-		if w := o.pool.waitAny(); w > d {
-			d = w
-		}
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -332,7 +344,21 @@ func (o *Output) attempt(ctx context.Context, items []*item) []*item {
 	for _, it := range items {
 		size += len(it.rec.Doc) + len(it.index) + len(it.rec.ID) + 40
 	}
-	body := buildBulk(make([]byte, 0, size), items)
+	bp, _ := o.bodyPool.Get().(*[]byte)
+	if bp == nil || cap(*bp) < size {
+		b := make([]byte, 0, size)
+		bp = &b
+	}
+	body := buildBulk((*bp)[:0], items)
+	// The transport may still hold the body after a failed or early
+	// answered request; only a fully answered 2xx returns it to the pool.
+	reuse := false
+	defer func() {
+		if reuse && cap(body) <= 32<<20 {
+			*bp = body[:0]
+			o.bodyPool.Put(bp)
+		}
+	}()
 	if len(body) > int(o.maxBody.Load()) && len(items) > 1 {
 		// Over the cluster's limit (it may have shrunk since the batch was
 		// cut): send in halves.
@@ -347,6 +373,10 @@ func (o *Output) attempt(ctx context.Context, items []*item) []*item {
 		return items
 	}
 	switch {
+	case status == http.StatusRequestEntityTooLarge && len(items) == 1:
+		// One event larger than the cluster accepts can never succeed.
+		o.deadLetter(items[0].rec, "413: event larger than http.max_content_length", true)
+		return nil
 	case status == http.StatusRequestEntityTooLarge && len(items) > 1:
 		o.maxBody.Store(max(int64(len(body))/2, 1<<16))
 		h := len(items) / 2
@@ -357,17 +387,21 @@ func (o *Output) attempt(ctx context.Context, items []*item) []*item {
 		}
 		return items
 	}
-	return o.handleItems(items, resp)
+	reuse = true
+	retry := o.handleItems(items, resp)
+	o.putResp(resp)
+	return retry
 }
 
-type bulkResponse struct {
-	Errors bool                         `json:"errors"`
-	Items  []map[string]json.RawMessage `json:"items"`
+func (o *Output) putResp(b []byte) {
+	if cap(b) <= 16<<20 {
+		b = b[:0]
+		o.respPool.Put(&b)
+	}
 }
 
 type bulkItem struct {
 	Status int             `json:"status"`
-	ID     string          `json:"_id"`
 	Error  json.RawMessage `json:"error"`
 }
 
@@ -560,7 +594,12 @@ func (o *Output) send(ctx context.Context, body []byte) (int, []byte, error) {
 		}
 		return 0, nil, fmt.Errorf("POST %s/_bulk: %w", nd.base, err)
 	}
-	data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	rp, _ := o.respPool.Get().(*[]byte)
+	if rp == nil {
+		b := make([]byte, 0, 64<<10)
+		rp = &b
+	}
+	data, rerr := readAllInto((*rp)[:0], io.LimitReader(resp.Body, maxResponse))
 	// Drain and close so the connection goes back to the pool: a body left
 	// unread is how clients pile up CLOSE_WAIT and TIME_WAIT sockets.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -714,5 +753,19 @@ func (o *Output) healthLoop(ctx context.Context) {
 	}
 }
 
-// ErrNoURL is returned when no Elasticsearch URL is configured.
-var ErrNoURL = errors.New("esout: no Elasticsearch URL")
+// readAllInto is io.ReadAll into a reused buffer.
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				return b, nil
+			}
+			return b, err
+		}
+	}
+}

@@ -2,6 +2,7 @@ package esout
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 )
 
@@ -197,5 +199,61 @@ func TestAuthGzipVersionsAndMaxContentLength(t *testing.T) {
 	run(t, Config{URLs: []string{es.URL()}, APIKey: "k3y"}, records(30, "apikey"))
 	if n := es.Count("logs-apikey-*"); n != 30 {
 		t.Fatalf("api key: indexed %d", n)
+	}
+}
+
+// TestOpenSearchAndTLS: an OpenSearch 2 (no X-Elastic-Product header)
+// over HTTPS with a CA the output is given.
+func TestOpenSearchAndTLS(t *testing.T) {
+	certs := forwardtest.NewCerts(t)
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Distribution: "opensearch",
+		TLS: certs.ServerTLS(false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	if !strings.HasPrefix(es.URL(), "https://") {
+		t.Fatalf("essim URL %s", es.URL())
+	}
+	run(t, Config{URLs: []string{es.URL()}, TLS: &tls.Config{RootCAs: certs.CAPool}}, records(40, "os"))
+	if n := es.Count("logs-os-*"); n != 40 {
+		t.Fatalf("indexed %d", n)
+	}
+}
+
+// TestEventOverMaxContentLength: a single event larger than the cluster's
+// http.max_content_length is dead-lettered, not retried forever.
+func TestEventOverMaxContentLength(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{MaxContentLength: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	recs := records(5, "small")
+	big := buffer.Record{ID: "big", Tag: "small", Sec: 1763719200, Doc: []byte(`{"msg":"` + strings.Repeat("b", 20<<10) + `"}`)}
+	o, dl := run(t, Config{URLs: []string{es.URL()}}, append(recs, big))
+	if n := es.Count("logs-small-*"); n != 5 {
+		t.Fatalf("indexed %d", n)
+	}
+	if r := dl.get()["big"]; !strings.Contains(r, "413") {
+		t.Fatalf("dead letters %v", dl.get())
+	}
+	if st := o.Stats(); st.DeadLetters != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestKeepAlive: many bulk requests reuse a few connections (no
+// TIME_WAIT churn, seed 000).
+func TestKeepAlive(t *testing.T) {
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	o, _ := run(t, Config{URLs: []string{es.URL()}, BatchCount: 5, Workers: 2}, records(300, "ka"))
+	st := es.Stats()
+	if o.Stats().Requests < 20 || st.OpenedConns > 4 {
+		t.Fatalf("%d bulk requests over %d connections", o.Stats().Requests, st.OpenedConns)
 	}
 }

@@ -28,13 +28,15 @@ type node struct {
 // every node is dead, the next request) tries it again. This is the
 // resurrection elasticsearch-transport does, minus its 60 s default.
 type pool struct {
-	mu       sync.Mutex
-	nodes    []*node
-	rr       int
-	minDead  time.Duration
-	maxDead  time.Duration
-	now      func() time.Time
-	onChange func(n *node, alive bool, err error)
+	mu      sync.Mutex
+	nodes   []*node
+	rr      int
+	minDead time.Duration
+	maxDead time.Duration
+	now     func() time.Time
+	// onChange is called outside the lock with the node's base URL (node
+	// fields are guarded by mu) and, for a dead node, its backoff.
+	onChange func(base string, alive bool, retryIn time.Duration, err error)
 }
 
 func newPool(urls []string, minDead, maxDead time.Duration) (*pool, error) {
@@ -71,7 +73,6 @@ func normalizeURL(s string) (string, error) {
 func (p *pool) pick() *node {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.now()
 	n := len(p.nodes)
 	for i := 0; i < n; i++ {
 		nd := p.nodes[(p.rr+i)%n]
@@ -88,26 +89,7 @@ func (p *pool) pick() *node {
 			best = nd
 		}
 	}
-	_ = now
 	return best
-}
-
-// waitAny returns how long until some node may be tried again (0: now).
-func (p *pool) waitAny() time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.now()
-	var best time.Duration = -1
-	for _, nd := range p.nodes {
-		if nd.alive {
-			return 0
-		}
-		d := nd.deadUntil.Sub(now)
-		if best < 0 || d < best {
-			best = d
-		}
-	}
-	return max(best, 0)
 }
 
 func (p *pool) markDead(nd *node, err error) {
@@ -122,10 +104,10 @@ func (p *pool) markDead(nd *node, err error) {
 	// Jitter so that several pipelines do not resurrect in lockstep.
 	d = d/2 + rand.N(d/2+1)
 	nd.deadUntil = p.now().Add(d)
-	cb := p.onChange
+	cb, base := p.onChange, nd.base
 	p.mu.Unlock()
 	if wasAlive && cb != nil {
-		cb(nd, false, err)
+		cb(base, false, d, err)
 	}
 }
 
@@ -134,10 +116,10 @@ func (p *pool) markAlive(nd *node) {
 	was := nd.alive
 	nd.alive = true
 	nd.fails = 0
-	cb := p.onChange
+	cb, base := p.onChange, nd.base
 	p.mu.Unlock()
 	if !was && cb != nil {
-		cb(nd, true, nil)
+		cb(base, true, 0, nil)
 	}
 }
 
