@@ -537,3 +537,18 @@ func TestDeleteCompaction(t *testing.T) {
 		t.Fatalf("search after compaction: %v", sr)
 	}
 }
+
+// TestFilterPathDeepDocument: ** patterns on a deeply nested document stay
+// linear (they used to double per level).
+func TestFilterPathDeepDocument(t *testing.T) {
+	s := start(t, Config{})
+	deep := strings.Repeat(`{"a":`, 200) + "1" + strings.Repeat("}", 200)
+	if r := do(t, nil, "PUT", s.URL()+"/deep/_doc/1", deep, "Content-Type", "application/json"); r.status != 201 {
+		t.Fatalf("index: %d %s", r.status, r.body)
+	}
+	fp := strings.Repeat("**.", 16) + "zzz,**._id"
+	r := do(t, nil, "GET", s.URL()+"/deep/_search?filter_path="+fp, "")
+	if r.status != 200 || !strings.Contains(string(r.body), `"_id":"1"`) {
+		t.Fatalf("filter_path: %d %.200s", r.status, r.body)
+	}
+}

@@ -110,18 +110,26 @@ func filterValue(v any, pats [][]string) (any, bool) {
 		out := map[string]any{}
 		for k, child := range t {
 			var sub [][]string
+			seen := map[string]bool{} // "**" keeps itself and its rest: without this the list doubles per level
+			add := func(q []string) {
+				key := strings.Join(q, "\x00")
+				if !seen[key] {
+					seen[key] = true
+					sub = append(sub, q)
+				}
+			}
 			for _, p := range pats {
 				if p[0] == "**" {
-					sub = append(sub, p) // ** may match more levels
+					add(p) // ** may match more levels
 					if len(p) > 1 {
 						if ok, _ := path.Match(p[1], k); ok {
-							sub = append(sub, p[2:])
+							add(p[2:])
 						}
 					}
 					continue
 				}
 				if ok, _ := path.Match(p[0], k); ok {
-					sub = append(sub, p[1:])
+					add(p[1:])
 				}
 			}
 			if len(sub) == 0 {
