@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,4 +165,30 @@ func TestShutdownLeavesRestInBuffer(t *testing.T) {
 	}
 	flush(t, p2, 10*time.Second)
 	checkExactlyOnce(t, esDocs(t, es.URL(), "logs-*", 1000), "msg", want)
+}
+
+// TestForwardJSON: Fluentd also accepts a request as bare JSON on the
+// forward port and acks it in JSON; so does the pipeline.
+func TestForwardJSON(t *testing.T) {
+	es := startES(t, "", essim.Config{})
+	p := startPipeline(t, Config{ES: esConfig(es)})
+	c, err := net.Dial("tcp", p.ForwardAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(`["json.tag", 1763719200, {"msg":"j-1","n":[1,2]}, {"chunk":"YWJj"}]`)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ack := make([]byte, 64)
+	n, err := c.Read(ack)
+	if err != nil || !strings.Contains(string(ack[:n]), `"ack":"YWJj"`) {
+		t.Fatalf("ack %q %v", ack[:n], err)
+	}
+	flush(t, p, 5*time.Second)
+	d := checkExactlyOnce(t, esDocs(t, es.URL(), "logs-*", 10), "msg", map[string]bool{"j-1": true})["j-1"]
+	if d["tag"] != "json.tag" || d["@timestamp"] != "2025-11-21T10:00:00.000000000Z" || fmt.Sprint(d["n"]) != "[1 2]" {
+		t.Fatalf("document %v", d)
+	}
 }
