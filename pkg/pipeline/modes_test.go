@@ -192,3 +192,23 @@ func TestForwardJSON(t *testing.T) {
 		t.Fatalf("document %v", d)
 	}
 }
+
+// TestStartFailure: a forward address in use fails Start with a clear
+// error, releases the buffer, and Close afterwards is harmless.
+func TestStartFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p, err := New(Config{ForwardAddr: ln.Addr().String(), BufferDir: t.TempDir(), ES: esout.Config{URLs: []string{"http://127.0.0.2:1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "forward listener") {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatalf("Close after failed Start: %v", err)
+	}
+}

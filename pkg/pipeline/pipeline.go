@@ -314,6 +314,8 @@ func (p *Pipeline) abort() {
 	if p.dead != nil {
 		p.dead.Close()
 	}
+	// Close after a failed Start has nothing left to do.
+	p.buf, p.dead = nil, nil
 }
 
 func (p *Pipeline) closeListeners() {
