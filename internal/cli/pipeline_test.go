@@ -55,12 +55,12 @@ func TestPipelineRunEmbedded(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	dir := t.TempDir()
+	dir, esData := t.TempDir(), t.TempDir()
 	var out, errb bytes.Buffer
 	done := make(chan ExitCode, 1)
 	go func() {
 		done <- Main(context.Background(), []string{"pipeline", "run", "--forward", addr, "--buffer-dir", dir,
-			"--duration", "3s", "--flush-interval", "10ms", "--log-file", filepath.Join(dir, "log"), "-o", "json"},
+			"--duration", "3s", "--flush-interval", "10ms", "--log-file", filepath.Join(dir, "log"), "--es-data", esData, "-o", "json"},
 			IO{In: strings.NewReader(""), Out: &out, Err: &errb})
 	}()
 	host, ps, _ := net.SplitHostPort(addr)
@@ -118,6 +118,10 @@ func TestPipelineRunEmbedded(t *testing.T) {
 	st := rep.Data.Stats
 	if rep.Command != "pipeline run" || st.ForwardAcks != n || st.Output.Indexed != n || rep.Data.LeftOver != 0 {
 		t.Fatalf("report %+v", rep)
+	}
+	// --es-data: the embedded Elasticsearch kept the documents on disk.
+	if ents, _ := os.ReadDir(esData); len(ents) == 0 {
+		t.Error("--es-data directory is empty")
 	}
 	logs, _ := os.ReadFile(filepath.Join(dir, "log.1"))
 	logs2, _ := os.ReadFile(filepath.Join(dir, "log"))
