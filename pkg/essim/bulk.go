@@ -363,12 +363,17 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, d.seq
 			return
 		}
-		merged, err := mergeJSON(old.src, u.Doc)
+		oldSrc, err := st.sourceWriteLocked(old)
+		if err != nil {
+			fail(http.StatusInternalServerError, "exception", err.Error())
+			return
+		}
+		merged, err := mergeJSON(oldSrc, u.Doc)
 		if err != nil {
 			fail(http.StatusBadRequest, "x_content_parse_exception", err.Error())
 			return
 		}
-		if bytes.Equal(merged, old.src) {
+		if bytes.Equal(merged, oldSrc) {
 			x.status, x.result, x.version, x.seq = http.StatusOK, "noop", old.version, old.seq
 			return
 		}

@@ -248,6 +248,8 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if cfg.MaxContentLength <= 0 {
 		cfg.MaxContentLength = DefaultMaxContentLength
 	}
+	// A source is never longer than the body; doc keeps its length in 32 bits.
+	cfg.MaxContentLength = min(cfg.MaxContentLength, maxSourceLen)
 	if cfg.WriteThreads <= 0 {
 		cfg.WriteThreads = 2
 	}
@@ -525,7 +527,11 @@ func (s *Server) Doc(index, id string) ([]byte, bool) {
 	if d == nil {
 		return nil, false
 	}
-	return d.src, true
+	src, err := s.store.sourceLocked(d)
+	if err != nil {
+		return nil, false
+	}
+	return src, true
 }
 
 // Stats sums the counters over every node.

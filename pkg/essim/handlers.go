@@ -525,13 +525,20 @@ func (n *node) getDoc(w http.ResponseWriter, r *http.Request, index, id string) 
 	st.mu.RLock()
 	ix := st.indices[index]
 	var d doc
+	var src []byte
+	var err error
 	found := false
 	if ix != nil {
 		if p := ix.get(id); p != nil {
 			d, found = *p, true
+			src, err = st.sourceLocked(p)
 		}
 	}
 	st.mu.RUnlock()
+	if err != nil {
+		n.esError(w, r, http.StatusInternalServerError, "exception", err.Error(), nil)
+		return
+	}
 	if ix == nil {
 		n.indexNotFound(w, r, index)
 		return
@@ -541,7 +548,7 @@ func (n *node) getDoc(w http.ResponseWriter, r *http.Request, index, id string) 
 		return
 	}
 	out := map[string]any{"_index": index, "_id": id, "_version": d.version, "_seq_no": d.seq,
-		"_primary_term": 1, "found": true, "_source": json.RawMessage(d.src)}
+		"_primary_term": 1, "found": true, "_source": json.RawMessage(src)}
 	if n.s.major < 8 {
 		out["_type"] = "_doc"
 	}
@@ -797,7 +804,7 @@ func (n *node) catIndices(w http.ResponseWriter, r *http.Request, pattern string
 	for _, ix := range ixs {
 		var size int64
 		for i := range ix.docs {
-			size += int64(len(ix.docs[i].src))
+			size += int64(ix.docs[i].n)
 		}
 		v := map[string]string{"health": health, "status": "open", "index": ix.name, "uuid": ix.uuid, "pri": "1", "rep": "1",
 			"docs.count": strconv.Itoa(ix.count()), "docs.deleted": "0", "store.size": strconv.FormatInt(size, 10) + "b",

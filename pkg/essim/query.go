@@ -149,6 +149,8 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 	total := 0
 	var hits []json.RawMessage
 	needParse := m != nil || len(tas) > 0
+	var readErr error
+scan:
 	for _, ix := range ixs {
 		for i := range ix.docs {
 			d := &ix.docs[i]
@@ -156,8 +158,16 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 				continue
 			}
 			var parsed map[string]any
+			var src []byte
+			if needParse || (!count && total >= req.From && len(hits) < size) {
+				var err error
+				if src, err = st.sourceLocked(d); err != nil {
+					readErr = err
+					break scan
+				}
+			}
 			if needParse {
-				parsed = parseDoc(d.src)
+				parsed = parseDoc(src)
 				if parsed == nil {
 					parsed = map[string]any{}
 				}
@@ -179,11 +189,15 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 				}
 			}
 			if !count && total > req.From && len(hits) < size {
-				hits = append(hits, n.hit(ix, d, srcFilter))
+				hits = append(hits, n.hit(ix, d, src, srcFilter))
 			}
 		}
 	}
 	st.mu.RUnlock()
+	if readErr != nil {
+		n.esError(w, r, http.StatusInternalServerError, "exception", readErr.Error(), nil)
+		return
+	}
 
 	shards := map[string]any{"total": len(ixs), "successful": len(ixs), "skipped": 0, "failed": 0}
 	if count {
@@ -317,8 +331,8 @@ func (f sourceFilter) apply(src []byte) ([]byte, bool) {
 	return b, true
 }
 
-func (n *node) hit(ix *index, d *doc, f sourceFilter) json.RawMessage {
-	src, withSource := f.apply(d.src)
+func (n *node) hit(ix *index, d *doc, src []byte, f sourceFilter) json.RawMessage {
+	src, withSource := f.apply(src)
 	buf := make([]byte, 0, len(src)+96)
 	buf = append(buf, `{"_index":`...)
 	buf = appendString(buf, ix.name)

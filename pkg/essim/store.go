@@ -3,6 +3,7 @@ package essim
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -23,8 +24,15 @@ type store struct {
 	seq     int64
 	idSeq   uint64
 	idSalt  uint64
+	disk    bool // sources live only in the log (a data dir is set)
 	log     *os.File
 	w       *bufio.Writer
+	end     int64  // log size including what w still buffers
+	hdr     []byte // scratch for record headers
+	// mem holds the sources when there is no log; doc.off indexes it, and
+	// free lists slots of deleted documents for reuse.
+	mem  [][]byte
+	free []int64
 }
 
 // index keeps its documents by value in insertion order, with a map from
@@ -51,12 +59,60 @@ func (ix *index) get(id string) *doc {
 // count is the number of live documents.
 func (ix *index) count() int { return len(ix.ids) }
 
+// doc holds no source bytes: with a data dir the source (raw JSON as
+// received, never re-encoded) lives only in the log at off, n bytes long,
+// so memory per document stays ~48 bytes plus the id however large the
+// documents are; without one, off is a slot in store.mem.
 type doc struct {
 	id      string
-	src     []byte // raw JSON as received: never re-encoded
+	off     int64
 	version int64
 	seq     int64
+	n       int32
 	deleted bool
+}
+
+// maxSourceLen bounds one source so its length fits doc.n.
+const maxSourceLen = 1<<31 - 1
+
+// errUnflushed means a source is still in the log writer's buffer: a
+// failed flush left it there.
+var errUnflushed = errors.New("essim: document source not yet written to the data log")
+
+// sourceLocked returns d's source; callers hold mu (read or write). With a
+// log it reads the bytes back with ReadAt, which is safe for concurrent
+// readers; every write path flushes before it releases the write lock, so
+// readers see flushed records.
+func (s *store) sourceLocked(d *doc) ([]byte, error) {
+	if !s.disk {
+		if d.off < 0 || d.off >= int64(len(s.mem)) {
+			return nil, errors.New("essim: document has no source")
+		}
+		return s.mem[d.off], nil
+	}
+	if s.log == nil {
+		return nil, errors.New("essim: data log closed")
+	}
+	if d.off+int64(d.n) > s.end-int64(s.w.Buffered()) {
+		return nil, errUnflushed
+	}
+	b := make([]byte, d.n)
+	if _, err := s.log.ReadAt(b, d.off); err != nil {
+		return nil, fmt.Errorf("essim: data log: read source: %w", err)
+	}
+	return b, nil
+}
+
+// sourceWriteLocked is sourceLocked for holders of the write lock: it
+// flushes first when d's record is still buffered (an update reading a
+// document written earlier in the same bulk).
+func (s *store) sourceWriteLocked(d *doc) ([]byte, error) {
+	if s.w != nil && d.off+int64(d.n) > s.end-int64(s.w.Buffered()) {
+		if err := s.flushLocked(); err != nil {
+			return nil, err
+		}
+	}
+	return s.sourceLocked(d)
 }
 
 const logName = "essim.log"
@@ -69,6 +125,7 @@ func openStore(dir string) (*store, error) {
 	if dir == "" {
 		return s, nil
 	}
+	s.disk = true
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("essim: data dir: %w", err)
 	}
@@ -92,6 +149,7 @@ func openStore(dir string) (*store, error) {
 	}
 	s.log = f
 	s.w = bufio.NewWriterSize(f, 1<<20)
+	s.end = good
 	return s, nil
 }
 
@@ -119,13 +177,16 @@ func (s *store) replay(r io.Reader) (int64, error) {
 			if !ok {
 				return off, nil
 			}
-			n += int64(len(src))
 			v, err := strconv.ParseInt(f[3], 10, 64)
 			if err != nil {
 				return off, fmt.Errorf("record at offset %d: version %q", off, f[3])
 			}
+			if len(src)-1 > maxSourceLen {
+				return off, fmt.Errorf("record at offset %d: source of %d bytes", off, len(src)-1)
+			}
 			ix := s.ensureIndexLocked(f[1])
-			s.putLocked(ix, f[2], bytes.TrimSuffix(src, []byte("\n")), v)
+			s.putLocked(ix, f[2], off+n, bytes.TrimSuffix(src, []byte("\n")), v)
+			n += int64(len(src))
 		case f[0] == "D" && len(f) == 3:
 			if ix := s.indices[f[1]]; ix != nil {
 				s.deleteLocked(ix, f[2])
@@ -175,7 +236,8 @@ func (s *store) close() error {
 
 func (s *store) logf(format string, a ...any) {
 	if s.w != nil {
-		fmt.Fprintf(s.w, format, a...)
+		n, _ := fmt.Fprintf(s.w, format, a...)
+		s.end += int64(n)
 	}
 }
 
@@ -198,36 +260,75 @@ func (s *store) createIndexLocked(name string) *index {
 }
 
 func (s *store) deleteIndexLocked(name string) {
+	if ix := s.indices[name]; ix != nil {
+		for i := range ix.docs {
+			s.freeSlotLocked(&ix.docs[i])
+		}
+	}
 	delete(s.indices, name)
 	s.logf("X\t%s\n", name)
 }
 
-// putLocked stores src under id and returns the new document.
-func (s *store) putLocked(ix *index, id string, src []byte, version int64) *doc {
+// putLocked stores a document version whose source is at off in the log
+// (src itself is kept only when there is no log) and returns it.
+func (s *store) putLocked(ix *index, id string, off int64, src []byte, version int64) *doc {
 	s.seq++
-	if d := ix.get(id); d != nil {
-		d.src, d.version, d.seq = src, version, s.seq
-		return d
+	d := ix.get(id)
+	if d == nil {
+		ix.docs = append(ix.docs, doc{id: id, off: -1})
+		ix.ids[id] = int32(len(ix.docs) - 1)
+		d = &ix.docs[len(ix.docs)-1]
 	}
-	ix.docs = append(ix.docs, doc{id: id, src: src, version: version, seq: s.seq})
-	ix.ids[id] = int32(len(ix.docs) - 1)
-	return &ix.docs[len(ix.docs)-1]
+	if !s.disk {
+		if d.off < 0 {
+			d.off = s.memSlotLocked()
+		}
+		s.mem[d.off] = src
+		off = d.off
+	}
+	d.off, d.n, d.version, d.seq = off, int32(len(src)), version, s.seq
+	return d
 }
 
-// indexLocked stores and logs a document version.
+// memSlotLocked returns a free slot of mem.
+func (s *store) memSlotLocked() int64 {
+	if k := len(s.free); k > 0 {
+		slot := s.free[k-1]
+		s.free = s.free[:k-1]
+		return slot
+	}
+	s.mem = append(s.mem, nil)
+	return int64(len(s.mem) - 1)
+}
+
+// freeSlotLocked releases d's mem slot (in-memory stores only).
+func (s *store) freeSlotLocked(d *doc) {
+	if !s.disk && !d.deleted && d.off >= 0 {
+		s.mem[d.off] = nil
+		s.free = append(s.free, d.off)
+	}
+}
+
+// indexLocked stores and logs a document version. Sources longer than
+// maxSourceLen are refused by the callers (MaxContentLength is smaller).
 func (s *store) indexLocked(ix *index, id string, src []byte, version int64) *doc {
+	var off int64
 	if s.w != nil {
-		s.w.WriteString("I\t")
-		s.w.WriteString(ix.name)
-		s.w.WriteByte('\t')
-		s.w.WriteString(id)
-		s.w.WriteByte('\t')
-		s.w.WriteString(strconv.FormatInt(version, 10))
-		s.w.WriteByte('\n')
+		h := append(s.hdr[:0], "I\t"...)
+		h = append(h, ix.name...)
+		h = append(h, '\t')
+		h = append(h, id...)
+		h = append(h, '\t')
+		h = strconv.AppendInt(h, version, 10)
+		h = append(h, '\n')
+		s.hdr = h
+		s.w.Write(h)
 		s.w.Write(src)
 		s.w.WriteByte('\n')
+		off = s.end + int64(len(h))
+		s.end = off + int64(len(src)) + 1
 	}
-	return s.putLocked(ix, id, src, version)
+	return s.putLocked(ix, id, off, src, version)
 }
 
 func (s *store) deleteLocked(ix *index, id string) bool {
@@ -236,7 +337,8 @@ func (s *store) deleteLocked(ix *index, id string) bool {
 		return false
 	}
 	s.seq++
-	d.deleted, d.src = true, nil
+	s.freeSlotLocked(d)
+	d.deleted, d.off, d.n = true, -1, 0
 	delete(ix.ids, id)
 	ix.dead++
 	if ix.dead > 1024 && ix.dead > len(ix.docs)/2 {
