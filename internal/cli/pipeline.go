@@ -127,7 +127,7 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringVar(&o.BufferMax, "buffer-max", "1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
 	f.DurationVar(&o.FullWait, "buffer-full-wait", 5*time.Second, "how long a forward request waits for buffer space before it is refused")
 	f.StringSliceVar(&o.ES, "es", []string{"embedded"}, `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`)
-	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory")
+	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
 	f.StringVar(&o.ESUser, "es-user", "", "basic auth user (or in the URL)")
 	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (or $LOGDOCTOR_ES_PASSWORD)")
 	f.StringVar(&o.ESAPIKey, "es-api-key", "", "API key, sent as 'Authorization: ApiKey ...' (or $LOGDOCTOR_ES_API_KEY)")
@@ -418,13 +418,13 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 
 	var stopES func() error
 	if embedded {
-		url, stop, err := startEmbeddedES(ctx, o.ESData)
+		url, dir, stop, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
 		stopES = stop
 		urls = []string{url}
-		log.Info("embedded elasticsearch started", "url", url, "data", o.ESData)
+		log.Info("embedded elasticsearch started", "url", url, "data", dir, "kept", o.ESData != "")
 	}
 	cfg.ES.URLs = urls
 	p, err := pipeline.New(cfg)
@@ -476,7 +476,9 @@ wait:
 	defer cancel()
 	closeErr := p.Close(sctx)
 	if stopES != nil {
-		stopES()
+		if err := stopES(); err != nil {
+			log.Error("stopping the embedded elasticsearch", "err", err)
+		}
 	}
 	st := p.Stats()
 	data := &PipelineData{

@@ -2,16 +2,62 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
 )
 
+// embeddedESDirName is where the embedded Elasticsearch keeps its
+// documents inside the buffer directory when --es-data is not given.
+const embeddedESDirName = "embedded-es"
+
 // startEmbeddedES starts the in-process Elasticsearch stand-in on a free
-// loopback port: the pipeline talks HTTP to it like to any cluster.
-func startEmbeddedES(ctx context.Context, dataDir string) (string, func() error, error) {
-	s, err := essim.Start(ctx, "127.0.0.1:0", essim.Config{DataDir: dataDir})
-	if err != nil {
-		return "", nil, err
+// loopback port: the pipeline talks HTTP to it like to any cluster. It is
+// always disk-backed so its memory does not grow with what was indexed
+// (essim then keeps ~100 bytes per document in memory, the sources only in
+// its log). dataDir (--es-data) keeps the documents across restarts;
+// without it they go to bufferDir/embedded-es (the temp dir with
+// --memory-buffer), emptied at start and removed at stop, so like an
+// in-memory store nothing outlives the process. It returns the URL, the
+// directory used, and a stop function.
+func startEmbeddedES(ctx context.Context, dataDir, bufferDir string) (string, string, func() error, error) {
+	dir, temporary := dataDir, false
+	switch {
+	case dataDir != "":
+	case bufferDir != "":
+		// The buffer creates its directory 0700; create it first with the
+		// same mode so essim's MkdirAll does not make it 0755.
+		if err := os.MkdirAll(bufferDir, 0o700); err != nil {
+			return "", "", nil, fmt.Errorf("buffer dir: %w", err)
+		}
+		dir, temporary = filepath.Join(bufferDir, embeddedESDirName), true
+		// Left over by a crash: those documents were meant to vanish.
+		if err := os.RemoveAll(dir); err != nil {
+			return "", "", nil, fmt.Errorf("removing the previous %s: %w", dir, err)
+		}
+	default:
+		d, err := os.MkdirTemp("", "logdoctor-embedded-es-")
+		if err != nil {
+			return "", "", nil, err
+		}
+		dir, temporary = d, true
 	}
-	return s.URL(), s.Close, nil
+	s, err := essim.Start(ctx, "127.0.0.1:0", essim.Config{DataDir: dir})
+	if err != nil {
+		if temporary {
+			os.RemoveAll(dir)
+		}
+		return "", "", nil, err
+	}
+	stop := func() error {
+		err := s.Close()
+		if temporary {
+			err = errors.Join(err, os.RemoveAll(dir))
+		}
+		return err
+	}
+	return s.URL(), dir, stop, nil
 }
