@@ -501,40 +501,58 @@ func TestWriteQueueBuildsAndRejects(t *testing.T) {
 	}
 }
 
-// TestDeleteCompaction deletes most of an index so the store compacts it,
-// then checks every survivor is still found by id and by search.
+// TestDeleteCompaction deletes most of an index so the store compacts it
+// (its entries span several chunks), in memory and on disk, then checks
+// every survivor is still found by id and by search, and that writes after
+// the compaction land where reads find them.
 func TestDeleteCompaction(t *testing.T) {
-	s := start(t, Config{})
-	var b strings.Builder
-	for i := 0; i < 3000; i++ {
-		fmt.Fprintf(&b, "{\"index\":{\"_index\":\"c\",\"_id\":\"%d\"}}\n{\"n\":%d}\n", i, i)
-	}
-	do(t, nil, "POST", s.URL()+"/_bulk", b.String())
-	b.Reset()
-	for i := 0; i < 3000; i++ {
-		if i%10 != 0 {
-			fmt.Fprintf(&b, "{\"delete\":{\"_index\":\"c\",\"_id\":\"%d\"}}\n", i)
+	for _, dir := range []string{"", t.TempDir()} {
+		s := start(t, Config{DataDir: dir})
+		const n = 3*chunkDocs + 100
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "{\"index\":{\"_index\":\"c\",\"_id\":\"%d\"}}\n{\"n\":%d}\n", i, i)
 		}
-	}
-	m := do(t, nil, "POST", s.URL()+"/_bulk", b.String()).json(t)
-	if get(m, "errors") != false || get(m, "items.2699.delete.result") != "deleted" || get(m, "items.2699.delete._version") != 2.0 {
-		t.Fatalf("deletes: %v", get(m, "items.2699"))
-	}
-	if s.Count("c") != 300 {
-		t.Fatalf("count %d", s.Count("c"))
-	}
-	for i := 0; i < 3000; i += 10 {
-		src, ok := s.Doc("c", fmt.Sprint(i))
-		if !ok || string(src) != fmt.Sprintf(`{"n":%d}`, i) {
-			t.Fatalf("doc %d: %q %v", i, src, ok)
+		do(t, nil, "POST", s.URL()+"/_bulk", b.String())
+		b.Reset()
+		for i := 0; i < n; i++ {
+			if i%10 != 0 {
+				fmt.Fprintf(&b, "{\"delete\":{\"_index\":\"c\",\"_id\":\"%d\"}}\n", i)
+			}
 		}
-	}
-	if _, ok := s.Doc("c", "7"); ok {
-		t.Fatal("deleted doc 7 still there")
-	}
-	sr := do(t, nil, "POST", s.URL()+"/c/_search", `{"size":3,"query":{"term":{"n":2990}}}`).json(t)
-	if get(sr, "hits.total.value") != 1.0 || get(sr, "hits.hits.0._id") != "2990" {
-		t.Fatalf("search after compaction: %v", sr)
+		m := do(t, nil, "POST", s.URL()+"/_bulk", b.String()).json(t)
+		if get(m, "errors") != false || get(m, "items.2699.delete.result") != "deleted" || get(m, "items.2699.delete._version") != 2.0 {
+			t.Fatalf("deletes: %v", get(m, "items.2699"))
+		}
+		if s.Count("c") != (n+9)/10 {
+			t.Fatalf("count %d", s.Count("c"))
+		}
+		s.store.mu.RLock()
+		entries := s.store.indices["c"].ndocs
+		s.store.mu.RUnlock()
+		if entries >= n {
+			t.Fatalf("no compaction: %d entries", entries)
+		}
+		for i := 0; i < n; i += 10 {
+			src, ok := s.Doc("c", fmt.Sprint(i))
+			if !ok || string(src) != fmt.Sprintf(`{"n":%d}`, i) {
+				t.Fatalf("doc %d: %q %v", i, src, ok)
+			}
+		}
+		if _, ok := s.Doc("c", "7"); ok {
+			t.Fatal("deleted doc 7 still there")
+		}
+		sr := do(t, nil, "POST", s.URL()+"/c/_search", `{"size":3,"query":{"term":{"n":2990}}}`).json(t)
+		if get(sr, "hits.total.value") != 1.0 || get(sr, "hits.hits.0._id") != "2990" {
+			t.Fatalf("search after compaction: %v", sr)
+		}
+		do(t, nil, "POST", s.URL()+"/_bulk", "{\"index\":{\"_index\":\"c\",\"_id\":\"new\"}}\n{\"n\":-1}\n{\"index\":{\"_index\":\"c\",\"_id\":\"20\"}}\n{\"n\":-20}\n")
+		if src, _ := s.Doc("c", "new"); string(src) != `{"n":-1}` {
+			t.Fatalf("doc new after compaction: %q", src)
+		}
+		if src, _ := s.Doc("c", "20"); string(src) != `{"n":-20}` {
+			t.Fatalf("doc 20 after compaction: %q", src)
+		}
 	}
 }
 

@@ -803,8 +803,10 @@ func (n *node) catIndices(w http.ResponseWriter, r *http.Request, pattern string
 	var rows []map[string]string
 	for _, ix := range ixs {
 		var size int64
-		for i := range ix.docs {
-			size += int64(ix.docs[i].n)
+		for _, c := range ix.docs {
+			for i := range c {
+				size += int64(c[i].n)
+			}
 		}
 		v := map[string]string{"health": health, "status": "open", "index": ix.name, "uuid": ix.uuid, "pri": "1", "rep": "1",
 			"docs.count": strconv.Itoa(ix.count()), "docs.deleted": "0", "store.size": strconv.FormatInt(size, 10) + "b",

@@ -152,44 +152,46 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 	var readErr error
 scan:
 	for _, ix := range ixs {
-		for i := range ix.docs {
-			d := &ix.docs[i]
-			if d.deleted {
-				continue
-			}
-			var parsed map[string]any
-			var src []byte
-			if needParse || (!count && total >= req.From && len(hits) < size) {
-				var err error
-				if src, err = st.sourceLocked(d); err != nil {
-					readErr = err
-					break scan
-				}
-			}
-			if needParse {
-				parsed = parseDoc(src)
-				if parsed == nil {
-					parsed = map[string]any{}
-				}
-				parsed["\x00id"] = d.id
-				if m != nil && !m(parsed) {
+		for _, c := range ix.docs {
+			for i := range c {
+				d := &c[i]
+				if d.deleted {
 					continue
 				}
-			}
-			total++
-			for _, ta := range tas {
-				for _, v := range fieldValues(parsed, ta.field) {
-					k := valueKey(v)
-					b := ta.counts[k]
-					if b == nil {
-						b = &bucket{key: v}
-						ta.counts[k] = b
+				var parsed map[string]any
+				var src []byte
+				if needParse || (!count && total >= req.From && len(hits) < size) {
+					var err error
+					if src, err = st.sourceLocked(d); err != nil {
+						readErr = err
+						break scan
 					}
-					b.count++
 				}
-			}
-			if !count && total > req.From && len(hits) < size {
-				hits = append(hits, n.hit(ix, d, src, srcFilter))
+				if needParse {
+					parsed = parseDoc(src)
+					if parsed == nil {
+						parsed = map[string]any{}
+					}
+					parsed["\x00id"] = d.id
+					if m != nil && !m(parsed) {
+						continue
+					}
+				}
+				total++
+				for _, ta := range tas {
+					for _, v := range fieldValues(parsed, ta.field) {
+						k := valueKey(v)
+						b := ta.counts[k]
+						if b == nil {
+							b = &bucket{key: v}
+							ta.counts[k] = b
+						}
+						b.count++
+					}
+				}
+				if !count && total > req.From && len(hits) < size {
+					hits = append(hits, n.hit(ix, d, src, srcFilter))
+				}
 			}
 		}
 	}

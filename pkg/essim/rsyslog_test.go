@@ -162,9 +162,11 @@ func (s *Server) firstID(index string) string {
 	s.store.mu.RLock()
 	defer s.store.mu.RUnlock()
 	if ix := s.store.indices[index]; ix != nil {
-		for i := range ix.docs {
-			if !ix.docs[i].deleted {
-				return ix.docs[i].id
+		for _, c := range ix.docs {
+			for i := range c {
+				if !c[i].deleted {
+					return c[i].id
+				}
 			}
 		}
 	}

@@ -43,17 +43,38 @@ type index struct {
 	uuid    string
 	created time.Time
 	ids     map[string]int32
-	docs    []doc // insertion order; deleted entries stay until compaction
-	dead    int
+	// docs in insertion order, in chunks of chunkDocs entries so that
+	// growing never copies them (one slice growing by 1.25x held the old
+	// and the new array at once: tens of MB at a million documents);
+	// deleted entries stay until compaction.
+	docs  [][]doc
+	ndocs int // entries in docs, deleted ones included
+	dead  int
 }
+
+const chunkDocs = 4096
 
 // get returns the live document with id; the pointer is valid until the
 // next write to the index.
 func (ix *index) get(id string) *doc {
 	if i, ok := ix.ids[id]; ok {
-		return &ix.docs[i]
+		return &ix.docs[i/chunkDocs][i%chunkDocs]
 	}
 	return nil
+}
+
+// appendDoc adds d at position n of docs and returns docs. The first chunk
+// grows by append (small indices stay small); later ones are allocated
+// whole.
+func appendDoc(docs [][]doc, n int, d doc) [][]doc {
+	if n%chunkDocs == 0 && n > 0 {
+		docs = append(docs, make([]doc, 0, chunkDocs))
+	}
+	if len(docs) == 0 {
+		docs = append(docs, nil)
+	}
+	docs[len(docs)-1] = append(docs[len(docs)-1], d)
+	return docs
 }
 
 // count is the number of live documents.
@@ -261,8 +282,10 @@ func (s *store) createIndexLocked(name string) *index {
 
 func (s *store) deleteIndexLocked(name string) {
 	if ix := s.indices[name]; ix != nil {
-		for i := range ix.docs {
-			s.freeSlotLocked(&ix.docs[i])
+		for _, c := range ix.docs {
+			for i := range c {
+				s.freeSlotLocked(&c[i])
+			}
 		}
 	}
 	delete(s.indices, name)
@@ -275,9 +298,11 @@ func (s *store) putLocked(ix *index, id string, off int64, src []byte, version i
 	s.seq++
 	d := ix.get(id)
 	if d == nil {
-		ix.docs = append(ix.docs, doc{id: id, off: -1})
-		ix.ids[id] = int32(len(ix.docs) - 1)
-		d = &ix.docs[len(ix.docs)-1]
+		ix.docs = appendDoc(ix.docs, ix.ndocs, doc{id: id, off: -1})
+		ix.ids[id] = int32(ix.ndocs)
+		ix.ndocs++
+		last := ix.docs[len(ix.docs)-1]
+		d = &last[len(last)-1]
 	}
 	if !s.disk {
 		if d.off < 0 {
@@ -341,16 +366,19 @@ func (s *store) deleteLocked(ix *index, id string) bool {
 	d.deleted, d.off, d.n = true, -1, 0
 	delete(ix.ids, id)
 	ix.dead++
-	if ix.dead > 1024 && ix.dead > len(ix.docs)/2 {
-		live := ix.docs[:0]
-		for _, d := range ix.docs {
-			if !d.deleted {
-				ix.ids[d.id] = int32(len(live))
-				live = append(live, d)
+	if ix.dead > 1024 && ix.dead > ix.ndocs/2 {
+		var live [][]doc
+		n := 0
+		for _, c := range ix.docs {
+			for _, d := range c {
+				if !d.deleted {
+					ix.ids[d.id] = int32(n)
+					live = appendDoc(live, n, d)
+					n++
+				}
 			}
 		}
-		clear(ix.docs[len(live):])
-		ix.docs, ix.dead = live, 0
+		ix.docs, ix.ndocs, ix.dead = live, n, 0
 	}
 	return true
 }

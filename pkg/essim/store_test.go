@@ -76,12 +76,14 @@ func TestDiskStoreKeepsNoSources(t *testing.T) {
 		}
 		ix := st.indices["m"]
 		live := 0
-		for i := range ix.docs {
-			if d := &ix.docs[i]; !d.deleted {
-				live++
-				if d.off <= 0 || int(d.n) != len(srcs[d.id]) {
-					st.mu.RUnlock()
-					t.Fatalf("doc %s: off %d n %d, want its source's place in the log (%d bytes)", d.id, d.off, d.n, len(srcs[d.id]))
+		for _, c := range ix.docs {
+			for i := range c {
+				if d := &c[i]; !d.deleted {
+					live++
+					if d.off <= 0 || int(d.n) != len(srcs[d.id]) {
+						st.mu.RUnlock()
+						t.Fatalf("doc %s: off %d n %d, want its source's place in the log (%d bytes)", d.id, d.off, d.n, len(srcs[d.id]))
+					}
 				}
 			}
 		}
