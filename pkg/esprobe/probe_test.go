@@ -87,8 +87,12 @@ func TestHealthyThreeNodeCluster(t *testing.T) {
 		t.Fatalf("pool %+v", p)
 	}
 	// The server saw every connection a request used; a dial that lost a
-	// race to an idle connection is ours but may not be accepted yet.
-	if p.ServerOpened < int64(p.NewConnections) || p.ServerOpened > p.OwnOpened || p.OthersOpened != 0 {
+	// race to an idle connection is ours but may not be accepted yet. The
+	// server counts a connection when it accepts it, which a loaded host
+	// (the race detector, a cold build beside it) can delay past the next
+	// stats answer: seen once as one connection counted in the wrong
+	// window, so allow one and no more.
+	if p.ServerOpened < int64(p.NewConnections) || p.ServerOpened > p.OwnOpened+1 || p.OthersOpened > 1 {
 		t.Fatalf("server side %+v", p)
 	}
 	b := res.Bulk

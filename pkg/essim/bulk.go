@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/logdoctor/logdoctor/internal/jsonenc"
 )
 
 // itemResult is the outcome of one write, rendered as a bulk item or as a
@@ -91,7 +92,7 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, '{')
-		buf = appendString(buf, res[i].op.String())
+		buf = jsonenc.AppendString(buf, res[i].op.String())
 		buf = append(buf, ':')
 		buf = n.appendItem(buf, &res[i], true)
 		buf = append(buf, '}')
@@ -457,9 +458,9 @@ func mergeMaps(dst, src map[string]any) {
 // a single-document response.
 func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
 	buf = append(buf, `{"_index":`...)
-	buf = appendString(buf, x.index)
+	buf = jsonenc.AppendString(buf, x.index)
 	buf = append(buf, `,"_id":`...)
-	buf = appendString(buf, x.id)
+	buf = jsonenc.AppendString(buf, x.id)
 	if n.s.major < 8 {
 		buf = append(buf, `,"_type":"_doc"`...)
 	}
@@ -467,14 +468,14 @@ func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
 		buf = append(buf, `,"status":`...)
 		buf = strconv.AppendInt(buf, int64(x.status), 10)
 		buf = append(buf, `,"error":{"type":`...)
-		buf = appendString(buf, x.errType)
+		buf = jsonenc.AppendString(buf, x.errType)
 		buf = append(buf, `,"reason":`...)
-		buf = appendString(buf, x.errReason)
+		buf = jsonenc.AppendString(buf, x.errReason)
 		if x.errIndex {
 			buf = append(buf, `,"index_uuid":`...)
-			buf = appendString(buf, x.uuid)
+			buf = jsonenc.AppendString(buf, x.uuid)
 			buf = append(buf, `,"shard":"0","index":`...)
-			buf = appendString(buf, x.index)
+			buf = jsonenc.AppendString(buf, x.index)
 		}
 		return append(buf, "}}"...)
 	}
@@ -486,7 +487,7 @@ func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
 	buf = append(buf, `,"_version":`...)
 	buf = strconv.AppendInt(buf, x.version, 10)
 	buf = append(buf, `,"result":`...)
-	buf = appendString(buf, x.result)
+	buf = jsonenc.AppendString(buf, x.result)
 	buf = append(buf, `,"_shards":{"total":`...)
 	buf = strconv.AppendInt(buf, int64(total), 10)
 	buf = append(buf, `,"successful":`...)
@@ -499,47 +500,4 @@ func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
 		buf = strconv.AppendInt(buf, int64(x.status), 10)
 	}
 	return append(buf, '}')
-}
-
-// appendString appends s as a JSON string.
-func appendString(buf []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			buf = append(buf, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				buf = append(buf, '\\', c)
-			case '\n':
-				buf = append(buf, '\\', 'n')
-			case '\r':
-				buf = append(buf, '\\', 'r')
-			case '\t':
-				buf = append(buf, '\\', 't')
-			default:
-				buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			buf = append(buf, s[start:i]...)
-			buf = append(buf, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
 }

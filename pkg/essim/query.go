@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/logdoctor/logdoctor/internal/jsonenc"
 )
 
 // maxResultWindow is Elasticsearch's index.max_result_window default.
@@ -337,12 +339,12 @@ func (n *node) hit(ix *index, d *doc, src []byte, f sourceFilter) json.RawMessag
 	src, withSource := f.apply(src)
 	buf := make([]byte, 0, len(src)+96)
 	buf = append(buf, `{"_index":`...)
-	buf = appendString(buf, ix.name)
+	buf = jsonenc.AppendString(buf, ix.name)
 	if n.s.major < 8 {
 		buf = append(buf, `,"_type":"_doc"`...)
 	}
 	buf = append(buf, `,"_id":`...)
-	buf = appendString(buf, d.id)
+	buf = jsonenc.AppendString(buf, d.id)
 	buf = append(buf, `,"_score":1.0`...)
 	if withSource {
 		buf = append(buf, `,"_source":`...)

@@ -156,6 +156,23 @@ func TestRsyslogOmelasticsearch(t *testing.T) {
 	})
 }
 
+// ids lists the _ids of index's live documents.
+func (s *Server) ids(index string) []string {
+	s.store.mu.RLock()
+	defer s.store.mu.RUnlock()
+	var out []string
+	if ix := s.store.indices[index]; ix != nil {
+		for _, c := range ix.docs {
+			for i := range c {
+				if !c[i].deleted {
+					out = append(out, c[i].id)
+				}
+			}
+		}
+	}
+	return out
+}
+
 // firstID is the _id of the oldest live document in index ("" if none);
 // tests use it to look at a document whose id essim generated.
 func (s *Server) firstID(index string) string {
@@ -189,8 +206,17 @@ func TestRsyslogIndexLateDuplicates(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := start(t, Config{Faults: Faults{IndexLate: true, LateBy: 2 * time.Second}})
-			port, _ := rsyslog(t, s.URL(), tc.extra)
+			port, errFile := rsyslog(t, s.URL(), tc.extra)
 			sendSyslog(t, port, n)
+			// A failure once showed every event under one _id, which
+			// only rsyslog's bulkid template can cause; keep what is
+			// needed to tell why if it happens again.
+			defer func() {
+				if t.Failed() {
+					b, _ := os.ReadFile(errFile)
+					t.Logf("ids stored: %q\nrsyslog errorfile: %s", s.ids("rsyslog"), b)
+				}
+			}()
 			// Wait until every event was resent at least once.
 			if !waitFor(func() bool { return s.Stats().BulkItems >= 2*n }) {
 				t.Fatalf("no resend of every event: %+v", s.Stats())

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/logdoctor/logdoctor/internal/jsonenc"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -253,7 +254,7 @@ func (c *mpJSON) value(dst []byte, depth int) ([]byte, error) {
 				if err != nil {
 					return dst, err
 				}
-				dst = appendJSONString(dst, s)
+				dst = jsonenc.AppendBytes(dst, s)
 			} else {
 				// A non-string key becomes the text of its JSON form.
 				start := len(dst)
@@ -261,7 +262,7 @@ func (c *mpJSON) value(dst []byte, depth int) ([]byte, error) {
 					return dst, err
 				}
 				key := string(dst[start:])
-				dst = appendJSONString(dst[:start], []byte(key))
+				dst = jsonenc.AppendString(dst[:start], key)
 			}
 			dst = append(dst, ':')
 			if dst, err = c.value(dst, depth+1); err != nil {
@@ -274,7 +275,7 @@ func (c *mpJSON) value(dst []byte, depth int) ([]byte, error) {
 		if err != nil {
 			return dst, err
 		}
-		return appendJSONString(dst, s), nil
+		return jsonenc.AppendBytes(dst, s), nil
 	case b == 0xc0:
 		r.p++
 		return append(dst, "null"...), nil
@@ -356,48 +357,4 @@ func appendJSONFloat(dst []byte, f float64) []byte {
 		return append(dst, "null"...)
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString quotes s as a JSON string.
-func appendJSONString(dst []byte, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

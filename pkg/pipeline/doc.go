@@ -9,6 +9,8 @@ import (
 	"hash"
 	"io"
 	"time"
+
+	"github.com/logdoctor/logdoctor/internal/jsonenc"
 )
 
 // eventID is the deterministic _id of an event: the first 128 bits of
@@ -168,7 +170,7 @@ func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, st
 	dst = append(dst, '{')
 	added := false
 	if !haveTime {
-		dst = appendString(dst, d.timeKey)
+		dst = jsonenc.AppendString(dst, d.timeKey)
 		dst = append(dst, ':', '"')
 		dst = t.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z")
 		dst = append(dst, '"')
@@ -178,9 +180,9 @@ func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, st
 		if added {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, d.tagKey)
+		dst = jsonenc.AppendString(dst, d.tagKey)
 		dst = append(dst, ':')
-		dst = appendString(dst, tag)
+		dst = jsonenc.AppendString(dst, tag)
 		added = true
 	}
 	rest := obj[i:]
@@ -227,16 +229,4 @@ func idFromValue(v []byte) string {
 		return base64.RawURLEncoding.EncodeToString(sum[:16])
 	}
 	return s
-}
-
-func appendString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			b, _ := json.Marshal(s)
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }

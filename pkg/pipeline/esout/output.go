@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/jsonenc"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
@@ -530,31 +532,14 @@ func errString(err error) string {
 func buildBulk(dst []byte, items []*item) []byte {
 	for _, it := range items {
 		dst = append(dst, `{"create":{"_index":`...)
-		dst = appendJSONString(dst, it.index)
+		dst = jsonenc.AppendString(dst, it.index)
 		dst = append(dst, `,"_id":`...)
-		dst = appendJSONString(dst, it.rec.ID)
+		dst = jsonenc.AppendString(dst, it.rec.ID)
 		dst = append(dst, "}}\n"...)
 		dst = append(dst, it.rec.Doc...)
 		dst = append(dst, '\n')
 	}
 	return dst
-}
-
-func appendJSONString(dst []byte, s string) []byte {
-	simple := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			simple = false
-			break
-		}
-	}
-	if simple {
-		dst = append(dst, '"')
-		dst = append(dst, s...)
-		return append(dst, '"')
-	}
-	b, _ := json.Marshal(s)
-	return append(dst, b...)
 }
 
 // maxResponse caps how much of a response is read.
