@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -51,19 +52,14 @@ func (c *ESConnOptions) flags(cmd *cobra.Command) {
 
 // resolve fills the password and API key from the file and environment.
 func (c *ESConnOptions) resolve() error {
-	if c.PasswordFile != "" {
-		if c.Password != "" {
-			return usageErrorf("--password and --password-file are exclusive")
-		}
-		b, err := os.ReadFile(c.PasswordFile)
-		if err != nil {
-			return fmt.Errorf("--password-file: %w", err)
-		}
-		c.Password = strings.TrimRight(string(b), "\r\n")
+	if c.PasswordFile != "" && c.Password != "" {
+		return usageErrorf("--password and --password-file are exclusive")
 	}
-	if c.Password == "" {
-		c.Password = os.Getenv("LOGDOCTOR_ES_PASSWORD")
+	pw, err := esPassword(c.Password, "--password-file", c.PasswordFile)
+	if err != nil {
+		return err
 	}
+	c.Password = pw
 	if c.APIKey == "" {
 		c.APIKey = os.Getenv("LOGDOCTOR_ES_API_KEY")
 	}
@@ -358,22 +354,22 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	if o.Nodes < 1 || o.Nodes > 64 {
 		return nil, usageErrorf("--nodes must be between 1 and 64")
 	}
-	if o.Password == "" {
-		o.Password = os.Getenv("LOGDOCTOR_ES_PASSWORD")
+	if o.Password, err = esPassword(o.Password, "", ""); err != nil {
+		return nil, err
 	}
 	if o.User != "" && o.Password == "" {
 		return nil, usageErrorf("--user needs --password or LOGDOCTOR_ES_PASSWORD")
 	}
 	var tlsCfg *tls.Config
-	if o.TLSCert != "" || o.TLSKey != "" {
-		if o.TLSCert == "" || o.TLSKey == "" {
-			return nil, usageErrorf("--tls-cert and --tls-key go together")
-		}
-		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cert, err := keyPair("--tls-cert", o.TLSCert, "--tls-key", o.TLSKey)
+	if errors.Is(err, errPairIncomplete) {
+		return nil, &UsageError{Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cert != nil {
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	}
 	faults := essim.Faults{RejectRate: o.RejectRate, FailRate: o.FailRate, FailStatus: o.FailStatus, DropRate: o.DropRate,
 		Latency: o.Latency, IdleClose: o.IdleClose, PublishAddress: o.PublishAddress, Health: o.Health,

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,24 +124,18 @@ func probeTLSConfig(o ForwardProbeOptions) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{InsecureSkipVerify: o.Insecure, ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
 	if o.CA != "" {
-		pem, err := os.ReadFile(o.CA)
+		pool, err := certPool("--ca", o.CA)
 		if err != nil {
-			return nil, usageErrorf("--ca: %w", err)
+			return nil, &UsageError{Err: err}
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, usageErrorf("--ca %s: no PEM certificates found", o.CA)
-		}
+		cfg.RootCAs = pool
 	}
-	if o.Cert != "" || o.Key != "" {
-		if o.Cert == "" || o.Key == "" {
-			return nil, usageErrorf("--cert and --key go together")
-		}
-		pair, err := tls.LoadX509KeyPair(o.Cert, o.Key)
-		if err != nil {
-			return nil, usageErrorf("--cert/--key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+	pair, err := keyPair("--cert", o.Cert, "--key", o.Key)
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	if pair != nil {
+		cfg.Certificates = []tls.Certificate{*pair}
 	}
 	return cfg, nil
 }
@@ -440,19 +433,14 @@ func serveTLSConfig(o ForwardServeOptions) (*tls.Config, error) {
 		}
 		return nil, nil
 	}
-	pair, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+	pair, err := keyPair("--tls-cert", o.TLSCert, "--tls-key", o.TLSKey)
 	if err != nil {
-		return nil, usageErrorf("--tls-cert/--tls-key: %w", err)
+		return nil, &UsageError{Err: err}
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{Certificates: []tls.Certificate{*pair}, MinVersion: tls.VersionTLS12}
 	if o.TLSClientCA != "" {
-		pem, err := os.ReadFile(o.TLSClientCA)
-		if err != nil {
-			return nil, usageErrorf("--tls-client-ca: %w", err)
-		}
-		cfg.ClientCAs = x509.NewCertPool()
-		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
-			return nil, usageErrorf("--tls-client-ca %s: no PEM certificates", o.TLSClientCA)
+		if cfg.ClientCAs, err = certPool("--tls-client-ca", o.TLSClientCA); err != nil {
+			return nil, &UsageError{Err: err}
 		}
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}

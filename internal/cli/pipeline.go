@@ -3,7 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -260,23 +260,23 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	if !cfg.MemoryBuffer && cfg.BufferDir == "" {
 		cfg.BufferDir = defaultBufferDir()
 	}
-	if (o.ForwardTLSCert == "") != (o.ForwardTLSKey == "") {
-		return cfg, usageErrorf("--forward-tls-cert and --forward-tls-key go together")
+	cert, err := keyPair("--forward-tls-cert", o.ForwardTLSCert, "--forward-tls-key", o.ForwardTLSKey)
+	if errors.Is(err, errPairIncomplete) {
+		return cfg, &UsageError{Err: err}
 	}
-	if o.ForwardTLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.ForwardTLSCert, o.ForwardTLSKey)
-		if err != nil {
-			return cfg, fmt.Errorf("forward TLS: %w", err)
-		}
-		cfg.ForwardTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if err != nil {
+		return cfg, fmt.Errorf("forward TLS: %w", err)
+	}
+	if cert != nil {
+		cfg.ForwardTLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	}
 	es := esout.Config{
 		Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey, Index: o.Index, Gzip: o.Gzip,
 		Workers: o.Workers, BatchCount: o.BatchCount, BatchBytes: int(batch), FlushInterval: o.FlushInterval,
 		RequestTimeout: o.RequestTimeout, RetryTimeout: o.RetryTimeout, Sniff: o.Sniff,
 	}
-	if es.Password == "" {
-		es.Password = os.Getenv("LOGDOCTOR_ES_PASSWORD")
+	if es.Password, err = esPassword(es.Password, "", ""); err != nil {
+		return cfg, err
 	}
 	if es.APIKey == "" {
 		es.APIKey = os.Getenv("LOGDOCTOR_ES_API_KEY")
@@ -284,15 +284,9 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	if o.ESCA != "" || o.ESInsecure {
 		tc := &tls.Config{InsecureSkipVerify: o.ESInsecure, MinVersion: tls.VersionTLS12}
 		if o.ESCA != "" {
-			pem, err := os.ReadFile(o.ESCA)
-			if err != nil {
-				return cfg, fmt.Errorf("--es-ca: %w", err)
+			if tc.RootCAs, err = certPool("--es-ca", o.ESCA); err != nil {
+				return cfg, err
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return cfg, usageErrorf("--es-ca %s: no PEM certificate in it", o.ESCA)
-			}
-			tc.RootCAs = pool
 		}
 		es.TLS = tc
 	}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -174,16 +173,11 @@ func (o *SmokeOptions) finish() error {
 	if o.SharedKey == "" {
 		o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
 	}
-	if o.ESPassword == "" {
-		o.ESPassword = os.Getenv("LOGDOCTOR_ES_PASSWORD")
+	pw, err := esPassword(o.ESPassword, "--es-password-file", o.ESPasswordFile)
+	if err != nil {
+		return &UsageError{Err: err}
 	}
-	if o.ESPasswordFile != "" {
-		b, err := os.ReadFile(o.ESPasswordFile)
-		if err != nil {
-			return usageErrorf("--es-password-file: %v", err)
-		}
-		o.ESPassword = strings.TrimRight(string(b), "\r\n")
-	}
+	o.ESPassword = pw
 	return nil
 }
 
@@ -379,12 +373,12 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 		if c == nil {
 			c = &tls.Config{}
 		}
-		if o.TLSCert != "" {
-			cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
-			if err != nil {
-				return nil, fmt.Errorf("--tls-cert: %w", err)
-			}
-			c.Certificates = []tls.Certificate{cert}
+		cert, err := keyPair("--tls-cert", o.TLSCert, "--tls-key", o.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		if cert != nil {
+			c.Certificates = []tls.Certificate{*cert}
 		}
 		fwdCfg.TLSConfig = c
 	}
@@ -414,13 +408,9 @@ func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
 	}
 	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := certPool("CA file", caFile)
 		if err != nil {
 			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New(caFile + ": no PEM certificate found")
 		}
 		c.RootCAs = pool
 	}

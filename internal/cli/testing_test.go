@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -27,5 +29,37 @@ func TestVersionAndUsageErrors(t *testing.T) {
 	code, _, errOut = runCLI(t, "no-such-command")
 	if code != ExitUsage {
 		t.Fatalf("unknown command: code %d err %q", code, errOut)
+	}
+}
+
+func TestSecretHelpers(t *testing.T) {
+	dir := t.TempDir()
+	pw := dir + "/pw"
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LOGDOCTOR_ES_PASSWORD", "from-env")
+	for _, c := range []struct{ flag, file, want string }{
+		{"given", "", "given"}, {"", pw, "s3cret"}, {"", "", "from-env"},
+	} {
+		got, err := esPassword(c.flag, "--password-file", c.file)
+		if err != nil || got != c.want {
+			t.Errorf("esPassword(%q, %q) = %q, %v; want %q", c.flag, c.file, got, err, c.want)
+		}
+	}
+	if _, err := esPassword("", "--password-file", dir+"/missing"); err == nil || !strings.Contains(err.Error(), "--password-file") {
+		t.Errorf("missing password file: %v", err)
+	}
+	if _, err := certPool("--ca", pw); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("non-PEM CA accepted: %v", err)
+	}
+	if c, err := keyPair("--cert", "", "--key", ""); c != nil || err != nil {
+		t.Errorf("no pair: %v %v", c, err)
+	}
+	if _, err := keyPair("--cert", pw, "--key", ""); !errors.Is(err, errPairIncomplete) {
+		t.Errorf("half a pair: %v", err)
+	}
+	if _, err := keyPair("--cert", pw, "--key", pw); err == nil || errors.Is(err, errPairIncomplete) {
+		t.Errorf("bad pair: %v", err)
 	}
 }
