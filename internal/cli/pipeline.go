@@ -12,9 +12,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/logdoctor/logdoctor/internal/reopen"
 
 	"github.com/spf13/cobra"
 
@@ -329,50 +330,16 @@ func esURLs(vals []string, es *esout.Config) ([]string, bool, error) {
 	return out, embedded, nil
 }
 
-// reopenWriter is a log file that SIGHUP reopens (after logrotate).
-type reopenWriter struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
-}
-
-func (w *reopenWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.f.Write(p)
-}
-
-func (w *reopenWriter) reopen() error {
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	w.mu.Lock()
-	old := w.f
-	w.f = f
-	w.mu.Unlock()
-	if old != nil {
-		old.Close()
-	}
-	return nil
-}
-
-func (w *reopenWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.f.Close()
-}
-
-func newLogger(o *PipelineOptions, stderr io.Writer) (*slog.Logger, *reopenWriter, error) {
+func newLogger(o *PipelineOptions, stderr io.Writer) (*slog.Logger, *reopen.File, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(o.LogLevel)); err != nil {
 		return nil, nil, usageErrorf("--log-level: %v", err)
 	}
 	w := stderr
-	var rw *reopenWriter
+	var rw *reopen.File
 	if o.LogFile != "" {
-		rw = &reopenWriter{path: o.LogFile}
-		if err := rw.reopen(); err != nil {
+		var err error
+		if rw, err = reopen.Open(o.LogFile); err != nil {
 			return nil, nil, fmt.Errorf("--log-file: %w", err)
 		}
 		w = rw
@@ -452,7 +419,7 @@ wait:
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				if logw != nil {
-					if err := logw.reopen(); err != nil {
+					if err := logw.Reopen(); err != nil {
 						fmt.Fprintf(g.IO.Err, "logdoctor pipeline: reopening log file: %v\n", err)
 					}
 				}

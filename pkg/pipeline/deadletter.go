@@ -4,20 +4,19 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
-	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/logdoctor/logdoctor/internal/reopen"
 )
 
 // deadLetters appends one JSON line per refused event to a file: garbage
 // UDP datagrams and events Elasticsearch refused for good or that were
-// given up after the retry timeout. Nothing is dropped silently.
+// given up after the retry timeout. Nothing is dropped silently. The file
+// reopens on SIGHUP (Pipeline.Reopen) like the log.
 type deadLetters struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
-	now  func() time.Time
+	*reopen.File
+	now func() time.Time
 }
 
 // DeadLetter is one line of the dead-letter file.
@@ -35,27 +34,11 @@ type DeadLetter struct {
 }
 
 func openDeadLetters(path string, now func() time.Time) (*deadLetters, error) {
-	d := &deadLetters{path: path, now: now}
-	if err := d.Reopen(); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-// Reopen closes and reopens the file (after logrotate moved it).
-func (d *deadLetters) Reopen() error {
-	f, err := os.OpenFile(d.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := reopen.Open(path)
 	if err != nil {
-		return fmt.Errorf("dead-letter file: %w", err)
+		return nil, fmt.Errorf("dead-letter file: %w", err)
 	}
-	d.mu.Lock()
-	old := d.f
-	d.f = f
-	d.mu.Unlock()
-	if old != nil {
-		old.Close()
-	}
-	return nil
+	return &deadLetters{File: f, now: now}, nil
 }
 
 func (d *deadLetters) write(dl DeadLetter, data []byte) error {
@@ -70,24 +53,8 @@ func (d *deadLetters) write(dl DeadLetter, data []byte) error {
 		return err
 	}
 	line = append(line, '\n')
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.f == nil {
-		return fmt.Errorf("dead-letter file closed")
-	}
-	if _, err := d.f.Write(line); err != nil {
+	if _, err := d.Write(line); err != nil {
 		return fmt.Errorf("dead-letter file: %w", err)
 	}
 	return nil
-}
-
-func (d *deadLetters) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.f == nil {
-		return nil
-	}
-	err := d.f.Close()
-	d.f = nil
-	return err
 }
