@@ -296,7 +296,11 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			ix = st.createIndexLocked(it.Index)
 		}
 		x.uuid = ix.uuid
-		old := ix.get(x.id)
+		old, err := st.getLocked(ix, x.id)
+		if err != nil {
+			fail(http.StatusInternalServerError, "exception", err.Error())
+			return
+		}
 		if old != nil && it.Op == OpCreate {
 			s.conflicts.Add(1)
 			x.errIndex = true
@@ -310,7 +314,11 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			v = old.version + 1
 			x.status, x.result = http.StatusOK, "updated"
 		}
-		d := st.indexLocked(ix, x.id, it.Source, v)
+		d, err := st.indexLocked(ix, x.id, it.Source, v)
+		if err != nil {
+			fail(http.StatusInternalServerError, "exception", err.Error())
+			return
+		}
 		x.version, x.seq = d.version, d.seq
 	case OpDelete:
 		if ix == nil {
@@ -318,13 +326,20 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			return
 		}
 		x.uuid = ix.uuid
-		old := ix.get(x.id)
+		old, err := st.getLocked(ix, x.id)
+		if err != nil {
+			fail(http.StatusInternalServerError, "exception", err.Error())
+			return
+		}
 		if old == nil {
 			x.status, x.result, x.version, x.seq = http.StatusNotFound, "not_found", 1, st.seq
 			return
 		}
 		version := old.version // old moves if the delete compacts the index
-		st.deleteDocLocked(ix, x.id)
+		if _, err := st.deleteDocLocked(ix, x.id); err != nil {
+			fail(http.StatusInternalServerError, "exception", err.Error())
+			return
+		}
 		x.status, x.result, x.version, x.seq = http.StatusOK, "deleted", version+1, st.seq
 	case OpUpdate:
 		var u struct {
@@ -343,7 +358,11 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 		}
 		var old *doc
 		if ix != nil {
-			old = ix.get(x.id)
+			var err error
+			if old, err = st.getLocked(ix, x.id); err != nil {
+				fail(http.StatusInternalServerError, "exception", err.Error())
+				return
+			}
 			x.uuid = ix.uuid
 		}
 		if old == nil {
@@ -360,11 +379,15 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 				ix = st.createIndexLocked(it.Index)
 				x.uuid = ix.uuid
 			}
-			d := st.indexLocked(ix, x.id, compactJSON(src), 1)
+			d, err := st.indexLocked(ix, x.id, compactJSON(src), 1)
+			if err != nil {
+				fail(http.StatusInternalServerError, "exception", err.Error())
+				return
+			}
 			x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, d.seq
 			return
 		}
-		oldSrc, err := st.sourceWriteLocked(old)
+		oldSrc, err := st.sourceLocked(old)
 		if err != nil {
 			fail(http.StatusInternalServerError, "exception", err.Error())
 			return
@@ -378,7 +401,11 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			x.status, x.result, x.version, x.seq = http.StatusOK, "noop", old.version, old.seq
 			return
 		}
-		d := st.indexLocked(ix, x.id, merged, old.version+1)
+		d, err := st.indexLocked(ix, x.id, merged, old.version+1)
+		if err != nil {
+			fail(http.StatusInternalServerError, "exception", err.Error())
+			return
+		}
 		x.status, x.result, x.version, x.seq = http.StatusOK, "updated", d.version, d.seq
 	}
 }

@@ -67,6 +67,9 @@ type Config struct {
 	Username, Password, APIKey string
 	TLS                        *tls.Config // serve HTTPS when set
 	Faults                     Faults
+	// hashMask keeps only these bits of the _id hash; tests set it to
+	// force collisions. 0 keeps all.
+	hashMask uint32
 }
 
 // Faults are the injected misbehaviours; they can change at runtime through
@@ -259,7 +262,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err := validateFaults(cfg.Faults); err != nil {
 		return nil, err
 	}
-	st, err := openStore(cfg.DataDir)
+	st, err := openStore(cfg.DataDir, cfg.hashMask)
 	if err != nil {
 		return nil, err
 	}
@@ -523,8 +526,8 @@ func (s *Server) Doc(index, id string) ([]byte, bool) {
 	if ix == nil {
 		return nil, false
 	}
-	d := ix.get(id)
-	if d == nil {
+	d, err := s.store.getLocked(ix, id)
+	if d == nil || err != nil {
 		return nil, false
 	}
 	src, err := s.store.sourceLocked(d)

@@ -529,7 +529,8 @@ func (n *node) getDoc(w http.ResponseWriter, r *http.Request, index, id string) 
 	var err error
 	found := false
 	if ix != nil {
-		if p := ix.get(id); p != nil {
+		var p *doc
+		if p, err = st.getLocked(ix, id); p != nil {
 			d, found = *p, true
 			src, err = st.sourceLocked(p)
 		}

@@ -157,14 +157,15 @@ scan:
 		for _, c := range ix.docs {
 			for i := range c {
 				d := &c[i]
-				if d.deleted {
+				if d.deleted() {
 					continue
 				}
 				var parsed map[string]any
+				var id string
 				var src []byte
 				if needParse || (!count && total >= req.From && len(hits) < size) {
 					var err error
-					if src, err = st.sourceLocked(d); err != nil {
+					if id, src, err = st.docLocked(d); err != nil {
 						readErr = err
 						break scan
 					}
@@ -174,7 +175,7 @@ scan:
 					if parsed == nil {
 						parsed = map[string]any{}
 					}
-					parsed["\x00id"] = d.id
+					parsed["\x00id"] = id
 					if m != nil && !m(parsed) {
 						continue
 					}
@@ -192,7 +193,7 @@ scan:
 					}
 				}
 				if !count && total > req.From && len(hits) < size {
-					hits = append(hits, n.hit(ix, d, src, srcFilter))
+					hits = append(hits, n.hit(ix, id, src, srcFilter))
 				}
 			}
 		}
@@ -335,7 +336,7 @@ func (f sourceFilter) apply(src []byte) ([]byte, bool) {
 	return b, true
 }
 
-func (n *node) hit(ix *index, d *doc, src []byte, f sourceFilter) json.RawMessage {
+func (n *node) hit(ix *index, id string, src []byte, f sourceFilter) json.RawMessage {
 	src, withSource := f.apply(src)
 	buf := make([]byte, 0, len(src)+96)
 	buf = append(buf, `{"_index":`...)
@@ -344,7 +345,7 @@ func (n *node) hit(ix *index, d *doc, src []byte, f sourceFilter) json.RawMessag
 		buf = append(buf, `,"_type":"_doc"`...)
 	}
 	buf = append(buf, `,"_id":`...)
-	buf = jsonenc.AppendString(buf, d.id)
+	buf = jsonenc.AppendString(buf, id)
 	buf = append(buf, `,"_score":1.0`...)
 	if withSource {
 		buf = append(buf, `,"_source":`...)

@@ -164,8 +164,12 @@ func (s *Server) ids(index string) []string {
 	if ix := s.store.indices[index]; ix != nil {
 		for _, c := range ix.docs {
 			for i := range c {
-				if !c[i].deleted {
-					out = append(out, c[i].id)
+				if !c[i].deleted() {
+					id, _, err := s.store.docLocked(&c[i])
+					if err != nil {
+						panic(err) // tests only
+					}
+					out = append(out, id)
 				}
 			}
 		}
@@ -176,16 +180,8 @@ func (s *Server) ids(index string) []string {
 // firstID is the _id of the oldest live document in index ("" if none);
 // tests use it to look at a document whose id essim generated.
 func (s *Server) firstID(index string) string {
-	s.store.mu.RLock()
-	defer s.store.mu.RUnlock()
-	if ix := s.store.indices[index]; ix != nil {
-		for _, c := range ix.docs {
-			for i := range c {
-				if !c[i].deleted {
-					return c[i].id
-				}
-			}
-		}
+	if ids := s.ids(index); len(ids) > 0 {
+		return ids[0]
 	}
 	return ""
 }

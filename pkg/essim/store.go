@@ -2,9 +2,9 @@ package essim
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net/url"
 	"os"
@@ -24,25 +24,36 @@ type store struct {
 	seq     int64
 	idSeq   uint64
 	idSalt  uint64
-	disk    bool // sources live only in the log (a data dir is set)
+	seed    maphash.Seed
+	mask    uint32
+	disk    bool // ids and sources live only in the log (a data dir is set)
 	log     *os.File
-	w       *bufio.Writer
-	end     int64  // log size including what w still buffers
-	hdr     []byte // scratch for record headers
-	// mem holds the sources when there is no log; doc.off indexes it, and
-	// free lists slots of deleted documents for reuse.
-	mem  [][]byte
+	// pend holds log records not yet written to the file; they occupy
+	// [end-len(pend), end) of the log. Readers under the read lock see it
+	// unchanging because only write-lock holders append or flush.
+	pend []byte
+	end  int64 // log size including pend
+	// mem holds ids and sources when there is no log; doc.off indexes it,
+	// and free lists slots of deleted documents for reuse.
+	mem  []memDoc
 	free []int64
 }
 
-// index keeps its documents by value in insertion order, with a map from
-// _id to position: two pointers per document instead of five, which keeps
-// the garbage collector's work small when essim holds millions of them.
+type memDoc struct {
+	id  string
+	src []byte
+}
+
+// index keeps its documents by value in insertion order, and finds them
+// by a hash of the _id (idTable). Neither holds a pointer or a string: at
+// a million documents the garbage collector has nothing to scan here, and
+// a document costs 32 bytes plus ~11 in the table instead of the ~130
+// that an id string, a map[string] key and a pointer-bearing entry took.
 type index struct {
 	name    string
 	uuid    string
 	created time.Time
-	ids     map[string]int32
+	ids     idTable
 	// docs in insertion order, in chunks of chunkDocs entries so that
 	// growing never copies them (one slice growing by 1.25x held the old
 	// and the new array at once: tens of MB at a million documents);
@@ -54,14 +65,7 @@ type index struct {
 
 const chunkDocs = 4096
 
-// get returns the live document with id; the pointer is valid until the
-// next write to the index.
-func (ix *index) get(id string) *doc {
-	if i, ok := ix.ids[id]; ok {
-		return &ix.docs[i/chunkDocs][i%chunkDocs]
-	}
-	return nil
-}
+func (ix *index) at(i int32) *doc { return &ix.docs[i/chunkDocs][i%chunkDocs] }
 
 // appendDoc adds d at position n of docs and returns docs. The first chunk
 // grows by append (small indices stay small); later ones are allocated
@@ -78,71 +82,140 @@ func appendDoc(docs [][]doc, n int, d doc) [][]doc {
 }
 
 // count is the number of live documents.
-func (ix *index) count() int { return len(ix.ids) }
+func (ix *index) count() int { return ix.ids.n }
 
-// doc holds no source bytes: with a data dir the source (raw JSON as
-// received, never re-encoded) lives only in the log at off, n bytes long,
-// so memory per document stays ~48 bytes plus the id however large the
-// documents are; without one, off is a slot in store.mem.
+// doc holds neither id nor source: with a data dir both live only in the
+// log, the id at off (idn bytes) followed by the source (n bytes); without
+// one, off is a slot in store.mem. A deleted entry has off < 0.
 type doc struct {
-	id      string
 	off     int64
 	version int64
 	seq     int64
 	n       int32
-	deleted bool
+	idn     int32
 }
+
+func (d *doc) deleted() bool { return d.off < 0 }
 
 // maxSourceLen bounds one source so its length fits doc.n.
 const maxSourceLen = 1<<31 - 1
 
-// errUnflushed means a source is still in the log writer's buffer: a
-// failed flush left it there.
-var errUnflushed = errors.New("essim: document source not yet written to the data log")
+// pendFlush is how many bytes of records wait in memory before they are
+// written to the log file.
+const pendFlush = 1 << 20
 
-// sourceLocked returns d's source; callers hold mu (read or write). With a
-// log it reads the bytes back with ReadAt, which is safe for concurrent
-// readers; every write path flushes before it releases the write lock, so
-// readers see flushed records.
+// readAtLocked fills b from the log at off, from the file or from the
+// records still pending; callers hold mu (read or write): the file's
+// ReadAt is safe for concurrent readers.
+func (s *store) readAtLocked(b []byte, off int64) error {
+	if s.log == nil {
+		return errors.New("essim: data log closed")
+	}
+	if off < 0 || off+int64(len(b)) > s.end {
+		return fmt.Errorf("essim: data log: read of %d bytes at %d past its end %d", len(b), off, s.end)
+	}
+	fileEnd := s.end - int64(len(s.pend))
+	n := 0
+	if off < fileEnd {
+		n = int(min(int64(len(b)), fileEnd-off))
+		if _, err := s.log.ReadAt(b[:n], off); err != nil {
+			return fmt.Errorf("essim: data log: read at %d: %w", off, err)
+		}
+	}
+	if n < len(b) {
+		copy(b[n:], s.pend[off+int64(n)-fileEnd:])
+	}
+	return nil
+}
+
+// docLocked returns d's id and source (callers hold mu).
+func (s *store) docLocked(d *doc) (id string, src []byte, err error) {
+	if d.deleted() {
+		return "", nil, errors.New("essim: document deleted")
+	}
+	if !s.disk {
+		if d.off >= int64(len(s.mem)) {
+			return "", nil, errors.New("essim: document has no source")
+		}
+		m := &s.mem[d.off]
+		return m.id, m.src, nil
+	}
+	b := make([]byte, int(d.idn)+int(d.n))
+	if err := s.readAtLocked(b, d.off); err != nil {
+		return "", nil, err
+	}
+	return string(b[:d.idn]), b[d.idn:], nil
+}
+
+// sourceLocked returns d's source (callers hold mu).
 func (s *store) sourceLocked(d *doc) ([]byte, error) {
 	if !s.disk {
-		if d.off < 0 || d.off >= int64(len(s.mem)) {
-			return nil, errors.New("essim: document has no source")
-		}
-		return s.mem[d.off], nil
+		_, src, err := s.docLocked(d)
+		return src, err
 	}
-	if s.log == nil {
-		return nil, errors.New("essim: data log closed")
-	}
-	if d.off+int64(d.n) > s.end-int64(s.w.Buffered()) {
-		return nil, errUnflushed
+	if d.deleted() {
+		return nil, errors.New("essim: document deleted")
 	}
 	b := make([]byte, d.n)
-	if _, err := s.log.ReadAt(b, d.off); err != nil {
-		return nil, fmt.Errorf("essim: data log: read source: %w", err)
+	if err := s.readAtLocked(b, d.off+int64(d.idn)); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
 
-// sourceWriteLocked is sourceLocked for holders of the write lock: it
-// flushes first when d's record is still buffered (an update reading a
-// document written earlier in the same bulk).
-func (s *store) sourceWriteLocked(d *doc) ([]byte, error) {
-	if s.w != nil && d.off+int64(d.n) > s.end-int64(s.w.Buffered()) {
-		if err := s.flushLocked(); err != nil {
-			return nil, err
-		}
+// idIsLocked reports whether d's id is id.
+func (s *store) idIsLocked(d *doc, id string) (bool, error) {
+	if int(d.idn) != len(id) || d.deleted() {
+		return false, nil
 	}
-	return s.sourceLocked(d)
+	if !s.disk {
+		return s.mem[d.off].id == id, nil
+	}
+	var small [64]byte
+	b := small[:0]
+	if len(id) <= len(small) {
+		b = small[:len(id)]
+	} else {
+		b = make([]byte, len(id))
+	}
+	if err := s.readAtLocked(b, d.off); err != nil {
+		return false, err
+	}
+	return string(b) == id, nil
 }
 
-const logName = "essim.log"
+func (s *store) hash(id string) uint32 { return uint32(maphash.String(s.seed, id)) & s.mask }
 
-// openStore loads dir's log when dir is set; records are
-// "I\tindex\tid\tversion\n<source>\n", "D\tindex\tid\n", "C\tindex\n" and
-// "X\tindex\n". A torn last record (crash mid-write) is ignored.
-func openStore(dir string) (*store, error) {
-	s := &store{indices: map[string]*index{}, idSalt: uint64(time.Now().UnixNano())}
+// findLocked returns the table slot of id's live document, or -1.
+func (s *store) findLocked(ix *index, id string) (int, error) {
+	return ix.ids.lookup(s.hash(id), func(p int32) (bool, error) { return s.idIsLocked(ix.at(p), id) })
+}
+
+// getLocked returns the live document with id, or nil; the pointer is
+// valid until the next write to the index.
+func (s *store) getLocked(ix *index, id string) (*doc, error) {
+	slot, err := s.findLocked(ix, id)
+	if slot < 0 {
+		return nil, err
+	}
+	return ix.at(ix.ids.pos(slot)), nil
+}
+
+const (
+	logName  = "essim.log"
+	logMagic = "essim-log\t2\n"
+)
+
+// openStore loads dir's log when dir is set. After the magic line, records
+// are "I\tindex\tversion\tidlen\tsrclen\n<id><source>\n",
+// "D\tindex\tidlen\n<id>\n", "C\tindex\n" and "X\tindex\n": lengths, not
+// delimiters, bound ids and sources, so neither may contain anything it
+// likes. A torn last record (crash mid-write) is ignored.
+func openStore(dir string, hashMask uint32) (*store, error) {
+	if hashMask == 0 {
+		hashMask = ^uint32(0)
+	}
+	s := &store{indices: map[string]*index{}, idSalt: uint64(time.Now().UnixNano()), seed: maphash.MakeSeed(), mask: hashMask}
 	if dir == "" {
 		return s, nil
 	}
@@ -155,6 +228,12 @@ func openStore(dir string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("essim: data log: %w", err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("essim: data log: %w", err)
+	}
+	s.log, s.end = f, fi.Size()
 	good, err := s.replay(f)
 	if err != nil {
 		f.Close()
@@ -168,56 +247,92 @@ func openStore(dir string) (*store, error) {
 		f.Close()
 		return nil, fmt.Errorf("essim: data log: %w", err)
 	}
-	s.log = f
-	s.w = bufio.NewWriterSize(f, 1<<20)
 	s.end = good
+	if good == 0 {
+		s.pend = append(s.pend, logMagic...)
+		s.end = int64(len(logMagic))
+		if err := s.flushLocked(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
-// replay applies the log and returns the offset after the last whole record.
+// replay applies the log and returns the offset after the last whole
+// record.
 func (s *store) replay(r io.Reader) (int64, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
-	var off int64
-	readLine := func() ([]byte, bool) {
-		line, err := br.ReadBytes('\n')
-		if err != nil {
+	magic, err := br.ReadString('\n')
+	if err != nil {
+		if magic == "" || strings.HasPrefix(logMagic, magic) {
+			return 0, nil // empty, or torn while writing the magic
+		}
+	}
+	if magic != logMagic {
+		return 0, fmt.Errorf("not an essim data log of this version (first line %q, want %q); move the directory away", truncate(magic, 32), logMagic)
+	}
+	off := int64(len(logMagic))
+	var body []byte
+	// readBody reads n bytes plus the closing newline.
+	readBody := func(n int64) ([]byte, bool) {
+		if int64(cap(body)) < n+1 {
+			body = make([]byte, n+1)
+		}
+		body = body[:n+1]
+		if _, err := io.ReadFull(br, body); err != nil || body[n] != '\n' {
 			return nil, false
 		}
-		return line, true
+		return body[:n], true
 	}
 	for {
-		hdr, ok := readLine()
-		if !ok {
+		hdr, err := br.ReadBytes('\n')
+		if err != nil {
 			return off, nil
 		}
 		n := int64(len(hdr))
-		f := strings.Split(strings.TrimSuffix(string(hdr), "\n"), "\t")
+		f := strings.Split(string(hdr[:len(hdr)-1]), "\t")
+		bad := func(what string) (int64, error) {
+			return off, fmt.Errorf("record at offset %d: %s in %q", off, what, truncate(string(hdr), 64))
+		}
 		switch {
-		case f[0] == "I" && len(f) == 4:
-			src, ok := readLine()
+		case f[0] == "I" && len(f) == 5:
+			v, err1 := strconv.ParseInt(f[2], 10, 64)
+			idn, err2 := strconv.Atoi(f[3])
+			srcn, err3 := strconv.ParseInt(f[4], 10, 64)
+			if err1 != nil || err2 != nil || err3 != nil || idn < 0 || idn > 512 || srcn < 0 || srcn > maxSourceLen {
+				return bad("bad number")
+			}
+			b, ok := readBody(int64(idn) + srcn)
 			if !ok {
 				return off, nil
 			}
-			v, err := strconv.ParseInt(f[3], 10, 64)
-			if err != nil {
-				return off, fmt.Errorf("record at offset %d: version %q", off, f[3])
-			}
-			if len(src)-1 > maxSourceLen {
-				return off, fmt.Errorf("record at offset %d: source of %d bytes", off, len(src)-1)
-			}
 			ix := s.ensureIndexLocked(f[1])
-			s.putLocked(ix, f[2], off+n, bytes.TrimSuffix(src, []byte("\n")), v)
-			n += int64(len(src))
-		case f[0] == "D" && len(f) == 3:
-			if ix := s.indices[f[1]]; ix != nil {
-				s.deleteLocked(ix, f[2])
+			if _, err := s.putLocked(ix, string(b[:idn]), off+n, b[idn:], v); err != nil {
+				return off, err
 			}
+			n += int64(len(b)) + 1
+		case f[0] == "D" && len(f) == 3:
+			idn, err := strconv.Atoi(f[2])
+			if err != nil || idn < 0 || idn > 512 {
+				return bad("bad id length")
+			}
+			b, ok := readBody(int64(idn))
+			if !ok {
+				return off, nil
+			}
+			if ix := s.indices[f[1]]; ix != nil {
+				if _, err := s.deleteLocked(ix, string(b)); err != nil {
+					return off, err
+				}
+			}
+			n += int64(len(b)) + 1
 		case f[0] == "C" && len(f) == 2:
 			s.ensureIndexLocked(f[1])
 		case f[0] == "X" && len(f) == 2:
 			delete(s.indices, f[1])
 		default:
-			return off, fmt.Errorf("record at offset %d: unknown header %q", off, truncate(string(hdr), 64))
+			return bad("unknown header")
 		}
 		off += n
 	}
@@ -230,15 +345,26 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// flushLocked writes buffered log records; callers hold mu.
+// flushLocked writes pending log records; callers hold mu for writing. A
+// failed write keeps what was not written, to be tried again.
 func (s *store) flushLocked() error {
-	if s.w == nil {
+	if s.log == nil || len(s.pend) == 0 {
 		return nil
 	}
-	if err := s.w.Flush(); err != nil {
+	n, err := s.log.Write(s.pend)
+	s.pend = s.pend[:copy(s.pend, s.pend[n:])]
+	if err != nil {
 		return fmt.Errorf("essim: data log: %w", err)
 	}
 	return nil
+}
+
+// maybeFlushLocked writes pending records once there are enough of them;
+// an error stays for the flush that ends the request to report.
+func (s *store) maybeFlushLocked() {
+	if len(s.pend) >= pendFlush {
+		_ = s.flushLocked()
+	}
 }
 
 func (s *store) close() error {
@@ -251,21 +377,38 @@ func (s *store) close() error {
 	if e := s.log.Close(); e != nil && err == nil {
 		err = e
 	}
-	s.log, s.w = nil, nil
+	s.log, s.pend = nil, nil
 	return err
 }
 
-func (s *store) logf(format string, a ...any) {
-	if s.w != nil {
-		n, _ := fmt.Fprintf(s.w, format, a...)
-		s.end += int64(n)
+// logRecord appends a header of tab-separated fields, then body and a
+// newline when body is not nil.
+func (s *store) logRecord(body []string, fields ...string) {
+	if !s.disk || s.log == nil {
+		return
 	}
+	start := len(s.pend)
+	for i, f := range fields {
+		if i > 0 {
+			s.pend = append(s.pend, '\t')
+		}
+		s.pend = append(s.pend, f...)
+	}
+	s.pend = append(s.pend, '\n')
+	if body != nil {
+		for _, b := range body {
+			s.pend = append(s.pend, b...)
+		}
+		s.pend = append(s.pend, '\n')
+	}
+	s.end += int64(len(s.pend) - start)
+	s.maybeFlushLocked()
 }
 
 func (s *store) ensureIndexLocked(name string) *index {
 	ix := s.indices[name]
 	if ix == nil {
-		ix = &index{name: name, uuid: nodeID(name, int(s.seq)), created: time.Now(), ids: map[string]int32{}}
+		ix = &index{name: name, uuid: nodeID(name, int(s.seq)), created: time.Now()}
 		s.indices[name] = ix
 	}
 	return ix
@@ -276,7 +419,7 @@ func (s *store) createIndexLocked(name string) *index {
 	if ix := s.indices[name]; ix != nil {
 		return ix
 	}
-	s.logf("C\t%s\n", name)
+	s.logRecord(nil, "C", name)
 	return s.ensureIndexLocked(name)
 }
 
@@ -289,30 +432,34 @@ func (s *store) deleteIndexLocked(name string) {
 		}
 	}
 	delete(s.indices, name)
-	s.logf("X\t%s\n", name)
+	s.logRecord(nil, "X", name)
 }
 
-// putLocked stores a document version whose source is at off in the log
-// (src itself is kept only when there is no log) and returns it.
-func (s *store) putLocked(ix *index, id string, off int64, src []byte, version int64) *doc {
+// putLocked stores a document version whose id and source are at off in
+// the log (they are kept in memory only when there is no log) and returns
+// it.
+func (s *store) putLocked(ix *index, id string, off int64, src []byte, version int64) (*doc, error) {
 	s.seq++
-	d := ix.get(id)
+	d, err := s.getLocked(ix, id)
+	if err != nil {
+		return nil, err
+	}
 	if d == nil {
-		ix.docs = appendDoc(ix.docs, ix.ndocs, doc{id: id, off: -1})
-		ix.ids[id] = int32(ix.ndocs)
+		p := int32(ix.ndocs)
+		ix.docs = appendDoc(ix.docs, ix.ndocs, doc{off: -1})
 		ix.ndocs++
-		last := ix.docs[len(ix.docs)-1]
-		d = &last[len(last)-1]
+		ix.ids.insert(s.hash(id), p)
+		d = ix.at(p)
 	}
 	if !s.disk {
 		if d.off < 0 {
 			d.off = s.memSlotLocked()
 		}
-		s.mem[d.off] = src
+		s.mem[d.off] = memDoc{id: id, src: src}
 		off = d.off
 	}
-	d.off, d.n, d.version, d.seq = off, int32(len(src)), version, s.seq
-	return d
+	d.off, d.n, d.idn, d.version, d.seq = off, int32(len(src)), int32(len(id)), version, s.seq
+	return d, nil
 }
 
 // memSlotLocked returns a free slot of mem.
@@ -322,73 +469,89 @@ func (s *store) memSlotLocked() int64 {
 		s.free = s.free[:k-1]
 		return slot
 	}
-	s.mem = append(s.mem, nil)
+	s.mem = append(s.mem, memDoc{})
 	return int64(len(s.mem) - 1)
 }
 
 // freeSlotLocked releases d's mem slot (in-memory stores only).
 func (s *store) freeSlotLocked(d *doc) {
-	if !s.disk && !d.deleted && d.off >= 0 {
-		s.mem[d.off] = nil
+	if !s.disk && !d.deleted() {
+		s.mem[d.off] = memDoc{}
 		s.free = append(s.free, d.off)
 	}
 }
 
 // indexLocked stores and logs a document version. Sources longer than
 // maxSourceLen are refused by the callers (MaxContentLength is smaller).
-func (s *store) indexLocked(ix *index, id string, src []byte, version int64) *doc {
+func (s *store) indexLocked(ix *index, id string, src []byte, version int64) (*doc, error) {
 	var off int64
-	if s.w != nil {
-		h := append(s.hdr[:0], "I\t"...)
+	if s.disk && s.log != nil {
+		h := append(s.pend, "I\t"...)
 		h = append(h, ix.name...)
 		h = append(h, '\t')
-		h = append(h, id...)
-		h = append(h, '\t')
 		h = strconv.AppendInt(h, version, 10)
+		h = append(h, '\t')
+		h = strconv.AppendInt(h, int64(len(id)), 10)
+		h = append(h, '\t')
+		h = strconv.AppendInt(h, int64(len(src)), 10)
 		h = append(h, '\n')
-		s.hdr = h
-		s.w.Write(h)
-		s.w.Write(src)
-		s.w.WriteByte('\n')
-		off = s.end + int64(len(h))
-		s.end = off + int64(len(src)) + 1
+		off = s.end + int64(len(h)-len(s.pend))
+		h = append(h, id...)
+		h = append(h, src...)
+		h = append(h, '\n')
+		s.end += int64(len(h) - len(s.pend))
+		s.pend = h
 	}
-	return s.putLocked(ix, id, off, src, version)
+	d, err := s.putLocked(ix, id, off, src, version)
+	s.maybeFlushLocked()
+	return d, err
 }
 
-func (s *store) deleteLocked(ix *index, id string) bool {
-	d := ix.get(id)
-	if d == nil {
-		return false
+// deleteLocked removes id's live document and reports whether there was
+// one.
+func (s *store) deleteLocked(ix *index, id string) (bool, error) {
+	slot, err := s.findLocked(ix, id)
+	if slot < 0 {
+		return false, err
 	}
+	d := ix.at(ix.ids.pos(slot))
 	s.seq++
 	s.freeSlotLocked(d)
-	d.deleted, d.off, d.n = true, -1, 0
-	delete(ix.ids, id)
+	d.off, d.n, d.idn = -1, 0, 0
+	ix.ids.remove(slot)
 	ix.dead++
 	if ix.dead > 1024 && ix.dead > ix.ndocs/2 {
-		var live [][]doc
-		n := 0
-		for _, c := range ix.docs {
-			for _, d := range c {
-				if !d.deleted {
-					ix.ids[d.id] = int32(n)
-					live = appendDoc(live, n, d)
-					n++
-				}
-			}
-		}
-		ix.docs, ix.ndocs, ix.dead = live, n, 0
+		ix.compact()
 	}
-	return true
+	return true, nil
 }
 
-func (s *store) deleteDocLocked(ix *index, id string) bool {
-	if !s.deleteLocked(ix, id) {
-		return false
+// compact drops deleted entries and renumbers the maps.
+func (ix *index) compact() {
+	remap := make([]int32, ix.ndocs)
+	var live [][]doc
+	n := 0
+	for ci, c := range ix.docs {
+		for i := range c {
+			if c[i].deleted() {
+				continue
+			}
+			remap[ci*chunkDocs+i] = int32(n)
+			live = appendDoc(live, n, c[i])
+			n++
+		}
 	}
-	s.logf("D\t%s\t%s\n", ix.name, id)
-	return true
+	ix.ids.renumber(remap)
+	ix.docs, ix.ndocs, ix.dead = live, n, 0
+}
+
+func (s *store) deleteDocLocked(ix *index, id string) (bool, error) {
+	ok, err := s.deleteLocked(ix, id)
+	if !ok {
+		return false, err
+	}
+	s.logRecord([]string{id}, "D", ix.name, strconv.Itoa(len(id)))
+	return true, nil
 }
 
 // newID makes a 20-character URL-safe id like Elasticsearch's generated

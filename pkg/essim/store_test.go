@@ -1,8 +1,12 @@
 package essim
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -33,25 +37,23 @@ func bigBulk(t *testing.T, s *Server, n, size int) map[string]string {
 
 // TestDiskStoreKeepsNoSources is the structural half of "the embedded
 // essim does not grow memory with the documents": with a data dir the
-// per-document entries carry no bytes of source (only the id string), the
-// in-memory source slots stay empty, and every read still returns the exact
-// bytes, before and after a restart.
+// per-document entries carry neither id nor source (nothing the garbage
+// collector must scan), the in-memory slots stay empty, and every read
+// still returns the exact bytes, before and after a restart.
 func TestDiskStoreKeepsNoSources(t *testing.T) {
-	// doc may hold exactly one variable-length field, the id.
 	dt := reflect.TypeOf(doc{})
 	for i := 0; i < dt.NumField(); i++ {
 		f := dt.Field(i)
 		switch f.Type.Kind() {
-		case reflect.Slice, reflect.Map, reflect.Pointer, reflect.Interface, reflect.Array:
-			t.Fatalf("doc.%s is a %s: documents must not hold their source in memory", f.Name, f.Type)
-		case reflect.String:
-			if f.Name != "id" {
-				t.Fatalf("doc.%s is a string besides the id", f.Name)
-			}
+		case reflect.Slice, reflect.Map, reflect.Pointer, reflect.Interface, reflect.Array, reflect.String:
+			t.Fatalf("doc.%s is a %s: documents must hold neither id nor source in memory", f.Name, f.Type)
 		}
 	}
-	if sz := dt.Size(); sz > 48 {
-		t.Fatalf("doc is %d bytes, want <= 48", sz)
+	if sz := dt.Size(); sz > 32 {
+		t.Fatalf("doc is %d bytes, want <= 32", sz)
+	}
+	if et := reflect.TypeOf(index{}.ids.slots).Elem(); et.Kind() != reflect.Uint64 {
+		t.Fatalf("index.ids holds %s, want hashes and positions only", et)
 	}
 
 	dir := t.TempDir()
@@ -78,11 +80,12 @@ func TestDiskStoreKeepsNoSources(t *testing.T) {
 		live := 0
 		for _, c := range ix.docs {
 			for i := range c {
-				if d := &c[i]; !d.deleted {
+				if d := &c[i]; !d.deleted() {
 					live++
-					if d.off <= 0 || int(d.n) != len(srcs[d.id]) {
+					id, _, err := st.docLocked(d)
+					if err != nil || d.off <= 0 || int(d.n) != len(srcs[id]) {
 						st.mu.RUnlock()
-						t.Fatalf("doc %s: off %d n %d, want its source's place in the log (%d bytes)", d.id, d.off, d.n, len(srcs[d.id]))
+						t.Fatalf("doc %q: off %d n %d (%v), want its place in the log (%d bytes)", id, d.off, d.n, err, len(srcs[id]))
 					}
 				}
 			}
@@ -191,5 +194,136 @@ func TestMemoryStoreReusesSlots(t *testing.T) {
 	}
 	if got, _ := s.Doc("b", "1"); string(got) != `{"y":1}` {
 		t.Fatalf("doc b/1 %q", got)
+	}
+}
+
+// TestIDHashCollisions keeps ten bits of the id hash, so about three ids
+// share each hash: create, 409 on replay, update, delete, compaction
+// and a restart must still tell every id apart, on disk and in memory.
+func TestIDHashCollisions(t *testing.T) {
+	for _, dir := range []string{"", t.TempDir()} {
+		name := "memory"
+		if dir != "" {
+			name = "disk"
+		}
+		t.Run(name, func(t *testing.T) {
+			cfg := Config{DataDir: dir, hashMask: 0x3FF}
+			s := start(t, cfg)
+			const n = 3000
+			bulk := func(op string, from, to int, src func(i int) string) map[string]any {
+				var b strings.Builder
+				for i := from; i < to; i++ {
+					fmt.Fprintf(&b, "{%q:{\"_index\":\"c\",\"_id\":\"id-%d\"}}\n", op, i)
+					if src != nil {
+						b.WriteString(src(i) + "\n")
+					}
+				}
+				r := do(t, nil, "POST", s.URL()+"/_bulk", b.String())
+				if r.status != 200 {
+					t.Fatalf("bulk %s: %d %.300s", op, r.status, r.body)
+				}
+				return r.json(t)
+			}
+			orig := func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) }
+			if m := bulk("create", 0, n, orig); m["errors"] != false {
+				t.Fatalf("create: %.300v", m)
+			}
+			// A replay of the same ids: every one a 409, nothing stored twice.
+			m := bulk("create", 0, n, orig)
+			for i, it := range m["items"].([]any) {
+				if st := it.(map[string]any)["create"].(map[string]any)["status"]; st != 409.0 {
+					t.Fatalf("replayed create %d: status %v, want 409", i, st)
+				}
+			}
+			// Delete the first two thirds: more than half, so the index compacts.
+			bulk("delete", 0, 2*n/3, nil)
+			bulk("index", 2*n/3, 2*n/3+10, func(i int) string { return fmt.Sprintf(`{"n":%d,"v":2}`, i) })
+			check := func(s *Server) {
+				t.Helper()
+				if c := s.Count("c"); c != n-2*n/3 {
+					t.Fatalf("count %d, want %d", c, n-2*n/3)
+				}
+				for i := 0; i < n; i++ {
+					got, ok := s.Doc("c", fmt.Sprintf("id-%d", i))
+					want := orig(i)
+					switch {
+					case i < 2*n/3:
+						if ok {
+							t.Fatalf("deleted id-%d still found: %s", i, got)
+						}
+						continue
+					case i < 2*n/3+10:
+						want = fmt.Sprintf(`{"n":%d,"v":2}`, i)
+					}
+					if !ok || string(got) != want {
+						t.Fatalf("id-%d = %q, %v; want %s", i, got, ok, want)
+					}
+				}
+				s.store.mu.RLock()
+				ix := s.store.indices["c"]
+				dead := ix.dead
+				hashes := map[uint32]int{}
+				for i := 2 * n / 3; i < n; i++ {
+					hashes[s.store.hash(fmt.Sprintf("id-%d", i))]++
+				}
+				s.store.mu.RUnlock()
+				if len(hashes) > (n-2*n/3)*3/4 {
+					t.Fatalf("%d live ids have %d hashes: too few collisions to test them", n-2*n/3, len(hashes))
+				}
+				if dead >= 2*n/3 {
+					t.Fatalf("%d dead entries: the index never compacted", dead)
+				}
+			}
+			check(s)
+			if dir != "" {
+				s.Close()
+				check(start(t, cfg))
+			}
+		})
+	}
+}
+
+// TestDiskStoreAnyBytes: ids with tabs and newlines and a pretty-printed
+// source survive a restart byte for byte; the log bounds them by length.
+func TestDiskStoreAnyBytes(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, Config{DataDir: dir})
+	ids := []string{"tab\there", "new\nline", "I\tx\t1\n", strings.Repeat("é", 200)}
+	const src = "{\n  \"a\": \"b\\tc\",\n  \"n\": 1\n}"
+	for _, id := range ids {
+		r := do(t, nil, "PUT", s.URL()+"/any/_doc/"+url.PathEscape(id), src)
+		if r.status != 201 {
+			t.Fatalf("PUT %q: %d %s", id, r.status, r.body)
+		}
+	}
+	r := do(t, nil, "DELETE", s.URL()+"/any/_doc/"+url.PathEscape(ids[0]), "")
+	if r.status != 200 {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	s.Close()
+	s = start(t, Config{DataDir: dir})
+	if _, ok := s.Doc("any", ids[0]); ok {
+		t.Fatalf("deleted %q back after restart", ids[0])
+	}
+	for _, id := range ids[1:] {
+		if got, ok := s.Doc("any", id); !ok || string(got) != src {
+			t.Fatalf("Doc(%q) = %q, %v after restart", id, got, ok)
+		}
+	}
+}
+
+// TestDiskStoreRefusesOldLog: a log from an older essim is refused with an
+// error that names it, not misread.
+func TestDiskStoreRefusesOldLog(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, logName), []byte("I\tm\t1\t1\n{\"a\":1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(context.Background(), "127.0.0.1:0", Config{DataDir: dir})
+	if err == nil {
+		s.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "not an essim data log of this version") || !strings.Contains(err.Error(), logName) {
+		t.Fatalf("err = %v", err)
 	}
 }
