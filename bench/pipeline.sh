@@ -71,7 +71,7 @@ echo "  ack latency at $half events/s:    p50 ${p50} ms, p99 ${p99} ms   (target
 echo "  peak RSS (pipeline + disk-backed embedded essim, $((N + N / 2)) documents): ${rss} MiB   (target < 256)"
 # 3. The pipeline's own RSS: the same max-rate load with Elasticsearch in
 # a separate process (logdoctor es serve), since the embedded essim keeps
-# an index of every document (about 130 bytes each) in the same heap.
+# an index of every document (about 43 bytes each) in the same heap.
 esport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$ld" es serve --listen "127.0.0.1:$esport" -o json > /dev/null 2>&1 &
 espid=$!

@@ -17,7 +17,8 @@ const embeddedESDirName = "embedded-es"
 // startEmbeddedES starts the in-process Elasticsearch stand-in on a free
 // loopback port: the pipeline talks HTTP to it like to any cluster. It is
 // always disk-backed so the sources are not held in memory (essim then
-// keeps them only in its log, and ~130 bytes per document in memory). dataDir (--es-data) keeps the documents across restarts;
+// keeps ids and sources only in its log, and ~43 bytes per document in
+// memory). dataDir (--es-data) keeps the documents across restarts;
 // without it they go to bufferDir/embedded-es (the temp dir with
 // --memory-buffer), emptied at start and removed at stop, so like an
 // in-memory store nothing outlives the process. It returns the URL, the
