@@ -261,6 +261,9 @@ type ForwardServeOptions struct {
 	Duration        time.Duration
 	Heartbeat       bool
 	MaxRequestBytes int64
+	ReadTimeout     time.Duration
+	IdleTimeout     time.Duration
+	MaxConns        int
 }
 
 // ackPolicy is the parsed --ack.
@@ -332,6 +335,9 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0: until SIGINT)")
 	f.BoolVar(&o.Heartbeat, "heartbeat", true, "answer UDP heartbeats on the same port")
 	f.Int64Var(&o.MaxRequestBytes, "max-request-bytes", forward.DefaultLimits.MaxRequestBytes, "close connections sending a larger request")
+	f.DurationVar(&o.ReadTimeout, "read-timeout", 0, "close a connection that takes longer to send one request (0: no limit)")
+	f.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close a connection idle between requests this long (0: never, as in_forward)")
+	f.IntVar(&o.MaxConns, "max-conns", 0, "refuse connections beyond this many (0: no limit)")
 	return cmd
 }
 
@@ -497,7 +503,8 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	counts := &serveCounts{policy: policy, closeAfter: o.CloseAfter, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
 		tags: map[string]*tagCount{}, modes: map[string]int64{}}
 	srv := &forward.Server{Handler: counts, SharedKey: o.SharedKey, Users: users, TLSConfig: tc, Hostname: o.Hostname,
-		Logger: logger, Limits: forward.Limits{MaxRequestBytes: o.MaxRequestBytes}}
+		Logger: logger, Limits: forward.Limits{MaxRequestBytes: o.MaxRequestBytes},
+		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxConns: o.MaxConns}
 	if policy.kind == "wrong" {
 		srv.AckFor = func(req *forward.Request) string { return "logdoctor-wrong-" + req.Chunk }
 	}

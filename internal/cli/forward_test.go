@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"os/exec"
@@ -423,4 +424,43 @@ s.close()
 		t.Fatalf("tags %v", got)
 	}
 	_ = strconv.Itoa
+}
+
+// forward serve's connection limits reach the server: --max-conns refuses
+// a second connection, --idle-timeout closes an idle one (as a load
+// balancer would), and --read-timeout a trickled request.
+func TestForwardServeConnectionLimits(t *testing.T) {
+	addr, stop := startServe(t, ForwardServeOptions{MaxConns: 1, IdleTimeout: time.Second, ReadTimeout: 5 * time.Second})
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	start := time.Now()
+	// The accept loop takes connections in order: the first holds the
+	// only slot, so the second is refused (closed at once).
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := second.Read(make([]byte, 1)); err == nil {
+		t.Fatal("second connection answered")
+	}
+	if el := time.Since(start); el >= time.Second {
+		t.Fatalf("second connection closed after %v: idle-closed, not refused", el)
+	}
+	second.Close()
+	first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = first.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("idle connection not closed by --idle-timeout 1s")
+	}
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("idle connection closed after %v", el)
+	}
+	if d := stop(); d.Stats.Refused < 1 || d.Stats.Errors != 0 {
+		t.Fatalf("stats %+v: want a refused connection and no errors", d.Stats)
+	}
 }

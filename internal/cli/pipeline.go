@@ -41,6 +41,7 @@ type PipelineOptions struct {
 	ForwardTLSKey    string
 	MaxConns         int
 	ReadTimeout      time.Duration
+	IdleTimeout      time.Duration
 	MaxRequest       string
 	MaxDecompressed  string
 
@@ -116,7 +117,8 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringVar(&o.ForwardTLSCert, "forward-tls-cert", "", "TLS certificate file for the forward input")
 	f.StringVar(&o.ForwardTLSKey, "forward-tls-key", "", "TLS key file for the forward input")
 	f.IntVar(&o.MaxConns, "max-conns", 1024, "maximum concurrent forward connections")
-	f.DurationVar(&o.ReadTimeout, "read-timeout", 60*time.Second, "close a forward connection idle or trickling one request this long")
+	f.DurationVar(&o.ReadTimeout, "read-timeout", 60*time.Second, "close a forward connection that takes longer to send one request (slowloris)")
+	f.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close a forward connection idle between requests this long (0: never, as in_forward)")
 	f.StringVar(&o.MaxRequest, "max-request-size", "32MiB", "largest forward request on the wire")
 	f.StringVar(&o.MaxDecompressed, "max-decompressed-size", "128MiB", "largest CompressedPackedForward request after gunzip")
 	f.StringVar(&o.UDP, "udp", "", "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
@@ -250,7 +252,7 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	}
 	cfg = pipeline.Config{
 		ForwardAddr: o.Forward, ForwardSharedKey: o.ForwardSharedKey, MaxConns: o.MaxConns,
-		ReadTimeout: o.ReadTimeout, MaxRequestBytes: maxReq, MaxDecompressedBytes: maxDec,
+		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxRequestBytes: maxReq, MaxDecompressedBytes: maxDec,
 		UDPAddr: o.UDP, UDPTag: o.UDPTag, UDPMaxDatagram: o.UDPMaxDatagram, UDPReadBuffer: int(rcv),
 		BufferDir: o.BufferDir, MemoryBuffer: o.MemoryBuffer, BufferMaxBytes: bufMax, BufferFullWait: o.FullWait,
 		IDKey: o.IDKey, TagKey: o.TagKey, DeadLetterPath: o.DeadLetter, MetricsAddr: o.Metrics,

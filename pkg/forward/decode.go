@@ -36,6 +36,21 @@ func NewDecoder(r io.Reader, lim Limits) *Decoder {
 // Buffered reports how many bytes were read but not yet consumed.
 func (d *Decoder) Buffered() int { return d.end - d.start - d.frameLen }
 
+// Wait blocks until a byte of the next request is buffered: servers use it
+// to tell a connection idle between requests (which in_forward keeps
+// forever) from one trickling a request (slowloris). At a clean end of
+// stream it returns io.EOF.
+func (d *Decoder) Wait() error {
+	d.start += d.frameLen
+	d.frameLen = 0
+	for d.start == d.end {
+		if err := d.fill(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Next reads and decodes the next request. The returned Request, and the
 // Record bytes inside it, are reused by the following call. At a clean end
 // of stream (between requests) it returns io.EOF; a stream ending inside a

@@ -40,9 +40,14 @@ type Server struct {
 	Users     map[string]string
 	// TLSConfig, when set, wraps every accepted connection in TLS.
 	TLSConfig *tls.Config
-	// ReadTimeout closes a connection idle (or trickling one request) for
-	// longer than this; 0 waits forever, as in_forward does.
+	// ReadTimeout bounds reading one request from its first byte to its
+	// last: a peer trickling a request (slowloris) is closed. 0: no bound.
 	ReadTimeout time.Duration
+	// IdleTimeout closes a connection with no request started for this
+	// long. 0 waits forever, as in_forward does: a sender that writes its
+	// next chunk into a connection the server closed while it was idle
+	// loses that chunk unless it waits for acks.
+	IdleTimeout time.Duration
 	// WriteTimeout bounds writing one ack or handshake message (default 10s).
 	WriteTimeout time.Duration
 	// MaxConns refuses connections beyond this many (0: unlimited).
@@ -196,6 +201,21 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	}
 	var out []byte
 	for {
+		idle := time.Time{}
+		if s.IdleTimeout > 0 {
+			idle = time.Now().Add(s.IdleTimeout)
+		}
+		c.SetReadDeadline(idle)
+		if err := dec.Wait(); err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.logger().Debug("forward: closing idle connection", "peer", c.RemoteAddr(), "idle", s.IdleTimeout)
+				return nil
+			}
+			return err
+		}
 		if s.ReadTimeout > 0 {
 			c.SetReadDeadline(time.Now().Add(s.ReadTimeout))
 		}

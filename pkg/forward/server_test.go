@@ -332,3 +332,62 @@ func TestMaxConns(t *testing.T) {
 	}
 	waitStats(t, srv, func(st forward.Stats) bool { return st.Refused == 1 })
 }
+
+// TestReadAndIdleTimeouts: ReadTimeout bounds one request from its first
+// byte (a trickled request is cut off), but a connection idle between
+// requests stays open as in_forward's do unless IdleTimeout is set.
+func TestReadAndIdleTimeouts(t *testing.T) {
+	const rt = 200 * time.Millisecond
+	req := func() *forward.Request {
+		return &forward.Request{Tag: "t", Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	}
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+
+	t.Run("idle kept", func(t *testing.T) {
+		srv := &forward.Server{Handler: forwardtest.NewRecorder(), ReadTimeout: rt}
+		addr := forwardtest.Start(t, srv)
+		c := dial(t, addr, forward.ClientConfig{})
+		if err := c.Send(req(), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * rt) // idle well past the read timeout
+		if err := c.Send(req(), 5*time.Second); err != nil {
+			t.Fatalf("send after idling %v with ReadTimeout %v: %v", 4*rt, rt, err)
+		}
+		// A request trickled: its first bytes, then nothing.
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		raw.Write([]byte{0x93, 0xa1})
+		if !closedWithin(raw, 20*rt) {
+			t.Fatalf("trickled request not closed within %v (ReadTimeout %v)", 20*rt, rt)
+		}
+		waitStats(t, srv, func(st forward.Stats) bool { return st.Errors == 1 && st.Acks == 2 })
+	})
+
+	t.Run("idle closed", func(t *testing.T) {
+		srv := &forward.Server{Handler: forwardtest.NewRecorder(), IdleTimeout: rt}
+		addr := forwardtest.Start(t, srv)
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		start := time.Now()
+		if !closedWithin(raw, 20*rt) {
+			t.Fatalf("idle connection not closed within %v (IdleTimeout %v)", 20*rt, rt)
+		}
+		if el := time.Since(start); el < rt {
+			t.Fatalf("closed after %v, before IdleTimeout %v", el, rt)
+		}
+		// An idle close is the server's choice, not a peer error.
+		waitStats(t, srv, func(st forward.Stats) bool { return st.Active == 0 && st.Errors == 0 })
+	})
+}

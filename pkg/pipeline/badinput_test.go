@@ -55,7 +55,6 @@ func TestBadForwardInput(t *testing.T) {
 		{"2 GiB declared length", []byte{0x93, 0xa3, 'b', 'i', 'g', 0xc6, 0x80, 0x00, 0x00, 0x00}},
 		{"2 GiB array", []byte{0x93, 0xa3, 'b', 'i', 'g', 0xdd, 0x7f, 0xff, 0xff, 0xff}},
 		{"gzip bomb", bomb},
-		{"not an array", []byte{0xa5, 'h', 'e', 'l', 'l', 'o'}},
 	}
 	for _, c := range cases {
 		before := p.fwdStats().Errors
@@ -81,6 +80,28 @@ func TestBadForwardInput(t *testing.T) {
 			t.Errorf("%s: not counted as a connection error", c.name)
 		}
 		sendGood()
+	}
+
+	// A well-formed value that is not a request: in_forward logs
+	// "incoming chunk is broken", drops it and keeps the connection; so
+	// does the pipeline, counting it. The next request on the same
+	// connection is acked.
+	broken, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broken.Close()
+	broken.Write([]byte{0xa5, 'h', 'e', 'l', 'l', 'o'})
+	okReq, _ := msgpack.Marshal([]any{"good", []any{[]any{time.Now().Unix(), map[string]any{"msg": fmt.Sprintf("good-%d", good)}}}, map[string]any{"chunk": "after-broken"}})
+	broken.Write(okReq)
+	good++
+	broken.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var ack map[string]any
+	if err := msgpack.NewDecoder(broken).Decode(&ack); err != nil || ack["ack"] != "after-broken" {
+		t.Fatalf("request after a broken one on the same connection: ack %v, %v", ack, err)
+	}
+	if got := metric(t, p, "logdoctor_pipeline_forward_broken_requests_total", nil); got != 1 {
+		t.Fatalf("forward_broken_requests_total %v, want 1", got)
 	}
 
 	// Half-open requests (slowloris): a request's first bytes and then

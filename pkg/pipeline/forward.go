@@ -51,6 +51,7 @@ func (p *Pipeline) startForward(ctx context.Context) error {
 		SharedKey:   p.cfg.ForwardSharedKey,
 		TLSConfig:   p.cfg.ForwardTLS,
 		ReadTimeout: p.cfg.ReadTimeout,
+		IdleTimeout: p.cfg.IdleTimeout,
 		MaxConns:    p.cfg.MaxConns,
 		Hostname:    p.cfg.ForwardHostname,
 		Logger:      p.log.With("component", "forward"),
@@ -65,6 +66,8 @@ func (p *Pipeline) startForward(ctx context.Context) error {
 			func() float64 { return float64(st().Active) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_errors_total", Help: "Forward connections ended by bad input (malformed, over a limit, timeout)."},
 			func() float64 { return float64(st().Errors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_broken_requests_total", Help: "Forward messages that were well-formed msgpack or JSON but not a request (in_forward's \"incoming chunk is broken\"): dropped, connection kept."},
+			func() float64 { return float64(st().Dropped) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_auth_failures_total", Help: "Forward handshakes that failed."},
 			func() float64 { return float64(st().AuthFailed) }),
 	)

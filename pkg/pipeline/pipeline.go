@@ -40,9 +40,12 @@ type Config struct {
 	ForwardHostname  string
 	// MaxConns caps concurrent forward connections (default 1024).
 	MaxConns int
-	// ReadTimeout closes a forward connection idle or trickling one
-	// request for longer (default 60s; slowloris guard).
+	// ReadTimeout bounds reading one forward request from its first byte
+	// (default 60s; slowloris guard).
 	ReadTimeout time.Duration
+	// IdleTimeout closes a forward connection with no request started for
+	// this long; 0 (the default) keeps it, as in_forward does.
+	IdleTimeout time.Duration
 	// MaxRequestBytes caps one forward request on the wire (default 32 MiB).
 	MaxRequestBytes int64
 	// MaxDecompressedBytes caps one CompressedPackedForward stream after
