@@ -48,6 +48,8 @@ type PipelineOptions struct {
 	UDP            string
 	UDPTag         string
 	UDPMaxDatagram int
+	UDPTimeKey     string
+	UDPKeepTimeKey bool
 	UDPRcvBuf      string
 
 	BufferDir    string
@@ -124,6 +126,8 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringVar(&o.UDP, "udp", "", "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
 	f.StringVar(&o.UDPTag, "udp-tag", "udp", "tag of events received over UDP")
 	f.IntVar(&o.UDPMaxDatagram, "udp-max-datagram", 65507, "largest UDP datagram accepted (larger ones are dead-lettered)")
+	f.StringVar(&o.UDPTimeKey, "udp-time-key", "time", `field with a UDP event's time (epoch seconds or RFC 3339), removed from the record; "-": arrival time`)
+	f.BoolVar(&o.UDPKeepTimeKey, "udp-keep-time-key", false, "keep the --udp-time-key field in the record")
 	f.StringVar(&o.UDPRcvBuf, "udp-rcvbuf", "", "SO_RCVBUF of the UDP socket, e.g. 8MiB (kernel default when empty)")
 	f.StringVar(&o.BufferDir, "buffer-dir", "", "buffer directory (default $XDG_STATE_HOME/logdoctor/buffer, else the temp dir)")
 	f.BoolVar(&o.MemoryBuffer, "memory-buffer", false, "keep the buffer in memory: LOSES EVENTS ON A CRASH (benchmarks only)")
@@ -254,6 +258,7 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 		ForwardAddr: o.Forward, ForwardSharedKey: o.ForwardSharedKey, MaxConns: o.MaxConns,
 		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxRequestBytes: maxReq, MaxDecompressedBytes: maxDec,
 		UDPAddr: o.UDP, UDPTag: o.UDPTag, UDPMaxDatagram: o.UDPMaxDatagram, UDPReadBuffer: int(rcv),
+		UDPTimeKey: o.UDPTimeKey, UDPKeepTimeKey: o.UDPKeepTimeKey,
 		BufferDir: o.BufferDir, MemoryBuffer: o.MemoryBuffer, BufferMaxBytes: bufMax, BufferFullWait: o.FullWait,
 		IDKey: o.IDKey, TagKey: o.TagKey, DeadLetterPath: o.DeadLetter, MetricsAddr: o.Metrics,
 	}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"github.com/fluent/fluent-logger-golang/fluent"
+
+	"github.com/logdoctor/logdoctor/pkg/essim"
 )
 
 func TestPipelineRunUsageErrors(t *testing.T) {
@@ -127,5 +131,55 @@ func TestPipelineRunEmbedded(t *testing.T) {
 	logs2, _ := os.ReadFile(filepath.Join(dir, "log"))
 	if !strings.Contains(string(logs), "pipeline started") || !strings.Contains(string(logs2), "pipeline stopped") {
 		t.Fatalf("log file: %s", logs)
+	}
+}
+
+// `pipeline run --udp` with --udp-time-key/--udp-keep-time-key, end to
+// end: the documents kept by --es-data carry the datagram's own time.
+func TestPipelineRunUDPTimeKey(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	dir, esData := t.TempDir(), t.TempDir()
+	var out, errb bytes.Buffer
+	done := make(chan ExitCode, 1)
+	go func() {
+		done <- Main(context.Background(), []string{"pipeline", "run", "--forward", "", "--udp", addr, "--udp-time-key", "ts",
+			"--udp-keep-time-key", "--buffer-dir", dir, "--duration", "2s", "--flush-interval", "10ms", "--es-data", esData, "-o", "json"},
+			IO{In: strings.NewReader(""), Out: &out, Err: &errb})
+	}()
+	// Bound once we can no longer bind the port ourselves.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		probe, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			break
+		}
+		probe.Close()
+	}
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(`{"msg":"old","ts":"2020-01-02T03:04:05Z"}`))
+	c.Close()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{DataDir: esData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	res, err := http.Get(es.URL() + "/logs-udp-2020.01.02/_search")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), `"ts":"2020-01-02T03:04:05Z"`) || !strings.Contains(string(body), `"@timestamp":"2020-01-02T03:04:05.000000000Z"`) {
+		t.Fatalf("logs-udp-2020.01.02: %s\nstderr:\n%s", body, errb.String())
 	}
 }

@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"bytes"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
+
 	"encoding/json"
 	"testing"
 	"time"
@@ -59,6 +62,7 @@ func TestEventIDDeterministic(t *testing.T) {
 func FuzzDocBuild(f *testing.F) {
 	f.Add([]byte(`{"a":1,"tag":"x"}`))
 	f.Add([]byte(`{"a":{"b":[1,2,{"c":"}"}]}}`))
+	f.Add([]byte(`{"big":10e700}`))
 	d := docBuilder{timeKey: "@timestamp", tagKey: "tag", idKey: "id"}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if !json.Valid(in) {
@@ -69,11 +73,49 @@ func FuzzDocBuild(f *testing.F) {
 			return
 		}
 		var m map[string]any
-		if err := json.Unmarshal(out, &m); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(out))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
 			t.Fatalf("built invalid JSON %s from %s: %v", out, in, err)
 		}
 		if _, ok := m["@timestamp"]; !ok {
 			t.Fatalf("no @timestamp in %s", out)
+		}
+	})
+}
+
+// FuzzUDPRecord: any datagram becomes a document (valid JSON, the time
+// field gone, an event time within range) or a dead letter with a reason;
+// never a panic.
+func FuzzUDPRecord(f *testing.F) {
+	f.Add([]byte(`{"time":1700000000.123456789,"m":1}`))
+	f.Add([]byte(`{"time":"2024-02-29T12:00:00.5+02:00"}`))
+	f.Add([]byte(`{"time":-1e308}`))
+	f.Add([]byte(`{"time":"x","time":2}`))
+	p, err := New(Config{UDPAddr: "127.0.0.1:0", MemoryBuffer: true, ES: esout.Config{URLs: []string{"http://127.0.0.2:1"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rec, reason, err := p.udpRecord(in, now)
+		if err != nil {
+			if reason == "" {
+				t.Fatalf("dead letter without a reason for %q: %v", in, err)
+			}
+			return
+		}
+		var m map[string]any
+		dec := json.NewDecoder(bytes.NewReader(rec.Doc))
+		dec.UseNumber() // 10e700 is valid JSON, just not a float64
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("built invalid JSON %s from %q: %v", rec.Doc, in, err)
+		}
+		if _, ok := m["time"]; ok {
+			t.Fatalf("time field kept in %s", rec.Doc)
+		}
+		if rec.Sec < 0 || rec.Sec > maxEventSec {
+			t.Fatalf("event time %d out of range from %q", rec.Sec, in)
 		}
 	})
 }

@@ -61,6 +61,14 @@ type Config struct {
 	UDPMaxDatagram int
 	// UDPReadBuffer sets SO_RCVBUF (0: the kernel default).
 	UDPReadBuffer int
+	// UDPTimeKey names the field holding a UDP event's time, as Fluentd's
+	// json parser's time_key (default "time"): epoch seconds as a number
+	// (fractions kept to the nanosecond) or an RFC 3339 string. Datagrams
+	// without it get the arrival time; "-" always uses the arrival time.
+	UDPTimeKey string
+	// UDPKeepTimeKey keeps that field in the record (keep_time_key);
+	// by default it is removed, as Fluentd does.
+	UDPKeepTimeKey bool
 
 	// BufferDir holds the durable buffer (required unless MemoryBuffer).
 	BufferDir string
@@ -186,6 +194,11 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.TagKey = "tag"
 	} else if cfg.TagKey == "-" {
 		cfg.TagKey = ""
+	}
+	if cfg.UDPTimeKey == "" {
+		cfg.UDPTimeKey = "time"
+	} else if cfg.UDPTimeKey == "-" {
+		cfg.UDPTimeKey = ""
 	}
 	if cfg.TimeKey == "" {
 		cfg.TimeKey = "@timestamp"

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -129,15 +132,114 @@ func (p *Pipeline) udpRecord(data []byte, now time.Time) (buffer.Record, string,
 		return buffer.Record{}, "invalid_json", errors.New("invalid JSON")
 	}
 	tag := p.cfg.UDPTag
-	doc, id, err := p.docs.build(make([]byte, 0, len(obj)+96), obj, tag, now)
+	t := now
+	if key := p.cfg.UDPTimeKey; key != "" {
+		var raw []byte
+		found := false
+		err := topLevel(obj, func(k, v []byte) bool {
+			if unquoteKey(k) == key {
+				raw, found = v, true
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return buffer.Record{}, "not_object", err
+		}
+		if found {
+			et, err := parseEventTime(raw)
+			if err != nil {
+				return buffer.Record{}, "bad_time", fmt.Errorf("field %q: %w", key, err)
+			}
+			t = et
+			if !p.cfg.UDPKeepTimeKey {
+				obj = withoutKey(obj, key)
+			}
+		}
+	}
+	doc, id, err := p.docs.build(make([]byte, 0, len(obj)+96), obj, tag, t)
 	if err != nil {
 		return buffer.Record{}, "not_object", err
 	}
-	sec, nsec := now.Unix(), uint32(now.Nanosecond())
+	sec, nsec := t.Unix(), uint32(t.Nanosecond())
 	if id == "" {
 		id = eventID(tag, sec, nsec, obj)
 	}
 	return buffer.Record{ID: id, Tag: tag, Sec: sec, Nsec: nsec, Ingest: now.UnixNano(), Doc: doc}, "", nil
+}
+
+// maxEventSec is 9999-12-31T23:59:59Z: later times cannot be written in
+// an index name or an RFC 3339 date.
+const maxEventSec = 253402300799
+
+// parseEventTime reads a time field's raw JSON value: epoch seconds as a
+// number, its decimal fraction kept to the nanosecond (a float64 would
+// round 1700000000.123456789), or an RFC 3339 string.
+func parseEventTime(v []byte) (time.Time, error) {
+	if len(v) > 0 && v[0] == '"' {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return time.Time{}, fmt.Errorf("bad string %.40s", v)
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is not epoch seconds or an RFC 3339 time", truncateStr(s, 40))
+		}
+		if t.Unix() < 0 || t.Unix() > maxEventSec {
+			return time.Time{}, fmt.Errorf("%q is out of range", s)
+		}
+		return t, nil
+	}
+	num := string(v)
+	intPart, frac, _ := strings.Cut(num, ".")
+	if intPart == "" || strings.ContainsAny(num, "eE+-") || strings.ContainsFunc(intPart+frac, func(r rune) bool { return r < '0' || r > '9' }) {
+		// Exponents and signs: rare enough for float64's precision.
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil || f < 0 || f > maxEventSec {
+			return time.Time{}, fmt.Errorf("%.40s is not epoch seconds (0 to %d) or an RFC 3339 string", v, maxEventSec)
+		}
+		sec := math.Floor(f)
+		return time.Unix(int64(sec), int64((f-sec)*1e9)).UTC(), nil
+	}
+	sec, err := strconv.ParseInt(intPart, 10, 64)
+	if err != nil || sec > maxEventSec {
+		return time.Time{}, fmt.Errorf("%.40s is not epoch seconds (0 to %d)", v, maxEventSec)
+	}
+	var nsec int64
+	for i := 0; i < 9; i++ {
+		nsec *= 10
+		if i < len(frac) {
+			nsec += int64(frac[i] - '0')
+		}
+	}
+	return time.Unix(sec, nsec).UTC(), nil
+}
+
+func truncateStr(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// withoutKey returns obj (a valid JSON object) without its top-level
+// member key, as Fluentd's parsers drop time_key unless keep_time_key.
+func withoutKey(obj []byte, key string) []byte {
+	out := make([]byte, 0, len(obj))
+	out = append(out, '{')
+	_ = topLevel(obj, func(k, v []byte) bool {
+		if unquoteKey(k) == key {
+			return true
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, k...)
+		out = append(out, ':')
+		out = append(out, v...)
+		return true
+	})
+	return append(out, '}')
 }
 
 // appendUDP moves parsed datagrams into the buffer in batches. A full

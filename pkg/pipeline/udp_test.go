@@ -151,3 +151,132 @@ func TestUDPBackpressure(t *testing.T) {
 	}
 	t.Logf("buffered %d of %d datagrams; kernel dropped %d", p.Stats().UDPEvents, n, p.UDPKernelDrops())
 }
+
+// TestUDPEventTime: the time field sets the event time (and so
+// @timestamp and the daily index) as Fluentd's json parser does, and is
+// removed from the record; without it the arrival time is used; a value
+// that is no time dead-letters the datagram.
+func TestUDPEventTime(t *testing.T) {
+	es := startES(t, "", essim.Config{})
+	p := startPipeline(t, Config{UDPAddr: "127.0.0.1:0", ES: esConfig(es)})
+	c, err := net.Dial("udp", p.UDPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	good := []string{
+		`{"msg":"frac","time":1700000000.123456789}`,
+		`{"msg":"frac","time":1700000000.123456789}`, // the same event again: one document
+		`{"time":1700000001,"msg":"int"}`,
+		`{"msg":"rfc3339","time":"2024-02-29T12:00:00.5+02:00","n":1}`,
+		`{"msg":"exp","time":1.7e9}`,
+		`{"msg":"none"}`,
+	}
+	bad := []string{`{"msg":"words","time":"yesterday"}`, `{"msg":"neg","time":-5}`, `{"msg":"bool","time":true}`, `{"msg":"far","time":1e12}`}
+	for _, d := range append(good, bad...) {
+		if _, err := c.Write([]byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().UDPEvents+p.Stats().UDPBad < uint64(len(good)+len(bad)) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	flush(t, p, 10*time.Second)
+	// The arrival-time event lands in today's index (yesterday's if the
+	// test straddled midnight UTC).
+	today := time.Now().UTC().Format("2006.01.02")
+	if es.Count("logs-udp-"+today) == 0 {
+		today = time.Now().UTC().Add(-time.Hour).Format("2006.01.02")
+	}
+	want := map[string]struct{ index, ts string }{
+		"frac":    {"logs-udp-2023.11.14", "2023-11-14T22:13:20.123456789Z"},
+		"int":     {"logs-udp-2023.11.14", "2023-11-14T22:13:21.000000000Z"},
+		"rfc3339": {"logs-udp-2024.02.29", "2024-02-29T10:00:00.500000000Z"},
+		"exp":     {"logs-udp-2023.11.14", "2023-11-14T22:13:20.000000000Z"},
+		"none":    {"logs-udp-" + today, ""},
+	}
+	wantKeys := map[string]bool{}
+	for k := range want {
+		wantKeys[k] = true
+	}
+	checkExactlyOnce(t, esDocs(t, es.URL(), "logs-udp-*", 100), "msg", wantKeys)
+	for msg, w := range want {
+		docs := esDocs(t, es.URL(), w.index, 100)
+		var d map[string]any
+		for _, x := range docs {
+			if x["msg"] == msg {
+				d = x
+			}
+		}
+		if d == nil {
+			t.Fatalf("%s: not in %s (%v)", msg, w.index, docs)
+		}
+		if _, ok := d["time"]; ok {
+			t.Fatalf("%s: time field kept: %v", msg, d)
+		}
+		if w.ts != "" && d["@timestamp"] != w.ts {
+			t.Fatalf("%s: @timestamp %v, want %s", msg, d["@timestamp"], w.ts)
+		}
+	}
+	if st := p.Stats(); st.UDPBad != uint64(len(bad)) {
+		t.Fatalf("stats %+v, want %d bad", st, len(bad))
+	}
+	for _, d := range readDeadLetters(t, p.DeadLetterPath()) {
+		if !strings.HasPrefix(d.Reason, `field "time": `) {
+			t.Fatalf("dead letter reason %q", d.Reason)
+		}
+	}
+	if got := metric(t, p, "logdoctor_pipeline_udp_bad_total", map[string]string{"reason": "bad_time"}); got != float64(len(bad)) {
+		t.Fatalf("udp_bad_total{reason=bad_time} %v", got)
+	}
+}
+
+// With UDPKeepTimeKey the field stays; with UDPTimeKey "-" it is an
+// ordinary field and the arrival time is used.
+func TestUDPTimeKeyOptions(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		keep bool
+	}{{"time", true}, {"-", false}} {
+		// Never started: the URL is not contacted.
+		p, err := New(Config{UDPAddr: "127.0.0.1:0", MemoryBuffer: true, UDPTimeKey: tc.key, UDPKeepTimeKey: tc.keep,
+			ES: esout.Config{URLs: []string{"http://127.0.0.2:1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
+		rec, _, err := p.udpRecord([]byte(`{"time":1700000000,"m":1}`), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSec := int64(1700000000)
+		if tc.key == "-" {
+			wantSec = now.Unix()
+		}
+		if rec.Sec != wantSec || !strings.Contains(string(rec.Doc), `"time":1700000000`) {
+			t.Fatalf("key %q keep %v: sec %d doc %s", tc.key, tc.keep, rec.Sec, rec.Doc)
+		}
+	}
+}
+
+func TestParseEventTime(t *testing.T) {
+	for in, want := range map[string]string{
+		`0`:                           "1970-01-01T00:00:00Z",
+		`1700000000.5`:                "2023-11-14T22:13:20.5Z",
+		`1700000000.1234567899`:       "2023-11-14T22:13:20.123456789Z",
+		`1700000000.`:                 "2023-11-14T22:13:20Z",
+		`"2023-11-14T22:13:20Z"`:      "2023-11-14T22:13:20Z",
+		`"2023-11-15T07:13:20+09:00"`: "2023-11-14T22:13:20Z",
+	} {
+		got, err := parseEventTime([]byte(in))
+		if err != nil || got.UTC().Format(time.RFC3339Nano) != want {
+			t.Errorf("parseEventTime(%s) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{`-1`, `"1700000000"`, `null`, `{}`, `253402300800`, `"10000-01-01T00:00:00Z"`, `1e400`, `"\u00"`} {
+		if got, err := parseEventTime([]byte(in)); err == nil {
+			t.Errorf("parseEventTime(%s) = %v, want an error", in, got)
+		}
+	}
+}
