@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,8 @@ type ESConnOptions struct {
 	CA                           string
 	Insecure                     bool
 	Timeout                      time.Duration
+
+	rootCAs *x509.CertPool // read from CA by resolve
 }
 
 func (c *ESConnOptions) flags(cmd *cobra.Command) {
@@ -66,12 +69,17 @@ func (c *ESConnOptions) resolve() error {
 	if c.Timeout <= 0 {
 		return usageErrorf("--timeout must be positive")
 	}
+	if c.CA != "" {
+		if c.rootCAs, err = certPool("--ca", c.CA); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
 func (c *ESConnOptions) apply(o *esprobe.Options) {
 	o.Username, o.Password, o.APIKey = c.User, c.Password, c.APIKey
-	o.CAFile, o.Insecure, o.Timeout = c.CA, c.Insecure, c.Timeout
+	o.RootCAs, o.Insecure, o.Timeout = c.rootCAs, c.Insecure, c.Timeout
 }
 
 // ESProbeOptions are the flags of `es probe`.

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -281,6 +282,7 @@ type smokeTarget struct {
 	mode         string
 	forward      string // HOST:PORT
 	esURL, index string
+	esRootCAs    *x509.CertPool // --es-ca, for the ES probe
 	searcher     *smoke.ESSearcher
 	forwardCfg   forward.ClientConfig
 	// drained, for the embedded pipeline, returns once every acked event
@@ -384,7 +386,11 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 	}
 	if o.Forward != "" {
 		searcher.URL, searcher.Index = o.ES, o.Index
-		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index,
+		var roots *x509.CertPool
+		if esTLS != nil {
+			roots = esTLS.RootCAs
+		}
+		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index, esRootCAs: roots,
 			searcher: searcher, forwardCfg: fwdCfg, close: func(context.Context) error { tr.CloseIdleConnections(); return nil }}, nil
 	}
 	return embeddedSetup(ctx, o, searcher, tr)
@@ -595,7 +601,7 @@ func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarg
 	add("forward probe", fwdFindings, err)
 
 	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
-		CAFile: o.ESCA, Insecure: o.ESInsecure}
+		RootCAs: tgt.esRootCAs, Insecure: o.ESInsecure}
 	if o.Chaos {
 		eo.IdleWait = 2 * chaosIdleClose // long enough to see essim hang up idle connections
 	}

@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"net"
@@ -43,8 +44,9 @@ type Options struct {
 
 	Username, Password string
 	APIKey             string
-	CAFile             string
-	Insecure           bool
+	// RootCAs verifies the cluster's certificate (nil: the system roots).
+	RootCAs  *x509.CertPool
+	Insecure bool
 
 	// Index enables the bulk idempotency check, which writes one canary
 	// document (and deletes it afterwards).
@@ -251,10 +253,7 @@ func Run(ctx context.Context, o Options) (*Result, []report.Finding, error) {
 		}
 		bases = append(bases, b)
 	}
-	tc, err := tlsConfig(&o)
-	if err != nil {
-		return nil, nil, err
-	}
+	tc := tlsConfig(&o)
 	p := &probe{o: o, res: &Result{BulkSize: o.BulkSize, RequestTimeoutMS: o.RequestTimeout.Milliseconds(), Nodes: []Node{}, Checks: []Check{}},
 		d: &dialer{d: o.Dialer}, tlsCfg: tc}
 

@@ -2,10 +2,12 @@ package esprobe
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -303,18 +305,23 @@ func TestClosedPortUnreachable(t *testing.T) {
 
 func TestTLSWithBasicAuth(t *testing.T) {
 	certs := forwardtest.NewCerts(t) // a throwaway CA and a server certificate for 127.0.0.1
-	caFile := certs.CAFile
+	pem, err := os.ReadFile(certs.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
 	s := startSim(t, essim.Config{TLS: certs.ServerTLS(false), Username: "elastic", Password: "hunter2-secret"})
 	if !strings.HasPrefix(s.URL(), "https://") {
 		t.Fatal(s.URL())
 	}
-	res, fs := run(t, Options{URLs: []string{s.URL()}, CAFile: caFile, Username: "elastic", Password: "hunter2-secret", Index: "tls"})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, RootCAs: roots, Username: "elastic", Password: "hunter2-secret", Index: "tls"})
 	onlyFindings(t, fs)
 	if !res.Bulk.Idempotent || res.Pool.SequentialNew != 1 {
 		t.Fatalf("bulk %+v pool %+v", res.Bulk, res.Pool)
 	}
 	// Wrong password: auth_failed, and the password appears nowhere.
-	res, fs = run(t, Options{URLs: []string{strings.Replace(s.URL(), "https://", "https://elastic:wrong-pass-123@", 1)}, CAFile: caFile})
+	res, fs = run(t, Options{URLs: []string{strings.Replace(s.URL(), "https://", "https://elastic:wrong-pass-123@", 1)}, RootCAs: roots})
 	onlyFindings(t, fs, FindingAuthFailed)
 	b, _ := json.Marshal(struct {
 		R *Result
