@@ -267,6 +267,7 @@ type ESServeOptions struct {
 	Nodes            int
 	Data             string
 	MaxContentLength string
+	MaxDocs          int64
 	User, Password   string
 	APIKey           string
 	TLSCert, TLSKey  string
@@ -331,6 +332,7 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	f.IntVar(&o.Nodes, "nodes", 1, "nodes (listeners) sharing one store")
 	f.StringVar(&o.Data, "data", "", "keep documents in this directory (survive restarts); memory only when empty")
 	f.StringVar(&o.MaxContentLength, "max-content-length", "100MiB", "http.max_content_length: larger bodies get 413")
+	f.Int64Var(&o.MaxDocs, "max-docs", 0, "documents held at most; past that writes get 429 cluster_block_exception, as past the flood-stage disk watermark (0: no bound)")
 	f.StringVar(&o.User, "user", "", "require basic auth with this user")
 	f.StringVar(&o.Password, "password", "", "basic auth password (or LOGDOCTOR_ES_PASSWORD)")
 	f.StringVar(&o.APIKey, "api-key", "", "also accept 'Authorization: ApiKey <this>'")
@@ -358,6 +360,9 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	mcl, err := parseESBytes(o.MaxContentLength)
 	if err != nil {
 		return nil, usageErrorf("--max-content-length: %v", err)
+	}
+	if o.MaxDocs < 0 {
+		return nil, usageErrorf("--max-docs must not be negative")
 	}
 	if o.Nodes < 1 || o.Nodes > 64 {
 		return nil, usageErrorf("--nodes must be between 1 and 64")
@@ -389,7 +394,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 		o.Version = "" // essim picks an OpenSearch version
 	}
 	s, err := essim.Start(sctx, o.Listen, essim.Config{Version: o.Version, Distribution: o.Distribution, ClusterName: o.ClusterName, Nodes: o.Nodes,
-		DataDir: o.Data, MaxContentLength: mcl, Username: o.User, Password: o.Password, APIKey: o.APIKey, TLS: tlsCfg, Faults: faults})
+		DataDir: o.Data, MaxContentLength: mcl, MaxDocs: o.MaxDocs, Username: o.User, Password: o.Password, APIKey: o.APIKey, TLS: tlsCfg, Faults: faults})
 	if err != nil {
 		if strings.Contains(err.Error(), "want") || strings.Contains(err.Error(), "outside") || strings.Contains(err.Error(), "negative") {
 			return nil, &UsageError{Err: err}

@@ -59,6 +59,7 @@ type PipelineOptions struct {
 
 	ES             []string
 	ESData         string
+	ESMaxDocs      int64
 	ESUser         string
 	ESPassword     string
 	ESAPIKey       string
@@ -134,6 +135,7 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringVar(&o.BufferMax, "buffer-max", "1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
 	f.DurationVar(&o.FullWait, "buffer-full-wait", 5*time.Second, "how long a forward request waits for buffer space before it is refused")
 	f.StringSliceVar(&o.ES, "es", []string{"embedded"}, `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`)
+	f.Int64Var(&o.ESMaxDocs, "es-max-docs", 4_000_000, "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
 	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
 	f.StringVar(&o.ESUser, "es-user", "", "basic auth user (or in the URL)")
 	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (or $LOGDOCTOR_ES_PASSWORD)")
@@ -247,6 +249,9 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	}
 	if o.Forward == "" && o.UDP == "" {
 		return cfg, usageErrorf("no input: give --forward and/or --udp")
+	}
+	if o.ESMaxDocs < 0 {
+		return cfg, usageErrorf("--es-max-docs must not be negative")
 	}
 	if _, err := esout.ParseIndexTemplate(o.Index); err != nil {
 		return cfg, usageErrorf("--index: %v", err)
@@ -386,13 +391,13 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 
 	var stopES func() error
 	if embedded {
-		url, dir, stop, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir)
+		url, dir, stop, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
 		stopES = stop
 		urls = []string{url}
-		log.Info("embedded elasticsearch started", "url", url, "data", dir, "kept", o.ESData != "")
+		log.Info("embedded elasticsearch started", "url", url, "data", dir, "kept", o.ESData != "", "max_docs", o.ESMaxDocs)
 	}
 	cfg.ES.URLs = urls
 	p, err := pipeline.New(cfg)

@@ -21,9 +21,11 @@ const embeddedESDirName = "embedded-es"
 // memory). dataDir (--es-data) keeps the documents across restarts;
 // without it they go to bufferDir/embedded-es (the temp dir with
 // --memory-buffer), emptied at start and removed at stop, so like an
-// in-memory store nothing outlives the process. It returns the URL, the
-// directory used, and a stop function.
-func startEmbeddedES(ctx context.Context, dataDir, bufferDir string) (string, string, func() error, error) {
+// in-memory store nothing outlives the process. maxDocs (--es-max-docs)
+// bounds its memory: past it writes are refused as past Elasticsearch's
+// flood-stage watermark. It returns the URL, the directory used, and a
+// stop function.
+func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, error) {
 	dir, temporary := dataDir, false
 	switch {
 	case dataDir != "":
@@ -45,7 +47,7 @@ func startEmbeddedES(ctx context.Context, dataDir, bufferDir string) (string, st
 		}
 		dir, temporary = d, true
 	}
-	s, err := essim.Start(ctx, "127.0.0.1:0", essim.Config{DataDir: dir})
+	s, err := essim.Start(ctx, "127.0.0.1:0", essim.Config{DataDir: dir, MaxDocs: maxDocs})
 	if err != nil {
 		if temporary {
 			os.RemoveAll(dir)

@@ -29,6 +29,7 @@ func TestPipelineRunUsageErrors(t *testing.T) {
 		{"pipeline", "run", "--buffer-max", "lots"},
 		{"pipeline", "run", "--log-format", "xml"},
 		{"pipeline", "run", "--forward-tls-cert", "x.pem"},
+		{"pipeline", "run", "--es-max-docs", "-1"},
 	} {
 		code, _, errOut := runCLI(t, args...)
 		if code != ExitUsage {
@@ -181,5 +182,54 @@ func TestPipelineRunUDPTimeKey(t *testing.T) {
 	res.Body.Close()
 	if !strings.Contains(string(body), `"ts":"2020-01-02T03:04:05Z"`) || !strings.Contains(string(body), `"@timestamp":"2020-01-02T03:04:05.000000000Z"`) {
 		t.Fatalf("logs-udp-2020.01.02: %s\nstderr:\n%s", body, errb.String())
+	}
+}
+
+// --es-max-docs bounds the embedded Elasticsearch: past it writes get
+// 429 (flood stage), the pipeline retries, and what does not fit stays in
+// the durable buffer instead of in memory, acked events included.
+func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var out, errb bytes.Buffer
+	done := make(chan ExitCode, 1)
+	go func() {
+		done <- Main(context.Background(), []string{"pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(),
+			"--es-max-docs", "20", "--duration", "3s", "--shutdown-timeout", "500ms", "--flush-interval", "10ms", "-o", "json"},
+			IO{In: strings.NewReader(""), Out: &out, Err: &errb})
+	}()
+	host, ps, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(ps)
+	var lg *fluent.Fluent
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if lg, err = fluent.New(fluent.Config{FluentHost: host, FluentPort: port, RequestAck: true, MaxRetry: 1, RetryWait: 20}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	const n = 30
+	for i := 0; i < n; i++ {
+		if err := lg.Post("cap", map[string]any{"msg": fmt.Sprint("cap-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lg.Close()
+	code := <-done
+	var rep struct {
+		Data PipelineData `json:"data"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("exit %d: %v: %s\n%s", code, err, out.String(), errb.String())
+	}
+	st := rep.Data.Stats
+	if st.ForwardAcks != n || st.Output.Indexed != 20 || st.Output.Retried == 0 || rep.Data.LeftOver != n-20 {
+		t.Fatalf("acked %d, indexed %d (want 20), retried %d, left in buffer %d (want %d)\n%s",
+			st.ForwardAcks, st.Output.Indexed, st.Output.Retried, rep.Data.LeftOver, n-20, errb.String())
 	}
 }

@@ -289,6 +289,14 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 		x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, st.seq
 		return
 	}
+	if max := s.cfg.MaxDocs; max > 0 && it.Op != OpDelete && st.liveLocked() >= max {
+		// Elasticsearch past the flood-stage watermark: every index gets
+		// read_only_allow_delete; writes fail, deletes free room.
+		s.blocked.Add(1)
+		fail(http.StatusTooManyRequests, "cluster_block_exception",
+			"index ["+it.Index+"] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];")
+		return
+	}
 	ix := st.indices[it.Index]
 	switch it.Op {
 	case OpIndex, OpCreate:

@@ -60,8 +60,14 @@ type Config struct {
 	Nodes            int    // listeners sharing one store; 1 by default
 	DataDir          string // keep documents on disk here; empty = memory only
 	MaxContentLength int64  // request body cap (413 above); 100 MiB by default
-	WriteThreads     int    // write thread pool size per node; 2 by default
-	WriteQueueSize   int    // write queue capacity per node; 10000 by default
+	// MaxDocs bounds the documents stored, all indices (0: no bound). At
+	// the bound writes are refused as Elasticsearch refuses them past the
+	// flood-stage disk watermark: 429 cluster_block_exception per item,
+	// deletes still allowed. It is what keeps an embedded essim's memory
+	// (about 43 bytes a document) bounded.
+	MaxDocs        int64
+	WriteThreads   int // write thread pool size per node; 2 by default
+	WriteQueueSize int // write queue capacity per node; 10000 by default
 	// Username and Password, when set, require HTTP basic auth; APIKey, when
 	// set, also accepts "Authorization: ApiKey <APIKey>".
 	Username, Password, APIKey string
@@ -163,6 +169,7 @@ type Stats struct {
 	RequestFailures int64 `json:"request_failures"` // whole requests failed by FailRate
 	Dropped         int64 `json:"dropped"`          // items acknowledged but not stored
 	Conflicts       int64 `json:"conflicts"`        // create on an existing _id (409)
+	Blocked         int64 `json:"blocked"`          // writes refused at MaxDocs (flood-stage block)
 	OpenedConns     int64 `json:"opened_conns"`     // TCP connections accepted, all nodes
 	OpenConns       int64 `json:"open_conns"`       // currently open
 	IdleClosed      int64 `json:"idle_closed"`      // connections closed by IdleClose
@@ -185,7 +192,7 @@ type Server struct {
 	templates map[string]json.RawMessage // templates, ILM policies, pipelines: kept, not applied
 
 	bulkRequests, bulkItems, failures, dropped, conflicts atomic.Int64
-	requests                                              atomic.Int64
+	requests, blocked                                     atomic.Int64
 	closeOnce                                             sync.Once
 	done                                                  chan struct{} // closed by Close
 }
@@ -546,6 +553,7 @@ func (s *Server) Stats() Stats {
 		RequestFailures: s.failures.Load(),
 		Dropped:         s.dropped.Load(),
 		Conflicts:       s.conflicts.Load(),
+		Blocked:         s.blocked.Load(),
 		Requests:        s.requests.Load(),
 	}
 	for _, n := range s.nodes {

@@ -81,6 +81,15 @@ func appendDoc(docs [][]doc, n int, d doc) [][]doc {
 	return docs
 }
 
+// liveLocked is the number of live documents in every index.
+func (s *store) liveLocked() int64 {
+	var n int64
+	for _, ix := range s.indices {
+		n += int64(ix.count())
+	}
+	return n
+}
+
 // count is the number of live documents.
 func (ix *index) count() int { return ix.ids.n }
 

@@ -327,3 +327,44 @@ func TestDiskStoreRefusesOldLog(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestMaxDocsFloodStage: at MaxDocs every write item is refused as past
+// Elasticsearch's flood-stage watermark (429 cluster_block_exception,
+// counted), deletes still work, and they make room again.
+func TestMaxDocsFloodStage(t *testing.T) {
+	s := start(t, Config{MaxDocs: 5, DataDir: t.TempDir()})
+	var b strings.Builder
+	for i := 0; i < 7; i++ {
+		fmt.Fprintf(&b, "{\"create\":{\"_index\":\"f\",\"_id\":\"%d\"}}\n{\"i\":%d}\n", i, i)
+	}
+	m := do(t, nil, "POST", s.URL()+"/_bulk", b.String()).json(t)
+	items := m["items"].([]any)
+	for i, it := range items {
+		res := it.(map[string]any)["create"].(map[string]any)
+		want := 201.0
+		if i >= 5 {
+			want = 429
+			e, _ := res["error"].(map[string]any)
+			if e["type"] != "cluster_block_exception" || !strings.Contains(fmt.Sprint(e["reason"]), "flood-stage watermark") {
+				t.Fatalf("item %d: %v", i, res)
+			}
+		}
+		if res["status"] != want {
+			t.Fatalf("item %d: status %v, want %v", i, res["status"], want)
+		}
+	}
+	if st := s.Stats(); st.Blocked != 2 || st.Docs != 5 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Updates are writes too; deletes are allowed and free room.
+	r := do(t, nil, "POST", s.URL()+"/_bulk", "{\"index\":{\"_index\":\"f\",\"_id\":\"0\"}}\n{\"i\":100}\n{\"delete\":{\"_index\":\"f\",\"_id\":\"1\"}}\n{\"create\":{\"_index\":\"f\",\"_id\":\"5\"}}\n{\"i\":5}\n")
+	got := []any{}
+	for _, it := range r.json(t)["items"].([]any) {
+		for _, v := range it.(map[string]any) {
+			got = append(got, v.(map[string]any)["status"])
+		}
+	}
+	if fmt.Sprint(got) != "[429 200 201]" {
+		t.Fatalf("index/delete/create at the bound: statuses %v, want [429 200 201]", got)
+	}
+}
