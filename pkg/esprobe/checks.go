@@ -541,7 +541,8 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 	body := fmt.Sprintf("{\"create\":{\"_index\":%q,\"_id\":%q}}\n{\"@timestamp\":%q,\"message\":\"logdoctor es probe canary\",\"logdoctor_canary\":%q}\n",
 		idx, id, time.Now().UTC().Format(time.RFC3339Nano), id)
 	var lats []time.Duration
-	itemRejected := 0
+	itemRejected, itemBlocked := 0, 0
+	blockReason := ""
 	c := Check{Name: "bulk_idempotency", Target: base + "/" + idx}
 	for i := 0; i < p.o.BulkSamples; i++ {
 		// Two samples suffice once one took longer than the shipper's
@@ -572,7 +573,8 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 			Items []map[string]struct {
 				Status int `json:"status"`
 				Error  *struct {
-					Type string `json:"type"`
+					Type   string `json:"type"`
+					Reason string `json:"reason"`
 				} `json:"error"`
 			} `json:"items"`
 		}
@@ -582,7 +584,13 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 			continue
 		}
 		for _, it := range br.Items[0] {
-			if it.Status == http.StatusTooManyRequests {
+			switch {
+			case it.Error != nil && it.Error.Type == "cluster_block_exception":
+				// A 429 (or 403 before 7.x) that no retry cures: an
+				// index block, typically the flood-stage watermark's.
+				itemBlocked++
+				blockReason = it.Error.Reason
+			case it.Status == http.StatusTooManyRequests:
 				itemRejected++
 			}
 			b.Statuses = append(b.Statuses, it.Status)
@@ -644,6 +652,12 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 		p.add(report.Finding{ID: FindingBulkLost, Severity: report.Critical,
 			Summary:  fmt.Sprintf("the canary %s was acknowledged (201) but is not in %s", id, idx),
 			Evidence: ev, Remedy: remedyLost})
+	}
+	if itemBlocked > 0 {
+		ev["block_reason"] = blockReason
+		p.add(report.Finding{ID: FindingWriteBlocked, Severity: report.Critical,
+			Summary:  fmt.Sprintf("%d of %d canary bulk items were refused by an index block: %s", itemBlocked, len(b.Statuses), truncateReason(blockReason)),
+			Evidence: ev, Remedy: remedyBlocked})
 	}
 	if itemRejected > 0 {
 		p.add(report.Finding{ID: FindingWriteRejections, Severity: report.Critical,
@@ -750,4 +764,12 @@ func (p *probe) timeoutCheck() {
 			Summary:  fmt.Sprintf("%s latency p99 %.0f ms is over half the shipper's request timeout (%s)", src, p99, p.o.RequestTimeout),
 			Evidence: ev, Remedy: remedyTimeout})
 	}
+}
+
+// truncateReason keeps a server's error reason short enough for a summary.
+func truncateReason(s string) string {
+	if len(s) > 160 {
+		return s[:160] + "..."
+	}
+	return s
 }

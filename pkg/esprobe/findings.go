@@ -10,6 +10,7 @@ const (
 	FindingKeepaliveClosed   = "es.keepalive_closed"
 	FindingConnectionChurn   = "es.connection_churn"
 	FindingWriteRejections   = "es.write_rejections"
+	FindingWriteBlocked      = "es.write_blocked"
 	FindingIndexingPressure  = "es.indexing_pressure"
 	FindingBulkTooLarge      = "es.bulk_too_large"
 	FindingRequestTimeout    = "es.request_timeout_tight"
@@ -46,6 +47,12 @@ const (
 		"filter with `id_key _hash` and `write_operation create`, lower `flush_thread_count`, raise `flush_interval`, keep `retry_max_interval` " +
 		"backing off; Fluent Bit: `Generate_ID On`, fewer `Workers`; rsyslog omelasticsearch: `retryfailures=\"on\"` " +
 		"(otherwise rejected items only reach the errorfile). On the cluster: more write capacity, fewer shards per bulk."
+	remedyBlocked = "An index block refuses writes: `read_only_allow_delete` is what Elasticsearch puts on every index on a node " +
+		"past the flood-stage disk watermark (`cluster.routing.allocation.disk.watermark.flood_stage`, 95% by default). Shippers " +
+		"retry until their buffers fill, then drop or stall. Free disk (delete old indices, add nodes or disk; " +
+		"`GET _cat/allocation?v` shows usage per node); from 7.4 on the block lifts by itself once usage falls under the high " +
+		"watermark, before that remove it with `PUT _all/_settings {\"index.blocks.read_only_allow_delete\": null}`. " +
+		"An explicit `index.blocks.write` or `read_only` setting must be removed the same way."
 	remedyPressure = "Indexing pressure rejected whole requests (coordinating/primary/replica memory over " +
 		"indexing_pressure.memory.limit): shippers see 429 for the entire bulk and resend it. Send smaller bulks " +
 		"(fluent-plugin-elasticsearch `chunk_limit_size`, `bulk_message_request_threshold`; Fluent Bit smaller chunks), " +

@@ -200,6 +200,28 @@ func TestItemRejections(t *testing.T) {
 	}
 }
 
+// TestFloodStageBlock: a cluster past its flood-stage watermark refuses
+// every write with cluster_block_exception; that is an index block to
+// clear, not write rejections to back off from.
+func TestFloodStageBlock(t *testing.T) {
+	s := startSim(t, essim.Config{MaxDocs: 1})
+	r, err := http.Post(s.URL()+"/full/_doc", "application/json", strings.NewReader(`{"a":1}`))
+	if err != nil || r.StatusCode != 201 {
+		t.Fatalf("first document: %v %v", r, err)
+	}
+	r.Body.Close()
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "blocked"})
+	f := onlyFindings(t, fs, FindingWriteBlocked)[FindingWriteBlocked]
+	if f.Severity != report.Critical || !strings.Contains(f.Summary, "flood-stage watermark") || !strings.Contains(f.Remedy, "read_only_allow_delete") {
+		t.Fatalf("finding %+v", f)
+	}
+	for i, st := range res.Bulk.Statuses {
+		if st != 429 || res.Bulk.ItemErrors[i] != "cluster_block_exception" {
+			t.Fatalf("bulk %+v", res.Bulk)
+		}
+	}
+}
+
 func TestWholeRequestRejectionsAreIndexingPressure(t *testing.T) {
 	s := startSim(t, essim.Config{Faults: essim.Faults{FailRate: 1}})
 	res, fs := run(t, Options{URLs: []string{s.URL()}, Index: "pres"})
