@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -153,9 +154,25 @@ func commands(g *Globals) []*cobra.Command {
 	}
 }
 
+// lockedWriter serializes writes: a command's own lines and its
+// goroutines' log lines share stderr, and a writer given to Main (a test's
+// bytes.Buffer) need not be safe for concurrent use as *os.File is.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // Main runs logdoctor with args and returns the exit code.
-func Main(ctx context.Context, args []string, io IO) ExitCode {
-	g := &Globals{IO: io, Now: time.Now}
+func Main(ctx context.Context, args []string, streams IO) ExitCode {
+	streams.Out = &lockedWriter{w: streams.Out}
+	streams.Err = &lockedWriter{w: streams.Err}
+	g := &Globals{IO: streams, Now: time.Now}
 	root := NewRootCmd(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -163,10 +180,10 @@ func Main(ctx context.Context, args []string, io IO) ExitCode {
 		msg := report.Redact(err.Error())
 		var ue *UsageError
 		if errors.As(err, &ue) || !g.started {
-			fmt.Fprintf(io.Err, "logdoctor: %s\nRun 'logdoctor --help' for usage.\n", msg)
+			fmt.Fprintf(streams.Err, "logdoctor: %s\nRun 'logdoctor --help' for usage.\n", msg)
 			return ExitUsage
 		}
-		fmt.Fprintf(io.Err, "logdoctor: %s\n", msg)
+		fmt.Fprintf(streams.Err, "logdoctor: %s\n", msg)
 		return ExitError
 	}
 	if g.policy.Fails(g.worst) {
