@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,27 +60,9 @@ func TestPipelineRunEmbedded(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	dir, esData := t.TempDir(), t.TempDir()
-	var out, errb bytes.Buffer
-	done := make(chan ExitCode, 1)
-	go func() {
-		done <- Main(context.Background(), []string{"pipeline", "run", "--forward", addr, "--buffer-dir", dir,
-			"--duration", "3s", "--flush-interval", "10ms", "--log-file", filepath.Join(dir, "log"), "--es-data", esData, "-o", "json"},
-			IO{In: strings.NewReader(""), Out: &out, Err: &errb})
-	}()
-	host, ps, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(ps)
-	var lg *fluent.Fluent
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		lg, err = fluent.New(fluent.Config{FluentHost: host, FluentPort: port, RequestAck: true, MaxRetry: 1, RetryWait: 20})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait := startCLI("pipeline", "run", "--forward", addr, "--buffer-dir", dir,
+		"--duration", "3s", "--flush-interval", "10ms", "--log-file", filepath.Join(dir, "log"), "--es-data", esData, "-o", "json")
+	lg := dialFluent(t, addr)
 	const n = 50
 	for i := 0; i < n; i++ {
 		if err := lg.Post("cli.test", map[string]any{"msg": fmt.Sprint("cli-", i)}); err != nil {
@@ -96,7 +77,7 @@ func TestPipelineRunEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	deadline = time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(2 * time.Second)
 	for {
 		if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "SIGHUP") {
 			break
@@ -106,19 +87,19 @@ func TestPipelineRunEmbedded(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	code := <-done
+	code, out, errb := wait()
 	if code != ExitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+		t.Fatalf("exit %d\n%s\n%s", code, out, errb)
 	}
-	if !strings.Contains(errb.String(), "buffer="+dir) {
-		t.Errorf("start line does not name the buffer dir: %s", errb.String())
+	if !strings.Contains(errb, "buffer="+dir) {
+		t.Errorf("start line does not name the buffer dir: %s", errb)
 	}
 	var rep struct {
 		Command string       `json:"command"`
 		Data    PipelineData `json:"data"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("%v: %s", err, out.String())
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
 	}
 	st := rep.Data.Stats
 	if rep.Command != "pipeline run" || st.ForwardAcks != n || st.Output.Indexed != n || rep.Data.LeftOver != 0 {
@@ -145,13 +126,8 @@ func TestPipelineRunUDPTimeKey(t *testing.T) {
 	addr := pc.LocalAddr().String()
 	pc.Close()
 	dir, esData := t.TempDir(), t.TempDir()
-	var out, errb bytes.Buffer
-	done := make(chan ExitCode, 1)
-	go func() {
-		done <- Main(context.Background(), []string{"pipeline", "run", "--forward", "", "--udp", addr, "--udp-time-key", "ts",
-			"--udp-keep-time-key", "--buffer-dir", dir, "--duration", "2s", "--flush-interval", "10ms", "--es-data", esData, "-o", "json"},
-			IO{In: strings.NewReader(""), Out: &out, Err: &errb})
-	}()
+	wait := startCLI("pipeline", "run", "--forward", "", "--udp", addr, "--udp-time-key", "ts",
+		"--udp-keep-time-key", "--buffer-dir", dir, "--duration", "2s", "--flush-interval", "10ms", "--es-data", esData, "-o", "json")
 	// Bound once we can no longer bind the port ourselves.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		probe, err := net.ListenPacket("udp", addr)
@@ -166,8 +142,9 @@ func TestPipelineRunUDPTimeKey(t *testing.T) {
 	}
 	c.Write([]byte(`{"msg":"old","ts":"2020-01-02T03:04:05Z"}`))
 	c.Close()
-	if code := <-done; code != ExitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	code, out, errb := wait()
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errb)
 	}
 	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{DataDir: esData})
 	if err != nil {
@@ -181,7 +158,7 @@ func TestPipelineRunUDPTimeKey(t *testing.T) {
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	if !strings.Contains(string(body), `"ts":"2020-01-02T03:04:05Z"`) || !strings.Contains(string(body), `"@timestamp":"2020-01-02T03:04:05.000000000Z"`) {
-		t.Fatalf("logs-udp-2020.01.02: %s\nstderr:\n%s", body, errb.String())
+		t.Fatalf("logs-udp-2020.01.02: %s\nstderr:\n%s", body, errb)
 	}
 }
 
@@ -195,24 +172,9 @@ func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	var out, errb bytes.Buffer
-	done := make(chan ExitCode, 1)
-	go func() {
-		done <- Main(context.Background(), []string{"pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(),
-			"--es-max-docs", "20", "--duration", "3s", "--shutdown-timeout", "500ms", "--flush-interval", "10ms", "-o", "json"},
-			IO{In: strings.NewReader(""), Out: &out, Err: &errb})
-	}()
-	host, ps, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(ps)
-	var lg *fluent.Fluent
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if lg, err = fluent.New(fluent.Config{FluentHost: host, FluentPort: port, RequestAck: true, MaxRetry: 1, RetryWait: 20}); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-	}
+	wait := startCLI("pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(),
+		"--es-max-docs", "20", "--duration", "3s", "--shutdown-timeout", "500ms", "--flush-interval", "10ms", "-o", "json")
+	lg := dialFluent(t, addr)
 	const n = 30
 	for i := 0; i < n; i++ {
 		if err := lg.Post("cap", map[string]any{"msg": fmt.Sprint("cap-", i)}); err != nil {
@@ -220,16 +182,33 @@ func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
 		}
 	}
 	lg.Close()
-	code := <-done
+	code, out, errb := wait()
 	var rep struct {
 		Data PipelineData `json:"data"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("exit %d: %v: %s\n%s", code, err, out.String(), errb.String())
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("exit %d: %v: %s\n%s", code, err, out, errb)
 	}
 	st := rep.Data.Stats
 	if st.ForwardAcks != n || st.Output.Indexed != 20 || st.Output.Retried == 0 || rep.Data.LeftOver != n-20 {
 		t.Fatalf("acked %d, indexed %d (want 20), retried %d, left in buffer %d (want %d)\n%s",
-			st.ForwardAcks, st.Output.Indexed, st.Output.Retried, rep.Data.LeftOver, n-20, errb.String())
+			st.ForwardAcks, st.Output.Indexed, st.Output.Retried, rep.Data.LeftOver, n-20, errb)
+	}
+}
+
+// dialFluent connects fluent-logger-golang (acks on) to a forward input
+// that is starting up.
+func dialFluent(t *testing.T, addr string) *fluent.Fluent {
+	t.Helper()
+	host, ps, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(ps)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		lg, err := fluent.New(fluent.Config{FluentHost: host, FluentPort: port, RequestAck: true, MaxRetry: 1, RetryWait: 20})
+		if err == nil {
+			return lg
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 }

@@ -17,6 +17,18 @@ func runCLI(t *testing.T, args ...string) (code ExitCode, stdout, stderr string)
 	return code, out.String(), errb.String()
 }
 
+// startCLI runs Main in the background (a long-running command such as
+// pipeline run); wait returns its exit code and output once it ended.
+func startCLI(args ...string) (wait func() (code ExitCode, stdout, stderr string)) {
+	var out, errb bytes.Buffer
+	done := make(chan ExitCode, 1)
+	go func() { done <- Main(context.Background(), args, IO{In: strings.NewReader(""), Out: &out, Err: &errb}) }()
+	return func() (ExitCode, string, string) {
+		code := <-done
+		return code, out.String(), errb.String()
+	}
+}
+
 func TestVersionAndUsageErrors(t *testing.T) {
 	code, out, _ := runCLI(t, "--version")
 	if code != ExitOK || !strings.Contains(out, "commit") {
