@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/clip"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -656,7 +657,7 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 	if itemBlocked > 0 {
 		ev["block_reason"] = blockReason
 		p.add(report.Finding{ID: FindingWriteBlocked, Severity: report.Critical,
-			Summary:  fmt.Sprintf("%d of %d canary bulk items were refused by an index block: %s", itemBlocked, len(b.Statuses), truncateReason(blockReason)),
+			Summary:  fmt.Sprintf("%d of %d canary bulk items were refused by an index block: %s", itemBlocked, len(b.Statuses), clip.String(blockReason, 160)),
 			Evidence: ev, Remedy: remedyBlocked})
 	}
 	if itemRejected > 0 {
@@ -764,12 +765,4 @@ func (p *probe) timeoutCheck() {
 			Summary:  fmt.Sprintf("%s latency p99 %.0f ms is over half the shipper's request timeout (%s)", src, p99, p.o.RequestTimeout),
 			Evidence: ev, Remedy: remedyTimeout})
 	}
-}
-
-// truncateReason keeps a server's error reason short enough for a summary.
-func truncateReason(s string) string {
-	if len(s) > 160 {
-		return s[:160] + "..."
-	}
-	return s
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/logdoctor/logdoctor/internal/clip"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -295,7 +296,7 @@ func fingerprint(src map[string]json.RawMessage, fields []string) (string, strin
 			v := fieldRaw(src, f)
 			h.Write(canonical(v))
 			h.Write([]byte{0})
-			label = append(label, f+"="+truncateLabel(string(v)))
+			label = append(label, f+"="+clip.String(string(v), 60))
 		}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
@@ -303,13 +304,6 @@ func fingerprint(src map[string]json.RawMessage, fields []string) (string, strin
 		return sum, "sha256:" + sum[:16]
 	}
 	return sum, strings.Join(label, " ")
-}
-
-func truncateLabel(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
-	}
-	return s
 }
 
 // fieldRaw finds a dotted field, flattened or nested.

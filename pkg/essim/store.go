@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/logdoctor/logdoctor/internal/clip"
 )
 
 // store holds every index; all nodes share it.
@@ -279,7 +281,7 @@ func (s *store) replay(r io.Reader) (int64, error) {
 		}
 	}
 	if magic != logMagic {
-		return 0, fmt.Errorf("not an essim data log of this version (first line %q, want %q); move the directory away", truncate(magic, 32), logMagic)
+		return 0, fmt.Errorf("not an essim data log of this version (first line %q, want %q); move the directory away", clip.String(magic, 32), logMagic)
 	}
 	off := int64(len(logMagic))
 	var body []byte
@@ -302,7 +304,7 @@ func (s *store) replay(r io.Reader) (int64, error) {
 		n := int64(len(hdr))
 		f := strings.Split(string(hdr[:len(hdr)-1]), "\t")
 		bad := func(what string) (int64, error) {
-			return off, fmt.Errorf("record at offset %d: %s in %q", off, what, truncate(string(hdr), 64))
+			return off, fmt.Errorf("record at offset %d: %s in %q", off, what, clip.Bytes(hdr, 64))
 		}
 		switch {
 		case f[0] == "I" && len(f) == 5:
@@ -345,13 +347,6 @@ func (s *store) replay(r io.Reader) (int64, error) {
 		}
 		off += n
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // flushLocked writes pending log records; callers hold mu for writing. A

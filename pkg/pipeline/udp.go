@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
 
+	"github.com/logdoctor/logdoctor/internal/clip"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 )
 
@@ -183,7 +184,7 @@ func parseEventTime(v []byte) (time.Time, error) {
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("%q is not epoch seconds or an RFC 3339 time", truncateStr(s, 40))
+			return time.Time{}, fmt.Errorf("%q is not epoch seconds or an RFC 3339 time", clip.String(s, 40))
 		}
 		if t.Unix() < 0 || t.Unix() > maxEventSec {
 			return time.Time{}, fmt.Errorf("%q is out of range", s)
@@ -213,13 +214,6 @@ func parseEventTime(v []byte) (time.Time, error) {
 		}
 	}
 	return time.Unix(sec, nsec).UTC(), nil
-}
-
-func truncateStr(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // withoutKey returns obj (a valid JSON object) without its top-level

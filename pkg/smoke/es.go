@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/logdoctor/logdoctor/internal/clip"
 )
 
 // maxSearchBody caps what is read from one search response: 10,000 small
@@ -67,10 +69,10 @@ func (e *ESSearcher) Search(ctx context.Context, runID string, max int) ([]Hit, 
 		return nil, nil
 	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return nil, fmt.Errorf("search %s: HTTP %d: %w: %s", index, resp.StatusCode, ErrAuth, snippet(raw))
+		return nil, fmt.Errorf("search %s: HTTP %d: %w: %s", index, resp.StatusCode, ErrAuth, clip.Bytes(bytes.TrimSpace(raw), 300))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("search %s: HTTP %d: %s", index, resp.StatusCode, snippet(raw))
+		return nil, fmt.Errorf("search %s: HTTP %d: %s", index, resp.StatusCode, clip.Bytes(bytes.TrimSpace(raw), 300))
 	}
 	return parseHits(raw)
 }
@@ -96,7 +98,7 @@ func (e *ESSearcher) Refresh(ctx context.Context) error {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("refresh %s: HTTP %d: %s", index, resp.StatusCode, snippet(raw))
+		return fmt.Errorf("refresh %s: HTTP %d: %s", index, resp.StatusCode, clip.Bytes(bytes.TrimSpace(raw), 300))
 	}
 	return nil
 }
@@ -145,14 +147,6 @@ func parseHits(raw []byte) ([]Hit, error) {
 		hits = append(hits, hit)
 	}
 	return hits, nil
-}
-
-func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	return s
 }
 
 // NewHTTPClient is a keep-alive client for the searcher with a per-request

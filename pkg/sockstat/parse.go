@@ -6,7 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+
+	"github.com/logdoctor/logdoctor/internal/clip"
 )
+
+// maxErrField bounds a field quoted in an error, so a garbage line cannot
+// make a report huge.
+const maxErrField = 40
 
 // ErrMalformed marks a /proc/net/tcp line that could not be parsed.
 var ErrMalformed = errors.New("malformed socket line")
@@ -53,7 +59,7 @@ func ParseLine(line []byte) (Socket, error) {
 		return s, fmt.Errorf("%w: %d fields, want at least 10", ErrMalformed, n)
 	}
 	if len(f[0]) < 2 || f[0][len(f[0])-1] != ':' {
-		return s, fmt.Errorf("%w: slot %q", ErrMalformed, clip(f[0]))
+		return s, fmt.Errorf("%w: slot %q", ErrMalformed, clip.Bytes(f[0], maxErrField))
 	}
 	var err error
 	if s.Local, err = parseHexAddrPort(f[1]); err != nil {
@@ -67,26 +73,26 @@ func ParseLine(line []byte) (Socket, error) {
 	}
 	st, ok := parseHex(f[3], 2)
 	if !ok || !State(st).Valid() {
-		return s, fmt.Errorf("%w: state %q", ErrMalformed, clip(f[3]))
+		return s, fmt.Errorf("%w: state %q", ErrMalformed, clip.Bytes(f[3], maxErrField))
 	}
 	s.State = State(st)
 	tx, rx, ok := splitColon(f[4])
 	if !ok {
-		return s, fmt.Errorf("%w: queues %q", ErrMalformed, clip(f[4]))
+		return s, fmt.Errorf("%w: queues %q", ErrMalformed, clip.Bytes(f[4], maxErrField))
 	}
 	if s.SendQ, ok = parseHex(tx, 16); !ok {
-		return s, fmt.Errorf("%w: tx_queue %q", ErrMalformed, clip(tx))
+		return s, fmt.Errorf("%w: tx_queue %q", ErrMalformed, clip.Bytes(tx, maxErrField))
 	}
 	if s.RecvQ, ok = parseHex(rx, 16); !ok {
-		return s, fmt.Errorf("%w: rx_queue %q", ErrMalformed, clip(rx))
+		return s, fmt.Errorf("%w: rx_queue %q", ErrMalformed, clip.Bytes(rx, maxErrField))
 	}
 	uid, ok := parseDec(f[7])
 	if !ok || uid > 1<<32-1 {
-		return s, fmt.Errorf("%w: uid %q", ErrMalformed, clip(f[7]))
+		return s, fmt.Errorf("%w: uid %q", ErrMalformed, clip.Bytes(f[7], maxErrField))
 	}
 	s.UID = uint32(uid)
 	if s.Inode, ok = parseDec(f[9]); !ok {
-		return s, fmt.Errorf("%w: inode %q", ErrMalformed, clip(f[9]))
+		return s, fmt.Errorf("%w: inode %q", ErrMalformed, clip.Bytes(f[9], maxErrField))
 	}
 	// IPv4-mapped addresses (dual-stack sockets in tcp6) are shown as the
 	// IPv4 addresses they are, so a peer is one peer whichever file it
@@ -194,22 +200,22 @@ func (t *Table) addMalformed(line int, err error) {
 func parseHexAddrPort(b []byte) (netip.AddrPort, error) {
 	a, p, ok := splitColon(b)
 	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("%q: want ADDR:PORT", clip(b))
+		return netip.AddrPort{}, fmt.Errorf("%q: want ADDR:PORT", clip.Bytes(b, maxErrField))
 	}
 	port, ok := parseHex(p, 4)
 	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("port %q", clip(p))
+		return netip.AddrPort{}, fmt.Errorf("port %q", clip.Bytes(p, maxErrField))
 	}
 	var raw [16]byte
 	switch len(a) {
 	case 8, 32:
 	default:
-		return netip.AddrPort{}, fmt.Errorf("address %q: want 8 or 32 hex digits", clip(a))
+		return netip.AddrPort{}, fmt.Errorf("address %q: want 8 or 32 hex digits", clip.Bytes(a, maxErrField))
 	}
 	for w := 0; w < len(a)/8; w++ {
 		v, ok := parseHex(a[w*8:w*8+8], 8)
 		if !ok {
-			return netip.AddrPort{}, fmt.Errorf("address %q: not hex", clip(a))
+			return netip.AddrPort{}, fmt.Errorf("address %q: not hex", clip.Bytes(a, maxErrField))
 		}
 		// Little-endian word: lowest byte first in memory.
 		raw[w*4+0] = byte(v)
@@ -274,14 +280,4 @@ func parseDec(b []byte) (uint64, bool) {
 		v = v*10 + d
 	}
 	return v, true
-}
-
-// clip shortens a field for an error message, so a garbage line cannot
-// make a report huge.
-func clip(b []byte) string {
-	const max = 40
-	if len(b) > max {
-		return string(b[:max]) + "..."
-	}
-	return string(b)
 }

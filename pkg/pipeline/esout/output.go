@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/clip"
 	"github.com/logdoctor/logdoctor/internal/jsonenc"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -385,7 +386,7 @@ func (o *Output) attempt(ctx context.Context, items []*item) []*item {
 		return append(o.attempt(ctx, items[:h]), o.attempt(ctx, items[h:])...)
 	case status < 200 || status > 299:
 		for _, it := range items {
-			it.lastErr = "bulk request answered " + strconv.Itoa(status) + ": " + snippet(resp)
+			it.lastErr = "bulk request answered " + strconv.Itoa(status) + ": " + clip.Bytes(bytes.TrimSpace(resp), 200)
 		}
 		return items
 	}
@@ -511,13 +512,6 @@ func errType(raw json.RawMessage) string {
 		return e.Type
 	}
 	return string(raw)
-}
-
-func snippet(b []byte) string {
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return string(bytes.TrimSpace(b))
 }
 
 func errString(err error) string {
