@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -89,12 +88,7 @@ func TestESProbeCLI(t *testing.T) {
 }
 
 func TestESProbeCLIUnreachableAndUsage(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeTCPAddr(t, "127.0.0.2")
 	code, r, _ := esRun(t, "es", "probe", "http://"+addr, "--idle-wait", "0")
 	if code != ExitFindings || fmt.Sprint(esIDs(r)) != "[es.unreachable]" {
 		t.Fatalf("closed port: %d %v", code, esIDs(r))
@@ -162,12 +156,7 @@ func TestESDupsCLI(t *testing.T) {
 }
 
 func TestESServeCLI(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeTCPAddr(t, "127.0.0.1")
 	done := make(chan esReport, 1)
 	go func() {
 		var out, errb bytes.Buffer
@@ -180,6 +169,7 @@ func TestESServeCLI(t *testing.T) {
 		done <- r
 	}()
 	var res *http.Response
+	var err error
 	for i := 0; i < 100; i++ {
 		res, err = http.Post("http://"+addr+"/_bulk", "application/x-ndjson", strings.NewReader("{\"index\":{\"_index\":\"s\"}}\n{}\n"))
 		if err == nil {
@@ -208,12 +198,7 @@ func TestESServeCLI(t *testing.T) {
 func TestESServeTLSProbedWithCA(t *testing.T) {
 	t.Setenv("LOGDOCTOR_ES_PASSWORD", "")
 	certs := forwardtest.NewCerts(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeTCPAddr(t, "127.0.0.1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan ExitCode, 1)

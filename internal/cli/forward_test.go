@@ -245,12 +245,7 @@ func TestProbeBlackhole(t *testing.T) {
 }
 
 func TestProbeClosedPort(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeTCPAddr(t, "127.0.0.2")
 	r, res := probe(t, ForwardProbeOptions{Addr: addr})
 	wantFindings(t, r, forwardprobe.FindingConnectFailed)
 	if f := forwardFinding(r, forwardprobe.FindingConnectFailed); f.Evidence["step"] != "connect" || !strings.Contains(f.Evidence["error"].(string), "refused") {

@@ -53,12 +53,7 @@ func TestParseSize(t *testing.T) {
 // Elasticsearch, sends acked events with fluent-logger-golang, and reads
 // the report it prints when --duration ends.
 func TestPipelineRunEmbedded(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeTCPAddr(t, "127.0.0.1")
 	dir, esData := t.TempDir(), t.TempDir()
 	wait := startCLI("pipeline", "run", "--forward", addr, "--buffer-dir", dir,
 		"--duration", "3s", "--flush-interval", "10ms", "--log-file", filepath.Join(dir, "log"), "--es-data", esData, "-o", "json")
@@ -166,12 +161,7 @@ func TestPipelineRunUDPTimeKey(t *testing.T) {
 // 429 (flood stage), the pipeline retries, and what does not fit stays in
 // the durable buffer instead of in memory, acked events included.
 func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeTCPAddr(t, "127.0.0.1")
 	wait := startCLI("pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(),
 		"--es-max-docs", "20", "--duration", "3s", "--shutdown-timeout", "500ms", "--flush-interval", "10ms", "-o", "json")
 	lg := dialFluent(t, addr)

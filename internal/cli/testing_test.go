@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -27,6 +28,18 @@ func startCLI(args ...string) (wait func() (code ExitCode, stdout, stderr string
 		code := <-done
 		return code, out.String(), errb.String()
 	}
+}
+
+// freeTCPAddr returns host:port with a port nothing listens on right now,
+// for a command under test to bind (or, on 127.0.0.2, to find closed).
+func freeTCPAddr(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func TestVersionAndUsageErrors(t *testing.T) {
