@@ -13,17 +13,13 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 )
 
 func esSim(t *testing.T, cfg essim.Config) *essim.Server {
 	t.Helper()
-	s, err := essim.Start(context.Background(), "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return essimtest.Start(t, cfg)
 }
 
 type esReport struct {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/fluent/fluent-logger-golang/fluent"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 )
 
 func TestPipelineRunUsageErrors(t *testing.T) {
@@ -141,11 +141,7 @@ func TestPipelineRunUDPTimeKey(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errb)
 	}
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{DataDir: esData})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := essimtest.Start(t, essim.Config{DataDir: esData})
 	res, err := http.Get(es.URL() + "/logs-udp-2020.01.02/_search")
 	if err != nil {
 		t.Fatal(err)

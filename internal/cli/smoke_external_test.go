@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
@@ -73,11 +74,7 @@ func TestSmokeExternalShipper(t *testing.T) {
 // with basic auth, the password from LOGDOCTOR_ES_PASSWORD as in CI; the
 // searches, the pipeline and the ES probe all use it and it is never shown.
 func TestSmokeElasticsearchAuth(t *testing.T) {
-	sim, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Username: "ci", Password: "pa55-w0rd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim := essimtest.Start(t, essim.Config{Username: "ci", Password: "pa55-w0rd"})
 	t.Setenv("LOGDOCTOR_ES_PASSWORD", "pa55-w0rd")
 	code, out, errOut := runCLI(t, "smoke", "-o", "json", "--count", "200", "--es", sim.URL(), "--es-user", "ci")
 	if code != ExitOK {

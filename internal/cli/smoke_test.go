@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/smoke"
 )
 
@@ -141,10 +142,5 @@ func TestSmokeForwardRefused(t *testing.T) {
 
 func startEssim(t *testing.T, f essim.Faults) *essim.Server {
 	t.Helper()
-	sim, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Faults: f})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	return sim
+	return essimtest.Start(t, essim.Config{Faults: f})
 }

@@ -6,17 +6,14 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 )
 
 // BenchmarkProbeThreeNodes is a full probe with the CLI defaults (idle
 // watch 500 ms, bulk idempotency on) against a 3-node essim on loopback;
 // the target is under 1 s per run.
 func BenchmarkProbeThreeNodes(b *testing.B) {
-	s, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Nodes: 3})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := essimtest.Start(b, essim.Config{Nodes: 3})
 	o := Options{URLs: s.URLs(), Index: "bench-canary", IdleWait: 500 * time.Millisecond}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

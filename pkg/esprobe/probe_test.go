@@ -13,18 +13,14 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
 func startSim(t *testing.T, cfg essim.Config) *essim.Server {
 	t.Helper()
-	s, err := essim.Start(context.Background(), "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return essimtest.Start(t, cfg)
 }
 
 func run(t *testing.T, o Options) (*Result, []report.Finding) {

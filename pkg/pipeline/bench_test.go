@@ -12,6 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/forward"
 )
 
@@ -19,11 +20,7 @@ import (
 // with acks, from 4 connections, through the durable buffer into an
 // in-process essim; b.N counts events indexed.
 func BenchmarkPipelinePacked(b *testing.B) {
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer es.Close()
+	es := essimtest.Start(b, essim.Config{})
 	p, err := New(Config{ForwardAddr: "127.0.0.1:0", BufferDir: b.TempDir(), Logger: slog.New(slog.DiscardHandler),
 		ES: esConfig(es)})
 	if err != nil {

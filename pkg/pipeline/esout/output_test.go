@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 )
@@ -87,11 +88,7 @@ func records(n int, tag string) []buffer.Record {
 }
 
 func TestItemErrorsGoToDeadLetters(t *testing.T) {
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := essimtest.Start(t, essim.Config{})
 	recs := records(50, "ok")
 	long := records(3, strings.Repeat("t", 300)) // index name over 255 bytes: 400
 	for i := range long {
@@ -118,11 +115,7 @@ func TestItemErrorsGoToDeadLetters(t *testing.T) {
 // TestPoolDeadNode: one of two URLs is a closed port; everything goes
 // through the other and the dead one is marked so.
 func TestPoolDeadNode(t *testing.T) {
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := essimtest.Start(t, essim.Config{})
 	o, _ := run(t, Config{URLs: []string{"http://127.0.0.2:1", es.URL()}, BatchCount: 10, RetryInitial: time.Millisecond,
 		DeadMin: time.Minute, DeadMax: time.Minute}, records(200, "pool"))
 	if n := es.Count("logs-pool-*"); n != 200 {
@@ -140,11 +133,7 @@ func TestPoolDeadNode(t *testing.T) {
 // TestSniff: sniffing adds published nodes that are reachable and skips
 // those that are not (pod IPs seen from outside).
 func TestSniff(t *testing.T) {
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Nodes: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := essimtest.Start(t, essim.Config{Nodes: 3})
 	o, _ := run(t, Config{URLs: []string{es.URL()}, Sniff: true}, records(20, "sniff"))
 	if _, total := o.pool.counts(); total != 3 {
 		t.Fatalf("pool has %d nodes after sniffing 3", total)
@@ -162,11 +151,7 @@ func TestSniff(t *testing.T) {
 // TestGiveUp: with every request failing, events are given up after the
 // retry timeout, dead-lettered with the reason.
 func TestGiveUp(t *testing.T) {
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := essimtest.Start(t, essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
 	o, dl := run(t, Config{URLs: []string{es.URL()}, RetryTimeout: 200 * time.Millisecond, RetryInitial: 10 * time.Millisecond,
 		RetryMax: 50 * time.Millisecond}, records(10, "gone"))
 	if st := o.Stats(); st.GaveUp != 10 || st.Retried == 0 {
@@ -183,12 +168,8 @@ func TestGiveUp(t *testing.T) {
 // bodies, an Elasticsearch 7 without the product header, and a small
 // http.max_content_length that the batches must stay under.
 func TestAuthGzipVersionsAndMaxContentLength(t *testing.T) {
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Version: "7.10.2",
+	es := essimtest.Start(t, essim.Config{Version: "7.10.2",
 		Username: "elastic", Password: "s3cret", APIKey: "k3y", MaxContentLength: 16 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
 	o, _ := run(t, Config{URLs: []string{es.URL()}, Username: "elastic", Password: "s3cret", Gzip: true}, records(300, "basic"))
 	if n := es.Count("logs-basic-*"); n != 300 {
 		t.Fatalf("basic auth + gzip: indexed %d", n)
@@ -206,12 +187,8 @@ func TestAuthGzipVersionsAndMaxContentLength(t *testing.T) {
 // over HTTPS with a CA the output is given.
 func TestOpenSearchAndTLS(t *testing.T) {
 	certs := forwardtest.NewCerts(t)
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{Distribution: "opensearch",
+	es := essimtest.Start(t, essim.Config{Distribution: "opensearch",
 		TLS: certs.ServerTLS(false)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
 	if !strings.HasPrefix(es.URL(), "https://") {
 		t.Fatalf("essim URL %s", es.URL())
 	}
@@ -224,11 +201,7 @@ func TestOpenSearchAndTLS(t *testing.T) {
 // TestEventOverMaxContentLength: a single event larger than the cluster's
 // http.max_content_length is dead-lettered, not retried forever.
 func TestEventOverMaxContentLength(t *testing.T) {
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{MaxContentLength: 16 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := essimtest.Start(t, essim.Config{MaxContentLength: 16 << 10})
 	recs := records(5, "small")
 	big := buffer.Record{ID: "big", Tag: "small", Sec: 1763719200, Doc: []byte(`{"msg":"` + strings.Repeat("b", 20<<10) + `"}`)}
 	o, dl := run(t, Config{URLs: []string{es.URL()}}, append(recs, big))
@@ -246,11 +219,7 @@ func TestEventOverMaxContentLength(t *testing.T) {
 // TestKeepAlive: many bulk requests reuse a few connections (no
 // TIME_WAIT churn, seed 000).
 func TestKeepAlive(t *testing.T) {
-	es, err := essim.Start(context.Background(), "127.0.0.1:0", essim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer es.Close()
+	es := essimtest.Start(t, essim.Config{})
 	o, _ := run(t, Config{URLs: []string{es.URL()}, BatchCount: 5, Workers: 2}, records(300, "ka"))
 	st := es.Stats()
 	if o.Stats().Requests < 20 || st.OpenedConns > 4 {
