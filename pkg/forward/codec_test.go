@@ -324,3 +324,51 @@ func TestRecordToJSON(t *testing.T) {
 		t.Fatalf("truncated: %v", err)
 	}
 }
+
+// Fluentd's out_forward sends compressed: "text" on every uncompressed
+// request; in_forward reads it as plain. A codec we cannot read is refused.
+func TestCompressedOptionValues(t *testing.T) {
+	req := sampleRequest(t, ModePacked, 3)
+	var stream []byte
+	var e Encoder
+	for _, en := range req.Entries {
+		stream = e.appendEntry(stream, en)
+	}
+	for _, tc := range []struct {
+		compressed string
+		wantErr    error
+	}{{"text", nil}, {"", nil}, {"zstd", ErrUnknownCompression}, {"GZIP", ErrUnknownCompression}} {
+		t.Run(tc.compressed, func(t *testing.T) {
+			b, _ := msgpack.Marshal([]any{req.Tag, stream, map[string]any{"compressed": tc.compressed, "chunk": req.Chunk, "size": 3}})
+			got, err := NewDecoder(bytes.NewReader(b), Limits{}).Next()
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || !errors.Is(err, ErrMalformed) {
+					t.Fatalf("got %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameEvents(t, req, got)
+		})
+	}
+}
+
+// Fluent Bit's in_forward rejects a PING whose salt is bin, and Fluentd's
+// out_forward sends a hex string: the salt must encode as a msgpack str.
+func TestPingSaltIsString(t *testing.T) {
+	b := AppendPing(nil, Ping{Hostname: "h", SharedKeySalt: []byte{0xff, 0x00, 0x10}, SharedKeyDigest: "d"})
+	var v []any
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v[2].(string); !ok {
+		t.Fatalf("salt decoded as %T, want string", v[2])
+	}
+	p, err := ParsePing(b)
+	if err != nil || !bytes.Equal(p.SharedKeySalt, []byte{0xff, 0x00, 0x10}) {
+		t.Fatalf("round trip: %v %x", err, p.SharedKeySalt)
+	}
+}

@@ -232,15 +232,19 @@ func (d *Decoder) parseMsgpack(frame []byte, req *Request) error {
 				return err
 			}
 		}
+		// Fluentd's out_forward sends "text" with every uncompressed
+		// request and its in_forward decompresses only "gzip", treating any
+		// other value as plain. We accept the values the shippers send and
+		// refuse the rest rather than decode compressed bytes as msgpack.
 		switch compressed {
-		case "":
+		case "", "text":
 		case "gzip":
 			req.Mode = ModeCompressed
 			if stream, err = d.gunzip(stream); err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("%w: unsupported compression %q", ErrMalformed, compressed)
+			return fmt.Errorf("%w %q (want gzip or text)", ErrUnknownCompression, compressed)
 		}
 		sr := mp{b: stream, sc: &d.sc}
 		for i := 0; sr.p < len(sr.b); i++ {

@@ -158,6 +158,11 @@ var (
 	// broken") the server logs and drops it and keeps the connection: the
 	// framing is intact.
 	ErrNotRequest = errors.New("value is not a forward request")
+	// ErrUnknownCompression marks a PackedForward request whose
+	// "compressed" option names a codec we cannot read (zstd from newer
+	// Fluentd, for instance). It wraps ErrMalformed: treating the bytes as
+	// uncompressed would index garbage, so the request is refused unacked.
+	ErrUnknownCompression = fmt.Errorf("%w: unknown compression", ErrMalformed)
 	// ErrTooLarge marks a declared or actual size over a Limits cap.
 	ErrTooLarge = errors.New("forward request over limit")
 	// ErrCloseConnection, wrapped in a Handler's error, makes the server
