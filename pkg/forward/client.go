@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -175,7 +176,9 @@ func (c *Conn) handshake(ctx context.Context, cfg ClientConfig) error {
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
-	p := Ping{Hostname: hostname, SharedKeySalt: randomBytes(16), Username: cfg.Username}
+	// A hex salt, like out_forward's SecureRandom.hex(16): printable, so it
+	// survives receivers that read it as text.
+	p := Ping{Hostname: hostname, SharedKeySalt: []byte(hex.EncodeToString(randomBytes(16))), Username: cfg.Username}
 	p.SharedKeyDigest = SharedKeyDigest(p.SharedKeySalt, hostname, helo.Nonce, cfg.SharedKey)
 	if len(helo.Auth) > 0 {
 		p.PasswordDigest = PasswordDigest(helo.Auth, cfg.Username, cfg.Password)

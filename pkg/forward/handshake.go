@@ -68,8 +68,10 @@ func AppendHelo(dst []byte, h Helo) []byte {
 }
 
 // AppendPing encodes ["PING", hostname, salt, digest, username, password_digest].
+// The salt travels as a msgpack string, as Fluentd's out_forward sends it:
+// Fluent Bit's in_forward rejects a bin salt ("Invalid shared_key_salt type").
 func AppendPing(dst []byte, p Ping) []byte {
-	b, _ := msgpack.Marshal([]any{"PING", p.Hostname, p.SharedKeySalt, p.SharedKeyDigest, p.Username, p.PasswordDigest})
+	b, _ := msgpack.Marshal([]any{"PING", p.Hostname, string(p.SharedKeySalt), p.SharedKeyDigest, p.Username, p.PasswordDigest})
 	return append(dst, b...)
 }
 
