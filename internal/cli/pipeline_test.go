@@ -183,12 +183,13 @@ func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
 }
 
 // dialFluent connects fluent-logger-golang (acks on) to a forward input
-// that is starting up.
+// that is starting up. The bound is generous: under -race on a loaded
+// 2-core CI machine the pipeline with its embedded essim took over 5 s.
 func dialFluent(t *testing.T, addr string) *fluent.Fluent {
 	t.Helper()
 	host, ps, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(ps)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		lg, err := fluent.New(fluent.Config{FluentHost: host, FluentPort: port, RequestAck: true, MaxRetry: 1, RetryWait: 20})
 		if err == nil {
 			return lg
