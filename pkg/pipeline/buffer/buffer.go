@@ -51,10 +51,15 @@ type WriteError struct {
 }
 
 func (e *WriteError) Error() string {
-	if e.DiskFull() {
-		return fmt.Sprintf("buffer: %s %s: disk full (%v)", e.Op, e.Path, e.Err)
+	cause := e.Err.Error()
+	var pe *os.PathError
+	if errors.As(e.Err, &pe) && pe.Path == e.Path {
+		cause = pe.Op + ": " + pe.Err.Error() // the path once is enough
 	}
-	return fmt.Sprintf("buffer: %s %s: %v", e.Op, e.Path, e.Err)
+	if e.DiskFull() {
+		return fmt.Sprintf("buffer: %s %s: disk full (%s)", e.Op, e.Path, cause)
+	}
+	return fmt.Sprintf("buffer: %s %s: %s", e.Op, e.Path, cause)
 }
 
 func (e *WriteError) Unwrap() error { return e.Err }

@@ -89,7 +89,7 @@ func (s *fileStorage) Sync() error {
 		err := unix.Fdatasync(int(s.f.Fd()))
 		if err != unix.EINTR {
 			if err != nil {
-				return fmt.Errorf("fdatasync %s: %w", s.path, err)
+				return &os.PathError{Op: "fdatasync", Path: s.path, Err: err}
 			}
 			return nil
 		}
