@@ -303,8 +303,10 @@ func (s *segScan) resync(w *window, from int64, maxRecord int) (int64, error) {
 		return -1, nil
 	}
 	var chunk []byte // a copy: checking a candidate moves the window
-	for pos := from; pos < s.nonZero; {
-		b, err := w.get(pos, scanChunk)
+	// The next frame is usually close: look at a little first, then more.
+	n := 4096
+	for pos := from; pos < s.nonZero; n = min(2*n, scanChunk) {
+		b, err := w.get(pos, n)
 		if err != nil {
 			return 0, err
 		}
