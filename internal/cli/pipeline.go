@@ -557,7 +557,7 @@ func bufferCorruptFinding(d *PipelineData) report.Finding {
 	}
 	return report.Finding{ID: FindingPipelineBufferCorrupt, Severity: report.Critical,
 		Summary: fmt.Sprintf("buffer %s: %d acked event(s) lost with it (estimated), every intact event delivered", where, lost),
-		Evidence: map[string]any{"regions": cs, "records_lost": lost, "bytes": size,
+		Evidence: map[string]any{"regions": cs[:min(len(cs), 20)], "regions_total": len(cs), "records_lost": lost, "bytes": size,
 			"quarantine_dir": filepath.Join(d.BufferDir, "corrupt")},
 		Remedy: "the disk or filesystem under --buffer-dir changed bytes after they were written: check dmesg, smartctl and fsck; " +
 			"resend the lost events from the shipper's own buffer if it still holds them; the damaged bytes are kept for inspection"}

@@ -29,12 +29,18 @@ type BufferWriteFailures struct {
 // writeLogEvery is how often a failure that lasts is logged again.
 const writeLogEvery = time.Minute
 
+// corruptLogMax is how many damaged ranges are logged one by one; a disk
+// that damaged thousands must not also flood the log. The report and the
+// metric count them all.
+const corruptLogMax = 20
+
 // bufferEvents turns what the buffer reports into log lines, metrics and
 // report data. The buffer does not log; this is where it happens.
 type bufferEvents struct {
 	p *Pipeline
 
 	mu          sync.Mutex
+	corrupted   int // damaged ranges reported
 	fail        BufferWriteFailures
 	streak      uint64 // failures since the last success
 	lastLog     time.Time
@@ -55,6 +61,17 @@ func newBufferEvents(p *Pipeline) *bufferEvents {
 // corrupt logs damaged bytes the buffer found (at recovery, or in a record
 // read for delivery).
 func (e *bufferEvents) corrupt(c buffer.Corruption) {
+	e.mu.Lock()
+	e.corrupted++
+	n := e.corrupted
+	e.mu.Unlock()
+	if n > corruptLogMax {
+		if n == corruptLogMax+1 {
+			e.p.log.Error("buffer corrupt: more damaged ranges; they are no longer logged one by one (see the report's pipeline.buffer_corrupt and logdoctor_pipeline_buffer_corrupt_records_total)",
+				"logged", corruptLogMax)
+		}
+		return
+	}
 	args := []any{"segment", c.Segment, "from", c.From, "to", c.To, "bytes", c.Bytes,
 		"records_lost", c.Records, "found", c.Found, "quarantine", c.Quarantine}
 	if c.QuarantineError != "" {

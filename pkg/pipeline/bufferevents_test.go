@@ -2,16 +2,22 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fluent/fluent-logger-golang/fluent"
 
 	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/essim"
+	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
 
@@ -113,5 +119,58 @@ func TestBufferDiskFull(t *testing.T) {
 	}
 	if st := p.Stats(); st.Buffer.Records != int64(acked+5) {
 		t.Fatalf("buffer holds %d events, %d were acked", st.Buffer.Records, acked+5)
+	}
+}
+
+// TestBufferCorruptLogged: 25 damaged records in the buffer at start. The
+// other 75 are indexed; the first 20 ranges get an ERROR line each, then
+// one line says more were found; the metric and Stats count all 25.
+func TestBufferCorruptLogged(t *testing.T) {
+	dir := t.TempDir()
+	b, err := buffer.Open(buffer.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []buffer.Record
+	for i := 0; i < 100; i++ {
+		recs = append(recs, buffer.Record{ID: fmt.Sprintf("c-%03d", i), Tag: "corrupt", Sec: 1700000000 + int64(i),
+			Doc: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	if err := b.Append(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	path := filepath.Join(dir, "seg-0000000000000001.log")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Walk the frames (docs/commands/pipeline.md) and flip a payload byte
+	// of every fourth record.
+	for off, i := 8, 0; off+16 <= len(data) && bytes.Equal(data[off:off+4], []byte{0xff, 'L', 'D', 0xfe}); i++ {
+		plen := int(binary.LittleEndian.Uint32(data[off+4:]))
+		if i%4 == 0 {
+			data[off+16+3] ^= 0x01
+		}
+		off += 16 + plen
+	}
+	os.WriteFile(path, data, 0o600)
+
+	var logs syncBuffer
+	es := startES(t, "", essim.Config{})
+	p := startPipeline(t, Config{BufferDir: dir, ES: esConfig(es), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	flush(t, p, 10*time.Second)
+	if n := es.Count("logs-*"); n != 75 {
+		t.Fatalf("%d indexed, want 75", n)
+	}
+	errLines := strings.Count(logs.String(), "level=ERROR")
+	if errLines != 21 || strings.Count(logs.String(), "records_lost=1") != 20 || !strings.Contains(logs.String(), "no longer logged one by one") {
+		t.Fatalf("%d ERROR lines:\n%s", errLines, logs.String())
+	}
+	if got := metric(t, p, "logdoctor_pipeline_buffer_corrupt_records_total", nil); got != 25 {
+		t.Fatalf("corrupt records metric %v", got)
+	}
+	if st := p.Stats(); len(st.BufferCorrupt) != 25 || st.Recovery.CorruptRecords != 25 || st.Recovery.Replay != 75 {
+		t.Fatalf("stats: %d corruptions, recovery %+v", len(st.BufferCorrupt), st.Recovery)
 	}
 }
