@@ -31,6 +31,9 @@ const (
 	FindingPipelineUDPDrops     = "pipeline.udp_kernel_drops"
 	FindingPipelineRefused      = "pipeline.forward_refused"
 	FindingPipelineMemoryBuffer = "pipeline.memory_buffer"
+
+	FindingPipelineBufferCorrupt     = "pipeline.buffer_corrupt"
+	FindingPipelineBufferWriteFailed = "pipeline.buffer_write_failed"
 )
 
 // PipelineOptions are the flags of `pipeline run`.
@@ -505,6 +508,12 @@ func pipelineFindings(d *PipelineData) []report.Finding {
 			Summary: "the memory buffer was used: acked events would have been lost on a crash",
 			Remedy:  "drop --memory-buffer outside benchmarks"})
 	}
+	if len(st.BufferCorrupt) > 0 {
+		fs = append(fs, bufferCorruptFinding(d))
+	}
+	if wf := st.BufferWriteFailures; wf != nil {
+		fs = append(fs, bufferWriteFailedFinding(wf))
+	}
 	return fs
 }
 
@@ -528,4 +537,47 @@ func redactAll(urls []string) []string {
 		out[i] = report.Redact(u)
 	}
 	return out
+}
+
+// bufferCorruptFinding: damaged bytes in the buffer cost the events in
+// them; every intact one was delivered and the bytes were kept.
+func bufferCorruptFinding(d *PipelineData) report.Finding {
+	cs := d.Stats.BufferCorrupt
+	lost, size := 0, int64(0)
+	segs := map[string]bool{}
+	for _, c := range cs {
+		lost += c.Records
+		size += c.Bytes
+		segs[c.Segment] = true
+	}
+	where := fmt.Sprintf("%d damaged ranges in %d segments (%d bytes); copies in %s", len(cs), len(segs), size,
+		filepath.Join(d.BufferDir, "corrupt"))
+	if c := cs[0]; len(cs) == 1 {
+		where = fmt.Sprintf("%s was damaged at bytes %d-%d (%d bytes); copy in %s", c.Segment, c.From, c.To, c.Bytes, c.Quarantine)
+	}
+	return report.Finding{ID: FindingPipelineBufferCorrupt, Severity: report.Critical,
+		Summary: fmt.Sprintf("buffer %s: %d acked event(s) lost with it (estimated), every intact event delivered", where, lost),
+		Evidence: map[string]any{"regions": cs[:min(len(cs), 20)], "regions_total": len(cs), "records_lost": lost, "bytes": size,
+			"quarantine_dir": filepath.Join(d.BufferDir, "corrupt")},
+		Remedy: "the disk or filesystem under --buffer-dir changed bytes after they were written: check dmesg, smartctl and fsck; " +
+			"resend the lost events from the shipper's own buffer if it still holds them; the damaged bytes are kept for inspection"}
+}
+
+// bufferWriteFailedFinding: the disk refused buffer writes, so events were
+// refused without ack meanwhile.
+func bufferWriteFailedFinding(wf *pipeline.BufferWriteFailures) report.Finding {
+	cause := "a disk error"
+	if wf.DiskFull > 0 {
+		cause = "a full disk"
+	}
+	state := "then succeeded again"
+	if wf.Failing {
+		state = "and were still failing at exit"
+	}
+	return report.Finding{ID: FindingPipelineBufferWriteFailed, Severity: report.Critical,
+		Summary: fmt.Sprintf("%d buffer writes failed on %s (%s of %s) %s; their events were refused without ack", wf.Count, cause, wf.Op, wf.Path, state),
+		Evidence: map[string]any{"failed_writes": wf.Count, "disk_full": wf.DiskFull, "op": wf.Op, "path": wf.Path,
+			"error": wf.Error, "first": wf.First, "last": wf.Last, "still_failing": wf.Failing},
+		Remedy: "free space or grow the filesystem under --buffer-dir, and set --buffer-max below its free space so the buffer pushes back (buffer_full) before the disk fills; " +
+			"for I/O errors check dmesg. Senders with require_ack_response resend the refused chunks; senders without acks lost them"}
 }

@@ -1,16 +1,18 @@
 // Package buffer is the pipeline's durable on-disk queue: append-only
 // segment files of checksummed records, group commit (one fdatasync covers
 // every append that arrived while the previous one ran, and Append returns
-// only once its records are on disk), recovery that truncates a torn tail
-// and replays what Elasticsearch has not acknowledged, a size limit that
-// pushes back instead of growing, and deletion of a segment once every
-// record in it is acknowledged.
+// only once its records are on disk), recovery that truncates a torn tail,
+// skips damaged records (keeping a copy of their bytes) without losing the
+// intact ones around them, and replays what Elasticsearch has not
+// acknowledged, a size limit that pushes back instead of growing, and
+// deletion of a segment once every record in it is acknowledged.
 //
 // A memory-only mode keeps the same format in memory; it loses everything
 // on a crash and exists for benchmarks.
 package buffer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,9 +21,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +31,43 @@ var (
 	ErrFull   = errors.New("buffer: full")
 	ErrClosed = errors.New("buffer: closed")
 )
+
+// Operations a WriteError names.
+const (
+	OpAppend = "append" // writing a batch of records to the active segment
+	OpCommit = "commit" // its fdatasync
+	OpRotate = "rotate" // creating the next segment
+)
+
+// WriteError is an append that failed on the disk: writing the batch, its
+// fdatasync, or creating the next segment. None of the batch's records
+// may be acknowledged to a sender. The buffer undoes the partial write
+// and tries again with the next append, so it works again once the fault
+// clears.
+type WriteError struct {
+	Op   string // OpAppend, OpCommit or OpRotate
+	Path string // the segment file
+	Err  error
+}
+
+func (e *WriteError) Error() string {
+	cause := e.Err.Error()
+	var pe *os.PathError
+	if errors.As(e.Err, &pe) && pe.Path == e.Path {
+		cause = pe.Op + ": " + pe.Err.Error() // the path once is enough
+	}
+	if e.DiskFull() {
+		return fmt.Sprintf("buffer: %s %s: disk full (%s)", e.Op, e.Path, cause)
+	}
+	return fmt.Sprintf("buffer: %s %s: %s", e.Op, e.Path, cause)
+}
+
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// DiskFull reports whether the filesystem ran out of space (or quota).
+func (e *WriteError) DiskFull() bool {
+	return errors.Is(e.Err, syscall.ENOSPC) || errors.Is(e.Err, syscall.EDQUOT)
+}
 
 // Options configure a Buffer.
 type Options struct {
@@ -54,6 +92,17 @@ type Options struct {
 	// CheckpointInterval is how often the acknowledged prefix is persisted.
 	// Default 1s.
 	CheckpointInterval time.Duration
+	// OnCorrupt, when set, is told about each run of damaged bytes: during
+	// Open for what recovery found, and from Next when a record fails its
+	// checksum as it is read. It must not call back into the Buffer.
+	OnCorrupt func(Corruption)
+	// OnWriteError, when set, is called for every group commit that failed
+	// on the disk (before its appenders get the error), and with nil for
+	// the first commit that succeeds after one. It runs on the committer:
+	// it must be quick and must not call back into the Buffer.
+	OnWriteError func(*WriteError)
+
+	fs fileSystem // segment files; tests inject faults here
 }
 
 func (o *Options) defaults() {
@@ -72,32 +121,41 @@ func (o *Options) defaults() {
 	if o.CheckpointInterval <= 0 {
 		o.CheckpointInterval = time.Second
 	}
+	if o.fs == nil {
+		o.fs = osFS{}
+	}
 }
 
 // Recovery tells what Open found on disk.
 type Recovery struct {
-	Segments       int   // segment files kept
-	Records        int   // intact records in them
-	Replay         int   // records not acknowledged before: delivered again
-	TruncatedBytes int64 // torn or corrupt tail bytes cut off
-	Removed        int   // fully acknowledged segment files deleted
+	Segments       int   `json:"segments"`        // segment files kept
+	Records        int   `json:"records"`         // intact records in them
+	Replay         int   `json:"replay"`          // records not acknowledged before: delivered again
+	TruncatedBytes int64 `json:"truncated_bytes"` // torn tail bytes cut off (a write a crash interrupted)
+	Removed        int   `json:"removed"`         // fully acknowledged segment files deleted
+	CorruptRegions int   `json:"corrupt_regions"` // runs of damaged bytes (see Buffer.Corruptions)
+	CorruptRecords int   `json:"corrupt_records"` // estimated records lost with them
 }
 
 // Stats is a snapshot of the buffer.
 type Stats struct {
-	Bytes       int64  // bytes held, segments plus pending appends
-	Segments    int    // live segments
-	Records     int64  // records appended and not yet acknowledged
-	Appended    uint64 // records made durable since Open
-	Acked       uint64 // records acknowledged since Open
-	Commits     uint64 // fsyncs (group commits) since Open
-	Full        uint64 // appends refused for lack of space
-	Undelivered int64  // records durable but not yet handed out by Next
+	Bytes          int64  // bytes held, segments plus pending appends
+	Segments       int    // live segments
+	Records        int64  // records appended and not yet acknowledged
+	Appended       uint64 // records made durable since Open
+	Acked          uint64 // records acknowledged since Open
+	Commits        uint64 // fsyncs (group commits) since Open
+	Full           uint64 // appends refused for lack of space
+	Undelivered    int64  // records durable but not yet handed out by Next
+	CorruptRecords uint64 // records lost to damaged bytes (estimated), at recovery or when read
+	WriteErrors    uint64 // group commits that failed (a WriteError to each of their appenders)
 }
 
 type segment struct {
 	id      uint64
 	st      storage
+	path    string   // the file ("" in memory mode)
+	format  int      // framing: formatV2, or formatV1 for segments written before it
 	size    int64    // committed (durable) bytes
 	ends    []uint32 // end offset of each committed record
 	sealed  bool
@@ -105,6 +163,13 @@ type segment struct {
 	nAcked  int
 	prefix  int // leading records all acknowledged
 	removed bool
+	// starts holds the start of each record that does not begin where the
+	// previous one ended: damaged bytes lie between them. Nil for a
+	// segment without damage; never changed after recovery.
+	starts map[int]uint32
+	// pinned keeps the file on disk after its records are acknowledged:
+	// it holds damaged bytes that could not be copied to the quarantine.
+	pinned bool
 }
 
 func (s *segment) isAcked(i int) bool {
@@ -127,6 +192,9 @@ func (s *segment) setAcked(i int) bool {
 func (s *segment) done() bool { return s.sealed && s.nAcked == len(s.ends) }
 
 func (s *segment) offsetOf(i int) int64 {
+	if st, ok := s.starts[i]; ok {
+		return int64(st)
+	}
 	if i == 0 {
 		return int64(len(segmentMagic))
 	}
@@ -156,11 +224,16 @@ type Buffer struct {
 	readSeg  int           // index into segs of the reader
 	readIdx  int           // next record index in segs[readSeg]
 	closed   bool
-	broken   error // a write failed and could not be undone
-	stats    Stats
-	ckDirty  bool
-	ckLast   string
-	recovery Recovery
+	// dirty: a failed write left bytes past the active segment's committed
+	// size and truncating them failed too; the next commit retries that
+	// before writing.
+	dirty        bool
+	writeFailing bool // the last commit failed
+	stats        Stats
+	ckDirty      bool
+	ckLast       string
+	recovery     Recovery
+	corrupt      []Corruption
 
 	wg        sync.WaitGroup
 	stop      chan struct{}
@@ -205,6 +278,11 @@ func Open(opts Options) (*Buffer, error) {
 			b.closeSegments()
 			return nil, err
 		}
+		if opts.OnCorrupt != nil {
+			for _, c := range b.corrupt {
+				opts.OnCorrupt(c)
+			}
+		}
 	}
 	if len(b.segs) == 0 || b.segs[len(b.segs)-1].sealed {
 		if err := b.newSegment(); err != nil {
@@ -221,225 +299,20 @@ func Open(opts Options) (*Buffer, error) {
 // Recovery reports what Open found.
 func (b *Buffer) Recovery() Recovery { return b.recovery }
 
+// Corruptions lists the damaged bytes found since Open: by recovery, and
+// in records that failed their checksum when read.
+func (b *Buffer) Corruptions() []Corruption {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Corruption(nil), b.corrupt...)
+}
+
 // Dir is the buffer directory ("" in memory mode).
 func (b *Buffer) Dir() string {
 	if b.opts.Memory {
 		return ""
 	}
 	return b.opts.Dir
-}
-
-type checkpoint struct {
-	Segment uint64 `json:"segment"`
-	Index   int    `json:"index"`
-}
-
-func segName(id uint64) string { return fmt.Sprintf("seg-%016d.log", id) }
-
-func (b *Buffer) recover() error {
-	var ck checkpoint
-	if data, err := os.ReadFile(filepath.Join(b.opts.Dir, "checkpoint")); err == nil {
-		// A checkpoint that does not parse only costs replays (409s).
-		_ = json.Unmarshal(data, &ck)
-	}
-	ents, err := os.ReadDir(b.opts.Dir)
-	if err != nil {
-		return fmt.Errorf("buffer: %w", err)
-	}
-	var ids []uint64
-	for _, e := range ents {
-		n := e.Name()
-		if !strings.HasPrefix(n, "seg-") || !strings.HasSuffix(n, ".log") {
-			continue
-		}
-		id, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, "seg-"), ".log"), 10, 64)
-		if err != nil {
-			continue
-		}
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		path := filepath.Join(b.opts.Dir, segName(id))
-		b.nextID = id + 1
-		if id < ck.Segment {
-			// Fully acknowledged before the crash; only its deletion was lost.
-			os.Remove(path)
-			b.recovery.Removed++
-			continue
-		}
-		seg, cut, err := b.scanSegment(id, path)
-		if err != nil {
-			return err
-		}
-		b.recovery.TruncatedBytes += cut
-		seg.sealed = true
-		if id == ck.Segment && ck.Index > 0 {
-			n := min(ck.Index, len(seg.ends))
-			for i := 0; i < n; i++ {
-				seg.setAcked(i)
-			}
-			seg.prefix = n
-		}
-		if seg.done() {
-			seg.st.Remove()
-			b.recovery.Removed++
-			continue
-		}
-		b.recovery.Segments++
-		b.recovery.Records += len(seg.ends)
-		b.recovery.Replay += len(seg.ends) - seg.nAcked
-		b.stats.Records += int64(len(seg.ends) - seg.nAcked)
-		b.segs = append(b.segs, seg)
-		b.bytes += seg.size
-	}
-	if len(b.segs) > 0 {
-		b.readIdx = b.segs[0].prefix
-	}
-	// New segments must number above the checkpoint's, or the next
-	// recovery would take them for acknowledged ones and delete them (the
-	// checkpoint's segment may be gone: removed, or deleted by hand).
-	if b.nextID <= ck.Segment {
-		b.nextID = ck.Segment + 1
-	}
-	return nil
-}
-
-// scanSegment validates a segment file record by record and truncates it
-// after the last intact record: a torn write at a crash leaves a short or
-// mismatching tail, and nothing after it was ever acknowledged to a sender.
-func (b *Buffer) scanSegment(id uint64, path string) (*segment, int64, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, 0, fmt.Errorf("buffer: %w", err)
-	}
-	seg := &segment{id: id, st: &fileStorage{f: f, path: path}}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("buffer: %w", err)
-	}
-	size := fi.Size()
-	good, ends, err := scan(f, size, b.opts.MaxRecordBytes)
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("buffer: scanning %s: %w", path, err)
-	}
-	// What follows the intact records: zeros left of the preallocation,
-	// and before them possibly a torn write. Only the latter is reported.
-	torn := nonZeroPrefix(f, good, size)
-	if good < size {
-		if good < int64(len(segmentMagic)) {
-			// Not even the header survived: rewrite it.
-			if err := f.Truncate(0); err != nil {
-				f.Close()
-				return nil, 0, fmt.Errorf("buffer: %w", err)
-			}
-			if _, err := f.WriteAt(segmentMagic, 0); err != nil {
-				f.Close()
-				return nil, 0, fmt.Errorf("buffer: %w", err)
-			}
-			good = int64(len(segmentMagic))
-		} else if err := f.Truncate(good); err != nil {
-			f.Close()
-			return nil, 0, fmt.Errorf("buffer: truncating %s: %w", path, err)
-		}
-		if err := seg.st.Sync(); err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("buffer: %w", err)
-	}
-	seg.size = good
-	seg.ends = ends
-	return seg, torn, nil
-}
-
-// nonZeroPrefix returns how many bytes of [from, to) come before the
-// trailing run of zeros.
-func nonZeroPrefix(r io.ReaderAt, from, to int64) int64 {
-	buf := make([]byte, 1<<20)
-	last := from // end of the last non-zero byte seen
-	for off := from; off < to; {
-		n, err := r.ReadAt(buf[:min(int64(len(buf)), to-off)], off)
-		for i := n - 1; i >= 0; i-- {
-			if buf[i] != 0 {
-				last = off + int64(i) + 1
-				break
-			}
-		}
-		off += int64(n)
-		if err != nil || n == 0 {
-			break
-		}
-	}
-	return last - from
-}
-
-// scan reads a segment and returns the length of its intact prefix and the
-// end offset of every intact record in it. Only I/O errors are errors; bad
-// data ends the prefix.
-func scan(r io.ReaderAt, size int64, maxRecord int) (int64, []uint32, error) {
-	hdr := make([]byte, len(segmentMagic))
-	if n, err := r.ReadAt(hdr, 0); n < len(hdr) || string(hdr) != string(segmentMagic) {
-		if err != nil && err != io.EOF {
-			return 0, nil, err
-		}
-		return 0, nil, nil
-	}
-	var ends []uint32
-	off := int64(len(segmentMagic))
-	const chunk = 1 << 20
-	buf := make([]byte, 0, chunk)
-	bufOff := off // file offset of buf[0]
-	for off < size {
-		// Make sure buf holds from off onwards, at least one header.
-		if off-bufOff > 0 {
-			buf = append(buf[:0], buf[off-bufOff:]...)
-			bufOff = off
-		}
-		need := recordHeaderLen
-		if len(buf) >= recordHeaderLen {
-			if _, n, err := nextRecord(buf, maxRecord); err == nil {
-				off += int64(n)
-				if off > 1<<32-1 {
-					return off - int64(n), ends, nil
-				}
-				ends = append(ends, uint32(off))
-				continue
-			} else if !errors.Is(err, ErrShort) {
-				return off, ends, nil
-			}
-			need = recordHeaderLen + int(uint32(buf[0])|uint32(buf[1])<<8|uint32(buf[2])<<16|uint32(buf[3])<<24)
-		}
-		avail := size - bufOff
-		if int64(len(buf)) >= avail || int64(need) > avail {
-			return off, ends, nil // torn tail
-		}
-		want := max(need, chunk)
-		if int64(want) > avail {
-			want = int(avail)
-		}
-		if cap(buf) < want {
-			nb := make([]byte, len(buf), want)
-			copy(nb, buf)
-			buf = nb
-		}
-		have := len(buf)
-		buf = buf[:want]
-		n, err := r.ReadAt(buf[have:], bufOff+int64(have))
-		buf = buf[:have+n]
-		if n == 0 && err != nil {
-			if err == io.EOF {
-				return off, ends, nil
-			}
-			return off, ends, err
-		}
-	}
-	return off, ends, nil
 }
 
 // startSpareLocked reserves the next id and prepares that segment in the
@@ -464,58 +337,70 @@ func (b *Buffer) newSegment() error {
 }
 
 // createSegment makes a segment's storage; for files that is I/O (create,
-// header, fsync of file and directory), done without holding b.mu.
+// header, fsync of file and directory), done without holding b.mu. A
+// failure leaves no file behind and is a WriteError (OpRotate).
 func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
-	seg := &segment{id: id}
+	seg := &segment{id: id, format: formatV2}
 	if b.opts.Memory {
 		m := &memStorage{}
 		m.Write(segmentMagic)
 		seg.st = m
-	} else {
-		path := filepath.Join(b.opts.Dir, segName(id))
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("buffer: %w", err)
+		seg.size = int64(len(segmentMagic))
+		return seg, nil
+	}
+	path := filepath.Join(b.opts.Dir, segName(id))
+	seg.path = path
+	fail := func(err error) (*segment, error) {
+		if seg.st != nil {
+			seg.st.Remove()
 		}
-		seg.st = &fileStorage{f: f, path: path}
-		if _, err := f.Write(segmentMagic); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("buffer: %w", err)
-		}
-		if prealloc {
-			// Zeros end a segment for recovery (a zero length is invalid).
-			zero := make([]byte, 1<<20)
-			for n := int64(len(segmentMagic)); n < b.opts.SegmentBytes; n += int64(len(zero)) {
-				if _, err := f.Write(zero[:min(int64(len(zero)), b.opts.SegmentBytes-n)]); err != nil {
-					f.Close()
-					os.Remove(path)
-					return nil, fmt.Errorf("buffer: preallocating %s: %w", path, err)
-				}
-				// Sync as we go: a large pile of dirty zeros would have to
-				// be written out before the next journal commit, which an
-				// appender's fdatasync may be waiting for.
-				if (n/int64(len(zero)))%4 == 3 {
-					seg.st.Sync()
-				}
+		return nil, &WriteError{Op: OpRotate, Path: path, Err: err}
+	}
+	st, err := b.opts.fs.Create(path)
+	if err != nil {
+		return fail(err)
+	}
+	seg.st = st
+	if err := writeFull(st, segmentMagic); err != nil {
+		return fail(err)
+	}
+	if prealloc {
+		// Zeros end a segment for recovery (no sync marker there).
+		zero := make([]byte, 1<<20)
+		for n := int64(len(segmentMagic)); n < b.opts.SegmentBytes; n += int64(len(zero)) {
+			if err := writeFull(st, zero[:min(int64(len(zero)), b.opts.SegmentBytes-n)]); err != nil {
+				return fail(fmt.Errorf("preallocating: %w", err))
 			}
-			if _, err := f.Seek(int64(len(segmentMagic)), io.SeekStart); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("buffer: %w", err)
+			// Sync as we go: a large pile of dirty zeros would have to
+			// be written out before the next journal commit, which an
+			// appender's fdatasync may be waiting for.
+			if (n/int64(len(zero)))%4 == 3 {
+				st.Sync()
 			}
 		}
-		if err := seg.st.Sync(); err != nil {
-			f.Close()
-			return nil, err
+		if err := st.SeekTo(int64(len(segmentMagic))); err != nil {
+			return fail(err)
 		}
-		// The new file's directory entry must be durable before records in
-		// it are acknowledged to senders.
-		if err := syncDir(b.opts.Dir); err != nil {
-			f.Close()
-			return nil, err
-		}
+	}
+	if err := st.Sync(); err != nil {
+		return fail(err)
+	}
+	// The new file's directory entry must be durable before records in
+	// it are acknowledged to senders.
+	if err := b.opts.fs.SyncDir(b.opts.Dir); err != nil {
+		return fail(err)
 	}
 	seg.size = int64(len(segmentMagic))
 	return seg, nil
+}
+
+// writeFull writes all of p; a short write without an error is one.
+func writeFull(st storage, p []byte) error {
+	n, err := st.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return err
 }
 
 func (b *Buffer) addSegment(seg *segment) {
@@ -524,18 +409,6 @@ func (b *Buffer) addSegment(seg *segment) {
 	}
 	b.bytes += seg.size
 	b.segs = append(b.segs, seg)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("buffer: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("buffer: fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // Append makes recs durable and returns once they are (or with an error,
@@ -557,7 +430,7 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 	// pending batch, without an intermediate copy) cannot fail.
 	for i := range recs {
 		r := &recs[i]
-		if len(r.ID) > MaxIDLen || len(r.Tag) > MaxTagLen || encodedLen(r)-recordHeaderLen > b.opts.MaxRecordBytes {
+		if len(r.ID) > MaxIDLen || len(r.Tag) > MaxTagLen || encodedLen(r)-frameHeaderLen > b.opts.MaxRecordBytes {
 			return fmt.Errorf("%w: record of %d bytes, id %d bytes, tag %d bytes (max %d, %d, %d)", ErrTooLarge,
 				encodedLen(r), len(r.ID), len(r.Tag), b.opts.MaxRecordBytes, MaxIDLen, MaxTagLen)
 		}
@@ -569,11 +442,6 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 		if b.closed {
 			b.mu.Unlock()
 			return ErrClosed
-		}
-		if b.broken != nil {
-			err := b.broken
-			b.mu.Unlock()
-			return err
 		}
 		if b.bytes+b.reserved+int64(n) <= b.opts.MaxBytes {
 			break
@@ -670,14 +538,24 @@ func (b *Buffer) commit() {
 	// commit wrote, while this one is written.
 	b.cur = &pendingBatch{done: make(chan struct{}), buf: b.freeBuf}
 	b.freeBuf = nil
-	if b.broken != nil {
+	// fail refuses the batch; b.mu is held.
+	fail := func(err *WriteError) {
 		b.reserved -= int64(len(p.buf))
-		p.err = b.broken
+		p.err = err
+		b.stats.WriteErrors++
+		b.writeFailing = true
 		b.mu.Unlock()
+		b.notifyWrite(err)
 		close(p.done)
-		return
 	}
 	seg := b.segs[len(b.segs)-1]
+	if b.dirty {
+		if err := seg.st.Truncate(seg.size); err != nil {
+			fail(&WriteError{Op: OpAppend, Path: seg.path, Err: fmt.Errorf("removing a failed write: %w", err)})
+			return
+		}
+		b.dirty = false
+	}
 	if seg.size > int64(len(segmentMagic)) && seg.size+int64(len(p.buf)) > b.opts.SegmentBytes ||
 		seg.size+int64(len(p.buf)) > 1<<32-1 {
 		// Take the spare prepared in the background since the active
@@ -725,10 +603,11 @@ func (b *Buffer) commit() {
 		}
 		b.mu.Lock()
 		if err != nil {
-			b.reserved -= int64(len(p.buf))
-			p.err = err
-			b.mu.Unlock()
-			close(p.done)
+			var we *WriteError
+			if !errors.As(err, &we) {
+				we = &WriteError{Op: OpRotate, Path: b.opts.Dir, Err: err}
+			}
+			fail(we)
 			return
 		}
 		b.addSegment(next)
@@ -741,20 +620,26 @@ func (b *Buffer) commit() {
 	start := seg.size
 	b.mu.Unlock()
 
-	_, err := seg.st.Write(p.buf)
-	if err == nil {
-		err = seg.st.Sync()
+	var err *WriteError
+	if werr := writeFull(seg.st, p.buf); werr != nil {
+		err = &WriteError{Op: OpAppend, Path: seg.path, Err: werr}
+	} else if serr := seg.st.Sync(); serr != nil {
+		err = &WriteError{Op: OpCommit, Path: seg.path, Err: serr}
 	}
 
 	b.mu.Lock()
 	b.reserved -= int64(len(p.buf))
 	if err != nil {
 		// Undo the partial write so the segment stays a clean sequence of
-		// records; if that fails too, refuse further appends.
+		// records (after a failed fdatasync the kernel may have dropped
+		// the pages, so the batch is written again, never trusted). If
+		// that fails too, the next commit tries again before writing.
 		if terr := seg.st.Truncate(start); terr != nil {
-			b.broken = fmt.Errorf("buffer: write failed (%v) and could not be undone: %w", err, terr)
+			b.dirty = true
 		}
-		p.err = fmt.Errorf("buffer: %w", err)
+		p.err = err
+		b.stats.WriteErrors++
+		b.writeFailing = true
 	} else {
 		for _, e := range p.ends {
 			seg.ends = append(seg.ends, uint32(start+int64(e)))
@@ -770,13 +655,28 @@ func (b *Buffer) commit() {
 		b.stats.Records += int64(len(p.ends))
 		b.stats.Commits++
 	}
+	recovered := err == nil && b.writeFailing
+	if recovered {
+		b.writeFailing = false
+	}
 	if cap(p.buf) <= 64<<20 {
 		b.freeBuf = p.buf[:0]
 	}
 	p.buf = nil
 	b.broadcastLocked()
 	b.mu.Unlock()
+	if err != nil || recovered {
+		b.notifyWrite(err)
+	}
 	close(p.done)
+}
+
+// notifyWrite tells OnWriteError, before the batch's appenders learn the
+// outcome, so what it logs comes first.
+func (b *Buffer) notifyWrite(err *WriteError) {
+	if b.opts.OnWriteError != nil {
+		b.opts.OnWriteError(err)
+	}
 }
 
 func (b *Buffer) broadcastLocked() {
@@ -858,6 +758,13 @@ func (b *Buffer) takeLocked(seg *segment, from, to int) ([]Record, error) {
 	b.readIdx = to
 	start, end := seg.offsetOf(from), int64(seg.ends[to-1])
 	ends := seg.ends[from:to:to]
+	var starts []int64 // only where damaged bytes lie between records
+	if seg.starts != nil {
+		starts = make([]int64, to-from)
+		for i := range starts {
+			starts[i] = seg.offsetOf(from + i)
+		}
+	}
 	b.mu.Unlock()
 
 	data := make([]byte, end-start)
@@ -875,18 +782,52 @@ func (b *Buffer) takeLocked(seg *segment, from, to int) ([]Record, error) {
 		return recs, nil
 	}
 	recs := make([]Record, 0, to-from)
+	var bad []Corruption
 	off := 0
 	for i, e := range ends {
+		if starts != nil {
+			off = int(starts[i] - start)
+		}
 		end := int(int64(e) - start)
-		r, _, err := nextRecord(data[off:end], b.opts.MaxRecordBytes)
+		r, _, err := decodeFrame(seg.format, data[off:end], b.opts.MaxRecordBytes)
 		if err != nil {
+			// Damaged after it was written (recovery or the commit found it
+			// intact): this record is lost, the ones around it are not.
 			r = Record{Corrupt: fmt.Errorf("segment %d record %d: %w", seg.id, from+i, err)}
+			bad = append(bad, Corruption{Segment: segName(seg.id), From: start + int64(off), To: int64(e),
+				Bytes: int64(end - off), Records: 1, Found: "read"})
 		}
 		r.Pos = Pos{Seg: seg.id, Idx: uint32(from + i)}
 		recs = append(recs, r)
 		off = end
 	}
+	if len(bad) > 0 {
+		b.readCorrupt(bad, data, start)
+	}
 	return recs, nil
+}
+
+// readCorrupt keeps a copy of records that failed their checksum when read
+// (data holds the segment's bytes from offset base) and reports them.
+func (b *Buffer) readCorrupt(bad []Corruption, data []byte, base int64) {
+	for i := range bad {
+		c := &bad[i]
+		if b.opts.Memory {
+			c.QuarantineError = "memory buffer: nowhere to keep a copy"
+		} else if err := b.quarantine(bytes.NewReader(data), base, c); err != nil {
+			c.QuarantineError = err.Error()
+		}
+	}
+	b.mu.Lock()
+	for _, c := range bad {
+		b.recordCorruptionLocked(c)
+	}
+	b.mu.Unlock()
+	if b.opts.OnCorrupt != nil {
+		for _, c := range bad {
+			b.opts.OnCorrupt(c)
+		}
+	}
 }
 
 // Ack marks records as acknowledged by Elasticsearch (or given up on).
@@ -935,8 +876,8 @@ func (b *Buffer) findLocked(id uint64) *segment {
 // removeLocked deletes a fully acknowledged, sealed segment.
 func (b *Buffer) removeLocked(seg *segment) {
 	i := sort.Search(len(b.segs), func(i int) bool { return b.segs[i].id >= seg.id })
-	if i >= len(b.segs) || b.segs[i] != seg || i == len(b.segs)-1 {
-		return // never remove the active segment
+	if i >= len(b.segs) || b.segs[i] != seg || i == len(b.segs)-1 || seg.pinned {
+		return // never remove the active segment, nor unquarantined damage
 	}
 	b.segs = append(b.segs[:i], b.segs[i+1:]...)
 	if b.readSeg > i {
@@ -970,6 +911,9 @@ func (b *Buffer) writeCheckpoint() {
 	}
 	b.ckDirty = false
 	ck := checkpoint{Segment: b.segs[0].id, Index: b.segs[0].prefix}
+	if ck.Index > 0 {
+		ck.Offset = int64(b.segs[0].ends[ck.Index-1])
+	}
 	b.mu.Unlock()
 	data, _ := json.Marshal(ck)
 	if string(data) == b.ckLast {
