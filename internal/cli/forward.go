@@ -440,6 +440,10 @@ func (d *serveData) Sections() []report.Section {
 	st := d.Stats
 	lines := []string{fmt.Sprintf("connections %d (refused %d, closed on error %d, auth failed %d); requests %d, events %d, acks sent %d, acks withheld %d, closed by --close-after %d, non-requests dropped %d",
 		st.Accepted, st.Refused, st.Errors, st.AuthFailed, st.Requests, st.Events, st.Acks, d.AcksWithheld, d.ClosedByRule, st.Dropped)}
+	if st.TLSFailed+st.BadRequests+st.UnknownCompression > 0 {
+		lines = append(lines, fmt.Sprintf("closed on error: TLS handshake failed %d, bad requests %d, unknown compression %d",
+			st.TLSFailed, st.BadRequests, st.UnknownCompression))
+	}
 	if d.Blackhole {
 		lines = append(lines, fmt.Sprintf("blackhole: %d connection(s) accepted and never read", d.Blackholed))
 	}
@@ -555,6 +559,7 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	data.Stats = srv.Stats()
 	data.Seconds = now().Sub(started).Seconds()
 	r.Data = data
+	r.Add(forwardInputFindings(data.Listen, data.Stats)...)
 	r.Finish(now())
 	return r, nil
 }
