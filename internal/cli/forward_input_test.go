@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -150,6 +152,18 @@ func TestPipelineReportsForwardInputErrors(t *testing.T) {
 	wantFindings(t, r, forwardprobe.FindingAuthFailed)
 	r, _ = probe(t, ForwardProbeOptions{Addr: addr, SharedKey: "k", Modes: []string{"message"}})
 	wantFindings(t, r)
+	// A codec it cannot read, after a good handshake: refused, counted.
+	c, err := forward.Dial(context.Background(), addr, forward.ClientConfig{SharedKey: "k", Hostname: "sender"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteRaw(packedWithCodec(t, "zstd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitAck(time.Now().Add(5*time.Second), "c1"); !errors.Is(err, forward.ErrClosedBeforeAck) {
+		t.Fatalf("zstd: %v", err)
+	}
+	c.Close()
 	code, out, errOut := wait()
 	var rep struct {
 		Findings []report.Finding `json:"findings"`
@@ -158,8 +172,12 @@ func TestPipelineReportsForwardInputErrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s\n%s", err, out, errOut)
 	}
-	if code != ExitFindings || len(rep.Findings) != 1 || rep.Findings[0].ID != FindingInputAuthFailed || rep.Data.ForwardInput.AuthFailed != 1 ||
-		rep.Data.Stats.ForwardEvents != 1 {
+	var ids []string
+	for _, f := range rep.Findings {
+		ids = append(ids, f.ID)
+	}
+	if code != ExitFindings || strings.Join(ids, ",") != FindingInputAuthFailed+","+FindingInputUnknownCompression ||
+		rep.Data.ForwardInput.AuthFailed != 1 || rep.Data.ForwardInput.UnknownCompression != 1 || rep.Data.Stats.ForwardEvents != 1 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 }
