@@ -55,6 +55,9 @@ type ForwardProbeOptions struct {
 	Heartbeat                 bool
 	HeartbeatTimeout          time.Duration
 
+	HandshakeTimeout time.Duration
+	PeerKind         string // "", fluentd or fluent-bit
+
 	// Set by tests and the command layer, not flags.
 	Dialer  forward.Dialer
 	Sockets forwardprobe.SocketInspector
@@ -96,6 +99,8 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	f.DurationVar(&o.AckTimeout, "ack-timeout", 10*time.Second, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
 	f.DurationVar(&o.SlowAck, "slow-ack", time.Second, "ack latency p99 above this is reported as forward.slow_ack")
 	f.DurationVar(&o.HeloWait, "helo-wait", 300*time.Millisecond, "without --shared-key, how long to listen for a HELO after connecting")
+	f.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "bound of the TLS handshake and, with --shared-key, of the wait for HELO and PONG")
+	f.StringVar(&o.PeerKind, "peer-kind", "", "what listens there, fluentd or fluent-bit (only the --heartbeat verdict depends on it: Fluent Bit does not answer UDP heartbeats)")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key for the HELO/PING/PONG handshake")
 	f.StringVar(&o.Username, "username", "", "username for user_auth")
 	f.StringVar(&o.Password, "password", "", "password for user_auth")
@@ -155,6 +160,12 @@ func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOp
 		}
 		modes = append(modes, m)
 	}
+	if o.PeerKind != "" && o.PeerKind != forwardprobe.PeerFluentd && o.PeerKind != forwardprobe.PeerFluentBit {
+		return nil, usageErrorf("--peer-kind %q: want %s or %s", o.PeerKind, forwardprobe.PeerFluentd, forwardprobe.PeerFluentBit)
+	}
+	if o.HandshakeTimeout < 0 {
+		return nil, usageErrorf("--handshake-timeout must not be negative")
+	}
 	if o.Count > 0 && len(modes) > 1 {
 		return nil, usageErrorf("load mode (--count) sends one --mode")
 	}
@@ -166,10 +177,10 @@ func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOp
 	res, findings, err := forwardprobe.Run(ctx, forwardprobe.Options{
 		Addr: o.Addr, Tag: o.Tag, Modes: modes, AckTimeout: o.AckTimeout, SlowAck: o.SlowAck,
 		Client: forward.ClientConfig{Dialer: o.Dialer, TLSConfig: tc, SharedKey: o.SharedKey, Username: o.Username,
-			Password: o.Password, Hostname: o.Hostname, HeloWait: o.HeloWait},
+			Password: o.Password, Hostname: o.Hostname, HeloWait: o.HeloWait, HandshakeTimeout: o.HandshakeTimeout},
 		Count: o.Count, ChunkEvents: o.ChunkEvents, Rate: o.Rate, Concurrency: o.Concurrency,
 		NewConnPerChunk: o.NewConnection, RecordSize: o.RecordSize,
-		Heartbeat: o.Heartbeat, HeartbeatTimeout: o.HeartbeatTimeout, Sockets: o.Sockets,
+		Heartbeat: o.Heartbeat, HeartbeatTimeout: o.HeartbeatTimeout, PeerKind: o.PeerKind, Sockets: o.Sockets,
 	})
 	if err != nil {
 		return nil, &UsageError{Err: err}
@@ -241,6 +252,9 @@ func (d probeData) Sections() []report.Section {
 		line := fmt.Sprintf("UDP heartbeat: answered in %.2f ms", hb.RTTMS)
 		if !hb.OK {
 			line = "UDP heartbeat: no answer (" + hb.Error + ")"
+			if hb.Refused {
+				line = "UDP heartbeat: nothing listens on the UDP port (" + hb.Error + ")"
+			}
 		}
 		out = append(out, report.Section{Lines: []string{line}})
 	}
@@ -426,6 +440,10 @@ func (d *serveData) Sections() []report.Section {
 	st := d.Stats
 	lines := []string{fmt.Sprintf("connections %d (refused %d, closed on error %d, auth failed %d); requests %d, events %d, acks sent %d, acks withheld %d, closed by --close-after %d, non-requests dropped %d",
 		st.Accepted, st.Refused, st.Errors, st.AuthFailed, st.Requests, st.Events, st.Acks, d.AcksWithheld, d.ClosedByRule, st.Dropped)}
+	if st.TLSFailed+st.BadRequests+st.UnknownCompression > 0 {
+		lines = append(lines, fmt.Sprintf("closed on error: TLS handshake failed %d, bad requests %d, unknown compression %d",
+			st.TLSFailed, st.BadRequests, st.UnknownCompression))
+	}
 	if d.Blackhole {
 		lines = append(lines, fmt.Sprintf("blackhole: %d connection(s) accepted and never read", d.Blackholed))
 	}
@@ -541,6 +559,7 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	data.Stats = srv.Stats()
 	data.Seconds = now().Sub(started).Seconds()
 	r.Data = data
+	r.Add(forwardInputFindings(data.Listen, data.Stats)...)
 	r.Finish(now())
 	return r, nil
 }

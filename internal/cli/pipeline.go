@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -179,6 +180,9 @@ type PipelineData struct {
 	LeftOver    int64          `json:"left_in_buffer"`
 	MemoryOnly  bool           `json:"memory_buffer"`
 	ShutdownErr string         `json:"shutdown_error,omitempty"`
+	// ForwardInput are the forward server's connection counters: TLS,
+	// auth and request errors a sender caused.
+	ForwardInput forward.Stats `json:"forward_input"`
 }
 
 // Sections shows the counters as a table.
@@ -460,7 +464,7 @@ wait:
 	data := &PipelineData{
 		Forward: addrOrOff(p.ForwardAddr()), UDP: addrOrOff(p.UDPAddr()), ES: redactAll(urls), BufferDir: p.BufferDir(),
 		DeadLetter: p.DeadLetterPath(), Stats: st, UDPDrops: p.UDPKernelDrops(), LeftOver: st.Buffer.Records,
-		MemoryOnly: cfg.MemoryBuffer,
+		MemoryOnly: cfg.MemoryBuffer, ForwardInput: p.ForwardStats(),
 	}
 	if closeErr != nil {
 		data.ShutdownErr = closeErr.Error()
@@ -503,6 +507,7 @@ func pipelineFindings(d *PipelineData) []report.Finding {
 			Evidence: map[string]any{"refused": st.ForwardRefused, "buffer_bytes": st.Buffer.Bytes},
 			Remedy:   "senders with require_ack_response retry them; raise --buffer-max or fix what slows Elasticsearch"})
 	}
+	fs = append(fs, forwardInputFindings(d.Forward, d.ForwardInput)...)
 	if d.MemoryOnly {
 		fs = append(fs, report.Finding{ID: FindingPipelineMemoryBuffer, Severity: report.Warning,
 			Summary: "the memory buffer was used: acked events would have been lost on a crash",

@@ -244,7 +244,7 @@ func (d *Decoder) parseMsgpack(frame []byte, req *Request) error {
 				return err
 			}
 		default:
-			return fmt.Errorf("%w %q (want gzip or text)", ErrUnknownCompression, compressed)
+			return &CompressionError{Codec: compressed}
 		}
 		sr := mp{b: stream, sc: &d.sc}
 		for i := 0; sr.p < len(sr.b); i++ {
