@@ -191,7 +191,7 @@ func (d probeData) Sections() []report.Section {
 	}
 	out := []report.Section{steps}
 	if len(res.Canaries) > 0 {
-		c := report.Section{Title: "Canary chunks (run " + res.RunID + ")", Header: []string{"MODE", "EVENTS", "BYTES", "OUTCOME", "ACK MS", "SEND-Q MAX", "CHUNK"}}
+		c := report.Section{Title: "Canary chunks (run " + res.RunID + ")", Header: []string{"MODE", "EVENTS", "BYTES", "OUTCOME", "ACK MS", "Send-Q max", "CHUNK"}}
 		for _, cn := range res.Canaries {
 			sq := ""
 			if len(cn.Socket) > 0 {

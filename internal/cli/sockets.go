@@ -334,7 +334,7 @@ func (d *SocketsData) peerSection(title string) report.Section {
 	for _, s := range cols {
 		sec.Header = append(sec.Header, s.String())
 	}
-	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q", "PROCESSES")
+	sec.Header = append(sec.Header, "Send-Q", "Recv-Q", "PROCESSES")
 	for _, p := range d.Peers {
 		row := []string{p.Peer, string(p.Direction), dash(p.Alias)}
 		for _, s := range cols {
@@ -368,7 +368,7 @@ func (d *SocketsData) groupSection() report.Section {
 	for _, s := range cols {
 		sec.Header = append(sec.Header, s.String())
 	}
-	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q")
+	sec.Header = append(sec.Header, "Send-Q", "Recv-Q")
 	for _, g := range d.Groups {
 		row := []string{g.Key, strconv.Itoa(g.Sockets), strconv.Itoa(g.Peers)}
 		for _, s := range cols {

@@ -128,7 +128,7 @@ func TestSocketsCommandLive(t *testing.T) {
 		t.Fatalf("table exit %d", code)
 	}
 	for _, wantLine := range []string{
-		"PEER", "ESTABLISHED", "CLOSE_WAIT", "LISTEN", "SEND-Q", "PROCESSES",
+		"PEER", "ESTABLISHED", "CLOSE_WAIT", "LISTEN", "Send-Q", "PROCESSES",
 		"[WARNING] tcp.close_wait", "read /proc/net/tcp:",
 	} {
 		if !strings.Contains(out, wantLine) {
@@ -443,5 +443,39 @@ func TestSocketsUnprivilegedCountsUnreadable(t *testing.T) {
 	}
 	if len(r.Findings) != 1 || !strings.Contains(r.Findings[0].Summary, "unknown process") {
 		t.Errorf("findings %+v", r.Findings)
+	}
+}
+
+// TestSocketsTableOnTerminal reads the report a person gets on a terminal:
+// the verdict and the findings first, then the peer table, whose headers
+// print as written (the table library used to show "SEND - Q" and
+// "CLOSE WAIT").
+func TestSocketsTableOnTerminal(t *testing.T) {
+	cw := sockettest.CloseWait(t, "127.42.4.1", "127.42.5.1", 2)
+	for _, tty := range []bool{true, false} {
+		run := runCLI
+		if tty {
+			run = runCLITTY
+		}
+		code, out, errOut := run(t, "sockets", "--peer", "127.42.4.1", "--no-processes")
+		if code != ExitOK {
+			t.Fatalf("tty=%v: exit %d: %s", tty, code, errOut)
+		}
+		first, _, _ := strings.Cut(out, "\n")
+		if !strings.HasPrefix(first, "sockets: WARNING, 1 finding(s): 1 warning") {
+			t.Errorf("tty=%v: first line %q", tty, first)
+		}
+		finding, table := strings.Index(out, "[WARNING] tcp.close_wait"), strings.Index(out, cw.Server.String())
+		if finding < 0 || table < finding {
+			t.Errorf("tty=%v: the finding must come before the peer table:\n%s", tty, out)
+		}
+		for _, h := range []string{"CLOSE_WAIT", "Send-Q", "Recv-Q"} {
+			if !strings.Contains(out, h) {
+				t.Errorf("tty=%v: header %q not as written:\n%s", tty, h, out)
+			}
+		}
+		if tty && !strings.Contains(out, "│") {
+			t.Errorf("terminal output is not boxed:\n%s", out)
+		}
 	}
 }

@@ -18,6 +18,15 @@ func runCLI(t *testing.T, args ...string) (code ExitCode, stdout, stderr string)
 	return code, out.String(), errb.String()
 }
 
+// runCLITTY is runCLI with stdout taken for a terminal: the boxed-table
+// code path a person sees.
+func runCLITTY(t *testing.T, args ...string) (code ExitCode, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), args, IO{In: strings.NewReader(""), Out: &out, Err: &errb, OutTTY: true})
+	return code, out.String(), errb.String()
+}
+
 // startCLI runs Main in the background (a long-running command such as
 // pipeline run); wait returns its exit code and output once it ended.
 func startCLI(args ...string) (wait func() (code ExitCode, stdout, stderr string)) {
