@@ -49,3 +49,18 @@ func TestSendWithoutReceiver(t *testing.T) {
 		t.Fatalf("findings %+v", fs)
 	}
 }
+
+
+// TestMaxUnfragmentedOnLoopback: the loopback's MTU of 65536 leaves room
+// for 65,508 bytes after the headers, but UDP over IPv4 carries 65,507 at
+// most.
+func TestMaxUnfragmentedOnLoopback(t *testing.T) {
+	rep := NewSendReport(&SendResult{Target: "127.0.0.1:9", RouteMTU: 65536}, 0, nil)
+	if rep.MaxUnfragmented != MaxPayload {
+		t.Fatalf("max unfragmented on lo = %d, want %d", rep.MaxUnfragmented, MaxPayload)
+	}
+	rep6 := NewSendReport(&SendResult{Target: "[::1]:9", RouteMTU: 65536}, 0, nil)
+	if rep6.MaxUnfragmented != 65536-48 {
+		t.Fatalf("IPv6 max unfragmented on lo = %d, want %d", rep6.MaxUnfragmented, 65536-48)
+	}
+}
