@@ -115,27 +115,27 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 		}),
 	}
 	f := run.Flags()
-	f.StringVar(&o.Forward, "forward", "127.0.0.1:24224", `forward protocol listen address (TCP; heartbeat on the same UDP port); "" disables`)
+	addrVar(f, &o.Forward, "forward", "127.0.0.1:24224", true, true, `forward protocol listen address (TCP; heartbeat on the same UDP port); "" disables`)
 	f.StringVar(&o.ForwardSharedKey, "forward-shared-key", "", "require the forward handshake with this shared key (or $LOGDOCTOR_FORWARD_SHARED_KEY)")
 	f.StringVar(&o.ForwardTLSCert, "forward-tls-cert", "", "TLS certificate file for the forward input")
 	f.StringVar(&o.ForwardTLSKey, "forward-tls-key", "", "TLS key file for the forward input")
-	f.IntVar(&o.MaxConns, "max-conns", 1024, "maximum concurrent forward connections")
-	f.DurationVar(&o.ReadTimeout, "read-timeout", 60*time.Second, "close a forward connection that takes longer to send one request (slowloris)")
-	f.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close a forward connection idle between requests this long (0: never, as in_forward)")
-	f.StringVar(&o.MaxRequest, "max-request-size", "32MiB", "largest forward request on the wire")
-	f.StringVar(&o.MaxDecompressed, "max-decompressed-size", "128MiB", "largest CompressedPackedForward request after gunzip")
-	f.StringVar(&o.UDP, "udp", "", "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
-	f.StringVar(&o.UDPTag, "udp-tag", "udp", "tag of events received over UDP")
-	f.IntVar(&o.UDPMaxDatagram, "udp-max-datagram", 65507, "largest UDP datagram accepted (larger ones are dead-lettered)")
+	intVar(f, &o.MaxConns, "max-conns", 1024, 1, 1<<20, "a number from 1 to 1048576", "maximum concurrent forward connections")
+	durVar(f, &o.ReadTimeout, "read-timeout", 60*time.Second, time.Nanosecond, wantPositiveDur, "close a forward connection that takes longer to send one request (slowloris)")
+	durVar(f, &o.IdleTimeout, "idle-timeout", 0, 0, wantDurOrZero("never"), "close a forward connection idle between requests this long (0: never, as in_forward)")
+	sizeVar(f, &o.MaxRequest, "max-request-size", "32MiB", parseSize, 1, false, "a size of 1 byte or more, like 32MiB", "largest forward request on the wire")
+	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", "128MiB", parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip")
+	addrVar(f, &o.UDP, "udp", "", true, true, "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
+	nonEmptyVar(f, &o.UDPTag, "udp-tag", "udp", "a non-empty tag", "tag of events received over UDP")
+	intVar(f, &o.UDPMaxDatagram, "udp-max-datagram", 65507, 1, 65507, "a number of bytes from 1 to 65507 (the largest UDP payload)", "largest UDP datagram accepted (larger ones are dead-lettered)")
 	f.StringVar(&o.UDPTimeKey, "udp-time-key", "time", `field with a UDP event's time (epoch seconds or RFC 3339), removed from the record; "-": arrival time`)
 	f.BoolVar(&o.UDPKeepTimeKey, "udp-keep-time-key", false, "keep the --udp-time-key field in the record")
-	f.StringVar(&o.UDPRcvBuf, "udp-rcvbuf", "", "SO_RCVBUF of the UDP socket, e.g. 8MiB (kernel default when empty)")
-	f.StringVar(&o.BufferDir, "buffer-dir", "", "buffer directory (default $XDG_STATE_HOME/logdoctor/buffer, else the temp dir)")
+	sizeVar(f, &o.UDPRcvBuf, "udp-rcvbuf", "", parseSize, 1, true, `a size like 8MiB, or "" for the kernel default`, "SO_RCVBUF of the UDP socket, e.g. 8MiB (kernel default when empty)")
+	f.StringVar(&o.BufferDir, "buffer-dir", "", "buffer directory (default $XDG_STATE_HOME/logdoctor/buffer, else ~/.local/state/logdoctor/buffer, else the temp dir)")
 	f.BoolVar(&o.MemoryBuffer, "memory-buffer", false, "keep the buffer in memory: LOSES EVENTS ON A CRASH (benchmarks only)")
-	f.StringVar(&o.BufferMax, "buffer-max", "1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
-	f.DurationVar(&o.FullWait, "buffer-full-wait", 5*time.Second, "how long a forward request waits for buffer space before it is refused")
+	sizeVar(f, &o.BufferMax, "buffer-max", "1GiB", parseSize, minBufferMax, false, "a size of 64KiB or more, like 1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
+	durVar(f, &o.FullWait, "buffer-full-wait", 5*time.Second, time.Nanosecond, wantPositiveDur, "how long a forward request waits for buffer space before it is refused")
 	f.StringSliceVar(&o.ES, "es", []string{"embedded"}, `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`)
-	f.Int64Var(&o.ESMaxDocs, "es-max-docs", 4_000_000, "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
+	int64Var(f, &o.ESMaxDocs, "es-max-docs", 4_000_000, 0, 1<<62, "0 (no bound) or more documents", "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
 	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
 	f.StringVar(&o.ESUser, "es-user", "", "basic auth user (or in the URL)")
 	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (or $LOGDOCTOR_ES_PASSWORD)")
@@ -143,23 +143,24 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringVar(&o.ESCA, "es-ca", "", "CA certificate file for HTTPS Elasticsearch")
 	f.BoolVar(&o.ESInsecure, "es-insecure", false, "do not verify the Elasticsearch certificate")
 	f.BoolVar(&o.Gzip, "es-gzip", false, "gzip bulk request bodies")
-	f.IntVar(&o.Workers, "es-workers", 2, "concurrent bulk requests")
-	f.IntVar(&o.BatchCount, "batch-count", 2000, "events per bulk request")
-	f.StringVar(&o.BatchBytes, "batch-size", "8MiB", "bulk body size (kept under the cluster's http.max_content_length)")
-	f.DurationVar(&o.FlushInterval, "flush-interval", 100*time.Millisecond, "how long a bulk request waits to fill")
-	f.DurationVar(&o.RequestTimeout, "es-timeout", 30*time.Second, "timeout of one bulk request")
-	f.DurationVar(&o.RetryTimeout, "retry-timeout", time.Hour, "give up on an event (dead-letter it) after retrying this long; negative: never")
+	intVar(f, &o.Workers, "es-workers", 2, 1, 256, "a number from 1 to 256", "concurrent bulk requests")
+	intVar(f, &o.BatchCount, "batch-count", 2000, 1, 1_000_000, "a number of events from 1 to 1000000", "events per bulk request")
+	sizeVar(f, &o.BatchBytes, "batch-size", "8MiB", parseSize, 1024, false, "a size of 1KiB or more, like 8MiB", "bulk body size (kept under the cluster's http.max_content_length)")
+	durVar(f, &o.FlushInterval, "flush-interval", 100*time.Millisecond, time.Nanosecond, wantPositiveDur, "how long a bulk request waits to fill")
+	durVar(f, &o.RequestTimeout, "es-timeout", 30*time.Second, time.Nanosecond, wantPositiveDur, "timeout of one bulk request")
+	durCheckVar(f, &o.RetryTimeout, "retry-timeout", time.Hour, func(d time.Duration) bool { return d != 0 },
+		"a positive duration like 1h, or a negative one (-1s) for never", "give up on an event (dead-letter it) after retrying this long; negative: never")
 	f.BoolVar(&o.Sniff, "es-sniff", false, "discover nodes from _nodes/http (only addresses reachable from here are used)")
 	f.StringVar(&o.Index, "index", esout.DefaultIndex, "index name template over {tag} and the event's UTC date ({yyyy.MM.dd}, {yyyy.MM}, ...)")
 	f.StringVar(&o.IDKey, "id-key", "", "take the _id from this record field when present (default: hash of tag, time and record)")
 	f.StringVar(&o.TagKey, "tag-key", "tag", `document field that receives the tag ("-" for none)`)
 	f.StringVar(&o.DeadLetter, "dead-letter", "", "dead-letter file (default BUFFER_DIR/deadletter.jsonl)")
-	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:24231")
-	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM/SIGINT, flush for at most this long")
-	f.DurationVar(&o.Duration, "duration", 0, "stop by itself after this long (0: run until a signal)")
+	addrVar(f, &o.Metrics, "metrics", "", true, true, "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:24231")
+	durVar(f, &o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, 0, wantDurOrZero("do not flush"), "on SIGTERM/SIGINT, flush for at most this long")
+	durVar(f, &o.Duration, "duration", 0, 0, wantDurOrZero("run until a signal"), "stop by itself after this long (0: run until a signal)")
 	f.StringVar(&o.LogFile, "log-file", "", "write logs here instead of stderr (reopened on SIGHUP)")
-	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	enumVar(f, &o.LogFormat, "log-format", "text", []string{"text", "json"}, "log format: text or json")
+	enumVar(f, &o.LogLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level: debug, info, warn, error")
 	parent.AddCommand(run)
 	return parent
 }
@@ -219,6 +220,10 @@ func parseSize(s string) (int64, error) {
 	}
 	return int64(n * float64(mult)), nil
 }
+
+// minBufferMax is the smallest --buffer-max: below it a buffer cannot
+// hold even a small chunk and every request would be refused.
+const minBufferMax = 64 << 10
 
 // defaultBufferDir is $XDG_STATE_HOME/logdoctor/buffer, else
 // ~/.local/state/logdoctor/buffer, else a directory in the temp dir.
@@ -331,6 +336,9 @@ func esURLs(vals []string, es *esout.Config) ([]string, bool, error) {
 		return nil, false, usageErrorf("--es: give a URL or embedded")
 	}
 	for _, u := range out {
+		if err := checkHTTPURL(u); err != nil {
+			return nil, false, usageErrorf("--es %q: want %s, or embedded", report.Redact(u), wantHTTPURL)
+		}
 		if i := strings.Index(u, "://"); i >= 0 {
 			rest := u[i+3:]
 			if at := strings.IndexByte(rest, '@'); at >= 0 && at < strings.IndexAny(rest+"/", "/") && es.Username == "" {
@@ -340,6 +348,30 @@ func esURLs(vals []string, es *esout.Config) ([]string, bool, error) {
 		}
 	}
 	return out, embedded, nil
+}
+
+// checkPipelinePaths makes the directories and the dead-letter file the
+// flags name before anything starts, so that one that cannot be used is
+// reported under its flag's name (exit 1, like every unusable file).
+func checkPipelinePaths(o *PipelineOptions, cfg *pipeline.Config) error {
+	if !cfg.MemoryBuffer {
+		if err := os.MkdirAll(cfg.BufferDir, 0o700); err != nil {
+			return fmt.Errorf("--buffer-dir: %w", err)
+		}
+	}
+	if o.ESData != "" {
+		if err := os.MkdirAll(o.ESData, 0o700); err != nil {
+			return fmt.Errorf("--es-data: %w", err)
+		}
+	}
+	if o.DeadLetter != "" {
+		f, err := os.OpenFile(o.DeadLetter, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("--dead-letter: %w", err)
+		}
+		f.Close()
+	}
+	return nil
 }
 
 func newLogger(o *PipelineOptions, stderr io.Writer) (*slog.Logger, *reopen.File, error) {
@@ -373,6 +405,9 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	}
 	urls, embedded, err := esURLs(o.ES, &cfg.ES)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkPipelinePaths(o, &cfg); err != nil {
 		return nil, err
 	}
 	log, logw, err := newLogger(o, g.IO.Err)

@@ -96,21 +96,22 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 		}),
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.Count, "count", o.Count, fmt.Sprintf("canaries to send (1..%d)", smoke.MaxCount))
-	f.IntVar(&o.ChunkSize, "chunk-size", o.ChunkSize, "canaries per forward chunk (one ack each)")
-	f.StringVar(&o.Tag, "tag", o.Tag, "forward tag of the canaries")
-	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for every canary to become searchable")
-	f.DurationVar(&o.Poll, "poll", o.Poll, "search interval while waiting")
-	f.DurationVar(&o.Settle, "settle", o.Settle, "keep searching this long after every canary was seen, so late duplicates count")
-	f.DurationVar(&o.AckTimeout, "ack-timeout", o.AckTimeout, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
-	f.StringVar(&o.Forward, "forward", "", "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
+	intVar(f, &o.Count, "count", o.Count, 1, smoke.MaxCount, fmt.Sprintf("a number of canaries from 1 to %d (every copy of every canary fits one search page: ES's index.max_result_window)", smoke.MaxCount),
+		fmt.Sprintf("canaries to send (1..%d)", smoke.MaxCount))
+	intVar(f, &o.ChunkSize, "chunk-size", o.ChunkSize, 1, smoke.MaxCount, fmt.Sprintf("a number of canaries from 1 to %d", smoke.MaxCount), "canaries per forward chunk (one ack each)")
+	nonEmptyVar(f, &o.Tag, "tag", o.Tag, "a non-empty tag", "forward tag of the canaries")
+	durVar(f, &o.Timeout, "timeout", o.Timeout, time.Nanosecond, wantPositiveDur, "how long to wait for every canary to become searchable")
+	durVar(f, &o.Poll, "poll", o.Poll, time.Nanosecond, wantPositiveDur, "search interval while waiting")
+	durVar(f, &o.Settle, "settle", o.Settle, 0, wantDurOrZero("stop at the first complete count"), "keep searching this long after every canary was seen, so late duplicates count")
+	durVar(f, &o.AckTimeout, "ack-timeout", o.AckTimeout, time.Nanosecond, wantPositiveDur, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
+	addrVar(f, &o.Forward, "forward", "", false, true, "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
 	f.BoolVar(&o.TLS, "tls", false, "TLS to the forward input")
 	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM) for the forward input's certificate")
 	f.BoolVar(&o.TLSInsecure, "tls-insecure", false, "do not verify the forward input's certificate")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (PEM) for a forward input that requires one")
 	f.StringVar(&o.TLSKey, "tls-key", "", "client key (PEM) for --tls-cert")
-	f.StringVar(&o.ES, "es", "", "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
+	urlVar(f, &o.ES, "es", "", true, "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
 	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
 	f.StringVar(&o.ESUser, "es-user", "", "basic auth user for Elasticsearch (password from LOGDOCTOR_ES_PASSWORD or --es-password-file)")
 	f.StringVar(&o.ESPasswordFile, "es-password-file", "", "file holding the Elasticsearch password")
@@ -174,9 +175,14 @@ func (o *SmokeOptions) finish() error {
 	if o.SharedKey == "" {
 		o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
 	}
+	if _, err := os.Stat(o.ProcRoot); err != nil {
+		return fmt.Errorf("--proc-root: %w", err)
+	}
+	// A file that cannot be read is a failure to run (exit 1), as for
+	// every file named by a flag.
 	pw, err := esPassword(o.ESPassword, "--es-password-file", o.ESPasswordFile)
 	if err != nil {
-		return &UsageError{Err: err}
+		return err
 	}
 	o.ESPassword = pw
 	return nil
@@ -358,9 +364,9 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 // smokeSetup starts the embedded essim and pipeline when asked, or points at
 // the user's infrastructure.
 func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
-	esTLS, err := tlsConfig(o.ESCA, o.ESInsecure)
+	esTLS, err := tlsConfig("--es-ca", o.ESCA, o.ESInsecure)
 	if err != nil {
-		return nil, fmt.Errorf("--es-ca: %w", err)
+		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = esTLS
@@ -368,9 +374,9 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 		Client: smoke.NewHTTPClient(10*time.Second, tr)}
 	fwdCfg := smokeClientConfig(o)
 	if o.TLS {
-		c, err := tlsConfig(o.TLSCA, o.TLSInsecure)
+		c, err := tlsConfig("--tls-ca", o.TLSCA, o.TLSInsecure)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-ca: %w", err)
+			return nil, err
 		}
 		if c == nil {
 			c = &tls.Config{}
@@ -408,13 +414,13 @@ func smokeClientConfig(o SmokeOptions) forward.ClientConfig {
 	return forward.ClientConfig{SharedKey: o.SharedKey, Hostname: "logdoctor-smoke." + host}
 }
 
-func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
+func tlsConfig(caFlag, caFile string, insecure bool) (*tls.Config, error) {
 	if caFile == "" && !insecure {
 		return nil, nil
 	}
 	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it
 	if caFile != "" {
-		pool, err := certPool("CA file", caFile)
+		pool, err := certPool(caFlag, caFile)
 		if err != nil {
 			return nil, err
 		}

@@ -229,7 +229,7 @@ func TestSocketsUsageAndRunErrors(t *testing.T) {
 		{[]string{"--watch", "-1s"}, ExitUsage, "positive"},
 		{[]string{"--send-q", "-1"}, ExitUsage, "--send-q"},
 		{[]string{"extra"}, ExitUsage, "unknown command"},
-		{[]string{"--proc-root", "/nonexistent-logdoctor"}, ExitError, "proc root"},
+		{[]string{"--proc-root", "/nonexistent-logdoctor"}, ExitError, "--proc-root"},
 		{[]string{"--pid", "2147483647"}, ExitError, "--pid 2147483647"},
 	} {
 		code, _, errOut := runCLI(t, append([]string{"sockets"}, c.args...)...)

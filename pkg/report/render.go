@@ -22,7 +22,7 @@ const (
 // ParseFormat accepts table and json.
 func ParseFormat(s string) (Format, error) {
 	switch s {
-	case "table", "":
+	case "table":
 		return FormatTable, nil
 	case "json":
 		return FormatJSON, nil
