@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -295,7 +296,9 @@ type smokeTarget struct {
 	// was answered by Elasticsearch: canaries still missing then are lost.
 	drained func(context.Context) error
 	stats   func() *embeddedStats // embedded mode: what the pipeline and essim went through
-	close   func(context.Context) error
+	// beforeProbes, when set, runs once the canaries are counted.
+	beforeProbes func()
+	close        func(context.Context) error
 }
 
 // embeddedStats shows, in embedded mode, what exactly-once took: the
@@ -318,6 +321,9 @@ type essimStats struct {
 
 func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, error) {
 	rep := report.New("smoke", g.Now())
+	if err := smokePreflight(ctx, o); err != nil {
+		return nil, err
+	}
 	tgt, err := smokeSetup(ctx, o)
 	if err != nil {
 		return nil, err
@@ -348,6 +354,9 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 
 	data := &smokeData{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []probeRun{}}
 	if !o.NoProbes && ctx.Err() == nil { // interrupted: report the count, skip the probes
+		if tgt.beforeProbes != nil {
+			tgt.beforeProbes()
+		}
 		for _, p := range smokeProbes(ctx, g, o, tgt) {
 			data.Probes = append(data.Probes, p.run)
 			rep.Add(p.findings...)
@@ -359,6 +368,45 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 	rep.Data = data
 	rep.Finish(g.Now())
 	return rep, nil
+}
+
+// preflightTimeout bounds the connect that checks each endpoint before the
+// canaries go out.
+const preflightTimeout = 5 * time.Second
+
+// errEndpointDown says an endpoint named by a flag accepts no connection.
+var errEndpointDown = errors.New("nothing accepts connections there")
+
+// smokePreflight connects once to each endpoint the flags name. One that
+// refuses (nothing listening, a wrong port) fails the run at once: the
+// canaries would otherwise wait out the whole --timeout (a minute by
+// default) before saying what a connect says in a millisecond.
+func smokePreflight(ctx context.Context, o SmokeOptions) error {
+	type endpoint struct{ flag, shown, addr string }
+	var eps []endpoint
+	if o.Forward != "" {
+		eps = append(eps, endpoint{"--forward", o.Forward, o.Forward})
+	}
+	if o.ES != "" {
+		u, err := url.Parse(o.ES)
+		if err != nil {
+			return usageErrorf("--es: %w", err)
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		eps = append(eps, endpoint{"--es", report.Redact(o.ES), net.JoinHostPort(u.Hostname(), port)})
+	}
+	d := net.Dialer{Timeout: min(preflightTimeout, o.Timeout)}
+	for _, ep := range eps {
+		c, err := d.DialContext(ctx, "tcp", ep.addr)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w: %w", ep.flag, ep.shown, errEndpointDown, err)
+		}
+		c.Close()
+	}
+	return nil
 }
 
 // smokeSetup starts the embedded essim and pipeline when asked, or points at
@@ -497,6 +545,7 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		HealthInterval: 250 * time.Millisecond, DeadMin: 100 * time.Millisecond, DeadMax: time.Second}
 	index := o.Index
 	var sim *essim.Server
+	var calm func()
 	if o.ES == "" {
 		var faults essim.Faults
 		if o.Chaos {
@@ -510,8 +559,19 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		closers = append(closers, func(context.Context) error { return sim.Close() })
 		if o.Chaos {
 			stop := make(chan struct{})
+			var once sync.Once
+			stopLate := func() { once.Do(func() { close(stop) }) }
 			go endLatePhase(sim, stop)
-			closers = append(closers, func(context.Context) error { close(stop); return nil })
+			closers = append(closers, func(context.Context) error { stopLate(); return nil })
+			// The probes look at a cluster that has stopped rejecting:
+			// es.write_rejections then reports the rejections the run
+			// caused (a warning), not the forward probe's own canaries
+			// being rejected while the ES probe watches (critical), so
+			// the verdict of --chaos does not depend on that timing.
+			calm = func() {
+				stopLate()
+				_ = sim.SetFaults(essim.Faults{IdleClose: chaosIdleClose})
+			}
 		}
 		esCfg.URLs = []string{sim.URL()}
 	}
@@ -541,7 +601,7 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 
 	searcher.URL, searcher.Index = esCfg.URLs[0], index
 	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,
-		searcher: searcher, forwardCfg: smokeClientConfig(o), close: closeAll}
+		searcher: searcher, forwardCfg: smokeClientConfig(o), close: closeAll, beforeProbes: calm}
 	tgt.drained = func(ctx context.Context) error {
 		if err := p.Flush(ctx); err != nil {
 			return err

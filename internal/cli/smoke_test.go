@@ -135,8 +135,30 @@ func TestSmokeForwardRefused(t *testing.T) {
 	ln.Close()
 	sim := startEssim(t, essim.Faults{})
 	code, _, errOut := runCLI(t, "smoke", "--forward", closed, "--es", sim.URL(), "--index", "*", "--timeout", "1s")
-	if code != ExitError || !strings.Contains(errOut, "no canary could be sent") {
+	if code != ExitError || !strings.Contains(errOut, "--forward "+closed+": nothing accepts connections there") {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// TestSmokeFailsFastOnARefusedEndpoint: an Elasticsearch that refuses
+// connections fails the run at once (exit 1, the flag named), embedded
+// pipeline or not, instead of after the whole --timeout.
+func TestSmokeFailsFastOnARefusedEndpoint(t *testing.T) {
+	closed := "http://" + freeTCPAddr(t, "127.0.0.1")
+	fwd, _ := startServe(t, ForwardServeOptions{})
+	for _, args := range [][]string{
+		{"smoke", "--es", closed},
+		{"smoke", "--es", closed, "--forward", fwd, "--index", "x"},
+	} {
+		start := time.Now()
+		code, out, errOut := runCLI(t, args...)
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("%v: took %s: it waited for the 60s --timeout", args, took)
+		}
+		if code != ExitError || out != "" || !strings.Contains(errOut, "--es "+closed+": nothing accepts connections there") ||
+			!strings.Contains(errOut, "connection refused") {
+			t.Errorf("%v: exit %d out %q err %q", args, code, out, errOut)
+		}
 	}
 }
 
