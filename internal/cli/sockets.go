@@ -226,15 +226,14 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	r := report.New("sockets", started)
 	r.Add(sockstat.Findings(res, p.previous, p.opts.Thresholds)...)
 	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters}
+	data.Peers = res.Peers
 	if p.opts.Watch > 0 {
 		data.Sample = n
-		var prev []sockstat.Peer
+		// The first sample is the baseline: there is nothing to change
+		// from, and "+2" against nothing would read as growth.
 		if p.previous != nil {
-			prev = p.previous.Peers
+			data.Peers = sockstat.Diff(res.Peers, p.previous.Peers)
 		}
-		data.Peers = sockstat.Diff(res.Peers, prev)
-	} else {
-		data.Peers = res.Peers
 	}
 	if p.by != sockstat.ByPeer {
 		data.By, data.Groups = string(p.by), res.Groups
