@@ -104,6 +104,12 @@ func TestSmokeReportsDroppedDocuments(t *testing.T) {
 	if dropped == 0 || r.Data.Missing != dropped || r.Data.Indexed != 1000-dropped || r.Data.Acked != 1000 {
 		t.Fatalf("essim dropped %d; smoke: %+v", dropped, r.Data)
 	}
+	// Every canary was acked: the remedy is about what comes after the
+	// receiver only.
+	if rem := r.remedy(smoke.FindingMissing); r.Data.MissingAcked != dropped || !strings.Contains(rem, "acknowledged and still lost") ||
+		strings.Contains(rem, "never acknowledged") {
+		t.Fatalf("missing_acked %d, remedy: %s", r.Data.MissingAcked, rem)
+	}
 	if len(r.Data.MissingIDs) != min(dropped, 100) {
 		t.Fatalf("missing_ids %d, want %d", len(r.Data.MissingIDs), min(dropped, 100))
 	}

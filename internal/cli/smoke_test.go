@@ -22,6 +22,7 @@ type smokeReport struct {
 		ID       string         `json:"id"`
 		Severity string         `json:"severity"`
 		Evidence map[string]any `json:"evidence"`
+		Remedy   string         `json:"remedy"`
 	} `json:"findings"`
 	Data struct {
 		Mode string `json:"mode"`
@@ -38,6 +39,16 @@ func parseSmoke(t *testing.T, out string) smokeReport {
 		t.Fatalf("smoke -o json: %v\n%s", err, out)
 	}
 	return r
+}
+
+// remedy is the remedy of finding id ("" when absent).
+func (r smokeReport) remedy(id string) string {
+	for _, f := range r.Findings {
+		if f.ID == id {
+			return f.Remedy
+		}
+	}
+	return ""
 }
 
 func (r smokeReport) has(id string) bool {
@@ -95,8 +106,13 @@ func TestSmokeAgainstForwardServeAckNever(t *testing.T) {
 	if !r.has(smoke.FindingMissing) || !r.has("forward.no_ack") {
 		t.Fatalf("findings: %+v", r.Findings)
 	}
-	if r.Data.Mode != "external" || r.Data.Acked != 0 || r.Data.Sent == 0 || r.Data.Missing != r.Data.Sent || r.Data.Indexed != 0 {
+	if r.Data.Mode != "external" || r.Data.Acked != 0 || r.Data.Sent == 0 || r.Data.Missing != r.Data.Sent || r.Data.Indexed != 0 ||
+		r.Data.MissingUnacked != r.Data.Missing || r.Data.MissingAcked != 0 {
 		t.Fatalf("data: %+v", r.Data)
+	}
+	// Nothing was acked: the remedy is about the forward hop only.
+	if rem := r.remedy(smoke.FindingMissing); !strings.Contains(rem, "never acknowledged") || strings.Contains(rem, "acknowledged and still lost") {
+		t.Fatalf("remedy does not follow the evidence: %s", rem)
 	}
 	cancel()
 	if err := <-served; err != nil {
