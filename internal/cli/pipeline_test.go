@@ -18,6 +18,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
+	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
 func TestPipelineRunUsageErrors(t *testing.T) {
@@ -196,5 +197,96 @@ func dialFluent(t *testing.T, addr string) *fluent.Fluent {
 		if time.Now().After(deadline) {
 			t.Fatal(err)
 		}
+	}
+}
+
+// scrapeMetric reads one sample from the pipeline's /metrics (-1 until it
+// answers or while the sample is absent).
+func scrapeMetric(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
+func waitMetric(t *testing.T, addr, name string, cond func(float64) bool) float64 {
+	t.Helper()
+	var v float64
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if v = scrapeMetric(addr, name); cond(v) {
+			return v
+		}
+	}
+	t.Fatalf("%s stayed at %v", name, v)
+	return v
+}
+
+type pipelineReport struct {
+	Findings []report.Finding `json:"findings"`
+	Data     PipelineData     `json:"data"`
+}
+
+func (r pipelineReport) finding(id string) *report.Finding {
+	for i := range r.Findings {
+		if r.Findings[i].ID == id {
+			return &r.Findings[i]
+		}
+	}
+	return nil
+}
+
+// TestPipelineRunReportsUDPKernelDrops: the exit report's kernel drops are
+// what the metric said before shutdown (the kernel forgets the counter
+// with the socket), and pipeline.udp_kernel_drops fires.
+func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
+	// Elasticsearch refuses everything: the small buffer fills, the UDP
+	// reader stops, and the small socket buffer overflows.
+	sim := essimtest.Start(t, essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpAddr := pc.LocalAddr().String()
+	pc.Close()
+	metrics := freeTCPAddr(t, "127.0.0.1")
+	stop := startCLIStoppable("pipeline", "run", "--forward", "", "--udp", udpAddr, "--udp-rcvbuf", "4KiB", "--buffer-max", "64KiB",
+		"--es", sim.URL(), "--buffer-dir", t.TempDir(), "--metrics", metrics, "--shutdown-timeout", "100ms", "-o", "json")
+	waitMetric(t, metrics, "logdoctor_pipeline_udp_kernel_drops_total", func(v float64) bool { return v >= 0 })
+	c, err := net.Dial("udp", udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pad := strings.Repeat("p", 400)
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(c, `{"msg":"drop-%d","pad":%q}`, i, pad)
+	}
+	drops := waitMetric(t, metrics, "logdoctor_pipeline_udp_kernel_drops_total", func(v float64) bool { return v > 0 })
+	// Nothing more is sent: the counter settles.
+	for prev := -1.0; prev != drops; time.Sleep(100 * time.Millisecond) {
+		prev, drops = drops, scrapeMetric(metrics, "logdoctor_pipeline_udp_kernel_drops_total")
+	}
+	code, out, errOut := stop()
+	var r pipelineReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("exit %d: %v\n%s\n%s", code, err, out, errOut)
+	}
+	if float64(r.Data.UDPDrops) != drops {
+		t.Fatalf("report says %d kernel drops, the metric said %v", r.Data.UDPDrops, drops)
+	}
+	f := r.finding(FindingPipelineUDPDrops)
+	if f == nil || f.Evidence["drops"] != drops {
+		t.Fatalf("pipeline.udp_kernel_drops: %+v", r.Findings)
 	}
 }

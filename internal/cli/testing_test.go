@@ -39,6 +39,21 @@ func startCLI(args ...string) (wait func() (code ExitCode, stdout, stderr string
 	}
 }
 
+// startCLIStoppable is startCLI for a command that runs until stopped:
+// stop cancels its context (as SIGTERM does) and waits for its exit code
+// and output.
+func startCLIStoppable(args ...string) (stop func() (code ExitCode, stdout, stderr string)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan ExitCode, 1)
+	go func() { done <- Main(ctx, args, IO{In: strings.NewReader(""), Out: &out, Err: &errb}) }()
+	return func() (ExitCode, string, string) {
+		cancel()
+		code := <-done
+		return code, out.String(), errb.String()
+	}
+}
+
 // freeTCPAddr returns host:port with a port nothing listens on right now,
 // for a command under test to bind (or, on 127.0.0.2, to find closed).
 func freeTCPAddr(t *testing.T, host string) string {

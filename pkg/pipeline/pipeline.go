@@ -150,6 +150,12 @@ type Pipeline struct {
 
 	fwdEvents, fwdReqs, fwdAcks, fwdRefused, udpEvents, udpBad, deadCount atomic.Uint64
 
+	// The kernel forgets a socket's drop counter when it is closed: the
+	// last reading is kept so the exit report agrees with the metric.
+	udpMu         sync.Mutex
+	udpClosed     bool
+	udpFinalDrops uint64
+
 	mEvents  *prometheus.CounterVec
 	mAcks    prometheus.Counter
 	mRefused *prometheus.CounterVec
@@ -342,7 +348,7 @@ func (p *Pipeline) closeListeners() {
 		p.fwdPC.Close()
 	}
 	if p.udpConn != nil {
-		p.udpConn.Close()
+		p.closeUDP()
 	}
 }
 
