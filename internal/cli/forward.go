@@ -324,7 +324,7 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: addrAsText}))
 			r, err := runForwardServe(ctx, g.Now, *o, logger, func(addr net.Addr) {
 				fmt.Fprintf(g.IO.Err, "logdoctor forward serve: listening on %s (ack %s)\n", addr, o.Ack)
 			})

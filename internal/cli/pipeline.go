@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,6 +31,7 @@ const (
 	FindingPipelineDeadLetters  = "pipeline.dead_letters"
 	FindingPipelineUDPDrops     = "pipeline.udp_kernel_drops"
 	FindingPipelineRefused      = "pipeline.forward_refused"
+	FindingPipelineBroken       = "pipeline.forward_broken_requests"
 	FindingPipelineMemoryBuffer = "pipeline.memory_buffer"
 )
 
@@ -188,7 +190,8 @@ func (d *PipelineData) Sections() []report.Section {
 		Header: []string{"counter", "value"},
 		Rows: [][]string{
 			row("forward events", s.ForwardEvents), row("forward acks", s.ForwardAcks),
-			row("forward refused (no ack)", s.ForwardRefused), row("udp events", s.UDPEvents),
+			row("forward refused (no ack)", s.ForwardRefused), row("forward connections refused", s.ForwardServer.Refused),
+			row("forward broken requests", s.ForwardServer.Dropped), row("udp events", s.UDPEvents),
 			row("udp bad datagrams", s.UDPBad), row("udp kernel drops", d.UDPDrops),
 			row("indexed", s.Output.Indexed), row("already indexed (409)", s.Output.Duplicates),
 			row("retried", s.Output.Retried), row("dead letters", s.DeadLetters),
@@ -374,6 +377,17 @@ func checkPipelinePaths(o *PipelineOptions, cfg *pipeline.Config) error {
 	return nil
 }
 
+// addrAsText logs network addresses as "ip:port": the JSON handler would
+// otherwise encode a *net.TCPAddr as {"IP":...,"Port":...,"Zone":""}.
+func addrAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindAny {
+		if addr, ok := a.Value.Any().(net.Addr); ok {
+			return slog.String(a.Key, addr.String())
+		}
+	}
+	return a
+}
+
 func newLogger(o *PipelineOptions, stderr io.Writer) (*slog.Logger, *reopen.File, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(o.LogLevel)); err != nil {
@@ -388,7 +402,7 @@ func newLogger(o *PipelineOptions, stderr io.Writer) (*slog.Logger, *reopen.File
 		}
 		w = rw
 	}
-	hopts := &slog.HandlerOptions{Level: lvl}
+	hopts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: addrAsText}
 	var h slog.Handler = slog.NewTextHandler(w, hopts)
 	if o.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, hopts)
@@ -529,11 +543,17 @@ func pipelineFindings(d *PipelineData) []report.Finding {
 			Evidence: map[string]any{"drops": d.UDPDrops, "udp": d.UDP},
 			Remedy:   "raise --udp-rcvbuf (and net.core.rmem_max), or send over forward/TCP with require_ack_response"})
 	}
-	if st.ForwardRefused > 0 {
-		fs = append(fs, report.Finding{ID: FindingPipelineRefused, Severity: report.Warning,
-			Summary:  fmt.Sprintf("%d forward requests were refused without ack (buffer full or failing)", st.ForwardRefused),
-			Evidence: map[string]any{"refused": st.ForwardRefused, "buffer_bytes": st.Buffer.Bytes},
-			Remedy:   "senders with require_ack_response retry them; raise --buffer-max or fix what slows Elasticsearch"})
+	if f, ok := forwardRefused(st); ok {
+		fs = append(fs, f)
+	}
+	if n := st.ForwardServer.Dropped; n > 0 {
+		fs = append(fs, report.Finding{ID: FindingPipelineBroken, Severity: report.Warning,
+			Summary: fmt.Sprintf("%d forward messages were well-formed but not requests (in_forward's \"incoming chunk is broken\") and were dropped", n),
+			Evidence: map[string]any{"broken_requests": n, "connections_closed_on_error": st.ForwardServer.Errors,
+				"connections": st.ForwardServer.Accepted},
+			Remedy: "something that does not speak the forward protocol writes to the forward port: a health check sending text, a " +
+				"sender configured for another format (in_tcp/in_udp JSON lines, syslog), or a scanner. Find it from the peer in " +
+				"the WARN log lines (logdoctor_pipeline_forward_broken_requests_total counts them) and point it at the right port"})
 	}
 	if d.MemoryOnly {
 		fs = append(fs, report.Finding{ID: FindingPipelineMemoryBuffer, Severity: report.Warning,
@@ -541,6 +561,30 @@ func pipelineFindings(d *PipelineData) []report.Finding {
 			Remedy:  "drop --memory-buffer outside benchmarks"})
 	}
 	return fs
+}
+
+// forwardRefused reports what the forward input turned away: requests
+// refused without ack (buffer full or failing) and connections refused
+// over --max-conns. Both are retried by a sender with acks, and both mean
+// delay the operator should know about.
+func forwardRefused(st pipeline.Stats) (report.Finding, bool) {
+	reqs, conns := st.ForwardRefused, st.ForwardServer.Refused
+	if reqs == 0 && conns == 0 {
+		return report.Finding{}, false
+	}
+	var what, remedies []string
+	if reqs > 0 {
+		what = append(what, fmt.Sprintf("%d forward requests were refused without ack (buffer full or failing)", reqs))
+		remedies = append(remedies, "raise --buffer-max or fix what slows Elasticsearch (see the buffer_error/buffer_full reasons in logdoctor_pipeline_forward_refused_total and the ERROR log)")
+	}
+	if conns > 0 {
+		what = append(what, fmt.Sprintf("%d forward connections were refused over the --max-conns limit", conns))
+		remedies = append(remedies, "raise --max-conns, or find the clients holding connections without sending (the WARN lines name the peers)")
+	}
+	return report.Finding{ID: FindingPipelineRefused, Severity: report.Warning,
+		Summary:  strings.Join(what, "; "),
+		Evidence: map[string]any{"refused": reqs, "refused_connections": conns, "buffer_bytes": st.Buffer.Bytes},
+		Remedy:   "senders with require_ack_response retry them, later; " + strings.Join(remedies, "; ")}, true
 }
 
 func addrOrOff(a interface{ String() string }) string {

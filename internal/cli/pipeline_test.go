@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -288,5 +289,70 @@ func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
 	f := r.finding(FindingPipelineUDPDrops)
 	if f == nil || f.Evidence["drops"] != drops {
 		t.Fatalf("pipeline.udp_kernel_drops: %+v", r.Findings)
+	}
+}
+
+// TestPipelineRunReportsBrokenRequests: bytes that are msgpack but no
+// request (0x01 is the integer 1) are in_forward's "incoming chunk is
+// broken"; the exit report must say so, and --log-format json logs the
+// peer as "ip:port", not {"IP":...,"Port":...}.
+func TestPipelineRunReportsBrokenRequests(t *testing.T) {
+	addr, metrics := freeTCPAddr(t, "127.0.0.1"), freeTCPAddr(t, "127.0.0.1")
+	stop := startCLIStoppable("pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(), "--metrics", metrics,
+		"--log-format", "json", "--shutdown-timeout", "1s", "-o", "json")
+	waitMetric(t, metrics, "logdoctor_pipeline_forward_broken_requests_total", func(v float64) bool { return v >= 0 })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const broken = 5
+	if _, err := c.Write(bytes.Repeat([]byte{0x01}, broken)); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, metrics, "logdoctor_pipeline_forward_broken_requests_total", func(v float64) bool { return v >= broken })
+	client := c.LocalAddr().String()
+	c.Close()
+	code, out, errOut := stop()
+	var r pipelineReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("exit %d: %v\n%s\n%s", code, err, out, errOut)
+	}
+	f := r.finding(FindingPipelineBroken)
+	if f == nil || f.Evidence["broken_requests"] != float64(broken) || r.Data.Stats.ForwardServer.Dropped != broken {
+		t.Fatalf("findings %+v, stats %+v", r.Findings, r.Data.Stats.ForwardServer)
+	}
+	peers := 0
+	for _, l := range strings.Split(errOut, "\n") {
+		if !strings.HasPrefix(l, "{") {
+			continue
+		}
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("log line is not JSON: %v: %s", err, l)
+		}
+		if p, ok := line["peer"]; ok {
+			peers++
+			if p != client {
+				t.Errorf(`peer logged as %#v, want "%s"`, p, client)
+			}
+		}
+	}
+	if peers == 0 {
+		t.Fatalf("no log line names the peer:\n%s", errOut)
+	}
+}
+
+func TestPipelineFindingsForwardRefusals(t *testing.T) {
+	var d PipelineData
+	d.Stats.ForwardServer.Refused = 977
+	fs := pipelineFindings(&d)
+	if len(fs) != 1 || fs[0].ID != FindingPipelineRefused || !strings.Contains(fs[0].Summary, "977 forward connections were refused") ||
+		!strings.Contains(fs[0].Remedy, "--max-conns") || strings.Contains(fs[0].Remedy, "--buffer-max") {
+		t.Fatalf("refused connections: %+v", fs)
+	}
+	d.Stats.ForwardRefused = 3
+	fs = pipelineFindings(&d)
+	if len(fs) != 1 || !strings.Contains(fs[0].Summary, "3 forward requests were refused") || !strings.Contains(fs[0].Remedy, "--buffer-max") {
+		t.Fatalf("refused requests and connections: %+v", fs)
 	}
 }

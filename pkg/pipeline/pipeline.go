@@ -119,6 +119,10 @@ type Stats struct {
 	Buffer          buffer.Stats    `json:"buffer"`
 	Output          esout.Stats     `json:"output"`
 	Recovery        buffer.Recovery `json:"recovery"`
+	// ForwardServer is the forward input's connection-level tally:
+	// connections refused over the limit, closed on bad input, broken
+	// requests dropped, failed handshakes.
+	ForwardServer forward.Stats `json:"forward_server"`
 }
 
 // Pipeline is one running pipeline.
@@ -408,6 +412,9 @@ func (p *Pipeline) Stats() Stats {
 	}
 	if p.out != nil {
 		s.Output = p.out.Stats()
+	}
+	if p.fwdStats != nil {
+		s.ForwardServer = p.fwdStats()
 	}
 	return s
 }
