@@ -341,7 +341,11 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 	f.BoolVar(&o.Blackhole, "blackhole", false, "accept connections and never read from them")
 	f.StringVar(&o.SharedKey, "shared-key", "", "require the HELO/PING/PONG handshake with this key")
 	f.StringSliceVar(&o.Users, "user", nil, "USER:PASSWORD for user_auth (repeatable; needs --shared-key)")
-	f.StringVar(&o.Hostname, "hostname", "logdoctor-serve", "self hostname sent in PONG")
+	f.StringVar(&o.Hostname, "self-hostname", "logdoctor-serve", "hostname sent in the handshake's PONG, Fluentd's <security> self_hostname; it must differ from the sender's")
+	// The old name keeps working, silently: a deprecation notice would go
+	// to stdout and break -o json.
+	f.StringVar(&o.Hostname, "hostname", "logdoctor-serve", "old name of --self-hostname")
+	_ = f.MarkHidden("hostname")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "PEM server certificate (turns on TLS)")
 	f.StringVar(&o.TLSKey, "tls-key", "", "PEM server key")
 	f.StringVar(&o.TLSClientCA, "tls-client-ca", "", "PEM CAs; require client certificates signed by them")

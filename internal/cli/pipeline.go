@@ -39,6 +39,7 @@ const (
 type PipelineOptions struct {
 	Forward          string
 	ForwardSharedKey string
+	SelfHostname     string
 	ForwardTLSCert   string
 	ForwardTLSKey    string
 	MaxConns         int
@@ -119,6 +120,7 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f := run.Flags()
 	addrVar(f, &o.Forward, "forward", "127.0.0.1:24224", true, true, `forward protocol listen address (TCP; heartbeat on the same UDP port); "" disables`)
 	f.StringVar(&o.ForwardSharedKey, "forward-shared-key", "", "require the forward handshake with this shared key (or $LOGDOCTOR_FORWARD_SHARED_KEY)")
+	f.StringVar(&o.SelfHostname, "self-hostname", "", "hostname sent in the handshake's PONG, Fluentd's <security> self_hostname; it must differ from the sender's (default logdoctor-pipeline.<this host>)")
 	f.StringVar(&o.ForwardTLSCert, "forward-tls-cert", "", "TLS certificate file for the forward input")
 	f.StringVar(&o.ForwardTLSKey, "forward-tls-key", "", "TLS key file for the forward input")
 	intVar(f, &o.MaxConns, "max-conns", 1024, 1, 1<<20, "a number from 1 to 1048576", "maximum concurrent forward connections")
@@ -224,6 +226,23 @@ func parseSize(s string) (int64, error) {
 	return int64(n * float64(mult)), nil
 }
 
+// selfHostname is the server's name in the forward handshake: the flag's
+// value, else prefix.<this host>. Fluentd's in_forward and out_forward
+// both refuse a PONG or PING carrying their own name ("same hostname
+// between input and output"), so a sender on this host using its host
+// name (forward probe, out_forward with self_hostname
+// "#{Socket.gethostname}") would be refused by a server using it too.
+func selfHostname(flag, prefix string) string {
+	if flag != "" {
+		return flag
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return prefix + "." + host
+}
+
 // minBufferMax is the smallest --buffer-max: below it a buffer cannot
 // hold even a small chunk and every request would be refused.
 const minBufferMax = 64 << 10
@@ -268,7 +287,7 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 		return cfg, usageErrorf("--log-format: want text or json")
 	}
 	cfg = pipeline.Config{
-		ForwardAddr: o.Forward, ForwardSharedKey: o.ForwardSharedKey, MaxConns: o.MaxConns,
+		ForwardAddr: o.Forward, ForwardSharedKey: o.ForwardSharedKey, ForwardHostname: selfHostname(o.SelfHostname, "logdoctor-pipeline"), MaxConns: o.MaxConns,
 		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxRequestBytes: maxReq, MaxDecompressedBytes: maxDec,
 		UDPAddr: o.UDP, UDPTag: o.UDPTag, UDPMaxDatagram: o.UDPMaxDatagram, UDPReadBuffer: int(rcv),
 		UDPTimeKey: o.UDPTimeKey, UDPKeepTimeKey: o.UDPKeepTimeKey,

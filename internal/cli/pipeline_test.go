@@ -356,3 +356,68 @@ func TestPipelineFindingsForwardRefusals(t *testing.T) {
 		t.Fatalf("refused requests and connections: %+v", fs)
 	}
 }
+
+// TestProbeSharedKeyAgainstPipelineOnTheSameHost: forward probe (which
+// sends this host's name in PING, as out_forward does) against pipeline
+// run --forward-shared-key on the same host. With both sides using the
+// host name the handshake fails as Fluentd's does ("same hostname between
+// input and output"); the pipeline's own server hostname
+// (--self-hostname, default logdoctor-pipeline.<host>) makes it work.
+func TestProbeSharedKeyAgainstPipelineOnTheSameHost(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		self       []string
+		wantServer string
+		ok         bool
+	}{
+		{nil, "logdoctor-pipeline." + host, true},
+		{[]string{"--self-hostname", "aggregator-1"}, "aggregator-1", true},
+		{[]string{"--self-hostname", host}, "", false},
+	} {
+		addr := freeTCPAddr(t, "127.0.0.1")
+		args := append([]string{"pipeline", "run", "--forward", addr, "--forward-shared-key", "s3cret-key", "--buffer-dir", t.TempDir(),
+			"--log-file", filepath.Join(t.TempDir(), "log")}, c.self...)
+		stop := startCLIStoppable(args...)
+		lg := dialFluentRaw(t, addr)
+		lg.Close()
+		code, out, errOut := runCLI(t, "forward", "probe", addr, "--shared-key", "s3cret-key", "-o", "json")
+		stop()
+		var r struct {
+			Findings []report.Finding `json:"findings"`
+			Data     struct {
+				Handshake      bool   `json:"handshake"`
+				ServerHostname string `json:"server_hostname"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v: %v %s %s", c.self, err, out, errOut)
+		}
+		if c.ok {
+			if code != ExitOK || !r.Data.Handshake || r.Data.ServerHostname != c.wantServer || len(r.Findings) != 0 {
+				t.Errorf("%v: exit %d data %+v findings %+v", c.self, code, r.Data, r.Findings)
+			}
+			continue
+		}
+		if code != ExitFindings || len(r.Findings) == 0 || r.Findings[0].ID != "forward.auth_failed" ||
+			!strings.Contains(r.Findings[0].Summary+fmt.Sprint(r.Findings[0].Evidence), "same hostname") {
+			t.Errorf("%v: want forward.auth_failed for the same hostname: exit %d %+v", c.self, code, r.Findings)
+		}
+	}
+}
+
+// dialFluentRaw waits until addr accepts TCP connections.
+func dialFluentRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+}
