@@ -177,7 +177,7 @@ func TestPipelineReportsForwardInputErrors(t *testing.T) {
 		ids = append(ids, f.ID)
 	}
 	if code != ExitFindings || strings.Join(ids, ",") != FindingInputAuthFailed+","+FindingInputUnknownCompression ||
-		rep.Data.ForwardInput.AuthFailed != 1 || rep.Data.ForwardInput.UnknownCompression != 1 || rep.Data.Stats.ForwardEvents != 1 {
+		rep.Data.Stats.ForwardServer.AuthFailed != 1 || rep.Data.Stats.ForwardServer.UnknownCompression != 1 || rep.Data.Stats.ForwardEvents != 1 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 }

@@ -47,7 +47,9 @@ func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int
 		}
 		dir, temporary = d, true
 	}
-	s, err := essim.Start(ctx, "127.0.0.1:0", essim.Config{DataDir: dir, MaxDocs: maxDocs})
+	// It must outlive ctx: the pipeline flushes into it after ctx ended,
+	// until stop.
+	s, err := essim.Start(context.WithoutCancel(ctx), "127.0.0.1:0", essim.Config{DataDir: dir, MaxDocs: maxDocs})
 	if err != nil {
 		if temporary {
 			os.RemoveAll(dir)

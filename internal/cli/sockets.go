@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -65,18 +66,18 @@ ESTABLISHED connection.
 	f.StringArrayVar(&o.Peers, "peer", nil, "only sockets to this peer (repeatable): "+sockstat.PeerForms)
 	f.StringArrayVar(&o.Aliases, "alias", nil, "define a peer alias as name=port[,port] (repeatable; overrides a built-in of the same name)")
 	f.StringSliceVar(&o.States, "state", nil, "only sockets in these states (repeatable or comma-separated, e.g. CLOSE_WAIT,TIME_WAIT)")
-	f.StringVar(&o.By, "by", o.By, "group rows by peer, process or state")
+	enumVar(f, &o.By, "by", o.By, []string{string(sockstat.ByPeer), string(sockstat.ByProcess), string(sockstat.ByState)}, "group rows by peer, process or state")
 	f.BoolVar(&o.NoProcesses, "no-processes", false, "do not scan /proc/*/fd for the processes holding the sockets")
-	f.IntVar(&o.PID, "pid", 0, "read the socket table of this process's network namespace (/proc/PID/net), e.g. a container's shipper")
+	intVar(f, &o.PID, "pid", 0, 0, math.MaxInt32, "a process id (0: this process's namespace)", "read the socket table of this process's network namespace (/proc/PID/net), e.g. a container's shipper")
 	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree to read (host /proc mounted in a container, or fixtures)")
-	f.DurationVar(&o.Watch, "watch", 0, "re-sample every DURATION and show the change per peer and state (JSON: one report per line)")
-	f.IntVar(&o.Count, "count", 0, "with --watch, stop after N samples (0: until interrupted)")
-	f.IntVar(&o.Thresholds.CloseWait, "close-wait", o.Thresholds.CloseWait, "CLOSE_WAIT sockets to one peer for a warning (0 disables)")
-	f.IntVar(&o.Thresholds.CloseWaitCritical, "close-wait-critical", o.Thresholds.CloseWaitCritical, "CLOSE_WAIT sockets to one peer for critical (growth under --watch is critical too)")
-	f.IntVar(&o.Thresholds.TimeWait, "time-wait", o.Thresholds.TimeWait, "TIME_WAIT sockets to one peer before churn is reported (0 disables)")
-	f.Float64Var(&o.Thresholds.TimeWaitRatio, "time-wait-ratio", o.Thresholds.TimeWaitRatio, "churn when TIME_WAIT >= ratio x ESTABLISHED to the peer")
-	f.Int64Var(&sendQ, "send-q", int64(o.Thresholds.SendQ), "Send-Q bytes on one ESTABLISHED/FIN_WAIT1 socket counted as stuck (0 disables)")
-	f.IntVar(&o.Thresholds.SynSent, "syn-sent", o.Thresholds.SynSent, "SYN_SENT sockets to one peer for a warning (0 disables)")
+	durVar(f, &o.Watch, "watch", 0, 0, wantDurOrZero("one look"), "re-sample every DURATION and show the change per peer and state (JSON: one report per line)")
+	intVar(f, &o.Count, "count", 0, 0, math.MaxInt32, "0 (until interrupted) or a number of samples", "with --watch, stop after N samples (0: until interrupted)")
+	intVar(f, &o.Thresholds.CloseWait, "close-wait", o.Thresholds.CloseWait, 0, math.MaxInt32, "0 (off) or a number of sockets", "CLOSE_WAIT sockets to one peer for a warning (0 disables)")
+	intVar(f, &o.Thresholds.CloseWaitCritical, "close-wait-critical", o.Thresholds.CloseWaitCritical, 0, math.MaxInt32, "0 (off) or a number of sockets", "CLOSE_WAIT sockets to one peer for critical (growth under --watch is critical too)")
+	intVar(f, &o.Thresholds.TimeWait, "time-wait", o.Thresholds.TimeWait, 0, math.MaxInt32, "0 (off) or a number of sockets", "TIME_WAIT sockets to one peer before churn is reported (0 disables)")
+	floatVar(f, &o.Thresholds.TimeWaitRatio, "time-wait-ratio", o.Thresholds.TimeWaitRatio, 0, 1e9, "a ratio of 0 or more, like 10", "churn when TIME_WAIT >= ratio x ESTABLISHED to the peer")
+	int64Var(f, &sendQ, "send-q", int64(o.Thresholds.SendQ), 0, math.MaxInt64, "0 (off) or a number of bytes", "Send-Q bytes on one ESTABLISHED/FIN_WAIT1 socket counted as stuck (0 disables)")
+	intVar(f, &o.Thresholds.SynSent, "syn-sent", o.Thresholds.SynSent, 0, math.MaxInt32, "0 (off) or a number of sockets", "SYN_SENT sockets to one peer for a warning (0 disables)")
 	return cmd
 }
 
@@ -109,6 +110,9 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	case o.Count > 0 && o.Watch == 0:
 		return nil, usageErrorf("--count needs --watch")
 	}
+	if _, err := os.Stat(o.ProcRoot); err != nil {
+		return nil, fmt.Errorf("--proc-root: %w", err)
+	}
 	if o.PID > 0 {
 		p.netRoot = filepath.Join(o.ProcRoot, strconv.Itoa(o.PID))
 		if _, err := os.Stat(p.netRoot); err != nil {
@@ -127,7 +131,7 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	for _, a := range o.Aliases {
 		name, ports, err := sockstat.ParseAlias(a)
 		if err != nil {
-			return nil, &UsageError{Err: err}
+			return nil, usageErrorf("--alias: %w", err)
 		}
 		aliases[name] = ports
 	}
@@ -148,7 +152,7 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 		spec, err := sockstat.ParsePeerSpec(rctx, s, aliases, resolve)
 		cancel()
 		if err != nil {
-			return nil, &UsageError{Err: err}
+			return nil, usageErrorf("--peer: %w", err)
 		}
 		p.agg.Peers = append(p.agg.Peers, spec)
 		filters.Peers = append(filters.Peers, spec)
@@ -222,15 +226,14 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	r := report.New("sockets", started)
 	r.Add(sockstat.Findings(res, p.previous, p.opts.Thresholds)...)
 	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters}
+	data.Peers = res.Peers
 	if p.opts.Watch > 0 {
 		data.Sample = n
-		var prev []sockstat.Peer
+		// The first sample is the baseline: there is nothing to change
+		// from, and "+2" against nothing would read as growth.
 		if p.previous != nil {
-			prev = p.previous.Peers
+			data.Peers = sockstat.Diff(res.Peers, p.previous.Peers)
 		}
-		data.Peers = sockstat.Diff(res.Peers, prev)
-	} else {
-		data.Peers = res.Peers
 	}
 	if p.by != sockstat.ByPeer {
 		data.By, data.Groups = string(p.by), res.Groups
@@ -334,7 +337,7 @@ func (d *SocketsData) peerSection(title string) report.Section {
 	for _, s := range cols {
 		sec.Header = append(sec.Header, s.String())
 	}
-	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q", "PROCESSES")
+	sec.Header = append(sec.Header, "Send-Q", "Recv-Q", "PROCESSES")
 	for _, p := range d.Peers {
 		row := []string{p.Peer, string(p.Direction), dash(p.Alias)}
 		for _, s := range cols {
@@ -368,7 +371,7 @@ func (d *SocketsData) groupSection() report.Section {
 	for _, s := range cols {
 		sec.Header = append(sec.Header, s.String())
 	}
-	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q")
+	sec.Header = append(sec.Header, "Send-Q", "Recv-Q")
 	for _, g := range d.Groups {
 		row := []string{g.Key, strconv.Itoa(g.Sockets), strconv.Itoa(g.Peers)}
 		for _, s := range cols {

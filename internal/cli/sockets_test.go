@@ -128,7 +128,7 @@ func TestSocketsCommandLive(t *testing.T) {
 		t.Fatalf("table exit %d", code)
 	}
 	for _, wantLine := range []string{
-		"PEER", "ESTABLISHED", "CLOSE_WAIT", "LISTEN", "SEND-Q", "PROCESSES",
+		"PEER", "ESTABLISHED", "CLOSE_WAIT", "LISTEN", "Send-Q", "PROCESSES",
 		"[WARNING] tcp.close_wait", "read /proc/net/tcp:",
 	} {
 		if !strings.Contains(out, wantLine) {
@@ -229,7 +229,7 @@ func TestSocketsUsageAndRunErrors(t *testing.T) {
 		{[]string{"--watch", "-1s"}, ExitUsage, "positive"},
 		{[]string{"--send-q", "-1"}, ExitUsage, "--send-q"},
 		{[]string{"extra"}, ExitUsage, "unknown command"},
-		{[]string{"--proc-root", "/nonexistent-logdoctor"}, ExitError, "proc root"},
+		{[]string{"--proc-root", "/nonexistent-logdoctor"}, ExitError, "--proc-root"},
 		{[]string{"--pid", "2147483647"}, ExitError, "--pid 2147483647"},
 	} {
 		code, _, errOut := runCLI(t, append([]string{"sockets"}, c.args...)...)
@@ -286,8 +286,15 @@ func TestSocketsWatch(t *testing.T) {
 	for i, wantCW := range []int{2, 3, 3} {
 		d := reps[i].Data.(*SocketsData)
 		p := d.Peers[0]
-		if d.Sample != i+1 || p.Peer != cw.Server.String() || p.States[sockstat.CloseWait] != wantCW || p.Changes == nil {
+		if d.Sample != i+1 || p.Peer != cw.Server.String() || p.States[sockstat.CloseWait] != wantCW {
 			t.Fatalf("sample %d: %+v", i+1, d.Peers)
+		}
+		// The first sample is the baseline: no changes at all.
+		if (p.Changes == nil) != (i == 0) {
+			t.Fatalf("sample %d: changes %v", i+1, p.Changes)
+		}
+		if i == 0 {
+			continue
 		}
 		wantChange := []int{2, 1, 0}[i]
 		if p.Changes[sockstat.CloseWait] != wantChange {
@@ -308,13 +315,17 @@ func TestSocketsWatch(t *testing.T) {
 	}
 	for i, l := range lines {
 		r := decodeSockets(t, l)
-		if r.Data.Sample != i+1 || r.Data.Peers[0].Changes == nil {
+		if r.Data.Sample != i+1 || (r.Data.Peers[0].Changes == nil) != (i == 0) || strings.Contains(l, `"changes"`) != (i > 0) {
 			t.Errorf("line %d: %+v", i, r.Data)
 		}
 	}
 	_, out, _ = runCLI(t, "sockets", "--peer", cw.Server.String(), "--watch", "10ms", "--count", "2")
-	if !strings.Contains(out, "Peers (sample 2)") || !strings.Contains(rowOf(out, cw.Server.String()), "3 (+0)") {
+	first, second, _ := strings.Cut(out, "Peers (sample 2)")
+	if second == "" || !strings.Contains(rowOf(second, cw.Server.String()), "3 (+0)") {
 		t.Errorf("watch table:\n%s", out)
+	}
+	if !strings.Contains(first, "Peers (sample 1)") || strings.Contains(rowOf(first, cw.Server.String()), "(+") {
+		t.Errorf("the baseline sample shows deltas:\n%s", first)
 	}
 }
 
@@ -443,5 +454,69 @@ func TestSocketsUnprivilegedCountsUnreadable(t *testing.T) {
 	}
 	if len(r.Findings) != 1 || !strings.Contains(r.Findings[0].Summary, "unknown process") {
 		t.Errorf("findings %+v", r.Findings)
+	}
+}
+
+// TestSocketsTableOnTerminal reads the report a person gets on a terminal:
+// the verdict and the findings first, then the peer table, whose headers
+// print as written (the table library used to show "SEND - Q" and
+// "CLOSE WAIT").
+func TestSocketsTableOnTerminal(t *testing.T) {
+	cw := sockettest.CloseWait(t, "127.42.4.1", "127.42.5.1", 2)
+	for _, tty := range []bool{true, false} {
+		run := runCLI
+		if tty {
+			run = runCLITTY
+		}
+		code, out, errOut := run(t, "sockets", "--peer", "127.42.4.1", "--no-processes")
+		if code != ExitOK {
+			t.Fatalf("tty=%v: exit %d: %s", tty, code, errOut)
+		}
+		first, _, _ := strings.Cut(out, "\n")
+		if !strings.HasPrefix(first, "sockets: WARNING, 1 finding(s): 1 warning") {
+			t.Errorf("tty=%v: first line %q", tty, first)
+		}
+		finding, table := strings.Index(out, "[WARNING] tcp.close_wait"), strings.Index(out, cw.Server.String())
+		if finding < 0 || table < finding {
+			t.Errorf("tty=%v: the finding must come before the peer table:\n%s", tty, out)
+		}
+		for _, h := range []string{"CLOSE_WAIT", "Send-Q", "Recv-Q"} {
+			if !strings.Contains(out, h) {
+				t.Errorf("tty=%v: header %q not as written:\n%s", tty, h, out)
+			}
+		}
+		if tty && !strings.Contains(out, "│") {
+			t.Errorf("terminal output is not boxed:\n%s", out)
+		}
+	}
+}
+
+// TestSocketsNamedPeerWithoutSockets: seed 000's "no ES connection" looks
+// like nothing at all to a --peer; that is a finding, not "nothing to
+// report". And a forward peer that keeps reconnecting gets out_forward
+// advice, not Elasticsearch's.
+func TestSocketsNamedPeerWithoutSockets(t *testing.T) {
+	code, out, errOut := runCLI(t, "sockets", "--peer", "127.42.9.9:9200", "--no-processes", "-o", "json")
+	r := decodeSockets(t, out)
+	if code != ExitOK || findingIDs(r.Findings) != "tcp.no_connection:warning" {
+		t.Fatalf("exit %d findings %s %s", code, findingIDs(r.Findings), errOut)
+	}
+	if f := r.Findings[0]; !strings.Contains(f.Summary, "127.42.9.9:9200") || !strings.Contains(f.Remedy, "Elasticsearch") {
+		t.Errorf("finding %+v", f)
+	}
+	_, table, _ := runCLI(t, "sockets", "--peer", "127.42.9.9:9200", "--no-processes")
+	if strings.Contains(table, "nothing to report") || !strings.HasPrefix(table, "sockets: WARNING") {
+		t.Errorf("table:\n%s", table)
+	}
+
+	tw := sockettest.TimeWait(t, "127.42.6.1", "127.42.7.1", 2)
+	port := strconv.Itoa(int(tw.Server.Port()))
+	code, out, _ = runCLI(t, "sockets", "--alias", "forward="+port, "--peer", "forward", "--no-processes", "-o", "json")
+	r = decodeSockets(t, out)
+	if code != ExitFindings || findingIDs(r.Findings) != "tcp.no_established:critical" {
+		t.Fatalf("forward peer: exit %d findings %s", code, findingIDs(r.Findings))
+	}
+	if rem := r.Findings[0].Remedy; !strings.Contains(rem, "out_forward") || strings.Contains(rem, "fluent-plugin-elasticsearch") {
+		t.Errorf("forward peer remedy: %s", rem)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/pcap"
 	"github.com/logdoctor/logdoctor/pkg/pcap/pcaptest"
 	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/udpprobe"
 )
 
 // udpfragReport is the JSON report as a CI job reads it.
@@ -393,5 +394,53 @@ func TestUDPFragBinaryBehindDroppingBalancer(t *testing.T) {
 	}
 	if !strings.Contains(lout.String(), `"probes":4`) {
 		t.Fatalf("listener report: %s", lout.String())
+	}
+}
+
+func TestUDPFragReadDirectoryAndSendNothing(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runCLI(t, "udp-frag", "--read", dir)
+	if code != ExitError || !strings.Contains(errOut, "--read "+dir+": is a directory") {
+		t.Fatalf("--read DIR: exit %d %q", code, errOut)
+	}
+
+	// Port 0 is no destination: refused as usage, never a report that
+	// exits 0 with the error in a table cell.
+	code, out, errOut := runCLI(t, "udp-frag", "--send", "127.0.0.1:0")
+	if code != ExitUsage || out != "" || !strings.Contains(errOut, `"--send" flag: want HOST:PORT with a port from 1 to 65535`) {
+		t.Fatalf("--send port 0: exit %d out %q err %q", code, out, errOut)
+	}
+	// Every probe failing to leave (the kernel refuses port 0 when the
+	// flag check is bypassed) is a run that measured nothing: an error
+	// (exit 1), not a report.
+	_, err := runUDPFrag(context.Background(), UDPFragOptions{Send: "127.0.0.1:0", Sizes: []int{200}, Probes: 1, Wait: 100 * time.Millisecond})
+	if !errors.Is(err, udpprobe.ErrNothingSent) {
+		t.Fatalf("nothing sent: %v", err)
+	}
+}
+
+// TestUDPFragLiveLoopbackLargestUnfragmented: on lo (MTU 65536) the
+// largest payload that leaves in one packet is UDP's own maximum, 65,507
+// bytes, not 65536-28.
+func TestUDPFragLiveLoopbackLargestUnfragmented(t *testing.T) {
+	testenv.RequireRoot(t)
+	code, out, errOut := runCLI(t, "udp-frag", "-i", "lo", "--port", "5161", "--duration", "300ms", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	var r struct {
+		Data struct {
+			Sizes struct {
+				PathMTU int `json:"path_mtu"`
+				Max4    int `json:"max_unfragmented_payload_ipv4"`
+				Max6    int `json:"max_unfragmented_payload_ipv6"`
+			} `json:"sizes"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Data.Sizes; s.PathMTU != 65536 || s.Max4 != 65507 || s.Max6 != 65536-48 {
+		t.Fatalf("sizes on lo: %+v", s)
 	}
 }

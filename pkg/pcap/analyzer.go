@@ -98,7 +98,18 @@ const (
 	// MaxUDPPayload is the largest UDP payload IPv4 can carry at all
 	// (65535 - 20 - 8); bigger messages cannot be sent.
 	MaxUDPPayload = 65507
+	// MaxUDPPayload6 is the same for IPv6 without jumbograms (65535 - 8:
+	// the payload length field does not count the IPv6 header).
+	MaxUDPPayload6 = 65527
 )
+
+// MaxUnfragmented is the largest UDP payload that leaves in one packet on a
+// path of this MTU, over IPv4 and IPv6: the MTU less the IP and UDP
+// headers, and never more than UDP can carry at all (a loopback MTU of
+// 65536 would otherwise give 65508).
+func MaxUnfragmented(mtu int) (v4, v6 int) {
+	return min(max(mtu-28, 0), MaxUDPPayload), min(max(mtu-48, 0), MaxUDPPayload6)
+}
 
 type fragKey struct {
 	src, dst [16]byte

@@ -94,8 +94,7 @@ func (a *Analyzer) Result() *Result {
 	default:
 		s.PathMTU, s.MTUSource = 1500, "default"
 	}
-	s.MaxUnfragmented4 = max(s.PathMTU-28, 0)
-	s.MaxUnfragmented6 = max(s.PathMTU-48, 0)
+	s.MaxUnfragmented4, s.MaxUnfragmented6 = MaxUnfragmented(s.PathMTU)
 	s.Histogram = make([]Bucket, len(histogramBounds)+1)
 	for i, le := range histogramBounds {
 		s.Histogram[i].Le = le

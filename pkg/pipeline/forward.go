@@ -89,15 +89,6 @@ func (p *Pipeline) startForward(ctx context.Context) error {
 	return nil
 }
 
-// ForwardStats are the forward input's counters (zero when it is off):
-// connections, and those closed on TLS, auth or request errors.
-func (p *Pipeline) ForwardStats() forward.Stats {
-	if p.fwdStats == nil {
-		return forward.Stats{}
-	}
-	return p.fwdStats()
-}
-
 // HandleForward buffers one request's events.
 func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *forward.Request) error {
 	p := in.p

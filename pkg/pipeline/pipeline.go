@@ -126,6 +126,10 @@ type Stats struct {
 	Buffer          buffer.Stats    `json:"buffer"`
 	Output          esout.Stats     `json:"output"`
 	Recovery        buffer.Recovery `json:"recovery"`
+	// ForwardServer is the forward input's connection-level tally:
+	// connections refused over the limit, closed on bad input, broken
+	// requests dropped, failed handshakes.
+	ForwardServer forward.Stats `json:"forward_server"`
 }
 
 // Pipeline is one running pipeline.
@@ -158,6 +162,12 @@ type Pipeline struct {
 	closeErr  error
 
 	fwdEvents, fwdReqs, fwdAcks, fwdRefused, udpEvents, udpBad, deadCount atomic.Uint64
+
+	// The kernel forgets a socket's drop counter when it is closed: the
+	// last reading is kept so the exit report agrees with the metric.
+	udpMu         sync.Mutex
+	udpClosed     bool
+	udpFinalDrops uint64
 
 	mEvents  *prometheus.CounterVec
 	mAcks    prometheus.Counter
@@ -354,7 +364,7 @@ func (p *Pipeline) closeListeners() {
 		p.fwdPC.Close()
 	}
 	if p.udpConn != nil {
-		p.udpConn.Close()
+		p.closeUDP()
 	}
 }
 
@@ -416,6 +426,9 @@ func (p *Pipeline) Stats() Stats {
 	s.BufferWriteFailures = p.bufEvents.failures()
 	if p.out != nil {
 		s.Output = p.out.Stats()
+	}
+	if p.fwdStats != nil {
+		s.ForwardServer = p.fwdStats()
 	}
 	return s
 }

@@ -1,6 +1,7 @@
 package smoke
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -73,6 +74,47 @@ func TestAccountingAndFindings(t *testing.T) {
 	observe([]Hit{{"r", 1}}, "r", c, base.Add(2*time.Second))
 	if c[0].copies != 1 || c[1].copies != 1 {
 		t.Fatalf("copies after a partial search: %d %d", c[0].copies, c[1].copies)
+	}
+}
+
+// TestMissingRemedyFollowsTheEvidence: canaries never acked were lost on
+// the forward hop, acked ones after the receiver; the remedy says only
+// what the evidence shows.
+func TestMissingRemedyFollowsTheEvidence(t *testing.T) {
+	base := time.Unix(1000, 0)
+	for _, c := range []struct {
+		name         string
+		acked        []bool // per missing canary
+		want, absent []string
+	}{
+		{"none acked", []bool{false, false}, []string{"2 missing canaries were never acknowledged", "forward probe"}, []string{"acknowledged and still lost", "file buffer"}},
+		{"all acked", []bool{true, true, true}, []string{"3 missing canaries were acknowledged and still lost", "file buffer", "es probe"}, []string{"never acknowledged"}},
+		{"both", []bool{true, false}, []string{"1 missing canaries were never acknowledged", "1 missing canaries were acknowledged and still lost"}, nil},
+	} {
+		cs := make([]canary, len(c.acked))
+		res := &Result{RunID: "r", Sent: len(cs), MissingIDs: []string{}, DuplicatedIDs: []string{}}
+		for i, a := range c.acked {
+			cs[i].sent = base
+			if a {
+				cs[i].acked = base.Add(time.Millisecond)
+				res.Acked++
+			}
+		}
+		account(cs, res)
+		fs := res.Findings(time.Second)
+		if len(fs) != 1 || fs[0].ID != FindingMissing {
+			t.Fatalf("%s: findings %+v", c.name, fs)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(fs[0].Remedy, w) {
+				t.Errorf("%s: remedy lacks %q: %s", c.name, w, fs[0].Remedy)
+			}
+		}
+		for _, a := range c.absent {
+			if strings.Contains(fs[0].Remedy, a) {
+				t.Errorf("%s: remedy says %q against the evidence: %s", c.name, a, fs[0].Remedy)
+			}
+		}
 	}
 }
 

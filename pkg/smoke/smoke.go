@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,24 +165,29 @@ type Latency struct {
 
 // Result is the canary accounting; the command adds it to its report data.
 type Result struct {
-	RunID         string   `json:"run_id"`
-	Tag           string   `json:"tag"`
-	Count         int      `json:"count"`
-	Sent          int      `json:"sent"`
-	Acked         int      `json:"acked"`
-	Indexed       int      `json:"indexed"`
-	Missing       int      `json:"missing"`
-	Duplicated    int      `json:"duplicated"`
-	Documents     int      `json:"documents"`
-	MissingIDs    []string `json:"missing_ids"`
-	DuplicatedIDs []string `json:"duplicated_ids"`
-	SendErrors    []string `json:"send_errors,omitempty"`
-	SearchErrors  int      `json:"search_errors,omitempty"`
-	AckLatency    Latency  `json:"send_to_ack"`
-	SearchLatency Latency  `json:"send_to_searchable"`
-	WaitedMS      int64    `json:"waited_ms"` // from the first send to the verdict
-	TimedOut      bool     `json:"timed_out"`
-	Interrupted   bool     `json:"interrupted,omitempty"` // stopped by a signal before the verdict
+	RunID   string `json:"run_id"`
+	Tag     string `json:"tag"`
+	Count   int    `json:"count"`
+	Sent    int    `json:"sent"`
+	Acked   int    `json:"acked"`
+	Indexed int    `json:"indexed"`
+	Missing int    `json:"missing"`
+	// MissingUnacked and MissingAcked split Missing by what the forward
+	// endpoint said: never acknowledged (lost on the forward hop), or
+	// acknowledged and still lost after the receiver.
+	MissingUnacked int      `json:"missing_unacked"`
+	MissingAcked   int      `json:"missing_acked"`
+	Duplicated     int      `json:"duplicated"`
+	Documents      int      `json:"documents"`
+	MissingIDs     []string `json:"missing_ids"`
+	DuplicatedIDs  []string `json:"duplicated_ids"`
+	SendErrors     []string `json:"send_errors,omitempty"`
+	SearchErrors   int      `json:"search_errors,omitempty"`
+	AckLatency     Latency  `json:"send_to_ack"`
+	SearchLatency  Latency  `json:"send_to_searchable"`
+	WaitedMS       int64    `json:"waited_ms"` // from the first send to the verdict
+	TimedOut       bool     `json:"timed_out"`
+	Interrupted    bool     `json:"interrupted,omitempty"` // stopped by a signal before the verdict
 }
 
 type canary struct {
@@ -437,6 +443,11 @@ func account(canaries []canary, res *Result) {
 			}
 		case !c.sent.IsZero():
 			res.Missing++
+			if c.acked.IsZero() {
+				res.MissingUnacked++
+			} else {
+				res.MissingAcked++
+			}
 			if len(res.MissingIDs) < maxListedIDs {
 				res.MissingIDs = append(res.MissingIDs, CanaryID(res.RunID, i))
 			}
@@ -472,17 +483,24 @@ func firstOr(s []string, d string) string {
 func (r *Result) Findings(timeout time.Duration) []report.Finding {
 	var out []report.Finding
 	if r.Missing > 0 {
-		remedy := "The shipper acknowledged these canaries and still lost them between its buffer and Elasticsearch: " +
-			"use a file buffer (`<buffer> @type file`, Fluent Bit `storage.type filesystem`), keep retrying " +
-			"(`retry_forever true` or a large `retry_max_times`), check the ES output's error log and dead letters, " +
-			"and run `logdoctor es probe` against the same URL. If the shipper's bulk items succeeded, the cluster " +
-			"dropped them: check ingest pipelines (a drop processor), aliases and `logdoctor es probe --index` (es.bulk_lost)."
-		unacked := r.Sent - r.Acked
-		if unacked > 0 {
-			remedy = "Some canaries were never acknowledged by the forward endpoint (see the forward.* findings): " +
-				"a sender without `require_ack_response true` (Fluent Bit `Require_ack_response On`) drops such chunks " +
-				"silently. " + remedy
+		// The remedy follows the evidence: where each missing canary was
+		// last seen decides which hop lost it.
+		var parts []string
+		if r.MissingUnacked > 0 {
+			parts = append(parts, fmt.Sprintf("%d missing canaries were never acknowledged by the forward endpoint: they were lost on "+
+				"the forward hop, before or in the receiver (see the forward.* findings). A sender without `require_ack_response true` "+
+				"(Fluent Bit `Require_ack_response On`) drops such chunks silently; check the receiver with `logdoctor forward probe`.",
+				r.MissingUnacked))
 		}
+		if r.MissingAcked > 0 {
+			parts = append(parts, fmt.Sprintf("%d missing canaries were acknowledged and still lost: after the receiver, between its "+
+				"buffer and Elasticsearch. Use a file buffer (`<buffer> @type file`, Fluent Bit `storage.type filesystem`), keep "+
+				"retrying (`retry_forever true` or a large `retry_max_times`), check the ES output's error log and dead letters, "+
+				"and run `logdoctor es probe` against the same URL. If the shipper's bulk items succeeded, the cluster dropped them: "+
+				"check ingest pipelines (a drop processor), aliases and `logdoctor es probe --index` (es.bulk_lost).", r.MissingAcked))
+		}
+		remedy := strings.Join(parts, " ")
+		unacked := r.Sent - r.Acked
 		if r.TimedOut {
 			remedy += fmt.Sprintf(" If the path is only slow, raise --timeout (was %s).", timeout)
 		}
@@ -499,6 +517,7 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 			Evidence: map[string]any{
 				"run_id": r.RunID, "count": r.Count, "sent": r.Sent, "acked": r.Acked, "indexed": r.Indexed,
 				"missing": r.Missing, "missing_ids": r.MissingIDs, "unacked": unacked,
+				"missing_unacked": r.MissingUnacked, "missing_acked": r.MissingAcked,
 			},
 			Remedy: remedy,
 		})

@@ -15,6 +15,7 @@ const (
 	FindingSendQueueStuck = "tcp.send_queue_stuck"
 	FindingNoEstablished  = "tcp.no_established"
 	FindingSynSent        = "tcp.syn_sent"
+	FindingNoConnection   = "tcp.no_connection"
 )
 
 // Thresholds tune when a histogram becomes a finding.
@@ -75,22 +76,105 @@ func Findings(cur Result, prev *Result, th Thresholds) []report.Finding {
 		}
 	}
 	for _, sc := range cur.Specs {
-		est, tw, syn := sc.States[Established], sc.States[TimeWait], sc.States[SynSent]
-		if est > 0 || tw+syn == 0 {
-			continue
+		if f, ok := noEstablished(sc); ok {
+			out = append(out, f)
 		}
-		out = append(out, report.Finding{
-			ID: FindingNoEstablished, Severity: report.Critical,
-			Summary: fmt.Sprintf("no ESTABLISHED connection to %s while %d TIME_WAIT and %d SYN_SENT show it keeps trying", specName(sc.Spec), tw, syn),
-			Evidence: map[string]any{"peer": sc.Spec.Raw, "alias": sc.Spec.Alias, "ports": sc.Spec.Ports,
-				"established": est, "time_wait": tw, "syn_sent": syn, "close_wait": sc.States[CloseWait]},
-			Remedy: "The shipper has no working connection and keeps opening and dropping new ones; its buffer grows until it is killed and the " +
-				"in-memory chunks are lost. For fluent-plugin-elasticsearch set reload_connections false (stop replacing the pool with sniffed, " +
-				"possibly unreachable addresses), reload_on_failure true and resurrect_after 5s; use a file buffer (@type file) so a restart " +
-				"loses nothing. Check the store with `logdoctor es probe`.",
-		})
 	}
 	return out
+}
+
+// peerKind is what a --peer is, as far as advice goes: Elasticsearch
+// (the es alias or its ports), a forward input, or anything else.
+type peerKind int
+
+const (
+	kindOther peerKind = iota
+	kindES
+	kindForward
+)
+
+func kindOf(s PeerSpec) peerKind {
+	switch {
+	case s.Alias == "es":
+		return kindES
+	case s.Alias == "forward":
+		return kindForward
+	}
+	for _, p := range s.Ports {
+		switch p {
+		case 9200, 9243:
+			return kindES
+		case 24224:
+			return kindForward
+		}
+	}
+	return kindOther
+}
+
+// noEstablished judges one --peer with nothing ESTABLISHED: still trying
+// (TIME_WAIT, SYN_SENT) is tcp.no_established, no socket at all is
+// tcp.no_connection. The remedy names the settings of whatever talks to
+// that kind of peer.
+func noEstablished(sc SpecCount) (report.Finding, bool) {
+	est, tw, syn := sc.States[Established], sc.States[TimeWait], sc.States[SynSent]
+	if est > 0 {
+		return report.Finding{}, false
+	}
+	kind := kindOf(sc.Spec)
+	ev := map[string]any{"peer": sc.Spec.Raw, "alias": sc.Spec.Alias, "ports": sc.Spec.Ports,
+		"established": est, "time_wait": tw, "syn_sent": syn, "close_wait": sc.States[CloseWait]}
+	total := 0
+	for _, n := range sc.States {
+		total += n
+	}
+	if total == 0 {
+		ev["sockets"] = 0
+		return report.Finding{
+			ID: FindingNoConnection, Severity: report.Warning,
+			Summary:  fmt.Sprintf("no socket at all to %s: nothing is connected to it or trying to connect", specName(sc.Spec)),
+			Evidence: ev,
+			Remedy:   noConnectionRemedy[kind],
+		}, true
+	}
+	if tw+syn == 0 {
+		return report.Finding{}, false
+	}
+	return report.Finding{
+		ID: FindingNoEstablished, Severity: report.Critical,
+		Summary:  fmt.Sprintf("no ESTABLISHED connection to %s while %d TIME_WAIT and %d SYN_SENT show it keeps trying", specName(sc.Spec), tw, syn),
+		Evidence: ev,
+		Remedy:   noEstablishedRemedy[kind],
+	}, true
+}
+
+// namespaceHint is the first thing to rule out when a peer shows nothing.
+const namespaceHint = "If the client runs in a container, read its network namespace: `logdoctor sockets --pid $(pidof fluentd)` " +
+	"(or fluent-bit), or run logdoctor in the pod with `kubectl debug`."
+
+var noEstablishedRemedy = map[peerKind]string{
+	kindES: "The shipper has no working connection to Elasticsearch and keeps opening and dropping new ones; its buffer grows until it is " +
+		"killed and the in-memory chunks are lost. For fluent-plugin-elasticsearch set reload_connections false (stop replacing the pool " +
+		"with sniffed, possibly unreachable addresses), reload_on_failure true and resurrect_after 5s; use a file buffer (@type file) so a " +
+		"restart loses nothing. Check the store with `logdoctor es probe`.",
+	kindForward: "The sender has no working connection to the forward input and keeps opening and dropping new ones; chunks wait in its " +
+		"buffer (and are lost with it if it is in memory). For Fluentd out_forward keep keepalive true, check that the receiver is not " +
+		"marked unavailable by heartbeats (heartbeat_type transport or none when UDP does not pass; phi_threshold), raise " +
+		"connect_timeout on slow links, and use require_ack_response true with a file buffer; for Fluent Bit's forward output set " +
+		"net.keepalive on and net.connect_timeout. Check the receiver with `logdoctor forward probe HOST:PORT`.",
+	kindOther: "The client has no working connection to this peer and keeps opening new ones that end at once (TIME_WAIT) or never " +
+		"complete (SYN_SENT): check that the peer is up and reachable on that port from here (firewalls, NetworkPolicies, a full listen " +
+		"backlog), then the client's connection pool, keep-alive and timeout settings and its error log.",
+}
+
+var noConnectionRemedy = map[peerKind]string{
+	kindES: "The shipper is not talking to Elasticsearch at all: it is stopped, its output is stuck before connecting (seed 000: the flush " +
+		"thread hangs while the buffer grows), or it writes somewhere else (check the output's hosts/host and the addresses sniffing " +
+		"put in its pool). Look at its buffer size and error log, and check the store with `logdoctor es probe`. " + namespaceHint,
+	kindForward: "The sender is not connected to the forward input at all: it is stopped, has marked the receiver unavailable and is " +
+		"buffering (Fluentd out_forward: heartbeat_type, phi_threshold, the log's \"no nodes are available\"), or sends to another " +
+		"host or port. Check the receiver with `logdoctor forward probe HOST:PORT`. " + namespaceHint,
+	kindOther: "Nothing on this host is connected to this peer or trying to: the client is not running, idle with no pooled connection, or " +
+		"pointed at another address. " + namespaceHint,
 }
 
 func closeWait(p, prev *Peer, th Thresholds) (report.Finding, bool) {

@@ -39,11 +39,11 @@ func NewSendReport(r *SendResult, flagMTU int, k *pcap.KernelDelta) *SendReport 
 	default:
 		s.MTU, s.MTUSource = 1500, "default"
 	}
-	over := 28
+	v4, v6 := pcap.MaxUnfragmented(s.MTU)
+	s.MaxUnfragmented = v4
 	if isV6(r.Target) {
-		over = 48
+		s.MaxUnfragmented = v6
 	}
-	s.MaxUnfragmented = s.MTU - over
 	return s
 }
 
