@@ -186,7 +186,7 @@ func (c *Config) Setting(p *Plugin, sec *Section, name string) *Param {
 	}
 	pos := Pos{File: c.Main, Line: 1}
 	switch {
-	case s != nil:
+	case s != nil && s.Pos.Line > 0:
 		pos = s.Pos
 	case p != nil:
 		pos = p.Pos
