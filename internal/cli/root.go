@@ -151,6 +151,7 @@ func commands(g *Globals) []*cobra.Command {
 		newPipelineCmd(g),
 		newESCmd(g),
 		newSmokeCmd(g),
+		newConfigCmd(g),
 	}
 }
 
