@@ -155,6 +155,15 @@ func (ck *checker) fdReload(o *shipconf.Plugin) {
 		Remedy:   fmt.Sprintf("Set `reload_connections false`, `reconnect_on_error true`, `reload_on_failure true` with `sniffer_class_name %s` (it keeps the configured hosts), and `resurrect_after 5s`.", simple)})
 }
 
+// sniffFile is the file that defines the simple sniffer: the plugins do
+// not load it themselves.
+func sniffFile(o *shipconf.Plugin) string {
+	if o.IsOpenSearch() {
+		return "fluent/plugin/opensearch_simple_sniffer"
+	}
+	return "fluent/plugin/elasticsearch_simple_sniffer"
+}
+
 // fdBulkSize is the largest bulk body the output sends: the whole chunk,
 // since bulk_message_request_threshold defaults to -1 (plugin v5.1.0+),
 // else the threshold when smaller.
