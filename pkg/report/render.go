@@ -64,13 +64,7 @@ func (rd Renderer) Render(w io.Writer, r *Report) error {
 		return RenderSARIF(w, r, rd.SARIF)
 	}
 	if rd.Format == FormatJSON {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode report: %w", err)
-		}
-		b = append(b, '\n')
-		_, err = w.Write(b)
-		return err
+		return writeJSON(w, r)
 	}
 	return rd.renderText(w, r)
 }
