@@ -132,10 +132,25 @@ const ESDefaultMaxContentLength = 100 << 20
 
 // Check runs every rule over one configuration.
 func Check(c *shipconf.Config, o Options) []report.Finding {
+	fs, _ := Analyze(c, o)
+	return fs
+}
+
+// Analyze is Check and Summarize together, computing the routes once.
+func Analyze(c *shipconf.Config, o Options) ([]report.Finding, Summary) {
+	routes := c.Routes()
+	return check(c, o, routes), summarize(c, routes)
+}
+
+func check(c *shipconf.Config, o Options, routes []shipconf.Route) []report.Finding {
 	if o.MTU <= 0 {
 		o.MTU, o.MTUSource = 1500, "default"
 	}
-	ck := &checker{c: c, o: o, routes: c.Routes()}
+	ck := &checker{c: c, o: o, routes: routes, to: map[*shipconf.Plugin][]shipconf.Route{}, from: map[*shipconf.Plugin][]shipconf.Route{}}
+	for _, r := range routes {
+		ck.to[r.Output] = append(ck.to[r.Output], r)
+		ck.from[r.Input] = append(ck.from[r.Input], r)
+	}
 	ck.problems()
 	ck.forwardNoAck()
 	ck.buffers()
@@ -148,10 +163,11 @@ func Check(c *shipconf.Config, o Options) []report.Finding {
 }
 
 type checker struct {
-	c      *shipconf.Config
-	o      Options
-	routes []shipconf.Route
-	out    []report.Finding
+	c        *shipconf.Config
+	o        Options
+	routes   []shipconf.Route
+	to, from map[*shipconf.Plugin][]shipconf.Route // routes by output and by input
+	out      []report.Finding
 }
 
 func (ck *checker) add(f report.Finding) { ck.out = append(ck.out, f) }

@@ -58,7 +58,9 @@ type UnknownValue struct {
 }
 
 // Summarize describes c.
-func Summarize(c *shipconf.Config) Summary {
+func Summarize(c *shipconf.Config) Summary { return summarize(c, c.Routes()) }
+
+func summarize(c *shipconf.Config, routes []shipconf.Route) Summary {
 	s := Summary{Main: c.Main, Shipper: string(c.Shipper), Format: string(c.Format), Files: c.Files,
 		Plugins: []PluginRow{}, Routes: []RouteRow{}, Unknown: []UnknownValue{}}
 	for _, p := range c.Plugins {
@@ -75,7 +77,7 @@ func Summarize(c *shipconf.Config) Summary {
 	if c.Service != nil {
 		collectUnknown(&s.Unknown, c.Service)
 	}
-	for _, r := range c.Routes() {
+	for _, r := range routes {
 		row := RouteRow{Input: r.Input.Name(), Output: r.Output.Name(), Tags: r.Tags}
 		for _, f := range r.Filters {
 			row.Filters = append(row.Filters, f.Name())

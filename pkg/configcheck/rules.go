@@ -79,7 +79,7 @@ func fdBufferOf(o *shipconf.Plugin) (*shipconf.Section, bool) {
 func (ck *checker) nonReplayable(o *shipconf.Plugin) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, r := range shipconf.RoutesTo(ck.routes, o) {
+	for _, r := range ck.to[o] {
 		if r.Input.CannotReplay() && !seen[r.Input.Name()] {
 			seen[r.Input.Name()] = true
 			out = append(out, r.Input.Name())
@@ -260,7 +260,7 @@ func (ck *checker) fluentBitStorage() {
 		st, typ := ck.fbStorage(in)
 		if typ == "memory" || typ == "memrb" {
 			var outs []string
-			for _, r := range shipconf.RoutesFrom(ck.routes, in) {
+			for _, r := range ck.from[in] {
 				if !fbLocal[r.Output.Type] {
 					outs = append(outs, r.Output.Name())
 				}
@@ -318,7 +318,7 @@ func (ck *checker) fluentBitRetries() {
 		if lim.Unlimited {
 			var limits []string
 			memFed := false
-			for _, r := range shipconf.RoutesTo(ck.routes, o) {
+			for _, r := range ck.to[o] {
 				_, typ := ck.fbStorage(r.Input)
 				if typ != "memory" && typ != "memrb" {
 					continue

@@ -2,7 +2,6 @@ package configcheck
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -51,7 +50,7 @@ func (ck *checker) esNoID(o *shipconf.Plugin) {
 		return
 	}
 	var genid []string
-	for _, r := range shipconf.RoutesTo(ck.routes, o) {
+	for _, r := range ck.to[o] {
 		for _, f := range r.Filters {
 			if f.Type == "elasticsearch_genid" || f.Type == "opensearch_genid" {
 				genid = append(genid, fmt.Sprintf("%s:%d", f.Pos.File, f.Pos.Line))
@@ -362,12 +361,28 @@ func paramOr(p *shipconf.Plugin, name, def string) string {
 
 // ---- secrets ----
 
-// secretName matches parameters that hold credentials; names of files
-// and paths holding them are not secrets themselves.
+// secretWords mark parameters that hold credentials; names of files and
+// paths holding them are not secrets themselves (plain substring tests:
+// this runs on every parameter).
 var (
-	secretName    = regexp.MustCompile(`(?i)(passw(or)?d|passwd|shared_key|api_?key|secret|token|cloud_auth|key_pass|credential)`)
-	notSecretName = regexp.MustCompile(`(?i)(_file|_path|_key_name|_key_id|_env|_header|_type|_length|_url)$`)
+	secretWords   = []string{"password", "passwd", "shared_key", "api_key", "apikey", "secret", "token", "cloud_auth", "key_pass", "credential"}
+	notSecretEnds = []string{"_file", "_path", "_key_name", "_key_id", "_env", "_header", "_type", "_length", "_url"}
 )
+
+func isSecretName(name string) bool {
+	n := strings.ToLower(name)
+	for _, e := range notSecretEnds {
+		if strings.HasSuffix(n, e) {
+			return false
+		}
+	}
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
 
 func (ck *checker) secrets() {
 	for _, p := range ck.c.Plugins {
@@ -380,7 +395,7 @@ func (ck *checker) secrets() {
 
 func (ck *checker) secretsIn(p *shipconf.Plugin, s *shipconf.Section) {
 	for _, prm := range s.Params {
-		if !secretName.MatchString(prm.Name) || notSecretName.MatchString(prm.Name) {
+		if !isSecretName(prm.Name) {
 			continue
 		}
 		if prm.State != shipconf.Known || prm.Value == "" || (len(prm.Env) > 0 && !prm.EnvFromFile) {

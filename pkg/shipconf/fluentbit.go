@@ -188,10 +188,8 @@ func (l *loader) fluentBitFile(name string, src []byte, depth int) {
 			target = cur.group
 		}
 		k := strings.TrimSpace(key)
-		target.Params = append(target.Params, &Param{
-			Key: k, Name: strings.ToLower(k), Raw: strings.TrimSpace(string(val)),
-			Value: strings.TrimSpace(string(val)), State: Known, Pos: at(lineNo, col),
-		})
+		v := string(bytes.TrimSpace(val))
+		target.Params = append(target.Params, &Param{Key: k, Name: strings.ToLower(k), Raw: v, Value: v, State: Known, Pos: at(lineNo, col)})
 		nKeys++
 	}
 }

@@ -1,6 +1,7 @@
 package shipconf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -160,8 +161,11 @@ func (l *loader) parseMain(src []byte) {
 // admit checks a file's content before it is parsed and records it; a
 // binary file or one with an overlong line is one problem, not parsed.
 func (l *loader) admit(name string, src []byte, from Pos) bool {
-	li := newLineIndex(src)
-	l.cfg.Files = append(l.cfg.Files, File{Path: name, Format: l.cfg.Format, Lines: li.lines(), Bytes: int64(len(src))})
+	lines := bytes.Count(src, []byte("\n"))
+	if len(src) > 0 && src[len(src)-1] != '\n' {
+		lines++
+	}
+	l.cfg.Files = append(l.cfg.Files, File{Path: name, Format: l.cfg.Format, Lines: lines, Bytes: int64(len(src))})
 	if err := checkText(src); err != nil {
 		l.problem(IncludeError, from, fmt.Sprintf("%s is not a configuration file: %v", name, err), "", err)
 		return false

@@ -36,6 +36,7 @@ const (
 type FluentdPattern struct {
 	src   string
 	all   bool
+	lits  []string // parts that are plain tags, matched by equality
 	globs [][]fdNode
 	res   []*regexp.Regexp
 	bad   bool // a /regex/ Go cannot compile: matches nothing known
@@ -61,7 +62,14 @@ func CompileFluentd(pattern string) *FluentdPattern {
 			}
 			fp.res = append(fp.res, re)
 		default:
-			fp.globs = append(fp.globs, compileFdGlob(part))
+			g := compileFdGlob(part)
+			if len(g) == 1 && g[0].op == opLit {
+				fp.lits = append(fp.lits, g[0].lit)
+			} else if len(g) == 0 {
+				fp.lits = append(fp.lits, "")
+			} else {
+				fp.globs = append(fp.globs, g)
+			}
 		}
 	}
 	return fp
@@ -154,6 +162,11 @@ func (fp *FluentdPattern) Match(tag string) bool {
 	if fp.all {
 		return true
 	}
+	for _, l := range fp.lits {
+		if l == tag {
+			return true
+		}
+	}
 	for _, re := range fp.res {
 		if re.MatchString(tag) {
 			return true
@@ -241,6 +254,7 @@ func (fp *FluentdPattern) Samples() []string {
 	if fp.all {
 		out = append(out, "", "x", "x.y", "x.y.z")
 	}
+	out = append(out, fp.lits...)
 	for _, g := range fp.globs {
 		out = append(out, nodeSamples(g, 0)...)
 	}

@@ -245,54 +245,51 @@ func covers(match func(string) bool, samples []string, own func(string) bool) bo
 
 func (c *Config) fbRoutes() []Route {
 	var routes []Route
+	inputs, filters, outputs := c.Inputs(), c.Filters(), c.Outputs()
 	regexes := map[*Plugin]*regexp.Regexp{}
-	re := func(p *Plugin) *regexp.Regexp {
-		if p.MatchRegex == "" {
-			return nil
+	for _, p := range append(append([]*Plugin{}, filters...), outputs...) {
+		if p.MatchRegex != "" {
+			regexes[p], _ = FluentBitRegex(p.MatchRegex)
 		}
-		if r, ok := regexes[p]; ok {
-			return r
-		}
-		r, _ := FluentBitRegex(p.MatchRegex)
-		regexes[p] = r
-		return r
 	}
 	matches := func(p *Plugin, tag string) bool {
 		if p.Match != "" && FluentBitMatch(p.Match, tag) {
 			return true
 		}
-		r := re(p)
+		r := regexes[p]
 		return r != nil && r.MatchString(tag)
 	}
-	for _, in := range c.Inputs() {
+	for _, in := range inputs {
 		tags := c.InputTags(in)
-		for _, o := range c.Outputs() {
-			if o.Match == "" && o.MatchRegex == "" {
-				continue
-			}
-			if len(tags) == 0 {
+		if len(tags) == 0 {
+			for _, o := range outputs {
+				if o.Match == "" && o.MatchRegex == "" {
+					continue
+				}
 				var fs []*Plugin
 				samples := FluentBitSamples(o.Match)
 				own := func(t string) bool { return matches(o, t) }
-				for _, f := range c.Filters() {
+				for _, f := range filters {
 					if o.Match != "" && covers(func(t string) bool { return matches(f, t) }, samples, own) {
 						fs = append(fs, f)
 					}
 				}
 				routes = append(routes, Route{Input: in, Output: o, Filters: fs})
-				continue
 			}
-			for _, t := range tags {
-				if !matches(o, t) {
-					continue
+			continue
+		}
+		for _, t := range tags {
+			// Filters depend on the tag only: find them once per tag.
+			var fs []*Plugin
+			for _, f := range filters {
+				if matches(f, t) {
+					fs = append(fs, f)
 				}
-				var fs []*Plugin
-				for _, f := range c.Filters() {
-					if matches(f, t) {
-						fs = append(fs, f)
-					}
+			}
+			for _, o := range outputs {
+				if matches(o, t) {
+					routes = append(routes, Route{Input: in, Output: o, Filters: fs, Tags: []string{t}})
 				}
-				routes = append(routes, Route{Input: in, Output: o, Filters: fs, Tags: []string{t}})
 			}
 		}
 	}

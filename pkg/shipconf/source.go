@@ -49,11 +49,12 @@ func (OSFiles) ReadFile(name string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is %d bytes, above the %d byte limit: %w", name, st.Size(), max, ErrTooLarge)
 	}
 	// The size can change under us (a growing file, /proc): never read
-	// more than the limit.
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
+	// more than the limit. Sized from Stat, one allocation per file.
+	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+1))
+	if _, err := buf.ReadFrom(io.LimitReader(f, max+1)); err != nil {
 		return nil, err
 	}
+	b := buf.Bytes()
 	if int64(len(b)) > max {
 		return nil, fmt.Errorf("%s grew above the %d byte limit: %w", name, max, ErrTooLarge)
 	}
@@ -160,15 +161,4 @@ func (li lineIndex) pos(file string, off int) Pos {
 	}
 	l := sort.Search(len(li.starts), func(i int) bool { return li.starts[i] > off }) - 1
 	return Pos{File: file, Line: l + 1, Col: utf8.RuneCount(li.src[li.starts[l]:off]) + 1}
-}
-
-func (li lineIndex) lines() int {
-	n := len(li.starts)
-	if n > 1 && li.starts[n-1] == len(li.src) {
-		n--
-	}
-	if len(li.src) == 0 {
-		return 0
-	}
-	return n
 }
