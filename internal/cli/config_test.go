@@ -255,3 +255,16 @@ func TestHostMTU(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigCheckSyntaxError(t *testing.T) {
+	f := filepath.Join(testenv.ModuleRoot(t), "pkg", "shipconf", "testdata", "fluentd", "invalid", "unterminated_single.conf")
+	code, out, _ := runCLI(t, "config", "check", f)
+	if code != ExitFindings {
+		t.Fatalf("a syntax error is a critical finding: %d\n%s", code, out)
+	}
+	for _, want := range []string{"[CRITICAL] config.parse_error", "unterminated_single.conf:4:7", "[CRITICAL] config.forward_no_ack"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

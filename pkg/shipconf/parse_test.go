@@ -509,3 +509,33 @@ func TestFluentBitMatch(t *testing.T) {
 		t.Errorf("Match_Regex is anchored at the start only: %v", err)
 	}
 }
+
+// TestHugeFileOnDisk: a 100 MB file is refused from its size, without
+// reading it (a sparse file: no disk is used).
+func TestHugeFileOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge.conf")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(100 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	main := filepath.Join(dir, "fluent.conf")
+	if err := os.WriteFile(main, []byte("@include huge.conf\n<source>\n  @type forward\n</source>\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := mustLoad(t, main, Options{})
+	if len(c.Problems) != 1 || !errors.Is(c.Problems[0], ErrTooLarge) || c.Problems[0].Pos.Line != 1 {
+		t.Fatalf("problems %v", c.Problems)
+	}
+	if len(c.Inputs()) != 1 {
+		t.Errorf("the main file is still read")
+	}
+	c = mustLoad(t, huge, Options{Format: FormatFluentd})
+	if len(c.Problems) != 1 || !errors.Is(c.Problems[0], ErrTooLarge) {
+		t.Fatalf("huge main file: %v", c.Problems)
+	}
+}
