@@ -40,6 +40,10 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone := filepath.Join(tmp, "missing.pem")
+	conf := filepath.Join(tmp, "fluent.conf")
+	if err := os.WriteFile(conf, []byte("<match **>\n  @type null\n</match>\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	underFile := filepath.Join(file, "sub") // ENOTDIR whoever runs the test, root included
 
 	// base keeps a command that wrongly accepted a case short and local.
@@ -53,6 +57,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"smoke":         {"--count", "1", "--no-probes", "--timeout", "2s"},
 		"udp-frag":      {"--duration", "1ms", "-i", "lo"},
 		"sockets":       {"--no-processes"},
+		"config check":  {conf},
 	}
 	const (
 		durPos  = "want a duration above 0"
@@ -60,7 +65,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 	)
 	cases := map[string][]flagCase{
 		// global
-		"--output":  {usage("want table or json", "sockets", "--output="), usage("want table or json", "sockets", "-o", "xml")},
+		"--output":  {usage("want table, json or sarif", "sockets", "--output="), usage("want table, json or sarif", "sockets", "-o", "xml")},
 		"--fail-on": {usage("want never, warning or critical", "sockets", "--fail-on", "sometimes")},
 
 		"sockets --peer":                {usage("accepted forms", "--peer", "bad peer!"), usage("accepted forms", "--peer", ":0")},
@@ -95,6 +100,12 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"udp-frag --probes":               {usage("want a number of probes per size from 1 to 1000", "--probes", "0")},
 		"udp-frag --wait":                 {usage(durPos, "--wait", "-1s")},
 		"udp-frag --listen":               {usage("want HOST:PORT with a port from 0 to 65535", "--listen", "127.0.0.1:99999")},
+
+		"config check --format":                {usage("fluentd, fluentbit or fluent-bit", "--format", "vector")},
+		"config check --mtu":                   {usage("want 0 (this host's smallest) or 68..65535", "--mtu", "20")},
+		"config check --es-version":            {usage("--es-version", "--es-version", "banana")},
+		"config check --es-max-content-length": {usage("want a size like 100mb", "--es-max-content-length", "lots")},
+		"config check --env":                   {usage("want KEY=VALUE", "--env", "novalue")},
 
 		"forward probe --tag":               {usage("want a non-empty tag", "--tag", "")},
 		"forward probe --mode":              {usage("bogus", "--mode", "bogus"), usage("load mode (--count) sends one --mode", "--count", "10", "--mode", "packed,message")},

@@ -77,8 +77,9 @@ func (g *Globals) Emit(r *report.Report) error {
 	return g.renderer.Render(g.IO.Out, r)
 }
 
-// JSON reports whether -o json was chosen; progress output stays silent then.
-func (g *Globals) JSON() bool { return g.renderer.Format == report.FormatJSON }
+// JSON reports whether a machine format (-o json or sarif) was chosen;
+// progress output stays silent then.
+func (g *Globals) JSON() bool { return g.renderer.Format != report.FormatTable }
 
 // Progress writes a transient status line to stderr when a person is
 // watching a terminal and not asking for JSON.
@@ -130,7 +131,7 @@ twice or stall. Exit codes: 0 healthy, 1 could not run, 2 usage error,
 	root.SetErr(g.IO.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &UsageError{Err: err} })
 	pf := root.PersistentFlags()
-	enumVarP(pf, &g.output, "output", "o", "table", []string{"table", "json"}, "output format: table or json")
+	enumVarP(pf, &g.output, "output", "o", "table", []string{"table", "json", "sarif"}, "output format: table, json or sarif (SARIF 2.1.0, for code scanning)")
 	enumVar(pf, &g.failOn, "fail-on", "critical", []string{"never", "warning", "critical"}, "exit 3 when a finding is at or above: never, warning or critical")
 
 	root.AddCommand(commands(g)...)
@@ -188,6 +189,7 @@ func commands(g *Globals) []*cobra.Command {
 		newPipelineCmd(g),
 		newESCmd(g),
 		newSmokeCmd(g),
+		newConfigCmd(g),
 	}
 }
 

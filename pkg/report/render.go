@@ -17,17 +17,20 @@ type Format int
 const (
 	FormatTable Format = iota
 	FormatJSON
+	FormatSARIF // SARIF 2.1.0 (sarif.go)
 )
 
-// ParseFormat accepts table and json.
+// ParseFormat accepts table, json and sarif.
 func ParseFormat(s string) (Format, error) {
 	switch s {
 	case "table":
 		return FormatTable, nil
 	case "json":
 		return FormatJSON, nil
+	case "sarif":
+		return FormatSARIF, nil
 	}
-	return 0, fmt.Errorf("invalid --output %q: want table or json", s)
+	return 0, fmt.Errorf("invalid --output %q: want table, json or sarif", s)
 }
 
 // Section is one block of the table view: an optional title, a table
@@ -51,19 +54,18 @@ type Tabular interface {
 type Renderer struct {
 	Format Format
 	TTY    bool
+	// SARIF describes the tool and its rules for FormatSARIF.
+	SARIF SARIFInfo
 }
 
 // Render writes one report. JSON is a single line, so --watch output is
 // JSON Lines and each line parses on its own.
 func (rd Renderer) Render(w io.Writer, r *Report) error {
+	if rd.Format == FormatSARIF {
+		return RenderSARIF(w, r, rd.SARIF)
+	}
 	if rd.Format == FormatJSON {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode report: %w", err)
-		}
-		b = append(b, '\n')
-		_, err = w.Write(b)
-		return err
+		return writeJSON(w, r)
 	}
 	return rd.renderText(w, r)
 }
