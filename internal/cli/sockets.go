@@ -20,6 +20,7 @@ import (
 type SocketsOptions struct {
 	ProcRoot    string        // proc tree; /proc by default
 	PID         int           // read this process's network namespace (ProcRoot/PID/net)
+	Source      string        // --source auto, netlink or proc
 	Peers       []string      // --peer
 	Aliases     []string      // --alias name=port,port
 	States      []string      // --state
@@ -30,6 +31,8 @@ type SocketsOptions struct {
 	Thresholds  sockstat.Thresholds
 	// Resolver looks --peer names up; nil uses the system resolver.
 	Resolver sockstat.Resolver
+	// OpenDiag opens a sock_diag netlink socket; nil uses pkg/sockdiag.
+	OpenDiag OpenDiag
 	Now      func() time.Time
 }
 
@@ -38,8 +41,9 @@ func newSocketsCmd(g *Globals) *cobra.Command {
 	var sendQ int64
 	cmd := &cobra.Command{
 		Use:   "sockets",
-		Short: "TCP state histogram per peer from /proc/net/tcp{,6}, with owning processes and findings",
-		Long: `sockets reads the kernel's TCP socket table (/proc/net/tcp and tcp6), sorts each
+		Short: "TCP state histogram per peer from sock_diag netlink or /proc/net/tcp{,6}, with owning processes and findings",
+		Long: `sockets reads the kernel's TCP socket table (through sock_diag netlink with each
+connection's tcp_info, or from /proc/net/tcp and tcp6: see --source), sorts each
 socket into outbound (the remote port is the service) or inbound (a local
 listening port), and shows per peer the count in every TCP state, the bytes in
 Send-Q and Recv-Q, and the processes holding the sockets. Findings name piles of
@@ -68,6 +72,7 @@ ESTABLISHED connection.
 	f.StringVar(&o.By, "by", o.By, "group rows by peer, process or state")
 	f.BoolVar(&o.NoProcesses, "no-processes", false, "do not scan /proc/*/fd for the processes holding the sockets")
 	f.IntVar(&o.PID, "pid", 0, "read the socket table of this process's network namespace (/proc/PID/net), e.g. a container's shipper")
+	f.StringVar(&o.Source, "source", sourceAuto, "where to read the socket table: netlink (sock_diag, with tcp_info), proc (/proc/net/tcp{,6}), or auto (netlink where it works)")
 	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree to read (host /proc mounted in a container, or fixtures)")
 	f.DurationVar(&o.Watch, "watch", 0, "re-sample every DURATION and show the change per peer and state (JSON: one report per line)")
 	f.IntVar(&o.Count, "count", 0, "with --watch, stop after N samples (0: until interrupted)")
@@ -84,6 +89,7 @@ ESTABLISHED connection.
 type socketsPlan struct {
 	opts     SocketsOptions
 	netRoot  string // where net/tcp lives
+	source   *tableSource
 	agg      sockstat.AggregateOptions
 	by       sockstat.GroupBy
 	filters  *socketsFilters
@@ -167,6 +173,12 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	if len(filters.Peers)+len(filters.States) > 0 {
 		p.filters = filters
 	}
+	// Last: the source may hold a socket, which runSockets closes.
+	src, err := openTableSource(o, p.netRoot)
+	if err != nil {
+		return nil, err
+	}
+	p.source = src
 	return p, nil
 }
 
@@ -177,6 +189,7 @@ func runSockets(ctx context.Context, o SocketsOptions, emit func(*report.Report)
 	if err != nil {
 		return err
 	}
+	defer p.source.close()
 	for i := 1; p.opts.Watch == 0 || p.opts.Count == 0 || i <= p.opts.Count; i++ {
 		if i > 1 {
 			t := time.NewTimer(p.opts.Watch)
@@ -205,7 +218,7 @@ func runSockets(ctx context.Context, o SocketsOptions, emit func(*report.Report)
 // number under --watch.
 func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	started := p.opts.Now()
-	socks, src, err := sockstat.ReadTCP(p.netRoot)
+	socks, src, err := p.source.read()
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +297,7 @@ func (d *SocketsData) Sections() []report.Section {
 		tot = []string{"no sockets"}
 	}
 	lines := []string{"all sockets read: " + strings.Join(tot, ", ")}
+	lines = append(lines, sourceLines(d.Sources)...)
 	for _, r := range d.Sources.Read {
 		l := fmt.Sprintf("read %s: %d sockets", r.Path, r.Sockets)
 		if r.MalformedLines > 0 {
