@@ -82,6 +82,9 @@ ESTABLISHED connection.
 	f.Float64Var(&o.Thresholds.TimeWaitRatio, "time-wait-ratio", o.Thresholds.TimeWaitRatio, "churn when TIME_WAIT >= ratio x ESTABLISHED to the peer")
 	f.Int64Var(&sendQ, "send-q", int64(o.Thresholds.SendQ), "Send-Q bytes on one ESTABLISHED/FIN_WAIT1 socket counted as stuck (0 disables)")
 	f.IntVar(&o.Thresholds.SynSent, "syn-sent", o.Thresholds.SynSent, "SYN_SENT sockets to one peer for a warning (0 disables)")
+	f.IntVar(&o.Thresholds.Retransmits, "retransmits", o.Thresholds.Retransmits, "retransmission timeouts in a row on one connection for tcp.retransmitting (netlink; 0 disables)")
+	f.DurationVar(&o.Thresholds.RetransCritical, "retrans-critical", o.Thresholds.RetransCritical, "a retransmitting connection without an ACK for this long is critical (0: never)")
+	f.IntVar(&o.Thresholds.ZeroWindowProbes, "zero-window-probes", o.Thresholds.ZeroWindowProbes, "zero-window probe timeouts on one connection for tcp.peer_zero_window (netlink; 0 disables)")
 	return cmd
 }
 
@@ -115,6 +118,9 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	case o.Count > 0 && o.Watch == 0:
 		return nil, usageErrorf("--count needs --watch")
 	}
+	if err := checkTCPThresholds(o.Thresholds); err != nil {
+		return nil, err
+	}
 	if o.PID > 0 {
 		p.netRoot = filepath.Join(o.ProcRoot, strconv.Itoa(o.PID))
 		if _, err := os.Stat(p.netRoot); err != nil {
@@ -146,6 +152,9 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 		Aliases:   aliases,
 		By:        p.by,
 		SendQMin:  o.Thresholds.SendQ,
+
+		Retransmits:      o.Thresholds.Retransmits,
+		ZeroWindowProbes: o.Thresholds.ZeroWindowProbes,
 	}
 	filters := &socketsFilters{}
 	for _, s := range o.Peers {
@@ -348,7 +357,10 @@ func (d *SocketsData) peerSection(title string) report.Section {
 	for _, s := range cols {
 		sec.Header = append(sec.Header, s.String())
 	}
-	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q", "PROCESSES")
+	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q")
+	tcpHeader, tcpCells := tcpColumns(d.Peers)
+	sec.Header = append(sec.Header, tcpHeader...)
+	sec.Header = append(sec.Header, "PROCESSES")
 	for _, p := range d.Peers {
 		row := []string{p.Peer, string(p.Direction), dash(p.Alias)}
 		for _, s := range cols {
@@ -358,7 +370,9 @@ func (d *SocketsData) peerSection(title string) report.Section {
 			}
 			row = append(row, cell)
 		}
-		row = append(row, strconv.FormatUint(p.SendQ, 10), strconv.FormatUint(p.RecvQ, 10), procList(p.Processes))
+		row = append(row, strconv.FormatUint(p.SendQ, 10), strconv.FormatUint(p.RecvQ, 10))
+		row = append(row, tcpCells(p)...)
+		row = append(row, procList(p.Processes))
 		sec.Rows = append(sec.Rows, row)
 	}
 	if len(d.Peers) == 0 {
