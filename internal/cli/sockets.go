@@ -233,7 +233,7 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	}
 	agg := p.agg
 	if p.attrib {
-		owners, scan, err := sockstat.ScanProcesses(p.opts.ProcRoot, sockstat.Inodes(socks, agg))
+		owners, scan, err := sockstat.ScanProcessesFor(p.opts.ProcRoot, sockstat.Inodes(socks, agg), p.source.scanOptions(p.by))
 		if err != nil {
 			return nil, err
 		}
@@ -323,7 +323,10 @@ func (d *SocketsData) Sections() []report.Section {
 	if ps := d.Sources.Processes; ps != nil && ps.Processes == 0 {
 		lines = append(lines, "processes: not scanned, no socket to attribute")
 	} else if ps != nil {
-		l := fmt.Sprintf("processes: %d scanned, %d socket(s) attributed", ps.Processes, ps.Attributed)
+		l := fmt.Sprintf("processes: %d scanned, %d socket(s) attributed", ps.Scanned, ps.Attributed)
+		if ps.StoppedEarly {
+			l += fmt.Sprintf(" (stopped after %d of %d processes: every socket had an owner)", ps.Scanned, ps.Processes)
+		}
 		if ps.Unreadable > 0 {
 			l += fmt.Sprintf(", %d not readable (run as root to see every owner)", ps.Unreadable)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -45,6 +46,10 @@ type tableSource struct {
 	netRoot string   // the proc tree whose net/tcp{,6} the proc source reads
 	lastN   int      // sockets in the previous sample, to presize the next
 	reads   int
+	// netns names the network namespace read ("net:[4026531840]"; "" for
+	// a tree that is not a live proc mount), so process attribution scans
+	// its processes first.
+	netns string
 }
 
 // openTableSource resolves --source: auto takes netlink where it works
@@ -60,6 +65,11 @@ func openTableSource(o SocketsOptions, netRoot string) (*tableSource, error) {
 		src = sourceAuto
 	}
 	s := &tableSource{auto: src == sourceAuto, netRoot: netRoot}
+	self := "self"
+	if o.PID > 0 {
+		self = strconv.Itoa(o.PID)
+	}
+	s.netns, _ = os.Readlink(filepath.Join(o.ProcRoot, self, "ns", "net"))
 	netFiles := filepath.Join(netRoot, "net")
 	switch src {
 	case sourceProc:
@@ -128,6 +138,12 @@ func (s *tableSource) read() ([]sockstat.Socket, sockstat.Sources, error) {
 	socks, src, err := sockstat.ReadTCP(s.netRoot)
 	src.Why = s.why
 	return socks, src, err
+}
+
+// scanOptions are the process scan's: the namespace's processes first,
+// and every process when --by process counts each holder of a socket.
+func (s *tableSource) scanOptions(by sockstat.GroupBy) sockstat.ScanOptions {
+	return sockstat.ScanOptions{NetNS: s.netns, All: by == sockstat.ByProcess}
 }
 
 func (s *tableSource) close() {
