@@ -120,6 +120,9 @@ func openTableSource(o SocketsOptions, netRoot string) (*tableSource, error) {
 func (s *tableSource) read() ([]sockstat.Socket, sockstat.Sources, error) {
 	s.reads++
 	if s.conn != nil {
+		if s.lastN == 0 {
+			s.lastN = sockstat.CountHint(s.netRoot)
+		}
 		d, err := s.conn.Dump(sockdiag.AllStates, true, s.lastN)
 		if err == nil {
 			s.lastN = len(d.Sockets)

@@ -1,36 +1,56 @@
 package sockdiag
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
+	"syscall"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // recvBufSize holds any datagram of a dump: the kernel builds dump replies
-// of at most 32 KiB. A fixed buffer saves the peek mdlayher/netlink
-// otherwise makes before every read.
+// of at most 32 KiB.
 const recvBufSize = 64 << 10
 
 // Conn is a sock_diag netlink socket. A socket belongs to the network
 // namespace it was opened in for its whole life, whichever thread uses it
 // later, so a Conn opened in another namespace keeps reading that one.
+//
+// mdlayher/netlink opens, binds and sends; the replies are read through
+// its raw connection into one reused buffer and parsed by ParseDump, the
+// function the recorded dumps and the fuzzers exercise. The library's own
+// receive path copies every datagram into a fresh buffer and yields
+// messages through closures: for a 30,000-socket table that was 11 MB of
+// garbage and three GC cycles per dump, a quarter of the command's CPU.
 type Conn struct {
-	c  *netlink.Conn
-	ns string
+	c   *netlink.Conn
+	raw syscall.RawConn
+	ns  string
+	buf []byte
+}
+
+func newConn(c *netlink.Conn, ns string) (*Conn, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("sock_diag netlink socket: %w", err)
+	}
+	return &Conn{c: c, raw: raw, ns: ns, buf: make([]byte, recvBufSize)}, nil
 }
 
 // Dial opens a sock_diag socket in this process's network namespace. It
 // fails where netlink is blocked (a seccomp profile, a sandbox), which the
 // caller takes as the cue to read /proc instead.
 func Dial() (*Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_INET_DIAG, &netlink.Config{MessageBufferSize: recvBufSize})
+	c, err := netlink.Dial(unix.NETLINK_INET_DIAG, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sock_diag netlink socket: %w", err)
 	}
-	return &Conn{c: c, ns: "self"}, nil
+	return newConn(c, "self")
 }
 
 // DialNetns opens a sock_diag socket in the network namespace nsPath names
@@ -42,7 +62,7 @@ func DialNetns(nsPath string) (*Conn, error) {
 	var c *netlink.Conn
 	err := inNetns(nsPath, func() error {
 		var err error
-		c, err = netlink.Dial(unix.NETLINK_INET_DIAG, &netlink.Config{MessageBufferSize: recvBufSize})
+		c, err = netlink.Dial(unix.NETLINK_INET_DIAG, nil)
 		return err
 	})
 	if err != nil {
@@ -51,7 +71,7 @@ func DialNetns(nsPath string) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("sock_diag in %s: %w", nsPath, err)
 	}
-	return &Conn{c: c, ns: nsPath}, nil
+	return newConn(c, nsPath)
 }
 
 // inNetns runs fn on an OS thread switched into the network namespace
@@ -100,27 +120,23 @@ func (c *Conn) Namespace() string { return c.ns }
 
 // Dump reads every TCP socket of both address families whose state is in
 // states (a StateMask: the kernel skips the others), with tcp_info when
-// info is set. sizeHint presizes the result (the previous sample's count,
-// or 0).
+// info is set. sizeHint presizes the result (sockstat.CountHint, or the
+// previous sample's count).
 func (c *Conn) Dump(states uint32, info bool, sizeHint int) (*Dump, error) {
-	d := NewDump(max(sizeHint, 256))
+	d := NewDump(max(sizeHint+sizeHint/8, 256))
 	d.Source.Namespace = c.ns
 	for _, fam := range []uint8{afInet, afInet6} {
-		err := c.walk(Request{Family: fam, States: states, Info: info}, func(m netlink.Message) error {
-			_, err := d.Add(uint16(m.Header.Type), uint16(m.Header.Flags), m.Data)
-			return err
-		})
-		if err != nil {
+		if err := c.walk(Request{Family: fam, States: states, Info: info}, d.ParseDump); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
 }
 
-// walk sends one dump request and hands each reply message to fn until
-// the dump is done. The library consumes NLMSG_DONE and turns NLMSG_ERROR
-// into an error.
-func (c *Conn) walk(r Request, fn func(netlink.Message) error) error {
+// walk sends one dump request and hands each reply datagram to fn until
+// fn reports the dump done (NLMSG_DONE) or fails. The datagram is only
+// valid during the call.
+func (c *Conn) walk(r Request, fn func(datagram []byte) (done bool, err error)) error {
 	req := netlink.Message{
 		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
 		Data:   r.MarshalBinary(),
@@ -128,13 +144,30 @@ func (c *Conn) walk(r Request, fn func(netlink.Message) error) error {
 	if _, err := c.c.Send(req); err != nil {
 		return fmt.Errorf("sock_diag request: %w", err)
 	}
-	for m, err := range c.c.ReceiveIter() {
+	for {
+		var n int
+		var rerr error
+		// The socket is non-blocking and in the runtime's poller: a false
+		// return waits for it to become readable.
+		err := c.raw.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), c.buf)
+			return !errors.Is(rerr, unix.EAGAIN)
+		})
+		if err == nil {
+			err = rerr
+		}
 		if err != nil {
 			return fmt.Errorf("sock_diag dump (family %d): %w", r.Family, err)
 		}
-		if err := fn(m); err != nil {
-			return err
+		if n == 0 {
+			return fmt.Errorf("sock_diag dump (family %d): %w", r.Family, io.ErrUnexpectedEOF)
+		}
+		done, err := fn(c.buf[:n])
+		if err != nil {
+			return fmt.Errorf("sock_diag dump (family %d): %w", r.Family, err)
+		}
+		if done {
+			return nil
 		}
 	}
-	return nil
 }

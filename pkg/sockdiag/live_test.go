@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/logdoctor/logdoctor/internal/sockettest"
@@ -256,14 +255,13 @@ func recordDumps(t *testing.T, c *Conn) {
 		af   uint8
 	}{{"v4", afInet}, {"v6", afInet6}} {
 		var raw []byte
-		err := c.walk(Request{Family: fam.af, States: AllStates, Info: true}, func(m netlink.Message) error {
-			raw = appendMsg(raw, uint16(m.Header.Type), uint16(m.Header.Flags), m.Data)
-			return nil
+		err := c.walk(Request{Family: fam.af, States: AllStates, Info: true}, func(b []byte) (bool, error) {
+			raw = append(raw, b...)
+			return NewDump(0).ParseDump(b)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw = appendMsg(raw, nlmsgDone, uint16(netlink.Multi), []byte{0, 0, 0, 0})
 		path := filepath.Join("testdata", "dump", "zoo-"+fam.name+".bin")
 		if err := os.WriteFile(path, raw, 0o644); err != nil {
 			t.Fatal(err)

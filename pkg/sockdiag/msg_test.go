@@ -257,3 +257,36 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseDump parses a 30,000-socket dump (the size bench/sockets.sh
+// holds) the way a live read does, datagram by datagram of up to 32 KiB:
+// the allocations are the socket table and the tcp_info blocks, not one
+// per socket.
+func BenchmarkParseDump(b *testing.B) {
+	info := make([]byte, 248)
+	var datagrams [][]byte
+	var cur []byte
+	for i := range 30000 {
+		m := diagMsg(afInet, uint8(1+i%10), attr(8, []byte{0}), attr(attrInfo, info))
+		binary.BigEndian.PutUint16(m[6:], uint16(i))
+		msg := msgHeader(sockDiagByFamily, 2, m)
+		if len(cur)+len(msg) > 32<<10 {
+			datagrams = append(datagrams, cur)
+			cur = nil
+		}
+		cur = append(cur, msg...)
+	}
+	datagrams = append(datagrams, append(cur, msgHeader(nlmsgDone, 2, []byte{0, 0, 0, 0})...))
+	b.ReportAllocs()
+	for b.Loop() {
+		d := NewDump(30000)
+		for _, dg := range datagrams {
+			if _, err := d.ParseDump(dg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if len(d.Sockets) != 30000 {
+			b.Fatalf("%d sockets", len(d.Sockets))
+		}
+	}
+}
