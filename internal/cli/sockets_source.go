@@ -80,9 +80,15 @@ func openTableSource(o SocketsOptions, netRoot string) (*tableSource, error) {
 		return nil, usageErrorf("--source %q: want auto, netlink or proc", o.Source)
 	}
 	nsPath := ""
+	shared := false
 	switch {
 	case o.PID > 0:
 		nsPath = filepath.Join(o.ProcRoot, strconv.Itoa(o.PID), "ns", "net")
+		// A process in this very namespace (a host-network shipper seen
+		// from the host) needs no setns, nor the privilege for it.
+		if own, err := os.Readlink(filepath.Join(o.ProcRoot, "self", "ns", "net")); err == nil && own == s.netns {
+			nsPath, shared = "", true
+		}
 	case filepath.Clean(o.ProcRoot) != "/proc":
 		if !s.auto {
 			return nil, usageErrorf("--source netlink reads this network namespace (or --pid's), not the tree --proc-root %s names: add --pid or use --source proc", o.ProcRoot)
@@ -93,9 +99,12 @@ func openTableSource(o SocketsOptions, netRoot string) (*tableSource, error) {
 	conn, err := open(nsPath)
 	if err == nil {
 		s.conn = conn
-		if nsPath == "" {
+		switch {
+		case shared:
+			s.why = fmt.Sprintf("%s: sock_diag netlink in this network namespace, which pid %d shares", src, o.PID)
+		case nsPath == "":
 			s.why = src + ": sock_diag netlink in this network namespace"
-		} else {
+		default:
 			s.why = fmt.Sprintf("%s: sock_diag netlink in the network namespace of pid %d (entered %s)", src, o.PID, nsPath)
 		}
 		return s, nil

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,6 +59,17 @@ func TestSocketsSourceFallback(t *testing.T) {
 	d, err = sample(noDump)
 	if err != nil || d.Sources.Source != "proc" || !strings.HasPrefix(d.Sources.Why, "auto: the sock_diag dump failed (operation not permitted)") || !closed {
 		t.Errorf("dump refused: %v %+v closed %v", err, d.Sources, closed)
+	}
+
+	// --pid of a process in this very namespace needs no setns.
+	var opened []string
+	same := base
+	same.PID = os.Getpid()
+	same.OpenDiag = func(ns string) (DiagConn, error) { opened = append(opened, ns); return openDiag(ns) }
+	d, err = sample(same)
+	if err != nil || len(opened) != 1 || opened[0] != "" || d.Sources.Source != "netlink" ||
+		d.Sources.Why != fmt.Sprintf("auto: sock_diag netlink in this network namespace, which pid %d shares", os.Getpid()) {
+		t.Errorf("--pid self: opened %q, %v %+v", opened, err, d.Sources)
 	}
 
 	explicit := blocked
