@@ -71,7 +71,7 @@ ESTABLISHED connection.
 	f.StringSliceVar(&o.States, "state", nil, "only sockets in these states (repeatable or comma-separated, e.g. CLOSE_WAIT,TIME_WAIT)")
 	f.StringVar(&o.By, "by", o.By, "group rows by peer, process or state")
 	f.BoolVar(&o.NoProcesses, "no-processes", false, "do not scan /proc/*/fd for the processes holding the sockets")
-	f.IntVar(&o.PID, "pid", 0, "read the socket table of this process's network namespace (/proc/PID/net), e.g. a container's shipper")
+	f.IntVar(&o.PID, "pid", 0, "read the socket table of this process's network namespace, e.g. a container's shipper (netlink after entering it, which needs CAP_SYS_ADMIN; else /proc/PID/net)")
 	f.StringVar(&o.Source, "source", sourceAuto, "where to read the socket table: netlink (sock_diag, with tcp_info), proc (/proc/net/tcp{,6}), or auto (netlink where it works)")
 	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree to read (host /proc mounted in a container, or fixtures)")
 	f.DurationVar(&o.Watch, "watch", 0, "re-sample every DURATION and show the change per peer and state (JSON: one report per line)")
