@@ -4,7 +4,7 @@
 # missing: tests needing those skip by hand and fail in CI.
 set -euo pipefail
 pkgs=(
-  iproute2 nftables iptables tcpdump tshark net-tools procps time hyperfine
+  iproute2 nftables iptables tcpdump tshark net-tools procps time hyperfine libcap2-bin
   python3 python3-fluent-logger python3-elasticsearch
   ruby ruby-elasticsearch ruby-elasticsearch-transport prometheus-elasticsearch-exporter
   rsyslog rsyslog-elasticsearch

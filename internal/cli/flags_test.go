@@ -81,6 +81,10 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"sockets --time-wait":           {usage("want 0 (off) or a number of sockets", "--time-wait", "-5")},
 		"sockets --time-wait-ratio":     {usage("want a ratio of 0 or more", "--time-wait-ratio", "-5")},
 		"sockets --send-q":              {usage("want 0 (off) or a number of bytes", "--send-q", "-1")},
+		"sockets --source":              {usage("want auto, netlink or proc", "--source", "kernel")},
+		"sockets --retransmits":         {usage("want 0 (off) or a number of timeouts", "--retransmits", "-1")},
+		"sockets --retrans-critical":    {usage(durZero, "--retrans-critical", "-1s")},
+		"sockets --zero-window-probes":  {usage("want 0 (off) or a number of probe timeouts", "--zero-window-probes", "-1")},
 		"sockets --syn-sent":            {usage("want 0 (off) or a number of sockets", "--syn-sent", "-1")},
 
 		"udp-frag --read":                 {missing("no such file", "--read", gone), missing("is a directory", "--read", tmp)},

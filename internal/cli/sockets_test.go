@@ -101,8 +101,10 @@ func TestSocketsCommandLive(t *testing.T) {
 	if f.Evidence["peer"] != cw.Server.String() || f.Evidence["close_wait"] != float64(2) || !strings.Contains(f.Summary, selfComm(t)+"[") || f.Remedy == "" {
 		t.Errorf("finding %+v", f)
 	}
-	if r.Data.Sources.Processes == nil || r.Data.Sources.Processes.Attributed < 5 || len(r.Data.Sources.Read) != 2 {
-		t.Errorf("sources %+v", r.Data.Sources)
+	// auto reads this namespace through netlink.
+	if src := r.Data.Sources; src.Processes == nil || src.Processes.Attributed < 5 || src.Source != "netlink" ||
+		src.Netlink == nil || src.Netlink.Namespace != "self" || src.Netlink.Sockets != r.Data.Totals.Total() || len(src.Read) != 0 {
+		t.Errorf("sources %+v", src)
 	}
 	if r.Data.Filters == nil || len(r.Data.Filters.Peers) != 2 {
 		t.Errorf("filters %+v", r.Data.Filters)
@@ -129,7 +131,7 @@ func TestSocketsCommandLive(t *testing.T) {
 	}
 	for _, wantLine := range []string{
 		"PEER", "ESTABLISHED", "CLOSE_WAIT", "LISTEN", "Send-Q", "PROCESSES",
-		"[WARNING] tcp.close_wait", "read /proc/net/tcp:",
+		"[WARNING] tcp.close_wait", "source: netlink (auto: sock_diag netlink in this network namespace)", "netlink: ",
 	} {
 		if !strings.Contains(out, wantLine) {
 			t.Errorf("table lacks %q:\n%s", wantLine, out)
@@ -141,6 +143,21 @@ func TestSocketsCommandLive(t *testing.T) {
 	}
 	if strings.Contains(rowOf(out, "PEER"), "FIN_WAIT2") {
 		t.Errorf("the server ends are not selected by --peer host:\n%s", out)
+	}
+
+	// --source proc reads the text tables and gives the same peers.
+	_, out, _ = runCLI(t, append(peerArgs, "--source", "proc", "-o", "json")...)
+	pr := decodeSockets(t, out)
+	if src := pr.Data.Sources; src.Source != "proc" || src.Netlink != nil || len(src.Read) != 2 || src.Read[0].Path != "/proc/net/tcp" ||
+		src.Why != "--source proc: reading /proc/net" {
+		t.Errorf("--source proc: sources %+v", src)
+	}
+	if peerView(pr) != peerView(decodeSockets(t, mustRun(t, append(peerArgs, "-o", "json")...))) {
+		t.Errorf("proc and netlink peers differ:\n%v\n%v", pr.Data.Peers, r.Data.Peers)
+	}
+	_, out, _ = runCLI(t, append(peerArgs, "--source", "proc")...)
+	if !strings.Contains(out, "read /proc/net/tcp:") || !strings.Contains(out, "source: proc (--source proc") {
+		t.Errorf("--source proc table:\n%s", out)
 	}
 
 	// --state narrows the rows; totals still count everything.
@@ -190,6 +207,28 @@ func TestSocketsCommandLive(t *testing.T) {
 	if fp := r.Data.Filters.Peers[0]; len(fp.Addrs) == 0 || fp.Addrs[0] != netip.MustParseAddr("127.0.0.1") && fp.Addrs[len(fp.Addrs)-1] != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("resolved %+v", fp)
 	}
+}
+
+// peerView is what both sources show of the peers: all but the tcp_info
+// summary only netlink has.
+func peerView(r socketsReport) string {
+	m := peersByKey(r)
+	for k, p := range m {
+		p.TCP = nil
+		m[k] = p
+	}
+	return fmt.Sprint(m)
+}
+
+// mustRun runs the CLI and returns stdout, failing on an exit code other
+// than 0 or 3.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCLI(t, args...)
+	if code != ExitOK && code != ExitFindings {
+		t.Fatalf("%v: exit %d: %s", args, code, errOut)
+	}
+	return out
 }
 
 // rowOf returns the last table row starting with s (the last sample's
@@ -398,9 +437,60 @@ func TestSocketsPIDInOtherNamespace(t *testing.T) {
 	if code != ExitFindings || findingIDs(r.Findings) != "tcp.no_established:critical tcp.syn_sent:warning" {
 		t.Errorf("exit %d findings %s", code, findingIDs(r.Findings))
 	}
-	want := filepath.Join("/proc", strconv.Itoa(child.Process.Pid), "net/tcp")
-	if r.Data.Sources.Read[0].Path != want {
-		t.Errorf("read %+v, want %s", r.Data.Sources.Read, want)
+	// As root, auto enters the child's namespace and reads it through
+	// netlink.
+	pid := strconv.Itoa(child.Process.Pid)
+	nsFile := filepath.Join("/proc", pid, "ns/net")
+	if src := r.Data.Sources; src.Source != "netlink" || src.Netlink == nil || src.Netlink.Namespace != nsFile ||
+		src.Why != "auto: sock_diag netlink in the network namespace of pid "+pid+" (entered "+nsFile+")" {
+		t.Errorf("sources %+v", src)
+	}
+	// --source proc reads /proc/PID/net: the same peers.
+	_, out, _ := runCLI(t, append(args, "--source", "proc")...)
+	pr := decodeSockets(t, out)
+	want := filepath.Join("/proc", pid, "net/tcp")
+	if pr.Data.Sources.Source != "proc" || pr.Data.Sources.Read[0].Path != want {
+		t.Errorf("read %+v, want %s", pr.Data.Sources.Read, want)
+	}
+	if peerView(pr) != peerView(r) {
+		t.Errorf("proc and netlink disagree:\n%+v\n%+v", pr.Data.Peers, r.Data.Peers)
+	}
+
+	// Without CAP_SYS_ADMIN (dropped from the bounding set, so root's exec
+	// does not get it back) setns is refused: auto falls back to
+	// /proc/PID/net and says so; --source netlink cannot run.
+	testenv.RequireCommands(t, "capsh")
+	bin := testenv.BuildLogdoctor(t)
+	dropped := func(extra ...string) (int, string, string) {
+		cmd := exec.Command("capsh", append([]string{"--drop=cap_sys_admin", "--", "-c", `exec "$@"`, "sh", bin}, append(args, extra...)...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, stdout.String(), stderr.String()
+	}
+	code2, out, errOut := dropped()
+	fr := decodeSockets(t, out)
+	if src := fr.Data.Sources; code2 != int(ExitFindings) || src.Source != "proc" || src.Netlink != nil || src.Read[0].Path != want ||
+		!strings.Contains(src.Why, "auto: entering the network namespace of pid "+pid+" needs CAP_SYS_ADMIN") ||
+		!strings.Contains(src.Why, "reading /proc/"+pid+"/net instead, without tcp_info") {
+		t.Errorf("without CAP_SYS_ADMIN: exit %d sources %+v %s", code2, src, errOut)
+	}
+	if peerView(fr) != peerView(pr) {
+		t.Errorf("fallback peers differ:\n%+v\n%+v", fr.Data.Peers, pr.Data.Peers)
+	}
+	_, out, _ = dropped("-o", "table")
+	if !strings.Contains(out, "source: proc (auto: entering the network namespace of pid "+pid+" needs CAP_SYS_ADMIN") {
+		t.Errorf("table does not say why:\n%s", out)
+	}
+	code2, _, errOut = dropped("--source", "netlink")
+	if code2 != int(ExitError) || !strings.Contains(errOut, "--source netlink") || !strings.Contains(errOut, "operation not permitted") {
+		t.Errorf("--source netlink without CAP_SYS_ADMIN: exit %d %s", code2, errOut)
 	}
 }
 

@@ -3,6 +3,7 @@ package sockstat
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
@@ -26,11 +27,20 @@ type Thresholds struct {
 	TimeWaitRatio     float64 // churn when TIME_WAIT >= ratio x ESTABLISHED
 	SendQ             uint64  // Send-Q bytes on one ESTABLISHED/FIN_WAIT1 socket counted as stuck
 	SynSent           int     // SYN_SENT sockets to one peer for a warning
+	// Retransmits is how many retransmission timeouts in a row on one
+	// connection make tcp.retransmitting; RetransCritical how long without
+	// an ACK (with a growing backoff) makes it critical.
+	Retransmits     int
+	RetransCritical time.Duration
+	// ZeroWindowProbes is how many zero-window probe timeouts one
+	// connection must have sat through for tcp.peer_zero_window.
+	ZeroWindowProbes int
 }
 
 // DefaultThresholds are the documented defaults of the sockets flags.
 func DefaultThresholds() Thresholds {
-	return Thresholds{CloseWait: 1, CloseWaitCritical: 10, TimeWait: 50, TimeWaitRatio: 10, SendQ: 64 * 1024, SynSent: 1}
+	return Thresholds{CloseWait: 1, CloseWaitCritical: 10, TimeWait: 50, TimeWaitRatio: 10, SendQ: 64 * 1024, SynSent: 1,
+		Retransmits: 2, RetransCritical: 30 * time.Second, ZeroWindowProbes: 1}
 }
 
 // maxEvidenceSockets caps the sockets listed in one finding's evidence.
@@ -42,13 +52,13 @@ const maxEvidenceSockets = 5
 func Findings(cur Result, prev *Result, th Thresholds) []report.Finding {
 	var out []report.Finding
 	prevPeers := map[string]*Peer{}
-	prevStuck := map[[2]string]bool{}
+	prevStuck := map[[2]string]*StuckSocket{}
 	if prev != nil {
 		for i := range prev.Peers {
 			p := &prev.Peers[i]
 			prevPeers[string(p.Direction)+" "+p.Peer] = p
-			for _, s := range p.Stuck {
-				prevStuck[[2]string{s.Local.String(), s.Remote.String()}] = true
+			for j, s := range p.Stuck {
+				prevStuck[[2]string{s.Local.String(), s.Remote.String()}] = &p.Stuck[j]
 			}
 		}
 	}
@@ -62,6 +72,12 @@ func Findings(cur Result, prev *Result, th Thresholds) []report.Finding {
 			out = append(out, f)
 		}
 		if f, ok := sendQueueStuck(p, prevStuck, th); ok {
+			out = append(out, f)
+		}
+		if f, ok := retransmitting(p, th); ok {
+			out = append(out, f)
+		}
+		if f, ok := peerZeroWindow(p, th); ok {
 			out = append(out, f)
 		}
 		if n := p.States[SynSent]; th.SynSent > 0 && n >= th.SynSent {
@@ -227,17 +243,34 @@ func timeWaitChurn(p *Peer, th Thresholds) (report.Finding, bool) {
 	}, true
 }
 
-func sendQueueStuck(p *Peer, prevStuck map[[2]string]bool, th Thresholds) (report.Finding, bool) {
+func sendQueueStuck(p *Peer, prevStuck map[[2]string]*StuckSocket, th Thresholds) (report.Finding, bool) {
 	if th.SendQ == 0 || len(p.Stuck) == 0 {
 		return report.Finding{}, false
 	}
 	var total uint64
 	persisted := 0
+	// With tcp_info (Aggregate kept only queues that are not draining):
+	// how long the stalest went without an ACK, and the segments waiting.
+	var noAck int64
+	var unacked uint64
+	withInfo, closed := 0, 0
 	ev := make([]StuckSocket, 0, maxEvidenceSockets)
 	for _, s := range p.Stuck {
 		total += s.SendQ
-		if prevStuck[[2]string{s.Local.String(), s.Remote.String()}] {
+		// Still stuck, and with tcp_info nothing acknowledged since.
+		if ps := prevStuck[[2]string{s.Local.String(), s.Remote.String()}]; ps != nil &&
+			(s.StuckTCP == nil || ps.StuckTCP == nil || s.BytesAcked == ps.BytesAcked) {
 			persisted++
+		}
+		if s.StuckTCP != nil {
+			withInfo++
+			unacked += uint64(s.Unacked)
+			if s.Unacked > 0 {
+				noAck = max(noAck, s.NoAckForMS)
+			}
+			if s.PeerWindow != nil && *s.PeerWindow == 0 {
+				closed++
+			}
 		}
 		if len(ev) < maxEvidenceSockets {
 			ev = append(ev, s)
@@ -245,15 +278,27 @@ func sendQueueStuck(p *Peer, prevStuck map[[2]string]bool, th Thresholds) (repor
 	}
 	sev := report.Warning
 	why := ""
+	if withInfo > 0 {
+		why = fmt.Sprintf(", not draining: no acknowledgement for %.1f s, %d unacked segment(s)", float64(noAck)/1000, unacked)
+		if closed > 0 {
+			why += fmt.Sprintf(", the peer's window closed on %d", closed)
+		}
+	}
 	if persisted > 0 {
-		sev, why = report.Critical, fmt.Sprintf("; %d did not drain since the previous sample", persisted)
+		sev = report.Critical
+		why += fmt.Sprintf("; %d did not drain since the previous sample", persisted)
+	}
+	evidence := map[string]any{"stuck_sockets": len(p.Stuck), "send_q_bytes": total,
+		"persisted": persisted, "sockets": ev, "threshold_bytes": th.SendQ}
+	if withInfo > 0 {
+		evidence["no_ack_for_ms"] = noAck
+		evidence["unacked_segments"] = unacked
 	}
 	return report.Finding{
 		ID: FindingSendQueueStuck, Severity: sev,
 		Summary: fmt.Sprintf("%d bytes queued unsent on %d connection(s) to %s (>= %d bytes each)%s",
 			total, len(p.Stuck), peerName(p), th.SendQ, why),
-		Evidence: peerEvidence(p, map[string]any{"stuck_sockets": len(p.Stuck), "send_q_bytes": total,
-			"persisted": persisted, "sockets": ev, "threshold_bytes": th.SendQ}),
+		Evidence: peerEvidence(p, evidence),
 		Remedy: "The peer does not read, or something on the path drops data while the connection looks healthy; without acks the chunk " +
 			"is lost when the socket is torn down. For forward set require_ack_response true (Fluent Bit: Require_ack_response true) so " +
 			"unacknowledged chunks are retried, keep send_timeout and ack_response_timeout finite, and check the receiver with " +
