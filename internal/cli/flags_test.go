@@ -67,6 +67,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		// global
 		"--output":  {usage("want table, json or sarif", "sockets", "--output="), usage("want table, json or sarif", "sockets", "-o", "xml")},
 		"--fail-on": {usage("want never, warning or critical", "sockets", "--fail-on", "sometimes")},
+		"--html":    {usage("want a file path", "sockets", "--html", ""), missing("not a directory", "sockets", "--html", filepath.Join(underFile, "r.html")), missing("is a directory", "sockets", "--html", tmp)},
 
 		"sockets --peer":                {usage("accepted forms", "--peer", "bad peer!"), usage("accepted forms", "--peer", ":0")},
 		"sockets --alias":               {usage("name=port", "--alias", "x")},
@@ -289,7 +290,8 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 			}
 			for _, tc := range cs {
 				args := strings.Fields(path)
-				if key == "--output" || key == "--fail-on" {
+				global := key == "--output" || key == "--fail-on" || key == "--html"
+				if global {
 					args = nil // the cases name a command
 				}
 				args = append(args, base[path]...)
@@ -307,7 +309,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 				}
 				if tc.code == ExitUsage {
 					cmdPath := "logdoctor " + path
-					if key == "--output" || key == "--fail-on" {
+					if global {
 						cmdPath = "logdoctor " + tc.args[0]
 					}
 					if !strings.HasSuffix(errOut, "Run '"+strings.TrimSpace(cmdPath)+" --help' for usage.\n") {
