@@ -154,4 +154,7 @@ func TestDiagnosisFollowsTheVerdictLine(t *testing.T) {
 	if f := strings.Index(buf.String(), "Findings"); f < strings.Index(buf.String(), "1. memory buffer") {
 		t.Errorf("the diagnosis must come before the findings:\n%s", buf.String())
 	}
+	if strings.Contains(buf.String(), "Raw monitor_agent answer") || !strings.Contains(buf.String(), "Shipper samples") {
+		t.Errorf("text output shows the sections, not the collapsed raw ones:\n%s", buf.String())
+	}
 }

@@ -47,7 +47,8 @@ type Section struct {
 	Chart   *Chart   // small line charts of samples over time
 	Excerpt *Excerpt // lines of a file with one of them marked
 	// Collapsed puts the section in a closed <details> on the page: raw
-	// evidence a person opens when they need it.
+	// evidence a person opens when they need it. Text output leaves it
+	// out (-o json has the same data).
 	Collapsed bool
 }
 
@@ -146,7 +147,11 @@ func (rd Renderer) renderText(w io.Writer, r *Report) error {
 		sections = append(sections, FindingsSection(r.Findings))
 	}
 	if t, ok := r.Data.(Tabular); ok {
-		sections = append(sections, t.Sections()...)
+		for _, s := range t.Sections() {
+			if !s.Collapsed {
+				sections = append(sections, s)
+			}
+		}
 	} else if r.Data != nil {
 		b, err := json.MarshalIndent(r.Data, "", "  ")
 		if err != nil {
