@@ -205,6 +205,7 @@ func commands(g *Globals) []*cobra.Command {
 		newESCmd(g),
 		newSmokeCmd(g),
 		newConfigCmd(g),
+		newDoctorCmd(g),
 	}
 }
 

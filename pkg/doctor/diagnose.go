@@ -347,8 +347,8 @@ func firstSentence(s string) string {
 	return strings.TrimSuffix(s, ".")
 }
 
-// diagnose ranks one target's causes: live evidence over configuration
-// alone, then severity, then how many findings back the cause.
+// diagnose ranks one target's causes: severity, then live evidence over
+// configuration alone, then how many findings back the cause.
 func diagnose(t *Target, fs []report.Finding) []*Cause {
 	d := &diagnoser{t: t, fs: fs, used: map[int]bool{}}
 	if c := t.cfg; c != nil {
@@ -367,11 +367,11 @@ func diagnose(t *Target, fs []report.Finding) []*Cause {
 	d.single()
 	sort.SliceStable(d.causes, func(i, j int) bool {
 		a, b := d.causes[i], d.causes[j]
-		if a.Live != b.Live {
-			return a.Live
-		}
 		if a.Severity != b.Severity {
 			return a.Severity > b.Severity
+		}
+		if a.Live != b.Live {
+			return a.Live
 		}
 		return len(a.Findings) > len(b.Findings)
 	})

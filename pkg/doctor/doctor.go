@@ -213,10 +213,10 @@ func Run(ctx context.Context, o Options) (*Result, []report.Finding, error) {
 	}
 	sort.SliceStable(res.Diagnosis, func(i, j int) bool {
 		a, b := res.Diagnosis[i], res.Diagnosis[j]
-		if a.Live != b.Live {
-			return a.Live
+		if a.Severity != b.Severity {
+			return a.Severity > b.Severity
 		}
-		return a.Severity > b.Severity
+		return a.Live && !b.Live
 	})
 	for i, c := range res.Diagnosis {
 		c.Rank = i + 1
