@@ -602,7 +602,7 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 		attachLog(tr.proc.Kind, t.Trends, t.LogEvents)
 		findings = append(findings, shipperFindings(tr.proc.Kind, t.Trends)...)
 	}
-	findings = append(findings, t.Sockets.findings(o.Thresholds)...)
+	findings = append(findings, judgeSockets(t.Sockets.findings(o.Thresholds), t.Trends)...)
 	findings = append(findings, udpFindings(t.UDP)...)
 	sort.Slice(t.ES, func(i, j int) bool { return t.ES[i].Output < t.ES[j].Output })
 	for _, p := range t.ES {
@@ -613,6 +613,34 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 		findings = append(findings, p.fwdFindings()...)
 	}
 	return findings
+}
+
+// judgeSockets weighs the socket findings of an output against its own
+// counters: fluent-plugin-elasticsearch opens a connection per request,
+// so between flushes a healthy output has no ESTABLISHED connection and a
+// trail of TIME_WAIT. When the output delivered during the interval and
+// did not retry, that is its pattern, not a stall: info, with the
+// deliveries as evidence.
+func judgeSockets(fs []report.Finding, ts []*OutputTrend) []report.Finding {
+	for i := range fs {
+		f := &fs[i]
+		switch f.ID {
+		case sockstat.FindingNoEstablished, sockstat.FindingNoConnection, sockstat.FindingTimeWaitChurn:
+		default:
+			continue
+		}
+		out, _ := f.Evidence["output"].(string)
+		for _, t := range ts {
+			if t.Output != out || t.Retrying || t.Stalled || t.Writes == nil || t.Writes.Change <= 0 {
+				continue
+			}
+			f.Severity = report.Info
+			f.Evidence["delivering"] = true
+			f.Evidence["writes_during_interval"] = t.Writes.Change
+			f.Summary += fmt.Sprintf("; the output delivered %.0f writes without a retry during the interval, so this is its connection-per-request pattern, not a stall", t.Writes.Change)
+		}
+	}
+	return fs
 }
 
 // fluentBitStorage returns a function measuring the chunk files of each
