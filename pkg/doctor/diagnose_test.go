@@ -94,14 +94,19 @@ func TestDiagnoseJoins(t *testing.T) {
 // ESTABLISHED connection between its requests; that is info, not a
 // stall. One that retries keeps the finding.
 func TestJudgeSockets(t *testing.T) {
-	ok := &OutputTrend{Output: "es", Writes: &Delta{Change: 4}}
+	ok := &OutputTrend{Output: "es", Writes: &Delta{Change: 4, Last: 9}}
+	idle := &OutputTrend{Output: "es3", Writes: &Delta{Last: 9}, QueueLen: &Delta{}}
+	waiting := &OutputTrend{Output: "es4", Writes: &Delta{Last: 9}, QueueLen: &Delta{First: 2, Last: 1}}
 	bad := &OutputTrend{Output: "es2", Writes: &Delta{Change: 0}, Retrying: true}
 	fs := judgeSockets([]report.Finding{
 		{ID: "tcp.no_established", Severity: report.Critical, Evidence: map[string]any{"output": "es"}},
 		{ID: "tcp.no_established", Severity: report.Critical, Evidence: map[string]any{"output": "es2"}},
 		{ID: "tcp.close_wait", Severity: report.Critical, Evidence: map[string]any{"output": "es"}},
-	}, []*OutputTrend{ok, bad})
-	if fs[0].Severity != report.Info || fs[0].Evidence["delivering"] != true || fs[1].Severity != report.Critical || fs[2].Severity != report.Critical {
+		{ID: "tcp.no_established", Severity: report.Critical, Evidence: map[string]any{"output": "es3"}},
+		{ID: "tcp.no_established", Severity: report.Critical, Evidence: map[string]any{"output": "es4"}},
+	}, []*OutputTrend{ok, bad, idle, waiting})
+	if fs[0].Severity != report.Info || fs[0].Evidence["delivering"] != true || fs[1].Severity != report.Critical || fs[2].Severity != report.Critical ||
+		fs[3].Severity != report.Info || fs[4].Severity != report.Critical {
 		t.Errorf("%+v", fs)
 	}
 }

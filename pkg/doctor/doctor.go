@@ -619,8 +619,9 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 // counters: fluent-plugin-elasticsearch opens a connection per request,
 // so between flushes a healthy output has no ESTABLISHED connection and a
 // trail of TIME_WAIT. When the output delivered during the interval and
-// did not retry, that is its pattern, not a stall: info, with the
-// deliveries as evidence.
+// did not retry (or delivered before, does not retry and has nothing
+// queued), that is its pattern, not a stall: info, with the deliveries as
+// evidence.
 func judgeSockets(fs []report.Finding, ts []*OutputTrend) []report.Finding {
 	for i := range fs {
 		f := &fs[i]
@@ -631,13 +632,21 @@ func judgeSockets(fs []report.Finding, ts []*OutputTrend) []report.Finding {
 		}
 		out, _ := f.Evidence["output"].(string)
 		for _, t := range ts {
-			if t.Output != out || t.Retrying || t.Stalled || t.Writes == nil || t.Writes.Change <= 0 {
+			if t.Output != out || t.Retrying || t.Stalled || t.Writes == nil {
+				continue
+			}
+			idle := t.Writes.Last > 0 && (t.QueueLen == nil || t.QueueLen.Last == 0)
+			if t.Writes.Change <= 0 && !idle {
 				continue
 			}
 			f.Severity = report.Info
 			f.Evidence["delivering"] = true
 			f.Evidence["writes_during_interval"] = t.Writes.Change
-			f.Summary += fmt.Sprintf("; the output delivered %.0f writes without a retry during the interval, so this is its connection-per-request pattern, not a stall", t.Writes.Change)
+			if t.Writes.Change > 0 {
+				f.Summary += fmt.Sprintf("; the output delivered %.0f writes without a retry during the interval, so this is its connection-per-request pattern, not a stall", t.Writes.Change)
+			} else {
+				f.Summary += fmt.Sprintf("; the output has delivered (%.0f writes), does not retry and has no chunk waiting, so this is its connection-per-request pattern between flushes, not a stall", t.Writes.Last)
+			}
 		}
 	}
 	return fs
