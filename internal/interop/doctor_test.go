@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/internal/shippertest"
 	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/doctor"
 )
 
 // doctorData is the part of doctor's data the tests read.
@@ -281,6 +283,27 @@ func TestDoctorSeeds(t *testing.T) {
 	worker := fluentdWorker(t, fd.PID())
 	t.Logf("shippers started in %s", time.Since(began).Round(time.Millisecond))
 
+	// Discovery in the real /proc: the Fluentd supervisor with its worker
+	// grouped under it, and Fluent Bit.
+	found, err := doctor.Discover("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawFD, sawFB bool
+	for _, p := range found {
+		switch p.PID {
+		case fd.PID():
+			sawFD = p.Kind == doctor.Fluentd && len(p.Workers) == 1 && p.Workers[0] == worker
+		case fb.PID():
+			sawFB = p.Kind == doctor.FluentBit
+		case worker:
+			t.Errorf("the worker was listed on its own: %+v", p)
+		}
+	}
+	if !sawFD || !sawFB {
+		t.Errorf("discovery: fluentd %v, fluent-bit %v in %+v", sawFD, sawFB, found)
+	}
+
 	// Seed 000's Elasticsearch takes bulks, then stops accepting.
 	hc := nsHTTP(nsT)
 	deadline := time.Now().Add(60 * time.Second)
@@ -445,6 +468,45 @@ func TestDoctorSeeds(t *testing.T) {
 	}
 	if st, det := d.step("sockets (first sample)"); st != "ok" || !strings.Contains(det, strconv.Itoa(worker)) {
 		t.Errorf("supervisor: sockets step %s %s", st, det)
+	}
+
+	// Without privileges (another user, no CAP_SYS_PTRACE or
+	// CAP_SYS_ADMIN) the steps that need them say so, the rest runs.
+	if _, err := exec.LookPath("setpriv"); err == nil {
+		dir, err := os.MkdirTemp("", "ld-doctor-unpriv-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		bin, err := os.ReadFile(logdoctorBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "logdoctor"), bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+			filepath.Join(dir, "logdoctor"), "doctor", "--pid", strconv.Itoa(fb.PID()), "--interval", "200ms", "-o", "json").Output()
+		cancel()
+		if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() == 1 || ee.ExitCode() == 2) {
+			t.Fatalf("unprivileged doctor: %v\n%s", err, out)
+		}
+		_, d := parseDoctor(t, result{stdout: string(out)})
+		if st, det := d.step("configuration"); st != "skipped" || !strings.Contains(det, "permission denied") || !strings.Contains(det, "--config") {
+			t.Errorf("unprivileged: configuration step %s %s", st, det)
+		}
+		if st, det := d.step("network namespace"); st != "ok" || !strings.Contains(det, "published ports only") {
+			t.Errorf("unprivileged: namespace step %s %s", st, det)
+		}
+		if st, det := d.step("sockets (first sample)"); st != "ok" || !strings.Contains(det, "/proc/") {
+			t.Errorf("unprivileged: sockets step %s %s", st, det)
+		}
+	} else if testenv.InCI() {
+		t.Error("CI=true: setpriv (util-linux) is missing")
 	}
 
 	// The page, in a real browser with JavaScript off.

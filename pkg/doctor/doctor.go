@@ -18,9 +18,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -290,11 +292,18 @@ func (tr *targetRun) run(ctx context.Context) []report.Finding {
 
 	// 1. Its configuration, read where it reads it.
 	tr.step(ctx, "configuration", o.StepTimeout, func(ctx context.Context) (string, error) {
-		env, err := readEnviron(o.ProcRoot, tr.proc.PID)
-		if err != nil {
+		env, envErr := readEnviron(o.ProcRoot, tr.proc.PID)
+		if envErr != nil {
 			env = map[string]string{}
 		}
 		tr.env = env
+		if o.ConfigFile == "" {
+			// /proc/PID/root and environ are open only to the shipper's
+			// user or CAP_SYS_PTRACE: say so rather than "not found".
+			if _, err := os.ReadDir(t.files.Root); errors.Is(err, fs.ErrPermission) || errors.Is(envErr, fs.ErrPermission) {
+				return "", skipped("cannot read /proc/%d/root and environ (permission denied): run logdoctor as the shipper's user or as root (CAP_SYS_PTRACE), or give --config", tr.proc.PID)
+			}
+		}
 		src := ConfigSource{Path: o.ConfigFile, From: "--config"}
 		files := shipconf.Files(t.files)
 		if o.ConfigFile != "" {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -379,5 +380,26 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunWithoutPID: discovery over a proc tree that holds only shippers
+// doctor does not understand reports them, and one that holds nothing is
+// an error naming what was looked for.
+func TestRunWithoutPID(t *testing.T) {
+	root := fakeProc(t, map[int]fakeProcess{
+		1:   {0, "init", []string{"/sbin/init"}, nil},
+		400: {1, "vector", []string{"/usr/bin/vector", "--config", "/etc/vector/vector.toml"}, nil},
+		500: {1, "java", []string{"java", "-cp", "/usr/share/logstash/logstash-core/lib/jars/*", "org.logstash.Logstash"}, nil},
+	})
+	res, fs, err := Run(context.Background(), Options{ProcRoot: root, Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.NotUnderstood) != 2 || len(fs) != 2 || fs[0].ID != FindingNotUnderstood || fs[0].Severity != report.Info || len(res.Targets) != 0 {
+		t.Errorf("not understood: %+v %+v", res, fs)
+	}
+	if _, _, err := Run(context.Background(), Options{ProcRoot: root, Shipper: FluentBit}); !errors.Is(err, ErrNoShipper) || !strings.Contains(err.Error(), "no Fluent Bit process under "+root) {
+		t.Errorf("nothing to diagnose: %v", err)
 	}
 }
