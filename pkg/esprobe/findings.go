@@ -17,6 +17,7 @@ const (
 	FindingBulkNotIdempotent = "es.bulk_not_idempotent"
 	FindingBulkLost          = "es.bulk_lost"
 	FindingDuplicates        = "es.duplicates"
+	FindingDupsIncomplete    = "es.dups_incomplete"
 	FindingProductCheck      = "es.product_check"
 )
 
@@ -74,6 +75,10 @@ const (
 		"new _id each time (seed 003). fluent-plugin-elasticsearch: `<filter> @type elasticsearch_genid hash_id_key _hash </filter>` " +
 		"with `id_key _hash` and `write_operation create` (a resend then gets 409 instead of a copy); Fluent Bit: `Generate_ID On`; " +
 		"rsyslog omelasticsearch: `bulkid` + `dynbulkid=\"on\"` + `writeoperation=\"create\"`."
+	remedyDupsIncomplete = "Run es dups again with a larger `--max-docs` (it reads the whole index by default up to 1,000,000 documents), " +
+		"or narrow `--index` to one daily index at a time. If a page failed or timed out, the cluster is overloaded or a shard is " +
+		"unavailable: check `es probe` (es.cluster_health, es.write_rejections) and retry when it is quieter. A scroll that " +
+		"expired between pages (search_context_missing_exception) means pages took longer than its 2 minute keep-alive."
 	remedyProductStripped = "Let the X-Elastic-Product header through whatever sits in front of the cluster (proxy, gateway, " +
 		"service mesh). Elastic's clients from 7.14 on (the elasticsearch gem behind fluent-plugin-elasticsearch, elasticsearch-py) " +
 		"check it and raise UnsupportedProductError (\"The client noticed that the server is not Elasticsearch\") without it; " +

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -158,6 +159,7 @@ type compositeSource struct {
 
 type compositeBucket struct {
 	key   []any // one value per source; nil for a missing value
+	sort  []sortValue
 	count int
 }
 
@@ -228,6 +230,24 @@ func parseCompositeAgg(name string, raw json.RawMessage) (*compositeAgg, error) 
 }
 
 func (ca *compositeAgg) collect(d map[string]any) {
+	if len(ca.sources) == 1 && !ca.sources[0].missingBucket {
+		// The common case (one field, listing its values) without
+		// building combinations.
+		vals := fieldValues(d, ca.sources[0].field)
+		for i, v := range vals {
+			k := valueKey(v)
+			if i > 0 && slices.ContainsFunc(vals[:i], func(w any) bool { return valueKey(w) == k }) {
+				continue
+			}
+			b := ca.buckets[k]
+			if b == nil {
+				b = &compositeBucket{key: []any{v}}
+				ca.buckets[k] = b
+			}
+			b.count++
+		}
+		return
+	}
 	// The combinations of every source's values (a multi-valued field
 	// gives a document to several buckets, as in Elasticsearch).
 	combos := [][]any{nil}
@@ -274,9 +294,9 @@ func (ca *compositeAgg) collect(d map[string]any) {
 
 // compareKeys orders composite keys source by source, each ascending or
 // descending; a missing value sorts first ascending, last descending.
-func (ca *compositeAgg) compareKeys(a, b []any) int {
+func (ca *compositeAgg) compareKeys(a, b []sortValue) int {
 	for i, s := range ca.sources {
-		c := compareValues(a[i], b[i])
+		c := a[i].compare(b[i])
 		if s.desc {
 			c = -c
 		}
@@ -287,64 +307,67 @@ func (ca *compositeAgg) compareKeys(a, b []any) int {
 	return 0
 }
 
-// compareValues orders field values the way Elasticsearch sorts one
-// field: numbers by value, strings by their bytes, false before true.
-// Values of different types (impossible in one Elasticsearch field) sort
-// by type: missing, numbers, strings, booleans, anything else.
-func compareValues(a, b any) int {
-	ra, rb := typeRank(a), typeRank(b)
-	if ra != rb {
-		return ra - rb
-	}
-	switch x := a.(type) {
-	case json.Number:
-		fa, _ := x.Float64()
-		fb, _ := b.(json.Number).Float64()
-		switch {
-		case fa < fb:
-			return -1
-		case fa > fb:
-			return 1
-		}
-		return 0
-	case string:
-		return strings.Compare(x, b.(string))
-	case bool:
-		switch {
-		case x == b.(bool):
-			return 0
-		case !x:
-			return -1
-		}
-		return 1
-	case nil:
-		return 0
-	}
-	return strings.Compare(valueKey(a), valueKey(b))
+// sortValue is a field value ready to compare the way Elasticsearch
+// sorts one field: numbers by value, strings by their bytes, false before
+// true. Values of different types (impossible in one Elasticsearch field)
+// sort by type: missing, numbers, strings, booleans, anything else.
+type sortValue struct {
+	rank int
+	num  float64
+	str  string
 }
 
-func typeRank(v any) int {
-	switch v.(type) {
+func toSortValue(v any) sortValue {
+	switch x := v.(type) {
 	case nil:
-		return 0
+		return sortValue{rank: 0}
 	case json.Number:
-		return 1
+		f, _ := x.Float64()
+		return sortValue{rank: 1, num: f}
 	case string:
-		return 2
+		return sortValue{rank: 2, str: x}
 	case bool:
-		return 3
+		if x {
+			return sortValue{rank: 3, num: 1}
+		}
+		return sortValue{rank: 3}
 	}
-	return 4
+	return sortValue{rank: 4, str: valueKey(v)}
+}
+
+func (a sortValue) compare(b sortValue) int {
+	switch {
+	case a.rank != b.rank:
+		return a.rank - b.rank
+	case a.num < b.num:
+		return -1
+	case a.num > b.num:
+		return 1
+	}
+	return strings.Compare(a.str, b.str)
+}
+
+func sortValues(key []any) []sortValue {
+	out := make([]sortValue, len(key))
+	for i, v := range key {
+		out[i] = toSortValue(v)
+	}
+	return out
 }
 
 func (ca *compositeAgg) result() map[string]any {
+	var after []sortValue
+	if ca.after != nil {
+		after = sortValues(ca.after)
+	}
 	bs := make([]*compositeBucket, 0, len(ca.buckets))
 	for _, b := range ca.buckets {
-		if ca.after == nil || ca.compareKeys(b.key, ca.after) > 0 {
+		b.sort = sortValues(b.key)
+		if after == nil || ca.compareKeys(b.sort, after) > 0 {
 			bs = append(bs, b)
 		}
 	}
-	sort.Slice(bs, func(i, j int) bool { return ca.compareKeys(bs[i].key, bs[j].key) < 0 })
+	sort.Slice(bs, func(i, j int) bool { return ca.compareKeys(bs[i].sort, bs[j].sort) < 0 })
 	if len(bs) > ca.size {
 		bs = bs[:ca.size]
 	}
