@@ -61,7 +61,7 @@ type SmokeOptions struct {
 func defaultSmokeOptions() SmokeOptions {
 	return SmokeOptions{
 		Count: 1000, ChunkSize: 100, Tag: "logdoctor.smoke",
-		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: 500 * time.Millisecond,
+		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: smoke.DefaultSettle,
 		AckTimeout: 10 * time.Second, ProcRoot: "/proc",
 	}
 }
@@ -101,7 +101,7 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 	f.StringVar(&o.Tag, "tag", o.Tag, "forward tag of the canaries")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for every canary to become searchable")
 	f.DurationVar(&o.Poll, "poll", o.Poll, "search interval while waiting")
-	f.DurationVar(&o.Settle, "settle", o.Settle, "keep searching this long after every canary was seen, so late duplicates count")
+	f.DurationVar(&o.Settle, "settle", o.Settle, "once every canary was seen, wait until the count stayed unchanged this long (longer than the shipper's retry cycle), so its resends count")
 	f.DurationVar(&o.AckTimeout, "ack-timeout", o.AckTimeout, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
 	f.StringVar(&o.Forward, "forward", "", "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
@@ -127,7 +127,7 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 // finish validates the flags and reads secrets from the environment.
 func (o *SmokeOptions) finish() error {
 	if o.Count < 1 || o.Count > smoke.MaxCount {
-		return usageErrorf("--count %d: want 1..%d (every copy of every canary fits one search page: ES's index.max_result_window)", o.Count, smoke.MaxCount)
+		return usageErrorf("--count %d: want 1..%d (one aggregation bucket per canary, under ES's search.max_buckets)", o.Count, smoke.MaxCount)
 	}
 	if o.ChunkSize < 1 {
 		return usageErrorf("--chunk-size %d: want at least 1", o.ChunkSize)
