@@ -1,6 +1,7 @@
 // Package essim is an Elasticsearch-compatible HTTP endpoint speaking the
 // subset of the REST API a log pipeline uses (GET /, _bulk, _count,
-// _search with match_all/term/terms and a terms aggregation, _refresh,
+// _search with match_all/term/terms/ids/bool, terms and composite
+// aggregations and scrolling, _refresh,
 // _cluster/health, _nodes/http, _nodes/stats, _cat/thread_pool), faithful in
 // status codes, headers and JSON shapes to Elasticsearch 8 (or 7.17 with
 // Config.Version), with fault injection: item rejections (429
@@ -184,6 +185,7 @@ type Server struct {
 	major      int // Elasticsearch major the answers follow
 	opensearch bool
 	store      *store
+	scrolls    *scrolls
 	nodes      []*node
 
 	mu        sync.Mutex
@@ -292,7 +294,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, done: make(chan struct{})}
+	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, scrolls: newScrolls(), done: make(chan struct{})}
 	s.setFaultsLocked(cfg.Faults)
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -458,6 +460,7 @@ func (s *Server) Close() error {
 				err = e
 			}
 		}
+		s.scrolls.closeAll()
 		if e := s.store.close(); e != nil && err == nil {
 			err = e
 		}
