@@ -424,7 +424,10 @@ func TestUDPFragReadDirectoryAndSendNothing(t *testing.T) {
 // bytes, not 65536-28.
 func TestUDPFragLiveLoopbackLargestUnfragmented(t *testing.T) {
 	testenv.RequireRoot(t)
-	code, out, errOut := runCLI(t, "udp-frag", "-i", "lo", "--port", "5161", "--duration", "300ms", "-o", "json")
+	// The kernel's receive-buffer counters are host-wide: other tests'
+	// UDP floods can raise udp.receive_buffer_drops during the run, which
+	// is not what this test is about.
+	code, out, errOut := runCLI(t, "udp-frag", "-i", "lo", "--port", "5161", "--duration", "300ms", "-o", "json", "--fail-on", "never")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s %s", code, out, errOut)
 	}
