@@ -23,8 +23,7 @@ type LiveConfig struct {
 	Interfaces []net.Interface
 	Ports      []uint16
 	Snaplen    int
-	Duration   time.Duration // 0: until ctx ends or Count
-	Count      uint64        // stop after this many datagrams were classified; 0: no limit
+	Duration   time.Duration // 0: until ctx ends or the Handler stops it
 	// Write, when set, receives every captured packet (logdoctor's own
 	// pcap writer, Ethernet link type; raw-IP interfaces are not written).
 	Write *Writer
@@ -32,6 +31,26 @@ type LiveConfig struct {
 	RcvBuf int
 	// Ready, when set, is closed once every socket is open and filtered.
 	Ready chan<- struct{}
+}
+
+// Handler receives a live capture's frames. Capture serialises its calls,
+// so a Handler need not be safe for concurrent use.
+type Handler interface {
+	// Packet handles one frame; data is valid only during the call.
+	// Returning true ends the capture.
+	Packet(data []byte, m Meta) (stop bool)
+	// Tick is called every half second with the wall clock, so state that
+	// ages on packet time (reassembly timeouts) moves on when the wire is
+	// quiet. Returning true ends the capture.
+	Tick(now time.Time) (stop bool)
+}
+
+// CaptureStats is what the kernel says about a live capture.
+type CaptureStats struct {
+	Interfaces []string `json:"interfaces"`
+	Received   uint64   `json:"kernel_received"`
+	Dropped    uint64   `json:"kernel_dropped"` // PACKET_STATISTICS tp_drops: the capture fell behind
+	Written    string   `json:"written,omitempty"`
 }
 
 // CheckCapNetRaw opens and closes a packet socket to tell a missing
@@ -243,10 +262,10 @@ func (s *packetSocket) close() {
 	}
 }
 
-// Capture reads live packets into a until ctx ends, Duration passes or
-// Count datagrams were classified. The kernel's own drop count for the
-// capture sockets is returned with the interfaces used.
-func Capture(ctx context.Context, lc LiveConfig, a *Analyzer) (*CaptureStats, error) {
+// Capture hands live frames to h until ctx ends, Duration passes or h
+// stops it. The kernel's own drop count for the capture sockets is
+// returned with the interfaces used.
+func Capture(ctx context.Context, lc LiveConfig, h Handler) (*CaptureStats, error) {
 	if lc.Snaplen <= 0 {
 		lc.Snaplen = 262144
 	}
@@ -284,8 +303,8 @@ func Capture(ctx context.Context, lc LiveConfig, a *Analyzer) (*CaptureStats, er
 		errs  = make([]error, len(socks))
 		wrErr error
 	)
-	// The reassembly clock runs on packet timestamps; a ticker moves it on
-	// when the wire is quiet, so timeouts fire without new packets.
+	// A handler's clock may run on packet timestamps; the ticker moves it
+	// on when the wire is quiet.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -297,8 +316,7 @@ func Capture(ctx context.Context, lc LiveConfig, a *Analyzer) (*CaptureStats, er
 				return
 			case now := <-t.C:
 				mu.Lock()
-				a.Expire(now.UnixNano())
-				done := lc.Count > 0 && a.classes.Total() >= lc.Count
+				done := h.Tick(now)
 				mu.Unlock()
 				if done {
 					stop()
@@ -339,11 +357,10 @@ func Capture(ctx context.Context, lc LiveConfig, a *Analyzer) (*CaptureStats, er
 					continue
 				}
 				mu.Lock()
-				a.Packet(data, m)
+				done := h.Packet(data, m)
 				if lc.Write != nil && s.link == LinkEthernet && wrErr == nil {
 					wrErr = lc.Write.WritePacket(time.Unix(0, m.TimeNS), data, m.OrigLen)
 				}
-				done := lc.Count > 0 && a.classes.Total() >= lc.Count
 				mu.Unlock()
 				if done {
 					stop()
