@@ -11,6 +11,17 @@ import (
 	"strings"
 )
 
+// Recovery tells what Open found on disk.
+type Recovery struct {
+	Segments       int   `json:"segments"`        // segment files kept
+	Records        int   `json:"records"`         // intact records in them
+	Replay         int   `json:"replay"`          // records not acknowledged before: delivered again
+	TruncatedBytes int64 `json:"truncated_bytes"` // torn tail bytes cut off (a write a crash interrupted)
+	Removed        int   `json:"removed"`         // fully acknowledged segment files deleted
+	CorruptRegions int   `json:"corrupt_regions"` // runs of damaged bytes (see Buffer.Corruptions)
+	CorruptRecords int   `json:"corrupt_records"` // estimated records lost with them
+}
+
 // Corruption is one run of damaged bytes in a segment: bytes that were
 // written as records and no longer read as intact ones. Their records
 // are lost; the bytes themselves are kept in the quarantine file.
@@ -36,17 +47,6 @@ type Corruption struct {
 // CorruptDir is the directory under the buffer directory that receives
 // copies of damaged bytes.
 const CorruptDir = "corrupt"
-
-type checkpoint struct {
-	Segment uint64 `json:"segment"`
-	Index   int    `json:"index"`
-	// Offset is the end of the acknowledged prefix in the segment. Recovery
-	// prefers it to Index: if damage removes a record from the prefix, the
-	// index would reach one record too far.
-	Offset int64 `json:"offset,omitempty"`
-}
-
-func segName(id uint64) string { return fmt.Sprintf("seg-%016d.log", id) }
 
 // scanned is a segment file read by recovery, not yet accepted.
 type scanned struct {
