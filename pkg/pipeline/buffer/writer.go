@@ -53,23 +53,6 @@ type pendingBatch struct {
 	err  error
 }
 
-type spareResult struct {
-	seg *segment
-	err error
-}
-
-// startSpareLocked reserves the next id and prepares that segment in the
-// background.
-func (b *Buffer) startSpareLocked() {
-	id := b.nextID
-	b.nextID++
-	b.spareOut = true
-	go func() {
-		seg, err := b.createSegment(id, true)
-		b.spare <- spareResult{seg, err}
-	}()
-}
-
 // Append makes recs durable and returns once they are (or with an error,
 // in which case none of them may be acknowledged to a sender; some may
 // still reach Elasticsearch, which their deterministic ids make harmless).
@@ -169,107 +152,103 @@ func (b *Buffer) committer() {
 	}
 }
 
+// commit is one group commit, in steps that alternate between bookkeeping
+// under b.mu and I/O without it (the locking rule in doc.go):
+//
+//  1. takeBatchLocked: the pending batch becomes this commit's, and appends
+//     gather in a fresh one meanwhile;
+//  2. activeSegmentLocked: the segment to write it to, after removing what
+//     a failed write left and rotating when the batch does not fit; when
+//     there is none, refuseLocked fails the batch;
+//  3. writeBatch, unlocked: one write and one fdatasync;
+//  4. settleLocked: publish the records, or undo the write, and wake
+//     waiters;
+//  5. answer: OnWriteError, then the batch's appenders.
 func (b *Buffer) commit() {
 	b.mu.Lock()
-	p := b.cur
-	if len(p.ends) == 0 {
+	p := b.takeBatchLocked()
+	if p == nil {
 		b.mu.Unlock()
 		return
 	}
-	// Double buffering: the next batch gathers in the buffer the previous
-	// commit wrote, while this one is written.
-	b.cur = &pendingBatch{done: make(chan struct{}), buf: b.freeBuf}
-	b.freeBuf = nil
-	// fail refuses the batch; b.mu is held.
-	fail := func(err *WriteError) {
-		b.reserved -= int64(len(p.buf))
-		p.err = err
-		b.stats.WriteErrors++
-		b.writeFailing = true
+	seg, err := b.activeSegmentLocked(int64(len(p.buf)))
+	if err != nil {
+		b.refuseLocked(p, err)
 		b.mu.Unlock()
-		b.notifyWrite(err)
-		close(p.done)
-	}
-	seg := b.segs[len(b.segs)-1]
-	if b.dirty {
-		if err := seg.st.Truncate(seg.size); err != nil {
-			fail(&WriteError{Op: OpAppend, Path: seg.path, Err: fmt.Errorf("removing a failed write: %w", err)})
-			return
-		}
-		b.dirty = false
-	}
-	if seg.size > int64(len(segmentMagic)) && seg.size+int64(len(p.buf)) > b.opts.SegmentBytes ||
-		seg.size+int64(len(p.buf)) > 1<<32-1 {
-		// Take the spare prepared in the background since the active
-		// segment was a quarter full. Only the committer adds segments, so ids
-		// stay in order.
-		spareOut := b.spareOut && !b.spareDiscard
-		b.mu.Unlock()
-		var next *segment
-		err := errors.New("no spare segment")
-		if spareOut {
-			select {
-			case r := <-b.spare:
-				next, err = r.seg, r.err
-				b.mu.Lock()
-				b.spareOut = false
-				b.mu.Unlock()
-			default:
-				// Not ready (a slow disk): do not make every appender wait
-				// for it. A plain segment now; the spare is removed when
-				// it arrives (its id is lower, so it can no longer be
-				// used), and the next one is prepared after that.
-				b.mu.Lock()
-				b.spareDiscard = true
-				b.mu.Unlock()
-				b.removeWG.Add(1)
-				go func() {
-					defer b.removeWG.Done()
-					if r := <-b.spare; r.seg != nil {
-						r.seg.st.Remove()
-					}
-					b.mu.Lock()
-					b.spareOut, b.spareDiscard = false, false
-					b.mu.Unlock()
-				}()
-			}
-		}
-		if err != nil {
-			// No spare, or preallocation failed (a full disk, say): a
-			// plain segment above the spare's id.
-			b.mu.Lock()
-			id := b.nextID
-			b.nextID++
-			b.mu.Unlock()
-			next, err = b.createSegment(id, false)
-		}
-		b.mu.Lock()
-		if err != nil {
-			var we *WriteError
-			if !errors.As(err, &we) {
-				we = &WriteError{Op: OpRotate, Path: b.opts.Dir, Err: err}
-			}
-			fail(we)
-			return
-		}
-		b.addSegment(next)
-		seg.sealed = true
-		if seg.done() {
-			b.removeLocked(seg)
-		}
-		seg = b.segs[len(b.segs)-1]
+		b.answer(p, err, true)
+		return
 	}
 	start := seg.size
 	b.mu.Unlock()
 
-	var err *WriteError
-	if werr := writeFull(seg.st, p.buf); werr != nil {
-		err = &WriteError{Op: OpAppend, Path: seg.path, Err: werr}
-	} else if serr := seg.st.Sync(); serr != nil {
-		err = &WriteError{Op: OpCommit, Path: seg.path, Err: serr}
-	}
+	err = writeBatch(seg, p.buf)
 
 	b.mu.Lock()
+	recovered := b.settleLocked(p, seg, start, err)
+	b.mu.Unlock()
+	b.answer(p, err, err != nil || recovered)
+}
+
+// takeBatchLocked returns the pending batch and puts an empty one in its
+// place, or returns nil when nothing is pending. Double buffering: the
+// next batch gathers in the buffer the previous commit wrote, while this
+// one is written.
+func (b *Buffer) takeBatchLocked() *pendingBatch {
+	p := b.cur
+	if len(p.ends) == 0 {
+		return nil
+	}
+	b.cur = &pendingBatch{done: make(chan struct{}), buf: b.freeBuf}
+	b.freeBuf = nil
+	return p
+}
+
+// activeSegmentLocked returns the segment a batch of n bytes is written to:
+// the active one, once the bytes of a failed write whose undo failed are
+// truncated away, or the next one when the batch would take the active one
+// past SegmentBytes or past what u32 offsets address. b.mu is held on
+// entry and on return; rotating drops it meanwhile.
+func (b *Buffer) activeSegmentLocked(n int64) (*segment, *WriteError) {
+	seg := b.segs[len(b.segs)-1]
+	if b.dirty {
+		if err := seg.st.Truncate(seg.size); err != nil {
+			return nil, &WriteError{Op: OpAppend, Path: seg.path, Err: fmt.Errorf("removing a failed write: %w", err)}
+		}
+		b.dirty = false
+	}
+	if seg.size > int64(len(segmentMagic)) && seg.size+n > b.opts.SegmentBytes ||
+		seg.size+n > 1<<32-1 {
+		return b.rotateLocked(seg)
+	}
+	return seg, nil
+}
+
+// refuseLocked fails a batch that had no segment to go to: none of its
+// records was written.
+func (b *Buffer) refuseLocked(p *pendingBatch, err *WriteError) {
+	b.reserved -= int64(len(p.buf))
+	p.err = err
+	b.stats.WriteErrors++
+	b.writeFailing = true
+}
+
+// writeBatch writes buf at the end of seg and makes it durable. It runs
+// without b.mu: only the committer writes segments, and past every
+// committed record.
+func writeBatch(seg *segment, buf []byte) *WriteError {
+	if err := writeFull(seg.st, buf); err != nil {
+		return &WriteError{Op: OpAppend, Path: seg.path, Err: err}
+	}
+	if err := seg.st.Sync(); err != nil {
+		return &WriteError{Op: OpCommit, Path: seg.path, Err: err}
+	}
+	return nil
+}
+
+// settleLocked ends a batch written at offset start of seg: when err is
+// nil its records are published, else the write is undone. It reports
+// whether this commit is the first to succeed after failures.
+func (b *Buffer) settleLocked(p *pendingBatch, seg *segment, start int64, err *WriteError) (recovered bool) {
 	b.reserved -= int64(len(p.buf))
 	if err != nil {
 		// Undo the partial write so the segment stays a clean sequence of
@@ -283,21 +262,9 @@ func (b *Buffer) commit() {
 		b.stats.WriteErrors++
 		b.writeFailing = true
 	} else {
-		for _, e := range p.ends {
-			seg.ends = append(seg.ends, uint32(start+int64(e)))
-		}
-		seg.size += int64(len(p.buf))
-		b.bytes += int64(len(p.buf))
-		// Prepare the next segment once this one is a quarter full: short
-		// runs never pay for a preallocation they do not use.
-		if !b.spareOut && seg.size > b.opts.SegmentBytes/4 {
-			b.startSpareLocked()
-		}
-		b.stats.Appended += uint64(len(p.ends))
-		b.stats.Records += int64(len(p.ends))
-		b.stats.Commits++
+		b.publishLocked(p, seg, start)
 	}
-	recovered := err == nil && b.writeFailing
+	recovered = err == nil && b.writeFailing
 	if recovered {
 		b.writeFailing = false
 	}
@@ -306,17 +273,125 @@ func (b *Buffer) commit() {
 	}
 	p.buf = nil
 	b.broadcastLocked()
-	b.mu.Unlock()
-	if err != nil || recovered {
-		b.notifyWrite(err)
+	return recovered
+}
+
+// publishLocked makes a durable batch's records visible to Next and counts
+// them.
+func (b *Buffer) publishLocked(p *pendingBatch, seg *segment, start int64) {
+	for _, e := range p.ends {
+		seg.ends = append(seg.ends, uint32(start+int64(e)))
+	}
+	seg.size += int64(len(p.buf))
+	b.bytes += int64(len(p.buf))
+	// Prepare the next segment once this one is a quarter full: short
+	// runs never pay for a preallocation they do not use.
+	if !b.spareOut && seg.size > b.opts.SegmentBytes/4 {
+		b.startSpareLocked()
+	}
+	b.stats.Appended += uint64(len(p.ends))
+	b.stats.Records += int64(len(p.ends))
+	b.stats.Commits++
+}
+
+// answer ends a commit. OnWriteError hears first, when the batch failed or
+// is the first to succeed after failures, so what it logs comes before
+// whatever the batch's appenders do with their answer.
+func (b *Buffer) answer(p *pendingBatch, err *WriteError, tell bool) {
+	if tell && b.opts.OnWriteError != nil {
+		b.opts.OnWriteError(err)
 	}
 	close(p.done)
 }
 
-// notifyWrite tells OnWriteError, before the batch's appenders learn the
-// outcome, so what it logs comes first.
-func (b *Buffer) notifyWrite(err *WriteError) {
-	if b.opts.OnWriteError != nil {
-		b.opts.OnWriteError(err)
+// Rotation: moving to the spare segment, or to a plain one.
+
+type spareResult struct {
+	seg *segment
+	err error
+}
+
+// startSpareLocked reserves the next id and prepares that segment in the
+// background.
+func (b *Buffer) startSpareLocked() {
+	id := b.nextID
+	b.nextID++
+	b.spareOut = true
+	go func() {
+		seg, err := b.createSegment(id, true)
+		b.spare <- spareResult{seg, err}
+	}()
+}
+
+// rotateLocked seals seg, the active segment, and makes the next one
+// active. Only the committer adds segments, so ids stay in order. b.mu is
+// held on entry and on return, and dropped while the next segment is
+// taken or created.
+func (b *Buffer) rotateLocked(seg *segment) (*segment, *WriteError) {
+	spareOut := b.spareOut && !b.spareDiscard
+	b.mu.Unlock()
+	next, err := b.nextSegment(spareOut)
+	b.mu.Lock()
+	if err != nil {
+		var we *WriteError
+		if !errors.As(err, &we) {
+			we = &WriteError{Op: OpRotate, Path: b.opts.Dir, Err: err}
+		}
+		return nil, we
 	}
+	b.addSegment(next)
+	seg.sealed = true
+	if seg.done() {
+		b.removeLocked(seg)
+	}
+	return b.segs[len(b.segs)-1], nil
+}
+
+// nextSegment returns the segment to rotate to: the spare, prepared in the
+// background since the active segment was a quarter full, when one is on
+// its way (spareOut) and ready; else a plain segment above the spare's id
+// (no spare, one not ready yet, or a preallocation that failed, on a full
+// disk say). It runs without b.mu.
+func (b *Buffer) nextSegment(spareOut bool) (*segment, error) {
+	if spareOut {
+		if seg := b.takeSpare(); seg != nil {
+			return seg, nil
+		}
+	}
+	b.mu.Lock()
+	id := b.nextID
+	b.nextID++
+	b.mu.Unlock()
+	return b.createSegment(id, false)
+}
+
+// takeSpare returns the spare segment if it is ready; nil if it is not, or
+// if preparing it failed. A spare that is not ready (a slow disk) is not
+// waited for, which would make every appender wait: it is removed when it
+// arrives (its id is below the plain segment taken instead, so it can no
+// longer be used), and the next one is prepared after that. It runs
+// without b.mu.
+func (b *Buffer) takeSpare() *segment {
+	select {
+	case r := <-b.spare:
+		b.mu.Lock()
+		b.spareOut = false
+		b.mu.Unlock()
+		return r.seg
+	default:
+	}
+	b.mu.Lock()
+	b.spareDiscard = true
+	b.mu.Unlock()
+	b.removeWG.Add(1)
+	go func() {
+		defer b.removeWG.Done()
+		if r := <-b.spare; r.seg != nil {
+			r.seg.st.Remove()
+		}
+		b.mu.Lock()
+		b.spareOut, b.spareDiscard = false, false
+		b.mu.Unlock()
+	}()
+	return nil
 }
