@@ -7,6 +7,7 @@ import (
 	"time"
 )
 
+// checkpoint is the checkpoint file (doc.go): the acknowledged prefix.
 type checkpoint struct {
 	Segment uint64 `json:"segment"`
 	Index   int    `json:"index"`
@@ -14,6 +15,16 @@ type checkpoint struct {
 	// prefers it to Index: if damage removes a record from the prefix, the
 	// index would reach one record too far.
 	Offset int64 `json:"offset,omitempty"`
+}
+
+// readCheckpoint reads dir's checkpoint file. A missing one acknowledges
+// nothing; one that does not parse only costs replays (409s).
+func readCheckpoint(dir string) checkpoint {
+	var ck checkpoint
+	if data, err := os.ReadFile(filepath.Join(dir, "checkpoint")); err == nil {
+		_ = json.Unmarshal(data, &ck)
+	}
+	return ck
 }
 
 // checkpointer persists the acknowledged prefix every CheckpointInterval,

@@ -1,7 +1,6 @@
 package buffer
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -57,11 +56,7 @@ type scanned struct {
 }
 
 func (b *Buffer) recover() error {
-	var ck checkpoint
-	if data, err := os.ReadFile(filepath.Join(b.opts.Dir, "checkpoint")); err == nil {
-		// A checkpoint that does not parse only costs replays (409s).
-		_ = json.Unmarshal(data, &ck)
-	}
+	ck := readCheckpoint(b.opts.Dir)
 	ents, err := os.ReadDir(b.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("buffer: %w", err)
