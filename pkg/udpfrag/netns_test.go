@@ -1,4 +1,4 @@
-package pcap
+package udpfrag
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/pcap"
 	"github.com/logdoctor/logdoctor/pkg/pcap/pcaptest"
 )
 
@@ -118,23 +119,23 @@ func (l *labnet) liveRun(t *testing.T, dst string, want uint64) (res *Result, pc
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWriter(f, 0, LinkEthernet)
+	w, err := pcap.NewWriter(f, 0, pcap.LinkEthernet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := NewAnalyzer(Config{Ports: []uint16{5160}, Timeout: time.Second})
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	var st *CaptureStats
+	var st *pcap.CaptureStats
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	go func() {
 		done <- l.Receiver.Do(func() error {
-			ifs, err := Interfaces([]string{"eth0"})
+			ifs, err := pcap.Interfaces([]string{"eth0"})
 			if err != nil {
 				return err
 			}
-			st, err = Capture(ctx, LiveConfig{Interfaces: ifs, Ports: []uint16{5160}, Count: want, Write: w, Ready: ready}, a)
+			st, err = pcap.Capture(ctx, pcap.LiveConfig{Interfaces: ifs, Ports: []uint16{5160}, Write: w, Ready: ready}, a.Sink(want))
 			return err
 		})
 	}()

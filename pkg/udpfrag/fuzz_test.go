@@ -1,4 +1,4 @@
-package pcap
+package udpfrag
 
 import (
 	"bytes"
@@ -14,13 +14,15 @@ import (
 
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/logdoctor/logdoctor/pkg/pcap"
 )
 
 // fuzzSeeds are small captures covering each class and both file formats.
 func fuzzSeeds(t testing.TB) [][]byte {
 	bad := dgram(200, 1)
 	bad.UDPLenDelta = 40
-	v6 := Datagram{Src: v6src, Dst: v6dst, DstPort: 5160, Payload: 2000, ID: 9, MTU: 1460}
+	v6 := pcap.Datagram{Src: v6src, Dst: v6dst, DstPort: 5160, Payload: 2000, ID: 9, MTU: 1460}
 	frames := append(dgram(2000, 2).Frames(), bad.Frames()...)
 	frames = append(frames, v6.Frames()...)
 	frames = append(frames, dgram(3000, 3).Frames()[1])
@@ -47,7 +49,7 @@ func FuzzFileReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := AnalyzeReader(context.Background(), bytes.NewReader(b), Config{MaxFlows: 64})
 		if err != nil {
-			if !errors.Is(err, ErrNotPcap) {
+			if !errors.Is(err, pcap.ErrNotPcap) {
 				t.Fatalf("error does not say the input is not a capture: %v", err)
 			}
 			return
@@ -65,7 +67,7 @@ func FuzzFileReader(f *testing.F) {
 // first byte picks the link type, then frames follow, each preceded by a
 // 2-byte length.
 func FuzzAccounting(f *testing.F) {
-	links := []uint32{LinkEthernet, LinkSLL, LinkSLL2, LinkRaw, LinkIPv4, LinkIPv6}
+	links := []uint32{pcap.LinkEthernet, pcap.LinkSLL, pcap.LinkSLL2, pcap.LinkRaw, pcap.LinkIPv4, pcap.LinkIPv6}
 	for _, s := range accountingSeeds() {
 		f.Add(s)
 	}
@@ -86,7 +88,7 @@ func FuzzAccounting(f *testing.F) {
 			if l > 0 {
 				orig += int(b[0]) % 3 * 10 // sometimes a snap-cut record
 			}
-			a.Packet(b[:l], Meta{TimeNS: ts, CapLen: l, OrigLen: orig, Link: link})
+			a.Packet(b[:l], pcap.Meta{TimeNS: ts, CapLen: l, OrigLen: orig, Link: link})
 			b = b[l:]
 			ts += int64(time.Second)
 			n++
@@ -142,7 +144,7 @@ func TestFuzzCorpusUpToDate(t *testing.T) {
 			}
 			got, err := os.ReadFile(path)
 			if err != nil || !bytes.Equal(got, body) {
-				t.Errorf("%s is missing or stale (%v): run UPDATE_FUZZ_CORPUS=1 go test ./pkg/pcap -run TestFuzzCorpusUpToDate", path, err)
+				t.Errorf("%s is missing or stale (%v): run UPDATE_FUZZ_CORPUS=1 go test ./pkg/udpfrag -run TestFuzzCorpusUpToDate", path, err)
 			}
 		}
 	}

@@ -1,21 +1,17 @@
-// Package pcap finds the UDP fragmentation black hole: it reads packets
-// from pcap/pcapng files or a live AF_PACKET capture (pure Go, no libpcap),
-// reassembles IPv4 and IPv6 fragments as the kernel would, classifies every
-// UDP datagram (unfragmented, fragmented_complete, fragmented_incomplete,
-// orphan_fragments, bad_length, snap_truncated), and turns the counts, the
-// sizes against the path MTU and the kernel's own counters into findings.
-package pcap
+package udpfrag
 
 import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/logdoctor/logdoctor/pkg/pcap"
 )
 
 // AnalyzeReader streams a pcap or pcapng file through an Analyzer. It never
 // holds more than one record of the file.
 func AnalyzeReader(ctx context.Context, r io.Reader, cfg Config) (*Result, error) {
-	fr, err := NewFileReader(r)
+	fr, err := pcap.NewFileReader(r)
 	if err != nil {
 		return nil, err
 	}

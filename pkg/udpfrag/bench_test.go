@@ -1,4 +1,4 @@
-package pcap
+package udpfrag
 
 import (
 	"bytes"
@@ -6,13 +6,15 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/pcap"
 )
 
 // BenchmarkAnalyzeReader measures the offline path on an in-memory mix of
 // small and fragmented datagrams.
 func BenchmarkAnalyzeReader(b *testing.B) {
 	var buf bytes.Buffer
-	w, _ := NewWriter(&buf, 0, LinkEthernet)
+	w, _ := pcap.NewWriter(&buf, 0, pcap.LinkEthernet)
 	ts := time.Unix(1700000000, 0)
 	packets := 0
 	for i := 0; packets < 100000; i++ {
@@ -20,7 +22,7 @@ func BenchmarkAnalyzeReader(b *testing.B) {
 		if i%5 == 0 {
 			size = 1500 + i%3000
 		}
-		d := Datagram{Src: netip.AddrFrom4([4]byte{10, 98, 0, byte(i % 64)}), Dst: v4dst, DstPort: 5160, Payload: size, ID: uint32(i), MTU: 1500}
+		d := pcap.Datagram{Src: netip.AddrFrom4([4]byte{10, 98, 0, byte(i % 64)}), Dst: v4dst, DstPort: 5160, Payload: size, ID: uint32(i), MTU: 1500}
 		for _, f := range d.Frames() {
 			ts = ts.Add(10 * time.Microsecond)
 			_ = w.WritePacket(ts, f, len(f))

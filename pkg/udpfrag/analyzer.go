@@ -1,10 +1,12 @@
-package pcap
+package udpfrag
 
 import (
 	"encoding/json"
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/pcap"
 )
 
 // Class is what became of one UDP datagram on the wire.
@@ -207,7 +209,7 @@ type Analyzer struct {
 	allPorts bool
 	ports    [1024]uint64 // bitmap of wanted destination ports
 
-	pkt   ipPacket
+	pkt   pcap.IPPacket
 	flows map[fragKey]*flow
 	head  *flow // oldest open reassembly
 	tail  *flow
@@ -263,7 +265,7 @@ func (a *Analyzer) portOK(p uint16) bool {
 
 // Packet accounts one captured frame of the given link type. The data is
 // not retained.
-func (a *Analyzer) Packet(data []byte, m Meta) {
+func (a *Analyzer) Packet(data []byte, m pcap.Meta) {
 	a.c.Packets++
 	if m.TimeNS > a.clock {
 		a.clock = m.TimeNS
@@ -274,73 +276,73 @@ func (a *Analyzer) Packet(data []byte, m Meta) {
 		orig = len(data)
 	}
 	p := &a.pkt
-	switch decode(p, m.Link, data, orig) {
-	case notIP:
+	switch pcap.Decode(p, m.Link, data, orig) {
+	case pcap.NotIP:
 		a.c.NotIP++
 		return
-	case notUDP:
+	case pcap.NotUDP:
 		a.c.NotUDP++
 		return
-	case malformed:
+	case pcap.Malformed:
 		a.c.Malformed++
 		return
-	case snapShort:
+	case pcap.SnapShort:
 		a.c.SnapHeader++
 		return
 	}
-	if p.frag {
+	if p.Frag {
 		a.fragment(p)
 		return
 	}
-	if p.proto != 17 {
+	if p.Proto != 17 {
 		a.c.NotUDP++
 		return
 	}
 	a.c.UDPPackets++
-	if !p.haveUDP {
-		if p.snapCut {
-			a.count(SnapTruncated, p.v6, p.src, 0, -1)
+	if !p.HaveUDP {
+		if p.SnapCut {
+			a.count(SnapTruncated, p.V6, p.Src, 0, -1)
 		} else {
-			a.count(BadLength, p.v6, p.src, 0, -1)
+			a.count(BadLength, p.V6, p.Src, 0, -1)
 		}
 		return
 	}
-	if !a.portOK(p.dport) {
+	if !a.portOK(p.DstPort) {
 		a.c.OtherPorts++
 		return
 	}
-	size := max(p.udpLen-8, 0)
+	size := max(p.UDPLen-8, 0)
 	switch {
-	case p.snapCut:
-		a.count(SnapTruncated, p.v6, p.src, p.dport, size)
-	case p.udpLen < 8 || p.udpLen > p.plen || p.wireCut:
-		a.count(BadLength, p.v6, p.src, p.dport, size)
+	case p.SnapCut:
+		a.count(SnapTruncated, p.V6, p.Src, p.DstPort, size)
+	case p.UDPLen < 8 || p.UDPLen > p.PLen || p.WireCut:
+		a.count(BadLength, p.V6, p.Src, p.DstPort, size)
 	default:
-		a.count(Unfragmented, p.v6, p.src, p.dport, size)
+		a.count(Unfragmented, p.V6, p.Src, p.DstPort, size)
 	}
 }
 
-func (a *Analyzer) fragment(p *ipPacket) {
-	if p.proto != 17 && p.off == 0 {
+func (a *Analyzer) fragment(p *pcap.IPPacket) {
+	if p.Proto != 17 && p.Off == 0 {
 		// a first fragment says what it carries; later ones may say UDP
 		// (IPv4 repeats the protocol) so only the first can rule it out
 		a.c.NotUDP++
 		return
 	}
-	if p.proto != 17 {
+	if p.Proto != 17 {
 		a.c.NotUDP++
 		return
 	}
 	a.c.Fragments++
 	a.c.UDPPackets++
 	fam := 0
-	if p.v6 {
+	if p.V6 {
 		fam = 1
 	}
-	if p.more && p.mtuSz > a.mtu[fam] {
-		a.mtu[fam] = p.mtuSz
+	if p.More && p.Size > a.mtu[fam] {
+		a.mtu[fam] = p.Size
 	}
-	k := fragKey{src: p.src, dst: p.dst, id: p.id, proto: p.proto, v6: p.v6}
+	k := fragKey{src: p.Src, dst: p.Dst, id: p.ID, proto: p.Proto, v6: p.V6}
 	f := a.flows[k]
 	if f == nil {
 		for len(a.flows) >= a.cfg.MaxFlows && a.head != nil {
@@ -349,23 +351,23 @@ func (a *Analyzer) fragment(p *ipPacket) {
 		}
 		f = a.newFlow(k)
 	}
-	if p.off == 0 {
+	if p.Off == 0 {
 		f.haveFirst = true
-		if p.haveUDP {
-			f.haveUDP, f.dport, f.udpLen = true, p.dport, p.udpLen
-		} else if p.snapCut {
+		if p.HaveUDP {
+			f.haveUDP, f.dport, f.udpLen = true, p.DstPort, p.UDPLen
+		} else if p.SnapCut {
 			f.snap = true
 		}
 	}
-	if p.tooLarge {
+	if p.TooLarge {
 		f.tooLarge = true
 	}
-	f.add(p.off, p.off+p.plen)
-	if !p.more {
-		f.total = p.off + p.plen
+	f.add(p.Off, p.Off+p.PLen)
+	if !p.More {
+		f.total = p.Off + p.PLen
 	}
-	f.held += p.plen
-	a.held += p.plen
+	f.held += p.PLen
+	a.held += p.PLen
 	if f.complete() {
 		a.reasm.Completed++
 		a.finish(f, true)

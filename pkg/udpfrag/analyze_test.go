@@ -1,4 +1,4 @@
-package pcap
+package udpfrag
 
 import (
 	"bytes"
@@ -6,13 +6,15 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/pcap"
 )
 
 // capture builds a pcap of the given frames with the project's writer.
 func capture(t testing.TB, snaplen uint32, frames ...[]byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := NewWriter(&buf, snaplen, LinkEthernet)
+	w, err := pcap.NewWriter(&buf, snaplen, pcap.LinkEthernet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +49,7 @@ var (
 func seedFrames(src, dst netip.Addr, mtu int, idBase uint32) [][][]byte {
 	var out [][][]byte
 	for i, size := range []int{1400, 1432, 1440, 2000, 2312} {
-		d := Datagram{Src: src, Dst: dst, SrcPort: 40000, DstPort: 5160, Payload: size, ID: idBase + uint32(i), MTU: mtu}
+		d := pcap.Datagram{Src: src, Dst: dst, SrcPort: 40000, DstPort: 5160, Payload: size, ID: idBase + uint32(i), MTU: mtu}
 		out = append(out, d.Frames())
 	}
 	return out

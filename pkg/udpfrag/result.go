@@ -1,4 +1,4 @@
-package pcap
+package udpfrag
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/logdoctor/logdoctor/pkg/pcap"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -34,14 +35,6 @@ type SizeStats struct {
 	LostSizes           []int    `json:"lost_sizes,omitempty"` // sizes of incomplete datagrams
 }
 
-// CaptureStats is what the kernel says about a live capture.
-type CaptureStats struct {
-	Interfaces []string `json:"interfaces"`
-	Received   uint64   `json:"kernel_received"`
-	Dropped    uint64   `json:"kernel_dropped"` // PACKET_STATISTICS tp_drops: the capture fell behind
-	Written    string   `json:"written,omitempty"`
-}
-
 // Result is the udp-frag command's data.
 type Result struct {
 	Mode       string              `json:"mode"` // file or live
@@ -53,8 +46,8 @@ type Result struct {
 	Packets    Counters            `json:"packets"`
 	Sizes      SizeStats           `json:"sizes"`
 	Reassembly ReasmStats          `json:"reassembly"`
-	File       *FileStats          `json:"file,omitempty"`
-	Capture    *CaptureStats       `json:"capture,omitempty"`
+	File       *pcap.FileStats     `json:"file,omitempty"`
+	Capture    *pcap.CaptureStats  `json:"capture,omitempty"`
 	Kernel     *KernelDelta        `json:"kernel,omitempty"`
 }
 

@@ -1,4 +1,4 @@
-package pcap
+package udpfrag
 
 import (
 	"bytes"
@@ -12,10 +12,12 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/net/bpf"
+
+	"github.com/logdoctor/logdoctor/pkg/pcap"
 )
 
-func dgram(size int, id uint32) Datagram {
-	return Datagram{Src: v4src, Dst: v4dst, SrcPort: 40000, DstPort: 5160, Payload: size, ID: id, MTU: 1460}
+func dgram(size int, id uint32) pcap.Datagram {
+	return pcap.Datagram{Src: v4src, Dst: v4dst, SrcPort: 40000, DstPort: 5160, Payload: size, ID: id, MTU: 1460}
 }
 
 func TestBadLengthAndSnapTruncated(t *testing.T) {
@@ -48,7 +50,7 @@ func TestBadLengthAndSnapTruncated(t *testing.T) {
 	// a packet cut on the wire (origLen short): bad_length, not snap
 	f := dgram(800, 8).Frames()[0]
 	var buf bytes.Buffer
-	w, _ := NewWriter(&buf, 0, LinkEthernet)
+	w, _ := pcap.NewWriter(&buf, 0, pcap.LinkEthernet)
 	_ = w.WritePacket(time.Unix(1, 0), f[:400], 400)
 	_ = w.Flush()
 	r = analyze(t, buf.Bytes(), Config{})
@@ -105,7 +107,7 @@ func TestNotPcap(t *testing.T) {
 		"gzip":  {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
 	} {
 		_, err := AnalyzeReader(context.Background(), bytes.NewReader(in), Config{})
-		if !errors.Is(err, ErrNotPcap) {
+		if !errors.Is(err, pcap.ErrNotPcap) {
 			t.Fatalf("%s: err %v, want ErrNotPcap", name, err)
 		}
 	}
@@ -150,16 +152,16 @@ func TestPcapngAndLinkTypes(t *testing.T) {
 	}
 
 	// the same traffic as Linux cooked capture (tcpdump -i any) and raw IP
-	for _, lt := range []uint32{LinkSLL, LinkSLL2, LinkRaw} {
+	for _, lt := range []uint32{pcap.LinkSLL, pcap.LinkSLL2, pcap.LinkRaw} {
 		var b bytes.Buffer
-		w, _ := NewWriter(&b, 0, lt)
+		w, _ := pcap.NewWriter(&b, 0, lt)
 		for _, f := range flat(seedFrames(v4src, v4dst, 1460, 60), nil) {
 			var fr []byte
 			switch lt {
-			case LinkSLL:
+			case pcap.LinkSLL:
 				fr = append(make([]byte, 16), f[14:]...)
 				binary.BigEndian.PutUint16(fr[14:], 0x0800)
-			case LinkSLL2:
+			case pcap.LinkSLL2:
 				fr = append(make([]byte, 20), f[14:]...)
 				binary.BigEndian.PutUint16(fr[0:], 0x0800)
 			default:
@@ -179,7 +181,7 @@ func TestTimeoutEvictionAndPorts(t *testing.T) {
 	// fragments 40 s apart: the first expires before the rest arrive
 	d := dgram(2000, 9).Frames()
 	var buf bytes.Buffer
-	w, _ := NewWriter(&buf, 0, LinkEthernet)
+	w, _ := pcap.NewWriter(&buf, 0, pcap.LinkEthernet)
 	_ = w.WritePacket(time.Unix(1000, 0), d[0], 0)
 	_ = w.WritePacket(time.Unix(1040, 0), d[1], 0)
 	_ = w.Flush()
@@ -233,7 +235,7 @@ func TestOversizeFragments(t *testing.T) {
 }
 
 func TestFilterMatchesWhatTheAccountingWants(t *testing.T) {
-	prog, err := Filter([]uint16{5160, 5170}, 14, false, 65535)
+	prog, err := pcap.Filter([]uint16{5160, 5170}, 14, false, 65535)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,9 +268,9 @@ func TestFilterMatchesWhatTheAccountingWants(t *testing.T) {
 		{"v4 other port", other.Frames()[0], false},
 		{"v4 non-first fragment of other port", otherBig.Frames()[1], true},
 		{"v4 first fragment", dgram(3000, 3).Frames()[0], true},
-		{"v6 to port", Datagram{Src: v6src, Dst: v6dst, DstPort: 5160, Payload: 100}.Frames()[0], true},
-		{"v6 other port", Datagram{Src: v6src, Dst: v6dst, DstPort: 53, Payload: 100}.Frames()[0], false},
-		{"v6 non-first fragment", Datagram{Src: v6src, Dst: v6dst, DstPort: 53, Payload: 3000}.Frames()[1], true},
+		{"v6 to port", pcap.Datagram{Src: v6src, Dst: v6dst, DstPort: 5160, Payload: 100}.Frames()[0], true},
+		{"v6 other port", pcap.Datagram{Src: v6src, Dst: v6dst, DstPort: 53, Payload: 100}.Frames()[0], false},
+		{"v6 non-first fragment", pcap.Datagram{Src: v6src, Dst: v6dst, DstPort: 53, Payload: 3000}.Frames()[1], true},
 		{"arp", append(make([]byte, 12), 0x08, 0x06, 0, 0), false},
 	}
 	for _, c := range cases {
@@ -277,7 +279,7 @@ func TestFilterMatchesWhatTheAccountingWants(t *testing.T) {
 		}
 	}
 	// raw IP interfaces: no link header
-	prog, err = Filter(nil, 0, false, 65535)
+	prog, err = pcap.Filter(nil, 0, false, 65535)
 	if err != nil {
 		t.Fatal(err)
 	}
