@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/logdoctor/logdoctor/pkg/report/sariftest"
-
 	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/report/sariftest"
 )
 
 func fixture(t *testing.T, rel string) string {
