@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/clip"
+	"github.com/logdoctor/logdoctor/internal/stats"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -25,7 +26,7 @@ func (p *probe) target(ctx context.Context, base string) Target {
 	if net.ParseIP(host) == nil {
 		start := time.Now()
 		addrs, err := p.o.Resolver.LookupHost(ctx, host)
-		t.DNSMS = ms(time.Since(start))
+		t.DNSMS = stats.MS(time.Since(start))
 		c := Check{Name: "dns", Target: host, OK: err == nil}
 		if err != nil {
 			c.Detail = err.Error()
@@ -53,7 +54,7 @@ func (p *probe) target(ctx context.Context, base string) Target {
 	c := Check{Name: "reachability", Target: base}
 	if r != nil {
 		t.Status = r.Status
-		t.LatencyMS = ms(r.Elapsed)
+		t.LatencyMS = stats.MS(r.Elapsed)
 		t.ProductHdr = r.Header.Get("X-Elastic-Product") == "Elasticsearch"
 		p.latency(r.Elapsed)
 	}
@@ -317,7 +318,7 @@ func (p *probe) idleCheck(ctx context.Context, base string) {
 	select {
 	case at := <-conn.peerAt:
 		res.IdleClosed = true
-		res.IdleClosedAfter = ms(at.Sub(idleFrom))
+		res.IdleClosedAfter = stats.MS(at.Sub(idleFrom))
 	case <-t.C:
 	case <-ctx.Done():
 	}
@@ -456,7 +457,7 @@ func (p *probe) sniffCheck(ctx context.Context, base string) {
 			dctx, cancel := context.WithTimeout(ctx, p.o.Timeout)
 			defer cancel()
 			conn, err := p.d.DialContext(dctx, "tcp", addr)
-			nd.ConnectMS = ms(time.Since(t0))
+			nd.ConnectMS = stats.MS(time.Since(t0))
 			if err != nil {
 				nd.Error = errString(err)
 				return
@@ -600,8 +601,8 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 			}
 		}
 	}
-	b.LatencyP50MS = ms(percentile(lats, 0.5))
-	b.LatencyP99MS = ms(percentile(lats, 0.99))
+	b.LatencyP50MS = stats.MS(stats.Percentile(lats, 0.5))
+	b.LatencyP99MS = stats.MS(stats.Percentile(lats, 0.99))
 	// Count the canary: refresh first, as a real cluster shows new
 	// documents to search only after a refresh.
 	cl.do(ctx, http.MethodPost, base+"/"+url.PathEscape(idx)+"/_refresh", nil, "")
@@ -749,10 +750,10 @@ func (p *probe) timeoutCheck() {
 		p.mu.Lock()
 		lats = append(lats, p.lat...)
 		p.mu.Unlock()
-		p.res.LatencyP99MS = ms(percentile(lats, 0.99))
+		p.res.LatencyP99MS = stats.MS(stats.Percentile(lats, 0.99))
 	}
 	p99 := p.res.LatencyP99MS
-	limit := ms(p.o.RequestTimeout)
+	limit := stats.MS(p.o.RequestTimeout)
 	if p99 <= 0 {
 		return
 	}

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -336,19 +335,6 @@ func (p *probe) latency(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lat = append(p.lat, d)
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// percentile of ds (nearest rank); ds is sorted in place.
-func percentile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	k := int(q*float64(len(ds))+0.999999) - 1
-	k = max(0, min(k, len(ds)-1))
-	return ds[k]
 }
 
 // canaryID is unique per run so reruns do not collide with old canaries.
