@@ -37,7 +37,7 @@ func FuzzParseBulk(f *testing.F) {
 			if (it.Op == OpDelete) != (it.Source == nil) {
 				t.Fatalf("op %s with source %q", it.Op, it.Source)
 			}
-			if it.Source != nil && len(it.Source) > 0 && !bytes.Contains(body, it.Source) {
+			if len(it.Source) > 0 && !bytes.Contains(body, it.Source) {
 				t.Fatalf("source %q not from body", it.Source)
 			}
 			if it.Line < 1 {

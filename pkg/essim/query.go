@@ -204,15 +204,9 @@ func valueKey(v any) string {
 	return "j:" + string(b)
 }
 
-// termKey lets a term query's string "42" match a numeric 42 and vice
-// versa, as Elasticsearch coerces the query value to the field type.
-func termMatches(fieldVal, queryVal any) bool {
-	if valueKey(fieldVal) == valueKey(queryVal) {
-		return true
-	}
-	return plain(fieldVal) == plain(queryVal)
-}
-
+// plain is the form term-level queries compare: a term query's string
+// "42" matches a numeric 42 and vice versa, as Elasticsearch coerces the
+// query value to the field type.
 func plain(v any) string {
 	switch t := v.(type) {
 	case string:

@@ -81,7 +81,10 @@ type errNoScroll struct{ id string }
 
 func (e *errNoScroll) Error() string { return "No search context found for id [" + e.id + "]" }
 
-// errBadScrollID is a scroll id essim did not make.
+// errBadScrollID is a scroll id essim did not make. Its text is
+// Elasticsearch's reason, capital letter included, as clients see it.
+//
+//lint:ignore ST1005 the reason Elasticsearch sends, kept verbatim
 var errBadScrollID = errors.New("Cannot parse scroll id")
 
 // open registers a context and pins its indices; callers hold the store's

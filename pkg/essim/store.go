@@ -193,7 +193,7 @@ func (s *store) idIsLocked(d *doc, id string) (bool, error) {
 		return s.mem[d.off].id == id, nil
 	}
 	var small [64]byte
-	b := small[:0]
+	var b []byte
 	if len(id) <= len(small) {
 		b = small[:len(id)]
 	} else {
