@@ -15,6 +15,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/internal/clip"
 	"github.com/logdoctor/logdoctor/internal/stats"
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -30,7 +31,7 @@ func (p *probe) target(ctx context.Context, base string) Target {
 		c := Check{Name: "dns", Target: host, OK: err == nil}
 		if err != nil {
 			c.Detail = err.Error()
-			t.Error, t.errKind = errString(err), "dns"
+			t.Error, t.errKind = errString(err), esclient.KindDNS
 			p.check(c, start)
 			return t
 		}
@@ -38,7 +39,7 @@ func (p *probe) target(ctx context.Context, base string) Target {
 		c.Detail = strings.Join(addrs, ", ")
 		p.check(c, start)
 	}
-	cl := newClient(&p.o, p.d, p.tlsCfg, 1)
+	cl := newClient(&p.o, base, p.d, p.tlsCfg, 1)
 	defer cl.close()
 	start := time.Now()
 	var root struct {
@@ -50,7 +51,7 @@ func (p *probe) target(ctx context.Context, base string) Target {
 		} `json:"version"`
 		Tagline string `json:"tagline"`
 	}
-	r, err := cl.getJSON(ctx, base, "/", &root)
+	r, err := cl.getJSON(ctx, "/", &root)
 	c := Check{Name: "reachability", Target: base}
 	if r != nil {
 		t.Status = r.Status
@@ -60,11 +61,11 @@ func (p *probe) target(ctx context.Context, base string) Target {
 	}
 	if err != nil {
 		t.Error = errString(err)
-		if st, ok := isUnauthorized(err); ok {
+		if st, ok := esclient.Unauthorized(err); ok {
 			t.unauthorized = st
 			t.errKind = "auth"
 		} else {
-			t.errKind = errKind(err)
+			t.errKind = esclient.ErrorKind(err)
 		}
 		c.Detail = t.Error
 		p.check(c, start)
@@ -176,7 +177,7 @@ type statsSnap struct {
 func (p *probe) nodeStats(ctx context.Context, cl *client, base, label string) (*statsSnap, error) {
 	start := time.Now()
 	var ns nodeStatsT
-	_, err := cl.getJSON(ctx, base, "/_nodes/stats/thread_pool,http,indexing_pressure", &ns)
+	_, err := cl.getJSON(ctx, "/_nodes/stats/thread_pool,http,indexing_pressure", &ns)
 	c := Check{Name: "nodes_stats_" + label, Target: base, OK: err == nil}
 	if err != nil {
 		c.Detail = errString(err)
@@ -206,13 +207,13 @@ func (p *probe) nodeStats(ctx context.Context, cl *client, base, label string) (
 // the server's own http.total_opened.
 func (p *probe) poolCheck(ctx context.Context, base string, stats *client, before *statsSnap, statsErr error) {
 	start := time.Now()
-	cl := newClient(&p.o, p.d, p.tlsCfg, p.o.Concurrent)
+	cl := newClient(&p.o, base, p.d, p.tlsCfg, p.o.Concurrent)
 	defer cl.close()
 	ourBefore := p.d.opened.Load()
 	pool := &Pool{ServerOpened: -1}
 	var firstErr error
 	one := func() {
-		r, err := cl.do(ctx, http.MethodGet, base+"/", nil, "")
+		r, err := cl.do(ctx, http.MethodGet, "/", nil, "")
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -232,7 +233,7 @@ func (p *probe) poolCheck(ctx context.Context, base string, stats *client, befor
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r, err := cl.do(ctx, http.MethodGet, base+"/", nil, "")
+				r, err := cl.do(ctx, http.MethodGet, "/", nil, "")
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -293,10 +294,10 @@ func (p *probe) idleCheck(ctx context.Context, base string) {
 		return
 	}
 	start := time.Now()
-	cl := newClient(&p.o, p.d, p.tlsCfg, 1)
+	cl := newClient(&p.o, base, p.d, p.tlsCfg, 1)
 	defer cl.close()
 	c := Check{Name: "keepalive_idle", Target: base}
-	r, err := cl.do(ctx, http.MethodGet, base+"/", nil, "")
+	r, err := cl.do(ctx, http.MethodGet, "/", nil, "")
 	if err != nil {
 		c.Detail = errString(err)
 		p.check(c, start)
@@ -345,10 +346,10 @@ func (p *probe) idleCheck(ctx context.Context, base string) {
 
 func (p *probe) healthCheck(ctx context.Context, base string) {
 	start := time.Now()
-	cl := newClient(&p.o, p.d, p.tlsCfg, 1)
+	cl := newClient(&p.o, base, p.d, p.tlsCfg, 1)
 	defer cl.close()
 	var h Health
-	r, err := cl.getJSON(ctx, base, "/_cluster/health", &h)
+	r, err := cl.getJSON(ctx, "/_cluster/health", &h)
 	c := Check{Name: "cluster_health", Target: base, OK: err == nil}
 	if r != nil {
 		p.latency(r.Elapsed)
@@ -378,48 +379,15 @@ func (p *probe) healthCheck(ctx context.Context, base string) {
 	}
 }
 
-// nodesHTTP is _nodes/http.
-type nodesHTTP struct {
-	Nodes map[string]struct {
-		Name string `json:"name"`
-		HTTP *struct {
-			PublishAddress   string `json:"publish_address"`
-			MaxContentLength int64  `json:"max_content_length_in_bytes"`
-		} `json:"http"`
-	} `json:"nodes"`
-}
-
-// publishHostPort turns "name/ip:port", "ip:port" or "[v6]:port" into the
-// address a sniffing client dials. Like the Ruby transport's sniffer (and
-// elasticsearch-py's), it uses the name when the node publishes one: a
-// pod or host name this machine cannot resolve is exactly the failure.
-func publishHostPort(pa string) (string, error) {
-	name := ""
-	addr := pa
-	if i := strings.Index(pa, "/"); i >= 0 {
-		name, addr = pa[:i], pa[i+1:]
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", fmt.Errorf("publish_address %q: %w", pa, err)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return "", fmt.Errorf("publish_address %q: bad port", pa)
-	}
-	if name != "" {
-		host = name
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// sniffCheck fetches _nodes/http and connects to every published address,
-// as a sniffing client would.
+// sniffCheck fetches _nodes/http and connects to every published address
+// the way a sniffing client does (esclient.DialAddress: the published name
+// when there is one, resolved here).
 func (p *probe) sniffCheck(ctx context.Context, base string) {
 	start := time.Now()
-	cl := newClient(&p.o, p.d, p.tlsCfg, 1)
+	cl := newClient(&p.o, base, p.d, p.tlsCfg, 1)
 	defer cl.close()
-	var nh nodesHTTP
-	r, err := cl.getJSON(ctx, base, "/_nodes/http", &nh)
+	var nh esclient.NodesHTTP
+	r, err := cl.getJSON(ctx, "/_nodes/http", &nh)
 	c := Check{Name: "sniff", Target: base}
 	if r != nil {
 		p.latency(r.Elapsed)
@@ -445,7 +413,7 @@ func (p *probe) sniffCheck(ctx context.Context, base string) {
 			nd.Error = "no http publish_address"
 			continue
 		}
-		addr, err := publishHostPort(nd.PublishAddress)
+		addr, err := esclient.DialAddress(nd.PublishAddress)
 		if err != nil {
 			nd.Error = err.Error()
 			continue
@@ -535,7 +503,7 @@ func (p *probe) bulkSizeCheck() {
 // times: 201, then 409s, then exactly one document.
 func (p *probe) bulkCheck(ctx context.Context, base string) {
 	start := time.Now()
-	cl := newClient(&p.o, p.d, p.tlsCfg, 1)
+	cl := newClient(&p.o, base, p.d, p.tlsCfg, 1)
 	defer cl.close()
 	id := canaryID()
 	idx := p.o.Index
@@ -554,7 +522,7 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 			break
 		}
 		t0 := time.Now()
-		r, err := cl.do(ctx, http.MethodPost, base+"/_bulk", []byte(body), "application/x-ndjson")
+		r, err := cl.do(ctx, http.MethodPost, "/_bulk", []byte(body), "application/x-ndjson")
 		if err != nil {
 			// A timed-out bulk counts with the time it took to give up.
 			lats = append(lats, time.Since(t0))
@@ -568,7 +536,7 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 			// A whole-request 429 is indexing pressure: the stats deltas
 			// report it.
 			b.Statuses = append(b.Statuses, r.Status)
-			b.ItemErrors = append(b.ItemErrors, orNone(errorType(r.Body)))
+			b.ItemErrors = append(b.ItemErrors, orNone(esclient.ErrorType(r.Body)))
 			continue
 		}
 		var br struct {
@@ -605,23 +573,23 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 	b.LatencyP99MS = stats.MS(stats.Percentile(lats, 0.99))
 	// Count the canary: refresh first, as a real cluster shows new
 	// documents to search only after a refresh.
-	cl.do(ctx, http.MethodPost, base+"/"+url.PathEscape(idx)+"/_refresh", nil, "")
+	cl.do(ctx, http.MethodPost, "/"+url.PathEscape(idx)+"/_refresh", nil, "")
 	var cnt struct {
 		Count int `json:"count"`
 	}
 	q := fmt.Sprintf(`{"query":{"ids":{"values":[%q]}}}`, id)
 	countErr := error(nil)
-	if r, err := cl.do(ctx, http.MethodPost, base+"/"+url.PathEscape(idx)+"/_count", []byte(q), "application/json"); err != nil {
+	if r, err := cl.do(ctx, http.MethodPost, "/"+url.PathEscape(idx)+"/_count", []byte(q), "application/json"); err != nil {
 		countErr = err
-	} else if r.Status == http.StatusNotFound && errorType(r.Body) == "index_not_found_exception" {
+	} else if r.Status == http.StatusNotFound && esclient.ErrorType(r.Body) == "index_not_found_exception" {
 		cnt.Count = 0 // nothing was ever stored there
 	} else if r.Status != http.StatusOK {
-		countErr = &statusError{Path: "/" + idx + "/_count", Status: r.Status, Type: errorType(r.Body)}
+		countErr = &esclient.StatusError{Path: "/" + idx + "/_count", Status: r.Status, Type: esclient.ErrorType(r.Body)}
 	} else if err := json.Unmarshal(r.Body, &cnt); err != nil {
 		countErr = err
 	}
 	b.Count = cnt.Count
-	if r, err := cl.do(ctx, http.MethodDelete, base+"/"+url.PathEscape(idx)+"/_doc/"+url.PathEscape(id), nil, ""); err == nil && r.Status == http.StatusOK {
+	if r, err := cl.do(ctx, http.MethodDelete, "/"+url.PathEscape(idx)+"/_doc/"+url.PathEscape(id), nil, ""); err == nil && r.Status == http.StatusOK {
 		b.Cleaned = true
 	}
 	created := 0

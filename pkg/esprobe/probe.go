@@ -21,10 +21,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strings"
+
 	"sync"
 	"time"
 
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -72,11 +73,17 @@ type Options struct {
 	// snapshots, so the deltas mean something.
 	MinInterval time.Duration
 
-	// Resolver, Dialer and Transport are injectable for tests.
-	Resolver  *net.Resolver
-	Dialer    *net.Dialer
-	Transport func(*http.Transport)
-	Now       func() time.Time
+	// Resolver answers the DNS check and, unless Dialer is given,
+	// resolves every name the probe dials (URLs and published node
+	// names); Dialer and Transport are injectable for tests.
+	Resolver *net.Resolver
+	Dialer   *net.Dialer
+	// DialContext, when set, opens every connection instead of Dialer:
+	// logdoctor doctor dials from inside the shipper's network namespace,
+	// where the shipper's own view of the cluster is.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	Transport   func(*http.Transport)
+	Now         func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -108,11 +115,32 @@ func (o *Options) defaults() {
 		o.Resolver = net.DefaultResolver
 	}
 	if o.Dialer == nil {
-		o.Dialer = &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}
+		o.Dialer = &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+}
+
+func (o *Options) auth() esclient.Auth {
+	return esclient.Auth{Username: o.Username, Password: o.Password, APIKey: o.APIKey}
+}
+
+// parseURLs normalises the URL arguments; credentials in a URL's userinfo
+// fill the options' when those are empty.
+func (o *Options) parseURLs() ([]string, error) {
+	var bases []string
+	for _, u := range o.URLs {
+		b, fromURL, err := esclient.ParseURL(u)
+		if err != nil {
+			return nil, err
+		}
+		a := o.auth()
+		a.Fill(fromURL)
+		o.Username, o.Password = a.Username, a.Password
+		bases = append(bases, b)
+	}
+	return bases, nil
 }
 
 // Check is one timed step of the probe.
@@ -244,17 +272,12 @@ func Run(ctx context.Context, o Options) (*Result, []report.Finding, error) {
 	if len(o.URLs) == 0 {
 		return nil, nil, errors.New("no URL given")
 	}
-	var bases []string
-	for _, u := range o.URLs {
-		b, err := baseURL(u, &o)
-		if err != nil {
-			return nil, nil, err
-		}
-		bases = append(bases, b)
+	bases, err := o.parseURLs()
+	if err != nil {
+		return nil, nil, err
 	}
-	tc := tlsConfig(&o)
 	p := &probe{o: o, res: &Result{BulkSize: o.BulkSize, RequestTimeoutMS: o.RequestTimeout.Milliseconds(), Nodes: []Node{}, Checks: []Check{}},
-		d: &dialer{d: o.Dialer}, tlsCfg: tc}
+		d: newDialer(&o), tlsCfg: esclient.TLSConfig(o.RootCAs, o.Insecure)}
 
 	// 1. Every URL: DNS and GET /.
 	p.res.Targets = make([]Target, len(bases))
@@ -280,7 +303,7 @@ func Run(ctx context.Context, o Options) (*Result, []report.Finding, error) {
 	}
 
 	// 2. Cluster-wide checks on the first reachable URL.
-	stats := newClient(&p.o, p.d, p.tlsCfg, 2)
+	stats := newClient(&p.o, base, p.d, p.tlsCfg, 2)
 	defer stats.close()
 	start := o.Now()
 	before, statsErr := p.nodeStats(ctx, stats, base, "before")
@@ -349,23 +372,4 @@ func errString(err error) string {
 		return ""
 	}
 	return report.Redact(err.Error())
-}
-
-// errKind classifies a request error for the summary line.
-func errKind(err error) string {
-	var dnsErr *net.DNSError
-	var opErr *net.OpError
-	switch {
-	case errors.As(err, &dnsErr):
-		return "dns"
-	case strings.Contains(err.Error(), "connection refused"):
-		return "refused"
-	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Timeout") || strings.Contains(err.Error(), "timeout"):
-		return "timeout"
-	case strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "tls:"):
-		return "tls"
-	case errors.As(err, &opErr):
-		return "network"
-	}
-	return "error"
 }
