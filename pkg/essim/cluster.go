@@ -80,9 +80,9 @@ func (n *node) health(w http.ResponseWriter, r *http.Request) {
 	if status == "" {
 		status = "green"
 	}
-	s.store.mu.RLock()
-	indices := len(s.store.indices)
-	s.store.mu.RUnlock()
+	s.store.RLock()
+	indices := s.store.NumIndicesLocked()
+	s.store.RUnlock()
 	total := indices * 2
 	active, unassigned := total, 0
 	switch status {

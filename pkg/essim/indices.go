@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 // Documents and indices: create, get and delete an index, refresh, the
@@ -23,16 +26,16 @@ func (n *node) createIndex(w http.ResponseWriter, r *http.Request, name string) 
 		return
 	}
 	st := n.s.store
-	st.mu.Lock()
-	if ix := st.indices[name]; ix != nil {
-		st.mu.Unlock()
+	st.Lock()
+	if ix := st.LookupLocked(name); ix != nil {
+		st.Unlock()
 		n.esError(w, r, http.StatusBadRequest, "resource_already_exists_exception",
-			"index ["+name+"/"+ix.uuid+"] already exists", map[string]any{"index_uuid": ix.uuid, "index": name})
+			"index ["+name+"/"+ix.UUID()+"] already exists", map[string]any{"index_uuid": ix.UUID(), "index": name})
 		return
 	}
-	st.createIndexLocked(name)
-	err := st.flushLocked()
-	st.mu.Unlock()
+	st.CreateIndexLocked(name)
+	err := st.FlushLocked()
+	st.Unlock()
 	if err != nil {
 		n.esError(w, r, http.StatusInternalServerError, "exception", err.Error(), nil)
 		return
@@ -42,26 +45,26 @@ func (n *node) createIndex(w http.ResponseWriter, r *http.Request, name string) 
 
 func (n *node) getIndex(w http.ResponseWriter, r *http.Request, pattern string) {
 	st := n.s.store
-	st.mu.RLock()
-	ixs, err := st.resolveRequestLocked(pattern, r.URL.Query())
+	st.RLock()
+	ixs, err := resolveRequestLocked(st, pattern, r.URL.Query())
 	out := map[string]any{}
 	for _, ix := range ixs {
-		out[ix.name] = map[string]any{
+		out[ix.Name()] = map[string]any{
 			"aliases":  map[string]any{},
 			"mappings": map[string]any{},
 			"settings": map[string]any{"index": map[string]any{
-				"creation_date":      strconv.FormatInt(ix.created.UnixMilli(), 10),
+				"creation_date":      strconv.FormatInt(ix.Created().UnixMilli(), 10),
 				"number_of_shards":   "1",
 				"number_of_replicas": "1",
-				"uuid":               ix.uuid,
-				"provided_name":      ix.name,
+				"uuid":               ix.UUID(),
+				"provided_name":      ix.Name(),
 			}},
 		}
 	}
-	st.mu.RUnlock()
-	var nf *errIndexNotFound
+	st.RUnlock()
+	var nf *store.ErrIndexNotFound
 	if errors.As(err, &nf) {
-		n.indexNotFound(w, r, nf.name)
+		n.indexNotFound(w, r, nf.Name)
 		return
 	}
 	n.respondJSON(w, r, http.StatusOK, out)
@@ -69,19 +72,19 @@ func (n *node) getIndex(w http.ResponseWriter, r *http.Request, pattern string) 
 
 func (n *node) deleteIndex(w http.ResponseWriter, r *http.Request, pattern string) {
 	st := n.s.store
-	st.mu.Lock()
-	ixs, err := st.resolveStrictLocked(pattern)
-	var nf *errIndexNotFound
+	st.Lock()
+	ixs, err := st.ResolveStrictLocked(pattern)
+	var nf *store.ErrIndexNotFound
 	if errors.As(err, &nf) {
-		st.mu.Unlock()
-		n.indexNotFound(w, r, nf.name)
+		st.Unlock()
+		n.indexNotFound(w, r, nf.Name)
 		return
 	}
 	for _, ix := range ixs {
-		st.deleteIndexLocked(ix.name)
+		st.DeleteIndexLocked(ix.Name())
 	}
-	ferr := st.flushLocked()
-	st.mu.Unlock()
+	ferr := st.FlushLocked()
+	st.Unlock()
 	if ferr != nil {
 		n.esError(w, r, http.StatusInternalServerError, "exception", ferr.Error(), nil)
 		return
@@ -90,12 +93,12 @@ func (n *node) deleteIndex(w http.ResponseWriter, r *http.Request, pattern strin
 }
 
 func (n *node) refresh(w http.ResponseWriter, r *http.Request, pattern string) {
-	n.s.store.mu.RLock()
-	ixs, err := n.s.store.resolveRequestLocked(pattern, r.URL.Query())
-	n.s.store.mu.RUnlock()
-	var nf *errIndexNotFound
+	n.s.store.RLock()
+	ixs, err := resolveRequestLocked(n.s.store, pattern, r.URL.Query())
+	n.s.store.RUnlock()
+	var nf *store.ErrIndexNotFound
 	if errors.As(err, &nf) {
-		n.indexNotFound(w, r, nf.name)
+		n.indexNotFound(w, r, nf.Name)
 		return
 	}
 	shards := len(ixs) * 2
@@ -152,20 +155,20 @@ func trimNewlines(b []byte) []byte {
 
 func (n *node) getDoc(w http.ResponseWriter, r *http.Request, index, id string) {
 	st := n.s.store
-	st.mu.RLock()
-	ix := st.indices[index]
-	var d doc
+	st.RLock()
+	ix := st.LookupLocked(index)
+	var d store.Doc
 	var src []byte
 	var err error
 	found := false
 	if ix != nil {
-		var p *doc
-		if p, err = st.getLocked(ix, id); p != nil {
+		var p *store.Doc
+		if p, err = st.GetLocked(ix, id); p != nil {
 			d, found = *p, true
-			src, err = st.sourceLocked(p)
+			src, err = st.SourceLocked(p)
 		}
 	}
-	st.mu.RUnlock()
+	st.RUnlock()
 	if err != nil {
 		n.esError(w, r, http.StatusInternalServerError, "exception", err.Error(), nil)
 		return
@@ -178,7 +181,7 @@ func (n *node) getDoc(w http.ResponseWriter, r *http.Request, index, id string) 
 		n.respondJSON(w, r, http.StatusNotFound, map[string]any{"_index": index, "_id": id, "found": false})
 		return
 	}
-	out := map[string]any{"_index": index, "_id": id, "_version": d.version, "_seq_no": d.seq,
+	out := map[string]any{"_index": index, "_id": id, "_version": d.Version(), "_seq_no": d.Seq(),
 		"_primary_term": 1, "found": true, "_source": json.RawMessage(src)}
 	if n.s.major < 8 {
 		out["_type"] = "_doc"
@@ -197,18 +200,13 @@ func (n *node) catIndices(w http.ResponseWriter, r *http.Request, pattern string
 		health = "green"
 	}
 	st := n.s.store
-	st.mu.RLock()
-	ixs := st.resolveLocked(pattern)
+	st.RLock()
+	ixs := st.ResolveLocked(pattern)
 	var rows []map[string]string
 	for _, ix := range ixs {
-		var size int64
-		for _, c := range ix.docs {
-			for i := range c {
-				size += int64(c[i].n)
-			}
-		}
-		v := map[string]string{"health": health, "status": "open", "index": ix.name, "uuid": ix.uuid, "pri": "1", "rep": "1",
-			"docs.count": strconv.Itoa(ix.count()), "docs.deleted": "0", "store.size": strconv.FormatInt(size, 10) + "b",
+		size := ix.SourceBytes()
+		v := map[string]string{"health": health, "status": "open", "index": ix.Name(), "uuid": ix.UUID(), "pri": "1", "rep": "1",
+			"docs.count": strconv.Itoa(ix.Count()), "docs.deleted": "0", "store.size": strconv.FormatInt(size, 10) + "b",
 			"pri.store.size": strconv.FormatInt(size, 10) + "b"}
 		row := map[string]string{}
 		for _, c := range cols {
@@ -216,7 +214,7 @@ func (n *node) catIndices(w http.ResponseWriter, r *http.Request, pattern string
 		}
 		rows = append(rows, row)
 	}
-	st.mu.RUnlock()
+	st.RUnlock()
 	n.catRows(w, r, cols, rows)
 }
 
@@ -269,4 +267,37 @@ func (n *node) templateAPI(w http.ResponseWriter, r *http.Request, kind, name st
 	default:
 		n.methodNotAllowed(w, r, []string{http.MethodPut, http.MethodGet, http.MethodHead, http.MethodDelete})
 	}
+}
+
+// checkIndexName applies Elasticsearch's index name rules.
+func checkIndexName(name string) string {
+	switch {
+	case name == "":
+		return "index name must not be empty"
+	case name != strings.ToLower(name):
+		return "must be lowercase"
+	case strings.HasPrefix(name, "_") || strings.HasPrefix(name, "-") || strings.HasPrefix(name, "+"):
+		return "must not start with '_', '-', or '+'"
+	case name == "." || name == "..":
+		return "must not be '.' or '..'"
+	case len(name) > 255:
+		return "index name is too long, (" + strconv.Itoa(len(name)) + " > 255)"
+	case strings.ContainsAny(name, "\\/*?\"<>| ,#:"):
+		return `must not contain the following characters [ , ", *, \, <, |, ,, >, /, ?]`
+	}
+	return ""
+}
+
+// resolveRequestLocked resolves pattern for a read request, honouring
+// ignore_unavailable (skip missing concrete names) and allow_no_indices
+// (default true: wildcards matching nothing are fine).
+func resolveRequestLocked(st *store.Store, pattern string, q url.Values) ([]*store.Index, error) {
+	ixs, err := st.ResolveStrictLocked(pattern)
+	if err != nil && q.Get("ignore_unavailable") == "true" {
+		err = nil
+	}
+	if err == nil && len(ixs) == 0 && q.Get("allow_no_indices") == "false" {
+		err = &store.ErrIndexNotFound{Name: pattern}
+	}
+	return ixs, err
 }
