@@ -140,6 +140,14 @@ func TestErrorKinds(t *testing.T) {
 	if ErrorKind(err) != KindRefused || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("closed port: %s %v", ErrorKind(err), err)
 	}
+	// Credentials given in the URL travel in a header, never in an error.
+	base, fromURL, err := ParseURL("http://elastic:hunter2@" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&Client{Base: base, Auth: fromURL}).Do(ctx, http.MethodGet, "/", nil, ""); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("closed port with credentials: %v", err)
+	}
 
 	// A listener that accepts and never answers.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
