@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,8 +28,8 @@ type Client struct {
 	// MaxBody caps an answer (DefaultMaxBody when 0); a larger one is
 	// ErrBodyTooLarge.
 	MaxBody int64
-	// Gzip compresses request bodies (Content-Encoding: gzip) with the
-	// Gzipper, which must then be set.
+	// Gzip, when set, compresses request bodies (Content-Encoding: gzip)
+	// with its pooled writers.
 	Gzip *Gzipper
 	// UserAgent is sent when set.
 	UserAgent string
@@ -96,7 +97,7 @@ func (c *Client) DoInto(ctx context.Context, method, path string, body []byte, c
 	b, err := ReadBody(dst, res.Body, limit)
 	r := &Response{Status: res.StatusCode, Header: res.Header, Elapsed: time.Since(start)}
 	switch {
-	case err == ErrBodyTooLarge:
+	case errors.Is(err, ErrBodyTooLarge):
 		return r, fmt.Errorf("%s %s: %w (%d MiB)", method, path, err, limit>>20)
 	case err != nil:
 		return r, fmt.Errorf("reading %s %s: %w", method, path, err)
