@@ -1,4 +1,4 @@
-package essim
+package store
 
 // idTable finds documents by _id in 8 bytes a slot: an open-addressing
 // table (linear probing, backward-shift deletion, so no tombstones) whose

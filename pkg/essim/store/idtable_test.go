@@ -1,4 +1,4 @@
-package essim
+package store
 
 import (
 	"math/rand/v2"

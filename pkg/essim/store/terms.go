@@ -1,4 +1,4 @@
-package essim
+package store
 
 import (
 	"slices"
@@ -23,8 +23,8 @@ type termIndex struct {
 	fields map[string]*fieldTerms
 }
 
-// fieldTerms holds one field's postings: value (in plain form, see
-// plain) -> ascending positions.
+// fieldTerms holds one field's postings: key (the form in which the
+// query layer compares values) -> ascending positions.
 type fieldTerms struct {
 	upto  int    // positions below upto are indexed
 	epoch uint64 // the index's epoch they were indexed at
@@ -36,11 +36,13 @@ type fieldTerms struct {
 // without bound.
 const maxTermFields = 16
 
-// postingsLocked returns the ascending positions of ix's documents whose
-// field holds one of keys (plain forms). Callers hold s.mu for reading at
-// least; the term index has its own lock because concurrent searches
-// extend it.
-func (s *store) postingsLocked(ix *index, field string, keys []string) ([]int32, error) {
+// PostingsLocked returns the ascending positions of ix's documents whose
+// field holds one of keys. keysOf gives the keys of a document's source
+// for field; the query layer owns what a key is (how "42" and 42 compare),
+// so it must give the same keys for the same field on every call, since
+// they are cached per field. Callers hold the lock for reading at least;
+// the term index has its own lock because concurrent searches extend it.
+func (s *Store) PostingsLocked(ix *Index, field string, keys []string, keysOf func(src []byte) []string) ([]int32, error) {
 	t := &ix.terms
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -54,16 +56,15 @@ func (s *store) postingsLocked(ix *index, field string, keys []string) ([]int32,
 	}
 	for ; ft.upto < ix.ndocs; ft.upto++ {
 		p := int32(ft.upto)
-		d := ix.at(p)
-		if d.deleted() {
+		d := ix.At(p)
+		if d.Deleted() {
 			continue // positions are never reused: it stays deleted
 		}
-		src, err := s.sourceLocked(d)
+		src, err := s.SourceLocked(d)
 		if err != nil {
 			return nil, err // upto stays: the next query tries again
 		}
-		for _, v := range fieldValues(parseDoc(src), field) {
-			k := plain(v)
+		for _, k := range keysOf(src) {
 			if l := ft.post[k]; len(l) == 0 || l[len(l)-1] != p {
 				ft.post[k] = append(l, p)
 			}
