@@ -204,11 +204,13 @@ func newESDupsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dups URL --index PATTERN [--field F | --fields a,b]",
 		Short: "Count events indexed more than once (seed 003: resends without a stable _id)",
-		Long: `dups counts duplicated events in an index. With --field it asks a terms
-aggregation for every value present twice or more (use a keyword field such
-as a hash or request id, e.g. request_id.keyword); with --fields it
-fingerprints those fields' values over a bounded scan (--max-docs); with
-neither it fingerprints the whole _source.`,
+		Long: `dups counts duplicated events in an index, reading all of it (up to
+--max-docs documents). With --field it pages a composite aggregation through
+every value of the field and counts those present twice or more (use a
+keyword field such as a hash or request id, e.g. request_id.keyword); with
+--fields it fingerprints those fields' values over a scrolling search; with
+neither it fingerprints the whole _source. A scan cut short (--max-docs, a
+failed page) is the finding es.dups_incomplete, never a clean verdict.`,
 		Example: `  logdoctor es dups http://localhost:9200 --index 'logs-*' --field request_id.keyword
   logdoctor es dups http://localhost:9200 --index logs-2026.11.21 --fields '@timestamp,message,kubernetes.pod_name'`,
 		Args: cobra.ExactArgs(1),
@@ -225,8 +227,8 @@ neither it fingerprints the whole _source.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Index, "index", "", "index name or pattern (required)")
 	f.StringVar(&o.Field, "field", "", "keyword field whose values should be unique (terms aggregation)")
-	f.StringSliceVar(&o.Fields, "fields", nil, "fields fingerprinted together over a bounded scan")
-	intVar(f, &o.MaxDocs, "max-docs", 10000, 1, 10000, "a number from 1 to 10000 (Elasticsearch's index.max_result_window)", "documents scanned (fingerprint) or duplicated keys fetched (terms), at most 10000")
+	f.StringSliceVar(&o.Fields, "fields", nil, "fields fingerprinted together over a scroll through the index")
+	intVar(f, &o.MaxDocs, "max-docs", esprobe.DefaultDupsMaxDocs, 1, math.MaxInt32, "a number of documents from 1", "documents read at most; a larger index is read in part and reported as es.dups_incomplete")
 	intVar(f, &o.Examples, "examples", 5, 0, 1000, "a number from 0 to 1000", "duplicated events shown as examples")
 	return cmd
 }
@@ -238,8 +240,8 @@ func runESDups(ctx context.Context, now func() time.Time, o ESDupsOptions) (*rep
 	if o.Field != "" && len(o.Fields) > 0 {
 		return nil, usageErrorf("--field and --fields are exclusive")
 	}
-	if o.MaxDocs < 1 || o.MaxDocs > 10000 {
-		return nil, usageErrorf("--max-docs must be between 1 and 10000")
+	if o.MaxDocs < 1 {
+		return nil, usageErrorf("--max-docs must be at least 1")
 	}
 	if err := o.Conn.resolve(); err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/esprobe"
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/forward"
@@ -62,7 +63,7 @@ type SmokeOptions struct {
 func defaultSmokeOptions() SmokeOptions {
 	return SmokeOptions{
 		Count: 1000, ChunkSize: 100, Tag: "logdoctor.smoke",
-		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: 500 * time.Millisecond,
+		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: smoke.DefaultSettle,
 		AckTimeout: 10 * time.Second, ProcRoot: "/proc",
 	}
 }
@@ -97,13 +98,13 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 		}),
 	}
 	f := cmd.Flags()
-	intVar(f, &o.Count, "count", o.Count, 1, smoke.MaxCount, fmt.Sprintf("a number of canaries from 1 to %d (every copy of every canary fits one search page: ES's index.max_result_window)", smoke.MaxCount),
+	intVar(f, &o.Count, "count", o.Count, 1, smoke.MaxCount, fmt.Sprintf("a number of canaries from 1 to %d (one terms aggregation bucket each)", smoke.MaxCount),
 		fmt.Sprintf("canaries to send (1..%d)", smoke.MaxCount))
 	intVar(f, &o.ChunkSize, "chunk-size", o.ChunkSize, 1, smoke.MaxCount, fmt.Sprintf("a number of canaries from 1 to %d", smoke.MaxCount), "canaries per forward chunk (one ack each)")
 	nonEmptyVar(f, &o.Tag, "tag", o.Tag, "a non-empty tag", "forward tag of the canaries")
 	durVar(f, &o.Timeout, "timeout", o.Timeout, time.Nanosecond, wantPositiveDur, "how long to wait for every canary to become searchable")
 	durVar(f, &o.Poll, "poll", o.Poll, time.Nanosecond, wantPositiveDur, "search interval while waiting")
-	durVar(f, &o.Settle, "settle", o.Settle, 0, wantDurOrZero("stop at the first complete count"), "keep searching this long after every canary was seen, so late duplicates count")
+	durVar(f, &o.Settle, "settle", o.Settle, 0, wantDurOrZero("stop at the first complete count"), "once every canary was seen, wait until the count stayed unchanged this long (longer than the shipper's retry cycle), so its resends count")
 	durVar(f, &o.AckTimeout, "ack-timeout", o.AckTimeout, time.Nanosecond, wantPositiveDur, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
 	addrVar(f, &o.Forward, "forward", "", false, true, "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
@@ -129,7 +130,7 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 // finish validates the flags and reads secrets from the environment.
 func (o *SmokeOptions) finish() error {
 	if o.Count < 1 || o.Count > smoke.MaxCount {
-		return usageErrorf("--count %d: want 1..%d (every copy of every canary fits one search page: ES's index.max_result_window)", o.Count, smoke.MaxCount)
+		return usageErrorf("--count %d: want 1..%d (one aggregation bucket per canary, under ES's search.max_buckets)", o.Count, smoke.MaxCount)
 	}
 	if o.ChunkSize < 1 {
 		return usageErrorf("--chunk-size %d: want at least 1", o.ChunkSize)
@@ -412,10 +413,14 @@ func smokePreflight(ctx context.Context, o SmokeOptions) error {
 // smokeSetup starts the embedded essim and pipeline when asked, or points at
 // the user's infrastructure.
 func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
-	esTLS, err := tlsConfig("--es-ca", o.ESCA, o.ESInsecure)
-	if err != nil {
-		return nil, err
+	var esRoots *x509.CertPool
+	if o.ESCA != "" {
+		var err error
+		if esRoots, err = certPool("--es-ca", o.ESCA); err != nil {
+			return nil, err
+		}
 	}
+	esTLS := esclient.TLSConfig(esRoots, o.ESInsecure)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = esTLS
 	searcher := &smoke.ESSearcher{User: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
@@ -440,11 +445,7 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 	}
 	if o.Forward != "" {
 		searcher.URL, searcher.Index = o.ES, o.Index
-		var roots *x509.CertPool
-		if esTLS != nil {
-			roots = esTLS.RootCAs
-		}
-		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index, esRootCAs: roots,
+		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index, esRootCAs: esRoots,
 			searcher: searcher, forwardCfg: fwdCfg, close: func(context.Context) error { tr.CloseIdleConnections(); return nil }}, nil
 	}
 	return embeddedSetup(ctx, o, searcher, tr)

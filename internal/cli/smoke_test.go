@@ -123,7 +123,7 @@ func TestSmokeAgainstForwardServeAckNever(t *testing.T) {
 func TestSmokeUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"smoke", "--count", "0"},
-		{"smoke", "--count", "4951"},
+		{"smoke", "--count", "50001"},
 		{"smoke", "--forward", "127.0.0.1:1"}, // no --es
 		{"smoke", "--forward", "nonsense", "--es", "http://127.0.0.1:1", "--index", "x"},
 		{"smoke", "--es", "ftp://127.0.0.1:1", "--forward", "127.0.0.1:1", "--index", "x"},
