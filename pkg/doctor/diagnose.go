@@ -11,6 +11,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/report"
 	"github.com/logdoctor/logdoctor/pkg/shipconf"
 	"github.com/logdoctor/logdoctor/pkg/sockstat"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 )
 
 // Cause is one entry of the diagnosis: evidence joined into a reason,
@@ -301,8 +302,8 @@ func (d *diagnoser) forwardAcks(o *ForwardOutput) {
 // udp is seed 002: an input accepting datagrams larger than the path
 // carries unfragmented, with fragments arriving or the kernel dropping.
 func (d *diagnoser) udp(u *UDPView) {
-	frag := d.find(findingUDPFragmented, u.Input)
-	drops := d.find(findingUDPRcvbufDrops, u.Input)
+	frag := d.find(udpfrag.FindingFragmented, u.Input)
+	drops := d.find(udpfrag.FindingReceiveBufferDrops, u.Input)
 	cfg := d.find(configcheck.FindingUDPMessageSize, u.Input)
 	if len(frag)+len(drops) == 0 {
 		return
@@ -319,7 +320,7 @@ func (d *diagnoser) udp(u *UDPView) {
 			u.Input, u.Limit, setting, u.MTU, u.Interface, u.MaxPayload))
 	}
 	if len(frag) > 0 {
-		parts = append(parts, fmt.Sprintf("fragmented datagrams are arriving (%.0f fragments during the run)", u.ReasmReqds.Change))
+		parts = append(parts, fmt.Sprintf("fragmented datagrams are arriving (%d reassembled during the run)", u.Reassembled))
 	}
 	if len(drops) > 0 {
 		cause.Severity = report.Critical

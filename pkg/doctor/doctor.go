@@ -33,6 +33,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/report"
 	"github.com/logdoctor/logdoctor/pkg/shipconf"
 	"github.com/logdoctor/logdoctor/pkg/sockstat"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 )
 
 // Options configures Run.
@@ -464,8 +465,7 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 	metricsOK := mv != nil && len(mv.Samples) == 1 && mv.Samples[0].Error == ""
 
 	// Sockets and kernel counters, first look.
-	var kFirst kernelUDP
-	kOK := false
+	var kFirst *udpfrag.KernelSnapshot
 	tr.step(ctx, "sockets (first sample)", o.StepTimeout, func(ctx context.Context) (string, error) {
 		res, src, owned, err := tr.sampleSockets(ctx)
 		if err != nil {
@@ -476,11 +476,11 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 	})
 	if len(t.Endpoints.UDP) > 0 {
 		tr.step(ctx, "udp counters (first sample)", o.StepTimeout, func(ctx context.Context) (string, error) {
-			k, err := readKernelUDP(o.ProcRoot, netPID)
+			k, err := readKernelUDP(o.ProcRoot, netPID, t.Endpoints.UDP)
 			if err != nil {
 				return "", err
 			}
-			kFirst, kOK = k, true
+			kFirst = k
 			return fmt.Sprintf("/proc/%d/net/snmp and net/udp{,6}", netPID), nil
 		})
 	}
@@ -578,9 +578,9 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 			return fmt.Sprintf("%d configured peer(s)", len(t.Sockets.Peers)), nil
 		})
 	}
-	if kOK {
+	if kFirst != nil {
 		tr.step(ctx, "udp counters (last sample)", o.StepTimeout, func(ctx context.Context) (string, error) {
-			k, err := readKernelUDP(o.ProcRoot, netPID)
+			k, err := readKernelUDP(o.ProcRoot, netPID, t.Endpoints.UDP)
 			if err != nil {
 				return "", err
 			}
@@ -590,7 +590,7 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 					mtu, iface = i.MTU, i.Name
 				}
 			}
-			t.UDP = udpViews(t.Endpoints.UDP, kFirst, k, mtu, iface)
+			t.UDP = udpViews(t.Endpoints.UDP, kFirst.Delta(k), mtu, iface)
 			return fmt.Sprintf("%d UDP input(s)", len(t.UDP)), nil
 		})
 	}
