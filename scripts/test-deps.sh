@@ -8,6 +8,7 @@ pkgs=(
   python3 python3-fluent-logger python3-elasticsearch
   ruby ruby-elasticsearch ruby-elasticsearch-transport prometheus-elasticsearch-exporter
   rsyslog rsyslog-elasticsearch
+  chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"path/filepath"
 	"sort"
 	"strconv"
 
@@ -54,17 +55,42 @@ func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open proc filesystem %s: %w", procRoot, err)
 	}
-	s := &KernelSnapshot{Counters: map[string]float64{}, Sockets: map[uint64]SocketDrops{}}
 	self, err := pfs.Self()
 	if err != nil {
 		return nil, fmt.Errorf("read %s/self: %w", procRoot, err)
 	}
+	return readKernel(self, pfs, ports), nil
+}
+
+// ReadKernelOf is ReadKernel in the network namespace of process pid
+// (procRoot/PID/net): a shipper's, read from the host or a debug
+// container without entering it.
+func ReadKernelOf(procRoot string, pid int, ports []uint16) (*KernelSnapshot, error) {
+	pfs, err := procfs.NewFS(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("open proc filesystem %s: %w", procRoot, err)
+	}
+	p, err := pfs.Proc(pid)
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%d: %w", procRoot, pid, err)
+	}
+	nfs, err := procfs.NewFS(filepath.Join(procRoot, strconv.Itoa(pid)))
+	if err != nil {
+		return nil, fmt.Errorf("open %s/%d: %w", procRoot, pid, err)
+	}
+	return readKernel(p, nfs, ports), nil
+}
+
+// readKernel reads p's net/snmp and snmp6, and the UDP sockets of the
+// namespace whose net/ directory netFS holds.
+func readKernel(p procfs.Proc, netFS procfs.FS, ports []uint16) *KernelSnapshot {
+	s := &KernelSnapshot{Counters: map[string]float64{}, Sockets: map[uint64]SocketDrops{}}
 	set := func(name string, v *float64) {
 		if v != nil {
 			s.Counters[name] = *v
 		}
 	}
-	if sn, err := self.Snmp(); err == nil {
+	if sn, err := p.Snmp(); err == nil {
 		set("Ip.ReasmOKs", sn.Ip.ReasmOKs)
 		set("Ip.ReasmFails", sn.Ip.ReasmFails)
 		set("Ip.ReasmTimeout", sn.Ip.ReasmTimeout)
@@ -74,7 +100,7 @@ func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
 	} else {
 		s.Errors = append(s.Errors, fmt.Sprintf("snmp: %v", err))
 	}
-	if sn, err := self.Snmp6(); err == nil {
+	if sn, err := p.Snmp6(); err == nil {
 		set("Ip6.ReasmOKs", sn.Ip6.ReasmOKs)
 		set("Ip6.ReasmFails", sn.Ip6.ReasmFails)
 		set("Ip6.ReasmTimeout", sn.Ip6.ReasmTimeout)
@@ -90,9 +116,9 @@ func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
 	}
 	if len(ports) == 0 {
 		// no port to watch (--send): every socket's history would only be noise
-		return s, nil
+		return s
 	}
-	for _, read := range []func() (procfs.NetUDP, error){pfs.NetUDP, pfs.NetUDP6} {
+	for _, read := range []func() (procfs.NetUDP, error){netFS.NetUDP, netFS.NetUDP6} {
 		lines, err := read()
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
@@ -111,7 +137,7 @@ func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
 			s.Sockets[l.Inode] = d
 		}
 	}
-	return s, nil
+	return s
 }
 
 // Delta is later minus s.

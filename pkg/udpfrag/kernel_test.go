@@ -63,3 +63,44 @@ func TestKernelReceiveBufferDrops(t *testing.T) {
 		t.Fatalf("historic drops: %+v %v", f, ok)
 	}
 }
+
+// TestReadKernelOfAnotherNamespace reads a process's namespace through
+// /proc/PID/net: a socket in a namespace of the test's own is seen there
+// and not in this one.
+func TestReadKernelOfAnotherNamespace(t *testing.T) {
+	testenv.RequireCommands(t, "python3")
+	ns := testenv.NewNetns(t)
+	child := ns.Command("python3", "-c", "import socket,time\n"+
+		"s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 5999))\n"+
+		"print('ready', flush=True); time.sleep(60)")
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	if _, err := out.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	k, err := ReadKernelOf("/proc", child.Process.Pid, []uint16{5999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Sockets) != 1 || len(k.Errors) != 0 {
+		t.Errorf("the child's namespace: %+v", k)
+	}
+	if _, ok := k.Counters["Udp.RcvbufErrors"]; !ok {
+		t.Errorf("counters %v", k.Counters)
+	}
+	own, err := ReadKernel("/proc", []uint16{5999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range own.Sockets {
+		if s.Local == "127.0.0.1:5999" {
+			t.Errorf("the child's socket is visible in this namespace: %+v", own.Sockets)
+		}
+	}
+}
