@@ -60,6 +60,12 @@ type Config struct {
 	Nodes            int    // listeners sharing one store; 1 by default
 	DataDir          string // keep documents on disk here; empty = memory only
 	MaxContentLength int64  // request body cap (413 above); 100 MiB by default
+	// InFlightRequestsLimit is network.breaker.inflight_requests.limit:
+	// the bodies of the requests a node is handling, each byte counted
+	// twice (the breaker's overhead), may not exceed it; a request that
+	// would is answered 429 circuit_breaking_exception before its body is
+	// read. 0: DefaultInFlightRequestsLimit; negative: no limit.
+	InFlightRequestsLimit int64
 	// MaxDocs bounds the documents stored, all indices (0: no bound). At
 	// the bound writes are refused as Elasticsearch refuses them past the
 	// flood-stage disk watermark: 429 cluster_block_exception per item,
@@ -213,6 +219,7 @@ type node struct {
 	coordRejections          atomic.Int64 // indexing_pressure coordinating_rejections
 	pressure, pressureTotal  atomic.Int64 // indexing_pressure bytes, current and total
 	sem                      chan struct{}
+	breaker                  breaker
 
 	connMu sync.Mutex
 	idle   map[net.Conn]*time.Timer
@@ -260,6 +267,9 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	}
 	// A source is never longer than the body; doc keeps its length in 32 bits.
 	cfg.MaxContentLength = min(cfg.MaxContentLength, maxSourceLen)
+	if cfg.InFlightRequestsLimit == 0 {
+		cfg.InFlightRequestsLimit = DefaultInFlightRequestsLimit
+	}
 	if cfg.WriteThreads <= 0 {
 		cfg.WriteThreads = 2
 	}
@@ -315,6 +325,7 @@ func (s *Server) newNode(i int, ln net.Listener) *node {
 	n := &node{s: s, idx: i, name: fmt.Sprintf("essim-%d", i), ln: ln,
 		sem: make(chan struct{}, s.cfg.WriteThreads), idle: map[net.Conn]*time.Timer{}}
 	n.id = nodeID(s.cfg.ClusterName, i)
+	n.breaker.limit = max(s.cfg.InFlightRequestsLimit, 0)
 	scheme := "http"
 	if s.cfg.TLS != nil {
 		scheme = "https"

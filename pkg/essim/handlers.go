@@ -39,6 +39,11 @@ func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.NoKeepAlive {
 		w.Header().Set("Connection", "close")
 	}
+	release, ok := n.chargeBody(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	// Writes spend their latency inside the write thread pool (see
 	// write), so slow indexing builds a real queue; other requests here.
 	if f.Latency > 0 && !isWrite(r, seg) && !sleepCtx(r.Context(), f.Latency) {
@@ -379,6 +384,12 @@ func (n *node) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 		n.tooLarge(w, r)
 		return
 	}
+	var be *errBreaking
+	if errors.As(err, &be) {
+		w.Header().Set("Connection", "close") // the rest of the body is not read
+		n.circuitBreaking(w, r, err)
+		return
+	}
 	n.esError(w, r, http.StatusBadRequest, "parse_exception", err.Error(), nil)
 }
 
@@ -688,6 +699,13 @@ func (n *node) nodesStats(w http.ResponseWriter, r *http.Request, metrics string
 		}
 		if all || want["http"] {
 			st["http"] = map[string]any{"current_open": nd.open.Load(), "total_opened": nd.opened.Load()}
+		}
+		if all || want["breaker"] {
+			used := nd.breaker.used.Load() * inflightOverhead
+			st["breakers"] = map[string]any{nd.breakerName(): map[string]any{
+				"limit_size_in_bytes": nd.breaker.limit, "limit_size": byteSize(nd.breaker.limit),
+				"estimated_size_in_bytes": used, "estimated_size": byteSize(used),
+				"overhead": float64(inflightOverhead), "tripped": nd.breaker.tripped.Load()}}
 		}
 		if all || want["indexing_pressure"] {
 			cur := nd.pressure.Load()
