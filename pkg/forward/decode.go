@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -52,7 +51,8 @@ type Decoder struct {
 	sawJSON    bool
 	req        Request
 	gz         *gzip.Reader
-	gzPool     *sync.Pool
+	pools      *pools   // a server's, shared by its connections; nil: none
+	blocks     [][]byte // inflate blocks the current request's records use
 	zsrc       bytes.Reader
 	tag        string
 	seq        int
@@ -112,6 +112,7 @@ func (d *Decoder) shrink(n int64) {
 func (d *Decoder) Close() {
 	d.buf, d.start, d.end, d.frameLen = nil, 0, 0, 0
 	d.req.Entries = nil
+	d.recycleBlocks()
 	d.lease.Release()
 	d.charged = 0
 }
@@ -138,6 +139,7 @@ func (d *Decoder) Release() {
 	}
 	clear(d.req.Entries[:cap(d.req.Entries)]) // drop references into freed buffers
 	d.req.Entries = d.req.Entries[:0]
+	d.recycleBlocks()
 	if d.charged > keep {
 		d.lease.Shrink(d.charged - keep)
 		d.charged = keep
@@ -532,36 +534,46 @@ func (d *Decoder) inflate(src []byte, req *Request) error {
 		return fmt.Errorf("%w: gzip: %w", ErrMalformed, err)
 	}
 	defer d.putGzipReader(zr)
-	max := d.lim.MaxDecompressedBytes
+	limit := d.lim.MaxDecompressedBytes
 	var (
 		total   int64  // bytes inflated
 		blk     []byte // current block; blk[at:] is the entry being read
 		at      int
 		entries int
-		next    = int64(firstBlock)
+		next    = firstBlock
 	)
-	d.sc.reset(d.lim, max)
+	d.sc.reset(d.lim, limit)
 	for {
 		if len(blk) == cap(blk) {
 			part := len(blk) - at
-			size := next
-			if want := int64(d.sc.want); want > int64(part) {
-				size = want - int64(part) // what the entry still lacks
+			need := part + 1
+			if want := d.sc.want; want > part {
+				need = want // the whole entry, once its size is known
 			}
-			size = int64(part) + min(size, max-total+1) // room to notice a stream over the limit
-			if err := d.grow(size); err != nil {
+			size := roundBlock(max(next, need))
+			// No more room than the limit leaves, plus a byte to notice
+			// a stream over it.
+			size = int(min(int64(size), int64(part)+limit-total+1))
+			if err := d.grow(int64(size)); err != nil {
 				return err
 			}
-			nb := make([]byte, part, size)
+			nb := d.pools.block(size)[:part]
 			copy(nb, blk[at:])
+			if blk != nil && at == 0 {
+				// No record points into the old block: recycle it now.
+				d.blocks = d.blocks[:len(d.blocks)-1]
+				d.pools.putBlock(blk)
+				d.shrink(int64(cap(blk)))
+			}
+			d.blocks = append(d.blocks, nb)
 			blk, at = nb, 0
 			next = min(2*next, maxBlock)
 		}
 		n, rerr := zr.Read(blk[len(blk):cap(blk)])
 		blk = blk[:len(blk)+n]
 		total += int64(n)
-		if total > max {
-			return fmt.Errorf("%w: decompressed stream larger than %d bytes", ErrTooLarge, max)
+		if total > limit {
+			return fmt.Errorf("%w: decompressed stream larger than %d bytes", ErrTooLarge, limit)
 		}
 		for at < len(blk) {
 			k, err := d.sc.scan(blk[at:])
@@ -576,7 +588,7 @@ func (d *Decoder) inflate(src []byte, req *Request) error {
 			}
 			entries++
 			at += k
-			d.sc.reset(d.lim, max)
+			d.sc.reset(d.lim, limit)
 		}
 		if rerr == io.EOF {
 			if at < len(blk) {
@@ -590,13 +602,13 @@ func (d *Decoder) inflate(src []byte, req *Request) error {
 	}
 }
 
-// gzipReader returns a reader over src from the pool (a server shares one
-// across connections: each holds a 32 KiB window and tables).
+// gzipReader returns a reader over src: the server's pooled ones, or
+// this decoder's own.
 func (d *Decoder) gzipReader(src []byte) (*gzip.Reader, error) {
 	d.zsrc.Reset(src)
 	zr := d.gz
-	if d.gzPool != nil {
-		zr, _ = d.gzPool.Get().(*gzip.Reader)
+	if d.pools != nil {
+		zr = d.pools.gzipReader()
 	}
 	if zr == nil {
 		return gzip.NewReader(&d.zsrc)
@@ -605,9 +617,19 @@ func (d *Decoder) gzipReader(src []byte) (*gzip.Reader, error) {
 }
 
 func (d *Decoder) putGzipReader(zr *gzip.Reader) {
-	if d.gzPool != nil {
-		d.gzPool.Put(zr)
+	if d.pools != nil {
+		d.pools.putGzipReader(zr)
 		return
 	}
 	d.gz = zr
+}
+
+// recycleBlocks hands the request's inflate blocks back, once no record
+// points into them.
+func (d *Decoder) recycleBlocks() {
+	for i, b := range d.blocks {
+		d.pools.putBlock(b)
+		d.blocks[i] = nil
+	}
+	d.blocks = d.blocks[:0]
 }

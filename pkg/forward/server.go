@@ -84,8 +84,8 @@ type Server struct {
 	// of req.Chunk.
 	AckFor func(req *Request) string
 
-	stats  serverStats
-	gzPool sync.Pool // *gzip.Reader shared by the connections' decoders
+	stats serverStats
+	pools pools // shared by the connections' decoders
 }
 
 type serverStats struct {
@@ -333,7 +333,7 @@ func (s *Server) serve(ctx context.Context, cs *conn) error {
 	dec := NewDecoder(c, s.Limits)
 	defer dec.Close()
 	dec.UseBudget(ctx, s.Budget.Lease(), dl.extend)
-	dec.gzPool = &s.gzPool
+	dec.pools = &s.pools
 	warn := newRepeats(s.logger(), s.warnInterval())
 	defer warn.flush()
 	if s.SharedKey != "" || len(s.Users) > 0 {
