@@ -50,21 +50,31 @@ func (b *breaker) add(n int64) error {
 func (b *breaker) release(n int64) { b.used.Add(-n) }
 
 // breakerBody counts a body of unknown length (chunked) as it is read.
+// Once it tripped it only passes the rest through, to be discarded.
 type breakerBody struct {
 	io.ReadCloser
 	b       *breaker
 	charged *int64
+	tripped bool
 }
 
 func (r *breakerBody) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
-	if n > 0 {
+	if n > 0 && !r.tripped {
 		if berr := r.b.add(int64(n)); berr != nil {
+			r.tripped = true
 			return 0, berr
 		}
 		*r.charged += int64(n)
 	}
 	return n, err
+}
+
+// discardBody reads what is left of a refused body without keeping it,
+// as Elasticsearch has the whole body before its breaker says no: the
+// client then reads the answer instead of a reset connection.
+func (n *node) discardBody(r *http.Request) {
+	io.Copy(io.Discard, io.LimitReader(r.Body, n.s.cfg.MaxContentLength))
 }
 
 // chargeBody puts r's body on the node's breaker: all of it at once when
@@ -75,14 +85,17 @@ func (n *node) chargeBody(w http.ResponseWriter, r *http.Request) (func(), bool)
 		return func() {}, true
 	}
 	var charged int64
-	if r.ContentLength > 0 {
+	switch {
+	case r.ContentLength > n.s.cfg.MaxContentLength:
+		// 413 from readBody: the length check comes first.
+	case r.ContentLength > 0:
 		if err := n.breaker.add(r.ContentLength); err != nil {
-			w.Header().Set("Connection", "close") // the body is not read
+			n.discardBody(r)
 			n.circuitBreaking(w, r, err)
 			return nil, false
 		}
 		charged = r.ContentLength
-	} else {
+	default:
 		r.Body = &breakerBody{ReadCloser: r.Body, b: &n.breaker, charged: &charged}
 	}
 	return func() { n.breaker.release(charged) }, true

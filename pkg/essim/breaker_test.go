@@ -79,6 +79,9 @@ func TestInFlightRequestsBreaker(t *testing.T) {
 			if r := do(t, nil, "POST", s.URL()+"/_bulk", second); r.status != 200 {
 				t.Fatalf("after the held bulk ended: %d %s", r.status, r.body)
 			}
+			if st := s.Stats(); st.BreakerTripped != 2 {
+				t.Fatalf("stats %+v", st)
+			}
 			if u := s.nodes[0].breaker.used.Load(); u != 0 {
 				t.Fatalf("breaker holds %d bytes with no request", u)
 			}
@@ -170,5 +173,17 @@ except TransportError as e:
 	}
 	if !r.Raised || r.Status != 429 || r.Error != "circuit_breaking_exception" || r.Durability != "TRANSIENT" {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// http.max_content_length is checked first, as in Elasticsearch: a body
+// over it gets 413, not the breaker's 429.
+func TestContentLengthBeforeBreaker(t *testing.T) {
+	s := start(t, Config{MaxContentLength: 1 << 20, InFlightRequestsLimit: 512 << 10})
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", sizedBulk("x", 2<<20)); r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("over max_content_length: %d %s", r.status, r.body)
+	}
+	if r := do(t, nil, "POST", s.URL()+"/_bulk", sizedBulk("x", 300<<10)); r.status != http.StatusTooManyRequests {
+		t.Fatalf("over the breaker: %d %s", r.status, r.body)
 	}
 }

@@ -182,6 +182,7 @@ type Stats struct {
 	Requests        int64 `json:"requests"`         // HTTP requests, all nodes
 	WriteActive     int64 `json:"write_active"`     // bulks being indexed now (thread_pool.write.active)
 	WriteQueue      int64 `json:"write_queue"`      // bulks waiting for a write thread
+	BreakerTripped  int64 `json:"breaker_tripped"`  // requests answered 429 circuit_breaking_exception (in-flight requests)
 }
 
 // Server is a running simulated cluster.
@@ -574,6 +575,7 @@ func (s *Server) Stats() Stats {
 		st.Rejected += n.rejected.Load()
 		st.WriteActive += n.writeActive.Load()
 		st.WriteQueue += n.writeQueue.Load()
+		st.BreakerTripped += n.breaker.tripped.Load()
 	}
 	return st
 }

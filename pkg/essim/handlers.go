@@ -386,7 +386,7 @@ func (n *node) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var be *errBreaking
 	if errors.As(err, &be) {
-		w.Header().Set("Connection", "close") // the rest of the body is not read
+		n.discardBody(r)
 		n.circuitBreaking(w, r, err)
 		return
 	}
