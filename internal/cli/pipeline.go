@@ -391,7 +391,9 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 
 	var stopES func() error
 	if embedded {
-		url, dir, stop, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
+		// Not ctx: a signal cancels it, and the pipeline still flushes into
+		// this Elasticsearch before stopES.
+		url, dir, stop, err := startEmbeddedES(context.WithoutCancel(ctx), o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
