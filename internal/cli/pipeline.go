@@ -44,6 +44,8 @@ type PipelineOptions struct {
 	IdleTimeout      time.Duration
 	MaxRequest       string
 	MaxDecompressed  string
+	MaxInFlight      string
+	FirstRequest     time.Duration
 
 	UDP            string
 	UDPTag         string
@@ -123,7 +125,9 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.DurationVar(&o.ReadTimeout, "read-timeout", 60*time.Second, "close a forward connection that takes longer to send one request (slowloris)")
 	f.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close a forward connection idle between requests this long (0: never, as in_forward)")
 	f.StringVar(&o.MaxRequest, "max-request-size", "32MiB", "largest forward request on the wire")
-	f.StringVar(&o.MaxDecompressed, "max-decompressed-size", "128MiB", "largest CompressedPackedForward request after gunzip")
+	f.StringVar(&o.MaxDecompressed, "max-decompressed-size", "128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one is refused)")
+	f.StringVar(&o.MaxInFlight, "max-in-flight", "256MiB", "memory for forward requests being read, decoded and buffered, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
+	f.DurationVar(&o.FirstRequest, "first-request-timeout", 60*time.Second, "close a forward connection that has not sent a complete request this long after connecting (0: never)")
 	f.StringVar(&o.UDP, "udp", "", "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
 	f.StringVar(&o.UDPTag, "udp-tag", "udp", "tag of events received over UDP")
 	f.IntVar(&o.UDPMaxDatagram, "udp-max-datagram", 65507, "largest UDP datagram accepted (larger ones are dead-lettered)")
@@ -220,6 +224,15 @@ func parseSize(s string) (int64, error) {
 	return int64(n * float64(mult)), nil
 }
 
+// offIfZero maps a flag's 0 ("off") to the negative value a Config reads
+// as off, since a zero Config field means "the default".
+func offIfZero[T int64 | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
 // defaultBufferDir is $XDG_STATE_HOME/logdoctor/buffer, else
 // ~/.local/state/logdoctor/buffer, else a directory in the temp dir.
 func defaultBufferDir() string {
@@ -236,9 +249,9 @@ func defaultBufferDir() string {
 func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	var cfg pipeline.Config
 	sizes := map[string]*int64{}
-	var maxReq, maxDec, bufMax, rcv, batch int64
-	sizes["--max-request-size"], sizes["--max-decompressed-size"], sizes["--buffer-max"], sizes["--udp-rcvbuf"], sizes["--batch-size"] = &maxReq, &maxDec, &bufMax, &rcv, &batch
-	vals := map[string]string{"--max-request-size": o.MaxRequest, "--max-decompressed-size": o.MaxDecompressed,
+	var maxReq, maxDec, maxInFlight, bufMax, rcv, batch int64
+	sizes["--max-request-size"], sizes["--max-decompressed-size"], sizes["--max-in-flight"], sizes["--buffer-max"], sizes["--udp-rcvbuf"], sizes["--batch-size"] = &maxReq, &maxDec, &maxInFlight, &bufMax, &rcv, &batch
+	vals := map[string]string{"--max-request-size": o.MaxRequest, "--max-decompressed-size": o.MaxDecompressed, "--max-in-flight": o.MaxInFlight,
 		"--buffer-max": o.BufferMax, "--udp-rcvbuf": o.UDPRcvBuf, "--batch-size": o.BatchBytes}
 	for flag, p := range sizes {
 		n, err := parseSize(vals[flag])
@@ -259,9 +272,13 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return cfg, usageErrorf("--log-format: want text or json")
 	}
+	if o.FirstRequest < 0 {
+		return cfg, usageErrorf("--first-request-timeout must not be negative (0 turns it off)")
+	}
 	cfg = pipeline.Config{
 		ForwardAddr: o.Forward, ForwardSharedKey: o.ForwardSharedKey, MaxConns: o.MaxConns,
 		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxRequestBytes: maxReq, MaxDecompressedBytes: maxDec,
+		MaxInFlightBytes: offIfZero(maxInFlight), FirstRequestTimeout: offIfZero(o.FirstRequest),
 		UDPAddr: o.UDP, UDPTag: o.UDPTag, UDPMaxDatagram: o.UDPMaxDatagram, UDPReadBuffer: int(rcv),
 		UDPTimeKey: o.UDPTimeKey, UDPKeepTimeKey: o.UDPKeepTimeKey,
 		BufferDir: o.BufferDir, MemoryBuffer: o.MemoryBuffer, BufferMaxBytes: bufMax, BufferFullWait: o.FullWait,
@@ -389,15 +406,18 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	var stopES func() error
+	var (
+		stopES func() error
+		esDocs func() int
+	)
 	if embedded {
 		// Not ctx: a signal cancels it, and the pipeline still flushes into
 		// this Elasticsearch before stopES.
-		url, dir, stop, err := startEmbeddedES(context.WithoutCancel(ctx), o.ESData, cfg.BufferDir, o.ESMaxDocs)
+		url, dir, stop, docs, err := startEmbeddedES(context.WithoutCancel(ctx), o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
-		stopES = stop
+		stopES, esDocs = stop, docs
 		urls = []string{url}
 		log.Info("embedded elasticsearch started", "url", url, "data", dir, "kept", o.ESData != "", "max_docs", o.ESMaxDocs)
 	}
@@ -411,6 +431,21 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 			stopES()
 		}
 		return nil, err
+	}
+	// The runtime's soft memory limit follows the in-flight budget plus
+	// what the embedded Elasticsearch's index and a memory buffer hold.
+	if limit, restore := setMemoryLimit(cfg.MaxInFlightBytes, func() int64 {
+		var extra int64
+		if esDocs != nil {
+			extra += int64(esDocs()) * embeddedESBytesPerDoc
+		}
+		if cfg.MemoryBuffer {
+			extra += p.Stats().Buffer.Bytes
+		}
+		return extra
+	}); limit > 0 {
+		defer restore()
+		log.Info("go memory limit set from the in-flight budget", "limit_bytes", limit, "max_in_flight", cfg.MaxInFlightBytes)
 	}
 	// The one line a person needs at start, whatever the log settings.
 	fmt.Fprintf(g.IO.Err, "logdoctor pipeline: forward=%s udp=%s es=%s buffer=%s dead-letter=%s metrics=%s\n",
