@@ -11,7 +11,7 @@ import (
 // buffers, output batches, garbage not yet collected. Under gzip bombs the
 // peaks measured (bench/memory.sh) sit 10-30 MiB above the limit, so the
 // budget plus 64 MiB holds.
-const memLimitHeadroom = 32 << 20
+const memLimitHeadroom = 24 << 20
 
 // setMemoryLimit gives the Go runtime a soft memory limit of the in-flight
 // budget plus headroom plus extra() (memory the command holds by design,
