@@ -44,8 +44,9 @@ type Decoder struct {
 	r          io.Reader
 	lim        Limits
 	buf        []byte
-	start, end int // buffered, unconsumed bytes are buf[start:end]
-	frameLen   int // length of the frame returned last, consumed on the next call
+	base       []byte // the per-connection buffer buf returns to
+	start, end int    // buffered, unconsumed bytes are buf[start:end]
+	frameLen   int    // length of the frame returned last, consumed on the next call
 	sc         scanner
 	js         jsonScanner
 	sawJSON    bool
@@ -110,7 +111,13 @@ func (d *Decoder) shrink(n int64) {
 // stream was left in (a server calls it when a connection ends, after an
 // error too). The decoder is not used afterwards.
 func (d *Decoder) Close() {
-	d.buf, d.start, d.end, d.frameLen = nil, 0, 0, 0
+	if cap(d.buf) > baseBufSize {
+		d.pools.putBuf(d.buf)
+	}
+	d.buf, d.base, d.start, d.end, d.frameLen = nil, nil, 0, 0, 0
+	if cap(d.req.Entries) > baseEntries {
+		d.pools.putEvents(d.req.Entries)
+	}
 	d.req.Entries = nil
 	d.recycleBlocks()
 	d.lease.Release()
@@ -127,7 +134,8 @@ func (d *Decoder) Release() {
 	keep := int64(0)
 	if cap(d.buf) > baseBufSize {
 		if d.end == d.start {
-			d.buf, d.start, d.end = nil, 0, 0 // fill makes a base buffer
+			d.pools.putBuf(d.buf)
+			d.buf, d.start, d.end = d.base, 0, 0
 		} else {
 			// The next request is already arriving: keep the buffer,
 			// and its share of the budget, while requests stream.
@@ -135,6 +143,7 @@ func (d *Decoder) Release() {
 		}
 	}
 	if cap(d.req.Entries) > baseEntries {
+		d.pools.putEvents(d.req.Entries)
 		d.req.Entries = nil
 	}
 	clear(d.req.Entries[:cap(d.req.Entries)]) // drop references into freed buffers
@@ -257,6 +266,12 @@ func (d *Decoder) NextFrame() (frame []byte, isJSON bool, err error) {
 // never beyond MaxRequestBytes plus one read's worth. Growth beyond the
 // base buffer is taken from the budget first.
 func (d *Decoder) fill(want int) error {
+	if d.buf == nil {
+		if d.base == nil {
+			d.base = make([]byte, baseBufSize)
+		}
+		d.buf = d.base
+	}
 	if d.end == len(d.buf) {
 		if d.start > 0 {
 			d.end = copy(d.buf, d.buf[d.start:d.end])
@@ -269,15 +284,19 @@ func (d *Decoder) fill(want int) error {
 				// that usually follows it.
 				n = want + 512
 			}
+			n = d.pools.bufSize(n)
 			if lim := int(d.lim.MaxRequestBytes) + 1; n > lim {
 				n = max(lim, len(d.buf)+1)
 			}
 			if err := d.grow(charge(n, baseBufSize) - charge(len(d.buf), baseBufSize)); err != nil {
 				return err
 			}
-			nb := make([]byte, n)
+			nb := d.pools.buf(n)
 			d.end = copy(nb, d.buf[d.start:d.end])
 			d.start = 0
+			if cap(d.buf) > baseBufSize {
+				d.pools.putBuf(d.buf) // nothing points into a frame not yet returned
+			}
 			d.buf = nb
 		}
 	}
@@ -302,8 +321,11 @@ func (d *Decoder) addEntry(req *Request, e Entry) error {
 		if err := d.grow(entrySize * (charge(n, baseEntries) - charge(cap(req.Entries), baseEntries))); err != nil {
 			return err
 		}
-		ne := make([]Entry, len(req.Entries), n)
+		ne := d.pools.events(n)[:len(req.Entries)]
 		copy(ne, req.Entries)
+		if cap(req.Entries) > baseEntries {
+			d.pools.putEvents(req.Entries)
+		}
 		req.Entries = ne
 	}
 	req.Entries = append(req.Entries, e)
