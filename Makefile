@@ -24,14 +24,17 @@ run: build
 # `docker load -i bin/logdoctor-image.tar` or `crane push` it; see
 # docs/debug-containers.md. IMAGE_TAG names it.
 IMAGE_TAG   ?= logdoctor:$(VERSION)
+# tools/ is a module of its own so that go-containerregistry stays out of
+# the binary's dependencies.
 image: build
-	$(GO) run ./tools/mkimage -binary $(BIN) -out bin/logdoctor-image.tar -tag '$(IMAGE_TAG)'
+	cd tools && $(GO) run ./mkimage -binary ../$(BIN) -out ../bin/logdoctor-image.tar -tag '$(IMAGE_TAG)'
 
 test-deps:
 	@scripts/test-deps.sh
 
 test: test-deps
 	$(GO) test -race -timeout 12m ./...
+	cd tools && $(GO) test -race -timeout 5m ./...
 
 bench: build
 	@scripts/bench.sh
@@ -40,6 +43,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	cd tools && $(GO) vet ./... && $(GO) mod tidy -diff
 
 # Runs every fuzz target for FUZZTIME each; the seed corpora live in
 # testdata/fuzz of each package and run with every `go test`.

@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,8 +26,6 @@ func newESCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "es",
 		Short: "Elasticsearch/OpenSearch as a log shipper sees it: probe, count duplicates, or run a misbehaving test cluster",
-		Args:  cobra.NoArgs,
-		RunE:  g.run(func(cmd *cobra.Command, args []string) error { return cmd.Help() }),
 	}
 	cmd.AddCommand(newESProbeCmd(g), newESDupsCmd(g), newESServeCmd(g))
 	return cmd
@@ -50,7 +50,7 @@ func (c *ESConnOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&c.APIKey, "api-key", "", "API key (base64 id:key), sent as 'Authorization: ApiKey ...' (or LOGDOCTOR_ES_API_KEY)")
 	f.StringVar(&c.CA, "ca", "", "PEM CA certificate to verify the cluster's TLS certificate")
 	f.BoolVar(&c.Insecure, "insecure", false, "do not verify the TLS certificate")
-	f.DurationVar(&c.Timeout, "timeout", 10*time.Second, "timeout of each request and TCP connect")
+	durVar(f, &c.Timeout, "timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "timeout of each request and TCP connect")
 }
 
 // resolve fills the password and API key from the file and environment.
@@ -128,12 +128,12 @@ key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
 	o.Conn.flags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&o.Index, "index", "", "index for the bulk idempotency check (writes and deletes one canary document)")
-	f.StringVar(&o.BulkSize, "bulk-size", "8MiB", "largest bulk body the shipper sends (Fluentd chunk_limit_size), compared with http.max_content_length")
-	f.DurationVar(&o.RequestTimeout, "request-timeout", esprobe.DefaultRequestTimeout, "the shipper's request timeout (fluent-plugin-elasticsearch request_timeout, default 5s)")
-	f.IntVar(&o.Sequential, "sequential", 10, "sequential requests in the keep-alive check")
-	f.IntVar(&o.Concurrent, "concurrent", 4, "concurrent requests per round (two rounds) in the pool check")
-	f.DurationVar(&o.IdleWait, "idle-wait", 500*time.Millisecond, "watch one idle keep-alive connection this long for the server closing it (0 = skip; use more than your load balancer's idle timeout)")
-	f.IntVar(&o.BulkSamples, "bulk-samples", 5, "times the canary bulk is sent with --index (first creates, the rest must get 409)")
+	sizeVar(f, &o.BulkSize, "bulk-size", "8MiB", parseESBytes, 1, false, "a size like 8MiB, 100mb or 1048576, up to 1TiB", "largest bulk body the shipper sends (Fluentd chunk_limit_size), compared with http.max_content_length")
+	durVar(f, &o.RequestTimeout, "request-timeout", esprobe.DefaultRequestTimeout, time.Nanosecond, wantPositiveDur, "the shipper's request timeout (fluent-plugin-elasticsearch request_timeout, default 5s)")
+	intVar(f, &o.Sequential, "sequential", 10, 1, 10000, "a number of requests from 1 to 10000", "sequential requests in the keep-alive check")
+	intVar(f, &o.Concurrent, "concurrent", 4, 1, 1000, "a number of requests from 1 to 1000", "concurrent requests per round (two rounds) in the pool check")
+	durVar(f, &o.IdleWait, "idle-wait", 500*time.Millisecond, 0, wantDurOrZero("skip the check"), "watch one idle keep-alive connection this long for the server closing it (0 = skip; use more than your load balancer's idle timeout)")
+	intVar(f, &o.BulkSamples, "bulk-samples", 5, 2, 1000, "a number from 2 (one create, one replay) to 1000", "times the canary bulk is sent with --index (first creates, the rest must get 409)")
 	return cmd
 }
 
@@ -204,11 +204,13 @@ func newESDupsCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dups URL --index PATTERN [--field F | --fields a,b]",
 		Short: "Count events indexed more than once (seed 003: resends without a stable _id)",
-		Long: `dups counts duplicated events in an index. With --field it asks a terms
-aggregation for every value present twice or more (use a keyword field such
-as a hash or request id, e.g. request_id.keyword); with --fields it
-fingerprints those fields' values over a bounded scan (--max-docs); with
-neither it fingerprints the whole _source.`,
+		Long: `dups counts duplicated events in an index, reading all of it (up to
+--max-docs documents). With --field it pages a composite aggregation through
+every value of the field and counts those present twice or more (use a
+keyword field such as a hash or request id, e.g. request_id.keyword); with
+--fields it fingerprints those fields' values over a scrolling search; with
+neither it fingerprints the whole _source. A scan cut short (--max-docs, a
+failed page) is the finding es.dups_incomplete, never a clean verdict.`,
 		Example: `  logdoctor es dups http://localhost:9200 --index 'logs-*' --field request_id.keyword
   logdoctor es dups http://localhost:9200 --index logs-2026.11.21 --fields '@timestamp,message,kubernetes.pod_name'`,
 		Args: cobra.ExactArgs(1),
@@ -225,9 +227,9 @@ neither it fingerprints the whole _source.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Index, "index", "", "index name or pattern (required)")
 	f.StringVar(&o.Field, "field", "", "keyword field whose values should be unique (terms aggregation)")
-	f.StringSliceVar(&o.Fields, "fields", nil, "fields fingerprinted together over a bounded scan")
-	f.IntVar(&o.MaxDocs, "max-docs", 10000, "documents scanned (fingerprint) or duplicated keys fetched (terms), at most 10000")
-	f.IntVar(&o.Examples, "examples", 5, "duplicated events shown as examples")
+	f.StringSliceVar(&o.Fields, "fields", nil, "fields fingerprinted together over a scroll through the index")
+	intVar(f, &o.MaxDocs, "max-docs", esprobe.DefaultDupsMaxDocs, 1, math.MaxInt32, "a number of documents from 1", "documents read at most; a larger index is read in part and reported as es.dups_incomplete")
+	intVar(f, &o.Examples, "examples", 5, 0, 1000, "a number from 0 to 1000", "duplicated events shown as examples")
 	return cmd
 }
 
@@ -238,8 +240,8 @@ func runESDups(ctx context.Context, now func() time.Time, o ESDupsOptions) (*rep
 	if o.Field != "" && len(o.Fields) > 0 {
 		return nil, usageErrorf("--field and --fields are exclusive")
 	}
-	if o.MaxDocs < 1 || o.MaxDocs > 10000 {
-		return nil, usageErrorf("--max-docs must be between 1 and 10000")
+	if o.MaxDocs < 1 {
+		return nil, usageErrorf("--max-docs must be at least 1")
 	}
 	if err := o.Conn.resolve(); err != nil {
 		return nil, err
@@ -326,31 +328,32 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Listen, "listen", "127.0.0.1:9200", "address of the first node; further nodes use the following ports")
+	addrVar(f, &o.Listen, "listen", "127.0.0.1:9200", true, false, "address of the first node; further nodes use the following ports")
 	f.StringVar(&o.Version, "version", essim.DefaultVersion, "Elasticsearch version to claim (7.17.x answers like 7)")
-	f.StringVar(&o.Distribution, "distribution", "elasticsearch", "elasticsearch or opensearch (then --version 1.x or 2.x, no X-Elastic-Product header)")
+	enumVar(f, &o.Distribution, "distribution", "elasticsearch", []string{"elasticsearch", "opensearch"}, "elasticsearch or opensearch (then --version 1.x or 2.x, no X-Elastic-Product header)")
 	f.StringVar(&o.ClusterName, "cluster-name", "essim", "cluster_name")
-	f.IntVar(&o.Nodes, "nodes", 1, "nodes (listeners) sharing one store")
+	intVar(f, &o.Nodes, "nodes", 1, 1, 64, "a number of nodes from 1 to 64", "nodes (listeners) sharing one store")
 	f.StringVar(&o.Data, "data", "", "keep documents in this directory (survive restarts); memory only when empty")
-	f.StringVar(&o.MaxContentLength, "max-content-length", "100MiB", "http.max_content_length: larger bodies get 413")
-	f.StringVar(&o.InFlightLimit, "inflight-requests-limit", "256MiB", "network.breaker.inflight_requests.limit per node: request bodies, counted twice, past it get 429 circuit_breaking_exception (0: no limit)")
-	f.Int64Var(&o.MaxDocs, "max-docs", 0, "documents held at most; past that writes get 429 cluster_block_exception, as past the flood-stage disk watermark (0: no bound)")
+	sizeVar(f, &o.MaxContentLength, "max-content-length", "100MiB", parseESBytes, 1, false, "a size like 100MiB, 100mb or 104857600, up to 1TiB", "http.max_content_length: larger bodies get 413")
+	sizeVar(f, &o.InFlightLimit, "inflight-requests-limit", "256MiB", parseSize, 0, false, "0 (no limit) or a size like 256MiB", "network.breaker.inflight_requests.limit per node: request bodies, counted twice, past it get 429 circuit_breaking_exception (0: no limit)")
+	int64Var(f, &o.MaxDocs, "max-docs", 0, 0, math.MaxInt64, "0 (no bound) or a number of documents", "documents held at most; past that writes get 429 cluster_block_exception, as past the flood-stage disk watermark (0: no bound)")
 	f.StringVar(&o.User, "user", "", "require basic auth with this user")
 	f.StringVar(&o.Password, "password", "", "basic auth password (or LOGDOCTOR_ES_PASSWORD)")
 	f.StringVar(&o.APIKey, "api-key", "", "also accept 'Authorization: ApiKey <this>'")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
 	f.StringVar(&o.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0 = until interrupted)")
-	f.Float64Var(&o.RejectRate, "reject-rate", 0, "fraction of bulk items rejected with 429 es_rejected_execution_exception")
-	f.Float64Var(&o.FailRate, "fail-rate", 0, "fraction of write requests failed whole (see --fail-status)")
-	f.IntVar(&o.FailStatus, "fail-status", 429, "status of whole-request failures: 429 or 503")
-	f.Float64Var(&o.DropRate, "drop-rate", 0, "fraction of bulk items acknowledged (201) but never stored")
-	f.DurationVar(&o.Latency, "latency", 0, "added to every request")
-	f.DurationVar(&o.IdleClose, "idle-close", 0, "close keep-alive connections idle this long")
+	durVar(f, &o.Duration, "duration", 0, 0, wantDurOrZero("until interrupted"), "stop after this long (0 = until interrupted)")
+	floatVar(f, &o.RejectRate, "reject-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of bulk items rejected with 429 es_rejected_execution_exception")
+	floatVar(f, &o.FailRate, "fail-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of write requests failed whole (see --fail-status)")
+	intCheckVar(f, &o.FailStatus, "fail-status", 429, func(n int) bool { return slices.Contains([]int{429, 500, 502, 503, 504}, n) },
+		"429, 500, 502, 503 or 504", "status of whole-request failures: 429, 500, 502, 503 or 504")
+	floatVar(f, &o.DropRate, "drop-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of bulk items acknowledged (201) but never stored")
+	durVar(f, &o.Latency, "latency", 0, 0, wantDurOrZero("none"), "added to every request")
+	durVar(f, &o.IdleClose, "idle-close", 0, 0, wantDurOrZero("never"), "close keep-alive connections idle this long")
 	f.StringVar(&o.PublishAddress, "publish-address", "", "http.publish_address in _nodes/http (e.g. 127.0.0.2:1; 'none' publishes no http section)")
-	f.StringVar(&o.Health, "health", "", "cluster health: green, yellow or red (red fails bulk items with 503)")
+	enumVar(f, &o.Health, "health", "", []string{"", "green", "yellow", "red"}, "cluster health: green, yellow or red (red fails bulk items with 503)")
 	f.BoolVar(&o.IndexLate, "index-late", false, "index bulks at once but answer after --late-by (the client times out and resends)")
-	f.DurationVar(&o.LateBy, "late-by", essim.DefaultLateBy, "how long --index-late holds the answer")
+	durVar(f, &o.LateBy, "late-by", essim.DefaultLateBy, time.Nanosecond, wantPositiveDur, "how long --index-late holds the answer")
 	f.BoolVar(&o.NoKeepAlive, "no-keepalive", false, "answer with Connection: close (every request costs a new connection)")
 	f.BoolVar(&o.StripProductHeader, "strip-product-header", false, "drop X-Elastic-Product, as some proxies do (Elastic's clients 7.14+ then refuse the server)")
 	f.Int64Var(&o.Seed, "seed", 1, "random seed of the fault rates")
@@ -373,6 +376,19 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	if o.Nodes < 1 || o.Nodes > 64 {
 		return nil, usageErrorf("--nodes must be between 1 and 64")
 	}
+	if o.Distribution == "opensearch" && o.Version == essim.DefaultVersion {
+		o.Version = "" // essim picks an OpenSearch version
+	}
+	if err := essim.CheckVersion(o.Distribution, o.Version); err != nil {
+		return nil, usageErrorf("--version/--distribution: %w", err)
+	}
+	switch o.PublishAddress {
+	case "", "none":
+	default:
+		if err := checkHostPort(o.PublishAddress, 1); err != nil {
+			return nil, usageErrorf("--publish-address %q: want %s, or none", o.PublishAddress, wantDial)
+		}
+	}
 	if o.Password, err = esPassword(o.Password, "", ""); err != nil {
 		return nil, err
 	}
@@ -390,21 +406,22 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	if cert != nil {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	}
+	if o.Data != "" {
+		if err := os.MkdirAll(o.Data, 0o700); err != nil {
+			return nil, fmt.Errorf("--data: %w", err)
+		}
+	}
 	faults := essim.Faults{RejectRate: o.RejectRate, FailRate: o.FailRate, FailStatus: o.FailStatus, DropRate: o.DropRate,
 		Latency: o.Latency, IdleClose: o.IdleClose, PublishAddress: o.PublishAddress, Health: o.Health,
 		IndexLate: o.IndexLate, LateBy: o.LateBy, NoKeepAlive: o.NoKeepAlive, StripProductHeader: o.StripProductHeader, Seed: o.Seed}
 	started := now()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if o.Distribution == "opensearch" && o.Version == essim.DefaultVersion {
-		o.Version = "" // essim picks an OpenSearch version
-	}
 	s, err := essim.Start(sctx, o.Listen, essim.Config{Version: o.Version, Distribution: o.Distribution, ClusterName: o.ClusterName, Nodes: o.Nodes,
 		DataDir: o.Data, MaxContentLength: mcl, MaxDocs: o.MaxDocs, InFlightRequestsLimit: offIfZero(inflightLimit), Username: o.User, Password: o.Password, APIKey: o.APIKey, TLS: tlsCfg, Faults: faults})
 	if err != nil {
-		if strings.Contains(err.Error(), "want") || strings.Contains(err.Error(), "outside") || strings.Contains(err.Error(), "negative") {
-			return nil, &UsageError{Err: err}
-		}
+		// The flags and CheckVersion refused every bad value already: what
+		// is left (the port is taken, say) is a failure to run.
 		return nil, err
 	}
 	defer s.Close()

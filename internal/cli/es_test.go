@@ -146,6 +146,19 @@ func TestESDupsCLI(t *testing.T) {
 	if code != ExitFindings || r.Data["method"] != "fingerprint" || r.Data["scanned"] != 6.0 {
 		t.Fatalf("fingerprint: %d %v", code, r.Data)
 	}
+	// Past index.max_result_window: accepted, and a bound below the
+	// index size is es.dups_incomplete.
+	code, r, _ = esRun(t, "es", "dups", s.URL(), "--index", "app", "--max-docs", "20000")
+	if code != ExitFindings || r.Data["truncated"] != false || r.Data["max_docs"] != 20000.0 {
+		t.Fatalf("--max-docs 20000: %d %v", code, r.Data)
+	}
+	code, r, _ = esRun(t, "es", "dups", s.URL(), "--index", "app", "--max-docs", "2")
+	if code != ExitFindings || fmt.Sprint(esIDs(r)) != "[es.dups_incomplete]" || r.Data["scanned"] != 2.0 {
+		t.Fatalf("--max-docs 2: %d %v %v", code, esIDs(r), r.Data)
+	}
+	if code, _, _ := esRun(t, "es", "dups", s.URL(), "--index", "app", "--max-docs", "0"); code != ExitUsage {
+		t.Fatalf("--max-docs 0: exit %d", code)
+	}
 	if code, _, _ := esRun(t, "es", "dups", s.URL(), "--index", "nope"); code != ExitError {
 		t.Fatalf("missing index: exit %d", code)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -31,8 +32,6 @@ func newForwardCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "forward",
 		Short: "Fluentd forward protocol: probe an endpoint's acks, or run a test receiver",
-		Args:  cobra.NoArgs,
-		RunE:  g.run(func(cmd *cobra.Command, args []string) error { return cmd.Help() }),
 	}
 	cmd.AddCommand(newForwardProbeCmd(g), newForwardServeCmd(g))
 	return cmd
@@ -55,6 +54,9 @@ type ForwardProbeOptions struct {
 	NewConnection             bool
 	Heartbeat                 bool
 	HeartbeatTimeout          time.Duration
+
+	HandshakeTimeout time.Duration
+	PeerKind         string // "", fluentd or fluent-bit
 
 	// Set by tests and the command layer, not flags.
 	Dialer  forward.Dialer
@@ -92,11 +94,13 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Tag, "tag", "logdoctor.probe", "tag of the canary events")
+	nonEmptyVar(f, &o.Tag, "tag", "logdoctor.probe", "a non-empty tag", "tag of the canary events")
 	f.StringSliceVar(&o.Modes, "mode", nil, "message, forward, packed or compressed (repeat or comma-separate; default: each once, packed in load mode)")
-	f.DurationVar(&o.AckTimeout, "ack-timeout", 10*time.Second, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
-	f.DurationVar(&o.SlowAck, "slow-ack", time.Second, "ack latency p99 above this is reported as forward.slow_ack")
-	f.DurationVar(&o.HeloWait, "helo-wait", 300*time.Millisecond, "without --shared-key, how long to listen for a HELO after connecting")
+	durVar(f, &o.AckTimeout, "ack-timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
+	durVar(f, &o.SlowAck, "slow-ack", time.Second, time.Nanosecond, wantPositiveDur, "ack latency p99 above this is reported as forward.slow_ack")
+	durVar(f, &o.HeloWait, "helo-wait", 300*time.Millisecond, time.Nanosecond, wantPositiveDur, "without --shared-key, how long to listen for a HELO after connecting")
+	durVar(f, &o.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "bound of the TLS handshake and, with --shared-key, of the wait for HELO and PONG")
+	enumVar(f, &o.PeerKind, "peer-kind", "", []string{"", "fluentd", "fluent-bit"}, "what listens there, fluentd or fluent-bit (only the --heartbeat verdict depends on it: Fluent Bit does not answer UDP heartbeats)")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key for the HELO/PING/PONG handshake")
 	f.StringVar(&o.Username, "username", "", "username for user_auth")
 	f.StringVar(&o.Password, "password", "", "password for user_auth")
@@ -107,33 +111,36 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	f.StringVar(&o.Key, "key", "", "PEM client key")
 	f.StringVar(&o.ServerName, "server-name", "", "TLS server name to verify (default: the host)")
 	f.BoolVar(&o.Insecure, "insecure", false, "do not verify the server certificate (implies --tls)")
-	f.IntVar(&o.Count, "count", 0, "load mode: send this many events")
-	f.Float64Var(&o.Rate, "rate", 0, "load mode: at most this many events per second (0: as fast as acks come)")
-	f.IntVar(&o.Concurrency, "concurrency", 1, "load mode: connections sending in parallel")
-	f.IntVar(&o.ChunkEvents, "chunk-events", 1000, "load mode: events per chunk")
-	f.IntVar(&o.RecordSize, "record-size", 200, "approximate bytes per record")
+	intVar(f, &o.Count, "count", 0, 0, math.MaxInt32, "0 (canary mode) or a number of events", "load mode: send this many events")
+	floatVar(f, &o.Rate, "rate", 0, 0, math.MaxFloat64, "0 (as fast as acks come) or a positive number of events per second", "load mode: at most this many events per second (0: as fast as acks come)")
+	intVar(f, &o.Concurrency, "concurrency", 1, 1, 4096, "a number of connections from 1 to 4096", "load mode: connections sending in parallel")
+	intVar(f, &o.ChunkEvents, "chunk-events", 1000, 1, 1_000_000, "a number of events from 1 to 1000000", "load mode: events per chunk")
+	intVar(f, &o.RecordSize, "record-size", 200, 1, 16<<20, "a number of bytes from 1 to 16777216", "approximate bytes per record")
 	f.BoolVar(&o.NewConnection, "new-connection", false, "load mode: a new connection per chunk (out_forward without keepalive) instead of keep-alive")
 	f.BoolVar(&o.Heartbeat, "heartbeat", false, "also check that the port answers UDP heartbeats")
-	f.DurationVar(&o.HeartbeatTimeout, "heartbeat-timeout", 2*time.Second, "how long to wait for the UDP heartbeat reply")
+	durVar(f, &o.HeartbeatTimeout, "heartbeat-timeout", 2*time.Second, time.Nanosecond, wantPositiveDur, "how long to wait for the UDP heartbeat reply")
 	return cmd
 }
 
 // probeTLSConfig builds the client TLS config from the flags (nil: plain TCP).
 func probeTLSConfig(o ForwardProbeOptions) (*tls.Config, error) {
-	if !o.TLS && o.CA == "" && o.Cert == "" && !o.Insecure {
+	if !o.TLS && o.CA == "" && o.Cert == "" && o.Key == "" && !o.Insecure {
 		return nil, nil
 	}
 	cfg := &tls.Config{InsecureSkipVerify: o.Insecure, ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
 	if o.CA != "" {
 		pool, err := certPool("--ca", o.CA)
 		if err != nil {
-			return nil, &UsageError{Err: err}
+			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
 	pair, err := keyPair("--cert", o.Cert, "--key", o.Key)
-	if err != nil {
+	if errors.Is(err, errPairIncomplete) {
 		return nil, &UsageError{Err: err}
+	}
+	if err != nil {
+		return nil, err
 	}
 	if pair != nil {
 		cfg.Certificates = []tls.Certificate{*pair}
@@ -142,17 +149,28 @@ func probeTLSConfig(o ForwardProbeOptions) (*tls.Config, error) {
 }
 
 func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOptions) (*report.Report, error) {
-	if _, _, err := net.SplitHostPort(o.Addr); err != nil {
-		return nil, usageErrorf("address %q: want HOST:PORT", o.Addr)
+	if err := checkHostPort(o.Addr, 1); err != nil {
+		return nil, usageErrorf("address %q: want %s", o.Addr, wantDial)
 	}
-	if o.Count < 0 || o.Concurrency < 1 || o.ChunkEvents < 1 || o.Rate < 0 || o.AckTimeout <= 0 {
-		return nil, usageErrorf("--count, --rate must be >= 0; --concurrency, --chunk-events and --ack-timeout > 0")
+	// The flags refuse these already; callers that build the options
+	// themselves get the same answer.
+	switch {
+	case o.Count < 0:
+		return nil, usageErrorf("--count %d: want 0 (canary mode) or a number of events", o.Count)
+	case o.Rate < 0:
+		return nil, usageErrorf("--rate %g: want 0 (as fast as acks come) or a positive number of events per second", o.Rate)
+	case o.Concurrency < 1:
+		return nil, usageErrorf("--concurrency %d: want a number of connections from 1 to 4096", o.Concurrency)
+	case o.ChunkEvents < 1:
+		return nil, usageErrorf("--chunk-events %d: want a number of events from 1 to 1000000", o.ChunkEvents)
+	case o.AckTimeout <= 0:
+		return nil, usageErrorf("--ack-timeout %s: want %s", o.AckTimeout, wantPositiveDur)
 	}
 	var modes []forward.Mode
 	for _, s := range o.Modes {
 		m, err := forward.ParseMode(strings.TrimSpace(s))
 		if err != nil {
-			return nil, &UsageError{Err: err}
+			return nil, usageErrorf("--mode: %w", err)
 		}
 		modes = append(modes, m)
 	}
@@ -167,10 +185,10 @@ func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOp
 	res, findings, err := forwardprobe.Run(ctx, forwardprobe.Options{
 		Addr: o.Addr, Tag: o.Tag, Modes: modes, AckTimeout: o.AckTimeout, SlowAck: o.SlowAck,
 		Client: forward.ClientConfig{Dialer: o.Dialer, TLSConfig: tc, SharedKey: o.SharedKey, Username: o.Username,
-			Password: o.Password, Hostname: o.Hostname, HeloWait: o.HeloWait},
+			Password: o.Password, Hostname: o.Hostname, HeloWait: o.HeloWait, HandshakeTimeout: o.HandshakeTimeout},
 		Count: o.Count, ChunkEvents: o.ChunkEvents, Rate: o.Rate, Concurrency: o.Concurrency,
 		NewConnPerChunk: o.NewConnection, RecordSize: o.RecordSize,
-		Heartbeat: o.Heartbeat, HeartbeatTimeout: o.HeartbeatTimeout, Sockets: o.Sockets,
+		Heartbeat: o.Heartbeat, HeartbeatTimeout: o.HeartbeatTimeout, PeerKind: o.PeerKind, Sockets: o.Sockets,
 	})
 	if err != nil {
 		return nil, &UsageError{Err: err}
@@ -192,7 +210,7 @@ func (d probeData) Sections() []report.Section {
 	}
 	out := []report.Section{steps}
 	if len(res.Canaries) > 0 {
-		c := report.Section{Title: "Canary chunks (run " + res.RunID + ")", Header: []string{"MODE", "EVENTS", "BYTES", "OUTCOME", "ACK MS", "SEND-Q MAX", "CHUNK"}}
+		c := report.Section{Title: "Canary chunks (run " + res.RunID + ")", Header: []string{"MODE", "EVENTS", "BYTES", "OUTCOME", "ACK MS", "Send-Q max", "CHUNK"}}
 		for _, cn := range res.Canaries {
 			sq := ""
 			if len(cn.Socket) > 0 {
@@ -242,6 +260,9 @@ func (d probeData) Sections() []report.Section {
 		line := fmt.Sprintf("UDP heartbeat: answered in %.2f ms", hb.RTTMS)
 		if !hb.OK {
 			line = "UDP heartbeat: no answer (" + hb.Error + ")"
+			if hb.Refused {
+				line = "UDP heartbeat: nothing listens on the UDP port (" + hb.Error + ")"
+			}
 		}
 		out = append(out, report.Section{Lines: []string{line}})
 	}
@@ -315,7 +336,7 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: addrAsText}))
 			r, err := runForwardServe(ctx, g.Now, *o, logger, func(addr net.Addr) {
 				fmt.Fprintf(g.IO.Err, "logdoctor forward serve: listening on %s (ack %s)\n", addr, o.Ack)
 			})
@@ -326,25 +347,29 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Listen, "listen", "127.0.0.1:24224", "address to listen on (TCP, and UDP for heartbeats)")
+	addrVar(f, &o.Listen, "listen", "127.0.0.1:24224", true, false, "address to listen on (TCP, and UDP for heartbeats)")
 	f.StringVar(&o.Ack, "ack", "always", "always, never, wrong, delay=DURATION or drop-rate=P (0..1)")
-	f.IntVar(&o.CloseAfter, "close-after", 0, "close each connection, without ack, on its Nth request")
+	intVar(f, &o.CloseAfter, "close-after", 0, 0, math.MaxInt32, "0 (never) or a request number from 1", "close each connection, without ack, on its Nth request")
 	f.BoolVar(&o.Blackhole, "blackhole", false, "accept connections and never read from them")
 	f.StringVar(&o.SharedKey, "shared-key", "", "require the HELO/PING/PONG handshake with this key")
 	f.StringSliceVar(&o.Users, "user", nil, "USER:PASSWORD for user_auth (repeatable; needs --shared-key)")
-	f.StringVar(&o.Hostname, "hostname", "logdoctor-serve", "self hostname sent in PONG")
+	f.StringVar(&o.Hostname, "self-hostname", "logdoctor-serve", "hostname sent in the handshake's PONG, Fluentd's <security> self_hostname; it must differ from the sender's")
+	// The old name keeps working, silently: a deprecation notice would go
+	// to stdout and break -o json.
+	f.StringVar(&o.Hostname, "hostname", "logdoctor-serve", "old name of --self-hostname")
+	_ = f.MarkHidden("hostname")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "PEM server certificate (turns on TLS)")
 	f.StringVar(&o.TLSKey, "tls-key", "", "PEM server key")
 	f.StringVar(&o.TLSClientCA, "tls-client-ca", "", "PEM CAs; require client certificates signed by them")
-	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0: until SIGINT)")
+	durVar(f, &o.Duration, "duration", 0, 0, wantDurOrZero("until SIGINT"), "stop after this long (0: until SIGINT)")
 	f.BoolVar(&o.Heartbeat, "heartbeat", true, "answer UDP heartbeats on the same port")
-	f.Int64Var(&o.MaxRequestBytes, "max-request-bytes", forward.DefaultLimits.MaxRequestBytes, "close connections sending a larger request")
-	f.DurationVar(&o.ReadTimeout, "read-timeout", 0, "close a connection that takes longer to send one request (0: no limit)")
-	f.StringVar(&o.MaxDecompressed, "max-decompressed-size", "128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one closes the connection)")
-	f.StringVar(&o.MaxInFlight, "max-in-flight", "256MiB", "memory for requests being read and decoded, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
-	f.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close a connection idle between requests this long (0: never, as in_forward)")
-	f.DurationVar(&o.FirstRequest, "first-request-timeout", 60*time.Second, "close a connection that has not sent a complete request this long after connecting (0: never)")
-	f.IntVar(&o.MaxConns, "max-conns", 0, "at this many connections, close the one idle the longest to admit a new one (0: no limit)")
+	int64Var(f, &o.MaxRequestBytes, "max-request-bytes", forward.DefaultLimits.MaxRequestBytes, 1, math.MaxInt64, "a number of bytes of 1 or more", "close connections sending a larger request")
+	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", "128MiB", parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one closes the connection)")
+	sizeVar(f, &o.MaxInFlight, "max-in-flight", "256MiB", parseSize, 0, false, "0 (no bound) or a size like 256MiB", "memory for requests being read and decoded, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
+	durVar(f, &o.ReadTimeout, "read-timeout", 0, 0, wantDurOrZero("no limit"), "close a connection that takes longer to send one request (0: no limit)")
+	durVar(f, &o.IdleTimeout, "idle-timeout", 0, 0, wantDurOrZero("never"), "close a connection idle between requests this long (0: never, as in_forward)")
+	durVar(f, &o.FirstRequest, "first-request-timeout", 60*time.Second, 0, wantDurOrZero("never"), "close a connection that has not sent a complete request this long after connecting (0: never)")
+	intVar(f, &o.MaxConns, "max-conns", 0, 0, 1<<20, "0 (no limit) or a number of connections up to 1048576", "at this many connections, close the one idle the longest to admit a new one (0: no limit)")
 	return cmd
 }
 
@@ -435,6 +460,10 @@ func (d *serveData) Sections() []report.Section {
 	st := d.Stats
 	lines := []string{fmt.Sprintf("connections %d (refused %d, closed on error %d, auth failed %d, replaced at --max-conns %d, no request in time %d, closed for broken values %d); requests %d, events %d, acks sent %d, acks withheld %d, closed by --close-after %d, non-requests dropped %d",
 		st.Accepted, st.Refused, st.Errors, st.AuthFailed, st.Evicted, st.NoFirstRequest, st.ClosedBroken, st.Requests, st.Events, st.Acks, d.AcksWithheld, d.ClosedByRule, st.Dropped)}
+	if st.TLSFailed+st.BadRequests+st.UnknownCompression > 0 {
+		lines = append(lines, fmt.Sprintf("closed on error: TLS handshake failed %d, bad requests %d, unknown compression %d",
+			st.TLSFailed, st.BadRequests, st.UnknownCompression))
+	}
 	if b := d.InFlight; b != nil {
 		lines = append(lines, fmt.Sprintf("in-flight memory: peak %d of %d bytes; requests waited %d times, refused %d (larger than the budget) and %d (to break a wait cycle)",
 			b.Peak, b.Limit, b.Waits, b.Refused, b.Preempted))
@@ -453,13 +482,16 @@ func serveTLSConfig(o ForwardServeOptions) (*tls.Config, error) {
 		return nil, nil
 	}
 	pair, err := keyPair("--tls-cert", o.TLSCert, "--tls-key", o.TLSKey)
-	if err != nil {
+	if errors.Is(err, errPairIncomplete) {
 		return nil, &UsageError{Err: err}
+	}
+	if err != nil {
+		return nil, err
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{*pair}, MinVersion: tls.VersionTLS12}
 	if o.TLSClientCA != "" {
 		if cfg.ClientCAs, err = certPool("--tls-client-ca", o.TLSClientCA); err != nil {
-			return nil, &UsageError{Err: err}
+			return nil, err
 		}
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
@@ -474,7 +506,10 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 		return nil, &UsageError{Err: err}
 	}
 	if o.CloseAfter < 0 {
-		return nil, usageErrorf("--close-after must be >= 0")
+		return nil, usageErrorf("--close-after %d: want 0 (never) or a request number from 1", o.CloseAfter)
+	}
+	if err := checkHostPort(o.Listen, 0); err != nil {
+		return nil, usageErrorf("--listen %q: want %s", o.Listen, wantListen)
 	}
 	maxDec, err := parseSize(o.MaxDecompressed)
 	if err != nil {
@@ -576,6 +611,7 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	}
 	data.Seconds = now().Sub(started).Seconds()
 	r.Data = data
+	r.Add(forwardInputFindings(data.Listen, data.Stats)...)
 	r.Finish(now())
 	return r, nil
 }

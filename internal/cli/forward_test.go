@@ -461,3 +461,22 @@ func TestForwardServeConnectionLimits(t *testing.T) {
 		t.Fatalf("stats %+v: want one replaced connection and no errors", d.Stats)
 	}
 }
+
+// TestServeSelfHostname: --self-hostname is what PONG carries; the old
+// --hostname still sets it, without a notice that would break -o json.
+func TestServeSelfHostname(t *testing.T) {
+	for _, flag := range []string{"--self-hostname", "--hostname"} {
+		addr := freeTCPAddr(t, "127.0.0.1")
+		stop := startCLIStoppable("forward", "serve", "--listen", addr, "--shared-key", "k", flag, "aggregator-7", "-o", "json")
+		c := dialFluentRaw(t, addr)
+		c.Close()
+		_, res := probe(t, ForwardProbeOptions{Addr: addr, SharedKey: "k", Hostname: "sender-1"})
+		_, out, _ := stop()
+		if res.ServerHostname != "aggregator-7" || !res.Handshake {
+			t.Errorf("%s: server hostname %q, handshake %v", flag, res.ServerHostname, res.Handshake)
+		}
+		if !strings.HasPrefix(out, `{"command":"forward serve"`) {
+			t.Errorf("%s: stdout is not the JSON report: %q", flag, out)
+		}
+	}
+}

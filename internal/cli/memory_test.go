@@ -189,8 +189,8 @@ func TestPipelineRunMemoryBoundedUnderBombs(t *testing.T) {
 	st := d.Stats
 	// The six bombs of valid entries are stopped by the budget, the six
 	// of zeros at their first byte.
-	if st.InFlight.Limit != testBudget || st.InFlight.Refused+st.InFlight.Preempted < 6 || st.Forward.Errors < 12 || d.LeftOver != 0 {
-		t.Errorf("report: in-flight %+v, forward %+v, left %d", st.InFlight, st.Forward, d.LeftOver)
+	if st.InFlight.Limit != testBudget || st.InFlight.Refused+st.InFlight.Preempted < 6 || st.ForwardServer.Errors < 12 || d.LeftOver != 0 {
+		t.Errorf("report: in-flight %+v, forward %+v, left %d", st.InFlight, st.ForwardServer, d.LeftOver)
 	}
 	want := packedSenders*packedChunks*packedEvents + fluentN*fluentEvents
 	if got := esCount(t, esData); got != want {
@@ -383,9 +383,9 @@ func TestPipelineRunServesSenderUnderIdleFlood(t *testing.T) {
 	var d PipelineData
 	c.stop(t, &d)
 	st := d.Stats
-	t.Logf("forward server %+v", st.Forward)
-	if st.Forward.Evicted < 2000-1024 || d.LeftOver != 0 {
-		t.Errorf("forward %+v, left in buffer %d", st.Forward, d.LeftOver)
+	t.Logf("forward server %+v", st.ForwardServer)
+	if st.ForwardServer.Evicted < 2000-1024 || d.LeftOver != 0 {
+		t.Errorf("forward %+v, left in buffer %d", st.ForwardServer, d.LeftOver)
 	}
 	if got := esCount(t, esData); got != n {
 		t.Errorf("%d documents indexed, want %d", got, n)
@@ -432,7 +432,7 @@ func TestPipelineRunClosesSilentAndBrokenConnections(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
-	fs := rep.Data.Stats.Forward
+	fs := rep.Data.Stats.ForwardServer
 	if fs.NoFirstRequest < 1 || fs.ClosedBroken != 1 || fs.Dropped != 100 {
 		t.Errorf("forward stats %+v", fs)
 		logs, _ := os.ReadFile(logPath)

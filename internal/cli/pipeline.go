@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,13 +31,18 @@ const (
 	FindingPipelineDeadLetters  = "pipeline.dead_letters"
 	FindingPipelineUDPDrops     = "pipeline.udp_kernel_drops"
 	FindingPipelineRefused      = "pipeline.forward_refused"
+	FindingPipelineBroken       = "pipeline.forward_broken_requests"
 	FindingPipelineMemoryBuffer = "pipeline.memory_buffer"
+
+	FindingPipelineBufferCorrupt     = "pipeline.buffer_corrupt"
+	FindingPipelineBufferWriteFailed = "pipeline.buffer_write_failed"
 )
 
 // PipelineOptions are the flags of `pipeline run`.
 type PipelineOptions struct {
 	Forward          string
 	ForwardSharedKey string
+	SelfHostname     string
 	ForwardTLSCert   string
 	ForwardTLSKey    string
 	MaxConns         int
@@ -117,29 +123,30 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 		}),
 	}
 	f := run.Flags()
-	f.StringVar(&o.Forward, "forward", "127.0.0.1:24224", `forward protocol listen address (TCP; heartbeat on the same UDP port); "" disables`)
+	addrVar(f, &o.Forward, "forward", "127.0.0.1:24224", true, true, `forward protocol listen address (TCP; heartbeat on the same UDP port); "" disables`)
 	f.StringVar(&o.ForwardSharedKey, "forward-shared-key", "", "require the forward handshake with this shared key (or $LOGDOCTOR_FORWARD_SHARED_KEY)")
+	f.StringVar(&o.SelfHostname, "self-hostname", "", "hostname sent in the handshake's PONG, Fluentd's <security> self_hostname; it must differ from the sender's (default logdoctor-pipeline.<this host>)")
 	f.StringVar(&o.ForwardTLSCert, "forward-tls-cert", "", "TLS certificate file for the forward input")
 	f.StringVar(&o.ForwardTLSKey, "forward-tls-key", "", "TLS key file for the forward input")
-	f.IntVar(&o.MaxConns, "max-conns", 1024, "maximum concurrent forward connections")
-	f.DurationVar(&o.ReadTimeout, "read-timeout", 60*time.Second, "close a forward connection that takes longer to send one request (slowloris)")
-	f.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "close a forward connection idle between requests this long (0: never, as in_forward)")
-	f.StringVar(&o.MaxRequest, "max-request-size", "32MiB", "largest forward request on the wire")
-	f.StringVar(&o.MaxDecompressed, "max-decompressed-size", "128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one is refused)")
-	f.StringVar(&o.MaxInFlight, "max-in-flight", "256MiB", "memory for forward requests being read, decoded and buffered, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
-	f.DurationVar(&o.FirstRequest, "first-request-timeout", 60*time.Second, "close a forward connection that has not sent a complete request this long after connecting (0: never)")
-	f.StringVar(&o.UDP, "udp", "", "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
-	f.StringVar(&o.UDPTag, "udp-tag", "udp", "tag of events received over UDP")
-	f.IntVar(&o.UDPMaxDatagram, "udp-max-datagram", 65507, "largest UDP datagram accepted (larger ones are dead-lettered)")
+	intVar(f, &o.MaxConns, "max-conns", 1024, 1, 1<<20, "a number from 1 to 1048576", "maximum concurrent forward connections; at the limit the connection idle the longest is closed to admit a new one")
+	durVar(f, &o.ReadTimeout, "read-timeout", 60*time.Second, time.Nanosecond, wantPositiveDur, "close a forward connection that takes longer to send one request (slowloris)")
+	durVar(f, &o.IdleTimeout, "idle-timeout", 0, 0, wantDurOrZero("never"), "close a forward connection idle between requests this long (0: never, as in_forward)")
+	durVar(f, &o.FirstRequest, "first-request-timeout", 60*time.Second, 0, wantDurOrZero("never"), "close a forward connection that has not sent a complete request this long after connecting (0: never)")
+	sizeVar(f, &o.MaxRequest, "max-request-size", "32MiB", parseSize, 1, false, "a size of 1 byte or more, like 32MiB", "largest forward request on the wire")
+	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", "128MiB", parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one is refused)")
+	sizeVar(f, &o.MaxInFlight, "max-in-flight", "256MiB", parseSize, 0, false, "0 (no bound) or a size like 256MiB", "memory for forward requests being read, decoded and buffered, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
+	addrVar(f, &o.UDP, "udp", "", true, true, "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
+	nonEmptyVar(f, &o.UDPTag, "udp-tag", "udp", "a non-empty tag", "tag of events received over UDP")
+	intVar(f, &o.UDPMaxDatagram, "udp-max-datagram", 65507, 1, 65507, "a number of bytes from 1 to 65507 (the largest UDP payload)", "largest UDP datagram accepted (larger ones are dead-lettered)")
 	f.StringVar(&o.UDPTimeKey, "udp-time-key", "time", `field with a UDP event's time (epoch seconds or RFC 3339), removed from the record; "-": arrival time`)
 	f.BoolVar(&o.UDPKeepTimeKey, "udp-keep-time-key", false, "keep the --udp-time-key field in the record")
-	f.StringVar(&o.UDPRcvBuf, "udp-rcvbuf", "", "SO_RCVBUF of the UDP socket, e.g. 8MiB (kernel default when empty)")
-	f.StringVar(&o.BufferDir, "buffer-dir", "", "buffer directory (default $XDG_STATE_HOME/logdoctor/buffer, else the temp dir)")
+	sizeVar(f, &o.UDPRcvBuf, "udp-rcvbuf", "", parseSize, 1, true, `a size like 8MiB, or "" for the kernel default`, "SO_RCVBUF of the UDP socket, e.g. 8MiB (kernel default when empty)")
+	f.StringVar(&o.BufferDir, "buffer-dir", "", "buffer directory (default $XDG_STATE_HOME/logdoctor/buffer, else ~/.local/state/logdoctor/buffer, else the temp dir)")
 	f.BoolVar(&o.MemoryBuffer, "memory-buffer", false, "keep the buffer in memory: LOSES EVENTS ON A CRASH (benchmarks only)")
-	f.StringVar(&o.BufferMax, "buffer-max", "1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
-	f.DurationVar(&o.FullWait, "buffer-full-wait", 5*time.Second, "how long a forward request waits for buffer space before it is refused")
+	sizeVar(f, &o.BufferMax, "buffer-max", "1GiB", parseSize, minBufferMax, false, "a size of 64KiB or more, like 1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
+	durVar(f, &o.FullWait, "buffer-full-wait", 5*time.Second, time.Nanosecond, wantPositiveDur, "how long a forward request waits for buffer space before it is refused")
 	f.StringSliceVar(&o.ES, "es", []string{"embedded"}, `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`)
-	f.Int64Var(&o.ESMaxDocs, "es-max-docs", 4_000_000, "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
+	int64Var(f, &o.ESMaxDocs, "es-max-docs", 4_000_000, 0, 1<<62, "0 (no bound) or more documents", "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
 	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
 	f.StringVar(&o.ESUser, "es-user", "", "basic auth user (or in the URL)")
 	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (or $LOGDOCTOR_ES_PASSWORD)")
@@ -147,23 +154,24 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringVar(&o.ESCA, "es-ca", "", "CA certificate file for HTTPS Elasticsearch")
 	f.BoolVar(&o.ESInsecure, "es-insecure", false, "do not verify the Elasticsearch certificate")
 	f.BoolVar(&o.Gzip, "es-gzip", false, "gzip bulk request bodies")
-	f.IntVar(&o.Workers, "es-workers", 2, "concurrent bulk requests")
-	f.IntVar(&o.BatchCount, "batch-count", 2000, "events per bulk request")
-	f.StringVar(&o.BatchBytes, "batch-size", "8MiB", "bulk body size (kept under the cluster's http.max_content_length)")
-	f.DurationVar(&o.FlushInterval, "flush-interval", 100*time.Millisecond, "how long a bulk request waits to fill")
-	f.DurationVar(&o.RequestTimeout, "es-timeout", 30*time.Second, "timeout of one bulk request")
-	f.DurationVar(&o.RetryTimeout, "retry-timeout", time.Hour, "give up on an event (dead-letter it) after retrying this long; negative: never")
+	intVar(f, &o.Workers, "es-workers", 2, 1, 256, "a number from 1 to 256", "concurrent bulk requests")
+	intVar(f, &o.BatchCount, "batch-count", 2000, 1, 1_000_000, "a number of events from 1 to 1000000", "events per bulk request")
+	sizeVar(f, &o.BatchBytes, "batch-size", "8MiB", parseSize, 1024, false, "a size of 1KiB or more, like 8MiB", "bulk body size (kept under the cluster's http.max_content_length)")
+	durVar(f, &o.FlushInterval, "flush-interval", 100*time.Millisecond, time.Nanosecond, wantPositiveDur, "how long a bulk request waits to fill")
+	durVar(f, &o.RequestTimeout, "es-timeout", 30*time.Second, time.Nanosecond, wantPositiveDur, "timeout of one bulk request")
+	durCheckVar(f, &o.RetryTimeout, "retry-timeout", time.Hour, func(d time.Duration) bool { return d != 0 },
+		"a positive duration like 1h, or a negative one (-1s) for never", "give up on an event (dead-letter it) after retrying this long; negative: never")
 	f.BoolVar(&o.Sniff, "es-sniff", false, "discover nodes from _nodes/http (only addresses reachable from here are used)")
 	f.StringVar(&o.Index, "index", esout.DefaultIndex, "index name template over {tag} and the event's UTC date ({yyyy.MM.dd}, {yyyy.MM}, ...)")
 	f.StringVar(&o.IDKey, "id-key", "", "take the _id from this record field when present (default: hash of tag, time and record)")
 	f.StringVar(&o.TagKey, "tag-key", "tag", `document field that receives the tag ("-" for none)`)
 	f.StringVar(&o.DeadLetter, "dead-letter", "", "dead-letter file (default BUFFER_DIR/deadletter.jsonl)")
-	f.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:24231")
-	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM/SIGINT, flush for at most this long")
-	f.DurationVar(&o.Duration, "duration", 0, "stop by itself after this long (0: run until a signal)")
+	addrVar(f, &o.Metrics, "metrics", "", true, true, "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:24231")
+	durVar(f, &o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, 0, wantDurOrZero("do not flush"), "on SIGTERM/SIGINT, flush for at most this long")
+	durVar(f, &o.Duration, "duration", 0, 0, wantDurOrZero("run until a signal"), "stop by itself after this long (0: run until a signal)")
 	f.StringVar(&o.LogFile, "log-file", "", "write logs here instead of stderr (reopened on SIGHUP)")
-	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	enumVar(f, &o.LogFormat, "log-format", "text", []string{"text", "json"}, "log format: text or json")
+	enumVar(f, &o.LogLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level: debug, info, warn, error")
 	parent.AddCommand(run)
 	return parent
 }
@@ -191,7 +199,8 @@ func (d *PipelineData) Sections() []report.Section {
 		Header: []string{"counter", "value"},
 		Rows: [][]string{
 			row("forward events", s.ForwardEvents), row("forward acks", s.ForwardAcks),
-			row("forward refused (no ack)", s.ForwardRefused), row("udp events", s.UDPEvents),
+			row("forward refused (no ack)", s.ForwardRefused), row("forward connections refused", s.ForwardServer.Refused),
+			row("forward broken requests", s.ForwardServer.Dropped), row("udp events", s.UDPEvents),
 			row("udp bad datagrams", s.UDPBad), row("udp kernel drops", d.UDPDrops),
 			row("indexed", s.Output.Indexed), row("already indexed (409)", s.Output.Duplicates),
 			row("retried", s.Output.Retried), row("dead letters", s.DeadLetters),
@@ -233,6 +242,27 @@ func offIfZero[T int64 | time.Duration](v T) T {
 	return v
 }
 
+// selfHostname is the server's name in the forward handshake: the flag's
+// value, else prefix.<this host>. Fluentd's in_forward and out_forward
+// both refuse a PONG or PING carrying their own name ("same hostname
+// between input and output"), so a sender on this host using its host
+// name (forward probe, out_forward with self_hostname
+// "#{Socket.gethostname}") would be refused by a server using it too.
+func selfHostname(flag, prefix string) string {
+	if flag != "" {
+		return flag
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return prefix + "." + host
+}
+
+// minBufferMax is the smallest --buffer-max: below it a buffer cannot
+// hold even a small chunk and every request would be refused.
+const minBufferMax = 64 << 10
+
 // defaultBufferDir is $XDG_STATE_HOME/logdoctor/buffer, else
 // ~/.local/state/logdoctor/buffer, else a directory in the temp dir.
 func defaultBufferDir() string {
@@ -272,11 +302,8 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return cfg, usageErrorf("--log-format: want text or json")
 	}
-	if o.FirstRequest < 0 {
-		return cfg, usageErrorf("--first-request-timeout must not be negative (0 turns it off)")
-	}
 	cfg = pipeline.Config{
-		ForwardAddr: o.Forward, ForwardSharedKey: o.ForwardSharedKey, MaxConns: o.MaxConns,
+		ForwardAddr: o.Forward, ForwardSharedKey: o.ForwardSharedKey, ForwardHostname: selfHostname(o.SelfHostname, "logdoctor-pipeline"), MaxConns: o.MaxConns,
 		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxRequestBytes: maxReq, MaxDecompressedBytes: maxDec,
 		MaxInFlightBytes: offIfZero(maxInFlight), FirstRequestTimeout: offIfZero(o.FirstRequest),
 		UDPAddr: o.UDP, UDPTag: o.UDPTag, UDPMaxDatagram: o.UDPMaxDatagram, UDPReadBuffer: int(rcv),
@@ -348,6 +375,9 @@ func esURLs(vals []string, es *esout.Config) ([]string, bool, error) {
 		return nil, false, usageErrorf("--es: give a URL or embedded")
 	}
 	for _, u := range out {
+		if err := checkHTTPURL(u); err != nil {
+			return nil, false, usageErrorf("--es %q: want %s, or embedded", report.Redact(u), wantHTTPURL)
+		}
 		if i := strings.Index(u, "://"); i >= 0 {
 			rest := u[i+3:]
 			if at := strings.IndexByte(rest, '@'); at >= 0 && at < strings.IndexAny(rest+"/", "/") && es.Username == "" {
@@ -357,6 +387,41 @@ func esURLs(vals []string, es *esout.Config) ([]string, bool, error) {
 		}
 	}
 	return out, embedded, nil
+}
+
+// checkPipelinePaths makes the directories and the dead-letter file the
+// flags name before anything starts, so that one that cannot be used is
+// reported under its flag's name (exit 1, like every unusable file).
+func checkPipelinePaths(o *PipelineOptions, cfg *pipeline.Config) error {
+	if !cfg.MemoryBuffer {
+		if err := os.MkdirAll(cfg.BufferDir, 0o700); err != nil {
+			return fmt.Errorf("--buffer-dir: %w", err)
+		}
+	}
+	if o.ESData != "" {
+		if err := os.MkdirAll(o.ESData, 0o700); err != nil {
+			return fmt.Errorf("--es-data: %w", err)
+		}
+	}
+	if o.DeadLetter != "" {
+		f, err := os.OpenFile(o.DeadLetter, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("--dead-letter: %w", err)
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// addrAsText logs network addresses as "ip:port": the JSON handler would
+// otherwise encode a *net.TCPAddr as {"IP":...,"Port":...,"Zone":""}.
+func addrAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindAny {
+		if addr, ok := a.Value.Any().(net.Addr); ok {
+			return slog.String(a.Key, addr.String())
+		}
+	}
+	return a
 }
 
 func newLogger(o *PipelineOptions, stderr io.Writer) (*slog.Logger, *reopen.File, error) {
@@ -373,7 +438,7 @@ func newLogger(o *PipelineOptions, stderr io.Writer) (*slog.Logger, *reopen.File
 		}
 		w = rw
 	}
-	hopts := &slog.HandlerOptions{Level: lvl}
+	hopts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: addrAsText}
 	var h slog.Handler = slog.NewTextHandler(w, hopts)
 	if o.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, hopts)
@@ -390,6 +455,9 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	}
 	urls, embedded, err := esURLs(o.ES, &cfg.ES)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkPipelinePaths(o, &cfg); err != nil {
 		return nil, err
 	}
 	log, logw, err := newLogger(o, g.IO.Err)
@@ -411,9 +479,7 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 		esDocs func() int
 	)
 	if embedded {
-		// Not ctx: a signal cancels it, and the pipeline still flushes into
-		// this Elasticsearch before stopES.
-		url, dir, stop, docs, err := startEmbeddedES(context.WithoutCancel(ctx), o.ESData, cfg.BufferDir, o.ESMaxDocs)
+		url, dir, stop, docs, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
@@ -531,18 +597,55 @@ func pipelineFindings(d *PipelineData) []report.Finding {
 			Evidence: map[string]any{"drops": d.UDPDrops, "udp": d.UDP},
 			Remedy:   "raise --udp-rcvbuf (and net.core.rmem_max), or send over forward/TCP with require_ack_response"})
 	}
-	if st.ForwardRefused > 0 {
-		fs = append(fs, report.Finding{ID: FindingPipelineRefused, Severity: report.Warning,
-			Summary:  fmt.Sprintf("%d forward requests were refused without ack (buffer full or failing)", st.ForwardRefused),
-			Evidence: map[string]any{"refused": st.ForwardRefused, "buffer_bytes": st.Buffer.Bytes},
-			Remedy:   "senders with require_ack_response retry them; raise --buffer-max or fix what slows Elasticsearch"})
+	if f, ok := forwardRefused(st); ok {
+		fs = append(fs, f)
 	}
+	if n := st.ForwardServer.Dropped; n > 0 {
+		fs = append(fs, report.Finding{ID: FindingPipelineBroken, Severity: report.Warning,
+			Summary: fmt.Sprintf("%d forward messages were well-formed but not requests (in_forward's \"incoming chunk is broken\") and were dropped", n),
+			Evidence: map[string]any{"broken_requests": n, "connections_closed_on_error": st.ForwardServer.Errors,
+				"connections": st.ForwardServer.Accepted},
+			Remedy: "something that does not speak the forward protocol writes to the forward port: a health check sending text, a " +
+				"sender configured for another format (in_tcp/in_udp JSON lines, syslog), or a scanner. Find it from the peer in " +
+				"the WARN log lines (logdoctor_pipeline_forward_broken_requests_total counts them) and point it at the right port"})
+	}
+	fs = append(fs, forwardInputFindings(d.Forward, d.Stats.ForwardServer)...)
 	if d.MemoryOnly {
 		fs = append(fs, report.Finding{ID: FindingPipelineMemoryBuffer, Severity: report.Warning,
 			Summary: "the memory buffer was used: acked events would have been lost on a crash",
 			Remedy:  "drop --memory-buffer outside benchmarks"})
 	}
+	if len(st.BufferCorrupt) > 0 {
+		fs = append(fs, bufferCorruptFinding(d))
+	}
+	if wf := st.BufferWriteFailures; wf != nil {
+		fs = append(fs, bufferWriteFailedFinding(wf))
+	}
 	return fs
+}
+
+// forwardRefused reports what the forward input turned away: requests
+// refused without ack (buffer full or failing) and connections refused
+// over --max-conns. Both are retried by a sender with acks, and both mean
+// delay the operator should know about.
+func forwardRefused(st pipeline.Stats) (report.Finding, bool) {
+	reqs, conns := st.ForwardRefused, st.ForwardServer.Refused
+	if reqs == 0 && conns == 0 {
+		return report.Finding{}, false
+	}
+	var what, remedies []string
+	if reqs > 0 {
+		what = append(what, fmt.Sprintf("%d forward requests were refused without ack (buffer full or failing)", reqs))
+		remedies = append(remedies, "raise --buffer-max or fix what slows Elasticsearch (see the buffer_error/buffer_full reasons in logdoctor_pipeline_forward_refused_total and the ERROR log)")
+	}
+	if conns > 0 {
+		what = append(what, fmt.Sprintf("%d forward connections were refused over the --max-conns limit", conns))
+		remedies = append(remedies, "raise --max-conns, or find the clients holding connections without sending (the WARN lines name the peers)")
+	}
+	return report.Finding{ID: FindingPipelineRefused, Severity: report.Warning,
+		Summary:  strings.Join(what, "; "),
+		Evidence: map[string]any{"refused": reqs, "refused_connections": conns, "buffer_bytes": st.Buffer.Bytes},
+		Remedy:   "senders with require_ack_response retry them, later; " + strings.Join(remedies, "; ")}, true
 }
 
 func addrOrOff(a interface{ String() string }) string {
@@ -565,4 +668,47 @@ func redactAll(urls []string) []string {
 		out[i] = report.Redact(u)
 	}
 	return out
+}
+
+// bufferCorruptFinding: damaged bytes in the buffer cost the events in
+// them; every intact one was delivered and the bytes were kept.
+func bufferCorruptFinding(d *PipelineData) report.Finding {
+	cs := d.Stats.BufferCorrupt
+	lost, size := 0, int64(0)
+	segs := map[string]bool{}
+	for _, c := range cs {
+		lost += c.Records
+		size += c.Bytes
+		segs[c.Segment] = true
+	}
+	where := fmt.Sprintf("%d damaged ranges in %d segments (%d bytes); copies in %s", len(cs), len(segs), size,
+		filepath.Join(d.BufferDir, "corrupt"))
+	if c := cs[0]; len(cs) == 1 {
+		where = fmt.Sprintf("%s was damaged at bytes %d-%d (%d bytes); copy in %s", c.Segment, c.From, c.To, c.Bytes, c.Quarantine)
+	}
+	return report.Finding{ID: FindingPipelineBufferCorrupt, Severity: report.Critical,
+		Summary: fmt.Sprintf("buffer %s: %d acked event(s) lost with it (estimated), every intact event delivered", where, lost),
+		Evidence: map[string]any{"regions": cs[:min(len(cs), 20)], "regions_total": len(cs), "records_lost": lost, "bytes": size,
+			"quarantine_dir": filepath.Join(d.BufferDir, "corrupt")},
+		Remedy: "the disk or filesystem under --buffer-dir changed bytes after they were written: check dmesg, smartctl and fsck; " +
+			"resend the lost events from the shipper's own buffer if it still holds them; the damaged bytes are kept for inspection"}
+}
+
+// bufferWriteFailedFinding: the disk refused buffer writes, so events were
+// refused without ack meanwhile.
+func bufferWriteFailedFinding(wf *pipeline.BufferWriteFailures) report.Finding {
+	cause := "a disk error"
+	if wf.DiskFull > 0 {
+		cause = "a full disk"
+	}
+	state := "then succeeded again"
+	if wf.Failing {
+		state = "and were still failing at exit"
+	}
+	return report.Finding{ID: FindingPipelineBufferWriteFailed, Severity: report.Critical,
+		Summary: fmt.Sprintf("%d buffer writes failed on %s (%s of %s) %s; their events were refused without ack", wf.Count, cause, wf.Op, wf.Path, state),
+		Evidence: map[string]any{"failed_writes": wf.Count, "disk_full": wf.DiskFull, "op": wf.Op, "path": wf.Path,
+			"error": wf.Error, "first": wf.First, "last": wf.Last, "still_failing": wf.Failing},
+		Remedy: "free space or grow the filesystem under --buffer-dir, and set --buffer-max below its free space so the buffer pushes back (buffer_full) before the disk fills; " +
+			"for I/O errors check dmesg. Senders with require_ack_response resend the refused chunks; senders without acks lost them"}
 }

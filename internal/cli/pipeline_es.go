@@ -29,7 +29,8 @@ const embeddedESDirName = "embedded-es"
 // in-memory store nothing outlives the process. maxDocs (--es-max-docs)
 // bounds its memory: past it writes are refused as past Elasticsearch's
 // flood-stage watermark. It returns the URL, the directory used, a stop
-// function, and a function counting the documents it holds.
+// function, and a function counting the documents it holds; cancelling
+// ctx does not stop it.
 func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, func() int, error) {
 	dir, temporary := dataDir, false
 	switch {
@@ -52,7 +53,11 @@ func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int
 		}
 		dir, temporary = d, true
 	}
-	s, err := essim.Start(ctx, "127.0.0.1:0", essim.Config{DataDir: dir, MaxDocs: maxDocs})
+	// Only stop ends it, and the caller calls stop once the pipeline has
+	// flushed: ctx ends with the SIGTERM that starts that flush, and an
+	// essim tied to it was gone 22 ms later, leaving the whole buffer
+	// behind (pipeline.left_in_buffer).
+	s, err := essim.Start(context.WithoutCancel(ctx), "127.0.0.1:0", essim.Config{DataDir: dir, MaxDocs: maxDocs})
 	if err != nil {
 		if temporary {
 			os.RemoveAll(dir)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
+	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
 func TestPipelineRunUsageErrors(t *testing.T) {
@@ -183,15 +185,237 @@ func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
 }
 
 // dialFluent connects fluent-logger-golang (acks on) to a forward input
-// that is starting up.
+// that is starting up. The bound is generous: under -race on a loaded
+// 2-core CI machine the pipeline with its embedded essim took over 5 s.
 func dialFluent(t *testing.T, addr string) *fluent.Fluent {
 	t.Helper()
 	host, ps, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(ps)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		lg, err := fluent.New(fluent.Config{FluentHost: host, FluentPort: port, RequestAck: true, MaxRetry: 1, RetryWait: 20})
 		if err == nil {
 			return lg
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+}
+
+// scrapeMetric reads one sample from the pipeline's /metrics (-1 until it
+// answers or while the sample is absent).
+func scrapeMetric(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
+func waitMetric(t *testing.T, addr, name string, cond func(float64) bool) float64 {
+	t.Helper()
+	var v float64
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if v = scrapeMetric(addr, name); cond(v) {
+			return v
+		}
+	}
+	t.Fatalf("%s stayed at %v", name, v)
+	return v
+}
+
+type pipelineReport struct {
+	Findings []report.Finding `json:"findings"`
+	Data     PipelineData     `json:"data"`
+}
+
+func (r pipelineReport) finding(id string) *report.Finding {
+	for i := range r.Findings {
+		if r.Findings[i].ID == id {
+			return &r.Findings[i]
+		}
+	}
+	return nil
+}
+
+// TestPipelineRunReportsUDPKernelDrops: the exit report's kernel drops are
+// what the metric said before shutdown (the kernel forgets the counter
+// with the socket), and pipeline.udp_kernel_drops fires.
+func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
+	// Elasticsearch refuses everything: the small buffer fills, the UDP
+	// reader stops, and the small socket buffer overflows.
+	sim := essimtest.Start(t, essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpAddr := pc.LocalAddr().String()
+	pc.Close()
+	metrics := freeTCPAddr(t, "127.0.0.1")
+	stop := startCLIStoppable("pipeline", "run", "--forward", "", "--udp", udpAddr, "--udp-rcvbuf", "4KiB", "--buffer-max", "64KiB",
+		"--es", sim.URL(), "--buffer-dir", t.TempDir(), "--metrics", metrics, "--shutdown-timeout", "100ms", "-o", "json")
+	waitMetric(t, metrics, "logdoctor_pipeline_udp_kernel_drops_total", func(v float64) bool { return v >= 0 })
+	c, err := net.Dial("udp", udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pad := strings.Repeat("p", 400)
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(c, `{"msg":"drop-%d","pad":%q}`, i, pad)
+	}
+	drops := waitMetric(t, metrics, "logdoctor_pipeline_udp_kernel_drops_total", func(v float64) bool { return v > 0 })
+	// Nothing more is sent: the counter settles.
+	for prev := -1.0; prev != drops; time.Sleep(100 * time.Millisecond) {
+		prev, drops = drops, scrapeMetric(metrics, "logdoctor_pipeline_udp_kernel_drops_total")
+	}
+	code, out, errOut := stop()
+	var r pipelineReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("exit %d: %v\n%s\n%s", code, err, out, errOut)
+	}
+	if float64(r.Data.UDPDrops) != drops {
+		t.Fatalf("report says %d kernel drops, the metric said %v", r.Data.UDPDrops, drops)
+	}
+	f := r.finding(FindingPipelineUDPDrops)
+	if f == nil || f.Evidence["drops"] != drops {
+		t.Fatalf("pipeline.udp_kernel_drops: %+v", r.Findings)
+	}
+}
+
+// TestPipelineRunReportsBrokenRequests: bytes that are msgpack but no
+// request (0x01 is the integer 1) are in_forward's "incoming chunk is
+// broken"; the exit report must say so, and --log-format json logs the
+// peer as "ip:port", not {"IP":...,"Port":...}.
+func TestPipelineRunReportsBrokenRequests(t *testing.T) {
+	addr, metrics := freeTCPAddr(t, "127.0.0.1"), freeTCPAddr(t, "127.0.0.1")
+	stop := startCLIStoppable("pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(), "--metrics", metrics,
+		"--log-format", "json", "--shutdown-timeout", "1s", "-o", "json")
+	waitMetric(t, metrics, "logdoctor_pipeline_forward_broken_requests_total", func(v float64) bool { return v >= 0 })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const broken = 5
+	if _, err := c.Write(bytes.Repeat([]byte{0x01}, broken)); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, metrics, "logdoctor_pipeline_forward_broken_requests_total", func(v float64) bool { return v >= broken })
+	client := c.LocalAddr().String()
+	c.Close()
+	code, out, errOut := stop()
+	var r pipelineReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("exit %d: %v\n%s\n%s", code, err, out, errOut)
+	}
+	f := r.finding(FindingPipelineBroken)
+	if f == nil || f.Evidence["broken_requests"] != float64(broken) || r.Data.Stats.ForwardServer.Dropped != broken {
+		t.Fatalf("findings %+v, stats %+v", r.Findings, r.Data.Stats.ForwardServer)
+	}
+	peers := 0
+	for _, l := range strings.Split(errOut, "\n") {
+		if !strings.HasPrefix(l, "{") {
+			continue
+		}
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("log line is not JSON: %v: %s", err, l)
+		}
+		if p, ok := line["peer"]; ok {
+			peers++
+			if p != client {
+				t.Errorf(`peer logged as %#v, want "%s"`, p, client)
+			}
+		}
+	}
+	if peers == 0 {
+		t.Fatalf("no log line names the peer:\n%s", errOut)
+	}
+}
+
+func TestPipelineFindingsForwardRefusals(t *testing.T) {
+	var d PipelineData
+	d.Stats.ForwardServer.Refused = 977
+	fs := pipelineFindings(&d)
+	if len(fs) != 1 || fs[0].ID != FindingPipelineRefused || !strings.Contains(fs[0].Summary, "977 forward connections were refused") ||
+		!strings.Contains(fs[0].Remedy, "--max-conns") || strings.Contains(fs[0].Remedy, "--buffer-max") {
+		t.Fatalf("refused connections: %+v", fs)
+	}
+	d.Stats.ForwardRefused = 3
+	fs = pipelineFindings(&d)
+	if len(fs) != 1 || !strings.Contains(fs[0].Summary, "3 forward requests were refused") || !strings.Contains(fs[0].Remedy, "--buffer-max") {
+		t.Fatalf("refused requests and connections: %+v", fs)
+	}
+}
+
+// TestProbeSharedKeyAgainstPipelineOnTheSameHost: forward probe (which
+// sends this host's name in PING, as out_forward does) against pipeline
+// run --forward-shared-key on the same host. With both sides using the
+// host name the handshake fails as Fluentd's does ("same hostname between
+// input and output"); the pipeline's own server hostname
+// (--self-hostname, default logdoctor-pipeline.<host>) makes it work.
+func TestProbeSharedKeyAgainstPipelineOnTheSameHost(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		self       []string
+		wantServer string
+		ok         bool
+	}{
+		{nil, "logdoctor-pipeline." + host, true},
+		{[]string{"--self-hostname", "aggregator-1"}, "aggregator-1", true},
+		{[]string{"--self-hostname", host}, "", false},
+	} {
+		addr := freeTCPAddr(t, "127.0.0.1")
+		args := append([]string{"pipeline", "run", "--forward", addr, "--forward-shared-key", "s3cret-key", "--buffer-dir", t.TempDir(),
+			"--log-file", filepath.Join(t.TempDir(), "log")}, c.self...)
+		stop := startCLIStoppable(args...)
+		lg := dialFluentRaw(t, addr)
+		lg.Close()
+		code, out, errOut := runCLI(t, "forward", "probe", addr, "--shared-key", "s3cret-key", "-o", "json")
+		stop()
+		var r struct {
+			Findings []report.Finding `json:"findings"`
+			Data     struct {
+				Handshake      bool   `json:"handshake"`
+				ServerHostname string `json:"server_hostname"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v: %v %s %s", c.self, err, out, errOut)
+		}
+		if c.ok {
+			if code != ExitOK || !r.Data.Handshake || r.Data.ServerHostname != c.wantServer || len(r.Findings) != 0 {
+				t.Errorf("%v: exit %d data %+v findings %+v", c.self, code, r.Data, r.Findings)
+			}
+			continue
+		}
+		if code != ExitFindings || len(r.Findings) == 0 || r.Findings[0].ID != "forward.auth_failed" ||
+			!strings.Contains(r.Findings[0].Summary+fmt.Sprint(r.Findings[0].Evidence), "same hostname") {
+			t.Errorf("%v: want forward.auth_failed for the same hostname: exit %d %+v", c.self, code, r.Findings)
+		}
+	}
+}
+
+// dialFluentRaw waits until addr accepts TCP connections.
+func dialFluentRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			return c
 		}
 		if time.Now().After(deadline) {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,8 +77,9 @@ func (g *Globals) Emit(r *report.Report) error {
 	return g.renderer.Render(g.IO.Out, r)
 }
 
-// JSON reports whether -o json was chosen; progress output stays silent then.
-func (g *Globals) JSON() bool { return g.renderer.Format == report.FormatJSON }
+// JSON reports whether a machine format (-o json or sarif) was chosen;
+// progress output stays silent then.
+func (g *Globals) JSON() bool { return g.renderer.Format != report.FormatTable }
 
 // Progress writes a transient status line to stderr when a person is
 // watching a terminal and not asking for JSON.
@@ -110,13 +112,6 @@ twice or stall. Exit codes: 0 healthy, 1 could not run, 2 usage error,
 		Version:       fmt.Sprintf("%s (commit %s)", buildinfo.Version, buildinfo.Commit),
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageErrorf("unknown command %q", args[0])
-			}
-			return cmd.Help()
-		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			f, err := report.ParseFormat(g.output)
 			if err != nil {
@@ -135,11 +130,54 @@ twice or stall. Exit codes: 0 healthy, 1 could not run, 2 usage error,
 	root.SetOut(g.IO.Out)
 	root.SetErr(g.IO.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &UsageError{Err: err} })
-	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-	root.PersistentFlags().StringVar(&g.failOn, "fail-on", "critical", "exit 3 when a finding is at or above: never, warning or critical")
+	pf := root.PersistentFlags()
+	enumVarP(pf, &g.output, "output", "o", "table", []string{"table", "json", "sarif"}, "output format: table, json or sarif (SARIF 2.1.0, for code scanning)")
+	enumVar(pf, &g.failOn, "fail-on", "critical", []string{"never", "warning", "critical"}, "exit 3 when a finding is at or above: never, warning or critical")
 
 	root.AddCommand(commands(g)...)
+	// cobra adds its completion command at Execute; add it now so that it
+	// is guarded like the others.
+	root.InitDefaultCompletionCmd()
+	guardParents(root)
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return usageErrorf("unknown help topic %q", strings.Join(args, " "))
+			}
+			return cmd.Help()
+		},
+	})
 	return root
+}
+
+// guardParents makes every command that only groups subcommands refuse
+// anything else: cobra would print the parent's help and exit 0 for
+// `pipeline rnu`, which a CI script takes for success.
+func guardParents(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		guardParents(sub)
+	}
+	if !c.HasSubCommands() {
+		return
+	}
+	c.SuggestionsMinimumDistance = 2
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+		}
+		return &UsageError{Err: errors.New(msg)}
+	}
+	if c.RunE == nil && c.Run == nil {
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
 }
 
 // commands lists the subcommands, one constructor per file.
@@ -151,6 +189,7 @@ func commands(g *Globals) []*cobra.Command {
 		newPipelineCmd(g),
 		newESCmd(g),
 		newSmokeCmd(g),
+		newConfigCmd(g),
 	}
 }
 
@@ -175,12 +214,18 @@ func Main(ctx context.Context, args []string, streams IO) ExitCode {
 	g := &Globals{IO: streams, Now: time.Now}
 	root := NewRootCmd(g)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil {
 		msg := report.Redact(err.Error())
 		var ue *UsageError
 		if errors.As(err, &ue) || !g.started {
-			fmt.Fprintf(streams.Err, "logdoctor: %s\nRun 'logdoctor --help' for usage.\n", msg)
+			// Point at the help of the command that was called, where its
+			// flags and their ranges are listed.
+			path := root.CommandPath()
+			if cmd != nil && cmd.Name() != "help" {
+				path = cmd.CommandPath()
+			}
+			fmt.Fprintf(streams.Err, "logdoctor: %s\nRun '%s --help' for usage.\n", msg, path)
 			return ExitUsage
 		}
 		fmt.Fprintf(streams.Err, "logdoctor: %s\n", msg)

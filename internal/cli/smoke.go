@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,7 +62,7 @@ type SmokeOptions struct {
 func defaultSmokeOptions() SmokeOptions {
 	return SmokeOptions{
 		Count: 1000, ChunkSize: 100, Tag: "logdoctor.smoke",
-		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: 500 * time.Millisecond,
+		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: smoke.DefaultSettle,
 		AckTimeout: 10 * time.Second, ProcRoot: "/proc",
 	}
 }
@@ -96,21 +97,22 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 		}),
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.Count, "count", o.Count, fmt.Sprintf("canaries to send (1..%d)", smoke.MaxCount))
-	f.IntVar(&o.ChunkSize, "chunk-size", o.ChunkSize, "canaries per forward chunk (one ack each)")
-	f.StringVar(&o.Tag, "tag", o.Tag, "forward tag of the canaries")
-	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for every canary to become searchable")
-	f.DurationVar(&o.Poll, "poll", o.Poll, "search interval while waiting")
-	f.DurationVar(&o.Settle, "settle", o.Settle, "keep searching this long after every canary was seen, so late duplicates count")
-	f.DurationVar(&o.AckTimeout, "ack-timeout", o.AckTimeout, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
-	f.StringVar(&o.Forward, "forward", "", "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
+	intVar(f, &o.Count, "count", o.Count, 1, smoke.MaxCount, fmt.Sprintf("a number of canaries from 1 to %d (one terms aggregation bucket each)", smoke.MaxCount),
+		fmt.Sprintf("canaries to send (1..%d)", smoke.MaxCount))
+	intVar(f, &o.ChunkSize, "chunk-size", o.ChunkSize, 1, smoke.MaxCount, fmt.Sprintf("a number of canaries from 1 to %d", smoke.MaxCount), "canaries per forward chunk (one ack each)")
+	nonEmptyVar(f, &o.Tag, "tag", o.Tag, "a non-empty tag", "forward tag of the canaries")
+	durVar(f, &o.Timeout, "timeout", o.Timeout, time.Nanosecond, wantPositiveDur, "how long to wait for every canary to become searchable")
+	durVar(f, &o.Poll, "poll", o.Poll, time.Nanosecond, wantPositiveDur, "search interval while waiting")
+	durVar(f, &o.Settle, "settle", o.Settle, 0, wantDurOrZero("stop at the first complete count"), "once every canary was seen, wait until the count stayed unchanged this long (longer than the shipper's retry cycle), so its resends count")
+	durVar(f, &o.AckTimeout, "ack-timeout", o.AckTimeout, time.Nanosecond, wantPositiveDur, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
+	addrVar(f, &o.Forward, "forward", "", false, true, "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
 	f.BoolVar(&o.TLS, "tls", false, "TLS to the forward input")
 	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM) for the forward input's certificate")
 	f.BoolVar(&o.TLSInsecure, "tls-insecure", false, "do not verify the forward input's certificate")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (PEM) for a forward input that requires one")
 	f.StringVar(&o.TLSKey, "tls-key", "", "client key (PEM) for --tls-cert")
-	f.StringVar(&o.ES, "es", "", "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
+	urlVar(f, &o.ES, "es", "", true, "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
 	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
 	f.StringVar(&o.ESUser, "es-user", "", "basic auth user for Elasticsearch (password from LOGDOCTOR_ES_PASSWORD or --es-password-file)")
 	f.StringVar(&o.ESPasswordFile, "es-password-file", "", "file holding the Elasticsearch password")
@@ -127,7 +129,7 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 // finish validates the flags and reads secrets from the environment.
 func (o *SmokeOptions) finish() error {
 	if o.Count < 1 || o.Count > smoke.MaxCount {
-		return usageErrorf("--count %d: want 1..%d (every copy of every canary fits one search page: ES's index.max_result_window)", o.Count, smoke.MaxCount)
+		return usageErrorf("--count %d: want 1..%d (one aggregation bucket per canary, under ES's search.max_buckets)", o.Count, smoke.MaxCount)
 	}
 	if o.ChunkSize < 1 {
 		return usageErrorf("--chunk-size %d: want at least 1", o.ChunkSize)
@@ -174,9 +176,14 @@ func (o *SmokeOptions) finish() error {
 	if o.SharedKey == "" {
 		o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
 	}
+	if _, err := os.Stat(o.ProcRoot); err != nil {
+		return fmt.Errorf("--proc-root: %w", err)
+	}
+	// A file that cannot be read is a failure to run (exit 1), as for
+	// every file named by a flag.
 	pw, err := esPassword(o.ESPassword, "--es-password-file", o.ESPasswordFile)
 	if err != nil {
-		return &UsageError{Err: err}
+		return err
 	}
 	o.ESPassword = pw
 	return nil
@@ -289,7 +296,9 @@ type smokeTarget struct {
 	// was answered by Elasticsearch: canaries still missing then are lost.
 	drained func(context.Context) error
 	stats   func() *embeddedStats // embedded mode: what the pipeline and essim went through
-	close   func(context.Context) error
+	// beforeProbes, when set, runs once the canaries are counted.
+	beforeProbes func()
+	close        func(context.Context) error
 }
 
 // embeddedStats shows, in embedded mode, what exactly-once took: the
@@ -312,6 +321,9 @@ type essimStats struct {
 
 func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, error) {
 	rep := report.New("smoke", g.Now())
+	if err := smokePreflight(ctx, o); err != nil {
+		return nil, err
+	}
 	tgt, err := smokeSetup(ctx, o)
 	if err != nil {
 		return nil, err
@@ -342,6 +354,9 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 
 	data := &smokeData{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []probeRun{}}
 	if !o.NoProbes && ctx.Err() == nil { // interrupted: report the count, skip the probes
+		if tgt.beforeProbes != nil {
+			tgt.beforeProbes()
+		}
 		for _, p := range smokeProbes(ctx, g, o, tgt) {
 			data.Probes = append(data.Probes, p.run)
 			rep.Add(p.findings...)
@@ -355,12 +370,51 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 	return rep, nil
 }
 
+// preflightTimeout bounds the connect that checks each endpoint before the
+// canaries go out.
+const preflightTimeout = 5 * time.Second
+
+// errEndpointDown says an endpoint named by a flag accepts no connection.
+var errEndpointDown = errors.New("nothing accepts connections there")
+
+// smokePreflight connects once to each endpoint the flags name. One that
+// refuses (nothing listening, a wrong port) fails the run at once: the
+// canaries would otherwise wait out the whole --timeout (a minute by
+// default) before saying what a connect says in a millisecond.
+func smokePreflight(ctx context.Context, o SmokeOptions) error {
+	type endpoint struct{ flag, shown, addr string }
+	var eps []endpoint
+	if o.Forward != "" {
+		eps = append(eps, endpoint{"--forward", o.Forward, o.Forward})
+	}
+	if o.ES != "" {
+		u, err := url.Parse(o.ES)
+		if err != nil {
+			return usageErrorf("--es: %w", err)
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		eps = append(eps, endpoint{"--es", report.Redact(o.ES), net.JoinHostPort(u.Hostname(), port)})
+	}
+	d := net.Dialer{Timeout: min(preflightTimeout, o.Timeout)}
+	for _, ep := range eps {
+		c, err := d.DialContext(ctx, "tcp", ep.addr)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w: %w", ep.flag, ep.shown, errEndpointDown, err)
+		}
+		c.Close()
+	}
+	return nil
+}
+
 // smokeSetup starts the embedded essim and pipeline when asked, or points at
 // the user's infrastructure.
 func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
-	esTLS, err := tlsConfig(o.ESCA, o.ESInsecure)
+	esTLS, err := tlsConfig("--es-ca", o.ESCA, o.ESInsecure)
 	if err != nil {
-		return nil, fmt.Errorf("--es-ca: %w", err)
+		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = esTLS
@@ -368,9 +422,9 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 		Client: smoke.NewHTTPClient(10*time.Second, tr)}
 	fwdCfg := smokeClientConfig(o)
 	if o.TLS {
-		c, err := tlsConfig(o.TLSCA, o.TLSInsecure)
+		c, err := tlsConfig("--tls-ca", o.TLSCA, o.TLSInsecure)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-ca: %w", err)
+			return nil, err
 		}
 		if c == nil {
 			c = &tls.Config{}
@@ -408,13 +462,13 @@ func smokeClientConfig(o SmokeOptions) forward.ClientConfig {
 	return forward.ClientConfig{SharedKey: o.SharedKey, Hostname: "logdoctor-smoke." + host}
 }
 
-func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
+func tlsConfig(caFlag, caFile string, insecure bool) (*tls.Config, error) {
 	if caFile == "" && !insecure {
 		return nil, nil
 	}
 	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it
 	if caFile != "" {
-		pool, err := certPool("CA file", caFile)
+		pool, err := certPool(caFlag, caFile)
 		if err != nil {
 			return nil, err
 		}
@@ -491,6 +545,7 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		HealthInterval: 250 * time.Millisecond, DeadMin: 100 * time.Millisecond, DeadMax: time.Second}
 	index := o.Index
 	var sim *essim.Server
+	var calm func()
 	if o.ES == "" {
 		var faults essim.Faults
 		if o.Chaos {
@@ -504,8 +559,19 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		closers = append(closers, func(context.Context) error { return sim.Close() })
 		if o.Chaos {
 			stop := make(chan struct{})
+			var once sync.Once
+			stopLate := func() { once.Do(func() { close(stop) }) }
 			go endLatePhase(sim, stop)
-			closers = append(closers, func(context.Context) error { close(stop); return nil })
+			closers = append(closers, func(context.Context) error { stopLate(); return nil })
+			// The probes look at a cluster that has stopped rejecting:
+			// es.write_rejections then reports the rejections the run
+			// caused (a warning), not the forward probe's own canaries
+			// being rejected while the ES probe watches (critical), so
+			// the verdict of --chaos does not depend on that timing.
+			calm = func() {
+				stopLate()
+				_ = sim.SetFaults(essim.Faults{IdleClose: chaosIdleClose})
+			}
 		}
 		esCfg.URLs = []string{sim.URL()}
 	}
@@ -535,7 +601,7 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 
 	searcher.URL, searcher.Index = esCfg.URLs[0], index
 	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,
-		searcher: searcher, forwardCfg: smokeClientConfig(o), close: closeAll}
+		searcher: searcher, forwardCfg: smokeClientConfig(o), close: closeAll, beforeProbes: calm}
 	tgt.drained = func(ctx context.Context) error {
 		if err := p.Flush(ctx); err != nil {
 			return err

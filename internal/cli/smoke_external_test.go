@@ -47,7 +47,7 @@ func TestSmokeExternalShipper(t *testing.T) {
 
 	code, out, errOut := runCLI(t, "smoke", "-o", "json", "--forward", addr, "--shared-key", "k3y", "--tls-ca", certs.CAFile,
 		"--tls-cert", certs.ClientCertFile, "--tls-key", certs.ClientKeyFile,
-		"--es", sim.URL(), "--index", "logs-*", "--count", "300", "--chunk-size", "50", "--timeout", "30s")
+		"--es", sim.URL(), "--index", "logs-*", "--count", "300", "--chunk-size", "50", "--timeout", "30s", "--settle", "1s")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
 	}

@@ -22,6 +22,7 @@ type smokeReport struct {
 		ID       string         `json:"id"`
 		Severity string         `json:"severity"`
 		Evidence map[string]any `json:"evidence"`
+		Remedy   string         `json:"remedy"`
 	} `json:"findings"`
 	Data struct {
 		Mode string `json:"mode"`
@@ -38,6 +39,16 @@ func parseSmoke(t *testing.T, out string) smokeReport {
 		t.Fatalf("smoke -o json: %v\n%s", err, out)
 	}
 	return r
+}
+
+// remedy is the remedy of finding id ("" when absent).
+func (r smokeReport) remedy(id string) string {
+	for _, f := range r.Findings {
+		if f.ID == id {
+			return f.Remedy
+		}
+	}
+	return ""
 }
 
 func (r smokeReport) has(id string) bool {
@@ -95,8 +106,13 @@ func TestSmokeAgainstForwardServeAckNever(t *testing.T) {
 	if !r.has(smoke.FindingMissing) || !r.has("forward.no_ack") {
 		t.Fatalf("findings: %+v", r.Findings)
 	}
-	if r.Data.Mode != "external" || r.Data.Acked != 0 || r.Data.Sent == 0 || r.Data.Missing != r.Data.Sent || r.Data.Indexed != 0 {
+	if r.Data.Mode != "external" || r.Data.Acked != 0 || r.Data.Sent == 0 || r.Data.Missing != r.Data.Sent || r.Data.Indexed != 0 ||
+		r.Data.MissingUnacked != r.Data.Missing || r.Data.MissingAcked != 0 {
 		t.Fatalf("data: %+v", r.Data)
+	}
+	// Nothing was acked: the remedy is about the forward hop only.
+	if rem := r.remedy(smoke.FindingMissing); !strings.Contains(rem, "never acknowledged") || strings.Contains(rem, "acknowledged and still lost") {
+		t.Fatalf("remedy does not follow the evidence: %s", rem)
 	}
 	cancel()
 	if err := <-served; err != nil {
@@ -107,7 +123,7 @@ func TestSmokeAgainstForwardServeAckNever(t *testing.T) {
 func TestSmokeUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"smoke", "--count", "0"},
-		{"smoke", "--count", "4951"},
+		{"smoke", "--count", "50001"},
 		{"smoke", "--forward", "127.0.0.1:1"}, // no --es
 		{"smoke", "--forward", "nonsense", "--es", "http://127.0.0.1:1", "--index", "x"},
 		{"smoke", "--es", "ftp://127.0.0.1:1", "--forward", "127.0.0.1:1", "--index", "x"},
@@ -135,8 +151,30 @@ func TestSmokeForwardRefused(t *testing.T) {
 	ln.Close()
 	sim := startEssim(t, essim.Faults{})
 	code, _, errOut := runCLI(t, "smoke", "--forward", closed, "--es", sim.URL(), "--index", "*", "--timeout", "1s")
-	if code != ExitError || !strings.Contains(errOut, "no canary could be sent") {
+	if code != ExitError || !strings.Contains(errOut, "--forward "+closed+": nothing accepts connections there") {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// TestSmokeFailsFastOnARefusedEndpoint: an Elasticsearch that refuses
+// connections fails the run at once (exit 1, the flag named), embedded
+// pipeline or not, instead of after the whole --timeout.
+func TestSmokeFailsFastOnARefusedEndpoint(t *testing.T) {
+	closed := "http://" + freeTCPAddr(t, "127.0.0.1")
+	fwd, _ := startServe(t, ForwardServeOptions{})
+	for _, args := range [][]string{
+		{"smoke", "--es", closed},
+		{"smoke", "--es", closed, "--forward", fwd, "--index", "x"},
+	} {
+		start := time.Now()
+		code, out, errOut := runCLI(t, args...)
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("%v: took %s: it waited for the 60s --timeout", args, took)
+		}
+		if code != ExitError || out != "" || !strings.Contains(errOut, "--es "+closed+": nothing accepts connections there") ||
+			!strings.Contains(errOut, "connection refused") {
+			t.Errorf("%v: exit %d out %q err %q", args, code, out, errOut)
+		}
 	}
 }
 

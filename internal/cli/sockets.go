@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 type SocketsOptions struct {
 	ProcRoot    string        // proc tree; /proc by default
 	PID         int           // read this process's network namespace (ProcRoot/PID/net)
+	Source      string        // --source auto, netlink or proc
 	Peers       []string      // --peer
 	Aliases     []string      // --alias name=port,port
 	States      []string      // --state
@@ -30,6 +32,8 @@ type SocketsOptions struct {
 	Thresholds  sockstat.Thresholds
 	// Resolver looks --peer names up; nil uses the system resolver.
 	Resolver sockstat.Resolver
+	// OpenDiag opens a sock_diag netlink socket; nil uses pkg/sockdiag.
+	OpenDiag OpenDiag
 	Now      func() time.Time
 }
 
@@ -38,8 +42,9 @@ func newSocketsCmd(g *Globals) *cobra.Command {
 	var sendQ int64
 	cmd := &cobra.Command{
 		Use:   "sockets",
-		Short: "TCP state histogram per peer from /proc/net/tcp{,6}, with owning processes and findings",
-		Long: `sockets reads the kernel's TCP socket table (/proc/net/tcp and tcp6), sorts each
+		Short: "TCP state histogram per peer from sock_diag netlink or /proc/net/tcp{,6}, with owning processes and findings",
+		Long: `sockets reads the kernel's TCP socket table (through sock_diag netlink with each
+connection's tcp_info, or from /proc/net/tcp and tcp6: see --source), sorts each
 socket into outbound (the remote port is the service) or inbound (a local
 listening port), and shows per peer the count in every TCP state, the bytes in
 Send-Q and Recv-Q, and the processes holding the sockets. Findings name piles of
@@ -65,18 +70,22 @@ ESTABLISHED connection.
 	f.StringArrayVar(&o.Peers, "peer", nil, "only sockets to this peer (repeatable): "+sockstat.PeerForms)
 	f.StringArrayVar(&o.Aliases, "alias", nil, "define a peer alias as name=port[,port] (repeatable; overrides a built-in of the same name)")
 	f.StringSliceVar(&o.States, "state", nil, "only sockets in these states (repeatable or comma-separated, e.g. CLOSE_WAIT,TIME_WAIT)")
-	f.StringVar(&o.By, "by", o.By, "group rows by peer, process or state")
+	enumVar(f, &o.By, "by", o.By, []string{string(sockstat.ByPeer), string(sockstat.ByProcess), string(sockstat.ByState)}, "group rows by peer, process or state")
 	f.BoolVar(&o.NoProcesses, "no-processes", false, "do not scan /proc/*/fd for the processes holding the sockets")
-	f.IntVar(&o.PID, "pid", 0, "read the socket table of this process's network namespace (/proc/PID/net), e.g. a container's shipper")
+	intVar(f, &o.PID, "pid", 0, 0, math.MaxInt32, "a process id (0: this process's namespace)", "read the socket table of this process's network namespace, e.g. a container's shipper (netlink after entering it, which needs CAP_SYS_ADMIN; else /proc/PID/net)")
+	enumVar(f, &o.Source, "source", sourceAuto, []string{sourceAuto, sourceNetlink, sourceProc}, "where to read the socket table: netlink (sock_diag, with tcp_info), proc (/proc/net/tcp{,6}), or auto (netlink where it works)")
 	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree to read (host /proc mounted in a container, or fixtures)")
-	f.DurationVar(&o.Watch, "watch", 0, "re-sample every DURATION and show the change per peer and state (JSON: one report per line)")
-	f.IntVar(&o.Count, "count", 0, "with --watch, stop after N samples (0: until interrupted)")
-	f.IntVar(&o.Thresholds.CloseWait, "close-wait", o.Thresholds.CloseWait, "CLOSE_WAIT sockets to one peer for a warning (0 disables)")
-	f.IntVar(&o.Thresholds.CloseWaitCritical, "close-wait-critical", o.Thresholds.CloseWaitCritical, "CLOSE_WAIT sockets to one peer for critical (growth under --watch is critical too)")
-	f.IntVar(&o.Thresholds.TimeWait, "time-wait", o.Thresholds.TimeWait, "TIME_WAIT sockets to one peer before churn is reported (0 disables)")
-	f.Float64Var(&o.Thresholds.TimeWaitRatio, "time-wait-ratio", o.Thresholds.TimeWaitRatio, "churn when TIME_WAIT >= ratio x ESTABLISHED to the peer")
-	f.Int64Var(&sendQ, "send-q", int64(o.Thresholds.SendQ), "Send-Q bytes on one ESTABLISHED/FIN_WAIT1 socket counted as stuck (0 disables)")
-	f.IntVar(&o.Thresholds.SynSent, "syn-sent", o.Thresholds.SynSent, "SYN_SENT sockets to one peer for a warning (0 disables)")
+	durVar(f, &o.Watch, "watch", 0, 0, wantDurOrZero("one look"), "re-sample every DURATION and show the change per peer and state (JSON: one report per line)")
+	intVar(f, &o.Count, "count", 0, 0, math.MaxInt32, "0 (until interrupted) or a number of samples", "with --watch, stop after N samples (0: until interrupted)")
+	intVar(f, &o.Thresholds.CloseWait, "close-wait", o.Thresholds.CloseWait, 0, math.MaxInt32, "0 (off) or a number of sockets", "CLOSE_WAIT sockets to one peer for a warning (0 disables)")
+	intVar(f, &o.Thresholds.CloseWaitCritical, "close-wait-critical", o.Thresholds.CloseWaitCritical, 0, math.MaxInt32, "0 (off) or a number of sockets", "CLOSE_WAIT sockets to one peer for critical (growth under --watch is critical too)")
+	intVar(f, &o.Thresholds.TimeWait, "time-wait", o.Thresholds.TimeWait, 0, math.MaxInt32, "0 (off) or a number of sockets", "TIME_WAIT sockets to one peer before churn is reported (0 disables)")
+	floatVar(f, &o.Thresholds.TimeWaitRatio, "time-wait-ratio", o.Thresholds.TimeWaitRatio, 0, 1e9, "a ratio of 0 or more, like 10", "churn when TIME_WAIT >= ratio x ESTABLISHED to the peer")
+	int64Var(f, &sendQ, "send-q", int64(o.Thresholds.SendQ), 0, math.MaxInt64, "0 (off) or a number of bytes", "Send-Q bytes on one ESTABLISHED/FIN_WAIT1 socket counted as stuck (0 disables)")
+	intVar(f, &o.Thresholds.SynSent, "syn-sent", o.Thresholds.SynSent, 0, math.MaxInt32, "0 (off) or a number of sockets", "SYN_SENT sockets to one peer for a warning (0 disables)")
+	intVar(f, &o.Thresholds.Retransmits, "retransmits", o.Thresholds.Retransmits, 0, math.MaxInt32, "0 (off) or a number of timeouts", "retransmission timeouts in a row on one connection for tcp.retransmitting (netlink; 0 disables)")
+	durVar(f, &o.Thresholds.RetransCritical, "retrans-critical", o.Thresholds.RetransCritical, 0, wantDurOrZero("never"), "a retransmitting connection without an ACK for this long is critical (0: never)")
+	intVar(f, &o.Thresholds.ZeroWindowProbes, "zero-window-probes", o.Thresholds.ZeroWindowProbes, 0, math.MaxInt32, "0 (off) or a number of probe timeouts", "zero-window probe timeouts on one connection for tcp.peer_zero_window (netlink; 0 disables)")
 	return cmd
 }
 
@@ -84,6 +93,7 @@ ESTABLISHED connection.
 type socketsPlan struct {
 	opts     SocketsOptions
 	netRoot  string // where net/tcp lives
+	source   *tableSource
 	agg      sockstat.AggregateOptions
 	by       sockstat.GroupBy
 	filters  *socketsFilters
@@ -109,6 +119,12 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	case o.Count > 0 && o.Watch == 0:
 		return nil, usageErrorf("--count needs --watch")
 	}
+	if _, err := os.Stat(o.ProcRoot); err != nil {
+		return nil, fmt.Errorf("--proc-root: %w", err)
+	}
+	if err := checkTCPThresholds(o.Thresholds); err != nil {
+		return nil, err
+	}
 	if o.PID > 0 {
 		p.netRoot = filepath.Join(o.ProcRoot, strconv.Itoa(o.PID))
 		if _, err := os.Stat(p.netRoot); err != nil {
@@ -127,7 +143,7 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	for _, a := range o.Aliases {
 		name, ports, err := sockstat.ParseAlias(a)
 		if err != nil {
-			return nil, &UsageError{Err: err}
+			return nil, usageErrorf("--alias: %w", err)
 		}
 		aliases[name] = ports
 	}
@@ -140,6 +156,9 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 		Aliases:   aliases,
 		By:        p.by,
 		SendQMin:  o.Thresholds.SendQ,
+
+		Retransmits:      o.Thresholds.Retransmits,
+		ZeroWindowProbes: o.Thresholds.ZeroWindowProbes,
 	}
 	filters := &socketsFilters{}
 	for _, s := range o.Peers {
@@ -148,7 +167,7 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 		spec, err := sockstat.ParsePeerSpec(rctx, s, aliases, resolve)
 		cancel()
 		if err != nil {
-			return nil, &UsageError{Err: err}
+			return nil, usageErrorf("--peer: %w", err)
 		}
 		p.agg.Peers = append(p.agg.Peers, spec)
 		filters.Peers = append(filters.Peers, spec)
@@ -167,6 +186,12 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	if len(filters.Peers)+len(filters.States) > 0 {
 		p.filters = filters
 	}
+	// Last: the source may hold a socket, which runSockets closes.
+	src, err := openTableSource(o, p.netRoot)
+	if err != nil {
+		return nil, err
+	}
+	p.source = src
 	return p, nil
 }
 
@@ -177,6 +202,7 @@ func runSockets(ctx context.Context, o SocketsOptions, emit func(*report.Report)
 	if err != nil {
 		return err
 	}
+	defer p.source.close()
 	for i := 1; p.opts.Watch == 0 || p.opts.Count == 0 || i <= p.opts.Count; i++ {
 		if i > 1 {
 			t := time.NewTimer(p.opts.Watch)
@@ -205,13 +231,13 @@ func runSockets(ctx context.Context, o SocketsOptions, emit func(*report.Report)
 // number under --watch.
 func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	started := p.opts.Now()
-	socks, src, err := sockstat.ReadTCP(p.netRoot)
+	socks, src, err := p.source.read()
 	if err != nil {
 		return nil, err
 	}
 	agg := p.agg
 	if p.attrib {
-		owners, scan, err := sockstat.ScanProcesses(p.opts.ProcRoot, sockstat.Inodes(socks, agg))
+		owners, scan, err := sockstat.ScanProcessesFor(p.opts.ProcRoot, sockstat.Inodes(socks, agg), p.source.scanOptions(p.by))
 		if err != nil {
 			return nil, err
 		}
@@ -222,15 +248,14 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	r := report.New("sockets", started)
 	r.Add(sockstat.Findings(res, p.previous, p.opts.Thresholds)...)
 	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters}
+	data.Peers = res.Peers
 	if p.opts.Watch > 0 {
 		data.Sample = n
-		var prev []sockstat.Peer
+		// The first sample is the baseline: there is nothing to change
+		// from, and "+2" against nothing would read as growth.
 		if p.previous != nil {
-			prev = p.previous.Peers
+			data.Peers = sockstat.Diff(res.Peers, p.previous.Peers)
 		}
-		data.Peers = sockstat.Diff(res.Peers, prev)
-	} else {
-		data.Peers = res.Peers
 	}
 	if p.by != sockstat.ByPeer {
 		data.By, data.Groups = string(p.by), res.Groups
@@ -284,6 +309,7 @@ func (d *SocketsData) Sections() []report.Section {
 		tot = []string{"no sockets"}
 	}
 	lines := []string{"all sockets read: " + strings.Join(tot, ", ")}
+	lines = append(lines, sourceLines(d.Sources)...)
 	for _, r := range d.Sources.Read {
 		l := fmt.Sprintf("read %s: %d sockets", r.Path, r.Sockets)
 		if r.MalformedLines > 0 {
@@ -300,7 +326,10 @@ func (d *SocketsData) Sections() []report.Section {
 	if ps := d.Sources.Processes; ps != nil && ps.Processes == 0 {
 		lines = append(lines, "processes: not scanned, no socket to attribute")
 	} else if ps != nil {
-		l := fmt.Sprintf("processes: %d scanned, %d socket(s) attributed", ps.Processes, ps.Attributed)
+		l := fmt.Sprintf("processes: %d scanned, %d socket(s) attributed", ps.Scanned, ps.Attributed)
+		if ps.StoppedEarly {
+			l += fmt.Sprintf(" (stopped after %d of %d processes: every socket had an owner)", ps.Scanned, ps.Processes)
+		}
 		if ps.Unreadable > 0 {
 			l += fmt.Sprintf(", %d not readable (run as root to see every owner)", ps.Unreadable)
 		}
@@ -334,7 +363,10 @@ func (d *SocketsData) peerSection(title string) report.Section {
 	for _, s := range cols {
 		sec.Header = append(sec.Header, s.String())
 	}
-	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q", "PROCESSES")
+	sec.Header = append(sec.Header, "Send-Q", "Recv-Q")
+	tcpHeader, tcpCells := tcpColumns(d.Peers)
+	sec.Header = append(sec.Header, tcpHeader...)
+	sec.Header = append(sec.Header, "PROCESSES")
 	for _, p := range d.Peers {
 		row := []string{p.Peer, string(p.Direction), dash(p.Alias)}
 		for _, s := range cols {
@@ -344,7 +376,9 @@ func (d *SocketsData) peerSection(title string) report.Section {
 			}
 			row = append(row, cell)
 		}
-		row = append(row, strconv.FormatUint(p.SendQ, 10), strconv.FormatUint(p.RecvQ, 10), procList(p.Processes))
+		row = append(row, strconv.FormatUint(p.SendQ, 10), strconv.FormatUint(p.RecvQ, 10))
+		row = append(row, tcpCells(p)...)
+		row = append(row, procList(p.Processes))
 		sec.Rows = append(sec.Rows, row)
 	}
 	if len(d.Peers) == 0 {
@@ -368,7 +402,7 @@ func (d *SocketsData) groupSection() report.Section {
 	for _, s := range cols {
 		sec.Header = append(sec.Header, s.String())
 	}
-	sec.Header = append(sec.Header, "SEND-Q", "RECV-Q")
+	sec.Header = append(sec.Header, "Send-Q", "Recv-Q")
 	for _, g := range d.Groups {
 		row := []string{g.Key, strconv.Itoa(g.Sockets), strconv.Itoa(g.Peers)}
 		for _, s := range cols {

@@ -101,8 +101,10 @@ func TestSocketsCommandLive(t *testing.T) {
 	if f.Evidence["peer"] != cw.Server.String() || f.Evidence["close_wait"] != float64(2) || !strings.Contains(f.Summary, selfComm(t)+"[") || f.Remedy == "" {
 		t.Errorf("finding %+v", f)
 	}
-	if r.Data.Sources.Processes == nil || r.Data.Sources.Processes.Attributed < 5 || len(r.Data.Sources.Read) != 2 {
-		t.Errorf("sources %+v", r.Data.Sources)
+	// auto reads this namespace through netlink.
+	if src := r.Data.Sources; src.Processes == nil || src.Processes.Attributed < 5 || src.Source != "netlink" ||
+		src.Netlink == nil || src.Netlink.Namespace != "self" || src.Netlink.Sockets != r.Data.Totals.Total() || len(src.Read) != 0 {
+		t.Errorf("sources %+v", src)
 	}
 	if r.Data.Filters == nil || len(r.Data.Filters.Peers) != 2 {
 		t.Errorf("filters %+v", r.Data.Filters)
@@ -128,8 +130,8 @@ func TestSocketsCommandLive(t *testing.T) {
 		t.Fatalf("table exit %d", code)
 	}
 	for _, wantLine := range []string{
-		"PEER", "ESTABLISHED", "CLOSE_WAIT", "LISTEN", "SEND-Q", "PROCESSES",
-		"[WARNING] tcp.close_wait", "read /proc/net/tcp:",
+		"PEER", "ESTABLISHED", "CLOSE_WAIT", "LISTEN", "Send-Q", "PROCESSES",
+		"[WARNING] tcp.close_wait", "source: netlink (auto: sock_diag netlink in this network namespace)", "netlink: ",
 	} {
 		if !strings.Contains(out, wantLine) {
 			t.Errorf("table lacks %q:\n%s", wantLine, out)
@@ -141,6 +143,21 @@ func TestSocketsCommandLive(t *testing.T) {
 	}
 	if strings.Contains(rowOf(out, "PEER"), "FIN_WAIT2") {
 		t.Errorf("the server ends are not selected by --peer host:\n%s", out)
+	}
+
+	// --source proc reads the text tables and gives the same peers.
+	_, out, _ = runCLI(t, append(peerArgs, "--source", "proc", "-o", "json")...)
+	pr := decodeSockets(t, out)
+	if src := pr.Data.Sources; src.Source != "proc" || src.Netlink != nil || len(src.Read) != 2 || src.Read[0].Path != "/proc/net/tcp" ||
+		src.Why != "--source proc: reading /proc/net" {
+		t.Errorf("--source proc: sources %+v", src)
+	}
+	if peerView(pr) != peerView(decodeSockets(t, mustRun(t, append(peerArgs, "-o", "json")...))) {
+		t.Errorf("proc and netlink peers differ:\n%v\n%v", pr.Data.Peers, r.Data.Peers)
+	}
+	_, out, _ = runCLI(t, append(peerArgs, "--source", "proc")...)
+	if !strings.Contains(out, "read /proc/net/tcp:") || !strings.Contains(out, "source: proc (--source proc") {
+		t.Errorf("--source proc table:\n%s", out)
 	}
 
 	// --state narrows the rows; totals still count everything.
@@ -192,6 +209,28 @@ func TestSocketsCommandLive(t *testing.T) {
 	}
 }
 
+// peerView is what both sources show of the peers: all but the tcp_info
+// summary only netlink has.
+func peerView(r socketsReport) string {
+	m := peersByKey(r)
+	for k, p := range m {
+		p.TCP = nil
+		m[k] = p
+	}
+	return fmt.Sprint(m)
+}
+
+// mustRun runs the CLI and returns stdout, failing on an exit code other
+// than 0 or 3.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCLI(t, args...)
+	if code != ExitOK && code != ExitFindings {
+		t.Fatalf("%v: exit %d: %s", args, code, errOut)
+	}
+	return out
+}
+
 // rowOf returns the last table row starting with s (the last sample's
 // under --watch).
 func rowOf(out, s string) string {
@@ -229,7 +268,7 @@ func TestSocketsUsageAndRunErrors(t *testing.T) {
 		{[]string{"--watch", "-1s"}, ExitUsage, "positive"},
 		{[]string{"--send-q", "-1"}, ExitUsage, "--send-q"},
 		{[]string{"extra"}, ExitUsage, "unknown command"},
-		{[]string{"--proc-root", "/nonexistent-logdoctor"}, ExitError, "proc root"},
+		{[]string{"--proc-root", "/nonexistent-logdoctor"}, ExitError, "--proc-root"},
 		{[]string{"--pid", "2147483647"}, ExitError, "--pid 2147483647"},
 	} {
 		code, _, errOut := runCLI(t, append([]string{"sockets"}, c.args...)...)
@@ -286,8 +325,15 @@ func TestSocketsWatch(t *testing.T) {
 	for i, wantCW := range []int{2, 3, 3} {
 		d := reps[i].Data.(*SocketsData)
 		p := d.Peers[0]
-		if d.Sample != i+1 || p.Peer != cw.Server.String() || p.States[sockstat.CloseWait] != wantCW || p.Changes == nil {
+		if d.Sample != i+1 || p.Peer != cw.Server.String() || p.States[sockstat.CloseWait] != wantCW {
 			t.Fatalf("sample %d: %+v", i+1, d.Peers)
+		}
+		// The first sample is the baseline: no changes at all.
+		if (p.Changes == nil) != (i == 0) {
+			t.Fatalf("sample %d: changes %v", i+1, p.Changes)
+		}
+		if i == 0 {
+			continue
 		}
 		wantChange := []int{2, 1, 0}[i]
 		if p.Changes[sockstat.CloseWait] != wantChange {
@@ -308,13 +354,17 @@ func TestSocketsWatch(t *testing.T) {
 	}
 	for i, l := range lines {
 		r := decodeSockets(t, l)
-		if r.Data.Sample != i+1 || r.Data.Peers[0].Changes == nil {
+		if r.Data.Sample != i+1 || (r.Data.Peers[0].Changes == nil) != (i == 0) || strings.Contains(l, `"changes"`) != (i > 0) {
 			t.Errorf("line %d: %+v", i, r.Data)
 		}
 	}
 	_, out, _ = runCLI(t, "sockets", "--peer", cw.Server.String(), "--watch", "10ms", "--count", "2")
-	if !strings.Contains(out, "Peers (sample 2)") || !strings.Contains(rowOf(out, cw.Server.String()), "3 (+0)") {
+	first, second, _ := strings.Cut(out, "Peers (sample 2)")
+	if second == "" || !strings.Contains(rowOf(second, cw.Server.String()), "3 (+0)") {
 		t.Errorf("watch table:\n%s", out)
+	}
+	if !strings.Contains(first, "Peers (sample 1)") || strings.Contains(rowOf(first, cw.Server.String()), "(+") {
+		t.Errorf("the baseline sample shows deltas:\n%s", first)
 	}
 }
 
@@ -387,9 +437,60 @@ func TestSocketsPIDInOtherNamespace(t *testing.T) {
 	if code != ExitFindings || findingIDs(r.Findings) != "tcp.no_established:critical tcp.syn_sent:warning" {
 		t.Errorf("exit %d findings %s", code, findingIDs(r.Findings))
 	}
-	want := filepath.Join("/proc", strconv.Itoa(child.Process.Pid), "net/tcp")
-	if r.Data.Sources.Read[0].Path != want {
-		t.Errorf("read %+v, want %s", r.Data.Sources.Read, want)
+	// As root, auto enters the child's namespace and reads it through
+	// netlink.
+	pid := strconv.Itoa(child.Process.Pid)
+	nsFile := filepath.Join("/proc", pid, "ns/net")
+	if src := r.Data.Sources; src.Source != "netlink" || src.Netlink == nil || src.Netlink.Namespace != nsFile ||
+		src.Why != "auto: sock_diag netlink in the network namespace of pid "+pid+" (entered "+nsFile+")" {
+		t.Errorf("sources %+v", src)
+	}
+	// --source proc reads /proc/PID/net: the same peers.
+	_, out, _ := runCLI(t, append(args, "--source", "proc")...)
+	pr := decodeSockets(t, out)
+	want := filepath.Join("/proc", pid, "net/tcp")
+	if pr.Data.Sources.Source != "proc" || pr.Data.Sources.Read[0].Path != want {
+		t.Errorf("read %+v, want %s", pr.Data.Sources.Read, want)
+	}
+	if peerView(pr) != peerView(r) {
+		t.Errorf("proc and netlink disagree:\n%+v\n%+v", pr.Data.Peers, r.Data.Peers)
+	}
+
+	// Without CAP_SYS_ADMIN (dropped from the bounding set, so root's exec
+	// does not get it back) setns is refused: auto falls back to
+	// /proc/PID/net and says so; --source netlink cannot run.
+	testenv.RequireCommands(t, "capsh")
+	bin := testenv.BuildLogdoctor(t)
+	dropped := func(extra ...string) (int, string, string) {
+		cmd := exec.Command("capsh", append([]string{"--drop=cap_sys_admin", "--", "-c", `exec "$@"`, "sh", bin}, append(args, extra...)...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, stdout.String(), stderr.String()
+	}
+	code2, out, errOut := dropped()
+	fr := decodeSockets(t, out)
+	if src := fr.Data.Sources; code2 != int(ExitFindings) || src.Source != "proc" || src.Netlink != nil || src.Read[0].Path != want ||
+		!strings.Contains(src.Why, "auto: entering the network namespace of pid "+pid+" needs CAP_SYS_ADMIN") ||
+		!strings.Contains(src.Why, "reading /proc/"+pid+"/net instead, without tcp_info") {
+		t.Errorf("without CAP_SYS_ADMIN: exit %d sources %+v %s", code2, src, errOut)
+	}
+	if peerView(fr) != peerView(pr) {
+		t.Errorf("fallback peers differ:\n%+v\n%+v", fr.Data.Peers, pr.Data.Peers)
+	}
+	_, out, _ = dropped("-o", "table")
+	if !strings.Contains(out, "source: proc (auto: entering the network namespace of pid "+pid+" needs CAP_SYS_ADMIN") {
+		t.Errorf("table does not say why:\n%s", out)
+	}
+	code2, _, errOut = dropped("--source", "netlink")
+	if code2 != int(ExitError) || !strings.Contains(errOut, "--source netlink") || !strings.Contains(errOut, "operation not permitted") {
+		t.Errorf("--source netlink without CAP_SYS_ADMIN: exit %d %s", code2, errOut)
 	}
 }
 
@@ -443,5 +544,69 @@ func TestSocketsUnprivilegedCountsUnreadable(t *testing.T) {
 	}
 	if len(r.Findings) != 1 || !strings.Contains(r.Findings[0].Summary, "unknown process") {
 		t.Errorf("findings %+v", r.Findings)
+	}
+}
+
+// TestSocketsTableOnTerminal reads the report a person gets on a terminal:
+// the verdict and the findings first, then the peer table, whose headers
+// print as written (the table library used to show "SEND - Q" and
+// "CLOSE WAIT").
+func TestSocketsTableOnTerminal(t *testing.T) {
+	cw := sockettest.CloseWait(t, "127.42.4.1", "127.42.5.1", 2)
+	for _, tty := range []bool{true, false} {
+		run := runCLI
+		if tty {
+			run = runCLITTY
+		}
+		code, out, errOut := run(t, "sockets", "--peer", "127.42.4.1", "--no-processes")
+		if code != ExitOK {
+			t.Fatalf("tty=%v: exit %d: %s", tty, code, errOut)
+		}
+		first, _, _ := strings.Cut(out, "\n")
+		if !strings.HasPrefix(first, "sockets: WARNING, 1 finding(s): 1 warning") {
+			t.Errorf("tty=%v: first line %q", tty, first)
+		}
+		finding, table := strings.Index(out, "[WARNING] tcp.close_wait"), strings.Index(out, cw.Server.String())
+		if finding < 0 || table < finding {
+			t.Errorf("tty=%v: the finding must come before the peer table:\n%s", tty, out)
+		}
+		for _, h := range []string{"CLOSE_WAIT", "Send-Q", "Recv-Q"} {
+			if !strings.Contains(out, h) {
+				t.Errorf("tty=%v: header %q not as written:\n%s", tty, h, out)
+			}
+		}
+		if tty && !strings.Contains(out, "│") {
+			t.Errorf("terminal output is not boxed:\n%s", out)
+		}
+	}
+}
+
+// TestSocketsNamedPeerWithoutSockets: seed 000's "no ES connection" looks
+// like nothing at all to a --peer; that is a finding, not "nothing to
+// report". And a forward peer that keeps reconnecting gets out_forward
+// advice, not Elasticsearch's.
+func TestSocketsNamedPeerWithoutSockets(t *testing.T) {
+	code, out, errOut := runCLI(t, "sockets", "--peer", "127.42.9.9:9200", "--no-processes", "-o", "json")
+	r := decodeSockets(t, out)
+	if code != ExitOK || findingIDs(r.Findings) != "tcp.no_connection:warning" {
+		t.Fatalf("exit %d findings %s %s", code, findingIDs(r.Findings), errOut)
+	}
+	if f := r.Findings[0]; !strings.Contains(f.Summary, "127.42.9.9:9200") || !strings.Contains(f.Remedy, "Elasticsearch") {
+		t.Errorf("finding %+v", f)
+	}
+	_, table, _ := runCLI(t, "sockets", "--peer", "127.42.9.9:9200", "--no-processes")
+	if strings.Contains(table, "nothing to report") || !strings.HasPrefix(table, "sockets: WARNING") {
+		t.Errorf("table:\n%s", table)
+	}
+
+	tw := sockettest.TimeWait(t, "127.42.6.1", "127.42.7.1", 2)
+	port := strconv.Itoa(int(tw.Server.Port()))
+	code, out, _ = runCLI(t, "sockets", "--alias", "forward="+port, "--peer", "forward", "--no-processes", "-o", "json")
+	r = decodeSockets(t, out)
+	if code != ExitFindings || findingIDs(r.Findings) != "tcp.no_established:critical" {
+		t.Fatalf("forward peer: exit %d findings %s", code, findingIDs(r.Findings))
+	}
+	if rem := r.Findings[0].Remedy; !strings.Contains(rem, "out_forward") || strings.Contains(rem, "fluent-plugin-elasticsearch") {
+		t.Errorf("forward peer remedy: %s", rem)
 	}
 }

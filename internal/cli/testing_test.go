@@ -18,6 +18,15 @@ func runCLI(t *testing.T, args ...string) (code ExitCode, stdout, stderr string)
 	return code, out.String(), errb.String()
 }
 
+// runCLITTY is runCLI with stdout taken for a terminal: the boxed-table
+// code path a person sees.
+func runCLITTY(t *testing.T, args ...string) (code ExitCode, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), args, IO{In: strings.NewReader(""), Out: &out, Err: &errb, OutTTY: true})
+	return code, out.String(), errb.String()
+}
+
 // startCLI runs Main in the background (a long-running command such as
 // pipeline run); wait returns its exit code and output once it ended.
 func startCLI(args ...string) (wait func() (code ExitCode, stdout, stderr string)) {
@@ -25,6 +34,21 @@ func startCLI(args ...string) (wait func() (code ExitCode, stdout, stderr string
 	done := make(chan ExitCode, 1)
 	go func() { done <- Main(context.Background(), args, IO{In: strings.NewReader(""), Out: &out, Err: &errb}) }()
 	return func() (ExitCode, string, string) {
+		code := <-done
+		return code, out.String(), errb.String()
+	}
+}
+
+// startCLIStoppable is startCLI for a command that runs until stopped:
+// stop cancels its context (as SIGTERM does) and waits for its exit code
+// and output.
+func startCLIStoppable(args ...string) (stop func() (code ExitCode, stdout, stderr string)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan ExitCode, 1)
+	go func() { done <- Main(ctx, args, IO{In: strings.NewReader(""), Out: &out, Err: &errb}) }()
+	return func() (ExitCode, string, string) {
+		cancel()
 		code := <-done
 		return code, out.String(), errb.String()
 	}

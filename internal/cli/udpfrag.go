@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/logdoctor/logdoctor/pkg/pcap"
 	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 	"github.com/logdoctor/logdoctor/pkg/udpprobe"
 )
 
@@ -80,16 +82,16 @@ gets through is measured.`,
 			}
 			if o.Read == "" || cmd.Flags().Changed("port") {
 				for _, p := range ports {
-					if p < 1 || p > 65535 {
-						return usageErrorf("invalid --port %d: want 1-65535", p)
-					}
-					o.Ports = append(o.Ports, uint16(p))
+					o.Ports = append(o.Ports, uint16(p)) // 1..65535: the flag refuses others
 				}
 			}
-			if o.Send != "" {
-				var err error
-				if o.Sizes, err = udpprobe.ParseSizes(sizes); err != nil {
-					return &UsageError{Err: err}
+			var err error
+			if o.Sizes, err = udpprobe.ParseSizes(sizes); err != nil {
+				return usageErrorf("--sizes: %w", err)
+			}
+			if cmd.Flags().Changed("proc") {
+				if _, err := os.Stat(o.ProcRoot); err != nil {
+					return fmt.Errorf("--proc: %w", err)
 				}
 			}
 			if o.Read == "-" {
@@ -108,22 +110,32 @@ gets through is measured.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Read, "read", "", "analyze a pcap or pcapng file instead of capturing (- for stdin); every UDP port unless --port is given")
 	f.StringSliceVarP(&o.Interfaces, "interface", "i", nil, "interface(s) to capture on (default: every interface that is up)")
-	f.IntSliceVarP(&ports, "port", "p", []int{5160}, "UDP destination port(s) to watch (repeatable)")
-	f.DurationVar(&o.Duration, "duration", 10*time.Second, "live capture / --listen length (0: until Ctrl-C)")
-	f.Uint64Var(&o.Count, "count", 0, "stop a live capture after this many datagrams (0: no limit)")
-	f.IntVar(&o.MTU, "mtu", 0, "path MTU to judge sizes by (default: from the fragments seen, else the interface or route MTU)")
-	f.DurationVar(&o.Timeout, "reassembly-timeout", 30*time.Second, "how long to wait for missing fragments (the kernel's net.ipv4.ipfrag_time)")
-	f.IntVar(&o.MaxFlows, "max-reassemblies", 65536, "open reassemblies kept before the oldest is evicted")
-	f.IntVar(&o.MaxBytes, "max-reassembly-bytes", 4<<20, "fragment bytes held in open reassemblies before the oldest is evicted")
-	f.IntVar(&o.Snaplen, "snaplen", 262144, "bytes captured per packet in a live capture")
+	portsVarP(f, &ports, "port", "p", []int{5160}, "UDP destination port(s) to watch (repeatable)")
+	durVar(f, &o.Duration, "duration", 10*time.Second, 0, wantDurOrZero("until Ctrl-C"), "live capture / --listen length (0: until Ctrl-C)")
+	uint64Var(f, &o.Count, "count", 0, "0 (no limit) or a number of datagrams", "stop a live capture after this many datagrams (0: no limit)")
+	mtuVar(f, &o.MTU, "mtu", "path MTU to judge sizes by (default: from the fragments seen, else the interface or route MTU)")
+	durVar(f, &o.Timeout, "reassembly-timeout", 30*time.Second, time.Nanosecond, wantPositiveDur, "how long to wait for missing fragments (the kernel's net.ipv4.ipfrag_time)")
+	intVar(f, &o.MaxFlows, "max-reassemblies", 65536, 1, 1<<24, "a number from 1 to 16777216", "open reassemblies kept before the oldest is evicted")
+	intVar(f, &o.MaxBytes, "max-reassembly-bytes", 4<<20, 65535, 1<<30, "a number of bytes from 65535 (one datagram) to 1073741824", "fragment bytes held in open reassemblies before the oldest is evicted")
+	intVar(f, &o.Snaplen, "snaplen", 262144, minSnaplen, 262144, fmt.Sprintf("a number of bytes from %d to 262144", minSnaplen), "bytes captured per packet in a live capture")
 	f.StringVarP(&o.Write, "write", "w", "", "also write the live capture to this pcap file")
 	f.StringVar(&o.ProcRoot, "proc", "/proc", "proc filesystem to read kernel counters from")
-	f.StringVar(&o.Send, "send", "", "send probe datagrams to HOST:PORT (see --sizes)")
+	addrVar(f, &o.Send, "send", "", false, true, "send probe datagrams to HOST:PORT (see --sizes)")
 	f.StringSliceVar(&sizes, "sizes", []string{"1400", "1432", "1433", "1440", "2000", "9000"}, "probe payload sizes in bytes for --send")
-	f.IntVar(&o.Probes, "probes", 3, "probes per size for --send")
-	f.DurationVar(&o.Wait, "wait", 2*time.Second, "how long --send waits for the receiver's answers")
-	f.StringVar(&o.Listen, "listen", "", "receive and answer probes on ADDR:PORT (the cooperating receiver for --send)")
+	intVar(f, &o.Probes, "probes", 3, 1, 1000, "a number of probes per size from 1 to 1000", "probes per size for --send")
+	durVar(f, &o.Wait, "wait", 2*time.Second, time.Nanosecond, wantPositiveDur, "how long --send waits for the receiver's answers (it stops early once every probe is answered)")
+	addrVar(f, &o.Listen, "listen", "", true, true, "receive and answer probes on ADDR:PORT (the cooperating receiver for --send)")
 	return cmd
+}
+
+// minSnaplen holds the Ethernet, IPv6 and UDP headers: less and no
+// datagram could be classified.
+const minSnaplen = 64
+
+// mtuVar is --mtu: 0 (find it out) or an MTU IPv4 can have, 68 (RFC 791's
+// minimum) to 65536 (the loopback's).
+func mtuVar(f *pflag.FlagSet, p *int, name, usage string) {
+	intCheckVar(f, p, name, 0, func(n int) bool { return n == 0 || n >= 68 && n <= 65536 }, "0 (auto) or 68..65536", usage)
 }
 
 // runUDPFrag runs one of the four modes and returns the report.
@@ -136,7 +148,7 @@ func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
 	}
 	started := o.Now()
 	r := report.New("udp-frag", started)
-	cfg := pcap.Config{Ports: o.Ports, Timeout: o.Timeout, MaxFlows: o.MaxFlows, MaxBytes: o.MaxBytes, MTU: o.MTU}
+	cfg := udpfrag.Config{Ports: o.Ports, Timeout: o.Timeout, MaxFlows: o.MaxFlows, MaxBytes: o.MaxBytes, MTU: o.MTU}
 	switch {
 	case o.Read != "":
 		res, err := readCapture(ctx, o, cfg)
@@ -144,12 +156,15 @@ func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
 			return nil, err
 		}
 		r.Data = res
-		r.Add(pcap.Findings(res)...)
+		r.Add(udpfrag.Findings(res)...)
 	case o.Send != "":
-		before, _ := pcap.ReadKernel(o.ProcRoot, nil)
+		before, _ := udpfrag.ReadKernel(o.ProcRoot, nil)
 		sr, err := udpprobe.Send(ctx, udpprobe.SendConfig{Target: o.Send, Sizes: o.Sizes, Probes: o.Probes, Wait: o.Wait, Run: runID(started)})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--send %s: %w", o.Send, err)
+		}
+		if err := sr.NothingSent(); err != nil {
+			return nil, fmt.Errorf("--send %s: %w", o.Send, err)
 		}
 		data := udpprobe.NewSendReport(sr, o.MTU, kernelDelta(before, o.ProcRoot, nil))
 		r.Data = data
@@ -160,7 +175,7 @@ func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
 			return nil, &UsageError{Err: err}
 		}
 		ports := []uint16{port}
-		before, _ := pcap.ReadKernel(o.ProcRoot, ports)
+		before, _ := udpfrag.ReadKernel(o.ProcRoot, ports)
 		lr, err := udpprobe.Listen(ctx, udpprobe.ListenConfig{Addr: o.Listen, Duration: o.Duration, Count: int(o.Count), Ready: o.ListenReady})
 		if err != nil {
 			return nil, err
@@ -174,13 +189,13 @@ func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
 			return nil, err
 		}
 		r.Data = res
-		r.Add(pcap.Findings(res)...)
+		r.Add(udpfrag.Findings(res)...)
 	}
 	r.Finish(o.Now())
 	return r, nil
 }
 
-func readCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.Result, error) {
+func readCapture(ctx context.Context, o UDPFragOptions, cfg udpfrag.Config) (*udpfrag.Result, error) {
 	in := o.Stdin
 	name := "stdin"
 	if o.Read != "-" {
@@ -189,12 +204,16 @@ func readCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.
 			return nil, fmt.Errorf("--read: %w", err)
 		}
 		defer f.Close()
+		// A directory opens fine and then reads as nothing at all.
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return nil, fmt.Errorf("--read %s: %w (want a pcap or pcapng file, or - for stdin)", o.Read, syscall.EISDIR)
+		}
 		in, name = f, o.Read
 	}
 	if in == nil {
 		return nil, errors.New("--read -: no standard input")
 	}
-	res, err := pcap.AnalyzeReader(ctx, in, cfg)
+	res, err := udpfrag.AnalyzeReader(ctx, in, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
@@ -202,12 +221,26 @@ func readCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.
 	return res, nil
 }
 
-func liveCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.Result, error) {
-	if err := pcap.CheckCapNetRaw(); err != nil {
-		return nil, err
-	}
+func liveCapture(ctx context.Context, o UDPFragOptions, cfg udpfrag.Config) (_ *udpfrag.Result, err error) {
+	// What the flags name is checked before the capability, so a typo is
+	// reported as such whoever runs it.
 	ifaces, err := pcap.Interfaces(o.Interfaces)
 	if err != nil {
+		return nil, fmt.Errorf("--interface: %w", err)
+	}
+	var wf *os.File
+	if o.Write != "" {
+		if wf, err = os.Create(o.Write); err != nil {
+			return nil, fmt.Errorf("--write: %w", err)
+		}
+		defer wf.Close()
+		defer func() {
+			if err != nil {
+				os.Remove(o.Write) // nothing was captured into it
+			}
+		}()
+	}
+	if err := pcap.CheckCapNetRaw(); err != nil {
 		return nil, err
 	}
 	for _, i := range ifaces {
@@ -218,20 +251,15 @@ func liveCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.
 	if cfg.IfaceMTU == 0 {
 		cfg.IfaceMTU = ifaces[0].MTU
 	}
-	lc := pcap.LiveConfig{Interfaces: ifaces, Ports: o.Ports, Snaplen: o.Snaplen, Duration: o.Duration, Count: o.Count, Ready: o.Ready}
-	var wf *os.File
-	if o.Write != "" {
-		if wf, err = os.Create(o.Write); err != nil {
-			return nil, fmt.Errorf("--write: %w", err)
-		}
-		defer wf.Close()
+	lc := pcap.LiveConfig{Interfaces: ifaces, Ports: o.Ports, Snaplen: o.Snaplen, Duration: o.Duration, Ready: o.Ready}
+	if wf != nil {
 		if lc.Write, err = pcap.NewWriter(wf, uint32(max(o.Snaplen, 0)), pcap.LinkEthernet); err != nil {
 			return nil, err
 		}
 	}
-	before, _ := pcap.ReadKernel(o.ProcRoot, o.Ports)
-	a := pcap.NewAnalyzer(cfg)
-	st, err := pcap.Capture(ctx, lc, a)
+	before, _ := udpfrag.ReadKernel(o.ProcRoot, o.Ports)
+	a := udpfrag.NewAnalyzer(cfg)
+	st, err := pcap.Capture(ctx, lc, a.Sink(o.Count))
 	if err != nil {
 		return nil, err
 	}
@@ -255,11 +283,11 @@ func liveCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.
 
 // kernelDelta reads the counters again and returns the change, or nil when
 // procfs could not be read at all.
-func kernelDelta(before *pcap.KernelSnapshot, procRoot string, ports []uint16) *pcap.KernelDelta {
+func kernelDelta(before *udpfrag.KernelSnapshot, procRoot string, ports []uint16) *udpfrag.KernelDelta {
 	if before == nil {
 		return nil
 	}
-	after, err := pcap.ReadKernel(procRoot, ports)
+	after, err := udpfrag.ReadKernel(procRoot, ports)
 	if err != nil {
 		return nil
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/pcap"
 	"github.com/logdoctor/logdoctor/pkg/pcap/pcaptest"
 	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
+	"github.com/logdoctor/logdoctor/pkg/udpprobe"
 )
 
 // udpfragReport is the JSON report as a CI job reads it.
@@ -125,7 +127,7 @@ func TestUDPFragReadBlackHole(t *testing.T) {
 		t.Fatalf("sources %v", r.Data.Sources)
 	}
 	ids := r.ids()
-	if ids[pcap.FindingFragmentsLost] != "critical" || ids[pcap.FindingFragmented] != "warning" {
+	if ids[udpfrag.FindingFragmentsLost] != "critical" || ids[udpfrag.FindingFragmented] != "warning" {
 		t.Fatalf("findings %v", ids)
 	}
 	if r.Data.Sizes.PathMTU != 1460 || len(r.Data.Sizes.LostSizes) != 3 {
@@ -160,7 +162,7 @@ func TestUDPFragReadHealthyAndErrors(t *testing.T) {
 	path := writeSeedPcap(t, false)
 	code, out, _ := runCLI(t, "udp-frag", "--read", path, "-o", "json")
 	r := parseReport(t, out)
-	if code != ExitOK || r.Data.Datagrams["fragmented_complete"] != 3 || r.ids()[pcap.FindingFragmented] != "warning" {
+	if code != ExitOK || r.Data.Datagrams["fragmented_complete"] != 3 || r.ids()[udpfrag.FindingFragmented] != "warning" {
 		t.Fatalf("healthy: exit %d %s", code, out)
 	}
 	code, _, _ = runCLI(t, "udp-frag", "--read", path, "--fail-on", "warning")
@@ -251,7 +253,7 @@ func TestUDPFragSendListenLoopback(t *testing.T) {
 	if z := sr.Data.Sizes[3]; z.Sent != 0 || !z.Oversize {
 		t.Fatalf("70000: %+v", z)
 	}
-	if len(sr.Findings) != 1 || sr.Findings[0].ID != pcap.FindingOversize {
+	if len(sr.Findings) != 1 || sr.Findings[0].ID != udpfrag.FindingOversize {
 		t.Fatalf("findings %+v", sr.Findings)
 	}
 	l := <-done
@@ -343,7 +345,7 @@ func TestUDPFragBinaryBehindDroppingBalancer(t *testing.T) {
 	if r.Data.Datagrams["unfragmented"] != 2 || r.Data.Datagrams["fragmented_incomplete"] != 3 || r.Data.Datagrams["fragmented_complete"] != 0 {
 		t.Fatalf("datagrams %v", r.Data.Datagrams)
 	}
-	if r.ids()[pcap.FindingFragmentsLost] != "critical" {
+	if r.ids()[udpfrag.FindingFragmentsLost] != "critical" {
 		t.Fatalf("findings %v", r.ids())
 	}
 	// the receiver's kernel saw the same: three reassemblies timed out
@@ -385,7 +387,7 @@ func TestUDPFragBinaryBehindDroppingBalancer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := sf.ids()
-	if sr.Data.LargestThrough != 1432 || sr.Data.PathMTU != 1460 || ids[pcap.FindingFragmentsLost] != "critical" {
+	if sr.Data.LargestThrough != 1432 || sr.Data.PathMTU != 1460 || ids[udpfrag.FindingFragmentsLost] != "critical" {
 		t.Fatalf("sweep: %s", sout)
 	}
 	if err := listen.Wait(); err != nil {
@@ -393,5 +395,56 @@ func TestUDPFragBinaryBehindDroppingBalancer(t *testing.T) {
 	}
 	if !strings.Contains(lout.String(), `"probes":4`) {
 		t.Fatalf("listener report: %s", lout.String())
+	}
+}
+
+func TestUDPFragReadDirectoryAndSendNothing(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runCLI(t, "udp-frag", "--read", dir)
+	if code != ExitError || !strings.Contains(errOut, "--read "+dir+": is a directory") {
+		t.Fatalf("--read DIR: exit %d %q", code, errOut)
+	}
+
+	// Port 0 is no destination: refused as usage, never a report that
+	// exits 0 with the error in a table cell.
+	code, out, errOut := runCLI(t, "udp-frag", "--send", "127.0.0.1:0")
+	if code != ExitUsage || out != "" || !strings.Contains(errOut, `"--send" flag: want HOST:PORT with a port from 1 to 65535`) {
+		t.Fatalf("--send port 0: exit %d out %q err %q", code, out, errOut)
+	}
+	// Every probe failing to leave (the kernel refuses port 0 when the
+	// flag check is bypassed) is a run that measured nothing: an error
+	// (exit 1), not a report.
+	_, err := runUDPFrag(context.Background(), UDPFragOptions{Send: "127.0.0.1:0", Sizes: []int{200}, Probes: 1, Wait: 100 * time.Millisecond})
+	if !errors.Is(err, udpprobe.ErrNothingSent) {
+		t.Fatalf("nothing sent: %v", err)
+	}
+}
+
+// TestUDPFragLiveLoopbackLargestUnfragmented: on lo (MTU 65536) the
+// largest payload that leaves in one packet is UDP's own maximum, 65,507
+// bytes, not 65536-28.
+func TestUDPFragLiveLoopbackLargestUnfragmented(t *testing.T) {
+	testenv.RequireRoot(t)
+	// The kernel's receive-buffer counters are host-wide: other tests'
+	// UDP floods can raise udp.receive_buffer_drops during the run, which
+	// is not what this test is about.
+	code, out, errOut := runCLI(t, "udp-frag", "-i", "lo", "--port", "5161", "--duration", "300ms", "-o", "json", "--fail-on", "never")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	var r struct {
+		Data struct {
+			Sizes struct {
+				PathMTU int `json:"path_mtu"`
+				Max4    int `json:"max_unfragmented_payload_ipv4"`
+				Max6    int `json:"max_unfragmented_payload_ipv6"`
+			} `json:"sizes"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Data.Sizes; s.PathMTU != 65536 || s.Max4 != 65507 || s.Max6 != 65536-48 {
+		t.Fatalf("sizes on lo: %+v", s)
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
-	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 )
 
 // PeakRSS is a process's peak resident set size in bytes (VmHWM in
@@ -65,7 +64,7 @@ type BombResult struct {
 
 // Bombs sends n gzip bombs of size bytes inflated (about size/1000 on
 // the wire), each on its own connection and all at once, alternating
-// zeros and valid 1 MiB entries (forwardtest.GzipBomb), and waits up to
+// zeros and valid 1 MiB entries (GzipBomb), and waits up to
 // ackTimeout for each: a bomb is refused when the server closes the
 // connection without acking it.
 func Bombs(ctx context.Context, addr string, n int, size int64, ackTimeout time.Duration) BombResult {
@@ -74,7 +73,7 @@ func Bombs(ctx context.Context, addr string, n int, size int64, ackTimeout time.
 		res = BombResult{Sent: n}
 		wg  sync.WaitGroup
 	)
-	bombs := [2][]byte{forwardtest.GzipBomb("memload.bomb", "bomb", size, false), forwardtest.GzipBomb("memload.bomb", "bomb", size, true)}
+	bombs := [2][]byte{GzipBomb("memload.bomb", "bomb", size, false), GzipBomb("memload.bomb", "bomb", size, true)}
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {

@@ -662,7 +662,8 @@ func (p *probe) bulkCheck(ctx context.Context, base string) {
 	}
 	if itemRejected > 0 {
 		p.add(report.Finding{ID: FindingWriteRejections, Severity: report.Critical,
-			Summary:  fmt.Sprintf("%d of %d canary bulk items were rejected with 429 es_rejected_execution_exception", itemRejected, len(b.Statuses)),
+			Summary: fmt.Sprintf("%d of %d canary bulk items were rejected with 429 es_rejected_execution_exception%s",
+				itemRejected, len(b.Statuses), rejectionCost),
 			Evidence: ev, Remedy: remedyRejections})
 	}
 }
@@ -706,9 +707,10 @@ func (p *probe) pressureCheck(before, after *statsSnap, elapsed time.Duration) {
 	ev := map[string]any{"write_rejected": pr.WriteRejected, "write_rejected_delta": pr.WriteRejectedDelta,
 		"write_queue": pr.WriteQueue, "interval_ms": pr.IntervalMS}
 	if pr.WriteRejected > 0 && !p.hasFinding(FindingWriteRejections) {
-		sev, sum := report.Warning, fmt.Sprintf("thread_pool.write rejected %d tasks since the nodes started", pr.WriteRejected)
+		sev, sum := report.Warning, fmt.Sprintf("thread_pool.write rejected %d tasks since the nodes started%s", pr.WriteRejected, rejectionCost)
 		if pr.WriteRejectedDelta > 0 {
-			sev, sum = report.Critical, fmt.Sprintf("thread_pool.write rejected %d tasks during the probe (%d in total): bulk items are getting 429", pr.WriteRejectedDelta, pr.WriteRejected)
+			sev, sum = report.Critical, fmt.Sprintf("thread_pool.write rejected %d tasks during the probe (%d in total): bulk items are getting 429%s",
+				pr.WriteRejectedDelta, pr.WriteRejected, rejectionCost)
 		}
 		p.add(report.Finding{ID: FindingWriteRejections, Severity: sev, Summary: sum, Evidence: ev, Remedy: remedyRejections})
 	}

@@ -69,7 +69,13 @@ type client struct {
 	reuse atomic.Int64
 	mu    sync.Mutex
 	last  *trackedConn // connection of the last request
+	// maxBody caps a response body (the package's maxBody when 0); a
+	// larger one is errBodyTooLarge, never silently cut.
+	maxBody int64
 }
+
+// errBodyTooLarge: an answer larger than the client reads.
+var errBodyTooLarge = errors.New("answer larger than the probe reads")
 
 func tlsConfig(o *Options) *tls.Config {
 	return &tls.Config{RootCAs: o.RootCAs, InsecureSkipVerify: o.Insecure, MinVersion: tls.VersionTLS12} //nolint:gosec // --insecure is the user's explicit choice
@@ -147,7 +153,11 @@ func (c *client) do(ctx context.Context, method, rawURL string, body []byte, cty
 		return nil, err
 	}
 	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, maxBody))
+	limit := c.maxBody
+	if limit <= 0 {
+		limit = maxBody
+	}
+	b, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
 	elapsed := time.Since(start)
 	if reused {
 		c.reuse.Add(1)
@@ -159,6 +169,9 @@ func (c *client) do(ctx context.Context, method, rawURL string, body []byte, cty
 	c.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("reading %s %s: %w", method, req.URL.Path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s %s: %w (%d MiB)", method, req.URL.Path, errBodyTooLarge, limit>>20)
 	}
 	return &response{Status: res.StatusCode, Header: res.Header, Body: b, Elapsed: elapsed, Reused: reused}, nil
 }

@@ -17,8 +17,15 @@ const (
 	FindingBulkNotIdempotent = "es.bulk_not_idempotent"
 	FindingBulkLost          = "es.bulk_lost"
 	FindingDuplicates        = "es.duplicates"
+	FindingDupsIncomplete    = "es.dups_incomplete"
 	FindingProductCheck      = "es.product_check"
 )
+
+// rejectionCost ends every es.write_rejections summary: what a rejected
+// item costs is the shipper's doing, and the two common ones differ
+// (checked against both in internal/interop).
+const rejectionCost = "; fluent-plugin-elasticsearch resends the whole chunk (duplicates without a stable _id), " +
+	"Fluent Bit drops the rejected items of a bulk that partly succeeded (loss, not duplicates)"
 
 // Remedies name the shipper settings; they are long on purpose, since the
 // remedy is the line a person acts on.
@@ -29,8 +36,11 @@ const (
 	remedyAuth = "Fix the credentials the shipper sends: fluent-plugin-elasticsearch `user`/`password` (or `api_key`), " +
 		"Fluent Bit `HTTP_User`/`HTTP_Passwd` (or `Cloud_Auth`); the user needs the `create_doc`/`index` privilege on the target indices " +
 		"and `monitor` for the probe's stats."
-	remedySniff = "A shipper that sniffs replaces its connection pool with these addresses and then stalls with " +
-		"\"Cannot get new connection from pool\" (seed 000). fluent-plugin-elasticsearch: set `reload_connections false` " +
+	remedySniff = "A shipper that sniffs replaces its connection pool with these addresses and then stalls (seed 000). " +
+		"Fluentd 1.16 with fluent-plugin-elasticsearch 5.2.5 and elasticsearch-transport 7.17 logs \"could not push logs to Elasticsearch " +
+		"cluster\" with \"Connection refused - connect(2) for HOST:PORT\" (the sniffed address), then \"undefined method `host' for " +
+		"nil:NilClass\" once its only connection is marked dead, or \"Cannot get new connection from pool.\" when the sniff published " +
+		"no address (older transports say that in every case). fluent-plugin-elasticsearch: set `reload_connections false` " +
 		"(default true: it re-sniffs _nodes/http every 10,000 requests), keep `reload_on_failure false`, set `reconnect_on_error true`, " +
 		"or use `sniffer_class_name Fluent::Plugin::ElasticsearchSimpleSniffer` to keep the configured hosts; " +
 		"or make the nodes publish reachable addresses (`http.publish_host`). Fluent Bit does not sniff."
@@ -42,11 +52,16 @@ const (
 		"socket behind (seed 000). Make sure the proxy in front of the cluster keeps connections alive (no `Connection: close`); " +
 		"Fluent Bit: `net.keepalive on`; fluent-plugin-elasticsearch: `reload_connections false` so the pool is not rebuilt, " +
 		"and fewer `flush_thread_count` workers each opening their own connection."
-	remedyRejections = "The cluster answers bulk items with 429 es_rejected_execution_exception; the shipper resends the whole chunk and, " +
-		"without a stable _id, indexes the accepted part again (seed 003). fluent-plugin-elasticsearch: add the `elasticsearch_genid` " +
-		"filter with `id_key _hash` and `write_operation create`, lower `flush_thread_count`, raise `flush_interval`, keep `retry_max_interval` " +
-		"backing off; Fluent Bit: `Generate_ID On`, fewer `Workers`; rsyslog omelasticsearch: `retryfailures=\"on\"` " +
-		"(otherwise rejected items only reach the errorfile). On the cluster: more write capacity, fewer shards per bulk."
+	remedyRejections = "The cluster answers bulk items with 429 es_rejected_execution_exception. What that costs depends on the shipper. " +
+		"fluent-plugin-elasticsearch fails the whole chunk (\"Rejected Elasticsearch due to es_rejected_execution_exception\", " +
+		"an unrecoverable_error_types entry by default) and resends all of it: without a stable _id the accepted part is indexed again " +
+		"(duplicates, seed 003); add the `elasticsearch_genid` filter with `id_key _hash` and `write_operation create`, keeping `_hash` in " +
+		"the document (no `remove_keys _hash`: the plugin then skips the retried records and loses the rejected ones), lower " +
+		"`flush_thread_count`, raise `flush_interval`. Fluent Bit's es output counts a bulk with any 200/201 item as a success: the " +
+		"rejected items are lost, not retried and not logged (even with `Trace_Error On`; its metrics show no error), so for Fluent Bit " +
+		"rejections mean loss, not duplicates; no Fluent Bit setting retries them: remove the pressure (fewer `Workers`, smaller " +
+		"chunks) and count the loss with `logdoctor smoke`. rsyslog omelasticsearch: `retryfailures=\"on\"` (otherwise rejected items " +
+		"only reach the errorfile). On the cluster: more write capacity, fewer shards per bulk."
 	remedyBlocked = "An index block refuses writes: `read_only_allow_delete` is what Elasticsearch puts on every index on a node " +
 		"past the flood-stage disk watermark (`cluster.routing.allocation.disk.watermark.flood_stage`, 95% by default). Shippers " +
 		"retry until their buffers fill, then drop or stall. Free disk (delete old indices, add nodes or disk; " +
@@ -72,8 +87,15 @@ const (
 		"`logdoctor smoke` counts events end to end."
 	remedyDuplicates = "Events were indexed more than once: the shipper resent bulks (429s, timeouts, restarts) and Elasticsearch generated a " +
 		"new _id each time (seed 003). fluent-plugin-elasticsearch: `<filter> @type elasticsearch_genid hash_id_key _hash </filter>` " +
-		"with `id_key _hash` and `write_operation create` (a resend then gets 409 instead of a copy); Fluent Bit: `Generate_ID On`; " +
-		"rsyslog omelasticsearch: `bulkid` + `dynbulkid=\"on\"` + `writeoperation=\"create\"`."
+		"with `id_key _hash` and `write_operation create` (a resend then gets 409 instead of a copy), and keep `_hash` in the document: " +
+		"with `remove_keys _hash` the plugin cannot rebuild the _id of the records it retries, skips them, and silently loses the " +
+		"rejected ones. Fluent Bit: `Generate_ID On` (with the default `Write_Operation create`); a resend then answered 409 for every " +
+		"item counts as a failure and is retried until `Retry_Limit` (keep it finite: with `Retry_Limit False` forever, though the " +
+		"events are indexed). rsyslog omelasticsearch: `bulkid` + `dynbulkid=\"on\"` + `writeoperation=\"create\"`."
+	remedyDupsIncomplete = "Run es dups again with a larger `--max-docs` (it reads the whole index by default up to 1,000,000 documents), " +
+		"or narrow `--index` to one daily index at a time. If a page failed or timed out, the cluster is overloaded or a shard is " +
+		"unavailable: check `es probe` (es.cluster_health, es.write_rejections) and retry when it is quieter. A scroll that " +
+		"expired between pages (search_context_missing_exception) means pages took longer than its 2 minute keep-alive."
 	remedyProductStripped = "Let the X-Elastic-Product header through whatever sits in front of the cluster (proxy, gateway, " +
 		"service mesh). Elastic's clients from 7.14 on (the elasticsearch gem behind fluent-plugin-elasticsearch, elasticsearch-py) " +
 		"check it and raise UnsupportedProductError (\"The client noticed that the server is not Elasticsearch\") without it; " +

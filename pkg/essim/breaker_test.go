@@ -56,7 +56,9 @@ func TestInFlightRequestsBreaker(t *testing.T) {
 				t.Fatalf("small bulk: %d %s", r.status, r.body)
 			}
 			// One bulk held in the write pool keeps its bytes: a second
-			// one that fits alone does not fit next to it.
+			// one that fits alone does not fit next to it. (A request's
+			// bytes go back just after its answer is written.)
+			waitBreakerIdle(t, s)
 			s.SetFaults(Faults{Latency: 500 * time.Millisecond})
 			var wg sync.WaitGroup
 			wg.Add(1)
@@ -76,15 +78,14 @@ func TestInFlightRequestsBreaker(t *testing.T) {
 			wantBreaking(t, do(t, nil, "POST", s.URL()+"/_bulk", second), c.name, 2*(held+int64(len(second))), limit)
 			wg.Wait()
 			s.SetFaults(Faults{})
+			waitBreakerIdle(t, s)
 			if r := do(t, nil, "POST", s.URL()+"/_bulk", second); r.status != 200 {
 				t.Fatalf("after the held bulk ended: %d %s", r.status, r.body)
 			}
 			if st := s.Stats(); st.BreakerTripped != 2 {
 				t.Fatalf("stats %+v", st)
 			}
-			if u := s.nodes[0].breaker.used.Load(); u != 0 {
-				t.Fatalf("breaker holds %d bytes with no request", u)
-			}
+			waitBreakerIdle(t, s)
 			st := do(t, nil, "GET", s.URL()+"/_nodes/stats/breaker", "").json(t)
 			nodes := st["nodes"].(map[string]any)
 			for _, nd := range nodes {
@@ -95,6 +96,16 @@ func TestInFlightRequestsBreaker(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// waitBreakerIdle waits until no request holds bytes on node 0's breaker.
+func waitBreakerIdle(t *testing.T, s *Server) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); s.nodes[0].breaker.used.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker holds %d bytes with no request", s.nodes[0].breaker.used.Load())
+		}
 	}
 }
 

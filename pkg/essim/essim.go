@@ -1,6 +1,7 @@
 // Package essim is an Elasticsearch-compatible HTTP endpoint speaking the
 // subset of the REST API a log pipeline uses (GET /, _bulk, _count,
-// _search with match_all/term/terms and a terms aggregation, _refresh,
+// _search with match_all/term/terms/ids/bool, terms and composite
+// aggregations and scrolling, _refresh,
 // _cluster/health, _nodes/http, _nodes/stats, _cat/thread_pool), faithful in
 // status codes, headers and JSON shapes to Elasticsearch 8 (or 7.17 with
 // Config.Version), with fault injection: item rejections (429
@@ -191,6 +192,7 @@ type Server struct {
 	major      int // Elasticsearch major the answers follow
 	opensearch bool
 	store      *store
+	scrolls    *scrolls
 	nodes      []*node
 
 	mu        sync.Mutex
@@ -226,36 +228,55 @@ type node struct {
 	idle   map[net.Conn]*time.Timer
 }
 
+// CheckVersion says whether essim can claim version of distribution
+// ("elasticsearch", "" for the same, or "opensearch"); "" is the default
+// version.
+func CheckVersion(distribution, version string) error {
+	if version == "" {
+		return nil
+	}
+	_, _, err := parseVersion(distribution, version)
+	return err
+}
+
+func parseVersion(distribution, version string) (major int, opensearch bool, err error) {
+	switch distribution {
+	case "", "elasticsearch":
+	case "opensearch":
+		opensearch = true
+	default:
+		return 0, false, fmt.Errorf("essim: distribution %q: want elasticsearch or opensearch", distribution)
+	}
+	major, err = strconv.Atoi(strings.SplitN(version, ".", 2)[0])
+	switch {
+	case err != nil:
+		return 0, false, fmt.Errorf("essim: version %q: want 7.x or 8.x (OpenSearch 1.x or 2.x)", version)
+	case opensearch && (major < 1 || major > 3):
+		return 0, false, fmt.Errorf("essim: OpenSearch version %q: want 1.x or 2.x", version)
+	case !opensearch && major < 7:
+		return 0, false, fmt.Errorf("essim: version %q: want 7.x or 8.x", version)
+	}
+	return major, opensearch, nil
+}
+
 // Start listens on addr (host:port; port 0 picks one) and serves until Close
 // or ctx ends. With Nodes > 1 the extra nodes listen on the same host, on the
 // following ports when addr names a port, on free ports otherwise.
 func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
-	opensearch := false
-	switch cfg.Distribution {
-	case "", "elasticsearch":
-	case "opensearch":
-		opensearch = true
-		if cfg.Version == "" {
-			cfg.Version = "2.11.0"
-		}
-	default:
-		return nil, fmt.Errorf("essim: distribution %q: want elasticsearch or opensearch", cfg.Distribution)
+	if cfg.Distribution == "opensearch" && cfg.Version == "" {
+		cfg.Version = "2.11.0"
 	}
 	if cfg.Version == "" {
 		cfg.Version = DefaultVersion
 	}
-	major, err := strconv.Atoi(strings.SplitN(cfg.Version, ".", 2)[0])
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("essim: version %q: want 7.x or 8.x (OpenSearch 1.x or 2.x)", cfg.Version)
-	case opensearch && (major < 1 || major > 3):
-		return nil, fmt.Errorf("essim: OpenSearch version %q: want 1.x or 2.x", cfg.Version)
-	case opensearch:
+	major, opensearch, err := parseVersion(cfg.Distribution, cfg.Version)
+	if err != nil {
+		return nil, err
+	}
+	if opensearch {
 		// OpenSearch 1 answers like Elasticsearch 7.10 (with _type), 2
 		// dropped _type like Elasticsearch 8.
 		major = map[int]int{1: 7, 2: 8, 3: 8}[major]
-	case major < 7:
-		return nil, fmt.Errorf("essim: version %q: want 7.x or 8.x", cfg.Version)
 	}
 	if cfg.ClusterName == "" {
 		cfg.ClusterName = "essim"
@@ -284,7 +305,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, done: make(chan struct{})}
+	s := &Server{cfg: cfg, major: major, opensearch: opensearch, store: st, scrolls: newScrolls(), done: make(chan struct{})}
 	s.setFaultsLocked(cfg.Faults)
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -451,6 +472,7 @@ func (s *Server) Close() error {
 				err = e
 			}
 		}
+		s.scrolls.closeAll()
 		if e := s.store.close(); e != nil && err == nil {
 			err = e
 		}

@@ -97,6 +97,10 @@ func FuzzHandler(f *testing.F) {
 		{"POST", "/_essim/faults", `{"latency":"-1s"}`},
 		{"GET", "/a/_count?q=x:1&filter_path=**.count", ""},
 		{"POST", "/a,b*/_search", `{"aggs":{"t":{"terms":{"field":"x","size":-1}}}}`},
+		{"POST", "/a/_search", `{"size":0,"aggs":{"c":{"composite":{"size":2,"sources":[{"x":{"terms":{"field":"x","missing_bucket":true}}}],"after":{"x":null}}}}}`},
+		{"POST", "/a/_search?scroll=1m&size=1", `{"query":{"ids":{"values":["1"]}}}`},
+		{"POST", "/_search/scroll", `{"scroll":"1d","scroll_id":"ZXNzaW0tc2Nyb2xsAHgAMQ"}`},
+		{"DELETE", "/_search/scroll/_all", ""},
 	} {
 		f.Add(c.m, c.p, []byte(c.b))
 	}

@@ -125,6 +125,14 @@ func (n *node) route(w http.ResponseWriter, r *http.Request, seg []string) {
 		if is(http.MethodGet, http.MethodPost) {
 			n.search(w, r, indexArg(seg), true)
 		}
+	case seg[0] == "_search" && len(seg) >= 2 && len(seg) <= 3 && seg[1] == "scroll":
+		if is(http.MethodGet, http.MethodPost, http.MethodDelete) {
+			id := ""
+			if len(seg) == 3 {
+				id = seg[2]
+			}
+			n.scrollAPI(w, r, id)
+		}
 	case (len(seg) == 1 && seg[0] == "_search") || (len(seg) == 2 && seg[1] == "_search"):
 		if is(http.MethodGet, http.MethodPost) {
 			n.search(w, r, indexArg(seg), false)

@@ -3,11 +3,8 @@ package essim
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -37,233 +34,6 @@ type matcher func(d map[string]any) bool
 type errQuery struct{ msg string }
 
 func (e *errQuery) Error() string { return e.msg }
-
-// search serves _search and _count.
-func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, count bool) {
-	body, err := n.readBody(r)
-	if err != nil {
-		n.bodyError(w, r, err)
-		return
-	}
-	var req searchRequest
-	if len(bytes.TrimSpace(body)) > 0 {
-		d := json.NewDecoder(bytes.NewReader(body))
-		d.UseNumber()
-		if err := d.Decode(&req); err != nil {
-			n.esError(w, r, http.StatusBadRequest, "x_content_parse_exception", "[1:1] request body: "+err.Error(), nil)
-			return
-		}
-	}
-	q := r.URL.Query()
-	if v := q.Get("size"); v != "" {
-		k, err := strconv.Atoi(v)
-		if err != nil || k < 0 {
-			n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception", "Failed to parse int parameter [size] with value ["+v+"]", nil)
-			return
-		}
-		req.Size = &k
-	}
-	if v := q.Get("from"); v != "" {
-		k, err := strconv.Atoi(v)
-		if err != nil || k < 0 {
-			n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception", "Failed to parse int parameter [from] with value ["+v+"]", nil)
-			return
-		}
-		req.From = k
-	}
-	var m matcher
-	if qs := q.Get("q"); qs != "" {
-		m = uriQuery(qs)
-	} else {
-		m, err = compileQuery(req.Query)
-		if err != nil {
-			n.esError(w, r, http.StatusBadRequest, "parsing_exception", err.Error(), nil)
-			return
-		}
-	}
-	size := 10
-	if req.Size != nil {
-		size = *req.Size
-	}
-	if size < 0 || req.From < 0 {
-		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
-			fmt.Sprintf("[size] and [from] parameters cannot be negative, found [%d] and [%d]", size, req.From), nil)
-		return
-	}
-	if !count && req.From+size > maxResultWindow {
-		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
-			fmt.Sprintf("Result window is too large, from + size must be less than or equal to: [%d] but was [%d]. See the scroll api for a more efficient way to request large data sets.", maxResultWindow, req.From+size), nil)
-		return
-	}
-	aggs := req.Aggs
-	if aggs == nil {
-		aggs = req.Aggregations
-	}
-	type termsAgg struct {
-		name        string
-		field       string
-		size        int
-		minDocCount int
-		counts      map[string]*bucket
-	}
-	var tas []*termsAgg
-	for name, raw := range aggs {
-		var a struct {
-			Terms *struct {
-				Field       string `json:"field"`
-				Size        *int   `json:"size"`
-				MinDocCount *int   `json:"min_doc_count"`
-			} `json:"terms"`
-		}
-		if err := json.Unmarshal(raw, &a); err != nil || a.Terms == nil || a.Terms.Field == "" {
-			n.esError(w, r, http.StatusBadRequest, "parsing_exception", "essim: aggregation ["+name+"]: only terms with a field is supported", nil)
-			return
-		}
-		ta := &termsAgg{name: name, field: a.Terms.Field, size: 10, minDocCount: 1, counts: map[string]*bucket{}}
-		if a.Terms.Size != nil {
-			ta.size = *a.Terms.Size
-		}
-		if a.Terms.MinDocCount != nil {
-			ta.minDocCount = *a.Terms.MinDocCount
-		}
-		if ta.size < 1 || ta.size > 65536 || ta.minDocCount < 0 {
-			n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception",
-				fmt.Sprintf("[size] must be between 1 and 65536 (search.max_buckets) and [min_doc_count] not negative in [%s]", name), nil)
-			return
-		}
-		tas = append(tas, ta)
-	}
-
-	srcFilter, err := parseSourceFilter(req.Source, q.Get("_source"))
-	if err != nil {
-		n.esError(w, r, http.StatusBadRequest, "x_content_parse_exception", err.Error(), nil)
-		return
-	}
-	st := n.s.store
-	st.mu.RLock()
-	ixs, rerr := st.resolveRequestLocked(pattern, q)
-	var nf *errIndexNotFound
-	if errors.As(rerr, &nf) {
-		st.mu.RUnlock()
-		n.indexNotFound(w, r, nf.name)
-		return
-	}
-	total := 0
-	var hits []json.RawMessage
-	needParse := m != nil || len(tas) > 0
-	var readErr error
-scan:
-	for _, ix := range ixs {
-		for _, c := range ix.docs {
-			for i := range c {
-				d := &c[i]
-				if d.deleted() {
-					continue
-				}
-				var parsed map[string]any
-				var id string
-				var src []byte
-				if needParse || (!count && total >= req.From && len(hits) < size) {
-					var err error
-					if id, src, err = st.docLocked(d); err != nil {
-						readErr = err
-						break scan
-					}
-				}
-				if needParse {
-					parsed = parseDoc(src)
-					if parsed == nil {
-						parsed = map[string]any{}
-					}
-					parsed["\x00id"] = id
-					if m != nil && !m(parsed) {
-						continue
-					}
-				}
-				total++
-				for _, ta := range tas {
-					for _, v := range fieldValues(parsed, ta.field) {
-						k := valueKey(v)
-						b := ta.counts[k]
-						if b == nil {
-							b = &bucket{key: v}
-							ta.counts[k] = b
-						}
-						b.count++
-					}
-				}
-				if !count && total > req.From && len(hits) < size {
-					hits = append(hits, n.hit(ix, id, src, srcFilter))
-				}
-			}
-		}
-	}
-	st.mu.RUnlock()
-	if readErr != nil {
-		n.esError(w, r, http.StatusInternalServerError, "exception", readErr.Error(), nil)
-		return
-	}
-
-	shards := map[string]any{"total": len(ixs), "successful": len(ixs), "skipped": 0, "failed": 0}
-	if count {
-		n.respondJSON(w, r, http.StatusOK, map[string]any{"count": total, "_shards": shards})
-		return
-	}
-	totalObj := map[string]any{"value": total, "relation": "eq"}
-	if tth := strings.TrimSpace(string(req.TrackTotalHits)); tth != "true" && total > maxResultWindow {
-		totalObj = map[string]any{"value": maxResultWindow, "relation": "gte"}
-	}
-	var maxScore any
-	if len(hits) > 0 {
-		maxScore = 1.0
-	}
-	if hits == nil {
-		hits = []json.RawMessage{}
-	}
-	out := map[string]any{
-		"took": 1, "timed_out": false, "_shards": shards,
-		"hits": map[string]any{"total": totalObj, "max_score": maxScore, "hits": hits},
-	}
-	if q.Get("rest_total_hits_as_int") == "true" { // the pre-7.0 shape some clients still ask for
-		out["hits"].(map[string]any)["total"] = total
-	}
-	if len(tas) > 0 {
-		aggOut := map[string]any{}
-		for _, ta := range tas {
-			bs := make([]*bucket, 0, len(ta.counts))
-			for _, b := range ta.counts {
-				if b.count >= ta.minDocCount {
-					bs = append(bs, b)
-				}
-			}
-			sort.Slice(bs, func(i, j int) bool {
-				if bs[i].count != bs[j].count {
-					return bs[i].count > bs[j].count
-				}
-				return valueKey(bs[i].key) < valueKey(bs[j].key)
-			})
-			other := 0
-			if len(bs) > ta.size {
-				for _, b := range bs[ta.size:] {
-					other += b.count
-				}
-				bs = bs[:ta.size]
-			}
-			list := make([]map[string]any, len(bs))
-			for i, b := range bs {
-				list[i] = map[string]any{"key": b.key, "doc_count": b.count}
-			}
-			aggOut[ta.name] = map[string]any{"doc_count_error_upper_bound": 0, "sum_other_doc_count": other, "buckets": list}
-		}
-		out["aggregations"] = aggOut
-	}
-	n.respondJSON(w, r, http.StatusOK, out)
-}
-
-type bucket struct {
-	key   any
-	count int
-}
 
 // sourceFilter is the _source parameter: nil keeps the whole source, an
 // empty non-nil list drops it (false), otherwise the listed fields (top-level
@@ -457,45 +227,50 @@ func plain(v any) string {
 	return string(b)
 }
 
+// compiled is a query ready to run: plan narrows the documents to read
+// through the index (nil: every document), match decides on a parsed
+// document (nil: every candidate matches, because the plan is exact).
+type compiled struct {
+	match matcher
+	plan  plan
+}
+
+// matchAll is what an empty query compiles to.
+var matchAll = compiled{}
+
 // compileQuery supports match_all, match_none, term, terms, ids, exists,
 // match (exact, on keyword-like values) and bool (must, filter, should,
-// must_not). A nil matcher matches everything.
-func compileQuery(raw json.RawMessage) (matcher, error) {
+// must_not). term, terms and ids are answered from the term and id
+// indices; the rest reads the candidate documents.
+func compileQuery(raw json.RawMessage) (compiled, error) {
 	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
-		return nil, nil
+		return matchAll, nil
 	}
 	var q map[string]json.RawMessage
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	if err := d.Decode(&q); err != nil {
-		return nil, &errQuery{"[_na] query malformed: " + err.Error()}
+		return compiled{}, &errQuery{"[_na] query malformed: " + err.Error()}
 	}
 	if len(q) != 1 {
-		return nil, &errQuery{"[_na] query malformed, must start with start_object and have exactly one query"}
+		return compiled{}, &errQuery{"[_na] query malformed, must start with start_object and have exactly one query"}
 	}
 	for typ, body := range q {
 		switch typ {
 		case "match_all":
-			return func(map[string]any) bool { return true }, nil
+			return matchAll, nil
 		case "match_none":
-			return func(map[string]any) bool { return false }, nil
+			return compiled{plan: nonePlan{}}, nil
 		case "term", "match", "match_phrase":
 			field, val, err := singleField(typ, body)
 			if err != nil {
-				return nil, err
+				return compiled{}, err
 			}
-			return func(d map[string]any) bool {
-				for _, v := range fieldValues(d, field) {
-					if termMatches(v, val) {
-						return true
-					}
-				}
-				return false
-			}, nil
+			return compiled{plan: newTermsPlan(field, []any{val})}, nil
 		case "terms":
 			var m map[string]any
 			if err := decodeNumber(body, &m); err != nil {
-				return nil, &errQuery{"[terms] query malformed: " + err.Error()}
+				return compiled{}, &errQuery{"[terms] query malformed: " + err.Error()}
 			}
 			var field string
 			var vals []any
@@ -505,51 +280,46 @@ func compileQuery(raw json.RawMessage) (matcher, error) {
 				}
 				a, ok := v.([]any)
 				if !ok {
-					return nil, &errQuery{"[terms] query does not support [" + k + "] as a non-array"}
+					return compiled{}, &errQuery{"[terms] query does not support [" + k + "] as a non-array"}
 				}
 				field, vals = k, a
 			}
 			if field == "" {
-				return nil, &errQuery{"[terms] query requires a field"}
+				return compiled{}, &errQuery{"[terms] query requires a field"}
 			}
-			return func(d map[string]any) bool {
-				for _, v := range fieldValues(d, field) {
-					for _, q := range vals {
-						if termMatches(v, q) {
-							return true
-						}
-					}
-				}
-				return false
-			}, nil
+			return compiled{plan: newTermsPlan(field, vals)}, nil
 		case "ids":
 			var ids struct {
 				Values []string `json:"values"`
 			}
 			if err := json.Unmarshal(body, &ids); err != nil {
-				return nil, &errQuery{"[ids] query malformed: " + err.Error()}
+				return compiled{}, &errQuery{"[ids] query malformed: " + err.Error()}
 			}
-			// Matched against the _id injected by the caller under "_id".
-			set := map[string]bool{}
-			for _, v := range ids.Values {
-				set[v] = true
-			}
-			return func(d map[string]any) bool { id, _ := d["\x00id"].(string); return set[id] }, nil
+			return compiled{plan: idsPlan(ids.Values)}, nil
 		case "exists":
 			var e struct {
 				Field string `json:"field"`
 			}
 			if err := json.Unmarshal(body, &e); err != nil || e.Field == "" {
-				return nil, &errQuery{"[exists] must be provided with a [field]"}
+				return compiled{}, &errQuery{"[exists] must be provided with a [field]"}
 			}
-			return func(d map[string]any) bool { return len(fieldValues(d, e.Field)) > 0 }, nil
+			return compiled{match: func(d map[string]any) bool { return len(fieldValues(d, e.Field)) > 0 }}, nil
 		case "bool":
 			return compileBool(body)
 		default:
-			return nil, &errQuery{"unknown query [" + typ + "]"}
+			return compiled{}, &errQuery{"unknown query [" + typ + "]"}
 		}
 	}
-	return nil, nil
+	return matchAll, nil
+}
+
+// matches runs the query on one parsed document, its plan included (a
+// bool clause whose plan did not narrow the candidates checks here).
+func (c compiled) matches(d map[string]any) bool {
+	if c.plan != nil && !c.plan.matches(d) {
+		return false
+	}
+	return c.match == nil || c.match(d)
 }
 
 func decodeNumber(b []byte, v any) error {
@@ -582,12 +352,16 @@ func singleField(typ string, body json.RawMessage) (string, any, error) {
 	return "", nil, &errQuery{"[" + typ + "] query malformed"}
 }
 
-func compileBool(body json.RawMessage) (matcher, error) {
+// compileBool narrows the candidates with the plans of its must and
+// filter clauses (all of them must hold) or, with only should clauses, of
+// those (one must hold); every clause is still checked on each
+// candidate.
+func compileBool(body json.RawMessage) (compiled, error) {
 	var b map[string]json.RawMessage
 	if err := json.Unmarshal(body, &b); err != nil {
-		return nil, &errQuery{"[bool] query malformed: " + err.Error()}
+		return compiled{}, &errQuery{"[bool] query malformed: " + err.Error()}
 	}
-	clauses := func(key string) ([]matcher, error) {
+	clauses := func(key string) ([]compiled, error) {
 		raw, ok := b[key]
 		if !ok {
 			return nil, nil
@@ -600,57 +374,77 @@ func compileBool(body json.RawMessage) (matcher, error) {
 		} else {
 			list = []json.RawMessage{raw}
 		}
-		var ms []matcher
+		var cs []compiled
 		for _, c := range list {
-			m, err := compileQuery(c)
+			q, err := compileQuery(c)
 			if err != nil {
 				return nil, err
 			}
-			if m == nil {
-				m = func(map[string]any) bool { return true }
-			}
-			ms = append(ms, m)
+			cs = append(cs, q)
 		}
-		return ms, nil
+		return cs, nil
 	}
 	must, err := clauses("must")
 	if err != nil {
-		return nil, err
+		return compiled{}, err
 	}
 	filter, err := clauses("filter")
 	if err != nil {
-		return nil, err
+		return compiled{}, err
 	}
 	should, err := clauses("should")
 	if err != nil {
-		return nil, err
+		return compiled{}, err
 	}
 	mustNot, err := clauses("must_not")
 	if err != nil {
-		return nil, err
+		return compiled{}, err
 	}
 	all := append(must, filter...)
-	return func(d map[string]any) bool {
-		for _, m := range all {
-			if !m(d) {
+	var p plan
+	var and andPlan
+	for _, c := range all {
+		if c.plan != nil {
+			and = append(and, c.plan)
+		}
+	}
+	switch {
+	case len(and) > 0:
+		p = and
+	case len(all) == 0 && len(should) > 0:
+		var or orPlan
+		for _, c := range should {
+			if c.plan == nil {
+				or = nil
+				break
+			}
+			or = append(or, c.plan)
+		}
+		if or != nil {
+			p = or
+		}
+	}
+	return compiled{plan: p, match: func(d map[string]any) bool {
+		for _, c := range all {
+			if !c.matches(d) {
 				return false
 			}
 		}
-		for _, m := range mustNot {
-			if m(d) {
+		for _, c := range mustNot {
+			if c.matches(d) {
 				return false
 			}
 		}
 		if len(should) > 0 && len(all) == 0 {
-			for _, m := range should {
-				if m(d) {
+			for _, c := range should {
+				if c.matches(d) {
 					return true
 				}
 			}
 			return false
 		}
 		return true
-	}, nil
+	}}, nil
 }
 
 // uriQuery handles ?q=* and ?q=field:value.

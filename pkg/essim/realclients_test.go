@@ -2,6 +2,7 @@ package essim
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -160,5 +161,56 @@ except Exception as e:
 		if got := strings.TrimSpace(string(out)); got != tc.want {
 			t.Errorf("%+v: %s, want %s", tc.cfg, got, tc.want)
 		}
+	}
+}
+
+// TestPythonClientScansPastResultWindow: python3-elasticsearch's
+// helpers.scan (scroll) and a composite aggregation paged by after_key
+// read all of 25,000 documents, 5,000 of them duplicated, on the 8.x and
+// 7.17 personalities: the request and response shapes essim gives these
+// APIs are the ones a real client relies on.
+func TestPythonClientScansPastResultWindow(t *testing.T) {
+	testenv.RequireFiles(t, "/usr/bin/python3", "/usr/lib/python3/dist-packages/elasticsearch/__init__.py")
+	for _, version := range []string{"", "7.17.9"} {
+		t.Run("v"+version, func(t *testing.T) {
+			s := start(t, Config{Version: version})
+			var b strings.Builder
+			for i := 0; i < 25000; i++ {
+				fmt.Fprintf(&b, "{\"index\":{\"_index\":\"scan\"}}\n{\"seq\":%d}\n", i%20000)
+				if i%5000 == 4999 {
+					do(t, nil, "POST", s.URL()+"/_bulk", b.String())
+					b.Reset()
+				}
+			}
+			cmd := exec.Command("/usr/bin/python3", "-W", "ignore::DeprecationWarning", "testdata/pyscan.py", s.URL(), "scan", "seq")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("python client: %v\n%s%s", err, out, stderr.String())
+			}
+			var r struct {
+				Scanned, Pages, Buckets int
+				UniqueIDs               int            `json:"unique_ids"`
+				LastAfterKey            bool           `json:"last_page_has_after_key"`
+				Copies                  map[string]int `json:"copies"`
+			}
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if r.Scanned != 25000 || r.UniqueIDs != 25000 {
+				t.Errorf("helpers.scan read %d documents (%d ids), want 25000", r.Scanned, r.UniqueIDs)
+			}
+			if r.Pages != 5 || r.Buckets != 20000 || r.Copies["2"] != 5000 || r.Copies["1"] != 15000 || r.LastAfterKey {
+				t.Errorf("composite: %+v", r)
+			}
+			// helpers.scan clears its scroll at the end.
+			s.scrolls.mu.Lock()
+			open := len(s.scrolls.ctxs)
+			s.scrolls.mu.Unlock()
+			if open != 0 {
+				t.Errorf("%d scroll contexts left open", open)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/clip"
@@ -63,6 +64,15 @@ type index struct {
 	docs  [][]doc
 	ndocs int // entries in docs, deleted ones included
 	dead  int
+	// epoch changes whenever a position's document changes in place or
+	// positions are renumbered; the term index rebuilds then (appends
+	// and deletes leave it valid).
+	epoch uint64
+	// pins counts open scroll contexts holding positions of this index:
+	// compaction waits for them, as Lucene keeps segments a search
+	// context still reads.
+	pins  atomic.Int32
+	terms termIndex
 }
 
 const chunkDocs = 4096
@@ -448,7 +458,9 @@ func (s *store) putLocked(ix *index, id string, off int64, src []byte, version i
 	if err != nil {
 		return nil, err
 	}
-	if d == nil {
+	if d != nil {
+		ix.epoch++
+	} else {
 		p := int32(ix.ndocs)
 		ix.docs = appendDoc(ix.docs, ix.ndocs, doc{off: -1})
 		ix.ndocs++
@@ -524,7 +536,7 @@ func (s *store) deleteLocked(ix *index, id string) (bool, error) {
 	d.off, d.n, d.idn = -1, 0, 0
 	ix.ids.remove(slot)
 	ix.dead++
-	if ix.dead > 1024 && ix.dead > ix.ndocs/2 {
+	if ix.dead > 1024 && ix.dead > ix.ndocs/2 && ix.pins.Load() == 0 {
 		ix.compact()
 	}
 	return true, nil
@@ -547,6 +559,7 @@ func (ix *index) compact() {
 	}
 	ix.ids.renumber(remap)
 	ix.docs, ix.ndocs, ix.dead = live, n, 0
+	ix.epoch++
 }
 
 func (s *store) deleteDocLocked(ix *index, id string) (bool, error) {

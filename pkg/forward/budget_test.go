@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/memload"
 	"github.com/logdoctor/logdoctor/pkg/forward"
-	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/inflight"
 )
 
@@ -41,7 +41,7 @@ func TestDecoderGzipBombsStayWithinLimits(t *testing.T) {
 		{"records over the budget", true, forward.Limits{}, 16 << 20, inflight.ErrNeverFits, 16 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			bomb := forwardtest.GzipBomb("bomb", "c1", 1<<30, c.records)
+			bomb := memload.GzipBomb("bomb", "c1", 1<<30, c.records)
 			if len(bomb) > wireMax {
 				t.Fatalf("bomb is %d bytes on the wire", len(bomb))
 			}

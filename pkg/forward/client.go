@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -54,11 +55,28 @@ type StepError struct {
 	Err  error
 }
 
-func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+// Error prefixes the step unless the cause already starts with it, as
+// crypto/tls errors do ("tls: failed to verify certificate"): no "tls: tls:".
+func (e *StepError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, e.Step+": ") {
+		return msg
+	}
+	return e.Step + ": " + msg
+}
 func (e *StepError) Unwrap() error { return e.Err }
 
 // ErrHandshakeRequired: the server sent HELO but no shared key was given.
 var ErrHandshakeRequired = errors.New("server requires a shared key handshake (sent HELO)")
+
+// ErrNoHelo: a shared key was given but the server sent no HELO within the
+// handshake timeout and nothing else either: it has no shared key
+// configured. Fluentd and Fluent Bit send HELO at once when they have one.
+var ErrNoHelo = errors.New("server sent no HELO: it does not ask for a shared key")
+
+// ErrSpeaksTLS: a plaintext connection got TLS record bytes back (an alert
+// or a handshake record): the port expects TLS.
+var ErrSpeaksTLS = errors.New("the port expects TLS")
 
 // AuthError carries the server's reason from PONG.
 type AuthError struct{ Reason string }
@@ -69,7 +87,8 @@ func (e *AuthError) Unwrap() error { return ErrAuth }
 // Conn is a client connection to a forward server.
 type Conn struct {
 	conn  net.Conn
-	raw   net.Conn // the TCP connection under TLS
+	raw   net.Conn   // the TCP connection under TLS
+	sniff *sniffConn // plaintext only: what the server sent first
 	dec   *Decoder
 	enc   Encoder
 	buf   []byte
@@ -119,12 +138,23 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Conn, error) {
 		}
 		start = time.Now()
 		t := tls.Client(raw, tc)
-		if err := t.HandshakeContext(ctx); err != nil {
+		// Bounded: a plaintext Fluentd reads a ClientHello as broken
+		// msgpack and waits for more, forever.
+		hctx, cancel := context.WithTimeout(ctx, cfg.handshakeTimeout())
+		err := t.HandshakeContext(hctx)
+		if err != nil && hctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer to the TLS ClientHello within %s: %w", cfg.handshakeTimeout(), err)
+		}
+		cancel()
+		if err != nil {
 			raw.Close()
 			return nil, &StepError{"tls", err}
 		}
 		c.Trace.TLS = time.Since(start)
 		c.conn = t
+	} else {
+		c.sniff = &sniffConn{Conn: raw}
+		c.conn = c.sniff
 	}
 	c.dec = NewDecoder(c.conn, cfg.Limits)
 	start = time.Now()
@@ -138,13 +168,17 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Conn, error) {
 	return c, nil
 }
 
+func (cfg ClientConfig) handshakeTimeout() time.Duration {
+	if cfg.HandshakeTimeout > 0 {
+		return cfg.HandshakeTimeout
+	}
+	return 10 * time.Second
+}
+
 func (c *Conn) handshake(ctx context.Context, cfg ClientConfig) error {
 	wait := cfg.HeloWait
 	if cfg.SharedKey != "" {
-		wait = cfg.HandshakeTimeout
-		if wait <= 0 {
-			wait = 10 * time.Second
-		}
+		wait = cfg.handshakeTimeout()
 	}
 	if wait <= 0 {
 		return nil
@@ -156,17 +190,20 @@ func (c *Conn) handshake(ctx context.Context, cfg ClientConfig) error {
 	frame, _, err := c.dec.NextFrame()
 	if err != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && cfg.SharedKey == "" {
-			return nil // no HELO: an open server
+		if errors.As(err, &ne) && ne.Timeout() && c.dec.Buffered() == 0 && ctx.Err() == nil {
+			if cfg.SharedKey == "" {
+				return nil // no HELO: an open server
+			}
+			return fmt.Errorf("%w (waited %s)", ErrNoHelo, wait)
 		}
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("server closed the connection before HELO: %w", ErrClosedBeforeAck)
+			return c.tlsReply(fmt.Errorf("server closed the connection before HELO: %w", ErrClosedBeforeAck))
 		}
-		return fmt.Errorf("waiting for HELO: %w", err)
+		return c.tlsReply(fmt.Errorf("waiting for HELO: %w", err))
 	}
 	helo, err := ParseHelo(frame)
 	if err != nil {
-		return err
+		return c.tlsReply(err)
 	}
 	c.Trace.HeloKeepalive = helo.Keepalive
 	if cfg.SharedKey == "" {
@@ -248,15 +285,15 @@ func (c *Conn) WaitAck(deadline time.Time, chunk string) error {
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			return fmt.Errorf("%w: %w", ErrNoAck, err)
+			return c.tlsReply(fmt.Errorf("%w: %w", ErrNoAck, err))
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isReset(err):
-			return fmt.Errorf("%w: %w", ErrClosedBeforeAck, err)
+			return c.tlsReply(fmt.Errorf("%w: %w", ErrClosedBeforeAck, err))
 		}
-		return err
+		return c.tlsReply(err)
 	}
 	got, err := ParseAck(frame)
 	if err != nil {
-		return err
+		return c.tlsReply(err)
 	}
 	if got != chunk {
 		return &AckMismatchError{Sent: chunk, Got: got}
@@ -329,4 +366,61 @@ func HeartbeatUDP(ctx context.Context, addr string, timeout time.Duration) (time
 		return 0, fmt.Errorf("unexpected heartbeat reply % x", b[:n])
 	}
 	return time.Since(start), nil
+}
+
+// sniffConn keeps the first bytes a plaintext server sends: when what
+// follows fails, a TLS record there says the port expects TLS.
+type sniffConn struct {
+	net.Conn
+	first [5]byte
+	n     int
+}
+
+func (s *sniffConn) Read(b []byte) (int, error) {
+	n, err := s.Conn.Read(b)
+	if s.n < len(s.first) && n > 0 {
+		s.n += copy(s.first[s.n:], b[:n])
+	}
+	return n, err
+}
+
+// LooksLikeTLSRecord reports whether b starts like a TLS record from a
+// server: an alert (0x15) or a handshake (0x16) with a 3.x version. No
+// forward message starts so: a msgpack positive int followed by 0x03.
+func LooksLikeTLSRecord(b []byte) bool {
+	return len(b) >= 3 && (b[0] == 0x15 || b[0] == 0x16) && b[1] == 0x03 && b[2] <= 0x04
+}
+
+// tlsReply wraps err with ErrSpeaksTLS when the server's first bytes on
+// this plaintext connection were a TLS record.
+func (c *Conn) tlsReply(err error) error {
+	if c.sniff == nil || !LooksLikeTLSRecord(c.sniff.first[:c.sniff.n]) {
+		return err
+	}
+	return fmt.Errorf("%w (it answered with TLS record bytes % x): %w", ErrSpeaksTLS, c.sniff.first[:c.sniff.n], err)
+}
+
+// SniffTLS tells whether addr expects TLS by sending a TLS ClientHello on
+// a new connection and looking at the first bytes of the answer. Fluentd
+// and Fluent Bit close a plaintext connection on their TLS port without
+// a word (a reset, or a FIN after 0.5 s), so asking in TLS is the only
+// sure way to tell. A plaintext forward server reads the ClientHello as
+// a broken chunk (Fluentd logs "incoming chunk is broken"); call it only
+// after plaintext failed. A nil dialer means net.Dialer.
+func SniffTLS(ctx context.Context, d Dialer, addr string, timeout time.Duration) (bool, error) {
+	if d == nil {
+		d = &net.Dialer{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false, err
+	}
+	defer raw.Close()
+	sc := &sniffConn{Conn: raw}
+	// Only the answer's framing matters, not who signed the certificate.
+	t := tls.Client(sc, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // no data is sent over it
+	_ = t.HandshakeContext(ctx)
+	return LooksLikeTLSRecord(sc.first[:sc.n]), nil
 }

@@ -359,8 +359,9 @@ func TestCompressedOptionValues(t *testing.T) {
 			b, _ := msgpack.Marshal([]any{req.Tag, stream, map[string]any{"compressed": tc.compressed, "chunk": req.Chunk, "size": 3}})
 			got, err := NewDecoder(bytes.NewReader(b), Limits{}).Next()
 			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) || !errors.Is(err, ErrMalformed) {
-					t.Fatalf("got %v, want %v", err, tc.wantErr)
+				var ce *CompressionError
+				if !errors.Is(err, tc.wantErr) || !errors.Is(err, ErrMalformed) || !errors.As(err, &ce) || ce.Codec != tc.compressed {
+					t.Fatalf("got %v, want %v naming %q", err, tc.wantErr, tc.compressed)
 				}
 				return
 			}

@@ -416,7 +416,7 @@ func (d *Decoder) parseMsgpack(frame []byte, req *Request) error {
 				return err
 			}
 		default:
-			return fmt.Errorf("%w %q (want gzip or text)", ErrUnknownCompression, compressed)
+			return &CompressionError{Codec: compressed}
 		}
 	default:
 		if n < 3 {

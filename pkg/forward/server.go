@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/clip"
 	"github.com/logdoctor/logdoctor/pkg/inflight"
 )
 
@@ -90,7 +93,12 @@ type Server struct {
 
 type serverStats struct {
 	accepted, refused, active, requests, events, acks, errors, authFailed, dropped atomic.Int64
+	tlsFailed, badRequests, unknownCompression                                     atomic.Int64
 	evicted, noFirstRequest, closedBroken                                          atomic.Int64
+
+	mu     sync.Mutex // guards the examples below
+	last   map[string]string
+	codecs []string
 }
 
 // Stats are the server's counters since it started.
@@ -106,6 +114,20 @@ type Stats struct {
 	// Dropped counts well-formed values that were not requests (a bare
 	// JSON object, say), logged and skipped as Fluentd does.
 	Dropped int64 `json:"dropped"`
+	// TLSFailed counts failed TLS handshakes (a plaintext sender on a TLS
+	// port, a client certificate we do not trust); a peer that closes
+	// before sending anything (a TCP health check) is not counted.
+	TLSFailed int64 `json:"tls_failed"`
+	// BadRequests counts connections closed on a malformed or oversized
+	// request; UnknownCompression those closed on a "compressed" codec we
+	// cannot read, which Codecs names (quoted, at most maxCodecs).
+	BadRequests        int64    `json:"bad_requests"`
+	UnknownCompression int64    `json:"unknown_compression"`
+	Codecs             []string `json:"unknown_codecs,omitempty"`
+	// LastErrors holds the latest error of each kind ("tls", "auth",
+	// "bad_request", "unknown_compression", "in_flight_budget") with the
+	// peer's address, so a report can show what a sender got wrong.
+	LastErrors map[string]string `json:"last_errors,omitempty"`
 	// Evicted counts connections closed at MaxConns to admit a new one.
 	Evicted int64 `json:"evicted"`
 	// NoFirstRequest counts connections closed by FirstRequestTimeout.
@@ -114,13 +136,66 @@ type Stats struct {
 	ClosedBroken int64 `json:"closed_broken"`
 }
 
+// maxCodecs bounds the distinct codec names kept for reports: a peer
+// controls them.
+const maxCodecs = 8
+
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	st := &s.stats
-	return Stats{Accepted: st.accepted.Load(), Refused: st.refused.Load(), Active: st.active.Load(),
+	out := Stats{Accepted: st.accepted.Load(), Refused: st.refused.Load(), Active: st.active.Load(),
 		Requests: st.requests.Load(), Events: st.events.Load(), Acks: st.acks.Load(),
 		Errors: st.errors.Load(), AuthFailed: st.authFailed.Load(), Dropped: st.dropped.Load(),
+		TLSFailed: st.tlsFailed.Load(), BadRequests: st.badRequests.Load(), UnknownCompression: st.unknownCompression.Load(),
 		Evicted: st.evicted.Load(), NoFirstRequest: st.noFirstRequest.Load(), ClosedBroken: st.closedBroken.Load()}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out.Codecs = append([]string(nil), st.codecs...)
+	if len(st.last) > 0 {
+		out.LastErrors = make(map[string]string, len(st.last))
+		for k, v := range st.last {
+			out.LastErrors[k] = v
+		}
+	}
+	return out
+}
+
+// countError files the error that ended a connection under its kind.
+func (s *Server) countError(peer net.Addr, err error) {
+	st := &s.stats
+	var kind string
+	var ce *CompressionError
+	switch {
+	case errors.As(err, &ce):
+		kind = "unknown_compression"
+		st.unknownCompression.Add(1)
+	case errors.Is(err, ErrTLSHandshake):
+		kind = "tls"
+		st.tlsFailed.Add(1)
+	case errors.Is(err, ErrAuth):
+		kind = "auth" // counted in handshake
+	case errors.Is(err, inflight.ErrExceeded):
+		// The server's memory, not the sender's mistake: the budget
+		// counts these itself.
+		kind = "in_flight_budget"
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrTooLarge):
+		kind = "bad_request"
+		st.badRequests.Add(1)
+	default:
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.last == nil {
+		st.last = map[string]string{}
+	}
+	st.last[kind] = fmt.Sprintf("peer %s: %v", peer, err)
+	if ce != nil && len(st.codecs) < maxCodecs {
+		q := strconv.Quote(clip.String(ce.Codec, 32))
+		if !slices.Contains(st.codecs, q) {
+			st.codecs = append(st.codecs, q)
+		}
+	}
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -238,6 +313,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			defer wg.Done()
 			if err := s.serve(ctx, cs); err != nil {
 				s.stats.errors.Add(1)
+				s.countError(c.RemoteAddr(), err)
 				s.logger().Warn("forward: connection closed on error", "peer", c.RemoteAddr(), "err", err)
 			}
 			mu.Lock()
@@ -318,10 +394,16 @@ func (s *Server) serve(ctx context.Context, cs *conn) error {
 	if s.TLSConfig != nil {
 		tc := tls.Server(c, s.TLSConfig)
 		if err := s.withDeadline(c, s.writeTimeout(), func() error { return tc.HandshakeContext(ctx) }); err != nil {
-			if gone() {
-				return nil
+			if errors.Is(err, io.EOF) || isReset(err) || gone() {
+				return nil // a TCP health check or heartbeat: connected and closed
 			}
-			return fmt.Errorf("TLS handshake: %w", err)
+			var rh tls.RecordHeaderError
+			if errors.As(err, &rh) {
+				// Not TLS at all: name what the peer sent (a forward
+				// request starts with a msgpack array, 0x92-0x94).
+				return fmt.Errorf("%w: the peer does not speak TLS (first bytes % x): %w", ErrTLSHandshake, rh.RecordHeader, err)
+			}
+			return fmt.Errorf("%w: %w", ErrTLSHandshake, err)
 		}
 		c = tc
 	}
@@ -460,6 +542,9 @@ func (s *Server) write(c net.Conn, b []byte) error {
 	_, err := c.Write(b)
 	return err
 }
+
+// ErrTLSHandshake marks a connection whose TLS handshake failed.
+var ErrTLSHandshake = errors.New("TLS handshake failed")
 
 // errPeerGone: the peer closed before sending anything (out_forward's TCP
 // heartbeat connects and closes); not an error worth counting.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/logdoctor/logdoctor/internal/clip"
 )
 
 // Mode is one of the forward protocol's request layouts.
@@ -193,3 +195,14 @@ var (
 	// ErrClosedBeforeAck: the peer closed the connection before acking.
 	ErrClosedBeforeAck = errors.New("connection closed before ack")
 )
+
+// CompressionError names the "compressed" value of a request we refused;
+// it wraps ErrUnknownCompression, so servers can count and report the
+// codecs their senders use.
+type CompressionError struct{ Codec string }
+
+func (e *CompressionError) Error() string {
+	return fmt.Sprintf("%v %q (want gzip or text)", ErrUnknownCompression, clip.String(e.Codec, 64))
+}
+
+func (e *CompressionError) Unwrap() error { return ErrUnknownCompression }

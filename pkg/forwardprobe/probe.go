@@ -6,13 +6,17 @@ package forwardprobe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
@@ -52,7 +56,11 @@ type Options struct {
 	// Heartbeat also sends a UDP heartbeat to the port.
 	Heartbeat        bool
 	HeartbeatTimeout time.Duration
-	Sockets          SocketInspector
+	// PeerKind is what the user says listens there: PeerFluentd,
+	// PeerFluentBit or "" (unknown). Only the heartbeat verdict depends on
+	// it: Fluent Bit's forward input does not implement UDP heartbeats.
+	PeerKind string
+	Sockets  SocketInspector
 	// SampleEvery is how often Send-Q is read while waiting (default 100ms).
 	SampleEvery time.Duration
 	RunID       string
@@ -110,11 +118,21 @@ type Load struct {
 	firstErr       map[string]string
 }
 
+// Peer kinds for Options.PeerKind.
+const (
+	PeerFluentd   = "fluentd"
+	PeerFluentBit = "fluent-bit"
+)
+
 // Heartbeat is the UDP heartbeat check.
 type Heartbeat struct {
 	OK    bool    `json:"ok"`
 	RTTMS float64 `json:"rtt_ms,omitempty"`
 	Error string  `json:"error,omitempty"`
+	// Refused: an ICMP port unreachable came back, so nothing listens on
+	// the UDP port (Fluentd's in_forward always does).
+	Refused bool `json:"refused,omitempty"`
+	err     error
 }
 
 // Result is the probe's data.
@@ -180,6 +198,9 @@ func Run(ctx context.Context, opts Options) (*Result, []report.Finding, error) {
 	if opts.Count > 0 && len(opts.Modes) != 1 {
 		return nil, nil, fmt.Errorf("load mode sends one --mode, got %d", len(opts.Modes))
 	}
+	if opts.PeerKind != "" && opts.PeerKind != PeerFluentd && opts.PeerKind != PeerFluentBit {
+		return nil, nil, fmt.Errorf("peer kind %q: want %s or %s", opts.PeerKind, PeerFluentd, PeerFluentBit)
+	}
 	p := &prober{opts: opts, res: &Result{Addr: opts.Addr, RunID: opts.RunID, TLS: opts.Client.TLSConfig != nil, AckTimeoutMS: opts.AckTimeout.Milliseconds()}}
 	if opts.Heartbeat {
 		p.heartbeat(ctx)
@@ -192,6 +213,9 @@ func Run(ctx context.Context, opts Options) (*Result, []report.Finding, error) {
 			p.canaries(ctx, conn)
 		}
 	}
+	if opts.Heartbeat {
+		p.heartbeatFinding()
+	}
 	return p.res, p.findings, nil
 }
 
@@ -200,6 +224,11 @@ type prober struct {
 	res      *Result
 	findings []report.Finding
 	seq      int
+	// noHelo: a key was given but the server sent no HELO; later
+	// connections go without the handshake.
+	noHelo bool
+	// tlsChecked: SniffTLS ran already.
+	tlsChecked bool
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -210,6 +239,16 @@ func (p *prober) add(f report.Finding) { p.findings = append(p.findings, f) }
 // findings.
 func (p *prober) dialFirst(ctx context.Context) (*forward.Conn, bool) {
 	c, err := forward.Dial(ctx, p.opts.Addr, p.opts.Client)
+	if err != nil && p.plaintextRefused(err) && p.speaksTLS(ctx) {
+		err = fmt.Errorf("%w (it answered a TLS ClientHello): %w", forward.ErrSpeaksTLS, err)
+	}
+	if errors.Is(err, forward.ErrNoHelo) && !errors.Is(err, forward.ErrSpeaksTLS) {
+		// The server is reachable and simply has no key: say so, then
+		// see whether it acks without the handshake.
+		p.add(noHeloFinding(p.opts.Addr, err))
+		p.noHelo = true
+		c, err = forward.Dial(ctx, p.opts.Addr, p.redialConfig())
+	}
 	if err != nil {
 		var se *forward.StepError
 		step := "connect"
@@ -249,6 +288,8 @@ func dialFinding(addr, step string, err error) report.Finding {
 	ev := map[string]any{"addr": addr, "step": step, "error": msg}
 	var ae *forward.AuthError
 	switch {
+	case errors.Is(err, forward.ErrSpeaksTLS):
+		return tlsRequiredFinding(addr, ev)
 	case errors.Is(err, forward.ErrHandshakeRequired):
 		return report.Finding{ID: FindingHandshakeRequired, Severity: report.Critical,
 			Summary:  fmt.Sprintf("%s requires the shared-key handshake (it sent HELO) and no --shared-key was given", addr),
@@ -262,8 +303,54 @@ func dialFinding(addr, step string, err error) report.Finding {
 		return report.Finding{ID: FindingAuthFailed, Severity: report.Critical,
 			Summary: fmt.Sprintf("handshake with %s failed: %s", addr, msg), Evidence: ev, Remedy: remedyAuth}
 	}
-	return report.Finding{ID: FindingConnectFailed, Severity: report.Critical,
-		Summary: fmt.Sprintf("cannot reach %s (%s): %s", addr, step, msg), Evidence: ev, Remedy: remedyConnect}
+	sum := fmt.Sprintf("cannot reach %s (%s): %s", addr, step, msg)
+	if step == "tls" {
+		sum = fmt.Sprintf("TLS handshake with %s failed: %s", addr, strings.TrimPrefix(msg, "tls: "))
+		var rh tls.RecordHeaderError
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.As(err, &rh) || errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+			// A plaintext forward input closes on a ClientHello (Fluent
+			// Bit) or reads it as a broken chunk and waits (Fluentd).
+			sum += "; the port may not speak TLS: try the probe without --tls"
+		}
+	}
+	return report.Finding{ID: FindingConnectFailed, Severity: report.Critical, Summary: sum, Evidence: ev, Remedy: remedyConnect}
+}
+
+// tlsRequiredFinding: a plaintext probe reached a port that expects TLS.
+func tlsRequiredFinding(addr string, ev map[string]any) report.Finding {
+	return report.Finding{ID: FindingTLSRequired, Severity: report.Critical,
+		Summary: fmt.Sprintf("%s expects TLS: it closed the plaintext connection and answered a TLS ClientHello; probe with --tls "+
+			"(and --ca, or --insecure to skip verification)", addr),
+		Evidence: ev, Remedy: remedyTLSRequired}
+}
+
+func noHeloFinding(addr string, err error) report.Finding {
+	return report.Finding{ID: FindingHandshakeNotRequired, Severity: report.Critical,
+		Summary: fmt.Sprintf("%s does not ask for a shared key: it sent no HELO, so the handshake a sender with a shared key waits for never starts "+
+			"(the probe carries on without it)", addr),
+		Evidence: map[string]any{"addr": addr, "error": report.Redact(err.Error())}, Remedy: remedyNoHelo}
+}
+
+// plaintextRefused: a plaintext connection failed in a way a TLS port
+// causes (closed, garbage back, or silent while we wait for HELO).
+func (p *prober) plaintextRefused(err error) bool {
+	if p.opts.Client.TLSConfig != nil || p.tlsChecked || errors.Is(err, forward.ErrSpeaksTLS) {
+		return false
+	}
+	var se *forward.StepError
+	if errors.As(err, &se) && (se.Step == "dns" || se.Step == "connect") {
+		return false
+	}
+	return !errors.Is(err, forward.ErrNoAck) && !errors.Is(err, forward.ErrAckMismatch) && !errors.Is(err, forward.ErrAuth) &&
+		!errors.Is(err, forward.ErrHandshakeRequired)
+}
+
+// speaksTLS asks the port in TLS, once per run.
+func (p *prober) speaksTLS(ctx context.Context) bool {
+	p.tlsChecked = true
+	ok, _ := forward.SniffTLS(ctx, p.opts.Client.Dialer, p.opts.Addr, min(p.opts.AckTimeout, 3*time.Second))
+	return ok
 }
 
 // canaries sends one chunk per mode, redialing after a failure so that one
@@ -299,6 +386,9 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 		wire, _ = forward.AppendRequest(wire, req)
 		cn.Bytes = len(wire)
 		sent, d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &cn.Socket)
+		if err != nil && p.plaintextRefused(err) && p.speaksTLS(ctx) {
+			err = fmt.Errorf("%w (it answered a TLS ClientHello): %w", forward.ErrSpeaksTLS, err)
+		}
 		outcome := classify(err)
 		cn.Outcome = outcome
 		cn.SendMS = ms(sent)
@@ -328,7 +418,9 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 			}
 			c.Close()
 			c = nil
-			skip = outcome == "no_ack"
+			// After no_ack each mode would wait the full timeout again;
+			// after tls_required each would fail the same way.
+			skip = outcome == "no_ack" || outcome == "tls_required"
 		}
 		p.res.Canaries = append(p.res.Canaries, cn)
 	}
@@ -348,6 +440,9 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 // that one showed no HELO, later ones need not listen for it.
 func (p *prober) redialConfig() forward.ClientConfig {
 	cfg := p.opts.Client
+	if p.noHelo {
+		cfg.SharedKey, cfg.Username, cfg.Password = "", "", ""
+	}
 	if !p.res.Handshake && cfg.SharedKey == "" {
 		cfg.HeloWait = 0
 	}
@@ -358,6 +453,8 @@ func classify(err error) string {
 	switch {
 	case err == nil:
 		return "acked"
+	case errors.Is(err, forward.ErrSpeaksTLS):
+		return "tls_required"
 	case errors.Is(err, forward.ErrNoAck):
 		return "no_ack"
 	case errors.Is(err, forward.ErrAckMismatch):
@@ -407,6 +504,8 @@ func (p *prober) outcomeFinding(outcome string, count int, cns []Canary) (report
 		return report.Finding{ID: FindingAckMismatch, Severity: report.Critical,
 			Summary:  fmt.Sprintf("%s answered with an ack for a different chunk than the one sent", p.opts.Addr),
 			Evidence: ev, Remedy: remedyMismatch}, true
+	case "tls_required":
+		return tlsRequiredFinding(p.opts.Addr, ev), true
 	case "closed_before_ack":
 		return report.Finding{ID: FindingClosedBeforeAck, Severity: report.Critical,
 			Summary:  fmt.Sprintf("%s closed the connection before acknowledging the chunk", p.opts.Addr),
@@ -422,7 +521,8 @@ func (p *prober) outcomeFinding(outcome string, count int, cns []Canary) (report
 }
 
 var outcomeIDs = map[string]string{
-	"no_ack": FindingNoAck, "ack_mismatch": FindingAckMismatch, "closed_before_ack": FindingClosedBeforeAck,
+	"tls_required": FindingTLSRequired,
+	"no_ack":       FindingNoAck, "ack_mismatch": FindingAckMismatch, "closed_before_ack": FindingClosedBeforeAck,
 	"connect_failed": FindingConnectFailed, "dns_failed": FindingConnectFailed, "tls_failed": FindingConnectFailed,
 	"handshake_failed": FindingAuthFailed,
 }
@@ -545,14 +645,50 @@ func (p *prober) heartbeat(ctx context.Context) {
 	p.res.Heartbeat = hb
 	rtt, err := forward.HeartbeatUDP(ctx, p.opts.Addr, p.opts.HeartbeatTimeout)
 	if err != nil {
-		hb.Error = err.Error()
-		p.add(report.Finding{ID: FindingHeartbeatFailed, Severity: report.Warning,
-			Summary:  fmt.Sprintf("%s does not answer UDP heartbeats: %v", p.opts.Addr, err),
-			Evidence: map[string]any{"addr": p.opts.Addr, "timeout_ms": p.opts.HeartbeatTimeout.Milliseconds(), "error": err.Error()},
-			Remedy:   remedyHeartbeat})
+		hb.Error, hb.err = err.Error(), err
+		hb.Refused = errors.Is(err, syscall.ECONNREFUSED)
 		return
 	}
 	hb.OK, hb.RTTMS = true, ms(rtt)
+}
+
+// heartbeatFinding judges an unanswered heartbeat once the TCP side is
+// known. Fluentd's in_forward answers UDP heartbeats on its port; Fluent
+// Bit's forward input does not implement them (nothing listens on UDP),
+// so silence there is expected and matters only to a Fluentd sender with
+// heartbeat_type udp. Without --peer-kind the probe cannot tell the two
+// apart, so when TCP works and acks arrive it says both and reports info.
+func (p *prober) heartbeatFinding() {
+	hb := p.res.Heartbeat
+	if hb == nil || hb.OK {
+		return
+	}
+	ev := map[string]any{"addr": p.opts.Addr, "timeout_ms": p.opts.HeartbeatTimeout.Milliseconds(), "error": hb.Error,
+		"udp_port_closed": hb.Refused}
+	why := "no answer within " + p.opts.HeartbeatTimeout.String()
+	if hb.Refused {
+		why = "nothing listens on its UDP port, ICMP port unreachable"
+	}
+	acked := p.res.AckLatency != nil || p.res.Load != nil && p.res.Load.ChunksAcked > 0
+	switch {
+	case p.opts.PeerKind == PeerFluentBit:
+		ev["peer_kind"] = PeerFluentBit
+		p.add(report.Finding{ID: FindingHeartbeatFailed, Severity: report.Info,
+			Summary:  fmt.Sprintf("%s does not answer UDP heartbeats (%s), as expected: Fluent Bit's forward input does not implement them", p.opts.Addr, why),
+			Evidence: ev, Remedy: remedyHeartbeatFluentBit})
+	case p.opts.PeerKind == "" && acked:
+		p.add(report.Finding{ID: FindingHeartbeatFailed, Severity: report.Info,
+			Summary: fmt.Sprintf("%s acks over TCP but does not answer UDP heartbeats (%s). Expected if it is Fluent Bit, whose forward input "+
+				"does not implement them; if it is Fluentd's in_forward, UDP to the port is blocked. --peer-kind tells the probe which", p.opts.Addr, why),
+			Evidence: ev, Remedy: remedyHeartbeatEither})
+	default:
+		if p.opts.PeerKind != "" {
+			ev["peer_kind"] = p.opts.PeerKind
+		}
+		p.add(report.Finding{ID: FindingHeartbeatFailed, Severity: report.Warning,
+			Summary:  fmt.Sprintf("%s does not answer UDP heartbeats (%s)", p.opts.Addr, why),
+			Evidence: ev, Remedy: remedyHeartbeat})
+	}
 }
 
 // canaryRequest builds a chunk whose records name themselves as probe

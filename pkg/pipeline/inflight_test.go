@@ -9,9 +9,9 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/logdoctor/logdoctor/internal/memload"
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/forward"
-	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 )
 
 // The in-flight budget covers the handler's copies too: a chunk whose
@@ -48,7 +48,7 @@ func TestForwardInFlightBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 		chunk := forward.NewChunkID()
-		if err := c.WriteRaw(forwardtest.GzipBomb("bomb", chunk, 1<<30, records)); err != nil {
+		if err := c.WriteRaw(memload.GzipBomb("bomb", chunk, 1<<30, records)); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.WaitAck(time.Now().Add(5*time.Second), chunk); !errors.Is(err, forward.ErrClosedBeforeAck) {

@@ -122,6 +122,13 @@ type Config struct {
 
 // Stats is a snapshot of what the pipeline did since Start.
 type Stats struct {
+	// BufferCorrupt lists damaged bytes found in the buffer (at recovery or
+	// when read); their records are lost, their bytes quarantined.
+	BufferCorrupt []buffer.Corruption `json:"buffer_corrupt,omitempty"`
+	// BufferWriteFailures tells about buffer writes the disk failed (nil
+	// when none did).
+	BufferWriteFailures *BufferWriteFailures `json:"buffer_write_failures,omitempty"`
+
 	ForwardEvents   uint64          `json:"forward_events"`   // events accepted into the buffer
 	ForwardRequests uint64          `json:"forward_requests"` // requests made durable
 	ForwardAcks     uint64          `json:"forward_acks"`     // of those, with a chunk to ack
@@ -132,9 +139,11 @@ type Stats struct {
 	Buffer          buffer.Stats    `json:"buffer"`
 	Output          esout.Stats     `json:"output"`
 	Recovery        buffer.Recovery `json:"recovery"`
-	// Forward is the forward server's own view: connections evicted at
-	// the limit or closed for sending no request or only broken values.
-	Forward forward.Stats `json:"forward_server"`
+	// ForwardServer is the forward input's connection-level tally:
+	// connections refused over the limit, closed on bad input, broken
+	// requests dropped, failed handshakes, evicted at the limit or closed
+	// for sending no request or only broken values.
+	ForwardServer forward.Stats `json:"forward_server"`
 	// InFlight is the memory budget of forward requests.
 	InFlight inflight.Stats `json:"in_flight"`
 }
@@ -144,6 +153,8 @@ type Pipeline struct {
 	cfg Config
 	log *slog.Logger
 	reg *prometheus.Registry
+
+	bufEvents *bufferEvents // logs, metrics and report data of buffer trouble
 
 	buf  *buffer.Buffer
 	out  *esout.Output
@@ -167,6 +178,12 @@ type Pipeline struct {
 	closeErr  error
 
 	fwdEvents, fwdReqs, fwdAcks, fwdRefused, udpEvents, udpBad, deadCount atomic.Uint64
+
+	// The kernel forgets a socket's drop counter when it is closed: the
+	// last reading is kept so the exit report agrees with the metric.
+	udpMu         sync.Mutex
+	udpClosed     bool
+	udpFinalDrops uint64
 
 	mEvents  *prometheus.CounterVec
 	mAcks    prometheus.Counter
@@ -254,6 +271,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	p := &Pipeline{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(),
 		docs: docBuilder{timeKey: cfg.TimeKey, tagKey: cfg.TagKey, idKey: cfg.IDKey}}
+	p.bufEvents = newBufferEvents(p)
 	return p, nil
 }
 
@@ -274,13 +292,15 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		p.log.Warn("MEMORY BUFFER: events are acked once in memory and are LOST on a crash or kill; use only for benchmarks")
 	}
 	p.buf, err = buffer.Open(buffer.Options{Dir: cfg.BufferDir, Memory: cfg.MemoryBuffer, MaxBytes: cfg.BufferMaxBytes,
-		SegmentBytes: cfg.SegmentBytes, FullWait: cfg.BufferFullWait})
+		SegmentBytes: cfg.SegmentBytes, FullWait: cfg.BufferFullWait,
+		OnCorrupt: p.bufEvents.corrupt, OnWriteError: p.bufEvents.writeError})
 	if err != nil {
 		return err
 	}
-	if rc := p.buf.Recovery(); rc.Segments > 0 || rc.TruncatedBytes > 0 {
+	if rc := p.buf.Recovery(); rc.Segments > 0 || rc.TruncatedBytes > 0 || rc.CorruptRegions > 0 {
 		p.log.Info("buffer recovered", "dir", cfg.BufferDir, "segments", rc.Segments, "replay", rc.Replay,
-			"truncated_bytes", rc.TruncatedBytes, "removed_segments", rc.Removed)
+			"truncated_bytes", rc.TruncatedBytes, "removed_segments", rc.Removed,
+			"corrupt_regions", rc.CorruptRegions, "corrupt_records", rc.CorruptRecords)
 	}
 	p.dead, err = openDeadLetters(cfg.DeadLetterPath, cfg.Now)
 	if err != nil {
@@ -367,7 +387,7 @@ func (p *Pipeline) closeListeners() {
 		p.fwdPC.Close()
 	}
 	if p.udpConn != nil {
-		p.udpConn.Close()
+		p.closeUDP()
 	}
 }
 
@@ -424,12 +444,14 @@ func (p *Pipeline) Stats() Stats {
 	if p.buf != nil {
 		s.Buffer = p.buf.Stats()
 		s.Recovery = p.buf.Recovery()
+		s.BufferCorrupt = p.buf.Corruptions()
 	}
+	s.BufferWriteFailures = p.bufEvents.failures()
 	if p.out != nil {
 		s.Output = p.out.Stats()
 	}
 	if p.fwdStats != nil {
-		s.Forward = p.fwdStats()
+		s.ForwardServer = p.fwdStats()
 	}
 	if p.budget != nil {
 		s.InFlight = p.budget.Stats()
@@ -499,7 +521,7 @@ func (p *Pipeline) registerMetrics() {
 	p.mDead = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "logdoctor_pipeline_dead_letters_total", Help: "Events written to the dead-letter file, by source (udp, forward, elasticsearch).",
 	}, []string{"source"})
-	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDead,
+	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDead, p.bufEvents.mWriteErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
@@ -515,6 +537,9 @@ func (p *Pipeline) registerBufferMetrics() {
 			func() float64 { return float64(p.buf.Stats().Commits) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_buffer_full_total", Help: "Appends refused because the buffer was full."},
 			func() float64 { return float64(p.buf.Stats().Full) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_buffer_corrupt_records_total",
+			Help: "Records lost to damaged bytes in the buffer (estimated), found at recovery or when read; the bytes are kept in <buffer-dir>/corrupt."},
+			func() float64 { return float64(p.buf.Stats().CorruptRecords) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_buffer_max_bytes", Help: "Buffer size limit."},
 			func() float64 { return float64(p.cfg.BufferMaxBytes) }),
 	)

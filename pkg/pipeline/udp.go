@@ -39,11 +39,10 @@ func (p *Pipeline) startUDP(ctx context.Context) error {
 			return fmt.Errorf("pipeline: SO_RCVBUF: %w", err)
 		}
 	}
-	local := conn.LocalAddr().(*net.UDPAddr)
 	p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "logdoctor_pipeline_udp_kernel_drops_total",
 		Help: "Datagrams the kernel dropped for the UDP input socket (drops column of /proc/net/udp): receive buffer overflow.",
-	}, func() float64 { return float64(p.udpKernelDrops(local)) }))
+	}, func() float64 { return float64(p.UDPKernelDrops()) }))
 
 	ch := make(chan buffer.Record, udpQueue)
 	p.inWG.Add(2)
@@ -54,12 +53,31 @@ func (p *Pipeline) startUDP(ctx context.Context) error {
 	return nil
 }
 
-// UDPKernelDrops reads the kernel's drop counter for the UDP input socket.
+// UDPKernelDrops reads the kernel's drop counter for the UDP input socket;
+// once the socket is closed, the last value read before closing it.
 func (p *Pipeline) UDPKernelDrops() uint64 {
 	if p.udpConn == nil {
 		return 0
 	}
+	p.udpMu.Lock()
+	defer p.udpMu.Unlock()
+	if p.udpClosed {
+		return p.udpFinalDrops
+	}
 	return p.udpKernelDrops(p.udpConn.LocalAddr().(*net.UDPAddr))
+}
+
+// closeUDP reads the drop counter one last time, then closes the socket:
+// its row in /proc/net/udp goes with it.
+func (p *Pipeline) closeUDP() {
+	p.udpMu.Lock()
+	defer p.udpMu.Unlock()
+	if p.udpClosed {
+		return
+	}
+	p.udpFinalDrops = p.udpKernelDrops(p.udpConn.LocalAddr().(*net.UDPAddr))
+	p.udpClosed = true
+	p.udpConn.Close()
 }
 
 func (p *Pipeline) udpKernelDrops(local *net.UDPAddr) uint64 {

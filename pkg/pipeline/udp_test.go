@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -146,10 +147,25 @@ func TestUDPBackpressure(t *testing.T) {
 		s := p.Stats()
 		return s.Buffer.Records == 0 && s.Output.Indexed > 0 && s.Output.Indexed == s.UDPEvents
 	})
-	if got := metric(t, p, "logdoctor_pipeline_udp_kernel_drops_total", nil); got == 0 {
+	got := metric(t, p, "logdoctor_pipeline_udp_kernel_drops_total", nil)
+	if got == 0 {
 		t.Fatal("kernel drops metric is 0")
 	}
 	t.Logf("buffered %d of %d datagrams; kernel dropped %d", p.Stats().UDPEvents, n, p.UDPKernelDrops())
+
+	// The kernel forgets the counter with the socket: after Close the
+	// pipeline still says what the metric said, for the exit report.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := p.UDPKernelDrops(); float64(d) != got {
+		t.Fatalf("after Close: %d drops, the metric said %v", d, got)
+	}
+	if after := metric(t, p, "logdoctor_pipeline_udp_kernel_drops_total", nil); after != got {
+		t.Fatalf("metric after Close %v, before %v", after, got)
+	}
 }
 
 // TestUDPEventTime: the time field sets the event time (and so

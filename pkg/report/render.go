@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 )
 
 // Format is the -o flag.
@@ -16,17 +17,20 @@ type Format int
 const (
 	FormatTable Format = iota
 	FormatJSON
+	FormatSARIF // SARIF 2.1.0 (sarif.go)
 )
 
-// ParseFormat accepts table and json.
+// ParseFormat accepts table, json and sarif.
 func ParseFormat(s string) (Format, error) {
 	switch s {
-	case "table", "":
+	case "table":
 		return FormatTable, nil
 	case "json":
 		return FormatJSON, nil
+	case "sarif":
+		return FormatSARIF, nil
 	}
-	return 0, fmt.Errorf("invalid --output %q: want table or json", s)
+	return 0, fmt.Errorf("invalid --output %q: want table, json or sarif", s)
 }
 
 // Section is one block of the table view: an optional title, a table
@@ -50,27 +54,32 @@ type Tabular interface {
 type Renderer struct {
 	Format Format
 	TTY    bool
+	// SARIF describes the tool and its rules for FormatSARIF.
+	SARIF SARIFInfo
 }
 
 // Render writes one report. JSON is a single line, so --watch output is
 // JSON Lines and each line parses on its own.
 func (rd Renderer) Render(w io.Writer, r *Report) error {
+	if rd.Format == FormatSARIF {
+		return RenderSARIF(w, r, rd.SARIF)
+	}
 	if rd.Format == FormatJSON {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode report: %w", err)
-		}
-		b = append(b, '\n')
-		_, err = w.Write(b)
-		return err
+		return writeJSON(w, r)
 	}
 	return rd.renderText(w, r)
 }
 
+// renderText opens with the verdict, a one-line summary and then the
+// findings, so the answer is on the first screen; the detail tables that
+// support it follow.
 func (rd Renderer) renderText(w io.Writer, r *Report) error {
-	var sections []Section
+	sections := []Section{{Lines: []string{Verdict(r)}}}
+	if len(r.Findings) > 0 {
+		sections = append(sections, FindingsSection(r.Findings))
+	}
 	if t, ok := r.Data.(Tabular); ok {
-		sections = t.Sections()
+		sections = append(sections, t.Sections()...)
 	} else if r.Data != nil {
 		b, err := json.MarshalIndent(r.Data, "", "  ")
 		if err != nil {
@@ -78,7 +87,6 @@ func (rd Renderer) renderText(w io.Writer, r *Report) error {
 		}
 		sections = append(sections, Section{Lines: strings.Split(string(b), "\n")})
 	}
-	sections = append(sections, FindingsSection(r.Findings))
 	for i, s := range sections {
 		if i > 0 {
 			if _, err := io.WriteString(w, "\n"); err != nil {
@@ -89,8 +97,27 @@ func (rd Renderer) renderText(w io.Writer, r *Report) error {
 			return err
 		}
 	}
-	_, err := fmt.Fprintf(w, "\n%s: %d finding(s), took %dms\n", r.Command, len(r.Findings), r.DurationMS)
-	return err
+	return nil
+}
+
+// Verdict is the report's one-line summary: the command, whether anything
+// was found and how bad the worst of it is, and how long it took.
+func Verdict(r *Report) string {
+	if len(r.Findings) == 0 {
+		return fmt.Sprintf("%s: OK, no findings (took %dms)", r.Command, r.DurationMS)
+	}
+	counts := map[Severity]int{}
+	for _, f := range r.Findings {
+		counts[f.Severity]++
+	}
+	var parts []string
+	for _, s := range []Severity{Critical, Warning, Info} {
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+		}
+	}
+	return fmt.Sprintf("%s: %s, %d finding(s): %s (took %dms)", r.Command, strings.ToUpper(r.Worst().String()),
+		len(r.Findings), strings.Join(parts, ", "), r.DurationMS)
 }
 
 // FindingsSection shows findings, one block each, so long summaries and
@@ -136,7 +163,9 @@ func (rd Renderer) section(w io.Writer, s Section) error {
 }
 
 func boxed(w io.Writer, s Section) error {
-	t := tablewriter.NewWriter(w)
+	// Headers print as written (Send-Q, TIME_WAIT, p50): the library's
+	// default upper-cases them and turns '-', '_' and digits into spaces.
+	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
 	t.Header(s.Header)
 	for _, row := range s.Rows {
 		if err := t.Append(row); err != nil {

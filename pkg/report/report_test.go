@@ -130,3 +130,72 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// headerSample has the headers the table library used to rewrite on a
+// terminal (SEND - Q, TIME WAIT, P 50).
+type headerSample struct{}
+
+func (headerSample) Sections() []Section {
+	return []Section{{Title: "Peers", Header: []string{"PEER", "Send-Q", "TIME_WAIT", "p50"}, Rows: [][]string{{"127.0.0.1:9200", "0", "3", "1.5ms"}}}}
+}
+
+func TestHeadersPrintAsWritten(t *testing.T) {
+	for _, tty := range []bool{true, false} {
+		r := New("sockets", time.Now())
+		r.Data = headerSample{}
+		r.Finish(time.Now())
+		var buf bytes.Buffer
+		if err := (Renderer{Format: FormatTable, TTY: tty}).Render(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()
+		if tty && !strings.Contains(out, "│") && !strings.Contains(out, "|") {
+			t.Fatalf("tty: expected a boxed table:\n%s", out)
+		}
+		for _, h := range []string{"PEER", "Send-Q", "TIME_WAIT", "p50"} {
+			if !strings.Contains(out, h) {
+				t.Errorf("tty=%v: header %q not printed as written:\n%s", tty, h, out)
+			}
+		}
+		for _, bad := range []string{"SEND - Q", "TIME WAIT", "P 50"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("tty=%v: header rewritten to %q:\n%s", tty, bad, out)
+			}
+		}
+	}
+}
+
+func TestVerdictAndFindingsComeFirst(t *testing.T) {
+	start := time.Now()
+	r := New("sockets", start)
+	r.Data = sample{N: 1}
+	r.Add(Finding{ID: "tcp.time_wait_churn", Severity: Warning, Summary: "churn", Remedy: "keep-alive"},
+		Finding{ID: "tcp.close_wait", Severity: Critical, Summary: "close wait", Remedy: "close"})
+	r.Finish(start.Add(7 * time.Millisecond))
+	for _, tty := range []bool{true, false} {
+		var buf bytes.Buffer
+		if err := (Renderer{Format: FormatTable, TTY: tty}).Render(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()
+		first, _, _ := strings.Cut(out, "\n")
+		if first != "sockets: CRITICAL, 2 finding(s): 1 critical, 1 warning (took 7ms)" {
+			t.Errorf("tty=%v: first line %q", tty, first)
+		}
+		cw, churn, peers := strings.Index(out, "tcp.close_wait"), strings.Index(out, "tcp.time_wait_churn"), strings.Index(out, "Peers")
+		if cw < 0 || churn < cw || peers < churn {
+			t.Errorf("tty=%v: want verdict, findings (most severe first), then the detail tables:\n%s", tty, out)
+		}
+	}
+
+	ok := New("sockets", start)
+	ok.Data = sample{N: 1}
+	ok.Finish(start.Add(3 * time.Millisecond))
+	var buf bytes.Buffer
+	if err := (Renderer{Format: FormatTable}).Render(&buf, ok); err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := strings.Cut(buf.String(), "\n"); first != "sockets: OK, no findings (took 3ms)" {
+		t.Errorf("healthy first line %q", first)
+	}
+}

@@ -15,9 +15,13 @@ import (
 	"github.com/logdoctor/logdoctor/internal/clip"
 )
 
-// maxSearchBody caps what is read from one search response: 10,000 small
-// canary sources fit in a few MiB.
-const maxSearchBody = 64 << 20
+// maxSearchBody caps what is read from one search response: one bucket
+// per canary is some 50 bytes.
+const maxSearchBody = 16 << 20
+
+// maxBuckets is Elasticsearch's search.max_buckets default, the most
+// buckets one terms aggregation may return.
+const maxBuckets = 65536
 
 // ErrAuth: Elasticsearch refused the credentials (401/403). Waiting will not
 // change that, so smoke stops at once.
@@ -34,15 +38,22 @@ type ESSearcher struct {
 	Client   *http.Client // keep-alive client; http.DefaultClient when nil
 }
 
-// Search returns the canary documents of runID, up to max.
-func (e *ESSearcher) Search(ctx context.Context, runID string, max int) ([]Hit, error) {
+// Count counts the documents of runID per canary: a term query on the
+// run id with a terms aggregation on the sequence number, one bucket per
+// canary, so no page size caps what is seen however many copies there
+// are. hits.total counts every document of the run; what the buckets do
+// not account for (no or a bad sequence number, buckets cut off) is
+// Unattributed.
+func (e *ESSearcher) Count(ctx context.Context, runID string, canaries int) (Counts, error) {
 	body, err := json.Marshal(map[string]any{
-		"size":    max,
-		"query":   map[string]any{"term": map[string]any{FieldRun: runID}},
-		"_source": []string{FieldRun, FieldSeq},
+		"size":             0,
+		"track_total_hits": true,
+		"query":            map[string]any{"term": map[string]any{FieldRun: runID}},
+		"aggs": map[string]any{"seq": map[string]any{"terms": map[string]any{
+			"field": FieldSeq, "size": min(canaries+100, maxBuckets), "min_doc_count": 1}}},
 	})
 	if err != nil {
-		return nil, err
+		return Counts{}, err
 	}
 	index := e.Index
 	if index == "" {
@@ -52,29 +63,29 @@ func (e *ESSearcher) Search(ctx context.Context, runID string, max int) ([]Hit, 
 	u := strings.TrimRight(e.URL, "/") + "/" + url.PathEscape(index) + "/_search?ignore_unavailable=true&allow_no_indices=true"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("search request: %w", err)
+		return Counts{}, fmt.Errorf("search request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := e.do(req)
 	if err != nil {
-		return nil, fmt.Errorf("search %s: %w", index, err)
+		return Counts{}, fmt.Errorf("search %s: %w", index, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxSearchBody))
 	if err != nil {
-		return nil, fmt.Errorf("search %s: read response: %w", index, err)
+		return Counts{}, fmt.Errorf("search %s: read response: %w", index, err)
 	}
 	// A concrete index the shipper has not created yet: nothing indexed.
 	if resp.StatusCode == http.StatusNotFound && bytes.Contains(raw, []byte("index_not_found_exception")) {
-		return nil, nil
+		return Counts{Copies: make([]int, canaries)}, nil
 	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return nil, fmt.Errorf("search %s: HTTP %d: %w: %s", index, resp.StatusCode, ErrAuth, clip.Bytes(bytes.TrimSpace(raw), 300))
+		return Counts{}, fmt.Errorf("search %s: HTTP %d: %w: %s", index, resp.StatusCode, ErrAuth, clip.Bytes(bytes.TrimSpace(raw), 300))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("search %s: HTTP %d: %s", index, resp.StatusCode, clip.Bytes(bytes.TrimSpace(raw), 300))
+		return Counts{}, fmt.Errorf("search %s: HTTP %d: %s", index, resp.StatusCode, clip.Bytes(bytes.TrimSpace(raw), 300))
 	}
-	return parseHits(raw)
+	return parseCounts(raw, canaries)
 }
 
 // Refresh makes everything indexed so far searchable (POST INDEX/_refresh),
@@ -117,36 +128,94 @@ func (e *ESSearcher) do(req *http.Request) (*http.Response, error) {
 	return c.Do(req)
 }
 
-// parseHits reads hits.hits[]._source of a search response.
-func parseHits(raw []byte) ([]Hit, error) {
+// parseCounts reads a Count answer: hits.total (an object since
+// Elasticsearch 7, a number before) and the seq buckets, whose keys are
+// numbers (a long field) or strings (a keyword mapping).
+func parseCounts(raw []byte, canaries int) (Counts, error) {
 	var r struct {
 		Hits struct {
-			Hits []struct {
-				Source map[string]json.RawMessage `json:"_source"`
-			} `json:"hits"`
+			Total json.RawMessage `json:"total"`
 		} `json:"hits"`
+		Aggs struct {
+			Seq struct {
+				Other   int `json:"sum_other_doc_count"`
+				Buckets []struct {
+					Key      json.RawMessage `json:"key"`
+					DocCount int             `json:"doc_count"`
+				} `json:"buckets"`
+			} `json:"seq"`
+		} `json:"aggregations"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("search response: %w", err)
+		return Counts{}, fmt.Errorf("search response: %w", err)
 	}
-	hits := make([]Hit, 0, len(r.Hits.Hits))
-	for _, h := range r.Hits.Hits {
-		var hit Hit
-		if err := json.Unmarshal(h.Source[FieldRun], &hit.Run); err != nil {
-			continue // not a canary of this shape: ignore it, never count it
+	c := Counts{Copies: make([]int, canaries)}
+	var total struct {
+		Value    int    `json:"value"`
+		Relation string `json:"relation"`
+	}
+	switch t := bytes.TrimSpace(r.Hits.Total); {
+	case len(t) > 0 && t[0] == '{':
+		if err := json.Unmarshal(t, &total); err != nil {
+			return Counts{}, fmt.Errorf("search response: hits.total: %w", err)
 		}
-		var seq json.Number
-		if err := json.Unmarshal(h.Source[FieldSeq], &seq); err != nil {
+		if total.Relation != "" && total.Relation != "eq" {
+			c.Inexact = true // a lower bound: the count is not exact
+		}
+	default:
+		if err := json.Unmarshal(t, &total.Value); err != nil {
+			return Counts{}, fmt.Errorf("search response: hits.total %q: %w", clip.Bytes(t, 40), err)
+		}
+	}
+	if total.Value < 0 {
+		return Counts{}, fmt.Errorf("search response: hits.total %d", total.Value)
+	}
+	c.Total = total.Value
+	attributed := 0
+	for _, b := range r.Aggs.Seq.Buckets {
+		if b.DocCount <= 0 {
 			continue
 		}
-		n, err := seq.Int64()
-		if err != nil || n < 0 || n >= maxPage {
-			continue
+		seq, ok := bucketSeq(b.Key)
+		if !ok || seq >= canaries {
+			continue // counted below as unattributed
 		}
-		hit.Seq = int(n)
-		hits = append(hits, hit)
+		c.Copies[seq] += b.DocCount
+		attributed += b.DocCount
 	}
-	return hits, nil
+	// Documents without a usable seq, in foreign buckets or in buckets the
+	// cluster cut off: the run has them and no canary can claim them.
+	c.Unattributed = max(c.Total-attributed, 0)
+	if r.Aggs.Seq.Other > 0 {
+		c.Inexact = true
+	}
+	return c, nil
+}
+
+// bucketSeq reads a bucket key as a canary sequence number.
+func bucketSeq(key json.RawMessage) (int, bool) {
+	var n json.Number
+	d := json.NewDecoder(bytes.NewReader(key))
+	d.UseNumber()
+	if err := d.Decode(&n); err != nil {
+		var s string
+		if json.Unmarshal(key, &s) != nil {
+			return 0, false
+		}
+		n = json.Number(s)
+	}
+	v, err := n.Int64()
+	if err != nil {
+		f, ferr := n.Float64() // a double mapping answers 7.0
+		if ferr != nil || f != float64(int64(f)) {
+			return 0, false
+		}
+		v = int64(f)
+	}
+	if v < 0 || v >= maxBuckets {
+		return 0, false
+	}
+	return int(v), true
 }
 
 // NewHTTPClient is a keep-alive client for the searcher with a per-request

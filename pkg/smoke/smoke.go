@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +21,9 @@ import (
 
 // Finding ids (stable API, documented in docs/commands/smoke.md).
 const (
-	FindingMissing    = "smoke.missing"
-	FindingDuplicated = "smoke.duplicated"
+	FindingMissing         = "smoke.missing"
+	FindingDuplicated      = "smoke.duplicated"
+	FindingCountIncomplete = "smoke.count_incomplete"
 )
 
 // Record fields every canary carries. The run id is lowercase hex so that
@@ -34,14 +36,21 @@ const (
 	FieldSentAt = "logdoctor_sent_at"
 )
 
-// MaxCount bounds --count: the search fetches every copy of every canary of
-// a run in one page of at most maxPage hits (Elasticsearch's
-// index.max_result_window is 10,000 by default), room for each canary
-// twice, so duplicates cannot push canaries off the page.
-const MaxCount = 4950
+// MaxCount bounds --count: the count asks one terms aggregation bucket per
+// canary, and Elasticsearch's search.max_buckets allows 65,536 (room is
+// left for buckets of stray sequence numbers).
+const MaxCount = 50000
 
-// maxPage is the largest search page: index.max_result_window's default.
-const maxPage = 10000
+// DefaultSettle is how long the document count must stay unchanged once
+// every canary was seen before the verdict: longer than a shipper's first
+// resend of a bulk it gave up on, so that its copies are counted.
+// fluent-plugin-elasticsearch resends after request_timeout (5 s) plus
+// retry_wait (1 s, randomised by up to 12.5%): about 6.2 s after the first
+// copy was indexed. Fluent Bit's first retry waits scheduler.base to twice
+// that (5-10 s) plus up to a second, after the failure (an error answer,
+// or net.io_timeout when one is set). 15 s covers both with a margin for
+// an io timeout of a few seconds.
+const DefaultSettle = 15 * time.Second
 
 // maxListedIDs caps missing_ids and duplicated_ids in the report.
 const maxListedIDs = 100
@@ -60,15 +69,21 @@ type Sender interface {
 	Send(ctx context.Context, tag string, events []Event) (written bool, err error)
 }
 
-// Hit is one canary document found in Elasticsearch.
-type Hit struct {
-	Run string
-	Seq int
+// Counts is one count of a run's documents in Elasticsearch.
+type Counts struct {
+	Copies []int // documents per canary, by sequence number
+	Total  int   // every document of the run
+	// Unattributed documents of the run no canary could claim: no or a
+	// bad sequence number, or in buckets the cluster cut off.
+	Unattributed int
+	// Inexact: the cluster said its count is a lower bound, or cut
+	// buckets off (sum_other_doc_count).
+	Inexact bool
 }
 
-// Searcher finds the documents of one run.
+// Searcher counts the documents of one run.
 type Searcher interface {
-	Search(ctx context.Context, runID string, max int) ([]Hit, error)
+	Count(ctx context.Context, runID string, canaries int) (Counts, error)
 }
 
 // Progress is what a waiting person is shown.
@@ -87,8 +102,11 @@ type Config struct {
 	Tag       string        // forward tag
 	Timeout   time.Duration // bound on the wait until searchable
 	Poll      time.Duration // search interval while waiting
-	// Settle is how long to keep looking after every canary was found, so
-	// that a late duplicate (a retried bulk indexed after the first) counts.
+	// Settle is how long the run's document count must stay unchanged,
+	// once every canary was found, before the verdict: a shipper's
+	// resend (a copy indexed after the first) restarts the window, so
+	// late duplicates count. Callers use DefaultSettle unless told
+	// otherwise; zero ends at the first complete count.
 	Settle time.Duration
 	// MaxSendFailures stops sending after this many chunks in a row were
 	// not acked: an endpoint that never acks would otherwise cost one ack
@@ -164,15 +182,26 @@ type Latency struct {
 
 // Result is the canary accounting; the command adds it to its report data.
 type Result struct {
-	RunID         string   `json:"run_id"`
-	Tag           string   `json:"tag"`
-	Count         int      `json:"count"`
-	Sent          int      `json:"sent"`
-	Acked         int      `json:"acked"`
-	Indexed       int      `json:"indexed"`
-	Missing       int      `json:"missing"`
-	Duplicated    int      `json:"duplicated"`
-	Documents     int      `json:"documents"`
+	RunID   string `json:"run_id"`
+	Tag     string `json:"tag"`
+	Count   int    `json:"count"`
+	Sent    int    `json:"sent"`
+	Acked   int    `json:"acked"`
+	Indexed int    `json:"indexed"`
+	Missing int    `json:"missing"`
+	// MissingUnacked and MissingAcked split Missing by what the forward
+	// endpoint said: never acknowledged (lost on the forward hop), or
+	// acknowledged and still lost after the receiver.
+	MissingUnacked int `json:"missing_unacked"`
+	MissingAcked   int `json:"missing_acked"`
+	Duplicated     int `json:"duplicated"`
+	Documents      int `json:"documents"`
+	// Unattributed documents of the run the count could not give to a
+	// canary, and whether the cluster's count was inexact: either makes
+	// the verdict unsure (smoke.count_incomplete).
+	Unattributed  int      `json:"unattributed_documents"`
+	CountInexact  bool     `json:"count_inexact,omitempty"`
+	SettledMS     int64    `json:"settled_ms"` // how long the count had stayed unchanged at the verdict
 	MissingIDs    []string `json:"missing_ids"`
 	DuplicatedIDs []string `json:"duplicated_ids"`
 	SendErrors    []string `json:"send_errors,omitempty"`
@@ -283,12 +312,16 @@ func (r *run) send(ctx context.Context, s Sender) error {
 	return nil
 }
 
-// wait polls Elasticsearch from the first send until every sent canary was
-// seen and Settle has passed, or until Timeout after the last send. It is
-// the only one reporting progress, so lines never interleave.
+// wait counts the run's documents from the first send until every sent
+// canary was seen and the count then stayed unchanged for Settle (a
+// shipper's resend restarts that window), or until Timeout after the last
+// send. It is the only one reporting progress, so lines never interleave.
 func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) error {
 	cfg := r.cfg
-	var deadline, drainedAt, settleFrom time.Time // deadline is set once sending is done
+	var deadline, drainedAt time.Time // deadline is set once sending is done
+	// lastTotal is the run's document count at the last search, changed
+	// when it last moved.
+	lastTotal, changed := -1, time.Time{}
 	drained := make(chan struct{})
 	var lastErr error
 	searched := false
@@ -323,7 +356,7 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 			default:
 			}
 		}
-		hits, err := es.Search(ctx, cfg.RunID, min(2*cfg.Count+100, maxPage))
+		counts, err := es.Count(ctx, cfg.RunID, cfg.Count)
 		now := cfg.Now()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -339,7 +372,12 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 			r.res.SearchErrors++
 		} else {
 			searched = true
-			observe(hits, cfg.RunID, r.canaries, now)
+			observe(counts, r.canaries, now)
+			// The newest count is the truth for what no canary claims.
+			r.res.Unattributed, r.res.CountInexact = counts.Unattributed, counts.Inexact
+			if counts.Total != lastTotal {
+				lastTotal, changed = counts.Total, now
+			}
 		}
 		seen, want := 0, 0
 		for i := range r.canaries {
@@ -360,18 +398,19 @@ func (r *run) wait(ctx context.Context, es Searcher, sendDone <-chan struct{}) e
 			t.Reset(cfg.Poll)
 			continue
 		}
-		if settleFrom.IsZero() && searched && (seen >= want || (err == nil && !drainedAt.IsZero())) {
-			// Everything is there, or the pipeline is drained and what is
-			// missing now stays missing.
-			settleFrom = now
-		}
-		// Once drained, nothing more can arrive (not even a late duplicate),
-		// so a search after the drain is the final count.
-		done := !settleFrom.IsZero() && (now.Sub(settleFrom) >= cfg.Settle || (searched && err == nil && !drainedAt.IsZero()))
-		if done || !now.Before(deadline) {
+		// Once drained, nothing more can arrive (not even a late
+		// duplicate): a search after the drain is the final count.
+		final := err == nil && !drainedAt.IsZero()
+		// Everything is there and the count stopped moving for a whole
+		// retry cycle: no resend is on its way.
+		settled := searched && seen >= want && !changed.IsZero() && now.Sub(changed) >= cfg.Settle
+		if final || settled || !now.Before(deadline) {
 			r.mu.Lock()
 			r.res.WaitedMS = now.Sub(r.start).Milliseconds()
-			r.res.TimedOut = !done
+			r.res.TimedOut = !final && !settled
+			if !changed.IsZero() {
+				r.res.SettledMS = now.Sub(changed).Milliseconds()
+			}
 			r.mu.Unlock()
 			break
 		}
@@ -396,23 +435,20 @@ func (r *run) interrupted(ctx context.Context, searched bool) error {
 	return nil
 }
 
-// observe records the copies of each canary found by one search; the
-// newest search is the truth for copies, the first sighting for latency.
-func observe(hits []Hit, run string, canaries []canary, now time.Time) {
-	copies := make([]int, len(canaries))
-	for _, h := range hits {
-		if h.Run != run || h.Seq < 0 || h.Seq >= len(canaries) {
-			continue
-		}
-		copies[h.Seq]++
-	}
+// observe records the copies of each canary one count found; the newest
+// count is the truth for copies, the first sighting for latency.
+func observe(c Counts, canaries []canary, now time.Time) {
 	for i := range canaries {
-		if copies[i] > 0 && canaries[i].seen.IsZero() {
+		copies := 0
+		if i < len(c.Copies) {
+			copies = c.Copies[i]
+		}
+		if copies > 0 && canaries[i].seen.IsZero() {
 			canaries[i].seen = now
 		}
 		// A search can miss a document an earlier one saw (a replica not yet
 		// refreshed); never count a canary as lost once it was seen.
-		canaries[i].copies = max(copies[i], min(canaries[i].copies, 1))
+		canaries[i].copies = max(copies, min(canaries[i].copies, 1))
 	}
 }
 
@@ -437,6 +473,11 @@ func account(canaries []canary, res *Result) {
 			}
 		case !c.sent.IsZero():
 			res.Missing++
+			if c.acked.IsZero() {
+				res.MissingUnacked++
+			} else {
+				res.MissingAcked++
+			}
 			if len(res.MissingIDs) < maxListedIDs {
 				res.MissingIDs = append(res.MissingIDs, CanaryID(res.RunID, i))
 			}
@@ -472,17 +513,24 @@ func firstOr(s []string, d string) string {
 func (r *Result) Findings(timeout time.Duration) []report.Finding {
 	var out []report.Finding
 	if r.Missing > 0 {
-		remedy := "The shipper acknowledged these canaries and still lost them between its buffer and Elasticsearch: " +
-			"use a file buffer (`<buffer> @type file`, Fluent Bit `storage.type filesystem`), keep retrying " +
-			"(`retry_forever true` or a large `retry_max_times`), check the ES output's error log and dead letters, " +
-			"and run `logdoctor es probe` against the same URL. If the shipper's bulk items succeeded, the cluster " +
-			"dropped them: check ingest pipelines (a drop processor), aliases and `logdoctor es probe --index` (es.bulk_lost)."
-		unacked := r.Sent - r.Acked
-		if unacked > 0 {
-			remedy = "Some canaries were never acknowledged by the forward endpoint (see the forward.* findings): " +
-				"a sender without `require_ack_response true` (Fluent Bit `Require_ack_response On`) drops such chunks " +
-				"silently. " + remedy
+		// The remedy follows the evidence: where each missing canary was
+		// last seen decides which hop lost it.
+		var parts []string
+		if r.MissingUnacked > 0 {
+			parts = append(parts, fmt.Sprintf("%d missing canaries were never acknowledged by the forward endpoint: they were lost on "+
+				"the forward hop, before or in the receiver (see the forward.* findings). A sender without `require_ack_response true` "+
+				"(Fluent Bit `Require_ack_response On`) drops such chunks silently; check the receiver with `logdoctor forward probe`.",
+				r.MissingUnacked))
 		}
+		if r.MissingAcked > 0 {
+			parts = append(parts, fmt.Sprintf("%d missing canaries were acknowledged and still lost: after the receiver, between its "+
+				"buffer and Elasticsearch. Use a file buffer (`<buffer> @type file`, Fluent Bit `storage.type filesystem`), keep "+
+				"retrying (`retry_forever true` or a large `retry_max_times`), check the ES output's error log and dead letters, "+
+				"and run `logdoctor es probe` against the same URL. If the shipper's bulk items succeeded, the cluster dropped them: "+
+				"check ingest pipelines (a drop processor), aliases and `logdoctor es probe --index` (es.bulk_lost).", r.MissingAcked))
+		}
+		remedy := strings.Join(parts, " ")
+		unacked := r.Sent - r.Acked
 		if r.TimedOut {
 			remedy += fmt.Sprintf(" If the path is only slow, raise --timeout (was %s).", timeout)
 		}
@@ -499,8 +547,22 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 			Evidence: map[string]any{
 				"run_id": r.RunID, "count": r.Count, "sent": r.Sent, "acked": r.Acked, "indexed": r.Indexed,
 				"missing": r.Missing, "missing_ids": r.MissingIDs, "unacked": unacked,
+				"missing_unacked": r.MissingUnacked, "missing_acked": r.MissingAcked,
 			},
 			Remedy: remedy,
+		})
+	}
+	if r.Unattributed > 0 || r.CountInexact {
+		out = append(out, report.Finding{
+			ID:       FindingCountIncomplete,
+			Severity: report.Critical,
+			Summary: fmt.Sprintf("%d documents of run %s could not be counted for a canary (the cluster's count inexact: %v): "+
+				"the missing and duplicated counts may be wrong", r.Unattributed, r.RunID, r.CountInexact),
+			Evidence: map[string]any{"run_id": r.RunID, "unattributed_documents": r.Unattributed, "count_inexact": r.CountInexact,
+				"documents": r.Documents},
+			Remedy: "Something rewrites the canaries on the way (a filter or an ingest pipeline removing or renaming " +
+				FieldSeq + ", a template mapping it as text), or the cluster cut the count short (search.max_buckets below --count, " +
+				"a partial search): check the documents with `" + FieldRun + ":" + r.RunID + "` and lower --count.",
 		})
 	}
 	if r.Duplicated > 0 {

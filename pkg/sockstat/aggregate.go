@@ -117,12 +117,21 @@ type Peer struct {
 	// Changes is the change of each state count since the previous
 	// --watch sample; nil outside --watch.
 	Changes *StateCounts `json:"changes,omitempty"`
+	// TCP sums up the tcp_info of the peer's sockets; nil without it
+	// (the /proc source).
+	TCP *PeerTCP `json:"tcp,omitempty"`
 
 	Addr netip.Addr `json:"-"`
 	Port uint16     `json:"-"` // the service port
 	// Stuck are ESTABLISHED/FIN_WAIT1 sockets whose Send-Q reached the
-	// threshold given to Aggregate.
+	// threshold given to Aggregate and, where tcp_info says, is not
+	// draining.
 	Stuck []StuckSocket `json:"-"`
+	// Retransmitting are sockets whose retransmission timer fired at
+	// least AggregateOptions.Retransmits times in a row; ZeroWindow those
+	// held back by the peer's zero window (tcp_info only).
+	Retransmitting []TCPSocket `json:"-"`
+	ZeroWindow     []TCPSocket `json:"-"`
 }
 
 // StuckSocket is a connection with bytes sitting in its Send-Q.
@@ -131,6 +140,34 @@ type StuckSocket struct {
 	Remote netip.AddrPort `json:"remote"`
 	State  string         `json:"state"`
 	SendQ  uint64         `json:"send_q_bytes"`
+	// StuckTCP is what tcp_info adds (netlink source only).
+	*StuckTCP
+}
+
+// StuckTCP is why tcp_info says a Send-Q is not draining.
+type StuckTCP struct {
+	// NoAckForMS is the time since an ACK last arrived.
+	NoAckForMS int64 `json:"no_ack_for_ms"`
+	// Unacked counts segments sent and not acknowledged.
+	Unacked uint32 `json:"unacked_segments"`
+	// Retransmits counts retransmission timeouts in a row.
+	Retransmits uint8 `json:"retransmits"`
+	// PeerWindow is the window the peer last advertised (bytes); absent
+	// on kernels before 5.4.
+	PeerWindow *uint32 `json:"peer_window_bytes,omitempty"`
+	BytesAcked uint64  `json:"-"`
+}
+
+func stuckSocket(s *Socket) StuckSocket {
+	st := StuckSocket{Local: s.Local, Remote: s.Remote, State: s.State.String(), SendQ: s.SendQ}
+	if i := s.TCP; i != nil {
+		st.StuckTCP = &StuckTCP{NoAckForMS: i.LastAckRecv.Milliseconds(), Unacked: i.Unacked, Retransmits: i.Retransmits, BytesAcked: i.BytesAcked}
+		if i.HasSndWnd {
+			w := i.SndWnd
+			st.PeerWindow = &w
+		}
+	}
+	return st
 }
 
 // Group is a row of --by process or --by state.
@@ -162,12 +199,17 @@ type AggregateOptions struct {
 	Owners    Owners         // from ScanProcesses; nil when attribution is off
 	By        GroupBy        // "" or ByPeer: no groups
 	SendQMin  uint64         // Send-Q bytes from which a socket counts as stuck
-	maxProcs  int            // per row; 0 means defaultMaxProcs
+
+	// Retransmits is how many retransmission timeouts in a row put a
+	// socket in Peer.Retransmitting; ZeroWindowProbes how many zero-window
+	// probe timeouts put it in Peer.ZeroWindow (0: never).
+	Retransmits      int
+	ZeroWindowProbes int
 }
 
-// defaultMaxProcs caps the process list of one row; a peer shared by
-// hundreds of worker processes would otherwise swamp the report.
-const defaultMaxProcs = 32
+// maxProcs caps the process list of one row; a peer shared by hundreds
+// of worker processes would otherwise swamp the report.
+const maxProcs = 32
 
 // Result is the aggregated view of one read of the socket table.
 type Result struct {
@@ -189,7 +231,6 @@ type SpecCount struct {
 // Aggregate classifies socks and groups them per peer (and per process or
 // state when o.By asks). Totals count every socket read, before filters.
 func Aggregate(socks []Socket, o AggregateOptions) Result {
-	maxProcs := defaultMaxProcs
 	cl := NewClassifier(socks, cmp.Or(o.Ephemeral, DefaultEphemeral))
 	names := o.Aliases.portNames()
 	res := Result{Peers: []Peer{}}
@@ -203,6 +244,7 @@ func Aggregate(socks []Socket, o AggregateOptions) Result {
 		listen bool
 	}
 	idx := map[pkey]int{}
+	var tcp []tcpAcc // parallel to res.Peers, grown when tcp_info shows up
 	groups := map[string]*Group{}
 	groupPeers := map[string]map[int]bool{}
 	for _, s := range socks {
@@ -234,8 +276,18 @@ func Aggregate(socks []Socket, o AggregateOptions) Result {
 		p.States[s.State]++
 		p.SendQ += s.SendQ
 		p.RecvQ += s.RecvQ
-		if o.SendQMin > 0 && s.SendQ >= o.SendQMin && (s.State == Established || s.State == FinWait1) {
-			p.Stuck = append(p.Stuck, StuckSocket{Local: s.Local, Remote: s.Remote, State: s.State.String(), SendQ: s.SendQ})
+		stuck := o.SendQMin > 0 && s.SendQ >= o.SendQMin && (s.State == Established || s.State == FinWait1)
+		if stuck && !draining(&s, &o) {
+			p.Stuck = append(p.Stuck, stuckSocket(&s))
+		}
+		if s.TCP != nil {
+			for len(tcp) <= i {
+				tcp = append(tcp, tcpAcc{})
+			}
+			tcp[i].add(p, &s, &o)
+			if stuck && draining(&s, &o) {
+				tcp[i].t.SendQDraining++
+			}
 		}
 		owners := o.Owners[s.Inode]
 		for _, pr := range owners {
@@ -251,6 +303,11 @@ func Aggregate(socks []Socket, o AggregateOptions) Result {
 			for _, pr := range owners {
 				addToGroup(groups, groupPeers, fmt.Sprintf("%d/%s", pr.PID, pr.Comm), s, i, []Process{pr}, maxProcs)
 			}
+		}
+	}
+	for i := range tcp {
+		if tcp[i].t.Sockets > 0 {
+			res.Peers[i].TCP = tcp[i].summary()
 		}
 	}
 	slices.SortStableFunc(res.Peers, comparePeers)
@@ -380,6 +437,7 @@ func Diff(cur, prev []Peer) []Peer {
 		}
 		gone.States = StateCounts{}
 		gone.SendQ, gone.RecvQ, gone.Stuck = 0, 0, nil
+		gone.TCP, gone.Retransmitting, gone.ZeroWindow = nil, nil, nil
 		gone.Changes = &ch
 		cur = append(cur, gone)
 	}

@@ -3,6 +3,7 @@ package sockstat
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
@@ -15,6 +16,7 @@ const (
 	FindingSendQueueStuck = "tcp.send_queue_stuck"
 	FindingNoEstablished  = "tcp.no_established"
 	FindingSynSent        = "tcp.syn_sent"
+	FindingNoConnection   = "tcp.no_connection"
 )
 
 // Thresholds tune when a histogram becomes a finding.
@@ -25,11 +27,20 @@ type Thresholds struct {
 	TimeWaitRatio     float64 // churn when TIME_WAIT >= ratio x ESTABLISHED
 	SendQ             uint64  // Send-Q bytes on one ESTABLISHED/FIN_WAIT1 socket counted as stuck
 	SynSent           int     // SYN_SENT sockets to one peer for a warning
+	// Retransmits is how many retransmission timeouts in a row on one
+	// connection make tcp.retransmitting; RetransCritical how long without
+	// an ACK (with a growing backoff) makes it critical.
+	Retransmits     int
+	RetransCritical time.Duration
+	// ZeroWindowProbes is how many zero-window probe timeouts one
+	// connection must have sat through for tcp.peer_zero_window.
+	ZeroWindowProbes int
 }
 
 // DefaultThresholds are the documented defaults of the sockets flags.
 func DefaultThresholds() Thresholds {
-	return Thresholds{CloseWait: 1, CloseWaitCritical: 10, TimeWait: 50, TimeWaitRatio: 10, SendQ: 64 * 1024, SynSent: 1}
+	return Thresholds{CloseWait: 1, CloseWaitCritical: 10, TimeWait: 50, TimeWaitRatio: 10, SendQ: 64 * 1024, SynSent: 1,
+		Retransmits: 2, RetransCritical: 30 * time.Second, ZeroWindowProbes: 1}
 }
 
 // maxEvidenceSockets caps the sockets listed in one finding's evidence.
@@ -41,13 +52,13 @@ const maxEvidenceSockets = 5
 func Findings(cur Result, prev *Result, th Thresholds) []report.Finding {
 	var out []report.Finding
 	prevPeers := map[string]*Peer{}
-	prevStuck := map[[2]string]bool{}
+	prevStuck := map[[2]string]*StuckSocket{}
 	if prev != nil {
 		for i := range prev.Peers {
 			p := &prev.Peers[i]
 			prevPeers[string(p.Direction)+" "+p.Peer] = p
-			for _, s := range p.Stuck {
-				prevStuck[[2]string{s.Local.String(), s.Remote.String()}] = true
+			for j, s := range p.Stuck {
+				prevStuck[[2]string{s.Local.String(), s.Remote.String()}] = &p.Stuck[j]
 			}
 		}
 	}
@@ -63,6 +74,12 @@ func Findings(cur Result, prev *Result, th Thresholds) []report.Finding {
 		if f, ok := sendQueueStuck(p, prevStuck, th); ok {
 			out = append(out, f)
 		}
+		if f, ok := retransmitting(p, th); ok {
+			out = append(out, f)
+		}
+		if f, ok := peerZeroWindow(p, th); ok {
+			out = append(out, f)
+		}
 		if n := p.States[SynSent]; th.SynSent > 0 && n >= th.SynSent {
 			out = append(out, report.Finding{
 				ID: FindingSynSent, Severity: report.Warning,
@@ -75,22 +92,105 @@ func Findings(cur Result, prev *Result, th Thresholds) []report.Finding {
 		}
 	}
 	for _, sc := range cur.Specs {
-		est, tw, syn := sc.States[Established], sc.States[TimeWait], sc.States[SynSent]
-		if est > 0 || tw+syn == 0 {
-			continue
+		if f, ok := noEstablished(sc); ok {
+			out = append(out, f)
 		}
-		out = append(out, report.Finding{
-			ID: FindingNoEstablished, Severity: report.Critical,
-			Summary: fmt.Sprintf("no ESTABLISHED connection to %s while %d TIME_WAIT and %d SYN_SENT show it keeps trying", specName(sc.Spec), tw, syn),
-			Evidence: map[string]any{"peer": sc.Spec.Raw, "alias": sc.Spec.Alias, "ports": sc.Spec.Ports,
-				"established": est, "time_wait": tw, "syn_sent": syn, "close_wait": sc.States[CloseWait]},
-			Remedy: "The shipper has no working connection and keeps opening and dropping new ones; its buffer grows until it is killed and the " +
-				"in-memory chunks are lost. For fluent-plugin-elasticsearch set reload_connections false (stop replacing the pool with sniffed, " +
-				"possibly unreachable addresses), reload_on_failure true and resurrect_after 5s; use a file buffer (@type file) so a restart " +
-				"loses nothing. Check the store with `logdoctor es probe`.",
-		})
 	}
 	return out
+}
+
+// peerKind is what a --peer is, as far as advice goes: Elasticsearch
+// (the es alias or its ports), a forward input, or anything else.
+type peerKind int
+
+const (
+	kindOther peerKind = iota
+	kindES
+	kindForward
+)
+
+func kindOf(s PeerSpec) peerKind {
+	switch {
+	case s.Alias == "es":
+		return kindES
+	case s.Alias == "forward":
+		return kindForward
+	}
+	for _, p := range s.Ports {
+		switch p {
+		case 9200, 9243:
+			return kindES
+		case 24224:
+			return kindForward
+		}
+	}
+	return kindOther
+}
+
+// noEstablished judges one --peer with nothing ESTABLISHED: still trying
+// (TIME_WAIT, SYN_SENT) is tcp.no_established, no socket at all is
+// tcp.no_connection. The remedy names the settings of whatever talks to
+// that kind of peer.
+func noEstablished(sc SpecCount) (report.Finding, bool) {
+	est, tw, syn := sc.States[Established], sc.States[TimeWait], sc.States[SynSent]
+	if est > 0 {
+		return report.Finding{}, false
+	}
+	kind := kindOf(sc.Spec)
+	ev := map[string]any{"peer": sc.Spec.Raw, "alias": sc.Spec.Alias, "ports": sc.Spec.Ports,
+		"established": est, "time_wait": tw, "syn_sent": syn, "close_wait": sc.States[CloseWait]}
+	total := 0
+	for _, n := range sc.States {
+		total += n
+	}
+	if total == 0 {
+		ev["sockets"] = 0
+		return report.Finding{
+			ID: FindingNoConnection, Severity: report.Warning,
+			Summary:  fmt.Sprintf("no socket at all to %s: nothing is connected to it or trying to connect", specName(sc.Spec)),
+			Evidence: ev,
+			Remedy:   noConnectionRemedy[kind],
+		}, true
+	}
+	if tw+syn == 0 {
+		return report.Finding{}, false
+	}
+	return report.Finding{
+		ID: FindingNoEstablished, Severity: report.Critical,
+		Summary:  fmt.Sprintf("no ESTABLISHED connection to %s while %d TIME_WAIT and %d SYN_SENT show it keeps trying", specName(sc.Spec), tw, syn),
+		Evidence: ev,
+		Remedy:   noEstablishedRemedy[kind],
+	}, true
+}
+
+// namespaceHint is the first thing to rule out when a peer shows nothing.
+const namespaceHint = "If the client runs in a container, read its network namespace: `logdoctor sockets --pid $(pidof fluentd)` " +
+	"(or fluent-bit), or run logdoctor in the pod with `kubectl debug`."
+
+var noEstablishedRemedy = map[peerKind]string{
+	kindES: "The shipper has no working connection to Elasticsearch and keeps opening and dropping new ones; its buffer grows until it is " +
+		"killed and the in-memory chunks are lost. For fluent-plugin-elasticsearch set reload_connections false (stop replacing the pool " +
+		"with sniffed, possibly unreachable addresses), reload_on_failure true and resurrect_after 5s; use a file buffer (@type file) so a " +
+		"restart loses nothing. Check the store with `logdoctor es probe`.",
+	kindForward: "The sender has no working connection to the forward input and keeps opening and dropping new ones; chunks wait in its " +
+		"buffer (and are lost with it if it is in memory). For Fluentd out_forward keep keepalive true, check that the receiver is not " +
+		"marked unavailable by heartbeats (heartbeat_type transport or none when UDP does not pass; phi_threshold), raise " +
+		"connect_timeout on slow links, and use require_ack_response true with a file buffer; for Fluent Bit's forward output set " +
+		"net.keepalive on and net.connect_timeout. Check the receiver with `logdoctor forward probe HOST:PORT`.",
+	kindOther: "The client has no working connection to this peer and keeps opening new ones that end at once (TIME_WAIT) or never " +
+		"complete (SYN_SENT): check that the peer is up and reachable on that port from here (firewalls, NetworkPolicies, a full listen " +
+		"backlog), then the client's connection pool, keep-alive and timeout settings and its error log.",
+}
+
+var noConnectionRemedy = map[peerKind]string{
+	kindES: "The shipper is not talking to Elasticsearch at all: it is stopped, its output is stuck before connecting (seed 000: the flush " +
+		"thread hangs while the buffer grows), or it writes somewhere else (check the output's hosts/host and the addresses sniffing " +
+		"put in its pool). Look at its buffer size and error log, and check the store with `logdoctor es probe`. " + namespaceHint,
+	kindForward: "The sender is not connected to the forward input at all: it is stopped, has marked the receiver unavailable and is " +
+		"buffering (Fluentd out_forward: heartbeat_type, phi_threshold, the log's \"no nodes are available\"), or sends to another " +
+		"host or port. Check the receiver with `logdoctor forward probe HOST:PORT`. " + namespaceHint,
+	kindOther: "Nothing on this host is connected to this peer or trying to: the client is not running, idle with no pooled connection, or " +
+		"pointed at another address. " + namespaceHint,
 }
 
 func closeWait(p, prev *Peer, th Thresholds) (report.Finding, bool) {
@@ -143,17 +243,34 @@ func timeWaitChurn(p *Peer, th Thresholds) (report.Finding, bool) {
 	}, true
 }
 
-func sendQueueStuck(p *Peer, prevStuck map[[2]string]bool, th Thresholds) (report.Finding, bool) {
+func sendQueueStuck(p *Peer, prevStuck map[[2]string]*StuckSocket, th Thresholds) (report.Finding, bool) {
 	if th.SendQ == 0 || len(p.Stuck) == 0 {
 		return report.Finding{}, false
 	}
 	var total uint64
 	persisted := 0
+	// With tcp_info (Aggregate kept only queues that are not draining):
+	// how long the stalest went without an ACK, and the segments waiting.
+	var noAck int64
+	var unacked uint64
+	withInfo, closed := 0, 0
 	ev := make([]StuckSocket, 0, maxEvidenceSockets)
 	for _, s := range p.Stuck {
 		total += s.SendQ
-		if prevStuck[[2]string{s.Local.String(), s.Remote.String()}] {
+		// Still stuck, and with tcp_info nothing acknowledged since.
+		if ps := prevStuck[[2]string{s.Local.String(), s.Remote.String()}]; ps != nil &&
+			(s.StuckTCP == nil || ps.StuckTCP == nil || s.BytesAcked == ps.BytesAcked) {
 			persisted++
+		}
+		if s.StuckTCP != nil {
+			withInfo++
+			unacked += uint64(s.Unacked)
+			if s.Unacked > 0 {
+				noAck = max(noAck, s.NoAckForMS)
+			}
+			if s.PeerWindow != nil && *s.PeerWindow == 0 {
+				closed++
+			}
 		}
 		if len(ev) < maxEvidenceSockets {
 			ev = append(ev, s)
@@ -161,15 +278,27 @@ func sendQueueStuck(p *Peer, prevStuck map[[2]string]bool, th Thresholds) (repor
 	}
 	sev := report.Warning
 	why := ""
+	if withInfo > 0 {
+		why = fmt.Sprintf(", not draining: no acknowledgement for %.1f s, %d unacked segment(s)", float64(noAck)/1000, unacked)
+		if closed > 0 {
+			why += fmt.Sprintf(", the peer's window closed on %d", closed)
+		}
+	}
 	if persisted > 0 {
-		sev, why = report.Critical, fmt.Sprintf("; %d did not drain since the previous sample", persisted)
+		sev = report.Critical
+		why += fmt.Sprintf("; %d did not drain since the previous sample", persisted)
+	}
+	evidence := map[string]any{"stuck_sockets": len(p.Stuck), "send_q_bytes": total,
+		"persisted": persisted, "sockets": ev, "threshold_bytes": th.SendQ}
+	if withInfo > 0 {
+		evidence["no_ack_for_ms"] = noAck
+		evidence["unacked_segments"] = unacked
 	}
 	return report.Finding{
 		ID: FindingSendQueueStuck, Severity: sev,
 		Summary: fmt.Sprintf("%d bytes queued unsent on %d connection(s) to %s (>= %d bytes each)%s",
 			total, len(p.Stuck), peerName(p), th.SendQ, why),
-		Evidence: peerEvidence(p, map[string]any{"stuck_sockets": len(p.Stuck), "send_q_bytes": total,
-			"persisted": persisted, "sockets": ev, "threshold_bytes": th.SendQ}),
+		Evidence: peerEvidence(p, evidence),
 		Remedy: "The peer does not read, or something on the path drops data while the connection looks healthy; without acks the chunk " +
 			"is lost when the socket is torn down. For forward set require_ack_response true (Fluent Bit: Require_ack_response true) so " +
 			"unacknowledged chunks are retried, keep send_timeout and ack_response_timeout finite, and check the receiver with " +

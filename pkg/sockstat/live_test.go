@@ -222,3 +222,58 @@ func TestLiveIPv6(t *testing.T) {
 		t.Errorf("peers\n got %v\nwant %v", view(res), fmt.Sprint(want))
 	}
 }
+
+// Attribution scans the processes of the namespace read first and stops
+// once every wanted socket has an owner: a listener held by the only
+// process of a fresh namespace is found after one fd directory.
+func TestScanProcessesStopsOnceFound(t *testing.T) {
+	testenv.RequireCommands(t, "python3")
+	ns := testenv.NewNetns(t)
+	child := ns.Command("python3", "-c", "import socket,sys,time\n"+
+		"s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n"+
+		"print(s.getsockname()[1], flush=True); time.sleep(60)")
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	buf := make([]byte, 16)
+	n, err := out.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	pid := child.Process.Pid
+	root := fmt.Sprintf("/proc/%d", pid)
+	socks, _, err := sockstat.ReadTCP(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ino uint64
+	for _, s := range socks {
+		if s.State == sockstat.Listen && int(s.Local.Port()) == port {
+			ino = s.Inode
+		}
+	}
+	netns, err := os.Readlink(root + "/ns/net")
+	if err != nil || ino == 0 {
+		t.Fatalf("listener inode %d, netns %q %v", ino, netns, err)
+	}
+	want := map[uint64]struct{}{ino: {}}
+	owners, st, err := sockstat.ScanProcessesFor("/proc", want, sockstat.ScanOptions{NetNS: netns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(owners[ino]) != 1 || owners[ino][0].PID != pid || owners[ino][0].Comm != "python3" ||
+		st.Scanned != 1 || !st.StoppedEarly || st.Attributed != 1 || st.Processes < 2 {
+		t.Errorf("owners %+v scan %+v", owners, st)
+	}
+	// All scans everything: the same owner, and every readable process.
+	owners, all, err := sockstat.ScanProcessesFor("/proc", want, sockstat.ScanOptions{NetNS: netns, All: true})
+	if err != nil || len(owners[ino]) != 1 || all.StoppedEarly || all.Scanned < 2 || all.Scanned > all.Processes {
+		t.Errorf("all: %+v %+v %v", owners, all, err)
+	}
+}

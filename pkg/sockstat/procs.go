@@ -24,17 +24,43 @@ type Process struct {
 // how many processes it could not look into instead of pretending.
 type ProcScan struct {
 	Processes  int `json:"processes"`  // PID directories found
+	Scanned    int `json:"scanned"`    // fd directories read
 	Unreadable int `json:"unreadable"` // fd directories that could not be read (permission)
 	Attributed int `json:"attributed"` // socket inodes matched to a process
+	// StoppedEarly is set when the scan stopped because every wanted
+	// socket had an owner; the processes not scanned might share one.
+	StoppedEarly bool `json:"stopped_early,omitempty"`
 }
 
 // Owners maps socket inodes to the processes holding them.
 type Owners map[uint64][]Process
 
+// ScanOptions tunes ScanProcessesFor.
+type ScanOptions struct {
+	// NetNS is the network namespace the sockets were read from, as the
+	// /proc/PID/ns/net link reads ("net:[4026531840]"); its processes are
+	// scanned first, since they are the ones that almost always hold its
+	// sockets. "" scans in PID order.
+	NetNS string
+	// All scans every process even once every socket has an owner, so a
+	// socket shared by several processes (a listener inherited by
+	// workers) lists them all.
+	All bool
+}
+
 // ScanProcesses walks procRoot/[0-9]*/fd and maps each socket inode in want
-// to the processes holding it. Processes that exit during the scan are
+// to every process holding it. Processes that exit during the scan are
 // ignored; fd directories that cannot be read are counted as unreadable.
 func ScanProcesses(procRoot string, want map[uint64]struct{}) (Owners, ProcScan, error) {
+	return ScanProcessesFor(procRoot, want, ScanOptions{All: true})
+}
+
+// ScanProcessesFor is ScanProcesses that, unless o.All, stops as soon as
+// every inode in want has an owner: reading every fd of every process is
+// what makes attribution cost more than reading the socket table (ss -p
+// pays the same), and the sockets asked for are usually found long before
+// the last process. Processes in o.NetNS go first.
+func ScanProcessesFor(procRoot string, want map[uint64]struct{}, o ScanOptions) (Owners, ProcScan, error) {
 	var st ProcScan
 	owners := Owners{}
 	if len(want) == 0 {
@@ -49,55 +75,27 @@ func ScanProcesses(procRoot string, want map[uint64]struct{}) (Owners, ProcScan,
 	if err != nil {
 		return nil, st, fmt.Errorf("scan processes: %w", err)
 	}
-	// One buffer for every readlink: "socket:[" + 20 digits + "]" fits, and
-	// longer targets (file paths) are not sockets anyway.
-	link := make([]byte, 64)
-	prefix := []byte("socket:[")
-	pids := map[int]struct{}{}
+	pids := make([]int, 0, len(names))
 	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil || pid <= 0 {
-			continue
+		if pid, err := strconv.Atoi(name); err == nil && pid > 0 {
+			pids = append(pids, pid)
 		}
-		st.Processes++
-		fdDir := filepath.Join(procRoot, name, "fd")
-		dfd, err := unix.Open(fdDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-				st.Unreadable++
-			}
-			continue // ENOENT: the process exited
-		}
-		fds, err := readDirNames(dfd)
-		if err != nil {
-			unix.Close(dfd)
-			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-				st.Unreadable++
-			}
-			continue
-		}
-		for _, fd := range fds {
-			n, err := unix.Readlinkat(dfd, fd, link)
-			if err != nil || n <= len(prefix)+1 || !bytes.HasPrefix(link[:n], prefix) || link[n-1] != ']' {
-				continue
-			}
-			ino, ok := parseDec(link[len(prefix) : n-1])
-			if !ok {
-				continue
-			}
-			if _, ok := want[ino]; !ok {
-				continue
-			}
-			ps := owners[ino]
-			if len(ps) == 0 || ps[len(ps)-1].PID != pid {
-				owners[ino] = append(ps, Process{PID: pid})
-				pids[pid] = struct{}{}
-			}
-		}
-		unix.Close(dfd)
 	}
-	comms := make(map[int]string, len(pids))
-	for pid := range pids {
+	st.Processes = len(pids)
+	if o.NetNS != "" {
+		pids = sameNetnsFirst(procRoot, pids, o.NetNS)
+	}
+	sc := scanner{procRoot: procRoot, want: want, owners: owners, found: map[int]struct{}{},
+		link: make([]byte, 64), missing: len(want)}
+	for i, pid := range pids {
+		if !o.All && sc.missing == 0 {
+			st.StoppedEarly = i < len(pids)
+			break
+		}
+		sc.scan(pid, &st)
+	}
+	comms := make(map[int]string, len(sc.found))
+	for pid := range sc.found {
 		comms[pid] = readComm(procRoot, pid)
 	}
 	for ino, ps := range owners {
@@ -109,6 +107,80 @@ func ScanProcesses(procRoot string, want map[uint64]struct{}) (Owners, ProcScan,
 	}
 	st.Attributed = len(owners)
 	return owners, st, nil
+}
+
+// sameNetnsFirst orders pids so those in network namespace netns come
+// first, each group in PID order. A process whose namespace cannot be read
+// (another user's, unprivileged) goes with the rest.
+func sameNetnsFirst(procRoot string, pids []int, netns string) []int {
+	out := make([]int, 0, len(pids))
+	var rest []int
+	link := make([]byte, 64)
+	for _, pid := range pids {
+		n, err := unix.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "ns", "net"), link)
+		if err == nil && string(link[:n]) == netns {
+			out = append(out, pid)
+		} else {
+			rest = append(rest, pid)
+		}
+	}
+	return append(out, rest...)
+}
+
+type scanner struct {
+	procRoot string
+	want     map[uint64]struct{}
+	owners   Owners
+	found    map[int]struct{} // pids holding a wanted socket
+	link     []byte           // one buffer for every readlink
+	missing  int              // wanted inodes without an owner yet
+}
+
+var socketPrefix = []byte("socket:[")
+
+// scan maps the wanted sockets among pid's file descriptors.
+func (sc *scanner) scan(pid int, st *ProcScan) {
+	fdDir := filepath.Join(sc.procRoot, strconv.Itoa(pid), "fd")
+	dfd, err := unix.Open(fdDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			st.Unreadable++
+		}
+		return // ENOENT: the process exited
+	}
+	defer unix.Close(dfd)
+	fds, err := readDirNames(dfd)
+	if err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			st.Unreadable++
+		}
+		return
+	}
+	st.Scanned++
+	// "socket:[" + 20 digits + "]" fits the buffer; longer targets (file
+	// paths) are not sockets anyway.
+	link, prefix := sc.link, socketPrefix
+	for _, fd := range fds {
+		n, err := unix.Readlinkat(dfd, fd, link)
+		if err != nil || n <= len(prefix)+1 || !bytes.HasPrefix(link[:n], prefix) || link[n-1] != ']' {
+			continue
+		}
+		ino, ok := parseDec(link[len(prefix) : n-1])
+		if !ok {
+			continue
+		}
+		if _, ok := sc.want[ino]; !ok {
+			continue
+		}
+		ps := sc.owners[ino]
+		if len(ps) == 0 {
+			sc.missing--
+		}
+		if len(ps) == 0 || ps[len(ps)-1].PID != pid {
+			sc.owners[ino] = append(ps, Process{PID: pid})
+			sc.found[pid] = struct{}{}
+		}
+	}
 }
 
 // readDirNames lists a directory opened as dfd; it reads with getdents

@@ -1,4 +1,5 @@
-// Package sockstat reads the kernel's TCP socket table from /proc, classifies
+// Package sockstat reads the kernel's TCP socket table from /proc (pkg/sockdiag
+// reads it through netlink into the same Socket type), classifies
 // each socket as outbound or inbound, aggregates state counts and queue bytes
 // per peer, attributes sockets to processes, and turns what it sees into
 // findings (CLOSE_WAIT pile-ups, TIME_WAIT churn, stuck Send-Q, no
@@ -6,6 +7,7 @@
 package sockstat
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,23 +18,60 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// Socket is one line of /proc/net/tcp or tcp6. IPv4-mapped IPv6 addresses
-// are unmapped, so Local and Remote compare equal to what Go's net package
-// reports for the same connection.
+// Socket is one TCP socket: a line of /proc/net/tcp or tcp6, or a netlink
+// sock_diag message. IPv4-mapped IPv6 addresses are unmapped, so Local and
+// Remote compare equal to what Go's net package reports for the same
+// connection.
 type Socket struct {
 	Local, Remote netip.AddrPort
 	State         State
-	SendQ, RecvQ  uint64 // bytes (tx_queue, rx_queue); for LISTEN the accept backlog
+	SendQ, RecvQ  uint64 // bytes (tx_queue, rx_queue); for LISTEN Recv-Q is the accept backlog
 	Inode         uint64 // 0 for TIME_WAIT and request sockets, which no process owns
 	UID           uint32
+	// TCP is the kernel's tcp_info: nil from /proc, and for TIME_WAIT and
+	// request sockets, which have none.
+	TCP *TCPInfo
 }
 
-// Sources says which files a read used and which it skipped.
+// Sources says where the socket table came from: which source and why,
+// and for /proc which files a read used and which it skipped.
 type Sources struct {
+	// Source is SourceNetlink or SourceProc; Why says why that one.
+	Source string `json:"source"`
+	Why    string `json:"why,omitempty"`
+	// Netlink is filled by the netlink source.
+	Netlink *DiagSource     `json:"netlink,omitempty"`
 	Read    []FileSource    `json:"read"`
 	Skipped []SkippedSource `json:"skipped"`
 	// Processes is filled in by process attribution; nil when it was off.
 	Processes *ProcScan `json:"processes,omitempty"`
+}
+
+// The socket table sources.
+const (
+	SourceNetlink = "netlink" // sock_diag netlink: binary, with tcp_info
+	SourceProc    = "proc"    // /proc/net/tcp{,6}: text, any namespace readable through /proc/PID/net
+)
+
+// DiagSource says how a sock_diag netlink dump went.
+type DiagSource struct {
+	// Namespace is "self" (the network namespace logdoctor runs in) or
+	// the namespace file entered (/proc/PID/ns/net).
+	Namespace string `json:"namespace"`
+	Sockets   int    `json:"sockets"`
+	IPv4      int    `json:"ipv4"`
+	IPv6      int    `json:"ipv6"`
+	// TCPInfo counts the sockets that came with tcp_info (every socket
+	// but listeners, TIME_WAIT and request sockets).
+	TCPInfo  int `json:"tcp_info"`
+	Messages int `json:"-"`
+	// Malformed counts messages that could not be parsed (the first 20
+	// are kept with their reason); the rest of the dump still counts.
+	Malformed         int      `json:"malformed_messages"`
+	MalformedMessages []string `json:"malformed,omitempty"`
+	// Interrupted is set when the kernel flagged the dump as inconsistent
+	// (NLM_F_DUMP_INTR): the table changed while it was being read.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // FileSource is one socket file that was read.
@@ -54,18 +93,17 @@ var ErrNoSocketTable = errors.New("no TCP socket table readable")
 
 // ReadTCP reads procRoot/net/tcp and procRoot/net/tcp6.
 //
-// It reads /proc rather than asking netlink (sock_diag), the interface
-// procfs's deprecation notes point to, on purpose: /proc works unprivileged
-// in any container, needs no netlink socket (seccomp profiles often block
-// them), and shows another process's network namespace through
-// /proc/PID/net without entering it.
+// /proc is the fallback to the netlink source (pkg/sockdiag) and the only
+// way where netlink is not: it works unprivileged in any container, needs
+// no netlink socket (seccomp profiles often block them), and shows another
+// process's network namespace through /proc/PID/net without entering it.
 // procRoot is a proc
 // mount ("/proc"), a process's directory ("/proc/1234", whose net/ is that
 // process's network namespace) or a fixture tree. A missing file (tcp6 with
 // IPv6 disabled) is skipped and noted in Sources; a malformed line is
 // noted with its line number and the other lines are still returned.
 func ReadTCP(procRoot string) ([]Socket, Sources, error) {
-	src := Sources{Read: []FileSource{}, Skipped: []SkippedSource{}}
+	src := Sources{Source: SourceProc, Read: []FileSource{}, Skipped: []SkippedSource{}}
 	// procfs checks the root is a directory (and knows a real proc mount
 	// from a fixture tree) before anything is read.
 	if _, err := procfs.NewFS(procRoot); err != nil {
@@ -144,4 +182,32 @@ func Find(socks []Socket, local, remote netip.AddrPort) (Socket, bool) {
 		}
 	}
 	return Socket{}, false
+}
+
+// CountHint estimates how many TCP sockets the namespace of
+// procRoot/net holds, from net/sockstat and sockstat6 (sockets in use
+// plus TIME_WAIT): a few hundred bytes to read, so a reader can size its
+// table once instead of growing it. 0 when the files cannot be read.
+func CountHint(procRoot string) int {
+	n := 0
+	for _, f := range []string{"net/sockstat", "net/sockstat6"} {
+		b, err := os.ReadFile(filepath.Join(procRoot, f))
+		if err != nil {
+			continue
+		}
+		for line := range bytes.SplitSeq(b, []byte("\n")) {
+			fields := bytes.Fields(line)
+			if len(fields) == 0 || (string(fields[0]) != "TCP:" && string(fields[0]) != "TCP6:") {
+				continue
+			}
+			for i := 1; i+1 < len(fields); i += 2 {
+				if k := string(fields[i]); k == "inuse" || k == "tw" {
+					if v, ok := parseDec(fields[i+1]); ok && v < 1<<31 {
+						n += int(v)
+					}
+				}
+			}
+		}
+	}
+	return n
 }

@@ -133,7 +133,9 @@ func Send(ctx context.Context, cfg SendConfig) (*SendResult, error) {
 		}
 	}
 	done := make(chan struct{})
-	go func() { // collect acks
+	answered := make(chan struct{}, 1) // a new ack came in
+	// Collect acks.
+	go func() {
 		defer close(done)
 		buf := make([]byte, 2048)
 		for {
@@ -149,6 +151,10 @@ func Send(ctx context.Context, cfg SendConfig) (*SendResult, error) {
 			if sz, ok := sentSeq[a.Seq]; ok && sz == a.Size && !acked[a.Seq] {
 				acked[a.Seq] = true
 				bySize[sz].Acked++
+				select {
+				case answered <- struct{}{}:
+				default:
+				}
 			}
 			mu.Unlock()
 		}
@@ -184,9 +190,25 @@ sending:
 			time.Sleep(cfg.Interval)
 		}
 	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(cfg.Wait):
+	// Wait for the answers, but no longer than it takes: once every probe
+	// that left is answered there is nothing more to learn.
+	wait := time.NewTimer(cfg.Wait)
+	defer wait.Stop()
+waiting:
+	for {
+		mu.Lock()
+		all := len(acked) == len(sentSeq)
+		mu.Unlock()
+		if all {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			break waiting
+		case <-wait.C:
+			break waiting
+		case <-answered:
+		}
 	}
 	conn.Close()
 	<-done
@@ -206,6 +228,33 @@ sending:
 		}
 	}
 	return res, nil
+}
+
+// ErrNothingSent is returned by NothingSent when not one probe that UDP
+// can carry left this host: the sweep measured nothing.
+var ErrNothingSent = errors.New("no probe could be sent")
+
+// NothingSent returns ErrNothingSent (with the first send error) when every
+// probe of every size UDP can carry failed to send; sizes over 65,507 bytes
+// failing is the expected verdict, not a failure to run.
+func (r *SendResult) NothingSent() error {
+	first, sendable := "", 0
+	for _, z := range r.Sizes {
+		if z.Oversize {
+			continue
+		}
+		if z.Sent > 0 {
+			return nil
+		}
+		sendable++
+		if first == "" {
+			first = z.Error
+		}
+	}
+	if sendable == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrNothingSent, first)
 }
 
 func errText(err error) string {

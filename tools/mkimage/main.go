@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/logdoctor/logdoctor/internal/image"
+	"github.com/logdoctor/logdoctor/tools/internal/image"
 )
 
 func main() {

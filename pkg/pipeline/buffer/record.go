@@ -7,22 +7,12 @@ import (
 	"hash/crc32"
 )
 
-// On-disk record framing. Every record is
-//
-//	u32 payload length | u32 crc32c(payload) | payload
-//
-// and the payload is
-//
-//	u8 version (1) | u8 id length | id | u16 tag length | tag |
-//	i64 event seconds | u32 event nanoseconds | i64 ingest unix nanoseconds |
-//	document (the rest: the JSON document sent to Elasticsearch)
-//
-// All integers are little endian. The checksum covers the payload only; a
-// torn tail shows up as a short header, a short payload or a bad checksum.
+// Record framing: the LDBUF2 and LDBUF1 layouts are described in doc.go.
 const (
-	recordHeaderLen = 8
-	recordVersion   = 1
-	fixedPayloadLen = 1 + 1 + 2 + 8 + 4 + 8
+	frameHeaderLen   = 16
+	frameHeaderLenV1 = 8
+	recordVersion    = 1
+	fixedPayloadLen  = 1 + 1 + 2 + 8 + 4 + 8
 
 	// MaxIDLen and MaxTagLen bound the variable-length fields.
 	MaxIDLen  = 255
@@ -30,8 +20,19 @@ const (
 )
 
 // segmentMagic starts every segment file so that a stray file in the
-// buffer directory is never mistaken for one.
-var segmentMagic = []byte("LDBUF1\n\x00")
+// buffer directory is never mistaken for one; its sixth byte is the
+// framing version.
+var (
+	segmentMagic   = []byte("LDBUF2\n\x00")
+	segmentMagicV1 = []byte("LDBUF1\n\x00")
+	syncMarker     = []byte{0xff, 'L', 'D', 0xfe}
+)
+
+// Segment framing versions.
+const (
+	formatV1 = 1
+	formatV2 = 2
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -59,11 +60,14 @@ var (
 	ErrChecksum = errors.New("buffer: record checksum mismatch")
 	ErrTooLarge = errors.New("buffer: record too large")
 	ErrBadField = errors.New("buffer: malformed record")
+	// ErrBadHeader: a frame header without its sync marker or failing its
+	// checksum.
+	ErrBadHeader = errors.New("buffer: damaged record header")
 )
 
 // encodedLen is the framed size of r.
 func encodedLen(r *Record) int {
-	return recordHeaderLen + fixedPayloadLen + len(r.ID) + len(r.Tag) + len(r.Doc)
+	return frameHeaderLen + fixedPayloadLen + len(r.ID) + len(r.Tag) + len(r.Doc)
 }
 
 // appendRecord frames r onto dst.
@@ -76,8 +80,10 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 	}
 	start := len(dst)
 	plen := fixedPayloadLen + len(r.ID) + len(r.Tag) + len(r.Doc)
+	dst = append(dst, syncMarker...)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(plen))
-	dst = binary.LittleEndian.AppendUint32(dst, 0) // checksum, filled below
+	dst = binary.LittleEndian.AppendUint32(dst, 0) // checksums, filled below
+	dst = binary.LittleEndian.AppendUint32(dst, 0)
 	dst = append(dst, recordVersion, byte(len(r.ID)))
 	dst = append(dst, r.ID...)
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(r.Tag)))
@@ -86,8 +92,9 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 	dst = binary.LittleEndian.AppendUint32(dst, r.Nsec)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Ingest))
 	dst = append(dst, r.Doc...)
-	sum := crc32.Checksum(dst[start+recordHeaderLen:], castagnoli)
-	binary.LittleEndian.PutUint32(dst[start+4:], sum)
+	sum := crc32.Checksum(dst[start+frameHeaderLen:], castagnoli)
+	binary.LittleEndian.PutUint32(dst[start+8:], sum)
+	binary.LittleEndian.PutUint32(dst[start+12:], crc32.Checksum(dst[start:start+12], castagnoli))
 	return dst, nil
 }
 
@@ -96,22 +103,65 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 // a complete, intact frame. maxPayload caps the declared length so a corrupt
 // header cannot make the caller wait for gigabytes.
 func nextRecord(b []byte, maxPayload int) (Record, int, error) {
-	if len(b) < recordHeaderLen {
+	plen, err := frameHeader(b, maxPayload)
+	if err != nil {
+		return Record{}, 0, err
+	}
+	if len(b) < frameHeaderLen+plen {
+		return Record{}, 0, ErrShort
+	}
+	p := b[frameHeaderLen : frameHeaderLen+plen]
+	if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(b[8:]) {
+		return Record{}, 0, ErrChecksum
+	}
+	r, err := decodePayload(p)
+	return r, frameHeaderLen + plen, err
+}
+
+// frameHeader checks the header at the start of b and returns the payload
+// length it declares. ErrShort means b is shorter than a header;
+// ErrBadHeader that the header is not intact, so its length cannot be
+// trusted.
+func frameHeader(b []byte, maxPayload int) (int, error) {
+	if len(b) < frameHeaderLen {
+		return 0, ErrShort
+	}
+	if string(b[:4]) != string(syncMarker) || crc32.Checksum(b[:12], castagnoli) != binary.LittleEndian.Uint32(b[12:]) {
+		return 0, ErrBadHeader
+	}
+	plen := int(binary.LittleEndian.Uint32(b[4:]))
+	if plen < fixedPayloadLen || plen > maxPayload {
+		return 0, fmt.Errorf("%w: declared payload %d bytes", ErrBadField, plen)
+	}
+	return plen, nil
+}
+
+// nextRecordV1 is nextRecord for segments in the first framing.
+func nextRecordV1(b []byte, maxPayload int) (Record, int, error) {
+	if len(b) < frameHeaderLenV1 {
 		return Record{}, 0, ErrShort
 	}
 	plen := int(binary.LittleEndian.Uint32(b))
 	if plen < fixedPayloadLen || plen > maxPayload {
 		return Record{}, 0, fmt.Errorf("%w: declared payload %d bytes", ErrBadField, plen)
 	}
-	if len(b) < recordHeaderLen+plen {
+	if len(b) < frameHeaderLenV1+plen {
 		return Record{}, 0, ErrShort
 	}
-	p := b[recordHeaderLen : recordHeaderLen+plen]
+	p := b[frameHeaderLenV1 : frameHeaderLenV1+plen]
 	if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(b[4:]) {
 		return Record{}, 0, ErrChecksum
 	}
 	r, err := decodePayload(p)
-	return r, recordHeaderLen + plen, err
+	return r, frameHeaderLenV1 + plen, err
+}
+
+// decodeFrame reads one frame of the given segment format.
+func decodeFrame(format int, b []byte, maxPayload int) (Record, int, error) {
+	if format == formatV1 {
+		return nextRecordV1(b, maxPayload)
+	}
+	return nextRecord(b, maxPayload)
 }
 
 func decodePayload(p []byte) (Record, error) {

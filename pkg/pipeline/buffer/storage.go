@@ -10,13 +10,55 @@ import (
 )
 
 // storage is one segment's bytes: a file, or memory in memory-only mode.
+// Writes go to the current offset, which Write advances and Seek and
+// Truncate move.
 type storage interface {
 	io.ReaderAt
 	Write(p []byte) (int, error)
 	Sync() error
-	Truncate(size int64) error
+	Truncate(size int64) error // also moves the offset to size
+	SeekTo(off int64) error
+	Size() (int64, error)
 	Close() error
 	Remove() error
+}
+
+// fileSystem creates and opens segment storage. Tests swap it to inject
+// write and fsync failures; everything else uses osFS.
+type fileSystem interface {
+	Create(path string) (storage, error) // truncated if it exists
+	Open(path string) (storage, error)   // read-write, at offset 0
+	SyncDir(dir string) error
+}
+
+type osFS struct{}
+
+func (osFS) Create(path string) (storage, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &fileStorage{f: f, path: path}, nil
+}
+
+func (osFS) Open(path string) (storage, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &fileStorage{f: f, path: path}, nil
+}
+
+func (osFS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
 }
 
 type fileStorage struct {
@@ -27,6 +69,19 @@ type fileStorage struct {
 func (s *fileStorage) ReadAt(p []byte, off int64) (int, error) { return s.f.ReadAt(p, off) }
 func (s *fileStorage) Write(p []byte) (int, error)             { return s.f.Write(p) }
 
+func (s *fileStorage) SeekTo(off int64) error {
+	_, err := s.f.Seek(off, io.SeekStart)
+	return err
+}
+
+func (s *fileStorage) Size() (int64, error) {
+	fi, err := s.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
 // Sync uses fdatasync: the file's size is data for this purpose, and the
 // inode times are not worth a second disk write per commit.
 func (s *fileStorage) Sync() error {
@@ -34,7 +89,7 @@ func (s *fileStorage) Sync() error {
 		err := unix.Fdatasync(int(s.f.Fd()))
 		if err != unix.EINTR {
 			if err != nil {
-				return fmt.Errorf("fdatasync %s: %w", s.path, err)
+				return &os.PathError{Op: "fdatasync", Path: s.path, Err: err}
 			}
 			return nil
 		}
@@ -61,6 +116,7 @@ func (s *fileStorage) Remove() error {
 type memStorage struct {
 	mu   sync.RWMutex
 	data []byte
+	off  int64
 }
 
 func (m *memStorage) ReadAt(p []byte, off int64) (int, error) {
@@ -78,9 +134,26 @@ func (m *memStorage) ReadAt(p []byte, off int64) (int, error) {
 
 func (m *memStorage) Write(p []byte) (int, error) {
 	m.mu.Lock()
-	m.data = append(m.data, p...)
+	if end := m.off + int64(len(p)); end > int64(len(m.data)) {
+		m.data = append(m.data, make([]byte, end-int64(len(m.data)))...)
+	}
+	copy(m.data[m.off:], p)
+	m.off += int64(len(p))
 	m.mu.Unlock()
 	return len(p), nil
+}
+
+func (m *memStorage) SeekTo(off int64) error {
+	m.mu.Lock()
+	m.off = off
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *memStorage) Size() (int64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return int64(len(m.data)), nil
 }
 
 func (m *memStorage) Sync() error { return nil }
@@ -90,6 +163,7 @@ func (m *memStorage) Truncate(size int64) error {
 	if size < int64(len(m.data)) {
 		m.data = m.data[:size]
 	}
+	m.off = size
 	m.mu.Unlock()
 	return nil
 }
