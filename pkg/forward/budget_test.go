@@ -233,7 +233,7 @@ func TestDecoderJSONWithinBudget(t *testing.T) {
 	rec := `{"m":[` + strings.Repeat("1,", 200<<10) + `1]}`
 	one := []byte(`["t",[[1,` + rec + `]],{"chunk":"x"}]`)
 	b := inflight.New(8 << 20)
-	dec, l := budgetDecoder(bytes.NewReader(one), forward.Limits{}, b)
+	dec, _ := budgetDecoder(bytes.NewReader(one), forward.Limits{}, b)
 	if _, err := dec.Next(); !errors.Is(err, inflight.ErrNeverFits) {
 		t.Fatalf("got %v, want ErrNeverFits", err)
 	}
@@ -249,7 +249,7 @@ func TestDecoderJSONWithinBudget(t *testing.T) {
 		fmt.Fprintf(&sb, "[%d,%s]", i, small)
 	}
 	sb.WriteString(`],{"chunk":"y"}]`)
-	dec, l = budgetDecoder(strings.NewReader(sb.String()), forward.Limits{}, b)
+	dec, l := budgetDecoder(strings.NewReader(sb.String()), forward.Limits{}, b)
 	got, err := dec.Next()
 	if err != nil {
 		t.Fatal(err)
