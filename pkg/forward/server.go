@@ -420,7 +420,9 @@ func (s *Server) serve(ctx context.Context, cs *conn) error {
 	defer warn.flush()
 	if s.SharedKey != "" || len(s.Users) > 0 {
 		if err := s.handshake(c, dec); err != nil {
-			if errors.Is(err, errPeerGone) || gone() {
+			// A failed handshake is counted even when shutdown or an
+			// eviction raced it; other errors then are just the close.
+			if errors.Is(err, errPeerGone) || gone() && !errors.Is(err, ErrAuth) {
 				return nil
 			}
 			return err
