@@ -269,6 +269,7 @@ type ESServeOptions struct {
 	Nodes            int
 	Data             string
 	MaxContentLength string
+	InFlightLimit    string
 	MaxDocs          int64
 	User, Password   string
 	APIKey           string
@@ -334,6 +335,7 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	intVar(f, &o.Nodes, "nodes", 1, 1, 64, "a number of nodes from 1 to 64", "nodes (listeners) sharing one store")
 	f.StringVar(&o.Data, "data", "", "keep documents in this directory (survive restarts); memory only when empty")
 	sizeVar(f, &o.MaxContentLength, "max-content-length", "100MiB", parseESBytes, 1, false, "a size like 100MiB, 100mb or 104857600, up to 1TiB", "http.max_content_length: larger bodies get 413")
+	sizeVar(f, &o.InFlightLimit, "inflight-requests-limit", "256MiB", parseSize, 0, false, "0 (no limit) or a size like 256MiB", "network.breaker.inflight_requests.limit per node: request bodies, counted twice, past it get 429 circuit_breaking_exception (0: no limit)")
 	int64Var(f, &o.MaxDocs, "max-docs", 0, 0, math.MaxInt64, "0 (no bound) or a number of documents", "documents held at most; past that writes get 429 cluster_block_exception, as past the flood-stage disk watermark (0: no bound)")
 	f.StringVar(&o.User, "user", "", "require basic auth with this user")
 	f.StringVar(&o.Password, "password", "", "basic auth password (or LOGDOCTOR_ES_PASSWORD)")
@@ -366,6 +368,10 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	}
 	if o.MaxDocs < 0 {
 		return nil, usageErrorf("--max-docs must not be negative")
+	}
+	inflightLimit, err := parseSize(o.InFlightLimit)
+	if err != nil {
+		return nil, usageErrorf("--inflight-requests-limit: %v", err)
 	}
 	if o.Nodes < 1 || o.Nodes > 64 {
 		return nil, usageErrorf("--nodes must be between 1 and 64")
@@ -412,13 +418,24 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := essim.Start(sctx, o.Listen, essim.Config{Version: o.Version, Distribution: o.Distribution, ClusterName: o.ClusterName, Nodes: o.Nodes,
-		DataDir: o.Data, MaxContentLength: mcl, MaxDocs: o.MaxDocs, Username: o.User, Password: o.Password, APIKey: o.APIKey, TLS: tlsCfg, Faults: faults})
+		DataDir: o.Data, MaxContentLength: mcl, MaxDocs: o.MaxDocs, InFlightRequestsLimit: offIfZero(inflightLimit), Username: o.User, Password: o.Password, APIKey: o.APIKey, TLS: tlsCfg, Faults: faults})
 	if err != nil {
 		// The flags and CheckVersion refused every bad value already: what
 		// is left (the port is taken, say) is a failure to run.
 		return nil, err
 	}
 	defer s.Close()
+	// With --data the documents are on disk and a node's memory is its
+	// in-flight requests plus ~43 bytes a document: the runtime's soft
+	// limit follows both. In memory the documents are what it holds, by
+	// design, so no limit is set.
+	if o.Data != "" {
+		if _, restore := setMemoryLimit(inflightLimit*int64(o.Nodes), func() int64 {
+			return int64(s.Stats().Docs) * embeddedESBytesPerDoc
+		}); restore != nil {
+			defer restore()
+		}
+	}
 	if onListen != nil {
 		onListen(s)
 	}

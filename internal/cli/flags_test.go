@@ -151,6 +151,10 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"forward serve --idle-timeout":      {usage(durZero, "--idle-timeout", "-1s")},
 		"forward serve --max-conns":         {usage("want 0 (no limit) or a number of connections", "--max-conns", "-1")},
 
+		"forward serve --max-decompressed-size": {usage("want a size of 1 byte or more", "--max-decompressed-size", "0")},
+		"forward serve --max-in-flight":         {usage("want 0 (no bound) or a size like 256MiB", "--max-in-flight", "lots")},
+		"forward serve --first-request-timeout": {usage(durZero, "--first-request-timeout", "-1s")},
+
 		"pipeline run --forward":               {usage("want HOST:PORT with a port from 0 to 65535", "--forward", "127.0.0.1:99999"), usage("no input", "--forward", "")},
 		"pipeline run --forward-tls-cert":      {missing("no such file", "--forward-tls-cert", gone, "--forward-tls-key", gone), usage("go together", "--forward-tls-cert", gone)},
 		"pipeline run --forward-tls-key":       {missing("no such file", "--forward-tls-key", gone, "--forward-tls-cert", gone), usage("go together", "--forward-tls-key", gone)},
@@ -159,6 +163,8 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"pipeline run --idle-timeout":          {usage(durZero, "--idle-timeout", "-1s")},
 		"pipeline run --max-request-size":      {usage("want a size of 1 byte or more", "--max-request-size", "0"), usage("want a size", "--max-request-size", "lots")},
 		"pipeline run --max-decompressed-size": {usage("want a size of 1 byte or more", "--max-decompressed-size", "-1MiB")},
+		"pipeline run --max-in-flight":         {usage("want 0 (no bound) or a size like 256MiB", "--max-in-flight", "-1MiB")},
+		"pipeline run --first-request-timeout": {usage(durZero, "--first-request-timeout", "-1s")},
 		"pipeline run --udp":                   {usage("want HOST:PORT with a port from 0 to 65535", "--udp", "127.0.0.1:70000")},
 		"pipeline run --udp-tag":               {usage("want a non-empty tag", "--udp-tag", "")},
 		"pipeline run --udp-max-datagram":      {usage("want a number of bytes from 1 to 65507", "--udp-max-datagram", "0"), usage("65507", "--udp-max-datagram", "70000")},
@@ -226,6 +232,8 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"es serve --health":             {usage(`want "", green, yellow or red`, "--health", "purple")},
 		"es serve --late-by":            {usage(durPos, "--late-by", "0")},
 		"es serve --publish-address":    {usage("--publish-address", "--publish-address", "nocolon")},
+
+		"es serve --inflight-requests-limit": {usage("want 0 (no limit) or a size like 256MiB", "--inflight-requests-limit", "lots")},
 
 		"smoke --count":            {usage("want a number of canaries from 1 to 50000", "--count", "0"), usage("from 1 to 50000", "--count", "50001")},
 		"smoke --chunk-size":       {usage("want a number of canaries from 1", "--chunk-size", "0")},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
+	"github.com/logdoctor/logdoctor/pkg/inflight"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -282,8 +283,11 @@ type ForwardServeOptions struct {
 	Duration        time.Duration
 	Heartbeat       bool
 	MaxRequestBytes int64
+	MaxDecompressed string
+	MaxInFlight     string
 	ReadTimeout     time.Duration
 	IdleTimeout     time.Duration
+	FirstRequest    time.Duration
 	MaxConns        int
 }
 
@@ -360,9 +364,12 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 	durVar(f, &o.Duration, "duration", 0, 0, wantDurOrZero("until SIGINT"), "stop after this long (0: until SIGINT)")
 	f.BoolVar(&o.Heartbeat, "heartbeat", true, "answer UDP heartbeats on the same port")
 	int64Var(f, &o.MaxRequestBytes, "max-request-bytes", forward.DefaultLimits.MaxRequestBytes, 1, math.MaxInt64, "a number of bytes of 1 or more", "close connections sending a larger request")
+	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", "128MiB", parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one closes the connection)")
+	sizeVar(f, &o.MaxInFlight, "max-in-flight", "256MiB", parseSize, 0, false, "0 (no bound) or a size like 256MiB", "memory for requests being read and decoded, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
 	durVar(f, &o.ReadTimeout, "read-timeout", 0, 0, wantDurOrZero("no limit"), "close a connection that takes longer to send one request (0: no limit)")
 	durVar(f, &o.IdleTimeout, "idle-timeout", 0, 0, wantDurOrZero("never"), "close a connection idle between requests this long (0: never, as in_forward)")
-	intVar(f, &o.MaxConns, "max-conns", 0, 0, 1<<20, "0 (no limit) or a number of connections up to 1048576", "refuse connections beyond this many (0: no limit)")
+	durVar(f, &o.FirstRequest, "first-request-timeout", 60*time.Second, 0, wantDurOrZero("never"), "close a connection that has not sent a complete request this long after connecting (0: never)")
+	intVar(f, &o.MaxConns, "max-conns", 0, 0, 1<<20, "0 (no limit) or a number of connections up to 1048576", "at this many connections, close the one idle the longest to admit a new one (0: no limit)")
 	return cmd
 }
 
@@ -441,6 +448,8 @@ type serveData struct {
 	AcksWithheld int64            `json:"acks_withheld"`
 	ClosedByRule int64            `json:"closed_by_close_after"`
 	Blackholed   int64            `json:"blackholed_connections,omitempty"`
+	// InFlight is the memory budget's account (--max-in-flight).
+	InFlight *inflight.Stats `json:"in_flight,omitempty"`
 }
 
 func (d *serveData) Sections() []report.Section {
@@ -449,11 +458,15 @@ func (d *serveData) Sections() []report.Section {
 		s.Rows = append(s.Rows, []string{t.Tag, strconv.FormatInt(t.Events, 10), strconv.FormatInt(t.Requests, 10), strconv.FormatInt(t.Bytes, 10)})
 	}
 	st := d.Stats
-	lines := []string{fmt.Sprintf("connections %d (refused %d, closed on error %d, auth failed %d); requests %d, events %d, acks sent %d, acks withheld %d, closed by --close-after %d, non-requests dropped %d",
-		st.Accepted, st.Refused, st.Errors, st.AuthFailed, st.Requests, st.Events, st.Acks, d.AcksWithheld, d.ClosedByRule, st.Dropped)}
+	lines := []string{fmt.Sprintf("connections %d (refused %d, closed on error %d, auth failed %d, replaced at --max-conns %d, no request in time %d, closed for broken values %d); requests %d, events %d, acks sent %d, acks withheld %d, closed by --close-after %d, non-requests dropped %d",
+		st.Accepted, st.Refused, st.Errors, st.AuthFailed, st.Evicted, st.NoFirstRequest, st.ClosedBroken, st.Requests, st.Events, st.Acks, d.AcksWithheld, d.ClosedByRule, st.Dropped)}
 	if st.TLSFailed+st.BadRequests+st.UnknownCompression > 0 {
 		lines = append(lines, fmt.Sprintf("closed on error: TLS handshake failed %d, bad requests %d, unknown compression %d",
 			st.TLSFailed, st.BadRequests, st.UnknownCompression))
+	}
+	if b := d.InFlight; b != nil {
+		lines = append(lines, fmt.Sprintf("in-flight memory: peak %d of %d bytes; requests waited %d times, refused %d (larger than the budget) and %d (to break a wait cycle)",
+			b.Peak, b.Limit, b.Waits, b.Refused, b.Preempted))
 	}
 	if d.Blackhole {
 		lines = append(lines, fmt.Sprintf("blackhole: %d connection(s) accepted and never read", d.Blackholed))
@@ -498,6 +511,17 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	if err := checkHostPort(o.Listen, 0); err != nil {
 		return nil, usageErrorf("--listen %q: want %s", o.Listen, wantListen)
 	}
+	maxDec, err := parseSize(o.MaxDecompressed)
+	if err != nil {
+		return nil, usageErrorf("--max-decompressed-size: %v", err)
+	}
+	maxInFlight, err := parseSize(o.MaxInFlight)
+	if err != nil {
+		return nil, usageErrorf("--max-in-flight: %v", err)
+	}
+	if o.FirstRequest < 0 {
+		return nil, usageErrorf("--first-request-timeout must not be negative (0 turns it off)")
+	}
 	users := map[string]string{}
 	for _, u := range o.Users {
 		name, pw, ok := strings.Cut(u, ":")
@@ -537,9 +561,16 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	}
 	counts := &serveCounts{policy: policy, closeAfter: o.CloseAfter, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
 		tags: map[string]*tagCount{}, modes: map[string]int64{}}
+	var budget *inflight.Budget
+	if maxInFlight > 0 {
+		budget = inflight.New(maxInFlight)
+		if limit, restore := setMemoryLimit(maxInFlight, nil); limit > 0 {
+			defer restore()
+		}
+	}
 	srv := &forward.Server{Handler: counts, SharedKey: o.SharedKey, Users: users, TLSConfig: tc, Hostname: o.Hostname,
-		Logger: logger, Limits: forward.Limits{MaxRequestBytes: o.MaxRequestBytes},
-		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxConns: o.MaxConns}
+		Logger: logger, Limits: forward.Limits{MaxRequestBytes: o.MaxRequestBytes, MaxDecompressedBytes: maxDec}, Budget: budget,
+		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, FirstRequestTimeout: o.FirstRequest, MaxConns: o.MaxConns}
 	if policy.kind == "wrong" {
 		srv.AckFor = func(req *forward.Request) string { return "logdoctor-wrong-" + req.Chunk }
 	}
@@ -574,6 +605,10 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	data.Modes, data.JSONReqs, data.AcksWithheld, data.ClosedByRule = counts.modes, counts.json, counts.withheld, counts.closed
 	counts.mu.Unlock()
 	data.Stats = srv.Stats()
+	if budget != nil {
+		st := budget.Stats()
+		data.InFlight = &st
+	}
 	data.Seconds = now().Sub(started).Seconds()
 	r.Data = data
 	r.Add(forwardInputFindings(data.Listen, data.Stats)...)

@@ -421,9 +421,9 @@ s.close()
 	_ = strconv.Itoa
 }
 
-// forward serve's connection limits reach the server: --max-conns refuses
-// a second connection, --idle-timeout closes an idle one (as a load
-// balancer would), and --read-timeout a trickled request.
+// forward serve's connection limits reach the server: at --max-conns a
+// new connection replaces the one idle the longest, and --idle-timeout
+// closes an idle one (as a load balancer would).
 func TestForwardServeConnectionLimits(t *testing.T) {
 	addr, stop := startServe(t, ForwardServeOptions{MaxConns: 1, IdleTimeout: time.Second, ReadTimeout: 5 * time.Second})
 	first, err := net.Dial("tcp", addr)
@@ -431,23 +431,25 @@ func TestForwardServeConnectionLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer first.Close()
+	first.Write([]byte{0xc0}) // a heartbeat: the first connection is surely accepted before the second
+	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
-	// The accept loop takes connections in order: the first holds the
-	// only slot, so the second is refused (closed at once).
 	second, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := second.Read(make([]byte, 1)); err == nil {
-		t.Fatal("second connection answered")
+	defer second.Close()
+	// The accept loop takes connections in order: the second replaces
+	// the first, which is closed at once.
+	first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := first.Read(make([]byte, 1)); err == nil {
+		t.Fatal("first connection answered")
 	}
 	if el := time.Since(start); el >= time.Second {
-		t.Fatalf("second connection closed after %v: idle-closed, not refused", el)
+		t.Fatalf("first connection closed after %v: idle-closed, not replaced", el)
 	}
-	second.Close()
-	first.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = first.Read(make([]byte, 1))
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = second.Read(make([]byte, 1))
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("idle connection not closed by --idle-timeout 1s")
@@ -455,8 +457,8 @@ func TestForwardServeConnectionLimits(t *testing.T) {
 	if el := time.Since(start); el < time.Second {
 		t.Fatalf("idle connection closed after %v", el)
 	}
-	if d := stop(); d.Stats.Refused < 1 || d.Stats.Errors != 0 {
-		t.Fatalf("stats %+v: want a refused connection and no errors", d.Stats)
+	if d := stop(); d.Stats.Evicted != 1 || d.Stats.Errors != 0 {
+		t.Fatalf("stats %+v: want one replaced connection and no errors", d.Stats)
 	}
 }
 

@@ -52,6 +52,8 @@ type PipelineOptions struct {
 	IdleTimeout      time.Duration
 	MaxRequest       string
 	MaxDecompressed  string
+	MaxInFlight      string
+	FirstRequest     time.Duration
 
 	UDP            string
 	UDPTag         string
@@ -128,11 +130,13 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringVar(&o.SelfHostname, "self-hostname", "", "hostname sent in the handshake's PONG, Fluentd's <security> self_hostname; it must differ from the sender's (default logdoctor-pipeline.<this host>)")
 	f.StringVar(&o.ForwardTLSCert, "forward-tls-cert", "", "TLS certificate file for the forward input")
 	f.StringVar(&o.ForwardTLSKey, "forward-tls-key", "", "TLS key file for the forward input")
-	intVar(f, &o.MaxConns, "max-conns", 1024, 1, 1<<20, "a number from 1 to 1048576", "maximum concurrent forward connections")
+	intVar(f, &o.MaxConns, "max-conns", 1024, 1, 1<<20, "a number from 1 to 1048576", "maximum concurrent forward connections; at the limit the connection idle the longest is closed to admit a new one")
 	durVar(f, &o.ReadTimeout, "read-timeout", 60*time.Second, time.Nanosecond, wantPositiveDur, "close a forward connection that takes longer to send one request (slowloris)")
 	durVar(f, &o.IdleTimeout, "idle-timeout", 0, 0, wantDurOrZero("never"), "close a forward connection idle between requests this long (0: never, as in_forward)")
+	durVar(f, &o.FirstRequest, "first-request-timeout", 60*time.Second, 0, wantDurOrZero("never"), "close a forward connection that has not sent a complete request this long after connecting (0: never)")
 	sizeVar(f, &o.MaxRequest, "max-request-size", "32MiB", parseSize, 1, false, "a size of 1 byte or more, like 32MiB", "largest forward request on the wire")
-	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", "128MiB", parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip")
+	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", "128MiB", parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one is refused)")
+	sizeVar(f, &o.MaxInFlight, "max-in-flight", "256MiB", parseSize, 0, false, "0 (no bound) or a size like 256MiB", "memory for forward requests being read, decoded and buffered, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
 	addrVar(f, &o.UDP, "udp", "", true, true, "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
 	nonEmptyVar(f, &o.UDPTag, "udp-tag", "udp", "a non-empty tag", "tag of events received over UDP")
 	intVar(f, &o.UDPMaxDatagram, "udp-max-datagram", 65507, 1, 65507, "a number of bytes from 1 to 65507 (the largest UDP payload)", "largest UDP datagram accepted (larger ones are dead-lettered)")
@@ -231,6 +235,15 @@ func parseSize(s string) (int64, error) {
 	return int64(n * float64(mult)), nil
 }
 
+// offIfZero maps a flag's 0 ("off") to the negative value a Config reads
+// as off, since a zero Config field means "the default".
+func offIfZero[T int64 | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
 // selfHostname is the server's name in the forward handshake: the flag's
 // value, else prefix.<this host>. Fluentd's in_forward and out_forward
 // both refuse a PONG or PING carrying their own name ("same hostname
@@ -268,9 +281,9 @@ func defaultBufferDir() string {
 func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	var cfg pipeline.Config
 	sizes := map[string]*int64{}
-	var maxReq, maxDec, bufMax, rcv, batch int64
-	sizes["--max-request-size"], sizes["--max-decompressed-size"], sizes["--buffer-max"], sizes["--udp-rcvbuf"], sizes["--batch-size"] = &maxReq, &maxDec, &bufMax, &rcv, &batch
-	vals := map[string]string{"--max-request-size": o.MaxRequest, "--max-decompressed-size": o.MaxDecompressed,
+	var maxReq, maxDec, maxInFlight, bufMax, rcv, batch int64
+	sizes["--max-request-size"], sizes["--max-decompressed-size"], sizes["--max-in-flight"], sizes["--buffer-max"], sizes["--udp-rcvbuf"], sizes["--batch-size"] = &maxReq, &maxDec, &maxInFlight, &bufMax, &rcv, &batch
+	vals := map[string]string{"--max-request-size": o.MaxRequest, "--max-decompressed-size": o.MaxDecompressed, "--max-in-flight": o.MaxInFlight,
 		"--buffer-max": o.BufferMax, "--udp-rcvbuf": o.UDPRcvBuf, "--batch-size": o.BatchBytes}
 	for flag, p := range sizes {
 		n, err := parseSize(vals[flag])
@@ -294,6 +307,7 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 	cfg = pipeline.Config{
 		ForwardAddr: o.Forward, ForwardSharedKey: o.ForwardSharedKey, ForwardHostname: selfHostname(o.SelfHostname, "logdoctor-pipeline"), MaxConns: o.MaxConns,
 		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxRequestBytes: maxReq, MaxDecompressedBytes: maxDec,
+		MaxInFlightBytes: offIfZero(maxInFlight), FirstRequestTimeout: offIfZero(o.FirstRequest),
 		UDPAddr: o.UDP, UDPTag: o.UDPTag, UDPMaxDatagram: o.UDPMaxDatagram, UDPReadBuffer: int(rcv),
 		UDPTimeKey: o.UDPTimeKey, UDPKeepTimeKey: o.UDPKeepTimeKey,
 		BufferDir: o.BufferDir, MemoryBuffer: o.MemoryBuffer, BufferMaxBytes: bufMax, BufferFullWait: o.FullWait,
@@ -462,13 +476,16 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	var stopES func() error
+	var (
+		stopES func() error
+		esDocs func() int
+	)
 	if embedded {
-		url, dir, stop, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
+		url, dir, stop, docs, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
-		stopES = stop
+		stopES, esDocs = stop, docs
 		urls = []string{url}
 		log.Info("embedded elasticsearch started", "url", url, "data", dir, "kept", o.ESData != "", "max_docs", o.ESMaxDocs)
 	}
@@ -482,6 +499,21 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 			stopES()
 		}
 		return nil, err
+	}
+	// The runtime's soft memory limit follows the in-flight budget plus
+	// what the embedded Elasticsearch's index and a memory buffer hold.
+	if limit, restore := setMemoryLimit(cfg.MaxInFlightBytes, func() int64 {
+		var extra int64
+		if esDocs != nil {
+			extra += int64(esDocs()) * embeddedESBytesPerDoc
+		}
+		if cfg.MemoryBuffer {
+			extra += p.Stats().Buffer.Bytes
+		}
+		return extra
+	}); limit > 0 {
+		defer restore()
+		log.Info("go memory limit set from the in-flight budget", "limit_bytes", limit, "max_in_flight", cfg.MaxInFlightBytes)
 	}
 	// The one line a person needs at start, whatever the log settings.
 	fmt.Fprintf(g.IO.Err, "logdoctor pipeline: forward=%s udp=%s es=%s buffer=%s dead-letter=%s metrics=%s\n",

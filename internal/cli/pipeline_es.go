@@ -10,6 +10,11 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/essim"
 )
 
+// embeddedESBytesPerDoc is what the embedded Elasticsearch keeps in
+// memory per document (its id index; sources stay on disk), with slack
+// over the measured 43 bytes.
+const embeddedESBytesPerDoc = 64
+
 // embeddedESDirName is where the embedded Elasticsearch keeps its
 // documents inside the buffer directory when --es-data is not given.
 const embeddedESDirName = "embedded-es"
@@ -23,9 +28,10 @@ const embeddedESDirName = "embedded-es"
 // --memory-buffer), emptied at start and removed at stop, so like an
 // in-memory store nothing outlives the process. maxDocs (--es-max-docs)
 // bounds its memory: past it writes are refused as past Elasticsearch's
-// flood-stage watermark. It returns the URL, the directory used, and a
-// stop function; cancelling ctx does not stop it.
-func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, error) {
+// flood-stage watermark. It returns the URL, the directory used, a stop
+// function, and a function counting the documents it holds; cancelling
+// ctx does not stop it.
+func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, func() int, error) {
 	dir, temporary := dataDir, false
 	switch {
 	case dataDir != "":
@@ -33,17 +39,17 @@ func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int
 		// The buffer creates its directory 0700; create it first with the
 		// same mode so essim's MkdirAll does not make it 0755.
 		if err := os.MkdirAll(bufferDir, 0o700); err != nil {
-			return "", "", nil, fmt.Errorf("buffer dir: %w", err)
+			return "", "", nil, nil, fmt.Errorf("buffer dir: %w", err)
 		}
 		dir, temporary = filepath.Join(bufferDir, embeddedESDirName), true
 		// Left over by a crash: those documents were meant to vanish.
 		if err := os.RemoveAll(dir); err != nil {
-			return "", "", nil, fmt.Errorf("removing the previous %s: %w", dir, err)
+			return "", "", nil, nil, fmt.Errorf("removing the previous %s: %w", dir, err)
 		}
 	default:
 		d, err := os.MkdirTemp("", "logdoctor-embedded-es-")
 		if err != nil {
-			return "", "", nil, err
+			return "", "", nil, nil, err
 		}
 		dir, temporary = d, true
 	}
@@ -56,7 +62,7 @@ func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int
 		if temporary {
 			os.RemoveAll(dir)
 		}
-		return "", "", nil, err
+		return "", "", nil, nil, err
 	}
 	stop := func() error {
 		err := s.Close()
@@ -65,5 +71,5 @@ func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int
 		}
 		return err
 	}
-	return s.URL(), dir, stop, nil
+	return s.URL(), dir, stop, func() int { return s.Stats().Docs }, nil
 }

@@ -39,7 +39,7 @@ func TestStartEmbeddedESDirs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(esDir, "essim.log"), []byte("C\tstale\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url, dir, stop, err := startEmbeddedES(ctx, "", buf, 0)
+	url, dir, stop, _, err := startEmbeddedES(ctx, "", buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestStartEmbeddedESDirs(t *testing.T) {
 	}
 
 	// --memory-buffer: a temp dir, removed at stop.
-	_, dir, stop, err = startEmbeddedES(ctx, "", "", 0)
+	_, dir, stop, _, err = startEmbeddedES(ctx, "", "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestStartEmbeddedESDirs(t *testing.T) {
 
 	// --es-data: kept across restarts.
 	keep := t.TempDir()
-	url, _, stop, err = startEmbeddedES(ctx, keep, buf, 0)
+	url, _, stop, _, err = startEmbeddedES(ctx, keep, buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestStartEmbeddedESDirs(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	url, _, stop, err = startEmbeddedES(ctx, keep, buf, 0)
+	url, _, stop, _, err = startEmbeddedES(ctx, keep, buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // InCI reports whether the tests run in CI, where nothing may skip.
@@ -118,5 +120,26 @@ func RequireLinux(t testing.TB) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("Linux only")
+	}
+}
+
+// RequireOpenFiles raises this process's soft RLIMIT_NOFILE to at least n
+// (within the hard limit), for tests that hold thousands of sockets, and
+// stops the test when the hard limit is lower.
+func RequireOpenFiles(t testing.TB, n uint64) {
+	t.Helper()
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if rl.Cur >= n {
+		return
+	}
+	if rl.Max < n {
+		unavailable(t, "needs %d open files, the hard limit is %d (ulimit -Hn)", n, rl.Max)
+	}
+	rl.Cur = n
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatalf("raising RLIMIT_NOFILE to %d: %v", n, err)
 	}
 }

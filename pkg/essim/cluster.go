@@ -205,6 +205,13 @@ func (n *node) nodesStats(w http.ResponseWriter, r *http.Request, metrics string
 		if all || want["http"] {
 			st["http"] = map[string]any{"current_open": nd.open.Load(), "total_opened": nd.opened.Load()}
 		}
+		if all || want["breaker"] {
+			used := nd.breaker.used.Load() * inflightOverhead
+			st["breakers"] = map[string]any{nd.breakerName(): map[string]any{
+				"limit_size_in_bytes": nd.breaker.limit, "limit_size": byteSize(nd.breaker.limit),
+				"estimated_size_in_bytes": used, "estimated_size": byteSize(used),
+				"overhead": float64(inflightOverhead), "tripped": nd.breaker.tripped.Load()}}
+		}
 		if all || want["indexing_pressure"] {
 			cur := nd.pressure.Load()
 			tot := nd.pressureTotal.Load()

@@ -70,6 +70,12 @@ type Config struct {
 	Nodes            int    // listeners sharing one store; 1 by default
 	DataDir          string // keep documents on disk here; empty = memory only
 	MaxContentLength int64  // request body cap (413 above); 100 MiB by default
+	// InFlightRequestsLimit is network.breaker.inflight_requests.limit:
+	// the bodies of the requests a node is handling, each byte counted
+	// twice (the breaker's overhead), may not exceed it; a request that
+	// would is answered 429 circuit_breaking_exception before its body is
+	// read. 0: DefaultInFlightRequestsLimit; negative: no limit.
+	InFlightRequestsLimit int64
 	// MaxDocs bounds the documents stored, all indices (0: no bound). At
 	// the bound writes are refused as Elasticsearch refuses them past the
 	// flood-stage disk watermark: 429 cluster_block_exception per item,
@@ -186,6 +192,7 @@ type Stats struct {
 	Requests        int64 `json:"requests"`         // HTTP requests, all nodes
 	WriteActive     int64 `json:"write_active"`     // bulks being indexed now (thread_pool.write.active)
 	WriteQueue      int64 `json:"write_queue"`      // bulks waiting for a write thread
+	BreakerTripped  int64 `json:"breaker_tripped"`  // requests answered 429 circuit_breaking_exception (in-flight requests)
 }
 
 // Server is a running simulated cluster.
@@ -224,6 +231,7 @@ type node struct {
 	coordRejections          atomic.Int64 // indexing_pressure coordinating_rejections
 	pressure, pressureTotal  atomic.Int64 // indexing_pressure bytes, current and total
 	sem                      chan struct{}
+	breaker                  breaker
 
 	connMu sync.Mutex
 	idle   map[net.Conn]*time.Timer
@@ -290,6 +298,9 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	}
 	// A source is never longer than the body; doc keeps its length in 32 bits.
 	cfg.MaxContentLength = min(cfg.MaxContentLength, store.MaxSourceLen)
+	if cfg.InFlightRequestsLimit == 0 {
+		cfg.InFlightRequestsLimit = DefaultInFlightRequestsLimit
+	}
 	if cfg.WriteThreads <= 0 {
 		cfg.WriteThreads = 2
 	}
@@ -346,6 +357,7 @@ func (s *Server) newNode(i int, ln net.Listener) *node {
 	n := &node{s: s, idx: i, name: fmt.Sprintf("essim-%d", i), ln: ln,
 		sem: make(chan struct{}, s.cfg.WriteThreads), idle: map[net.Conn]*time.Timer{}}
 	n.id = nodeID(s.cfg.ClusterName, i)
+	n.breaker.limit = max(s.cfg.InFlightRequestsLimit, 0)
 	scheme := "http"
 	if s.cfg.TLS != nil {
 		scheme = "https"
@@ -595,6 +607,7 @@ func (s *Server) Stats() Stats {
 		st.Rejected += n.rejected.Load()
 		st.WriteActive += n.writeActive.Load()
 		st.WriteQueue += n.writeQueue.Load()
+		st.BreakerTripped += n.breaker.tripped.Load()
 	}
 	return st
 }

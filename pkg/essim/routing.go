@@ -40,6 +40,11 @@ func (n *node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.NoKeepAlive {
 		w.Header().Set("Connection", "close")
 	}
+	release, ok := n.chargeBody(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	// Writes spend their latency inside the write thread pool (see
 	// write), so slow indexing builds a real queue; other requests here.
 	if f.Latency > 0 && !isWrite(r, seg) && !sleepCtx(r.Context(), f.Latency) {
@@ -275,6 +280,12 @@ func (n *node) tooLarge(w http.ResponseWriter, r *http.Request) {
 func (n *node) bodyError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errTooLarge) {
 		n.tooLarge(w, r)
+		return
+	}
+	var be *errBreaking
+	if errors.As(err, &be) {
+		n.discardBody(r)
+		n.circuitBreaking(w, r, err)
 		return
 	}
 	n.esError(w, r, http.StatusBadRequest, "parse_exception", err.Error(), nil)

@@ -67,6 +67,7 @@ func BenchmarkDecode(b *testing.B) {
 				b.Fatal(err)
 			}
 			dec := NewDecoder(&loopReader{b: wire}, Limits{})
+			dec.pools = &pools{}                  // as a Server's connections do
 			if _, err := dec.Next(); err != nil { // warm the reused buffers
 				b.Fatal(err)
 			}

@@ -156,14 +156,31 @@ func TestConcatenatedGzipMembers(t *testing.T) {
 }
 
 func TestGzipBombCapped(t *testing.T) {
+	// 8 MiB of zeros: not an entry, refused at the first inflated byte.
 	var z bytes.Buffer
 	w := gzip.NewWriter(&z)
-	w.Write(make([]byte, 8<<20)) // 8 MiB of zeros compress to ~8 KiB
+	w.Write(make([]byte, 8<<20))
 	w.Close()
 	b, _ := msgpack.Marshal([]any{"t", z.Bytes(), map[string]any{"compressed": "gzip"}})
 	_, err := NewDecoder(bytes.NewReader(b), Limits{MaxDecompressedBytes: 1 << 20}).Next()
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("zeros: got %v, want ErrMalformed", err)
+	}
+	// 8 MiB of valid entries: refused at the limit.
+	var stream []byte
+	var e Encoder
+	big := mustRecord(t, map[string]any{"m": string(bytes.Repeat([]byte("a"), 64<<10))})
+	for len(stream) < 8<<20 {
+		stream = e.appendEntry(stream, Entry{Time: EventTime{Sec: 1}, Record: big})
+	}
+	z.Reset()
+	w = gzip.NewWriter(&z)
+	w.Write(stream)
+	w.Close()
+	b, _ = msgpack.Marshal([]any{"t", z.Bytes(), map[string]any{"compressed": "gzip"}})
+	_, err = NewDecoder(bytes.NewReader(b), Limits{MaxDecompressedBytes: 1 << 20}).Next()
 	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("got %v, want ErrTooLarge", err)
+		t.Fatalf("entries: got %v, want ErrTooLarge", err)
 	}
 }
 

@@ -2,11 +2,14 @@ package forward
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"testing"
 	"testing/iotest"
+
+	"github.com/logdoctor/logdoctor/pkg/inflight"
 )
 
 var fuzzLimits = Limits{MaxArrayLen: 1000, MaxMapLen: 100, MaxStrLen: 1 << 16, MaxBinLen: 1 << 16, MaxDepth: 16,
@@ -25,6 +28,7 @@ func fuzzSeeds(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`["t",1,{"a":1},{"chunk":"x"}]`))
+	f.Add([]byte(`["t",[[1,{"a":[1,2,{"b":"c"}]}],[2.5,{}]],{"chunk":"y","size":2}] {"x":1}`))
 	f.Add([]byte{0x93, 0xa1, 't', 0xdd, 0xff, 0xff, 0xff, 0xff})
 }
 
@@ -39,6 +43,20 @@ func FuzzDecoder(f *testing.F) {
 		split := decodeAll(t, NewDecoder(iotest.OneByteReader(bytes.NewReader(data)), fuzzLimits))
 		if whole != split {
 			t.Fatalf("whole stream gave %q, byte by byte %q", whole, split)
+		}
+		// With a budget ample for the limits, and a server's pools, the
+		// same; everything taken is given back.
+		b := inflight.New(64 << 20)
+		dec := NewDecoder(iotest.HalfReader(bytes.NewReader(data)), fuzzLimits)
+		l := b.Lease()
+		dec.UseBudget(context.Background(), l, nil)
+		dec.pools = &pools{}
+		if budgeted := decodeAll(t, dec); budgeted != whole {
+			t.Fatalf("whole stream gave %q, within a budget %q", whole, budgeted)
+		}
+		dec.Close()
+		if st := b.Stats(); st.Used != 0 || l.Held() != 0 {
+			t.Fatalf("after Close the budget holds %d", st.Used)
 		}
 	})
 }

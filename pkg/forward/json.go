@@ -63,77 +63,121 @@ func (s *jsonScanner) scan(b []byte) (int, error) {
 
 // parseJSON decodes a bare JSON request: [tag, time, record, option?] or
 // [tag, [[time, record], ...], option?]. Records are re-encoded as msgpack
-// maps so handlers see one representation.
+// maps so handlers see one representation. The frame is walked in place
+// and only one record at a time is decoded into Go values, with what that
+// costs taken from the budget first: a large JSON request cannot make the
+// decoder hold a tree many times its size.
 func (d *Decoder) parseJSON(frame []byte, req *Request) error {
-	dec := json.NewDecoder(bytes.NewReader(frame))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return fmt.Errorf("%w: JSON: %w", ErrMalformed, err)
+	if frame[0] == '{' {
+		if !json.Valid(frame) {
+			return fmt.Errorf("%w: JSON: invalid object", ErrMalformed)
+		}
+		return fmt.Errorf("%w: a bare JSON object (want [tag, time, record] or [tag, [[time, record], ...]])", ErrNotRequest)
 	}
-	arr, ok := v.([]any)
-	if !ok {
-		return fmt.Errorf("%w: a bare JSON %T (want [tag, time, record] or [tag, [[time, record], ...]])", ErrNotRequest, v)
+	var el [4][]byte
+	n := 0
+	err := jsonElems(d.lim, frame, func(i int, raw []byte) error {
+		if i >= len(el) {
+			return fmt.Errorf("%w: JSON request is an array of more than %d elements, want 2 to 4", ErrMalformed, len(el))
+		}
+		el[i] = raw
+		n = i + 1
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if len(arr) < 2 || len(arr) > 4 {
-		return fmt.Errorf("%w: JSON request is an array of %d elements, want 2 to 4", ErrMalformed, len(arr))
+	if n < 2 {
+		return fmt.Errorf("%w: JSON request is an array of %d elements, want 2 to 4", ErrMalformed, n)
 	}
-	tag, ok := arr[0].(string)
-	if !ok || tag == "" {
+	var tag string
+	if el[0][0] != '"' || json.Unmarshal(el[0], &tag) != nil || tag == "" {
 		return fmt.Errorf("%w: JSON request has no string tag", ErrMalformed)
 	}
 	req.Tag = tag
-	var opt any
-	if entries, ok := arr[1].([]any); ok {
+	var opt []byte
+	if el[1][0] == '[' {
 		req.Mode = ModeForward
-		if len(arr) > 3 {
-			return fmt.Errorf("%w: JSON Forward request with %d elements", ErrMalformed, len(arr))
+		if n > 3 {
+			return fmt.Errorf("%w: JSON Forward request with %d elements", ErrMalformed, n)
 		}
-		if len(entries) > d.lim.MaxArrayLen {
-			return fmt.Errorf("%w: %d events in one request", ErrTooLarge, len(entries))
-		}
-		for i, e := range entries {
-			pair, ok := e.([]any)
-			if !ok || len(pair) != 2 {
+		err := jsonElems(d.lim, el[1], func(i int, raw []byte) error {
+			if i >= d.lim.MaxArrayLen {
+				return fmt.Errorf("%w: more than %d events in one request", ErrTooLarge, d.lim.MaxArrayLen)
+			}
+			var pair [2][]byte
+			k := 0
+			if raw[0] == '[' {
+				if err := jsonElems(d.lim, raw, func(j int, v []byte) error {
+					if j < 2 {
+						pair[j] = v
+					}
+					k = j + 1
+					return nil
+				}); err != nil {
+					return fmt.Errorf("JSON entry %d: %w", i, err)
+				}
+			}
+			if k != 2 {
 				return fmt.Errorf("%w: JSON entry %d is not [time, record]", ErrMalformed, i)
 			}
-			if err := appendJSONEntry(req, pair[0], pair[1]); err != nil {
+			if err := d.appendJSONEntry(req, pair[0], pair[1]); err != nil {
 				return fmt.Errorf("JSON entry %d: %w", i, err)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		if len(arr) == 3 {
-			opt = arr[2]
+		if n == 3 {
+			opt = el[2]
 		}
 	} else {
 		req.Mode = ModeMessage
-		if len(arr) < 3 {
-			return fmt.Errorf("%w: JSON Message request with %d elements", ErrMalformed, len(arr))
+		if n < 3 {
+			return fmt.Errorf("%w: JSON Message request with %d elements", ErrMalformed, n)
 		}
-		if err := appendJSONEntry(req, arr[1], arr[2]); err != nil {
+		if err := d.appendJSONEntry(req, el[1], el[2]); err != nil {
 			return err
 		}
-		if len(arr) == 4 {
-			opt = arr[3]
+		if n == 4 {
+			opt = el[3]
 		}
 	}
-	if m, ok := opt.(map[string]any); ok {
-		if c, ok := m["chunk"].(string); ok {
-			req.Chunk = c
-		}
-		if n, ok := m["size"].(json.Number); ok {
-			if i, err := n.Int64(); err == nil {
-				req.Size = int(i)
-			}
-		}
-	} else if opt != nil {
+	if opt == nil || string(opt) == "null" {
+		return nil
+	}
+	if opt[0] != '{' {
 		return fmt.Errorf("%w: JSON option is not an object", ErrMalformed)
+	}
+	cost := int64(len(opt)) * jsonExpansion
+	if err := d.grow(cost); err != nil {
+		return err
+	}
+	defer d.shrink(cost)
+	var m map[string]any
+	jd := json.NewDecoder(bytes.NewReader(opt))
+	jd.UseNumber()
+	if err := jd.Decode(&m); err != nil {
+		return fmt.Errorf("%w: JSON option: %w", ErrMalformed, err)
+	}
+	if c, ok := m["chunk"].(string); ok {
+		req.Chunk = c
+	}
+	if n, ok := m["size"].(json.Number); ok {
+		if i, err := n.Int64(); err == nil {
+			req.Size = int(i)
+		}
 	}
 	return nil
 }
 
-func appendJSONEntry(req *Request, t, rec any) error {
-	n, ok := t.(json.Number)
-	if !ok {
+func (d *Decoder) appendJSONEntry(req *Request, t, rec []byte) error {
+	if t[0] == '"' {
+		return fmt.Errorf("%w: JSON time is not a number", ErrMalformed)
+	}
+	var n json.Number
+	if err := json.Unmarshal(t, &n); err != nil {
 		return fmt.Errorf("%w: JSON time is not a number", ErrMalformed)
 	}
 	f, err := n.Float64()
@@ -147,18 +191,118 @@ func appendJSONEntry(req *Request, t, rec any) error {
 	if i, err := n.Int64(); err == nil {
 		et = EventTime{Sec: uint32(i)}
 	}
-	m, ok := rec.(map[string]any)
-	if !ok {
+	if rec[0] != '{' {
 		return fmt.Errorf("%w: JSON record is not an object", ErrMalformed)
+	}
+	// The Go values are garbage once re-encoded; the msgpack copy stays
+	// with the request.
+	cost := int64(len(rec)) * jsonExpansion
+	if err := d.grow(cost); err != nil {
+		return err
+	}
+	out, err := jsonToMsgpack(rec)
+	d.shrink(cost)
+	if err != nil {
+		return err
+	}
+	if err := d.grow(int64(cap(out))); err != nil {
+		return err
+	}
+	return d.addEntry(req, Entry{Time: et, Record: out})
+}
+
+func jsonToMsgpack(rec []byte) ([]byte, error) {
+	var m map[string]any
+	jd := json.NewDecoder(bytes.NewReader(rec))
+	jd.UseNumber()
+	if err := jd.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: JSON: %w", ErrMalformed, err)
 	}
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
 	enc.SetSortMapKeys(true)
 	if err := enc.Encode(fromJSON(m)); err != nil {
-		return fmt.Errorf("%w: re-encode JSON record: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: re-encode JSON record: %w", ErrMalformed, err)
 	}
-	req.Entries = append(req.Entries, Entry{Time: et, Record: buf.Bytes()})
-	return nil
+	return buf.Bytes(), nil
+}
+
+// jsonElems calls fn with the raw bytes of each element of the JSON array
+// b (a whole value, as framed by jsonScanner), without decoding them.
+func jsonElems(lim Limits, b []byte, fn func(i int, raw []byte) error) error {
+	p := skipJSONSpace(b, 0)
+	if p >= len(b) || b[p] != '[' {
+		return fmt.Errorf("%w: JSON: want an array", ErrMalformed)
+	}
+	p = skipJSONSpace(b, p+1)
+	if p < len(b) && b[p] == ']' {
+		return nil
+	}
+	for i := 0; ; i++ {
+		end, err := jsonValueEnd(lim, b, p)
+		if err != nil {
+			return err
+		}
+		if err := fn(i, b[p:end]); err != nil {
+			return err
+		}
+		p = skipJSONSpace(b, end)
+		if p >= len(b) {
+			return fmt.Errorf("%w: JSON: unterminated array", ErrMalformed)
+		}
+		switch b[p] {
+		case ',':
+			p = skipJSONSpace(b, p+1)
+		case ']':
+			return nil
+		default:
+			return fmt.Errorf("%w: JSON: unexpected %q in array", ErrMalformed, b[p])
+		}
+	}
+}
+
+func skipJSONSpace(b []byte, p int) int {
+	for p < len(b) && isJSONSpace(b[p]) {
+		p++
+	}
+	return p
+}
+
+// jsonValueEnd returns the end of the JSON value starting at b[p]. Only
+// its extent is checked here; json.Unmarshal checks the contents.
+func jsonValueEnd(lim Limits, b []byte, p int) (int, error) {
+	if p >= len(b) {
+		return 0, fmt.Errorf("%w: JSON: missing value", ErrMalformed)
+	}
+	switch b[p] {
+	case '[', '{':
+		s := jsonScanner{lim: lim}
+		n, err := s.scan(b[p:])
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, fmt.Errorf("%w: JSON: unterminated value", ErrMalformed)
+		}
+		return p + n, nil
+	case '"':
+		for i := p + 1; i < len(b); i++ {
+			switch b[i] {
+			case '\\':
+				i++
+			case '"':
+				return i + 1, nil
+			}
+		}
+		return 0, fmt.Errorf("%w: JSON: unterminated string", ErrMalformed)
+	case ',', ']', '}', ':':
+		return 0, fmt.Errorf("%w: JSON: missing value", ErrMalformed)
+	}
+	i := p
+	for i < len(b) && !isJSONSpace(b[i]) && b[i] != ',' && b[i] != ']' && b[i] != '}' {
+		i++
+	}
+	return i, nil
 }
 
 // fromJSON turns json.Number into int64 or float64 so msgpack gets numbers.

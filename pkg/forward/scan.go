@@ -17,10 +17,13 @@ type scanner struct {
 	pos   int   // offset of the next header to read
 	stack []int // elements still expected at each open container
 	open  bool
+	// want is, after scan asked for more bytes, how many the object needs
+	// at least when a declared payload is what is missing (0 otherwise).
+	want int
 }
 
 func (s *scanner) reset(lim Limits, max int64) {
-	s.lim, s.max, s.pos, s.stack, s.open = lim, max, 0, s.stack[:0], false
+	s.lim, s.max, s.pos, s.stack, s.open, s.want = lim, max, 0, s.stack[:0], false, 0
 }
 
 // scan continues over b (which holds every byte given so far, b[0] being
@@ -31,6 +34,7 @@ func (s *scanner) scan(b []byte) (int, error) {
 		s.stack = append(s.stack[:0], 1)
 		s.open = true
 	}
+	s.want = 0
 	for len(s.stack) > 0 {
 		hdr, n, kind, err := s.header(b[s.pos:])
 		if err != nil || hdr == 0 {
@@ -51,6 +55,7 @@ func (s *scanner) scan(b []byte) (int, error) {
 				return 0, fmt.Errorf("%w: value of %d bytes at offset %d exceeds the %d-byte request limit", ErrTooLarge, n, s.pos, s.max)
 			}
 			if s.pos+hdr+n > len(b) {
+				s.want = s.pos + hdr + n
 				return 0, nil
 			}
 			s.pos += hdr + n

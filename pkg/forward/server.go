@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/clip"
+	"github.com/logdoctor/logdoctor/pkg/inflight"
 )
 
 // Handler takes responsibility for the events of one request. Returning
@@ -38,6 +39,13 @@ func (f HandlerFunc) HandleForward(ctx context.Context, peer net.Addr, req *Requ
 type Server struct {
 	Handler Handler
 	Limits  Limits
+	// Budget, when set, bounds the bytes of the requests being read,
+	// decoded and handled across all connections (see package inflight):
+	// a request that does not fit waits, its connection unread, and one
+	// larger than the whole budget is refused (connection closed, no
+	// ack). Handlers take their own per-request memory with
+	// Request.Reserve. Several servers may share one budget.
+	Budget *inflight.Budget
 	// SharedKey turns on the HELO/PING/PONG handshake; Users additionally
 	// requires username/password auth.
 	SharedKey string
@@ -46,16 +54,32 @@ type Server struct {
 	TLSConfig *tls.Config
 	// ReadTimeout bounds reading one request from its first byte to its
 	// last: a peer trickling a request (slowloris) is closed. 0: no bound.
+	// Time spent waiting for the Budget does not count.
 	ReadTimeout time.Duration
 	// IdleTimeout closes a connection with no request started for this
 	// long. 0 waits forever, as in_forward does: a sender that writes its
 	// next chunk into a connection the server closed while it was idle
 	// loses that chunk unless it waits for acks.
 	IdleTimeout time.Duration
+	// FirstRequestTimeout closes a connection that has not sent its first
+	// complete request this long after it was accepted (0: no bound), so
+	// connections that never send cannot hold slots.
+	FirstRequestTimeout time.Duration
 	// WriteTimeout bounds writing one ack or handshake message (default 10s).
 	WriteTimeout time.Duration
-	// MaxConns refuses connections beyond this many (0: unlimited).
+	// MaxConns bounds open connections (0: unlimited). At the bound a new
+	// connection is admitted by closing the one idle the longest (no
+	// complete request for the longest time, or none since it was
+	// accepted); it is refused only when every connection is busy
+	// handling a request.
 	MaxConns int
+	// MaxBrokenValues closes a connection after this many values that
+	// were not requests (default 100; negative: never).
+	MaxBrokenValues int
+	// WarnInterval aggregates repeated warnings of one kind, per
+	// connection and for the accept loop: the first is logged, the next
+	// ones are counted and logged as one line per interval (default 10s).
+	WarnInterval time.Duration
 	// Hostname is sent in PONG (default os.Hostname()).
 	Hostname string
 	Logger   *slog.Logger
@@ -64,11 +88,13 @@ type Server struct {
 	AckFor func(req *Request) string
 
 	stats serverStats
+	pools pools // shared by the connections' decoders
 }
 
 type serverStats struct {
 	accepted, refused, active, requests, events, acks, errors, authFailed, dropped atomic.Int64
 	tlsFailed, badRequests, unknownCompression                                     atomic.Int64
+	evicted, noFirstRequest, closedBroken                                          atomic.Int64
 
 	mu     sync.Mutex // guards the examples below
 	last   map[string]string
@@ -99,9 +125,15 @@ type Stats struct {
 	UnknownCompression int64    `json:"unknown_compression"`
 	Codecs             []string `json:"unknown_codecs,omitempty"`
 	// LastErrors holds the latest error of each kind ("tls", "auth",
-	// "bad_request", "unknown_compression") with the peer's address, so a
-	// report can show what a sender got wrong.
+	// "bad_request", "unknown_compression", "in_flight_budget") with the
+	// peer's address, so a report can show what a sender got wrong.
 	LastErrors map[string]string `json:"last_errors,omitempty"`
+	// Evicted counts connections closed at MaxConns to admit a new one.
+	Evicted int64 `json:"evicted"`
+	// NoFirstRequest counts connections closed by FirstRequestTimeout.
+	NoFirstRequest int64 `json:"no_first_request"`
+	// ClosedBroken counts connections closed after MaxBrokenValues.
+	ClosedBroken int64 `json:"closed_broken"`
 }
 
 // maxCodecs bounds the distinct codec names kept for reports: a peer
@@ -114,7 +146,8 @@ func (s *Server) Stats() Stats {
 	out := Stats{Accepted: st.accepted.Load(), Refused: st.refused.Load(), Active: st.active.Load(),
 		Requests: st.requests.Load(), Events: st.events.Load(), Acks: st.acks.Load(),
 		Errors: st.errors.Load(), AuthFailed: st.authFailed.Load(), Dropped: st.dropped.Load(),
-		TLSFailed: st.tlsFailed.Load(), BadRequests: st.badRequests.Load(), UnknownCompression: st.unknownCompression.Load()}
+		TLSFailed: st.tlsFailed.Load(), BadRequests: st.badRequests.Load(), UnknownCompression: st.unknownCompression.Load(),
+		Evicted: st.evicted.Load(), NoFirstRequest: st.noFirstRequest.Load(), ClosedBroken: st.closedBroken.Load()}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	out.Codecs = append([]string(nil), st.codecs...)
@@ -141,6 +174,10 @@ func (s *Server) countError(peer net.Addr, err error) {
 		st.tlsFailed.Add(1)
 	case errors.Is(err, ErrAuth):
 		kind = "auth" // counted in handshake
+	case errors.Is(err, inflight.ErrExceeded):
+		// The server's memory, not the sender's mistake: the budget
+		// counts these itself.
+		kind = "in_flight_budget"
 	case errors.Is(err, ErrMalformed), errors.Is(err, ErrTooLarge):
 		kind = "bad_request"
 		st.badRequests.Add(1)
@@ -176,6 +213,29 @@ func (s *Server) hostname() string {
 	return h
 }
 
+func (s *Server) warnInterval() time.Duration {
+	if s.WarnInterval > 0 {
+		return s.WarnInterval
+	}
+	return 10 * time.Second
+}
+
+func (s *Server) maxBroken() int {
+	if s.MaxBrokenValues == 0 {
+		return 100
+	}
+	return s.MaxBrokenValues
+}
+
+// conn is one accepted connection as the accept loop sees it.
+type conn struct {
+	raw      net.Conn
+	accepted time.Time
+	last     atomic.Int64 // unix nanoseconds of its last complete request, or of the accept
+	busy     atomic.Bool  // handling a request: not to be evicted
+	evicted  atomic.Bool
+}
+
 // Serve accepts connections on ln until ctx is done, then closes ln and
 // every open connection and waits for their goroutines. It returns nil
 // after a cancellation, or the accept error that stopped it.
@@ -188,18 +248,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
-		conns = map[net.Conn]struct{}{}
+		conns = map[*conn]struct{}{}
+		warn  = newRepeats(s.logger(), s.warnInterval())
 	)
 	go func() {
 		<-ctx.Done()
 		ln.Close()
 		mu.Lock()
 		for c := range conns {
-			c.Close()
+			c.raw.Close()
 		}
 		mu.Unlock()
 	}()
 	defer wg.Wait()
+	defer warn.flush()
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -211,7 +273,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
 				// Out of file descriptors or similar: back off instead of spinning.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn("forward: accept", "err", err, "retry_in", delay)
+				warn.log(slog.LevelWarn, "accept", "forward: accept", "err", err, "retry_in", delay)
 				select {
 				case <-time.After(delay):
 				case <-ctx.Done():
@@ -223,43 +285,116 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		delay = 0
 		s.stats.accepted.Add(1)
-		if s.MaxConns > 0 && s.stats.active.Load() >= int64(s.MaxConns) {
-			s.stats.refused.Add(1)
-			s.logger().Warn("forward: too many connections, refusing", "peer", c.RemoteAddr(), "max_conns", s.MaxConns)
-			c.Close()
-			continue
-		}
-		s.stats.active.Add(1)
+		now := time.Now()
+		cs := &conn{raw: c, accepted: now}
+		cs.last.Store(now.UnixNano())
 		mu.Lock()
-		conns[c] = struct{}{}
+		if s.MaxConns > 0 && len(conns) >= s.MaxConns {
+			victim := idlest(conns)
+			if victim == nil {
+				mu.Unlock()
+				s.stats.refused.Add(1)
+				warn.log(slog.LevelWarn, "refused", "forward: every connection busy at the connection limit, refusing", "peer", c.RemoteAddr(), "max_conns", s.MaxConns)
+				c.Close()
+				continue
+			}
+			delete(conns, victim)
+			victim.evicted.Store(true)
+			victim.raw.Close()
+			s.stats.evicted.Add(1)
+			warn.log(slog.LevelWarn, "evicted", "forward: connection limit reached, closed the connection idle the longest",
+				"closed", victim.raw.RemoteAddr(), "idle", now.Sub(time.Unix(0, victim.last.Load())).Round(time.Millisecond), "admitted", c.RemoteAddr(), "max_conns", s.MaxConns)
+		}
+		conns[cs] = struct{}{}
+		s.stats.active.Store(int64(len(conns)))
 		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer s.stats.active.Add(-1)
-			if err := s.ServeConn(ctx, c); err != nil {
+			if err := s.serve(ctx, cs); err != nil {
 				s.stats.errors.Add(1)
 				s.countError(c.RemoteAddr(), err)
 				s.logger().Warn("forward: connection closed on error", "peer", c.RemoteAddr(), "err", err)
 			}
 			mu.Lock()
-			delete(conns, c)
+			delete(conns, cs)
+			s.stats.active.Store(int64(len(conns)))
 			mu.Unlock()
 		}()
 	}
 }
 
+// idlest is the connection not handling a request whose last complete
+// request (or accept) is the oldest; nil when all are busy.
+func idlest(conns map[*conn]struct{}) *conn {
+	var v *conn
+	var oldest int64
+	for c := range conns {
+		if c.busy.Load() {
+			continue
+		}
+		if l := c.last.Load(); v == nil || l < oldest {
+			v, oldest = c, l
+		}
+	}
+	return v
+}
+
 // ServeConn handles one connection until the peer closes it (nil error),
 // a request is malformed or over the limits, or ctx is done. It closes c.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
+	cs := &conn{raw: c, accepted: time.Now()}
+	cs.last.Store(cs.accepted.UnixNano())
+	return s.serve(ctx, cs)
+}
+
+// readDeadlines keeps a connection's read deadline: the sooner of the
+// phase's own (idle or request) and the first-request deadline, both
+// pushed back by the time the decoder waited for the budget.
+type readDeadlines struct {
+	c            net.Conn
+	phase, first time.Time // zero: none
+}
+
+func (d *readDeadlines) set(phase time.Time) {
+	d.phase = phase
+	d.apply()
+}
+
+func (d *readDeadlines) apply() {
+	t := d.phase
+	if !d.first.IsZero() && (t.IsZero() || d.first.Before(t)) {
+		t = d.first
+	}
+	d.c.SetReadDeadline(t)
+}
+
+func (d *readDeadlines) extend(w time.Duration) {
+	if !d.phase.IsZero() {
+		d.phase = d.phase.Add(w)
+	}
+	if !d.first.IsZero() {
+		d.first = d.first.Add(w)
+	}
+	d.apply()
+}
+
+// firstExpired: the first-request deadline is what ended the read.
+func (d *readDeadlines) firstExpired() bool {
+	return !d.first.IsZero() && !time.Now().Before(d.first)
+}
+
+func (s *Server) serve(ctx context.Context, cs *conn) error {
+	c := cs.raw
 	raw := c // closed from another goroutine: do not share the variable reassigned below
 	defer raw.Close()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	gone := func() bool { return ctx.Err() != nil || cs.evicted.Load() }
 	if s.TLSConfig != nil {
 		tc := tls.Server(c, s.TLSConfig)
 		if err := s.withDeadline(c, s.writeTimeout(), func() error { return tc.HandshakeContext(ctx) }); err != nil {
-			if errors.Is(err, io.EOF) || isReset(err) || ctx.Err() != nil {
+			if errors.Is(err, io.EOF) || isReset(err) || gone() {
 				return nil // a TCP health check or heartbeat: connected and closed
 			}
 			var rh tls.RecordHeaderError
@@ -272,76 +407,122 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		}
 		c = tc
 	}
+	peer := c.RemoteAddr()
+	dl := &readDeadlines{c: c}
+	if s.FirstRequestTimeout > 0 {
+		dl.first = cs.accepted.Add(s.FirstRequestTimeout)
+	}
 	dec := NewDecoder(c, s.Limits)
+	defer dec.Close()
+	dec.UseBudget(ctx, s.Budget.Lease(), dl.extend)
+	dec.pools = &s.pools
+	warn := newRepeats(s.logger(), s.warnInterval())
+	defer warn.flush()
 	if s.SharedKey != "" || len(s.Users) > 0 {
 		if err := s.handshake(c, dec); err != nil {
-			if errors.Is(err, errPeerGone) {
+			// A failed handshake is counted even when shutdown or an
+			// eviction raced it; other errors then are just the close.
+			if errors.Is(err, errPeerGone) || gone() && !errors.Is(err, ErrAuth) {
 				return nil
 			}
 			return err
 		}
 	}
+	noFirst := func() error {
+		s.stats.noFirstRequest.Add(1)
+		s.logger().Debug("forward: closing connection: no complete request within the first-request timeout", "peer", peer, "timeout", s.FirstRequestTimeout)
+		return nil
+	}
 	var out []byte
+	broken := 0
 	for {
 		idle := time.Time{}
 		if s.IdleTimeout > 0 {
 			idle = time.Now().Add(s.IdleTimeout)
 		}
-		c.SetReadDeadline(idle)
+		dl.set(idle)
 		if err := dec.Wait(); err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+			if errors.Is(err, io.EOF) || gone() {
 				return nil
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				s.logger().Debug("forward: closing idle connection", "peer", c.RemoteAddr(), "idle", s.IdleTimeout)
+				if dl.firstExpired() {
+					return noFirst()
+				}
+				s.logger().Debug("forward: closing idle connection", "peer", peer, "idle", s.IdleTimeout)
 				return nil
 			}
 			return err
 		}
+		rt := time.Time{}
 		if s.ReadTimeout > 0 {
-			c.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+			rt = time.Now().Add(s.ReadTimeout)
 		}
+		dl.set(rt)
 		req, err := dec.Next()
 		if err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+			if errors.Is(err, io.EOF) || gone() {
 				return nil
 			}
 			if errors.Is(err, ErrNotRequest) {
 				s.stats.dropped.Add(1)
-				s.logger().Warn("forward: incoming chunk is broken, dropped", "peer", c.RemoteAddr(), "err", err)
+				broken++
+				warn.log(slog.LevelWarn, "broken", "forward: incoming chunk is broken, dropped", "peer", peer, "err", err)
+				if max := s.maxBroken(); max > 0 && broken >= max {
+					s.stats.closedBroken.Add(1)
+					warn.flush()
+					s.logger().Warn("forward: closing connection: too many values that are not forward requests", "peer", peer, "values", broken)
+					return nil
+				}
 				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) && dl.firstExpired() {
+				return noFirst()
 			}
 			return err
 		}
-		s.stats.requests.Add(1)
-		s.stats.events.Add(int64(len(req.Entries)))
-		if err := s.Handler.HandleForward(ctx, c.RemoteAddr(), req); err != nil {
-			if errors.Is(err, ErrCloseConnection) {
+		dl.first = time.Time{}
+		cs.busy.Store(true)
+		cs.last.Store(time.Now().UnixNano())
+		err = s.handle(ctx, c, req, &out, warn)
+		cs.busy.Store(false)
+		if err != nil {
+			if errors.Is(err, ErrCloseConnection) || gone() {
 				return nil
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.logger().Debug("forward: handler refused request, no ack", "peer", c.RemoteAddr(), "tag", req.Tag, "err", err)
-			continue
+			return err
 		}
-		if req.Chunk == "" {
-			continue
-		}
-		chunk := req.Chunk
-		if s.AckFor != nil {
-			chunk = s.AckFor(req)
-		}
-		if req.JSON {
-			out = AppendJSONAck(out[:0], chunk)
-		} else {
-			out = AppendAck(out[:0], chunk)
-		}
-		if err := s.write(c, out); err != nil {
-			return fmt.Errorf("write ack: %w", err)
-		}
-		s.stats.acks.Add(1)
 	}
+}
+
+// handle passes one request to the Handler and acks it.
+func (s *Server) handle(ctx context.Context, c net.Conn, req *Request, out *[]byte, warn *repeats) error {
+	s.stats.requests.Add(1)
+	s.stats.events.Add(int64(len(req.Entries)))
+	if err := s.Handler.HandleForward(ctx, c.RemoteAddr(), req); err != nil {
+		if errors.Is(err, ErrCloseConnection) || ctx.Err() != nil {
+			return err
+		}
+		warn.log(slog.LevelDebug, "refused", "forward: handler refused request, no ack", "peer", c.RemoteAddr(), "tag", req.Tag, "err", err)
+		return nil
+	}
+	if req.Chunk == "" {
+		return nil
+	}
+	chunk := req.Chunk
+	if s.AckFor != nil {
+		chunk = s.AckFor(req)
+	}
+	if req.JSON {
+		*out = AppendJSONAck((*out)[:0], chunk)
+	} else {
+		*out = AppendAck((*out)[:0], chunk)
+	}
+	if err := s.write(c, *out); err != nil {
+		return fmt.Errorf("write ack: %w", err)
+	}
+	s.stats.acks.Add(1)
+	return nil
 }
 
 func (s *Server) writeTimeout() time.Duration {

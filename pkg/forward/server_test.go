@@ -1,11 +1,15 @@
 package forward_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -312,25 +316,183 @@ func TestTCPHeartbeatIsNotAnError(t *testing.T) {
 	}
 }
 
-func TestMaxConns(t *testing.T) {
-	srv := &forward.Server{Handler: forwardtest.NewRecorder(), MaxConns: 1}
+// At MaxConns a new connection is admitted by closing the one with no
+// complete request for the longest time; it is refused only when every
+// connection is busy with a request.
+func TestMaxConnsEvictsTheIdlest(t *testing.T) {
+	release := make(chan struct{})
+	h := forward.HandlerFunc(func(ctx context.Context, _ net.Addr, req *forward.Request) error {
+		if req.Tag == "block" {
+			<-release
+		}
+		return nil
+	})
+	srv := &forward.Server{Handler: h, MaxConns: 2}
 	addr := forwardtest.Start(t, srv)
-	first := dial(t, addr, forward.ClientConfig{})
+	req := func(tag string) *forward.Request {
+		return &forward.Request{Tag: tag, Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	}
+	rawDial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closed := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	}
+	silent := rawDial() // never sends
 	waitStats(t, srv, func(st forward.Stats) bool { return st.Active == 1 })
-	second, err := net.Dial("tcp", addr)
+	sender := dial(t, addr, forward.ClientConfig{})
+	if err := sender.Send(req("t"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Full: the newcomer replaces the silent connection, not the sender.
+	newcomer := rawDial()
+	if !closed(silent) {
+		t.Fatal("the silent connection was not closed")
+	}
+	if err := sender.Send(req("t"), 5*time.Second); err != nil {
+		t.Fatalf("sender after the newcomer: %v", err)
+	}
+	// The sender's last request is now more recent than the newcomer's
+	// accept: the next one replaces the newcomer.
+	rawDial()
+	if !closed(newcomer) {
+		t.Fatal("the newcomer was not closed")
+	}
+	if err := sender.Send(req("t"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Evicted == 2 && st.Active == 2 && st.Errors == 0 })
+
+	// Every slot busy: a new connection is refused.
+	busy := dial(t, addr, forward.ClientConfig{}) // replaces the last raw connection
+	blocked := req("block")
+	if err := busy.Write(blocked); err != nil {
+		t.Fatal(err)
+	}
+	if err := sender.Write(req("block")); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Requests == 5 })
+	if !closed(rawDial()) {
+		t.Fatal("connection admitted while every slot was busy")
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Refused == 1 })
+	close(release)
+	if err := busy.WaitAck(time.Now().Add(5*time.Second), blocked.Chunk); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Acks == 5 })
+}
+
+// FirstRequestTimeout closes a connection that sends nothing, or only part
+// of its first request, in time; not one whose first request came in.
+func TestFirstRequestTimeout(t *testing.T) {
+	const ft = 300 * time.Millisecond
+	srv := &forward.Server{Handler: forwardtest.NewRecorder(), FirstRequestTimeout: ft}
+	addr := forwardtest.Start(t, srv)
+	start := time.Now()
+	silent, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer second.Close()
-	second.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := second.Read(make([]byte, 1)); err == nil {
-		t.Fatal("second connection not refused")
-	}
-	req := &forward.Request{Tag: "t", Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
-	if err := first.Send(req, 5*time.Second); err != nil {
+	defer silent.Close()
+	partial, err := net.Dial("tcp", addr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, srv, func(st forward.Stats) bool { return st.Refused == 1 })
+	defer partial.Close()
+	partial.Write([]byte{0x93, 0xa1, 't'})
+	sender := dial(t, addr, forward.ClientConfig{})
+	req := func() *forward.Request {
+		return &forward.Request{Tag: "t", Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"a": 1})}}}
+	}
+	if err := sender.Send(req(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []net.Conn{silent, partial} {
+		c.SetReadDeadline(time.Now().Add(20 * ft))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("connection not closed: %v", err)
+		}
+	}
+	if el := time.Since(start); el < ft {
+		t.Fatalf("closed after %v, before the %v deadline", el, ft)
+	}
+	time.Sleep(2 * ft)
+	if err := sender.Send(req(), 5*time.Second); err != nil {
+		t.Fatalf("a connection that sent a request was closed: %v", err)
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.NoFirstRequest == 2 && st.Errors == 0 })
+}
+
+// syncBuffer is a log sink shared by connection goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// 200 KB of 0x01 are 200,000 msgpack integers, none a request: a few log
+// lines, and the connection closed after MaxBrokenValues of them. A
+// connection with a few such values among its requests is kept.
+func TestBrokenValuesAggregatedAndBounded(t *testing.T) {
+	var logs syncBuffer
+	srv := &forward.Server{Handler: forwardtest.NewRecorder(), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	addr := forwardtest.Start(t, srv)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go c.Write(bytes.Repeat([]byte{0x01}, 200_000)) // the server closes first: the write may fail
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("connection sending only broken values kept open")
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.ClosedBroken == 1 && st.Active == 0 })
+	if st := srv.Stats(); st.Dropped != 100 || st.Errors != 0 {
+		t.Fatalf("%+v", st)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "\n"); n > 4 {
+		t.Fatalf("%d log lines:\n%s", n, out)
+	}
+	if !strings.Contains(out, "repeated=99") || !strings.Contains(out, "too many values that are not forward requests") {
+		t.Fatalf("logs:\n%s", out)
+	}
+	t.Logf("logs:\n%s", out)
+
+	// A few broken values between requests: logged once, connection kept.
+	conn := dial(t, addr, forward.ClientConfig{})
+	for i := 0; i < 3; i++ {
+		if err := conn.WriteRaw([]byte{0x01, 0x02}); err != nil {
+			t.Fatal(err)
+		}
+		req := &forward.Request{Tag: "t", Mode: forward.ModeMessage, Chunk: forward.NewChunkID(), Entries: []forward.Entry{{Record: record(t, map[string]any{"i": i})}}}
+		if err := conn.Send(req, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStats(t, srv, func(st forward.Stats) bool { return st.Dropped == 106 && st.ClosedBroken == 1 })
 }
 
 // TestReadAndIdleTimeouts: ReadTimeout bounds one request from its first

@@ -101,6 +101,22 @@ type Request struct {
 	JSON bool
 	// Seq numbers requests on their connection from 1.
 	Seq int
+
+	dec *Decoder // the decoder that read it, for Reserve
+}
+
+// Reserve takes n more bytes for this request from the server's in-flight
+// budget, waiting while it is spent: a handler calls it before allocating
+// memory in proportion to the request (converted copies of the events),
+// so that memory is bounded with the rest. The bytes are given back when
+// the connection moves to its next request. Errors wrap ErrTooLarge when
+// the request can never fit; the handler should then refuse it. Without a
+// budget it does nothing.
+func (r *Request) Reserve(n int64) error {
+	if r.dec == nil {
+		return nil
+	}
+	return r.dec.grow(n)
 }
 
 // Limits caps what a peer may make the decoder hold. Zero fields take the

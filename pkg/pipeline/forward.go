@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/inflight"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 )
 
@@ -42,21 +43,51 @@ func (p *Pipeline) startForward(ctx context.Context) error {
 		p.fwdPC = pc
 	}
 	in := &forwardInput{p: p}
+	if p.cfg.MaxInFlightBytes > 0 {
+		p.budget = inflight.New(p.cfg.MaxInFlightBytes)
+	}
 	in.srv = &forward.Server{
 		Handler: in,
 		Limits: forward.Limits{
 			MaxRequestBytes:      p.cfg.MaxRequestBytes,
 			MaxDecompressedBytes: p.cfg.MaxDecompressedBytes,
 		},
-		SharedKey:   p.cfg.ForwardSharedKey,
-		TLSConfig:   p.cfg.ForwardTLS,
-		ReadTimeout: p.cfg.ReadTimeout,
-		IdleTimeout: p.cfg.IdleTimeout,
-		MaxConns:    p.cfg.MaxConns,
-		Hostname:    p.cfg.ForwardHostname,
-		Logger:      p.log.With("component", "forward"),
+		Budget:              p.budget,
+		SharedKey:           p.cfg.ForwardSharedKey,
+		TLSConfig:           p.cfg.ForwardTLS,
+		ReadTimeout:         p.cfg.ReadTimeout,
+		IdleTimeout:         p.cfg.IdleTimeout,
+		FirstRequestTimeout: max(p.cfg.FirstRequestTimeout, 0),
+		MaxConns:            p.cfg.MaxConns,
+		Hostname:            p.cfg.ForwardHostname,
+		Logger:              p.log.With("component", "forward"),
 	}
 	st := func() forward.Stats { return in.srv.Stats() }
+	closed := func(reason string, f func(forward.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_connections_closed_total",
+			Help:        "Forward connections the pipeline closed, by reason: evicted (idle the longest when the connection limit was reached), no_first_request (no complete request within --first-request-timeout), broken (too many values that were not requests).",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(f(st())) })
+	}
+	p.reg.MustRegister(
+		closed("evicted", func(s forward.Stats) int64 { return s.Evicted }),
+		closed("no_first_request", func(s forward.Stats) int64 { return s.NoFirstRequest }),
+		closed("broken", func(s forward.Stats) int64 { return s.ClosedBroken }),
+	)
+	if b := p.budget; b != nil {
+		bs := func(f func(inflight.Stats) float64) func() float64 { return func() float64 { return f(b.Stats()) } }
+		p.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_forward_inflight_bytes", Help: "Bytes held by forward requests being read, decoded and buffered."},
+				bs(func(s inflight.Stats) float64 { return float64(s.Used) })),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_forward_inflight_limit_bytes", Help: "The in-flight budget (--max-in-flight)."},
+				bs(func(s inflight.Stats) float64 { return float64(s.Limit) })),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_forward_inflight_waiting", Help: "Forward requests waiting for room in the in-flight budget (their connections not read)."},
+				bs(func(s inflight.Stats) float64 { return float64(s.Waiting) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_inflight_waits_total", Help: "Times a forward request waited for room in the in-flight budget."},
+				bs(func(s inflight.Stats) float64 { return float64(s.Waits) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_inflight_refused_total", Help: "Forward requests refused by the in-flight budget: larger than all of it, or holding the most when every request waited for more."},
+				bs(func(s inflight.Stats) float64 { return float64(s.Refused + s.Preempted) })),
+		)
+	}
 	p.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_forward_connections_total", Help: "Forward connections accepted."},
 			func() float64 { return float64(st().Accepted) }),
@@ -89,6 +120,14 @@ func (p *Pipeline) startForward(ctx context.Context) error {
 	return nil
 }
 
+const (
+	// recordOverhead is a buffer.Record and its _id, per event.
+	recordOverhead = 256
+	// maxPooledDocs: larger document buffers go back to the GC, not to
+	// the pool, so idle memory does not stay at the largest chunk seen.
+	maxPooledDocs = 1 << 20
+)
+
 // HandleForward buffers one request's events.
 func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *forward.Request) error {
 	p := in.p
@@ -100,6 +139,15 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 	size := 0
 	for _, e := range req.Entries {
 		size += len(e.Record)*5/4 + 96
+	}
+	// The documents, their Records, and the buffer's encoded copy of
+	// them, held until the append is durable.
+	if err := req.Reserve(2*int64(size) + int64(len(req.Entries))*recordOverhead); err != nil {
+		p.fwdRefused.Add(1)
+		p.mRefused.WithLabelValues("in_flight_budget").Inc()
+		p.log.Warn("forward request refused without ack: its events do not fit in the in-flight memory budget",
+			"peer", peer, "tag", req.Tag, "events", len(req.Entries), "err", err)
+		return fmt.Errorf("%w: %w", forward.ErrCloseConnection, err)
 	}
 	bp, _ := in.scratch.Get().(*[]byte)
 	if bp == nil {
@@ -132,7 +180,7 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 		recs = append(recs, buffer.Record{ID: id, Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: docs[start:len(docs):len(docs)]})
 	}
 	err := p.buf.Append(ctx, recs)
-	if cap(docs) <= 16<<20 {
+	if cap(docs) <= maxPooledDocs {
 		*bp = docs[:0]
 		in.scratch.Put(bp)
 	}

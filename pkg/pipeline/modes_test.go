@@ -87,8 +87,9 @@ func TestForwardModesTLSSharedKey(t *testing.T) {
 	}
 }
 
-// TestMaxConns: connections over the limit are refused and counted; the
-// ones inside it keep working.
+// TestMaxConns: at the limit a new connection is admitted by closing the
+// one idle the longest; senders keep being served, and the closing is
+// counted.
 func TestMaxConns(t *testing.T) {
 	es := startES(t, "", essim.Config{})
 	p := startPipeline(t, Config{ES: esConfig(es), MaxConns: 2})
@@ -104,19 +105,25 @@ func TestMaxConns(t *testing.T) {
 		conns = append(conns, c)
 	}
 	waitFor(t, "2 connections", 5*time.Second, func() bool { return p.fwdStats().Active == 2 })
-	extra, err := forward.Dial(ctx, addr, forward.ClientConfig{})
-	if err == nil {
-		err = extra.Send(forwardRequest(t, forward.ModeForward, "over", 0, 1), 3*time.Second)
-		extra.Close()
-	}
-	if err == nil {
-		t.Fatal("a connection over --max-conns was served")
-	}
-	if got := metric(t, p, "logdoctor_pipeline_forward_connections_refused_total", nil); got < 1 {
-		t.Fatalf("refused connections metric %v", got)
-	}
-	if err := conns[0].Send(forwardRequest(t, forward.ModeForward, "inside", 0, 3), 5*time.Second); err != nil {
+	if err := conns[1].Send(forwardRequest(t, forward.ModeForward, "inside", 0, 3), 5*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	extra, err := forward.Dial(ctx, addr, forward.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	if err := extra.Send(forwardRequest(t, forward.ModeForward, "over", 0, 1), 5*time.Second); err != nil {
+		t.Fatalf("a sender over the limit was not served: %v", err)
+	}
+	if err := conns[1].Send(forwardRequest(t, forward.ModeForward, "inside", 3, 3), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := conns[0].Send(forwardRequest(t, forward.ModeForward, "idle", 0, 1), 2*time.Second); err == nil {
+		t.Fatal("the connection idle the longest was kept")
+	}
+	if got := p.fwdStats().Evicted; got != 1 {
+		t.Fatalf("evicted connections %v", got)
 	}
 }
 

@@ -26,9 +26,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/inflight"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
+
+// DefaultMaxInFlightBytes is Config.MaxInFlightBytes's default.
+const DefaultMaxInFlightBytes = 256 << 20
 
 // Config configures a Pipeline. Zero values take the documented defaults.
 type Config struct {
@@ -51,6 +55,15 @@ type Config struct {
 	// MaxDecompressedBytes caps one CompressedPackedForward stream after
 	// gunzip (default 128 MiB): the gzip-bomb guard.
 	MaxDecompressedBytes int64
+	// MaxInFlightBytes bounds the memory of the forward requests being
+	// read, decoded and buffered, all connections together (default 256
+	// MiB): past it requests wait with their connection unread, and one
+	// that alone needs more is refused without an ack. Negative: no bound.
+	MaxInFlightBytes int64
+	// FirstRequestTimeout closes a forward connection that has not sent a
+	// complete request this long after connecting (default 60s; negative:
+	// never), so connections that never send cannot hold MaxConns slots.
+	FirstRequestTimeout time.Duration
 
 	// UDPAddr is the UDP JSON listen address; "" disables the input.
 	UDPAddr string
@@ -128,8 +141,11 @@ type Stats struct {
 	Recovery        buffer.Recovery `json:"recovery"`
 	// ForwardServer is the forward input's connection-level tally:
 	// connections refused over the limit, closed on bad input, broken
-	// requests dropped, failed handshakes.
+	// requests dropped, failed handshakes, evicted at the limit or closed
+	// for sending no request or only broken values.
 	ForwardServer forward.Stats `json:"forward_server"`
+	// InFlight is the memory budget of forward requests.
+	InFlight inflight.Stats `json:"in_flight"`
 }
 
 // Pipeline is one running pipeline.
@@ -175,6 +191,7 @@ type Pipeline struct {
 	mBad     *prometheus.CounterVec
 	mDead    *prometheus.CounterVec
 	fwdStats func() forward.Stats
+	budget   *inflight.Budget
 }
 
 // New checks cfg. Nothing is opened until Start.
@@ -202,6 +219,12 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if cfg.MaxDecompressedBytes <= 0 {
 		cfg.MaxDecompressedBytes = 128 << 20
+	}
+	if cfg.MaxInFlightBytes == 0 {
+		cfg.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if cfg.FirstRequestTimeout == 0 {
+		cfg.FirstRequestTimeout = 60 * time.Second
 	}
 	if cfg.BufferMaxBytes <= 0 {
 		cfg.BufferMaxBytes = 1 << 30
@@ -429,6 +452,9 @@ func (p *Pipeline) Stats() Stats {
 	}
 	if p.fwdStats != nil {
 		s.ForwardServer = p.fwdStats()
+	}
+	if p.budget != nil {
+		s.InFlight = p.budget.Stats()
 	}
 	return s
 }
