@@ -196,10 +196,15 @@ func TestFluentBitESOutput(t *testing.T) {
 		// 2 s net.io_timeout, Fluent Bit resends it 5-10 s later, and
 		// smoke's default --settle (15 s) waits for those copies (the
 		// old 500 ms said exactly once).
+		// Fluent Bit may cut the 200 canaries into more than one chunk,
+		// each retried on its own schedule: one CI run saw 100 copies at
+		// the verdict, the other chunk's resend not yet there after 15 s
+		// of a stable count. So: resent canaries and none lost, while
+		// smokeFaulty holds smoke's verdict to the index's own count.
 		s, _ := smokeFaulty(t, slow, late, index, "smoke.late", 200, "",
 			func(st essimStats) bool { return st.BulkRequests > 0 })
-		if s.Duplicated != 200 || s.Documents != 400 {
-			t.Fatalf("late answers with Fluent Bit: want every canary twice, got %+v", s)
+		if s.Duplicated == 0 || s.Missing != 0 || s.Documents != 200+s.Duplicated {
+			t.Fatalf("late answers with Fluent Bit: want resent canaries and none lost, got %+v", s)
 		}
 	}}, scenario{"Generate_ID resend all 409", func(t *testing.T) {
 		fluentBitGenerateID409(t, slow, pSlow, genidLate, index)
