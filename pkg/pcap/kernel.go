@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"path/filepath"
 	"sort"
 	"strconv"
 
@@ -50,14 +51,28 @@ var counterNames = []string{
 // (normally /proc); sockets only for the given ports, none without. Files that cannot be read are noted in Errors, not
 // fatal: a container may hide some of them.
 func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
+	return ReadKernelOf(procRoot, 0, ports)
+}
+
+// ReadKernelOf is ReadKernel in the network namespace of process pid (0:
+// this process), through procRoot/PID/net: the counters of a container's
+// shipper, read from the host.
+func ReadKernelOf(procRoot string, pid int, ports []uint16) (*KernelSnapshot, error) {
 	pfs, err := procfs.NewFS(procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("open proc filesystem %s: %w", procRoot, err)
 	}
 	s := &KernelSnapshot{Counters: map[string]float64{}, Sockets: map[uint64]SocketDrops{}}
 	self, err := pfs.Self()
+	if pid > 0 {
+		self, err = pfs.Proc(pid)
+		if err == nil {
+			// The socket lists are the namespace's too.
+			pfs, err = procfs.NewFS(filepath.Join(procRoot, strconv.Itoa(pid)))
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s/self: %w", procRoot, err)
+		return nil, fmt.Errorf("read %s/%s: %w", procRoot, pidDir(pid), err)
 	}
 	set := func(name string, v *float64) {
 		if v != nil {
@@ -112,6 +127,13 @@ func ReadKernel(procRoot string, ports []uint16) (*KernelSnapshot, error) {
 		}
 	}
 	return s, nil
+}
+
+func pidDir(pid int) string {
+	if pid > 0 {
+		return strconv.Itoa(pid)
+	}
+	return "self"
 }
 
 // Delta is later minus s.
