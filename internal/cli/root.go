@@ -190,6 +190,7 @@ func commands(g *Globals) []*cobra.Command {
 		newESCmd(g),
 		newSmokeCmd(g),
 		newConfigCmd(g),
+		newExporterCmd(g),
 	}
 }
 
