@@ -141,3 +141,58 @@ func TestConfigSourceReloadsOnChange(t *testing.T) {
 		t.Fatal("the finding did not come back with the file")
 	}
 }
+
+// TestShipperSource maps each shipper's names to the same metrics: a
+// Fluentd output whose limit is known, one whose is not (the usage comes
+// from monitor_agent's free-space ratio), and Fluent Bit's input storage
+// and output counters.
+func TestShipperSource(t *testing.T) {
+	fd := []ShipperPlugin{
+		{ID: "out_es", Category: "output", LimitBytes: 1000, Values: map[string]float64{
+			"buffer_total_queued_size": 250, "buffer_queue_length": 3, "retry_count": 4, "rollback_count": 2, "write_count": 9, "emit_records": 120}},
+		{ID: "out_fwd", Category: "output", Values: map[string]float64{"buffer_total_queued_size": 10, "buffer_available_buffer_space_ratios": 75}},
+		{ID: "in_tail", Category: "input", Values: map[string]float64{"emit_records": 500}},
+	}
+	fb := []ShipperPlugin{
+		{ID: "tail.0", Category: "input", LimitBytes: 400, Values: map[string]float64{"records_total": 80, "storage_memory_bytes": 100, "storage_chunks": 2}},
+		{ID: "es.0", Category: "output", Values: map[string]float64{"retries_total": 5, "errors_total": 1, "dropped_records_total": 7, "proc_records_total": 70, "chunk_available_capacity_percent": 40}},
+	}
+	e := New(Options{})
+	e.Add(NewShipper(ShipperConfig{Shipper: "fluentd", Kind: KindFluentd, Endpoint: "http://127.0.0.1:24220/api/plugins.json",
+		Read: func(context.Context) ([]ShipperPlugin, error) { return fd, nil }}), Schedule{Interval: time.Second})
+	e.Add(NewShipper(ShipperConfig{Shipper: "fluent-bit", Kind: KindFluentBit, Endpoint: "http://127.0.0.1:2020",
+		Read: func(context.Context) ([]ShipperPlugin, error) { return fb, nil }}), Schedule{Interval: time.Second})
+	e.RunOnce(context.Background())
+	mfs := gather(t, e)
+	for _, c := range []struct {
+		name, shipper, plugin string
+		want                  float64
+	}{
+		{"logdoctor_shipper_buffer_queued_bytes", "fluentd", "out_es", 250},
+		{"logdoctor_shipper_buffer_limit_bytes", "fluentd", "out_es", 1000},
+		{"logdoctor_shipper_buffer_usage_ratio", "fluentd", "out_es", 0.25},
+		{"logdoctor_shipper_buffer_usage_ratio", "fluentd", "out_fwd", 0.25},
+		{"logdoctor_shipper_buffer_queue_chunks", "fluentd", "out_es", 3},
+		{"logdoctor_shipper_output_retries_total", "fluentd", "out_es", 4},
+		{"logdoctor_shipper_output_errors_total", "fluentd", "out_es", 2},
+		{"logdoctor_shipper_output_writes_total", "fluentd", "out_es", 9},
+		{"logdoctor_shipper_input_records_total", "fluentd", "in_tail", 500},
+		{"logdoctor_shipper_buffer_queued_bytes", "fluent-bit", "tail.0", 100},
+		{"logdoctor_shipper_buffer_usage_ratio", "fluent-bit", "tail.0", 0.25},
+		{"logdoctor_shipper_buffer_usage_ratio", "fluent-bit", "es.0", 0.6},
+		{"logdoctor_shipper_input_records_total", "fluent-bit", "tail.0", 80},
+		{"logdoctor_shipper_output_retries_total", "fluent-bit", "es.0", 5},
+		{"logdoctor_shipper_output_dropped_records_total", "fluent-bit", "es.0", 7},
+		{"logdoctor_shipper_output_records_total", "fluent-bit", "es.0", 70},
+	} {
+		got, ok := value(mfs, c.name, map[string]string{"shipper": c.shipper, "plugin_id": c.plugin})
+		if !ok || got < c.want-1e-9 || got > c.want+1e-9 {
+			t.Errorf("%s{shipper=%q,plugin_id=%q} = %v (found %v), want %v", c.name, c.shipper, c.plugin, got, ok, c.want)
+		}
+	}
+	if _, ok := value(mfs, "logdoctor_shipper_output_retries_total", map[string]string{"plugin_id": "in_tail"}); ok {
+		t.Error("an input has output counters")
+	}
+	text, _ := exposition(t, promRegistry(e))
+	promtoolCheck(t, text)
+}
