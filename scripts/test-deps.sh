@@ -9,6 +9,7 @@ pkgs=(
   ruby ruby-elasticsearch ruby-elasticsearch-transport prometheus-elasticsearch-exporter
   prometheus
   rsyslog rsyslog-elasticsearch
+  chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -58,6 +58,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"udp-frag":      {"--duration", "1ms", "-i", "lo"},
 		"sockets":       {"--no-processes"},
 		"config check":  {conf},
+		"doctor":        {"--pid", "1", "--interval", "1ms", "--no-probes", "--step-timeout", "1s"},
 		"exporter":      {"--listen", "127.0.0.1:0", "--duration", "1ms"},
 	}
 	const (
@@ -68,6 +69,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		// global
 		"--output":  {usage("want table, json or sarif", "sockets", "--output="), usage("want table, json or sarif", "sockets", "-o", "xml")},
 		"--fail-on": {usage("want never, warning or critical", "sockets", "--fail-on", "sometimes")},
+		"--html":    {usage("want a file path", "sockets", "--html", ""), missing("not a directory", "sockets", "--html", filepath.Join(underFile, "r.html")), missing("is a directory", "sockets", "--html", tmp)},
 
 		"sockets --peer":                {usage("accepted forms", "--peer", "bad peer!"), usage("accepted forms", "--peer", ":0")},
 		"sockets --alias":               {usage("name=port", "--alias", "x")},
@@ -111,6 +113,14 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"config check --es-version":            {usage("--es-version", "--es-version", "banana")},
 		"config check --es-max-content-length": {usage("want a size like 100mb", "--es-max-content-length", "lots")},
 		"config check --env":                   {usage("want KEY=VALUE", "--env", "novalue")},
+
+		"doctor --pid":          {usage("want a process id", "--pid", "-1"), missing("--pid 2147483647: no such process", "--pid", "2147483647")},
+		"doctor --shipper":      {usage(`want "", fluentd or fluent-bit`, "--shipper", "vector")},
+		"doctor --config":       {missing("no such file", "--config", gone), missing("is a directory", "--config", tmp)},
+		"doctor --interval":     {usage("want a duration of 1ms or more", "--interval", "0")},
+		"doctor --step-timeout": {usage("want a duration of 1ms or more", "--step-timeout", "-1s")},
+		"doctor --proc-root":    {missing("no such file", "--proc-root", gone)},
+		"doctor --source":       {usage("want auto, netlink or proc", "--source", "kernel")},
 
 		"forward probe --tag":               {usage("want a non-empty tag", "--tag", "")},
 		"forward probe --mode":              {usage("bogus", "--mode", "bogus"), usage("load mode (--count) sends one --mode", "--count", "10", "--mode", "packed,message")},
@@ -315,7 +325,8 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 			}
 			for _, tc := range cs {
 				args := strings.Fields(path)
-				if key == "--output" || key == "--fail-on" {
+				global := key == "--output" || key == "--fail-on" || key == "--html"
+				if global {
 					args = nil // the cases name a command
 				}
 				args = append(args, base[path]...)
@@ -333,7 +344,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 				}
 				if tc.code == ExitUsage {
 					cmdPath := "logdoctor " + path
-					if key == "--output" || key == "--fail-on" {
+					if global {
 						cmdPath = "logdoctor " + tc.args[0]
 					}
 					if !strings.HasSuffix(errOut, "Run '"+strings.TrimSpace(cmdPath)+" --help' for usage.\n") {

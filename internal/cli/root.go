@@ -61,6 +61,7 @@ type Globals struct {
 	Now    func() time.Time
 	output string
 	failOn string
+	html   string // --html FILE: also write each report as a page there
 
 	renderer report.Renderer
 	policy   report.FailOn
@@ -74,7 +75,13 @@ func (g *Globals) Emit(r *report.Report) error {
 	if w := r.Worst(); w > g.worst {
 		g.worst = w
 	}
-	return g.renderer.Render(g.IO.Out, r)
+	if err := g.renderer.Render(g.IO.Out, r); err != nil {
+		return err
+	}
+	if g.html != "" {
+		return writeHTMLFile(g.html, r)
+	}
+	return nil
 }
 
 // JSON reports whether a machine format (-o json or sarif) was chosen;
@@ -123,6 +130,13 @@ twice or stall. Exit codes: 0 healthy, 1 could not run, 2 usage error,
 			}
 			g.renderer = report.Renderer{Format: f, TTY: g.IO.OutTTY}
 			g.policy = p
+			if g.html != "" {
+				if err := checkHTMLPath(g.html); err != nil {
+					// The command line is right; the machine is not
+					// ready: exit 1, like every file a flag names.
+					return &runError{err}
+				}
+			}
 			return nil
 		},
 	}
@@ -133,6 +147,7 @@ twice or stall. Exit codes: 0 healthy, 1 could not run, 2 usage error,
 	pf := root.PersistentFlags()
 	enumVarP(pf, &g.output, "output", "o", "table", []string{"table", "json", "sarif"}, "output format: table, json or sarif (SARIF 2.1.0, for code scanning)")
 	enumVar(pf, &g.failOn, "fail-on", "critical", []string{"never", "warning", "critical"}, "exit 3 when a finding is at or above: never, warning or critical")
+	nonEmptyVar(pf, &g.html, "html", "", "a file path", "also write the report as one self-contained HTML page to FILE (no scripts, nothing loaded from the network; rewritten at each --watch sample)")
 
 	root.AddCommand(commands(g)...)
 	// cobra adds its completion command at Execute; add it now so that it
@@ -190,6 +205,7 @@ func commands(g *Globals) []*cobra.Command {
 		newESCmd(g),
 		newSmokeCmd(g),
 		newConfigCmd(g),
+		newDoctorCmd(g),
 		newExporterCmd(g),
 	}
 }
@@ -219,7 +235,8 @@ func Main(ctx context.Context, args []string, streams IO) ExitCode {
 	if err != nil {
 		msg := report.Redact(err.Error())
 		var ue *UsageError
-		if errors.As(err, &ue) || !g.started {
+		var re *runError
+		if !errors.As(err, &re) && (errors.As(err, &ue) || !g.started) {
 			// Point at the help of the command that was called, where its
 			// flags and their ranges are listed.
 			path := root.CommandPath()

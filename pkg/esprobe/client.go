@@ -25,8 +25,15 @@ const maxBody = 8 << 20
 // noticing when the server closes one (a read returning EOF on a
 // connection we did not close ourselves).
 type dialer struct {
-	d      *net.Dialer
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	opened atomic.Int64
+}
+
+func newDialer(o *Options) *dialer {
+	if o.DialContext != nil {
+		return &dialer{dial: o.DialContext}
+	}
+	return &dialer{dial: o.Dialer.DialContext}
 }
 
 type trackedConn struct {
@@ -50,7 +57,7 @@ func (c *trackedConn) Close() error {
 }
 
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := d.d.DialContext(ctx, network, addr)
+	c, err := d.dial(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}

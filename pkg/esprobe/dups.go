@@ -128,7 +128,7 @@ func Dups(ctx context.Context, o Options, d DupsOptions) (*DupsResult, []report.
 	if err != nil {
 		return nil, nil, err
 	}
-	cl := newClient(&o, &dialer{d: o.Dialer}, tlsConfig(&o), 1)
+	cl := newClient(&o, newDialer(&o), tlsConfig(&o), 1)
 	cl.maxBody = dupsMaxBody
 	defer cl.close()
 	start := o.Now()

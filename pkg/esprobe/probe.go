@@ -74,10 +74,14 @@ type Options struct {
 	MinInterval time.Duration
 
 	// Resolver, Dialer and Transport are injectable for tests.
-	Resolver  *net.Resolver
-	Dialer    *net.Dialer
-	Transport func(*http.Transport)
-	Now       func() time.Time
+	Resolver *net.Resolver
+	Dialer   *net.Dialer
+	// DialContext, when set, opens every connection instead of Dialer:
+	// logdoctor doctor dials from inside the shipper's network namespace,
+	// where the shipper's own view of the cluster is.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	Transport   func(*http.Transport)
+	Now         func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -255,7 +259,7 @@ func Run(ctx context.Context, o Options) (*Result, []report.Finding, error) {
 	}
 	tc := tlsConfig(&o)
 	p := &probe{o: o, res: &Result{BulkSize: o.BulkSize, RequestTimeoutMS: o.RequestTimeout.Milliseconds(), Nodes: []Node{}, Checks: []Check{}},
-		d: &dialer{d: o.Dialer}, tlsCfg: tc}
+		d: newDialer(&o), tlsCfg: tc}
 
 	// 1. Every URL: DNS and GET /.
 	p.res.Targets = make([]Target, len(bases))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -463,5 +464,30 @@ func TestDNSNameIsResolvedAndTimed(t *testing.T) {
 	_, fs = run(t, Options{URLs: []string{"http://no-such-host.test:9200"}, Resolver: noDNS})
 	if f := onlyFindings(t, fs, FindingUnreachable)[FindingUnreachable]; f.Evidence["kind"] != "dns" {
 		t.Fatalf("%+v", f)
+	}
+}
+
+// TestDialContextOpensEveryConnection: a caller-supplied DialContext (the
+// doctor's, inside a shipper's network namespace) carries every
+// connection of the probe, the sniffed addresses included.
+func TestDialContextOpensEveryConnection(t *testing.T) {
+	sim := startSim(t, essim.Config{})
+	var mu sync.Mutex
+	dialed := map[string]int{}
+	var d net.Dialer
+	res, _ := run(t, Options{URLs: []string{sim.URL()}, Timeout: 5 * time.Second,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
+			dialed[addr]++
+			mu.Unlock()
+			return d.DialContext(ctx, network, addr)
+		}})
+	if len(res.Targets) != 1 || !res.Targets[0].Reachable {
+		t.Fatalf("targets %+v", res.Targets)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dialed[sim.Addrs()[0]] < 2 || len(res.Nodes) == 0 || !res.Nodes[0].Reachable {
+		t.Errorf("dialed %v, nodes %+v", dialed, res.Nodes)
 	}
 }

@@ -8,7 +8,7 @@ import (
 // secretPattern finds credentials that tend to leak through error strings:
 // URL userinfo, Authorization headers, and key=value pairs with secret-ish
 // names.
-var secretPattern = regexp.MustCompile(`(?i)(://[^/\s:@]+:)[^@\s/]+@|((?:authorization|api[_-]?key|password|passwd|shared[_-]?key|token|secret)["']?\s*[:=]\s*["']?(?:(?:basic|bearer|apikey)\s+)?)[^\s"',&}]+`)
+var secretPattern = regexp.MustCompile(`(?i)(://[^/\s:@]+:)[^@\s/]+@|((?:authorization|api[_-]?key|password|passwd|shared[_-]?key|token|secret)\\?["']?\s*(?:=>|[:=])\s*\\?["']?(?:(?:basic|bearer|apikey)\s+)?)[^\s"'\\,&}]+`)
 
 // Redact replaces credentials in s with "xxxxx". Use it on every error and
 // evidence string that may carry a URL or a header.

@@ -40,6 +40,68 @@ type Section struct {
 	Header []string
 	Rows   [][]string
 	Lines  []string
+
+	// What only the HTML page (--html) draws; text output keeps to the
+	// rows and lines above, which must say the same in words.
+	Bars    []Bar    // one stacked bar per item: socket states per peer
+	Chart   *Chart   // small line charts of samples over time
+	Excerpt *Excerpt // lines of a file with one of them marked
+	// Collapsed puts the section in a closed <details> on the page: raw
+	// evidence a person opens when they need it. Text output leaves it
+	// out (-o json has the same data).
+	Collapsed bool
+}
+
+// Bar is one stacked bar: parts in order, each a named share.
+type Bar struct {
+	Label string
+	Parts []BarPart
+}
+
+// BarPart is one segment of a Bar.
+type BarPart struct {
+	Name  string
+	Value float64
+}
+
+// Chart is a set of small line charts sharing a time axis, one per
+// series (each on its own scale: bytes and retry counts do not share an
+// axis).
+type Chart struct {
+	XUnit  string // unit of the X values, e.g. "s"
+	Series []Series
+}
+
+// Series is one measured quantity over time.
+type Series struct {
+	Name   string
+	Unit   string // "bytes", "count", ...
+	Points []Point
+}
+
+// Point is one sample.
+type Point struct{ X, Y float64 }
+
+// Excerpt is a few lines of a file around one of interest.
+type Excerpt struct {
+	File  string   `json:"file"`
+	First int      `json:"first_line"` // number of Lines[0]
+	Lines []string `json:"lines"`
+	Mark  int      `json:"mark"` // the line of interest (a number within First..)
+}
+
+// Diagnosis is implemented by a report's data when it joins the findings
+// into ranked causes, most likely first: renderers number them and show
+// them right after the verdict line, before the findings.
+type Diagnosis interface {
+	DiagnosisLines() []string
+}
+
+// Excerpter is implemented by a report's data when it can show the lines
+// of a file a finding points at (its evidence's file and line), already
+// redacted; the HTML page prints them under the finding.
+type Excerpter interface {
+	Excerpt(f Finding) (Excerpt, bool)
 }
 
 // Tabular is implemented by command data that knows how to show itself as
@@ -74,12 +136,22 @@ func (rd Renderer) Render(w io.Writer, r *Report) error {
 // findings, so the answer is on the first screen; the detail tables that
 // support it follow.
 func (rd Renderer) renderText(w io.Writer, r *Report) error {
-	sections := []Section{{Lines: []string{Verdict(r)}}}
+	head := []string{Verdict(r)}
+	if d, ok := r.Data.(Diagnosis); ok {
+		for i, l := range d.DiagnosisLines() {
+			head = append(head, fmt.Sprintf("%d. %s", i+1, l))
+		}
+	}
+	sections := []Section{{Lines: head}}
 	if len(r.Findings) > 0 {
 		sections = append(sections, FindingsSection(r.Findings))
 	}
 	if t, ok := r.Data.(Tabular); ok {
-		sections = append(sections, t.Sections()...)
+		for _, s := range t.Sections() {
+			if !s.Collapsed {
+				sections = append(sections, s)
+			}
+		}
 	} else if r.Data != nil {
 		b, err := json.MarshalIndent(r.Data, "", "  ")
 		if err != nil {

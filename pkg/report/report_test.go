@@ -113,12 +113,13 @@ func TestFailOn(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	cases := map[string]string{
-		"GET https://elastic:s3cr3t@es:9200/_bulk":  "GET https://elastic:xxxxx@es:9200/_bulk",
-		"Authorization: Basic ZWxhc3RpYzpzZWNyZXQ=": "Authorization: Basic xxxxx",
-		"api_key=abcdef123":                         "api_key=xxxxx",
-		`{"password":"hunter2"}`:                    `{"password":"xxxxx"}`,
-		"shared_key: foo bar":                       "shared_key: xxxxx bar",
-		"no secrets here":                           "no secrets here",
+		"GET https://elastic:s3cr3t@es:9200/_bulk":     "GET https://elastic:xxxxx@es:9200/_bulk",
+		"Authorization: Basic ZWxhc3RpYzpzZWNyZXQ=":    "Authorization: Basic xxxxx",
+		"api_key=abcdef123":                            "api_key=xxxxx",
+		`{"password":"hunter2"}`:                       `{"password":"xxxxx"}`,
+		"shared_key: foo bar":                          "shared_key: xxxxx bar",
+		"no secrets here":                              "no secrets here",
+		`{:user=>\"elastic\", :password=>\"hunter2\"}`: `{:user=>\"elastic\", :password=>\"xxxxx\"}`,
 	}
 	for in, want := range cases {
 		got := Redact(in)

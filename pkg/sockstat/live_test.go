@@ -276,4 +276,14 @@ func TestScanProcessesStopsOnceFound(t *testing.T) {
 	if err != nil || len(owners[ino]) != 1 || all.StoppedEarly || all.Scanned < 2 || all.Scanned > all.Processes {
 		t.Errorf("all: %+v %+v %v", owners, all, err)
 	}
+	// PIDs looks only at the processes named: the holder is found, a
+	// process that does not hold it finds nothing.
+	owners, only, err := sockstat.ScanProcessesFor("/proc", want, sockstat.ScanOptions{PIDs: []int{os.Getpid(), pid}})
+	if err != nil || len(owners[ino]) != 1 || owners[ino][0].PID != pid || only.Scanned != 2 || only.Processes != 2 {
+		t.Errorf("pids: %+v %+v %v", owners, only, err)
+	}
+	owners, _, err = sockstat.ScanProcessesFor("/proc", want, sockstat.ScanOptions{PIDs: []int{os.Getpid()}})
+	if err != nil || len(owners) != 0 {
+		t.Errorf("pids without the holder: %+v %v", owners, err)
+	}
 }

@@ -46,6 +46,9 @@ type ScanOptions struct {
 	// socket shared by several processes (a listener inherited by
 	// workers) lists them all.
 	All bool
+	// PIDs, when set, scans only these processes (a shipper and its
+	// workers) instead of every one under procRoot.
+	PIDs []int
 }
 
 // ScanProcesses walks procRoot/[0-9]*/fd and maps each socket inode in want
@@ -65,6 +68,9 @@ func ScanProcessesFor(procRoot string, want map[uint64]struct{}, o ScanOptions) 
 	owners := Owners{}
 	if len(want) == 0 {
 		return owners, st, nil
+	}
+	if len(o.PIDs) > 0 {
+		return scanPIDs(procRoot, want, o.PIDs)
 	}
 	d, err := os.Open(procRoot)
 	if err != nil {
@@ -94,6 +100,26 @@ func ScanProcessesFor(procRoot string, want map[uint64]struct{}, o ScanOptions) 
 		}
 		sc.scan(pid, &st)
 	}
+	sc.finish(&st)
+	return owners, st, nil
+}
+
+// scanPIDs is ScanProcessesFor over a given set of processes.
+func scanPIDs(procRoot string, want map[uint64]struct{}, pids []int) (Owners, ProcScan, error) {
+	st := ProcScan{Processes: len(pids)}
+	owners := Owners{}
+	sc := scanner{procRoot: procRoot, want: want, owners: owners, found: map[int]struct{}{},
+		link: make([]byte, 64), missing: len(want)}
+	for _, pid := range pids {
+		sc.scan(pid, &st)
+	}
+	sc.finish(&st)
+	return owners, st, nil
+}
+
+// finish names the owners and sorts each socket's list by PID.
+func (sc *scanner) finish(st *ProcScan) {
+	owners, procRoot := sc.owners, sc.procRoot
 	comms := make(map[int]string, len(sc.found))
 	for pid := range sc.found {
 		comms[pid] = readComm(procRoot, pid)
@@ -106,7 +132,6 @@ func ScanProcessesFor(procRoot string, want map[uint64]struct{}, o ScanOptions) 
 		owners[ino] = ps
 	}
 	st.Attributed = len(owners)
-	return owners, st, nil
 }
 
 // sameNetnsFirst orders pids so those in network namespace netns come
