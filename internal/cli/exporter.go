@@ -45,6 +45,7 @@ type ExporterOptions struct {
 	MaxPeers int
 	UDPPorts []int
 
+	Discover bool
 	Shippers []string // --shipper-pid [NAME=]PID
 	Configs  []string
 
@@ -115,6 +116,7 @@ docs/deploy/ has a DaemonSet, a PodMonitor and alerting rules.`,
 	f.StringArrayVar(&o.Aliases, "alias", nil, "define a peer alias as name=port[,port] (repeatable; overrides a built-in of the same name)")
 	intVar(f, &o.MaxPeers, "max-peers", exporter.DefaultMaxPeers, 1, 100000, "a number of peers from 1 to 100000", "peer label values per socket table; the peers with fewer sockets are summed into peer=\"other\"")
 	portsVarP(f, &o.UDPPorts, "udp-port", "", nil, "export the drops and queue of the UDP sockets bound to this port (repeatable or comma-separated)")
+	f.BoolVar(&o.Discover, "discover", true, "find Fluentd and Fluent Bit processes under --proc-root (as doctor does) and watch each one's sockets, UDP inputs, configuration and own metrics")
 	addVar(f, &shipperList{p: &o.Shippers}, "shipper-pid", "", "also export the sockets and UDP counters of this shipper's network namespace, labelled shipper=NAME (repeatable; NAME defaults to the process's name)")
 	f.StringArrayVar(&o.Configs, "config", nil, "a Fluentd or Fluent Bit configuration file whose config check findings are exported, read again when it changes (repeatable)")
 
@@ -181,7 +183,7 @@ func runExporter(ctx context.Context, o ExporterOptions, stderr interface{ Write
 		defer close(done)
 		eng.Run(ctx)
 	}()
-	err = exporter.Serve(ctx, ln, exporter.Handler(reg), o.WebConfig, log)
+	err = exporter.Serve(ctx, ln, exporter.Handler(reg, log), o.WebConfig, log)
 	<-done
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -261,6 +263,24 @@ func addExporterSources(ctx context.Context, eng *exporter.Engine, o ExporterOpt
 	}
 
 	mtu, mtuSource := hostMTU(net.Interfaces)
+	if o.Discover {
+		openTable := func(pid int) (exporter.TableReader, func(), error) {
+			src, err := openTableSource(SocketsOptions{ProcRoot: o.ProcRoot, PID: pid, Source: o.Source, OpenDiag: o.OpenDiag}, pidRoot(o.ProcRoot, pid))
+			if err != nil {
+				return nil, nil, err
+			}
+			return func() ([]sockstat.Socket, error) {
+				socks, _, err := src.read()
+				return socks, err
+			}, src.close, nil
+		}
+		d := exporter.NewDiscovery(exporter.DiscoveryConfig{Engine: eng, ProcRoot: o.ProcRoot, Self: os.Getpid(), Schedule: sched,
+			OpenTable: openTable, Peers: specs, Aliases: aliases, Ephemeral: ephemeral, Thresholds: sockstat.DefaultThresholds(),
+			MaxPeers: o.MaxPeers, UDPPorts: udpPorts, Check: configcheck.Options{MTU: mtu, MTUSource: mtuSource},
+			Resolver: resolve, MetricsTimeout: o.Timeout})
+		closers = append(closers, d.Close)
+		eng.Add(d, sched)
+	}
 	for _, file := range o.Configs {
 		if _, err := os.Stat(file); err != nil {
 			return closers, fmt.Errorf("--config: %w", err)

@@ -41,7 +41,7 @@ func TestExporterPrometheusEndToEnd(t *testing.T) {
 	waitTCP(t, fwd)
 
 	exp := freeTCPAddr(t, "127.0.0.1")
-	stopExp := startCLIStoppable("exporter", "--listen", exp, "--interval", "1s", "--probe-interval", "1s",
+	stopExp := startCLIStoppable("exporter", "--listen", exp, "--discover=false", "--interval", "1s", "--probe-interval", "1s",
 		"--forward-probe", fwd, "--forward-ack-timeout", "300ms", "--alias", "es="+esPort, "--peer", "es")
 	defer stopExp()
 	waitHTTP(t, "http://"+exp+"/healthz", 10*time.Second)

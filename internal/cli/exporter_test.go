@@ -90,7 +90,7 @@ func TestExporterHungSourceScrapes(t *testing.T) {
 		}
 	})
 	addr := freeTCPAddr(t, "127.0.0.1")
-	stop := startCLIStoppable("exporter", "--listen", addr, "--interval", "200ms", "--timeout", "150ms", "--config", fifo)
+	stop := startCLIStoppable("exporter", "--listen", addr, "--discover=false", "--interval", "200ms", "--timeout", "150ms", "--config", fifo)
 	metrics := "http://" + addr + "/metrics"
 	waitHTTP(t, "http://"+addr+"/healthz", 10*time.Second)
 	deadline := time.Now().Add(10 * time.Second)
@@ -140,7 +140,7 @@ func TestExporterWebConfigTLSAndAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeTCPAddr(t, "127.0.0.1")
-	stop := startCLIStoppable("exporter", "--listen", addr, "--web.config.file", web)
+	stop := startCLIStoppable("exporter", "--listen", addr, "--discover=false", "--web.config.file", web)
 	defer stop()
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.CAPool}}}
 	get := func(u, user, pass string) (int, string, error) {

@@ -18,6 +18,8 @@ type ConfigConfig struct {
 	// Shipper labels the findings; Main is the configuration's main file.
 	Shipper string
 	Main    string
+	// Target names the source in logdoctor_source_*; Main when "".
+	Target string
 	// Load reads the configuration (shipconf.Load with the shipper's
 	// environment and file system); Stat looks at one of its files, to
 	// tell when it changed. nil: the operating system's, no environment.
@@ -72,8 +74,13 @@ func NewConfig(c ConfigConfig) *Config {
 	}
 }
 
-func (c *Config) Name() string   { return "config" }
-func (c *Config) Target() string { return c.c.Main }
+func (c *Config) Name() string { return "config" }
+func (c *Config) Target() string {
+	if c.c.Target != "" {
+		return c.c.Target
+	}
+	return c.c.Main
+}
 
 func (c *Config) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.reloadTime
@@ -145,7 +152,22 @@ func (c *Config) stamp(name string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{size: fi.Size(), mod: fi.ModTime(), sys: inodeOf(fi)}, nil
+	return stampOf(fi), nil
+}
+
+func stampOf(fi fs.FileInfo) fileStamp {
+	return fileStamp{size: fi.Size(), mod: fi.ModTime(), sys: inodeOf(fi)}
+}
+
+// stampFiles stamps the names that stat finds.
+func stampFiles(stat func(string) (fs.FileInfo, error), names []string) map[string]fileStamp {
+	out := map[string]fileStamp{}
+	for _, n := range names {
+		if fi, err := stat(n); err == nil {
+			out[n] = stampOf(fi)
+		}
+	}
+	return out
 }
 
 // changed reports whether a file read last time is gone or different, or

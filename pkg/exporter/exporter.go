@@ -74,6 +74,9 @@ type Engine struct {
 
 	mu      sync.Mutex
 	runners []*runner
+	ctx     context.Context // Run's, once it runs
+	stopped bool            // Run's ctx is done: start nothing more
+	wg      sync.WaitGroup
 
 	findingDesc  *prometheus.Desc
 	upDesc       *prometheus.Desc
@@ -116,29 +119,59 @@ func New(o Options) *Engine {
 	}
 }
 
-// Add registers a source; it runs once Run is called (or at once, when
-// Run is already running).
+// Add registers a source. It runs once Run is called, or at once when
+// Run is running.
 func (e *Engine) Add(s Source, sch Schedule) {
+	r := &runner{src: s, sch: sch, errs: map[string]float64{}}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.runners = append(e.runners, &runner{src: s, sch: sch, errs: map[string]float64{}})
+	e.runners = append(e.runners, r)
+	if e.ctx != nil && !e.stopped {
+		e.start(e.ctx, r)
+	}
+}
+
+// Remove stops a source and drops its metrics (a shipper that went away).
+func (e *Engine) Remove(s Source) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, r := range e.runners {
+		if r.src == s {
+			if r.cancel != nil {
+				r.cancel()
+			}
+			e.runners = append(e.runners[:i:i], e.runners[i+1:]...)
+			return
+		}
+	}
+}
+
+// start runs r's loop; e.mu is held.
+func (e *Engine) start(ctx context.Context, r *runner) {
+	rctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer cancel()
+		e.loop(rctx, r)
+	}()
 }
 
 // Run runs every source on its schedule until ctx is done, then waits for
 // the runs in progress that honour ctx.
 func (e *Engine) Run(ctx context.Context) {
 	e.mu.Lock()
-	runners := append([]*runner(nil), e.runners...)
-	e.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, r := range runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.loop(ctx, r)
-		}()
+	e.ctx = ctx
+	for _, r := range e.runners {
+		e.start(ctx, r)
 	}
-	wg.Wait()
+	e.mu.Unlock()
+	<-ctx.Done()
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	e.wg.Wait()
 }
 
 // RunOnce runs every source once, one after another, and returns when all
@@ -254,8 +287,9 @@ func (e *Engine) record(r *runner, start time.Time, s *Sample, err error) {
 
 // runner is one source's schedule and last outcome.
 type runner struct {
-	src Source
-	sch Schedule
+	src    Source
+	sch    Schedule
+	cancel context.CancelFunc // stops its loop (Remove); set under Engine.mu
 
 	mu       sync.Mutex
 	ran      bool
@@ -302,8 +336,16 @@ func (e *Engine) Collect(ch chan<- prometheus.Metric) {
 	runners := append([]*runner(nil), e.runners...)
 	e.mu.Unlock()
 	findings := map[[4]string]bool{}
+	sources := make(map[[2]string]bool, len(runners))
 	for _, r := range runners {
 		name, target := r.src.Name(), r.src.Target()
+		// Two sources of one name and target would make the scrape
+		// fail as a whole; sources are built not to, and this keeps a
+		// mistake to one source's series.
+		if sources[[2]string{name, target}] {
+			continue
+		}
+		sources[[2]string{name, target}] = true
 		r.mu.Lock()
 		last, up, ran, success, dur := r.last, r.up, r.ran, r.success, r.duration
 		errs := make(map[string]float64, len(r.errs))

@@ -126,7 +126,7 @@ func TestHungSourceDoesNotHoldTheScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = Serve(ctx, ln, Handler(reg), "", nil) }()
+	go func() { _ = Serve(ctx, ln, Handler(reg, nil), "", nil) }()
 
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -273,5 +273,37 @@ func promtoolCheck(t *testing.T, text string) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestAddAndRemoveWhileRunning: a source added while the engine runs
+// starts at once; a removed one stops and its series go.
+func TestAddAndRemoveWhileRunning(t *testing.T) {
+	e := New(Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var src *fakeSource
+	src = newFake("late", func(context.Context) (*Sample, error) { return src.value(3), nil })
+	e.Add(src, Schedule{Interval: 20 * time.Millisecond})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if v, ok := value(gather(t, e), "logdoctor_test_value", nil); ok && v == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a source added to a running engine never ran")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.Remove(src)
+	if _, ok := value(gather(t, e), "logdoctor_source_up", map[string]string{"source": "late"}); ok {
+		t.Fatal("a removed source is still served")
+	}
+	runs := src.runs.Load()
+	time.Sleep(100 * time.Millisecond)
+	if n := src.runs.Load(); n > runs+1 {
+		t.Errorf("a removed source ran %d more times", n-runs)
 	}
 }

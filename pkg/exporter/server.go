@@ -20,10 +20,17 @@ import (
 const DefaultListen = "127.0.0.1:9731"
 
 // Handler serves /metrics from reg, /healthz, and a landing page at /.
-func Handler(reg *prometheus.Registry) http.Handler {
+// A series that cannot be gathered (two sources a user named alike) is
+// left out and logged to log, rather than failing the whole scrape.
+func Handler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		Registry: reg, // promhttp_metric_handler_errors_total
+		Registry:      reg, // promhttp_metric_handler_errors_total
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      slogPrinter{log},
 		// A scrape only copies samples; this bounds a pathological one
 		// (a client that reads slowly does not count against it).
 		Timeout:             10 * time.Second,
@@ -81,3 +88,8 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, webConfig string
 	}
 	return err
 }
+
+// slogPrinter is promhttp's error log on a slog.Logger.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.log.Warn(fmt.Sprint(v...)) }

@@ -27,11 +27,10 @@ type ShipperReader func(ctx context.Context) ([]ShipperPlugin, error)
 
 // ShipperConfig configures a shipper metrics source.
 type ShipperConfig struct {
-	// Shipper labels the series; Kind is fluentd or fluent-bit, which
-	// says how to read the names; Endpoint is what is read (for
-	// logdoctor_source_* target).
-	Shipper, Kind, Endpoint string
-	Read                    ShipperReader
+	// Shipper labels the series and is the source's target; Kind is
+	// fluentd or fluent-bit, which says how to read the names.
+	Shipper, Kind string
+	Read          ShipperReader
 }
 
 // Shipper is the source of logdoctor_shipper_*: a shipper's buffers,
@@ -86,7 +85,7 @@ func NewShipper(c ShipperConfig) *Shipper {
 }
 
 func (s *Shipper) Name() string   { return "shipper" }
-func (s *Shipper) Target() string { return s.c.Endpoint }
+func (s *Shipper) Target() string { return s.c.Shipper }
 
 func (s *Shipper) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{s.queued, s.limit, s.usage, s.chunks, s.retries, s.errs, s.dropped, s.inputRec, s.outRec, s.writes} {
@@ -107,12 +106,17 @@ var namesByKind = map[string]shipperNames{
 		retries:      []string{"retry_count"}, errs: []string{"rollback_count"},
 		inRec: []string{"emit_records"}, outRec: []string{"emit_records"}, write: []string{"write_count"},
 	},
+	// Fluent Bit: /api/v2/metrics names first, then /api/v1/metrics and
+	// /api/v1/storage names (older versions, or v2 switched off).
 	KindFluentBit: {
-		queued: []string{"storage_memory_bytes", "mem_size"}, chunks: []string{"storage_chunks", "chunks"},
-		availablePct: []string{"chunk_available_capacity_percent"},
-		retries:      []string{"retries_total", "retries"}, errs: []string{"errors_total", "errors"},
-		dropped: []string{"dropped_records_total", "dropped_records"},
-		inRec:   []string{"records_total", "records"}, outRec: []string{"proc_records_total", "proc_records"},
+		queued:       []string{"fluentbit_input_storage_memory_bytes", "storage_mem_bytes"},
+		chunks:       []string{"fluentbit_input_storage_chunks", "chunks_total"},
+		availablePct: []string{"fluentbit_output_chunk_available_capacity_percent"},
+		retries:      []string{"fluentbit_output_retries_total", "retries"},
+		errs:         []string{"fluentbit_output_errors_total", "errors"},
+		dropped:      []string{"fluentbit_output_dropped_records_total", "dropped_records"},
+		inRec:        []string{"fluentbit_input_records_total", "records"},
+		outRec:       []string{"fluentbit_output_proc_records_total", "proc_records"},
 	},
 }
 
@@ -159,7 +163,10 @@ func (s *Shipper) Collect(ctx context.Context) (*Sample, error) {
 		if hasQueued && (output || s.c.Kind == KindFluentBit) {
 			add(s.queued, prometheus.GaugeValue, queued, p.ID)
 		}
-		if p.LimitBytes > 0 {
+		if p.LimitBytes <= 0 && s.c.Kind == KindFluentBit {
+			p.LimitBytes = v["storage_mem_limit_bytes"] // Mem_Buf_Limit; 0 when unset
+		}
+		if p.LimitBytes > 0 && hasQueued {
 			add(s.limit, prometheus.GaugeValue, p.LimitBytes, p.ID)
 		}
 		switch pct, ok := first(v, names.availablePct); {

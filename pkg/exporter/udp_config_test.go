@@ -154,13 +154,18 @@ func TestShipperSource(t *testing.T) {
 		{ID: "in_tail", Category: "input", Values: map[string]float64{"emit_records": 500}},
 	}
 	fb := []ShipperPlugin{
-		{ID: "tail.0", Category: "input", LimitBytes: 400, Values: map[string]float64{"records_total": 80, "storage_memory_bytes": 100, "storage_chunks": 2}},
-		{ID: "es.0", Category: "output", Values: map[string]float64{"retries_total": 5, "errors_total": 1, "dropped_records_total": 7, "proc_records_total": 70, "chunk_available_capacity_percent": 40}},
+		// /api/v2/metrics names, plus /api/v1/storage's Mem_Buf_Limit.
+		{ID: "tail.0", Category: "input", Values: map[string]float64{"fluentbit_input_records_total": 80, "fluentbit_input_storage_memory_bytes": 100,
+			"fluentbit_input_storage_chunks": 2, "storage_mem_limit_bytes": 400}},
+		{ID: "es.0", Category: "output", Values: map[string]float64{"fluentbit_output_retries_total": 5, "fluentbit_output_errors_total": 1,
+			"fluentbit_output_dropped_records_total": 7, "fluentbit_output_proc_records_total": 70, "fluentbit_output_chunk_available_capacity_percent": 40}},
+		// /api/v1/metrics names only.
+		{ID: "forward.1", Category: "output", Values: map[string]float64{"retries": 2, "errors": 3, "dropped_records": 4, "proc_records": 5}},
 	}
 	e := New(Options{})
-	e.Add(NewShipper(ShipperConfig{Shipper: "fluentd", Kind: KindFluentd, Endpoint: "http://127.0.0.1:24220/api/plugins.json",
+	e.Add(NewShipper(ShipperConfig{Shipper: "fluentd", Kind: KindFluentd,
 		Read: func(context.Context) ([]ShipperPlugin, error) { return fd, nil }}), Schedule{Interval: time.Second})
-	e.Add(NewShipper(ShipperConfig{Shipper: "fluent-bit", Kind: KindFluentBit, Endpoint: "http://127.0.0.1:2020",
+	e.Add(NewShipper(ShipperConfig{Shipper: "fluent-bit", Kind: KindFluentBit,
 		Read: func(context.Context) ([]ShipperPlugin, error) { return fb, nil }}), Schedule{Interval: time.Second})
 	e.RunOnce(context.Background())
 	mfs := gather(t, e)
@@ -184,6 +189,11 @@ func TestShipperSource(t *testing.T) {
 		{"logdoctor_shipper_output_retries_total", "fluent-bit", "es.0", 5},
 		{"logdoctor_shipper_output_dropped_records_total", "fluent-bit", "es.0", 7},
 		{"logdoctor_shipper_output_records_total", "fluent-bit", "es.0", 70},
+		{"logdoctor_shipper_buffer_limit_bytes", "fluent-bit", "tail.0", 400},
+		{"logdoctor_shipper_output_retries_total", "fluent-bit", "forward.1", 2},
+		{"logdoctor_shipper_output_errors_total", "fluent-bit", "forward.1", 3},
+		{"logdoctor_shipper_output_dropped_records_total", "fluent-bit", "forward.1", 4},
+		{"logdoctor_shipper_output_records_total", "fluent-bit", "forward.1", 5},
 	} {
 		got, ok := value(mfs, c.name, map[string]string{"shipper": c.shipper, "plugin_id": c.plugin})
 		if !ok || got < c.want-1e-9 || got > c.want+1e-9 {
