@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -148,6 +149,13 @@ func runExporter(ctx context.Context, o ExporterOptions, stderr interface{ Write
 	}
 	if err := exporter.ValidateWebConfig(o.WebConfig); err != nil {
 		return fmt.Errorf("--web.config.file: %w", err)
+	}
+	// The exporter's heap is small and grows in one burst per interval
+	// (a 30,000-socket table is ~8 MB): collecting at 25% growth instead
+	// of 100% keeps peak RSS about 10 MiB lower for a few ms of CPU per
+	// sample (bench/exporter.sh). GOGC still wins when set.
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(25))
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	eng := exporter.New(exporter.Options{Logger: log})

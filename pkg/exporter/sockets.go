@@ -68,6 +68,13 @@ type connKey struct {
 
 type peerLabel struct{ peer, alias string }
 
+// classKey is what Classify says of a socket.
+type classKey struct {
+	dir  sockstat.Direction
+	addr netip.Addr
+	port uint16
+}
+
 // NewSockets returns a sockets source.
 func NewSockets(c SocketsConfig) *Sockets {
 	if c.MaxPeers <= 0 {
@@ -251,19 +258,27 @@ func (s *Sockets) countRetransmits(socks []sockstat.Socket, kept map[string]peer
 	names := aliasNames(s.c.Aliases)
 	seen := make(map[connKey]uint32, len(s.retrans))
 	live := map[peerLabel]bool{}
+	labels := map[classKey]peerLabel{}
 	for i := range socks {
 		sk := &socks[i]
 		if sk.TCP == nil || sk.State == sockstat.Listen {
 			continue
 		}
 		dir, addr, port := cl.Classify(*sk)
-		if !s.wanted(addr, port) {
-			continue
-		}
-		key := sockstat.PeerKey(dir, addr, port)
-		l, ok := kept[key]
+		pk := classKey{dir, addr, port}
+		l, ok := labels[pk]
 		if !ok {
-			l = peerLabel{peer: OtherPeer, alias: names[port]}
+			// Once per peer, not per socket: the key is a formatted
+			// string.
+			if !s.wanted(addr, port) {
+				l = peerLabel{}
+			} else if l, ok = kept[sockstat.PeerKey(dir, addr, port)]; !ok {
+				l = peerLabel{peer: OtherPeer, alias: names[port]}
+			}
+			labels[pk] = l
+		}
+		if l.peer == "" {
+			continue
 		}
 		live[l] = true
 		if _, ok := s.counted[l]; !ok {
