@@ -34,6 +34,7 @@ func exportedNames(t *testing.T) map[string]bool {
 	e.Add(NewShipper(ShipperConfig{}), sch)
 	e.Add(NewForwardProbe(forwardprobe.Options{Addr: "127.0.0.1:1"}), sch)
 	e.Add(NewESProbe(esprobe.Options{URLs: []string{"http://127.0.0.1:1"}}), sch)
+	e.Add(NewDiscovery(DiscoveryConfig{Engine: e}), sch)
 	ch := make(chan *prometheus.Desc, 256)
 	go func() { e.Describe(ch); close(ch) }()
 	re := regexp.MustCompile(`fqName: "([^"]+)"`)
@@ -180,6 +181,23 @@ func githubAnchor(h string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestMetricsDocumented: every metric is described in
+// docs/commands/exporter.md.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "docs", "commands", "exporter.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range exportedNames(t) {
+		if strings.HasSuffix(n, "_bucket") || strings.HasSuffix(n, "_sum") || strings.HasSuffix(n, "_count") {
+			continue
+		}
+		if !strings.Contains(string(doc), "`"+n) {
+			t.Errorf("metric %s is not documented in docs/commands/exporter.md", n)
+		}
+	}
 }
 
 // TestDaemonSetManifest holds the DaemonSet to what the docs promise:
