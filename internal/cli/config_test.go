@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"net"
 	"os"
@@ -9,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
 	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/report/sariftest"
 )
 
 func fixture(t *testing.T, rel string) string {
@@ -84,37 +82,6 @@ func TestConfigCheckJSON(t *testing.T) {
 	}
 }
 
-// validateSARIF checks output against the OASIS SARIF 2.1.0 schema kept in
-// pkg/report/testdata.
-func validateSARIF(t *testing.T, b []byte) {
-	t.Helper()
-	f, err := os.Open(filepath.Join(testenv.ModuleRoot(t), "pkg", "report", "testdata", "sarif-schema-2.1.0.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("sarif.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile("sarif.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("not JSON: %v", err)
-	}
-	if err := sch.Validate(inst); err != nil {
-		t.Fatalf("invalid SARIF: %v", err)
-	}
-}
-
 func TestConfigCheckSARIF(t *testing.T) {
 	// Relative paths stay relative in SARIF, as code scanning wants.
 	rel := "../../pkg/configcheck/testdata/fluentbit/storage.conf"
@@ -122,7 +89,7 @@ func TestConfigCheckSARIF(t *testing.T) {
 	if code != ExitFindings {
 		t.Fatalf("code %d: %s", code, errOut)
 	}
-	validateSARIF(t, []byte(out))
+	sariftest.Validate(t, []byte(out))
 	var log struct {
 		Runs []struct {
 			Tool struct {

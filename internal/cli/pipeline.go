@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -325,13 +327,13 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 		es.APIKey = os.Getenv("LOGDOCTOR_ES_API_KEY")
 	}
 	if o.ESCA != "" || o.ESInsecure {
-		tc := &tls.Config{InsecureSkipVerify: o.ESInsecure, MinVersion: tls.VersionTLS12}
+		var roots *x509.CertPool
 		if o.ESCA != "" {
-			if tc.RootCAs, err = certPool("--es-ca", o.ESCA); err != nil {
+			if roots, err = certPool("--es-ca", o.ESCA); err != nil {
 				return cfg, err
 			}
 		}
-		es.TLS = tc
+		es.TLS = esclient.TLSConfig(roots, o.ESInsecure)
 	}
 	cfg.ES = es
 	return cfg, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/esprobe"
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/forward"
@@ -412,10 +413,14 @@ func smokePreflight(ctx context.Context, o SmokeOptions) error {
 // smokeSetup starts the embedded essim and pipeline when asked, or points at
 // the user's infrastructure.
 func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
-	esTLS, err := tlsConfig("--es-ca", o.ESCA, o.ESInsecure)
-	if err != nil {
-		return nil, err
+	var esRoots *x509.CertPool
+	if o.ESCA != "" {
+		var err error
+		if esRoots, err = certPool("--es-ca", o.ESCA); err != nil {
+			return nil, err
+		}
 	}
+	esTLS := esclient.TLSConfig(esRoots, o.ESInsecure)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = esTLS
 	searcher := &smoke.ESSearcher{User: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
@@ -440,11 +445,7 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 	}
 	if o.Forward != "" {
 		searcher.URL, searcher.Index = o.ES, o.Index
-		var roots *x509.CertPool
-		if esTLS != nil {
-			roots = esTLS.RootCAs
-		}
-		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index, esRootCAs: roots,
+		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index, esRootCAs: esRoots,
 			searcher: searcher, forwardCfg: fwdCfg, close: func(context.Context) error { tr.CloseIdleConnections(); return nil }}, nil
 	}
 	return embeddedSetup(ctx, o, searcher, tr)

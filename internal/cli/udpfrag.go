@@ -17,6 +17,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/pkg/pcap"
 	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 	"github.com/logdoctor/logdoctor/pkg/udpprobe"
 )
 
@@ -147,7 +148,7 @@ func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
 	}
 	started := o.Now()
 	r := report.New("udp-frag", started)
-	cfg := pcap.Config{Ports: o.Ports, Timeout: o.Timeout, MaxFlows: o.MaxFlows, MaxBytes: o.MaxBytes, MTU: o.MTU}
+	cfg := udpfrag.Config{Ports: o.Ports, Timeout: o.Timeout, MaxFlows: o.MaxFlows, MaxBytes: o.MaxBytes, MTU: o.MTU}
 	switch {
 	case o.Read != "":
 		res, err := readCapture(ctx, o, cfg)
@@ -155,9 +156,9 @@ func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
 			return nil, err
 		}
 		r.Data = res
-		r.Add(pcap.Findings(res)...)
+		r.Add(udpfrag.Findings(res)...)
 	case o.Send != "":
-		before, _ := pcap.ReadKernel(o.ProcRoot, nil)
+		before, _ := udpfrag.ReadKernel(o.ProcRoot, nil)
 		sr, err := udpprobe.Send(ctx, udpprobe.SendConfig{Target: o.Send, Sizes: o.Sizes, Probes: o.Probes, Wait: o.Wait, Run: runID(started)})
 		if err != nil {
 			return nil, fmt.Errorf("--send %s: %w", o.Send, err)
@@ -174,7 +175,7 @@ func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
 			return nil, &UsageError{Err: err}
 		}
 		ports := []uint16{port}
-		before, _ := pcap.ReadKernel(o.ProcRoot, ports)
+		before, _ := udpfrag.ReadKernel(o.ProcRoot, ports)
 		lr, err := udpprobe.Listen(ctx, udpprobe.ListenConfig{Addr: o.Listen, Duration: o.Duration, Count: int(o.Count), Ready: o.ListenReady})
 		if err != nil {
 			return nil, err
@@ -188,13 +189,13 @@ func runUDPFrag(ctx context.Context, o UDPFragOptions) (*report.Report, error) {
 			return nil, err
 		}
 		r.Data = res
-		r.Add(pcap.Findings(res)...)
+		r.Add(udpfrag.Findings(res)...)
 	}
 	r.Finish(o.Now())
 	return r, nil
 }
 
-func readCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.Result, error) {
+func readCapture(ctx context.Context, o UDPFragOptions, cfg udpfrag.Config) (*udpfrag.Result, error) {
 	in := o.Stdin
 	name := "stdin"
 	if o.Read != "-" {
@@ -212,7 +213,7 @@ func readCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.
 	if in == nil {
 		return nil, errors.New("--read -: no standard input")
 	}
-	res, err := pcap.AnalyzeReader(ctx, in, cfg)
+	res, err := udpfrag.AnalyzeReader(ctx, in, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
@@ -220,7 +221,7 @@ func readCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (*pcap.
 	return res, nil
 }
 
-func liveCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (_ *pcap.Result, err error) {
+func liveCapture(ctx context.Context, o UDPFragOptions, cfg udpfrag.Config) (_ *udpfrag.Result, err error) {
 	// What the flags name is checked before the capability, so a typo is
 	// reported as such whoever runs it.
 	ifaces, err := pcap.Interfaces(o.Interfaces)
@@ -250,15 +251,15 @@ func liveCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (_ *pca
 	if cfg.IfaceMTU == 0 {
 		cfg.IfaceMTU = ifaces[0].MTU
 	}
-	lc := pcap.LiveConfig{Interfaces: ifaces, Ports: o.Ports, Snaplen: o.Snaplen, Duration: o.Duration, Count: o.Count, Ready: o.Ready}
+	lc := pcap.LiveConfig{Interfaces: ifaces, Ports: o.Ports, Snaplen: o.Snaplen, Duration: o.Duration, Ready: o.Ready}
 	if wf != nil {
 		if lc.Write, err = pcap.NewWriter(wf, uint32(max(o.Snaplen, 0)), pcap.LinkEthernet); err != nil {
 			return nil, err
 		}
 	}
-	before, _ := pcap.ReadKernel(o.ProcRoot, o.Ports)
-	a := pcap.NewAnalyzer(cfg)
-	st, err := pcap.Capture(ctx, lc, a)
+	before, _ := udpfrag.ReadKernel(o.ProcRoot, o.Ports)
+	a := udpfrag.NewAnalyzer(cfg)
+	st, err := pcap.Capture(ctx, lc, a.Sink(o.Count))
 	if err != nil {
 		return nil, err
 	}
@@ -282,11 +283,11 @@ func liveCapture(ctx context.Context, o UDPFragOptions, cfg pcap.Config) (_ *pca
 
 // kernelDelta reads the counters again and returns the change, or nil when
 // procfs could not be read at all.
-func kernelDelta(before *pcap.KernelSnapshot, procRoot string, ports []uint16) *pcap.KernelDelta {
+func kernelDelta(before *udpfrag.KernelSnapshot, procRoot string, ports []uint16) *udpfrag.KernelDelta {
 	if before == nil {
 		return nil
 	}
-	after, err := pcap.ReadKernel(procRoot, ports)
+	after, err := udpfrag.ReadKernel(procRoot, ports)
 	if err != nil {
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/pcap"
 	"github.com/logdoctor/logdoctor/pkg/pcap/pcaptest"
 	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 	"github.com/logdoctor/logdoctor/pkg/udpprobe"
 )
 
@@ -126,7 +127,7 @@ func TestUDPFragReadBlackHole(t *testing.T) {
 		t.Fatalf("sources %v", r.Data.Sources)
 	}
 	ids := r.ids()
-	if ids[pcap.FindingFragmentsLost] != "critical" || ids[pcap.FindingFragmented] != "warning" {
+	if ids[udpfrag.FindingFragmentsLost] != "critical" || ids[udpfrag.FindingFragmented] != "warning" {
 		t.Fatalf("findings %v", ids)
 	}
 	if r.Data.Sizes.PathMTU != 1460 || len(r.Data.Sizes.LostSizes) != 3 {
@@ -161,7 +162,7 @@ func TestUDPFragReadHealthyAndErrors(t *testing.T) {
 	path := writeSeedPcap(t, false)
 	code, out, _ := runCLI(t, "udp-frag", "--read", path, "-o", "json")
 	r := parseReport(t, out)
-	if code != ExitOK || r.Data.Datagrams["fragmented_complete"] != 3 || r.ids()[pcap.FindingFragmented] != "warning" {
+	if code != ExitOK || r.Data.Datagrams["fragmented_complete"] != 3 || r.ids()[udpfrag.FindingFragmented] != "warning" {
 		t.Fatalf("healthy: exit %d %s", code, out)
 	}
 	code, _, _ = runCLI(t, "udp-frag", "--read", path, "--fail-on", "warning")
@@ -252,7 +253,7 @@ func TestUDPFragSendListenLoopback(t *testing.T) {
 	if z := sr.Data.Sizes[3]; z.Sent != 0 || !z.Oversize {
 		t.Fatalf("70000: %+v", z)
 	}
-	if len(sr.Findings) != 1 || sr.Findings[0].ID != pcap.FindingOversize {
+	if len(sr.Findings) != 1 || sr.Findings[0].ID != udpfrag.FindingOversize {
 		t.Fatalf("findings %+v", sr.Findings)
 	}
 	l := <-done
@@ -344,7 +345,7 @@ func TestUDPFragBinaryBehindDroppingBalancer(t *testing.T) {
 	if r.Data.Datagrams["unfragmented"] != 2 || r.Data.Datagrams["fragmented_incomplete"] != 3 || r.Data.Datagrams["fragmented_complete"] != 0 {
 		t.Fatalf("datagrams %v", r.Data.Datagrams)
 	}
-	if r.ids()[pcap.FindingFragmentsLost] != "critical" {
+	if r.ids()[udpfrag.FindingFragmentsLost] != "critical" {
 		t.Fatalf("findings %v", r.ids())
 	}
 	// the receiver's kernel saw the same: three reassemblies timed out
@@ -386,7 +387,7 @@ func TestUDPFragBinaryBehindDroppingBalancer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := sf.ids()
-	if sr.Data.LargestThrough != 1432 || sr.Data.PathMTU != 1460 || ids[pcap.FindingFragmentsLost] != "critical" {
+	if sr.Data.LargestThrough != 1432 || sr.Data.PathMTU != 1460 || ids[udpfrag.FindingFragmentsLost] != "critical" {
 		t.Fatalf("sweep: %s", sout)
 	}
 	if err := listen.Wait(); err != nil {

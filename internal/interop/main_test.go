@@ -85,8 +85,15 @@ type daemon struct {
 // connections (when given) and stops it with SIGTERM at cleanup.
 func start(t *testing.T, waitAddr string, args ...string) *daemon {
 	t.Helper()
+	return startCommand(t, exec.Command(logdoctorBin, args...), waitAddr, canDial, args)
+}
+
+// startCommand is start for a prepared command (logdoctor run inside a
+// network namespace, say), with dial telling when waitAddr is up.
+func startCommand(t *testing.T, cmd *exec.Cmd, waitAddr string, dial func(string) bool, args []string) *daemon {
+	t.Helper()
 	d := &daemon{done: make(chan struct{})}
-	d.cmd = exec.Command(logdoctorBin, args...)
+	d.cmd = cmd
 	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.errb
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -103,7 +110,7 @@ func start(t *testing.T, waitAddr string, args ...string) *daemon {
 	t.Cleanup(func() { d.stop(t) })
 	if waitAddr != "" {
 		deadline := time.Now().Add(15 * time.Second)
-		for !canDial(waitAddr) {
+		for !dial(waitAddr) {
 			select {
 			case <-d.done:
 				t.Fatalf("logdoctor %s exited before listening:\n%s", strings.Join(args, " "), d.res)

@@ -113,6 +113,10 @@ type Spec struct {
 	StartTimeout time.Duration
 	// Env adds environment variables (KEY=VALUE).
 	Env []string
+	// Netns runs the shipper inside this network namespace (ip netns
+	// exec, which execs it: the PID is the shipper's). WaitTCP dials from
+	// the test's own namespace, so use WaitLog with it.
+	Netns string
 }
 
 // Process is a running shipper.
@@ -154,6 +158,9 @@ func Start(t testing.TB, peers Peers, spec Spec) *Process {
 		argv = append(append([]string{}, peers.FluentBit...), "-c", p.Config, "--log_file", p.LogPath)
 	default:
 		t.Fatalf("unknown shipper kind %q", spec.Kind)
+	}
+	if spec.Netns != "" {
+		argv = append([]string{"ip", "netns", "exec", spec.Netns}, argv...)
 	}
 	if err := os.WriteFile(p.Config, conf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)

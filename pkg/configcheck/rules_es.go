@@ -151,7 +151,8 @@ func (ck *checker) fdReload(o *shipconf.Plugin) {
 		Summary: fmt.Sprintf("%s: output %s re-sniffs the cluster (%s %s%s) without %s: the client replaces the configured host with the nodes' publish addresses, which the shipper may not reach (\"Cannot get new connection from pool\", dead for resurrect_after %s)",
 			where(prm, o), o.Name(), prm.Key, prm.Value, defaultIn(prm), simple, resurrect.Value),
 		Evidence: evidence(o, prm, false, extra),
-		Remedy:   fmt.Sprintf("Set `reload_connections false`, `reconnect_on_error true`, `reload_on_failure true` with `sniffer_class_name %s` (it keeps the configured hosts), and `resurrect_after 5s`.", simple)})
+		Remedy: fmt.Sprintf("Set `reload_connections false`, `reconnect_on_error true`, `reload_on_failure true` with `sniffer_class_name %s` (it keeps the configured hosts), and `resurrect_after 5s`. "+
+			"Start Fluentd with `-r %s`: the plugin does not load that class itself, and Fluentd refuses the setting without it.", simple, sniffFile(o))})
 }
 
 // sniffFile is the file that defines the simple sniffer: the plugins do

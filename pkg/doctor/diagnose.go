@@ -11,6 +11,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/report"
 	"github.com/logdoctor/logdoctor/pkg/shipconf"
 	"github.com/logdoctor/logdoctor/pkg/sockstat"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 )
 
 // Cause is one entry of the diagnosis: evidence joined into a reason,
@@ -63,6 +64,18 @@ func (d *diagnoser) find(id, output string) []int {
 	return out
 }
 
+// live keeps the findings above info (a socket finding judged to be the
+// output's normal pattern is info).
+func (d *diagnoser) live(idx []int) []int {
+	var out []int
+	for _, i := range idx {
+		if d.fs[i].Severity > report.Info {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 func (d *diagnoser) use(idx ...[]int) []string {
 	var ids []string
 	for _, is := range idx {
@@ -100,7 +113,7 @@ func (d *diagnoser) trend(output string) *OutputTrend {
 // buffer and the sniffing setting that make it lose data.
 func (d *diagnoser) esStall(c *shipconf.Config, o *ESOutput) {
 	tr := d.trend(o.Name)
-	noEst := append(d.find(sockstat.FindingNoEstablished, o.Name), d.find(sockstat.FindingNoConnection, o.Name)...)
+	noEst := d.live(append(d.find(sockstat.FindingNoEstablished, o.Name), d.find(sockstat.FindingNoConnection, o.Name)...))
 	unreach := d.find(esprobe.FindingUnreachable, o.Name)
 	retry := d.find(FindingOutputRetrying, o.Name)
 	stalled := d.find(FindingOutputStalled, o.Name)
@@ -130,6 +143,10 @@ func (d *diagnoser) esStall(c *shipconf.Config, o *ESOutput) {
 		k, _ := d.fs[unreach[0]].Evidence["kind"].(string)
 		parts = append(parts, fmt.Sprintf("Elasticsearch unreachable from the shipper (%s)", k))
 	}
+	rejected := d.find(esprobe.FindingWriteRejections, o.Name)
+	if len(rejected) > 0 {
+		parts = append(parts, "Elasticsearch rejects writes")
+	}
 	if tr != nil && tr.Retrying && tr.Retries != nil {
 		parts = append(parts, fmt.Sprintf("retries growing (+%.0f in %.0f s)", tr.Retries.Change, tr.Seconds))
 	}
@@ -157,8 +174,11 @@ func (d *diagnoser) esStall(c *shipconf.Config, o *ESOutput) {
 		fixes = append(fixes, fmt.Sprintf("`reload_connections false` (%s)", pos(o.SniffParam)))
 		cause.Settings = append(cause.Settings, Setting{File: o.SniffParam.Pos.File, Line: o.SniffParam.Pos.Line, Setting: o.SniffParam.Key, Change: "reload_connections false"})
 	}
-	if len(unreach) > 0 || len(noEst) > 0 {
+	switch {
+	case len(unreach) > 0:
 		fixes = append(fixes, fmt.Sprintf("make %s reachable from the shipper (hosts at %s)", strings.Join(o.Addrs, ", "), at(o.HostAt)))
+	case len(noEst) > 0 && len(d.t.ES) == 0:
+		fixes = append(fixes, fmt.Sprintf("check that %s is reachable from the shipper (hosts at %s)", strings.Join(o.Addrs, ", "), at(o.HostAt)))
 	}
 	if len(fixes) > 0 {
 		text += "; set " + joinAnd(fixes)
@@ -203,12 +223,12 @@ func (d *diagnoser) esRejections(c *shipconf.Config, o *ESOutput) {
 		file, _ := f.Evidence["file"].(string)
 		line, _ := f.Evidence["line"].(int)
 		parts = append(parts, fmt.Sprintf("output %s sends no document id (%s:%d): every chunk it retries is indexed again, so logs are duplicated", o.Name, file, line))
-		change := "add `<filter> @type elasticsearch_genid </filter>` and `id_key _hash`"
+		fix, change := "add `<filter> @type elasticsearch_genid </filter>` before it and set `id_key _hash`", "id_key _hash with the elasticsearch_genid filter"
 		if c.Shipper == shipconf.FluentBit {
-			change = "`Generate_ID On`"
+			fix, change = "set `Generate_ID On`", "Generate_ID On"
 		}
-		cause.Settings = append(cause.Settings, Setting{File: file, Line: line, Setting: "id_key", Change: strings.Trim(change, "`")})
-		parts[len(parts)-1] += "; set " + change
+		cause.Settings = append(cause.Settings, Setting{File: file, Line: line, Setting: "id_key", Change: change})
+		parts[len(parts)-1] += "; " + fix
 	}
 	if len(dropped) > 0 {
 		f := d.fs[dropped[0]]
@@ -282,8 +302,8 @@ func (d *diagnoser) forwardAcks(o *ForwardOutput) {
 // udp is seed 002: an input accepting datagrams larger than the path
 // carries unfragmented, with fragments arriving or the kernel dropping.
 func (d *diagnoser) udp(u *UDPView) {
-	frag := d.find(findingUDPFragmented, u.Input)
-	drops := d.find(findingUDPRcvbufDrops, u.Input)
+	frag := d.find(udpfrag.FindingFragmented, u.Input)
+	drops := d.find(udpfrag.FindingReceiveBufferDrops, u.Input)
 	cfg := d.find(configcheck.FindingUDPMessageSize, u.Input)
 	if len(frag)+len(drops) == 0 {
 		return
@@ -292,11 +312,15 @@ func (d *diagnoser) udp(u *UDPView) {
 	prm := u.in.LimitParam
 	var parts []string
 	if u.MaxPayload > 0 && u.Limit > int64(u.MaxPayload) {
-		parts = append(parts, fmt.Sprintf("UDP input %s accepts messages up to %d bytes (%s %s) over the MTU %d of %s in the shipper's namespace (%d bytes unfragmented)",
-			u.Input, u.Limit, prm.Key, at(prm.Pos), u.MTU, u.Interface, u.MaxPayload))
+		setting := fmt.Sprintf("%s at %s", prm.Key, at(prm.Pos))
+		if prm.State == shipconf.Default {
+			setting = fmt.Sprintf("%s by default, input at %s", prm.Key, at(prm.Pos))
+		}
+		parts = append(parts, fmt.Sprintf("UDP input %s accepts messages up to %d bytes (%s) over the MTU %d of %s in the shipper's namespace (%d bytes unfragmented)",
+			u.Input, u.Limit, setting, u.MTU, u.Interface, u.MaxPayload))
 	}
 	if len(frag) > 0 {
-		parts = append(parts, fmt.Sprintf("fragmented datagrams are arriving (%.0f fragments during the run)", u.ReasmReqds.Change))
+		parts = append(parts, fmt.Sprintf("fragmented datagrams are arriving (%d reassembled during the run)", u.Reassembled))
 	}
 	if len(drops) > 0 {
 		cause.Severity = report.Critical

@@ -18,9 +18,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -31,6 +33,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/report"
 	"github.com/logdoctor/logdoctor/pkg/shipconf"
 	"github.com/logdoctor/logdoctor/pkg/sockstat"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 )
 
 // Options configures Run.
@@ -290,11 +293,18 @@ func (tr *targetRun) run(ctx context.Context) []report.Finding {
 
 	// 1. Its configuration, read where it reads it.
 	tr.step(ctx, "configuration", o.StepTimeout, func(ctx context.Context) (string, error) {
-		env, err := readEnviron(o.ProcRoot, tr.proc.PID)
-		if err != nil {
+		env, envErr := readEnviron(o.ProcRoot, tr.proc.PID)
+		if envErr != nil {
 			env = map[string]string{}
 		}
 		tr.env = env
+		if o.ConfigFile == "" {
+			// /proc/PID/root and environ are open only to the shipper's
+			// user or CAP_SYS_PTRACE: say so rather than "not found".
+			if _, err := os.ReadDir(t.files.Root); errors.Is(err, fs.ErrPermission) || errors.Is(envErr, fs.ErrPermission) {
+				return "", skipped("cannot read /proc/%d/root and environ (permission denied): run logdoctor as the shipper's user or as root (CAP_SYS_PTRACE), or give --config", tr.proc.PID)
+			}
+		}
 		src := ConfigSource{Path: o.ConfigFile, From: "--config"}
 		files := shipconf.Files(t.files)
 		if o.ConfigFile != "" {
@@ -455,8 +465,7 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 	metricsOK := mv != nil && len(mv.Samples) == 1 && mv.Samples[0].Error == ""
 
 	// Sockets and kernel counters, first look.
-	var kFirst kernelUDP
-	kOK := false
+	var kFirst *udpfrag.KernelSnapshot
 	tr.step(ctx, "sockets (first sample)", o.StepTimeout, func(ctx context.Context) (string, error) {
 		res, src, owned, err := tr.sampleSockets(ctx)
 		if err != nil {
@@ -467,11 +476,11 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 	})
 	if len(t.Endpoints.UDP) > 0 {
 		tr.step(ctx, "udp counters (first sample)", o.StepTimeout, func(ctx context.Context) (string, error) {
-			k, err := readKernelUDP(o.ProcRoot, netPID)
+			k, err := readKernelUDP(o.ProcRoot, netPID, t.Endpoints.UDP)
 			if err != nil {
 				return "", err
 			}
-			kFirst, kOK = k, true
+			kFirst = k
 			return fmt.Sprintf("/proc/%d/net/snmp and net/udp{,6}", netPID), nil
 		})
 	}
@@ -569,9 +578,9 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 			return fmt.Sprintf("%d configured peer(s)", len(t.Sockets.Peers)), nil
 		})
 	}
-	if kOK {
+	if kFirst != nil {
 		tr.step(ctx, "udp counters (last sample)", o.StepTimeout, func(ctx context.Context) (string, error) {
-			k, err := readKernelUDP(o.ProcRoot, netPID)
+			k, err := readKernelUDP(o.ProcRoot, netPID, t.Endpoints.UDP)
 			if err != nil {
 				return "", err
 			}
@@ -581,7 +590,7 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 					mtu, iface = i.MTU, i.Name
 				}
 			}
-			t.UDP = udpViews(t.Endpoints.UDP, kFirst, k, mtu, iface)
+			t.UDP = udpViews(t.Endpoints.UDP, kFirst.Delta(k), mtu, iface)
 			return fmt.Sprintf("%d UDP input(s)", len(t.UDP)), nil
 		})
 	}
@@ -602,7 +611,7 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 		attachLog(tr.proc.Kind, t.Trends, t.LogEvents)
 		findings = append(findings, shipperFindings(tr.proc.Kind, t.Trends)...)
 	}
-	findings = append(findings, t.Sockets.findings(o.Thresholds)...)
+	findings = append(findings, judgeSockets(t.Sockets.findings(o.Thresholds), t.Trends)...)
 	findings = append(findings, udpFindings(t.UDP)...)
 	sort.Slice(t.ES, func(i, j int) bool { return t.ES[i].Output < t.ES[j].Output })
 	for _, p := range t.ES {
@@ -613,6 +622,43 @@ func (tr *targetRun) sampleAndProbe(ctx context.Context) []report.Finding {
 		findings = append(findings, p.fwdFindings()...)
 	}
 	return findings
+}
+
+// judgeSockets weighs the socket findings of an output against its own
+// counters: fluent-plugin-elasticsearch opens a connection per request,
+// so between flushes a healthy output has no ESTABLISHED connection and a
+// trail of TIME_WAIT. When the output delivered during the interval and
+// did not retry (or delivered before, does not retry and has nothing
+// queued), that is its pattern, not a stall: info, with the deliveries as
+// evidence.
+func judgeSockets(fs []report.Finding, ts []*OutputTrend) []report.Finding {
+	for i := range fs {
+		f := &fs[i]
+		switch f.ID {
+		case sockstat.FindingNoEstablished, sockstat.FindingNoConnection, sockstat.FindingTimeWaitChurn:
+		default:
+			continue
+		}
+		out, _ := f.Evidence["output"].(string)
+		for _, t := range ts {
+			if t.Output != out || t.Retrying || t.Stalled || t.Writes == nil {
+				continue
+			}
+			idle := t.Writes.Last > 0 && (t.QueueLen == nil || t.QueueLen.Last == 0)
+			if t.Writes.Change <= 0 && !idle {
+				continue
+			}
+			f.Severity = report.Info
+			f.Evidence["delivering"] = true
+			f.Evidence["writes_during_interval"] = t.Writes.Change
+			if t.Writes.Change > 0 {
+				f.Summary += fmt.Sprintf("; the output delivered %.0f writes without a retry during the interval, so this is its connection-per-request pattern, not a stall", t.Writes.Change)
+			} else {
+				f.Summary += fmt.Sprintf("; the output has delivered (%.0f writes), does not retry and has no chunk waiting, so this is its connection-per-request pattern between flushes, not a stall", t.Writes.Last)
+			}
+		}
+	}
+	return fs
 }
 
 // fluentBitStorage returns a function measuring the chunk files of each

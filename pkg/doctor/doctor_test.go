@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -379,5 +380,83 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunWithoutPID: discovery over a proc tree that holds only shippers
+// doctor does not understand reports them, and one that holds nothing is
+// an error naming what was looked for.
+func TestRunWithoutPID(t *testing.T) {
+	root := fakeProc(t, map[int]fakeProcess{
+		1:   {0, "init", []string{"/sbin/init"}, nil},
+		400: {1, "vector", []string{"/usr/bin/vector", "--config", "/etc/vector/vector.toml"}, nil},
+		500: {1, "java", []string{"java", "-cp", "/usr/share/logstash/logstash-core/lib/jars/*", "org.logstash.Logstash"}, nil},
+	})
+	res, fs, err := Run(context.Background(), Options{ProcRoot: root, Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.NotUnderstood) != 2 || len(fs) != 2 || fs[0].ID != FindingNotUnderstood || fs[0].Severity != report.Info || len(res.Targets) != 0 {
+		t.Errorf("not understood: %+v %+v", res, fs)
+	}
+	if _, _, err := Run(context.Background(), Options{ProcRoot: root, Shipper: FluentBit}); !errors.Is(err, ErrNoShipper) || !strings.Contains(err.Error(), "no Fluent Bit process under "+root) {
+		t.Errorf("nothing to diagnose: %v", err)
+	}
+}
+
+// TestRunCrossChecks: what only the configuration and the live cluster
+// together show. A cluster publishing an address the shipper cannot reach
+// is critical for an output that sniffs and info for one that keeps its
+// hosts; Elasticsearch 8 against Fluent Bit without Suppress_Type_Name is
+// critical; an http.max_content_length below the output's chunk size is
+// one cause naming the chunk's line.
+func TestRunCrossChecks(t *testing.T) {
+	bin := standin(t)
+	sim := essimtest.Start(t, essim.Config{MaxContentLength: 1 << 20, Faults: essim.Faults{PublishAddress: "127.0.0.2:1"}})
+	eh, ep, _ := net.SplitHostPort(sim.Addrs()[0])
+	dir := t.TempDir()
+	run := func(name, body string, argv ...string) (*Result, map[string]report.Finding) {
+		t.Helper()
+		conf := filepath.Join(dir, name)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := startStandin(t, bin, append(argv, "-c", conf), []string{"STANDIN_CONNECT=" + sim.Addrs()[0]}, "")
+		res, fs, err := Run(context.Background(), Options{PID: p.Process.Pid, Interval: 300 * time.Millisecond, StepTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, findingIDs(fs)
+	}
+	fd := func(extra string) string {
+		return fmt.Sprintf("<match **>\n  @type elasticsearch\n  host %s\n  port %s\n%s  <buffer>\n    @type file\n    path /tmp/b\n    chunk_limit_size 8m\n  </buffer>\n</match>\n", eh, ep, extra)
+	}
+	res, fs := run("sniffs.conf", fd(""), "ruby", "/usr/bin/fluentd")
+	if f := fs["es.sniff_unreachable"]; f.Severity != report.Critical || f.Evidence["sniff_setting"] != "reload_connections" ||
+		!strings.Contains(f.Summary, "the output sniffs") || !strings.Contains(f.Summary, "from the shipper's network namespace") {
+		t.Errorf("sniffing output: %+v", f)
+	}
+	if f := fs["config.chunk_too_large"]; f.Severity != report.Critical || f.Evidence["max_content_length"] != int64(1<<20) {
+		t.Errorf("chunk above the live max_content_length: %+v", f)
+	}
+	var big *Cause
+	for _, c := range res.Diagnosis {
+		if strings.Contains(c.Text, "accepts bodies up to 1.0 MiB") {
+			big = c
+		}
+	}
+	if big == nil || !strings.Contains(big.Text, "(chunk_limit_size "+filepath.Join(dir, "sniffs.conf")+":8)") || len(big.Findings) != 2 {
+		t.Errorf("max_content_length cause %+v in %+v", big, res.Diagnosis)
+	}
+
+	_, fs = run("keeps.conf", fd("  reload_connections false\n"), "ruby", "/usr/bin/fluentd")
+	if f := fs["es.sniff_unreachable"]; f.Severity != report.Info || !strings.Contains(f.Summary, "does not sniff") {
+		t.Errorf("output that keeps its hosts: %+v", f)
+	}
+
+	fb := fmt.Sprintf("[OUTPUT]\n    Name es\n    Match *\n    Host %s\n    Port %s\n", eh, ep)
+	_, fs = run("fluent-bit.conf", fb, "/usr/bin/fluent-bit")
+	if f := fs["config.es_type_name"]; f.Severity != report.Critical || f.Evidence["es_version"] != "Elasticsearch 8.15" {
+		t.Errorf("Fluent Bit against Elasticsearch 8: %+v", f)
 	}
 }

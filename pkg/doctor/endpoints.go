@@ -22,14 +22,14 @@ type ESOutput struct {
 	At     string           `json:"at"`
 	URLs   []string         `json:"urls"`
 	// Addrs are the host:port pairs the URLs dial.
-	Addrs    []string `json:"addrs"`
-	HostAt   shipconf.Pos
-	User     string `json:"user,omitempty"`
-	Password string `json:"-"`
-	APIKey   string `json:"-"`
-	TLS      bool   `json:"tls"`
-	Verify   bool   `json:"tls_verify"`
-	CAFile   string `json:"ca_file,omitempty"`
+	Addrs    []string     `json:"addrs"`
+	HostAt   shipconf.Pos `json:"host_at"`
+	User     string       `json:"user,omitempty"`
+	Password string       `json:"-"`
+	APIKey   string       `json:"-"`
+	TLS      bool         `json:"tls"`
+	Verify   bool         `json:"tls_verify"`
+	CAFile   string       `json:"ca_file,omitempty"`
 	// Sniffs: the client replaces its hosts with _nodes/http addresses.
 	Sniffs     bool            `json:"sniffs"`
 	SniffParam *shipconf.Param `json:"-"`

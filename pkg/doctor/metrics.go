@@ -368,10 +368,11 @@ func sampleFluentBit(ctx context.Context, hc *http.Client, addr string, ep *flue
 		}
 	}
 	if first {
-		if h, err := getBody(ctx, hc, base+"/api/v1/health"); err == nil {
-			ep.health = strings.TrimSpace(string(h))
-		} else if errors.Is(err, errStatus) {
-			ep.health = strings.TrimSpace(string(h))
+		// "ok" or "error" with Health_Check On; other answers (the
+		// build's info without it) say nothing about health.
+		h, err := getBody(ctx, hc, base+"/api/v1/health")
+		if body := strings.TrimSpace(string(h)); (err == nil || errors.Is(err, errStatus)) && (body == "ok" || body == "error") {
+			ep.health = body
 		}
 	}
 	return s, b, nil

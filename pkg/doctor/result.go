@@ -258,14 +258,14 @@ func (t *Target) sections(intervalMS int64) []report.Section {
 
 	if len(t.UDP) > 0 {
 		sec := report.Section{Title: "UDP inputs in the shipper's namespace (" + name + ")",
-			Header: []string{"INPUT", "AT", "PORT", "MAX MESSAGE", "MTU", "UNFRAGMENTED UP TO", "FRAGMENTS", "SOCKET DROPS", "RCVBUF ERRORS"}}
+			Header: []string{"INPUT", "AT", "PORT", "MAX MESSAGE", "MTU", "UNFRAGMENTED UP TO", "REASSEMBLED", "SOCKET DROPS", "RCVBUF ERRORS"}}
 		for _, u := range t.UDP {
 			mtu := "-"
 			if u.MTU > 0 {
 				mtu = fmt.Sprintf("%d (%s)", u.MTU, u.Interface)
 			}
 			sec.Rows = append(sec.Rows, []string{u.Input, u.At, strconv.Itoa(u.Port), strconv.FormatInt(u.Limit, 10), mtu,
-				strconv.Itoa(u.MaxPayload), deltaText(u.ReasmReqds, false), deltaText(u.SocketDrops, false), deltaText(u.RcvbufErrors, false)})
+				strconv.Itoa(u.MaxPayload), strconv.FormatInt(u.Reassembled, 10), strconv.FormatUint(u.SocketDrops, 10), strconv.FormatInt(u.RcvbufErrors, 10)})
 		}
 		out = append(out, sec)
 	}

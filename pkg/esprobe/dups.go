@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/clip"
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -124,12 +125,13 @@ func Dups(ctx context.Context, o Options, d DupsOptions) (*DupsResult, []report.
 	if d.Examples <= 0 {
 		d.Examples = 5
 	}
-	base, err := baseURL(o.URLs[0], &o)
+	bases, err := o.parseURLs()
 	if err != nil {
 		return nil, nil, err
 	}
-	cl := newClient(&o, newDialer(&o), tlsConfig(&o), 1)
-	cl.maxBody = dupsMaxBody
+	base := bases[0]
+	cl := newClient(&o, base, newDialer(&o), esclient.TLSConfig(o.RootCAs, o.Insecure), 1)
+	cl.es.MaxBody = dupsMaxBody
 	defer cl.close()
 	start := o.Now()
 	res := &DupsResult{Index: d.Index, MaxDocs: d.MaxDocs, Examples: []DupExample{}}
@@ -138,7 +140,7 @@ func Dups(ctx context.Context, o Options, d DupsOptions) (*DupsResult, []report.
 	var cnt struct {
 		Count int `json:"count"`
 	}
-	if _, err := cl.getJSON(ctx, base, ix+"/_count", &cnt); err != nil {
+	if _, err := cl.getJSON(ctx, ix+"/_count", &cnt); err != nil {
 		return nil, nil, fmt.Errorf("count %s: %w", d.Index, redactErr(err))
 	}
 	res.TotalDocs = cnt.Count
@@ -210,12 +212,12 @@ func sendJSON(ctx context.Context, cl *client, method, base, path string, body a
 	if err != nil {
 		return err
 	}
-	r, err := cl.do(ctx, method, base+path, b, "application/json")
+	r, err := cl.do(ctx, method, path, b, "application/json")
 	if err != nil {
 		return redactErr(err)
 	}
 	if r.Status != http.StatusOK {
-		return &statusError{Path: path, Status: r.Status, Type: errorType(r.Body)}
+		return &esclient.StatusError{Path: path, Status: r.Status, Type: esclient.ErrorType(r.Body)}
 	}
 	dec := json.NewDecoder(bytes.NewReader(r.Body))
 	dec.UseNumber()
@@ -283,7 +285,7 @@ func dupsTerms(ctx context.Context, cl *client, base, ix string, d DupsOptions, 
 				res.cut(fmt.Sprintf("page %d of the composite aggregation failed: %v", res.Pages+1, err))
 				break
 			}
-			var se *statusError
+			var se *esclient.StatusError
 			if errors.As(err, &se) && se.Status == http.StatusBadRequest && !strings.HasSuffix(d.Field, ".keyword") {
 				return fmt.Errorf("%w (a text field cannot be aggregated: try --field %s.keyword)", err, d.Field)
 			}

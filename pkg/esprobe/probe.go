@@ -7,9 +7,15 @@
 // a deterministic _id, max_content_length against the shipper's bulk size,
 // and bulk latency against the shipper's request timeout.
 //
-// It speaks raw HTTP and does not insist on the X-Elastic-Product header,
-// so OpenSearch 1 and 2 work too. It returns a Result and findings; it
-// prints nothing.
+// Each check is a function in a file of its own (check_*.go) that takes
+// what it reads as arguments (a client, stats snapshots, the options it
+// needs) and returns its result and an outcome: its timed steps, its
+// findings and its request latencies. Run is the sequence that calls them
+// and the only place results are put together.
+//
+// It talks to the cluster through pkg/esclient and does not insist on the
+// X-Elastic-Product header, so OpenSearch 1 and 2 work too. It returns a
+// Result and findings; it prints nothing.
 package esprobe
 
 import (
@@ -21,11 +27,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"sort"
-	"strings"
+
 	"sync"
 	"time"
 
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -73,7 +79,9 @@ type Options struct {
 	// snapshots, so the deltas mean something.
 	MinInterval time.Duration
 
-	// Resolver, Dialer and Transport are injectable for tests.
+	// Resolver answers the DNS check and, unless Dialer is given,
+	// resolves every name the probe dials (URLs and published node
+	// names); Dialer and Transport are injectable for tests.
 	Resolver *net.Resolver
 	Dialer   *net.Dialer
 	// DialContext, when set, opens every connection instead of Dialer:
@@ -113,246 +121,207 @@ func (o *Options) defaults() {
 		o.Resolver = net.DefaultResolver
 	}
 	if o.Dialer == nil {
-		o.Dialer = &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}
+		o.Dialer = &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second, Resolver: o.Resolver}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 }
 
-// Check is one timed step of the probe.
-type Check struct {
-	Name       string `json:"name"`
-	Target     string `json:"target,omitempty"`
-	OK         bool   `json:"ok"`
-	DurationMS int64  `json:"duration_ms"`
-	Detail     string `json:"detail"`
+func (o *Options) auth() esclient.Auth {
+	return esclient.Auth{Username: o.Username, Password: o.Password, APIKey: o.APIKey}
 }
 
-// Target is what one URL answered.
-type Target struct {
-	URL          string   `json:"url"`
-	Reachable    bool     `json:"reachable"`
-	Status       int      `json:"status,omitempty"`
-	Product      string   `json:"product,omitempty"` // elasticsearch or opensearch
-	ProductHdr   bool     `json:"x_elastic_product"`
-	Version      string   `json:"version,omitempty"`
-	ClusterName  string   `json:"cluster_name,omitempty"`
-	NodeName     string   `json:"node_name,omitempty"`
-	LatencyMS    float64  `json:"latency_ms"`
-	DNSMS        float64  `json:"dns_ms,omitempty"`
-	Addresses    []string `json:"addresses,omitempty"`
-	Error        string   `json:"error,omitempty"`
-	errKind      string
-	unauthorized int
+// parseURLs normalises the URL arguments; credentials in a URL's userinfo
+// fill the options' when those are empty.
+func (o *Options) parseURLs() ([]string, error) {
+	var bases []string
+	for _, u := range o.URLs {
+		b, fromURL, err := esclient.ParseURL(u)
+		if err != nil {
+			return nil, err
+		}
+		a := o.auth()
+		a.Fill(fromURL)
+		o.Username, o.Password = a.Username, a.Password
+		bases = append(bases, b)
+	}
+	return bases, nil
 }
 
-// Health is _cluster/health.
-type Health struct {
-	Status              string  `json:"status"`
-	Nodes               int     `json:"number_of_nodes"`
-	DataNodes           int     `json:"number_of_data_nodes"`
-	ActiveShards        int     `json:"active_shards"`
-	UnassignedShards    int     `json:"unassigned_shards"`
-	PendingTasks        int     `json:"number_of_pending_tasks"`
-	ActiveShardsPercent float64 `json:"active_shards_percent_as_number"`
-}
-
-// Node is one entry of _nodes/http and whether its published address
-// accepts a TCP connection from here.
-type Node struct {
-	ID               string  `json:"id"`
-	Name             string  `json:"name"`
-	PublishAddress   string  `json:"publish_address"`
-	Reachable        bool    `json:"reachable"`
-	ConnectMS        float64 `json:"connect_ms"`
-	Error            string  `json:"error,omitempty"`
-	MaxContentLength int64   `json:"max_content_length_in_bytes"`
-}
-
-// Pool is the keep-alive and connection pool check.
-type Pool struct {
-	Requests        int     `json:"requests"`
-	NewConnections  int     `json:"new_connections"`
-	Reused          int     `json:"reused"`
-	ReuseRatio      float64 `json:"reuse_ratio"`
-	SequentialNew   int     `json:"sequential_new_connections"`
-	ConcurrentNew   int     `json:"concurrent_new_connections"`
-	NewPerRequest   float64 `json:"new_connections_per_request"`
-	ServerOpened    int64   `json:"server_total_opened_delta"` // during the pool check; -1 when _nodes/stats was unavailable
-	OwnOpened       int64   `json:"probe_opened"`              // connections the probe opened meanwhile
-	OthersOpened    int64   `json:"other_clients_opened"`      // over the whole run
-	OthersPerSecond float64 `json:"other_clients_opened_per_second"`
-	WindowMS        int64   `json:"window_ms"`
-	IdleWaitMS      int64   `json:"idle_wait_ms"`
-	IdleClosed      bool    `json:"idle_closed"`
-	IdleClosedAfter float64 `json:"idle_closed_after_ms,omitempty"`
-}
-
-// Pressure is the write pressure, summed over nodes, with deltas over the
-// probe's run.
-type Pressure struct {
-	WriteQueue          int64 `json:"write_queue"`
-	WriteActive         int64 `json:"write_active"`
-	WriteRejected       int64 `json:"write_rejected"`
-	WriteRejectedDelta  int64 `json:"write_rejected_delta"`
-	PressureRejected    int64 `json:"indexing_pressure_rejections"`
-	PressureRejectDelta int64 `json:"indexing_pressure_rejections_delta"`
-	IntervalMS          int64 `json:"interval_ms"`
-	IndexingPressure    bool  `json:"indexing_pressure_reported"`
-}
-
-// Bulk is the idempotency check.
-type Bulk struct {
-	Index        string   `json:"index"`
-	ID           string   `json:"id"`
-	Statuses     []int    `json:"statuses"`
-	ItemErrors   []string `json:"item_errors,omitempty"`
-	Count        int      `json:"count"`
-	LatencyP50MS float64  `json:"latency_p50_ms"`
-	LatencyP99MS float64  `json:"latency_p99_ms"`
-	Idempotent   bool     `json:"idempotent"`
-	Cleaned      bool     `json:"cleaned_up"`
-}
-
-// Result is the probe's data.
-type Result struct {
-	Targets          []Target  `json:"targets"`
-	Health           *Health   `json:"health,omitempty"`
-	Nodes            []Node    `json:"nodes"`
-	Pool             *Pool     `json:"pool,omitempty"`
-	Pressure         *Pressure `json:"pressure,omitempty"`
-	Bulk             *Bulk     `json:"bulk,omitempty"`
-	MaxContentLength int64     `json:"max_content_length_in_bytes,omitempty"`
-	BulkSize         int64     `json:"bulk_size"`
-	RequestTimeoutMS int64     `json:"request_timeout_ms"`
-	LatencyP99MS     float64   `json:"latency_p99_ms"`
-	Checks           []Check   `json:"checks"`
-}
-
-// probe carries one run's state.
-type probe struct {
-	o        Options
-	res      *Result
+// outcome is what a check hands back besides its own result: its timed
+// steps (Result.Checks), its findings, and the latencies of the requests
+// it made, for the request timeout advice.
+type outcome struct {
+	checks   []Check
 	findings []report.Finding
-	mu       sync.Mutex
-	d        *dialer
-	tlsCfg   *tls.Config
-	lat      []time.Duration // all request latencies, for the timeout advice
+	lats     []time.Duration
+}
+
+// check records a step that began at start; its detail is redacted, since
+// it may quote a URL or an error.
+func (o *outcome) check(c Check, start time.Time) {
+	c.DurationMS = time.Since(start).Milliseconds()
+	c.Detail = report.Redact(c.Detail)
+	o.checks = append(o.checks, c)
+}
+
+func (o *outcome) add(f report.Finding) { o.findings = append(o.findings, f) }
+
+func (o *outcome) latency(d time.Duration) { o.lats = append(o.lats, d) }
+
+func (o *outcome) merge(x outcome) {
+	o.checks = append(o.checks, x.checks...)
+	o.findings = append(o.findings, x.findings...)
+	o.lats = append(o.lats, x.lats...)
+}
+
+func (o *outcome) has(id string) bool {
+	for _, f := range o.findings {
+		if f.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// conn makes the probe's clients: each check gets its own pool, all of
+// them dialling through one counting dialer.
+type conn struct {
+	o   *Options
+	d   *dialer
+	tls *tls.Config
+}
+
+func (c conn) client(base string, maxIdle int) *client {
+	return newClient(c.o, base, c.d, c.tls, maxIdle)
 }
 
 // Run probes o.URLs and returns the data and findings. An error means the
 // probe could not run at all (bad options); an unreachable cluster is a
 // finding, not an error.
+//
+// The sequence: every URL at once (DNS, GET /); then, on the first
+// reachable one, a stats snapshot, the keep-alive pool, the idle
+// connection (in the background, for IdleWait), health and sniffing at
+// once, the canary bulk, the bulk size, a second stats snapshot at least
+// MinInterval after the first (write pressure, other clients' churn), and
+// the request timeout advice over every latency seen.
 func Run(ctx context.Context, o Options) (*Result, []report.Finding, error) {
 	o.defaults()
 	if len(o.URLs) == 0 {
 		return nil, nil, errors.New("no URL given")
 	}
-	var bases []string
-	for _, u := range o.URLs {
-		b, err := baseURL(u, &o)
-		if err != nil {
-			return nil, nil, err
-		}
-		bases = append(bases, b)
+	bases, err := o.parseURLs()
+	if err != nil {
+		return nil, nil, err
 	}
-	tc := tlsConfig(&o)
-	p := &probe{o: o, res: &Result{BulkSize: o.BulkSize, RequestTimeoutMS: o.RequestTimeout.Milliseconds(), Nodes: []Node{}, Checks: []Check{}},
-		d: newDialer(&o), tlsCfg: tc}
+	cn := conn{o: &o, d: newDialer(&o), tls: esclient.TLSConfig(o.RootCAs, o.Insecure)}
+	res := &Result{BulkSize: o.BulkSize, RequestTimeoutMS: o.RequestTimeout.Milliseconds(), Nodes: []Node{}, Checks: []Check{}}
+	var all outcome
+	done := func() (*Result, []report.Finding, error) {
+		res.Checks = append(res.Checks, all.checks...)
+		return res, all.findings, nil
+	}
 
-	// 1. Every URL: DNS and GET /.
-	p.res.Targets = make([]Target, len(bases))
+	// 1. Every URL at once: DNS and GET /.
+	res.Targets = make([]Target, len(bases))
+	outs := make([]outcome, len(bases))
 	var wg sync.WaitGroup
 	for i, b := range bases {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.res.Targets[i] = p.target(ctx, b)
-		}()
+		wg.Go(func() {
+			cl := cn.client(b, 1)
+			defer cl.close()
+			res.Targets[i], outs[i] = checkTarget(ctx, o.Resolver, cl)
+		})
 	}
 	wg.Wait()
+	for _, out := range outs {
+		all.merge(out)
+	}
+	all.merge(targetFindings(res.Targets, o.auth()))
 	base := ""
-	for _, t := range p.res.Targets {
+	for _, t := range res.Targets {
 		if t.Reachable {
 			base = t.URL
 			break
 		}
 	}
-	p.targetFindings()
 	if base == "" {
-		return p.res, p.findings, nil
+		return done()
 	}
 
-	// 2. Cluster-wide checks on the first reachable URL.
-	stats := newClient(&p.o, p.d, p.tlsCfg, 2)
+	// 2. The cluster, through the first reachable URL.
+	stats := cn.client(base, 2)
 	defer stats.close()
 	start := o.Now()
-	before, statsErr := p.nodeStats(ctx, stats, base, "before")
-	ownBefore := p.d.opened.Load()
+	before, out, statsErr := nodeStats(ctx, stats, "before")
+	all.merge(out)
+	ownBefore := cn.d.opened.Load()
 
-	p.poolCheck(ctx, base, stats, before, statsErr)
+	poolCl := cn.client(base, o.Concurrent)
+	res.Pool, out = checkPool(ctx, poolCl, stats, cn.d, before, o.Sequential, o.Concurrent)
+	poolCl.close()
+	all.merge(out)
 
+	var idle *idleResult
+	var idleOut outcome
 	idleDone := make(chan struct{})
 	go func() {
 		defer close(idleDone)
-		p.idleCheck(ctx, base)
+		cl := cn.client(base, 1)
+		defer cl.close()
+		idle, idleOut = checkIdle(ctx, cl, o.IdleWait)
 	}()
-	wg.Add(2)
-	go func() { defer wg.Done(); p.healthCheck(ctx, base) }()
-	go func() { defer wg.Done(); p.sniffCheck(ctx, base) }()
+
+	var healthOut, sniffOut outcome
+	wg.Go(func() {
+		cl := cn.client(base, 1)
+		defer cl.close()
+		res.Health, healthOut = checkHealth(ctx, cl)
+	})
+	wg.Go(func() {
+		cl := cn.client(base, 1)
+		defer cl.close()
+		res.Nodes, res.MaxContentLength, sniffOut = checkSniff(ctx, cl, cn.d.DialContext, o.Timeout)
+	})
 	wg.Wait()
+	all.merge(healthOut)
+	all.merge(sniffOut)
+
 	if o.Index != "" {
-		p.bulkCheck(ctx, base)
+		cl := cn.client(base, 1)
+		res.Bulk, out = checkBulk(ctx, cl, o.Index, o.BulkSamples, o.RequestTimeout)
+		cl.close()
+		all.merge(out)
 	}
-	p.bulkSizeCheck()
+	all.merge(checkBulkSize(o.BulkSize, res.MaxContentLength))
+
 	if wait := o.MinInterval - o.Now().Sub(start); wait > 0 {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 		}
 	}
-	after, err := p.nodeStats(ctx, stats, base, "after")
+	after, out, err := nodeStats(ctx, stats, "after")
+	all.merge(out)
 	if statsErr == nil && err == nil {
-		p.pressureCheck(before, after, o.Now().Sub(start))
-		p.otherClientsCheck(before, after, p.d.opened.Load()-ownBefore)
+		res.Pressure, out = checkPressure(before, after, o.Now().Sub(start), all.has(FindingWriteRejections))
+		all.merge(out)
+		var others otherClients
+		others, out = checkOtherClients(before, after, cn.d.opened.Load()-ownBefore)
+		others.apply(res.Pool)
+		all.merge(out)
 	}
+
 	<-idleDone
-	p.timeoutCheck()
-	return p.res, p.findings, nil
-}
-
-func (p *probe) add(f report.Finding) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.findings = append(p.findings, f)
-}
-
-func (p *probe) check(c Check, start time.Time) {
-	c.DurationMS = time.Since(start).Milliseconds()
-	c.Detail = report.Redact(c.Detail)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.res.Checks = append(p.res.Checks, c)
-}
-
-func (p *probe) latency(d time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.lat = append(p.lat, d)
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// percentile of ds (nearest rank); ds is sorted in place.
-func percentile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
+	all.merge(idleOut)
+	if idle != nil {
+		idle.apply(res.Pool)
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	k := int(q*float64(len(ds))+0.999999) - 1
-	k = max(0, min(k, len(ds)-1))
-	return ds[k]
+	res.LatencyP99MS, out = checkTimeout(res.Bulk, all.lats, o.RequestTimeout)
+	all.merge(out)
+	return done()
 }
 
 // canaryID is unique per run so reruns do not collide with old canaries.
@@ -369,21 +338,11 @@ func errString(err error) string {
 	return report.Redact(err.Error())
 }
 
-// errKind classifies a request error for the summary line.
-func errKind(err error) string {
-	var dnsErr *net.DNSError
-	var opErr *net.OpError
-	switch {
-	case errors.As(err, &dnsErr):
-		return "dns"
-	case strings.Contains(err.Error(), "connection refused"):
-		return "refused"
-	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Timeout") || strings.Contains(err.Error(), "timeout"):
-		return "timeout"
-	case strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "tls:"):
-		return "tls"
-	case errors.As(err, &opErr):
-		return "network"
+func orNone(s string) string {
+	if s == "" {
+		return "none"
 	}
-	return "error"
+	return s
 }
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }

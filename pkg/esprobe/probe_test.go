@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/testenv"
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
@@ -155,13 +156,8 @@ func TestSniffUnreachableAndEmpty(t *testing.T) {
 	if res.Nodes[0].Error != "no http publish_address" {
 		t.Fatalf("nodes %+v", res.Nodes)
 	}
-	// The name/ip:port form: clients dial the name.
-	if a, err := publishHostPort("es-0.local/127.0.0.1:9200"); err != nil || a != "es-0.local:9200" {
-		t.Fatalf("publishHostPort: %q %v", a, err)
-	}
-	if a, err := publishHostPort("[::1]:9200"); err != nil || a != "[::1]:9200" {
-		t.Fatalf("publishHostPort v6: %q %v", a, err)
-	}
+	// The name/ip:port form: clients dial the name (esclient's
+	// TestDialAddress holds the parsing).
 	// A published name that resolves (localhost) is dialled by name.
 	port := s.Addrs()[0][strings.LastIndex(s.Addrs()[0], ":")+1:]
 	s.SetFaults(essim.Faults{PublishAddress: "localhost/127.0.0.1:" + port})
@@ -169,6 +165,41 @@ func TestSniffUnreachableAndEmpty(t *testing.T) {
 	onlyFindings(t, fs)
 	if !res.Nodes[0].Reachable {
 		t.Fatalf("nodes %+v", res.Nodes)
+	}
+}
+
+// TestSniffDialsThePublishedName: for a name/ip:port publish address the
+// probe dials the name, resolved here, as elasticsearch-transport and
+// elasticsearch-py do, and as the pipeline's sniffer does (esout's
+// TestSniffDialsThePublishedName): never the IP behind the slash.
+func TestSniffDialsThePublishedName(t *testing.T) {
+	s := startSim(t, essim.Config{Nodes: 2})
+	_, port, _ := net.SplitHostPort(s.Addrs()[0])
+	dns := testenv.NewFakeDNS(t, map[string][]string{"es-node.test": {"127.0.0.1"}})
+
+	// A name this host cannot resolve: unreachable because of DNS, although
+	// the IP behind it is a plain closed port.
+	s.SetFaults(essim.Faults{PublishAddress: "es-gone.test/127.0.0.2:1"})
+	res, fs := run(t, Options{URLs: []string{s.URL()}, Resolver: dns.Resolver})
+	onlyFindings(t, fs, FindingSniffUnreachable)
+	for _, n := range res.Nodes {
+		if n.Reachable || !strings.Contains(n.Error, "es-gone.test") || strings.Contains(n.Error, "127.0.0.2") {
+			t.Fatalf("node %+v, want a DNS failure for es-gone.test", n)
+		}
+	}
+	if dns.Asked("es-gone.test") == 0 {
+		t.Fatal("the published name was never resolved")
+	}
+
+	// The name resolves to where the node listens while the IP behind the
+	// slash (127.0.0.2) has nothing on that port: reachable.
+	s.SetFaults(essim.Faults{PublishAddress: "es-node.test/127.0.0.2:" + port})
+	res, fs = run(t, Options{URLs: []string{s.URL()}, Resolver: dns.Resolver})
+	onlyFindings(t, fs)
+	for _, n := range res.Nodes {
+		if !n.Reachable {
+			t.Fatalf("node %+v, want es-node.test:%s reachable", n, port)
+		}
 	}
 }
 

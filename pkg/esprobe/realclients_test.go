@@ -3,6 +3,7 @@ package esprobe
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -165,5 +166,63 @@ except Exception as e:
 		t.Fatalf("unreachable publish addresses: %s, want ConnectionError", got)
 	}
 	_, fs := run(t, Options{URLs: []string{s.URL()}})
+	onlyFindings(t, fs, FindingSniffUnreachable)
+}
+
+// TestRealClientsDialThePublishedName holds the publish-address policy
+// (esclient.DialAddress) to the clients it stands in for: given
+// "localhost/127.0.0.2:PORT", with the node listening on 127.0.0.1:PORT
+// only, elasticsearch-transport 7.17 (fluent-plugin-elasticsearch's) and
+// elasticsearch-py 7.17 reach it after sniffing, so they dial the name;
+// "127.0.0.2:PORT" alone fails for them, so the IP is unreachable. The
+// probe agrees on both. localhost is the only name resolved.
+func TestRealClientsDialThePublishedName(t *testing.T) {
+	testenv.RequireFiles(t, "/usr/bin/ruby", "/usr/lib/ruby/vendor_ruby/elasticsearch/transport.rb",
+		"/usr/bin/python3", "/usr/lib/python3/dist-packages/elasticsearch/__init__.py")
+	s := startSim(t, essim.Config{})
+	_, port, _ := net.SplitHostPort(s.Addrs()[0])
+	const pyScript = `
+import sys
+from elasticsearch import Elasticsearch
+try:
+    Elasticsearch([sys.argv[1]], sniff_on_start=True, sniff_timeout=2, max_retries=0).info()
+    print("ok")
+except Exception as e:
+    print(type(e).__name__)
+`
+	py := func() string {
+		out, err := exec.Command("/usr/bin/python3", "-W", "ignore", "-c", pyScript, s.URL()).Output()
+		if err != nil {
+			t.Fatalf("python: %v %s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+
+	s.SetFaults(essim.Faults{PublishAddress: "localhost/127.0.0.2:" + port})
+	for i, r := range rubySniff(t, s.URL(), "2", 5) {
+		if r != "ok" {
+			t.Fatalf("ruby, name/ip:port, request %d: %q", i, r)
+		}
+	}
+	if got := py(); got != "ok" {
+		t.Fatalf("python, name/ip:port: %s", got)
+	}
+	res, fs := run(t, Options{URLs: []string{s.URL()}})
+	onlyFindings(t, fs)
+	if len(res.Nodes) != 1 || !res.Nodes[0].Reachable {
+		t.Fatalf("probe, name/ip:port: %+v", res.Nodes)
+	}
+
+	// The control: the IP behind the slash is unreachable for all three.
+	s.SetFaults(essim.Faults{PublishAddress: "127.0.0.2:" + port})
+	// Request 2 re-sniffs and goes to the published address.
+	res2 := rubySniff(t, s.URL(), "2", 3)
+	if res2[0] != "ok" || !strings.Contains(res2[1], "Connection refused - connect(2) for 127.0.0.2:"+port) {
+		t.Fatalf("ruby, ip:port: %q", res2)
+	}
+	if got := py(); got != "ConnectionError" {
+		t.Fatalf("python, ip:port: %s", got)
+	}
+	_, fs = run(t, Options{URLs: []string{s.URL()}})
 	onlyFindings(t, fs, FindingSniffUnreachable)
 }

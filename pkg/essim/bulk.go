@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/jsonenc"
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 // itemResult is the outcome of one write, rendered as a bulk item or as a
@@ -205,12 +206,12 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, s
 
 	res := make([]itemResult, len(items))
 	st := s.store
-	st.mu.Lock()
+	st.Lock()
 	for i := range items {
 		n.apply(&items[i], &res[i], f)
 	}
-	err := st.flushLocked()
-	st.mu.Unlock()
+	err := st.FlushLocked()
+	st.Unlock()
 	if err != nil {
 		n.esError(w, r, http.StatusInternalServerError, "exception", err.Error(), nil)
 		return nil, false
@@ -261,7 +262,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			fail(http.StatusBadRequest, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
 			return
 		}
-		x.id = st.newIDLocked()
+		x.id = st.NewIDLocked()
 	}
 	if f.Health == "red" {
 		fail(http.StatusServiceUnavailable, "unavailable_shards_exception",
@@ -285,11 +286,10 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 	}
 	if f.DropRate > 0 && (it.Op == OpIndex || it.Op == OpCreate) && s.roll() < f.DropRate {
 		s.dropped.Add(1)
-		st.seq++
-		x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, st.seq
+		x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, st.NextSeqLocked()
 		return
 	}
-	if max := s.cfg.MaxDocs; max > 0 && it.Op != OpDelete && st.liveLocked() >= max {
+	if max := s.cfg.MaxDocs; max > 0 && it.Op != OpDelete && st.LiveLocked() >= max {
 		// Elasticsearch past the flood-stage watermark: every index gets
 		// read_only_allow_delete; writes fail, deletes free room.
 		s.blocked.Add(1)
@@ -297,14 +297,14 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			"index ["+it.Index+"] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];")
 		return
 	}
-	ix := st.indices[it.Index]
+	ix := st.LookupLocked(it.Index)
 	switch it.Op {
 	case OpIndex, OpCreate:
 		if ix == nil {
-			ix = st.createIndexLocked(it.Index)
+			ix = st.CreateIndexLocked(it.Index)
 		}
-		x.uuid = ix.uuid
-		old, err := st.getLocked(ix, x.id)
+		x.uuid = ix.UUID()
+		old, err := st.GetLocked(ix, x.id)
 		if err != nil {
 			fail(http.StatusInternalServerError, "exception", err.Error())
 			return
@@ -313,42 +313,42 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			s.conflicts.Add(1)
 			x.errIndex = true
 			fail(http.StatusConflict, "version_conflict_engine_exception",
-				"["+x.id+"]: version conflict, document already exists (current version ["+strconv.FormatInt(old.version, 10)+"])")
+				"["+x.id+"]: version conflict, document already exists (current version ["+strconv.FormatInt(old.Version(), 10)+"])")
 			return
 		}
 		v := int64(1)
 		x.status, x.result = http.StatusCreated, "created"
 		if old != nil {
-			v = old.version + 1
+			v = old.Version() + 1
 			x.status, x.result = http.StatusOK, "updated"
 		}
-		d, err := st.indexLocked(ix, x.id, it.Source, v)
+		d, err := st.PutLocked(ix, x.id, it.Source, v)
 		if err != nil {
 			fail(http.StatusInternalServerError, "exception", err.Error())
 			return
 		}
-		x.version, x.seq = d.version, d.seq
+		x.version, x.seq = d.Version(), d.Seq()
 	case OpDelete:
 		if ix == nil {
 			x.status, x.result, x.version = http.StatusNotFound, "not_found", 1
 			return
 		}
-		x.uuid = ix.uuid
-		old, err := st.getLocked(ix, x.id)
+		x.uuid = ix.UUID()
+		old, err := st.GetLocked(ix, x.id)
 		if err != nil {
 			fail(http.StatusInternalServerError, "exception", err.Error())
 			return
 		}
 		if old == nil {
-			x.status, x.result, x.version, x.seq = http.StatusNotFound, "not_found", 1, st.seq
+			x.status, x.result, x.version, x.seq = http.StatusNotFound, "not_found", 1, st.SeqLocked()
 			return
 		}
-		version := old.version // old moves if the delete compacts the index
-		if _, err := st.deleteDocLocked(ix, x.id); err != nil {
+		version := old.Version() // old moves if the delete compacts the index
+		if _, err := st.DeleteLocked(ix, x.id); err != nil {
 			fail(http.StatusInternalServerError, "exception", err.Error())
 			return
 		}
-		x.status, x.result, x.version, x.seq = http.StatusOK, "deleted", version+1, st.seq
+		x.status, x.result, x.version, x.seq = http.StatusOK, "deleted", version+1, st.SeqLocked()
 	case OpUpdate:
 		var u struct {
 			Doc         json.RawMessage `json:"doc"`
@@ -364,14 +364,14 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			fail(http.StatusBadRequest, "illegal_argument_exception", "essim: scripted updates are not supported")
 			return
 		}
-		var old *doc
+		var old *store.Doc
 		if ix != nil {
 			var err error
-			if old, err = st.getLocked(ix, x.id); err != nil {
+			if old, err = st.GetLocked(ix, x.id); err != nil {
 				fail(http.StatusInternalServerError, "exception", err.Error())
 				return
 			}
-			x.uuid = ix.uuid
+			x.uuid = ix.UUID()
 		}
 		if old == nil {
 			src := u.Upsert
@@ -384,18 +384,18 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 				return
 			}
 			if ix == nil {
-				ix = st.createIndexLocked(it.Index)
-				x.uuid = ix.uuid
+				ix = st.CreateIndexLocked(it.Index)
+				x.uuid = ix.UUID()
 			}
-			d, err := st.indexLocked(ix, x.id, compactJSON(src), 1)
+			d, err := st.PutLocked(ix, x.id, compactJSON(src), 1)
 			if err != nil {
 				fail(http.StatusInternalServerError, "exception", err.Error())
 				return
 			}
-			x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, d.seq
+			x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, d.Seq()
 			return
 		}
-		oldSrc, err := st.sourceLocked(old)
+		oldSrc, err := st.SourceLocked(old)
 		if err != nil {
 			fail(http.StatusInternalServerError, "exception", err.Error())
 			return
@@ -406,15 +406,15 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
 			return
 		}
 		if bytes.Equal(merged, oldSrc) {
-			x.status, x.result, x.version, x.seq = http.StatusOK, "noop", old.version, old.seq
+			x.status, x.result, x.version, x.seq = http.StatusOK, "noop", old.Version(), old.Seq()
 			return
 		}
-		d, err := st.indexLocked(ix, x.id, merged, old.version+1)
+		d, err := st.PutLocked(ix, x.id, merged, old.Version()+1)
 		if err != nil {
 			fail(http.StatusInternalServerError, "exception", err.Error())
 			return
 		}
-		x.status, x.result, x.version, x.seq = http.StatusOK, "updated", d.version, d.seq
+		x.status, x.result, x.version, x.seq = http.StatusOK, "updated", d.Version(), d.Seq()
 	}
 }
 

@@ -20,6 +20,13 @@
 // document store; each node keeps its own HTTP connection counters and write
 // thread pool, counted from real connections. Documents are searchable as
 // soon as they are indexed (as if refresh_interval were zero).
+//
+// This package is the API: routing.go dispatches, indices.go serves
+// documents and indices, bulk.go and bulkparse.go the bulk API, search.go,
+// query.go, plan.go, aggs.go and scroll.go searching, cluster.go the
+// cluster and its nodes, admin.go the faults. How documents are kept (the
+// indices, the _id table, the term index and the data log) is the storage
+// engine's business, in the subpackage store.
 package essim
 
 import (
@@ -39,6 +46,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 // DefaultVersion is the Elasticsearch version essim claims by default.
@@ -184,7 +193,7 @@ type Server struct {
 	cfg        Config
 	major      int // Elasticsearch major the answers follow
 	opensearch bool
-	store      *store
+	store      *store.Store
 	scrolls    *scrolls
 	nodes      []*node
 
@@ -280,7 +289,7 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 		cfg.MaxContentLength = DefaultMaxContentLength
 	}
 	// A source is never longer than the body; doc keeps its length in 32 bits.
-	cfg.MaxContentLength = min(cfg.MaxContentLength, maxSourceLen)
+	cfg.MaxContentLength = min(cfg.MaxContentLength, store.MaxSourceLen)
 	if cfg.WriteThreads <= 0 {
 		cfg.WriteThreads = 2
 	}
@@ -290,7 +299,8 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	if err := validateFaults(cfg.Faults); err != nil {
 		return nil, err
 	}
-	st, err := openStore(cfg.DataDir, cfg.hashMask)
+	st, err := store.Open(store.Options{Dir: cfg.DataDir, HashMask: cfg.hashMask,
+		IndexUUID: func(name string, seq int64) string { return nodeID(name, int(seq)) }})
 	if err != nil {
 		return nil, err
 	}
@@ -298,12 +308,12 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 	s.setFaultsLocked(cfg.Faults)
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
-		st.close()
+		st.Close()
 		return nil, fmt.Errorf("essim: listen address %q: %w", addr, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		st.close()
+		st.Close()
 		return nil, fmt.Errorf("essim: listen port %q: %w", portStr, err)
 	}
 	for i := 0; i < cfg.Nodes; i++ {
@@ -461,7 +471,7 @@ func (s *Server) Close() error {
 			}
 		}
 		s.scrolls.closeAll()
-		if e := s.store.close(); e != nil && err == nil {
+		if e := s.store.Close(); e != nil && err == nil {
 			err = e
 		}
 	})
@@ -539,27 +549,27 @@ func (s *Server) roll() float64 {
 // (comma-separated, with * and _all).
 func (s *Server) Count(pattern string) int {
 	n := 0
-	s.store.mu.RLock()
-	defer s.store.mu.RUnlock()
-	for _, ix := range s.store.resolveLocked(pattern) {
-		n += ix.count()
+	s.store.RLock()
+	defer s.store.RUnlock()
+	for _, ix := range s.store.ResolveLocked(pattern) {
+		n += ix.Count()
 	}
 	return n
 }
 
 // Doc returns a stored document's source.
 func (s *Server) Doc(index, id string) ([]byte, bool) {
-	s.store.mu.RLock()
-	defer s.store.mu.RUnlock()
-	ix := s.store.indices[index]
+	s.store.RLock()
+	defer s.store.RUnlock()
+	ix := s.store.LookupLocked(index)
 	if ix == nil {
 		return nil, false
 	}
-	d, err := s.store.getLocked(ix, id)
+	d, err := s.store.GetLocked(ix, id)
 	if d == nil || err != nil {
 		return nil, false
 	}
-	src, err := s.store.sourceLocked(d)
+	src, err := s.store.SourceLocked(d)
 	if err != nil {
 		return nil, false
 	}

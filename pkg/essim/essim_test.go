@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 func start(t *testing.T, cfg Config) *Server {
@@ -508,7 +510,7 @@ func TestWriteQueueBuildsAndRejects(t *testing.T) {
 func TestDeleteCompaction(t *testing.T) {
 	for _, dir := range []string{"", t.TempDir()} {
 		s := start(t, Config{DataDir: dir})
-		const n = 3*chunkDocs + 100
+		const n = 3*store.ChunkDocs + 100
 		var b strings.Builder
 		for i := 0; i < n; i++ {
 			fmt.Fprintf(&b, "{\"index\":{\"_index\":\"c\",\"_id\":\"%d\"}}\n{\"n\":%d}\n", i, i)
@@ -527,9 +529,9 @@ func TestDeleteCompaction(t *testing.T) {
 		if s.Count("c") != (n+9)/10 {
 			t.Fatalf("count %d", s.Count("c"))
 		}
-		s.store.mu.RLock()
-		entries := s.store.indices["c"].ndocs
-		s.store.mu.RUnlock()
+		s.store.RLock()
+		entries := s.store.LookupLocked("c").Len()
+		s.store.RUnlock()
 		if entries >= n {
 			t.Fatalf("no compaction: %d entries", entries)
 		}

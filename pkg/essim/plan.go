@@ -2,6 +2,8 @@ package essim
 
 import (
 	"slices"
+
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 // plan finds the candidate documents of a query through the term and id
@@ -9,8 +11,8 @@ import (
 type plan interface {
 	// positionsLocked returns the ascending positions in ix of the
 	// documents that satisfy the plan (deleted ones may be among them);
-	// callers hold s.mu for reading at least.
-	positionsLocked(s *store, ix *index) ([]int32, error)
+	// callers hold the store's read lock at least.
+	positionsLocked(s *store.Store, ix *store.Index) ([]int32, error)
 	// matches checks a parsed document, for a plan nested in a clause
 	// that did not narrow the candidates.
 	matches(d map[string]any) bool
@@ -32,8 +34,15 @@ func newTermsPlan(field string, vals []any) termsPlan {
 	return p
 }
 
-func (p termsPlan) positionsLocked(s *store, ix *index) ([]int32, error) {
-	return s.postingsLocked(ix, p.field, p.keys)
+func (p termsPlan) positionsLocked(s *store.Store, ix *store.Index) ([]int32, error) {
+	return s.PostingsLocked(ix, p.field, p.keys, func(src []byte) []string {
+		vals := fieldValues(parseDoc(src), p.field)
+		keys := make([]string, len(vals))
+		for i, v := range vals {
+			keys[i] = plain(v)
+		}
+		return keys
+	})
 }
 
 func (p termsPlan) matches(d map[string]any) bool {
@@ -48,15 +57,15 @@ func (p termsPlan) matches(d map[string]any) bool {
 // idsPlan: the _id is one of these.
 type idsPlan []string
 
-func (p idsPlan) positionsLocked(s *store, ix *index) ([]int32, error) {
+func (p idsPlan) positionsLocked(s *store.Store, ix *store.Index) ([]int32, error) {
 	var out []int32
 	for _, id := range p {
-		slot, err := s.findLocked(ix, id)
+		p, ok, err := s.PositionLocked(ix, id)
 		if err != nil {
 			return nil, err
 		}
-		if slot >= 0 {
-			out = append(out, ix.ids.pos(slot))
+		if ok {
+			out = append(out, p)
 		}
 	}
 	slices.Sort(out)
@@ -71,13 +80,13 @@ func (p idsPlan) matches(d map[string]any) bool {
 // nonePlan: match_none.
 type nonePlan struct{}
 
-func (nonePlan) positionsLocked(*store, *index) ([]int32, error) { return nil, nil }
-func (nonePlan) matches(map[string]any) bool                     { return false }
+func (nonePlan) positionsLocked(*store.Store, *store.Index) ([]int32, error) { return nil, nil }
+func (nonePlan) matches(map[string]any) bool                                 { return false }
 
 // andPlan: every plan holds (bool must and filter).
 type andPlan []plan
 
-func (p andPlan) positionsLocked(s *store, ix *index) ([]int32, error) {
+func (p andPlan) positionsLocked(s *store.Store, ix *store.Index) ([]int32, error) {
 	var out []int32
 	for i, q := range p {
 		pos, err := q.positionsLocked(s, ix)
@@ -108,7 +117,7 @@ func (p andPlan) matches(d map[string]any) bool {
 // orPlan: one of the plans holds (bool with only should clauses).
 type orPlan []plan
 
-func (p orPlan) positionsLocked(s *store, ix *index) ([]int32, error) {
+func (p orPlan) positionsLocked(s *store.Store, ix *store.Index) ([]int32, error) {
 	var out []int32
 	for _, q := range p {
 		pos, err := q.positionsLocked(s, ix)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/logdoctor/logdoctor/internal/jsonenc"
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 // maxResultWindow is Elasticsearch's index.max_result_window default.
@@ -106,11 +107,11 @@ func (f sourceFilter) apply(src []byte) ([]byte, bool) {
 	return b, true
 }
 
-func (n *node) hit(ix *index, id string, src []byte, f sourceFilter) json.RawMessage {
+func (n *node) hit(ix *store.Index, id string, src []byte, f sourceFilter) json.RawMessage {
 	src, withSource := f.apply(src)
 	buf := make([]byte, 0, len(src)+96)
 	buf = append(buf, `{"_index":`...)
-	buf = jsonenc.AppendString(buf, ix.name)
+	buf = jsonenc.AppendString(buf, ix.Name())
 	if n.s.major < 8 {
 		buf = append(buf, `,"_type":"_doc"`...)
 	}
@@ -204,15 +205,9 @@ func valueKey(v any) string {
 	return "j:" + string(b)
 }
 
-// termKey lets a term query's string "42" match a numeric 42 and vice
-// versa, as Elasticsearch coerces the query value to the field type.
-func termMatches(fieldVal, queryVal any) bool {
-	if valueKey(fieldVal) == valueKey(queryVal) {
-		return true
-	}
-	return plain(fieldVal) == plain(queryVal)
-}
-
+// plain is the form term-level queries compare: a term query's string
+// "42" matches a numeric 42 and vice versa, as Elasticsearch coerces the
+// query value to the field type.
 func plain(v any) string {
 	switch t := v.(type) {
 	case string:

@@ -158,19 +158,17 @@ func TestRsyslogOmelasticsearch(t *testing.T) {
 
 // ids lists the _ids of index's live documents.
 func (s *Server) ids(index string) []string {
-	s.store.mu.RLock()
-	defer s.store.mu.RUnlock()
+	s.store.RLock()
+	defer s.store.RUnlock()
 	var out []string
-	if ix := s.store.indices[index]; ix != nil {
-		for _, c := range ix.docs {
-			for i := range c {
-				if !c[i].deleted() {
-					id, _, err := s.store.docLocked(&c[i])
-					if err != nil {
-						panic(err) // tests only
-					}
-					out = append(out, id)
+	if ix := s.store.LookupLocked(index); ix != nil {
+		for p := range int32(ix.Len()) {
+			if d := ix.At(p); !d.Deleted() {
+				id, _, err := s.store.DocLocked(d)
+				if err != nil {
+					panic(err) // tests only
 				}
+				out = append(out, id)
 			}
 		}
 	}

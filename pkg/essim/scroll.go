@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 // Scrolling searches: POST /{index}/_search?scroll=1m answers the first
@@ -38,7 +40,7 @@ const maxKeepAlive = 24 * time.Hour
 
 // scrollRef is a context's matches in one index.
 type scrollRef struct {
-	ix  *index
+	ix  *store.Index
 	pos []int32
 }
 
@@ -81,7 +83,10 @@ type errNoScroll struct{ id string }
 
 func (e *errNoScroll) Error() string { return "No search context found for id [" + e.id + "]" }
 
-// errBadScrollID is a scroll id essim did not make.
+// errBadScrollID is a scroll id essim did not make. Its text is
+// Elasticsearch's reason, capital letter included, as clients see it.
+//
+//lint:ignore ST1005 the reason Elasticsearch sends, kept verbatim
 var errBadScrollID = errors.New("Cannot parse scroll id")
 
 // open registers a context and pins its indices; callers hold the store's
@@ -96,7 +101,7 @@ func (sc *scrolls) open(refs []scrollRef, total, size int, f sourceFilter, keepA
 	sc.seq++
 	id := base64.RawURLEncoding.EncodeToString([]byte("essim-scroll\x00" + sc.prefix + "\x00" + strconv.FormatUint(sc.seq, 10)))
 	for _, r := range refs {
-		r.ix.pins.Add(1)
+		r.ix.Pin()
 	}
 	sc.ctxs[id] = &scrollCtx{refs: refs, total: total, size: size, filter: f, keepAlive: keepAlive, expires: sc.now().Add(keepAlive)}
 	return id, nil
@@ -120,7 +125,7 @@ func (sc *scrolls) freeLocked(id string, c *scrollCtx) {
 	if !c.freed {
 		c.freed = true
 		for _, r := range c.refs {
-			r.ix.pins.Add(-1)
+			r.ix.Unpin()
 		}
 	}
 }
@@ -317,8 +322,8 @@ func (n *node) scrollAPI(w http.ResponseWriter, r *http.Request, pathID string) 
 // waiting writer.
 func (n *node) nextPage(c *scrollCtx) ([]json.RawMessage, error) {
 	st := n.s.store
-	st.mu.RLock()
-	defer st.mu.RUnlock()
+	st.RLock()
+	defer st.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.freed {
@@ -327,16 +332,16 @@ func (n *node) nextPage(c *scrollCtx) ([]json.RawMessage, error) {
 	var hits []json.RawMessage
 	for c.ref < len(c.refs) && len(hits) < c.size {
 		ref := c.refs[c.ref]
-		if c.off >= len(ref.pos) || st.indices[ref.ix.name] != ref.ix {
+		if c.off >= len(ref.pos) || st.LookupLocked(ref.ix.Name()) != ref.ix {
 			c.ref, c.off = c.ref+1, 0 // done, or the index was deleted
 			continue
 		}
-		d := ref.ix.at(ref.pos[c.off])
+		d := ref.ix.At(ref.pos[c.off])
 		c.off++
-		if d.deleted() {
+		if d.Deleted() {
 			continue
 		}
-		id, src, err := st.docLocked(d)
+		id, src, err := st.DocLocked(d)
 		if err != nil {
 			return nil, err
 		}

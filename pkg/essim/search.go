@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 // searchSpec is what one search asks of the documents.
@@ -114,12 +116,12 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 	spec := searchSpec{from: req.From, size: size, count: count, aggs: aggs, scroll: keepAlive > 0, filter: srcFilter}
 
 	st := n.s.store
-	st.mu.RLock()
-	ixs, rerr := st.resolveRequestLocked(pattern, q)
-	var nf *errIndexNotFound
+	st.RLock()
+	ixs, rerr := resolveRequestLocked(st, pattern, q)
+	var nf *store.ErrIndexNotFound
 	if errors.As(rerr, &nf) {
-		st.mu.RUnlock()
-		n.indexNotFound(w, r, nf.name)
+		st.RUnlock()
+		n.indexNotFound(w, r, nf.Name)
 		return
 	}
 	res, err := n.searchLocked(ixs, cq, spec)
@@ -129,7 +131,7 @@ func (n *node) search(w http.ResponseWriter, r *http.Request, pattern string, co
 		// positions before the context holds them.
 		scrollID, err = n.s.scrolls.open(res.rest, res.total, size, srcFilter, keepAlive)
 	}
-	st.mu.RUnlock()
+	st.RUnlock()
 	var tooMany *errTooManyScrolls
 	switch {
 	case errors.As(err, &tooMany):
@@ -191,13 +193,13 @@ func (n *node) searchResponse(r *http.Request, start time.Time, total int, hits 
 // what the query's plan finds in the term and id indices), counts the
 // matches, feeds the aggregations and cuts the page. Callers hold the
 // store's read lock.
-func (n *node) searchLocked(ixs []*index, cq compiled, sp searchSpec) (searchResult, error) {
+func (n *node) searchLocked(ixs []*store.Index, cq compiled, sp searchSpec) (searchResult, error) {
 	st := n.s.store
 	var res searchResult
 	needParse := cq.match != nil || len(sp.aggs) > 0
 	for _, ix := range ixs {
 		var cands []int32
-		k := ix.ndocs
+		k := ix.Len()
 		if cq.plan != nil {
 			var err error
 			if cands, err = cq.plan.positionsLocked(st, ix); err != nil {
@@ -211,8 +213,8 @@ func (n *node) searchLocked(ixs []*index, cq compiled, sp searchSpec) (searchRes
 			if cands != nil {
 				p = cands[i]
 			}
-			d := ix.at(p)
-			if d.deleted() {
+			d := ix.At(p)
+			if d.Deleted() {
 				continue
 			}
 			inPage := !sp.count && res.total >= sp.from && len(res.hits) < sp.size
@@ -220,7 +222,7 @@ func (n *node) searchLocked(ixs []*index, cq compiled, sp searchSpec) (searchRes
 			var src []byte
 			if needParse || inPage {
 				var err error
-				if id, src, err = st.docLocked(d); err != nil {
+				if id, src, err = st.DocLocked(d); err != nil {
 					return res, err
 				}
 			}

@@ -66,12 +66,12 @@ func TestTermIndexAgainstModel(t *testing.T) {
 			}
 			checkModel(t, s, model, round, rng)
 		}
-		s.store.mu.RLock()
-		ix := s.store.indices["m"]
-		compacted := ix.ndocs < nextID
-		s.store.mu.RUnlock()
+		s.store.RLock()
+		ix := s.store.LookupLocked("m")
+		compacted := ix.Len() < nextID
+		s.store.RUnlock()
 		if !compacted {
-			t.Errorf("the test never compacted the index (%d entries for %d ids)", ix.ndocs, nextID)
+			t.Errorf("the test never compacted the index (%d entries for %d ids)", ix.Len(), nextID)
 		}
 	}
 }
@@ -292,9 +292,9 @@ func TestScrollPagesThroughEverything(t *testing.T) {
 		if len(seen) != 25000-13000 || pages != 2 {
 			t.Fatalf("scrolled %d documents in %d pages, want 12000 in 2", len(seen), pages)
 		}
-		s.store.mu.RLock()
-		pinned, entries := s.store.indices["sc"].pins.Load(), s.store.indices["sc"].ndocs
-		s.store.mu.RUnlock()
+		s.store.RLock()
+		pinned, entries := s.store.LookupLocked("sc").Pins(), s.store.LookupLocked("sc").Len()
+		s.store.RUnlock()
 		if pinned != 1 || entries != 25001 {
 			t.Fatalf("pins %d, %d entries while the scroll is open (compaction must wait)", pinned, entries)
 		}
@@ -312,9 +312,9 @@ func TestScrollPagesThroughEverything(t *testing.T) {
 		}
 		// Unpinned, the next delete compacts.
 		do(t, nil, "POST", s.URL()+"/_bulk", "{\"delete\":{\"_index\":\"sc\",\"_id\":\"late\"}}\n")
-		s.store.mu.RLock()
-		pinned, entries = s.store.indices["sc"].pins.Load(), s.store.indices["sc"].ndocs
-		s.store.mu.RUnlock()
+		s.store.RLock()
+		pinned, entries = s.store.LookupLocked("sc").Pins(), s.store.LookupLocked("sc").Len()
+		s.store.RUnlock()
 		if pinned != 0 || entries != 12000 {
 			t.Fatalf("pins %d, %d entries after clear and a delete", pinned, entries)
 		}

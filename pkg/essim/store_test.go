@@ -7,10 +7,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/logdoctor/logdoctor/pkg/essim/store"
 )
 
 // bigBulk indexes n documents of about size bytes each into index "m" with
@@ -38,24 +39,10 @@ func bigBulk(t *testing.T, s *Server, n, size int) map[string]string {
 // TestDiskStoreKeepsNoSources is the structural half of "the embedded
 // essim does not grow memory with the documents": with a data dir the
 // per-document entries carry neither id nor source (nothing the garbage
-// collector must scan), the in-memory slots stay empty, and every read
-// still returns the exact bytes, before and after a restart.
+// collector must scan: store's TestEntriesHoldNoPointers checks the
+// types), the in-memory slots stay empty, and every read still returns
+// the exact bytes, before and after a restart.
 func TestDiskStoreKeepsNoSources(t *testing.T) {
-	dt := reflect.TypeOf(doc{})
-	for i := 0; i < dt.NumField(); i++ {
-		f := dt.Field(i)
-		switch f.Type.Kind() {
-		case reflect.Slice, reflect.Map, reflect.Pointer, reflect.Interface, reflect.Array, reflect.String:
-			t.Fatalf("doc.%s is a %s: documents must hold neither id nor source in memory", f.Name, f.Type)
-		}
-	}
-	if sz := dt.Size(); sz > 32 {
-		t.Fatalf("doc is %d bytes, want <= 32", sz)
-	}
-	if et := reflect.TypeOf(index{}.ids.slots).Elem(); et.Kind() != reflect.Uint64 {
-		t.Fatalf("index.ids holds %s, want hashes and positions only", et)
-	}
-
 	dir := t.TempDir()
 	s := start(t, Config{DataDir: dir})
 	const n = 2000
@@ -71,26 +58,24 @@ func TestDiskStoreKeepsNoSources(t *testing.T) {
 	check := func(s *Server) {
 		t.Helper()
 		st := s.store
-		st.mu.RLock()
-		if len(st.mem) != 0 || len(st.free) != 0 {
-			st.mu.RUnlock()
-			t.Fatalf("disk store holds %d in-memory sources", len(st.mem))
+		st.RLock()
+		if u := st.UsageLocked(); u.MemSlots != 0 || u.FreeSlots != 0 {
+			st.RUnlock()
+			t.Fatalf("disk store holds %d in-memory sources", u.MemSlots)
 		}
-		ix := st.indices["m"]
+		ix := st.LookupLocked("m")
 		live := 0
-		for _, c := range ix.docs {
-			for i := range c {
-				if d := &c[i]; !d.deleted() {
-					live++
-					id, _, err := st.docLocked(d)
-					if err != nil || d.off <= 0 || int(d.n) != len(srcs[id]) {
-						st.mu.RUnlock()
-						t.Fatalf("doc %q: off %d n %d (%v), want its place in the log (%d bytes)", id, d.off, d.n, err, len(srcs[id]))
-					}
+		for p := range int32(ix.Len()) {
+			if d := ix.At(p); !d.Deleted() {
+				live++
+				id, _, err := st.DocLocked(d)
+				if err != nil || d.Offset() <= 0 || d.Len() != len(srcs[id]) {
+					st.RUnlock()
+					t.Fatalf("doc %q: off %d n %d (%v), want its place in the log (%d bytes)", id, d.Offset(), d.Len(), err, len(srcs[id]))
 				}
 			}
 		}
-		st.mu.RUnlock()
+		st.RUnlock()
 		if live != n+1 {
 			t.Fatalf("%d live docs, want %d", live, n+1)
 		}
@@ -178,17 +163,18 @@ func TestMemoryStoreReusesSlots(t *testing.T) {
 	if got, _ := s.Doc("a", "2"); string(got) != `{"x":22}` {
 		t.Fatalf("doc 2 %q", got)
 	}
-	s.store.mu.RLock()
-	slots := len(s.store.mem)
-	s.store.mu.RUnlock()
+	s.store.RLock()
+	slots := s.store.UsageLocked().MemSlots
+	s.store.RUnlock()
 	if slots != 2 {
 		t.Fatalf("%d source slots for 2 live documents", slots)
 	}
 	do(t, nil, "DELETE", s.URL()+"/a", "")
 	do(t, nil, "POST", s.URL()+"/_bulk", "{\"index\":{\"_index\":\"b\",\"_id\":\"1\"}}\n{\"y\":1}\n")
-	s.store.mu.RLock()
-	slots, free := len(s.store.mem), len(s.store.free)
-	s.store.mu.RUnlock()
+	s.store.RLock()
+	u := s.store.UsageLocked()
+	s.store.RUnlock()
+	slots, free := u.MemSlots, u.FreeSlots
 	if slots != 2 || free != 1 {
 		t.Fatalf("after deleting the index: %d slots, %d free", slots, free)
 	}
@@ -259,14 +245,14 @@ func TestIDHashCollisions(t *testing.T) {
 						t.Fatalf("id-%d = %q, %v; want %s", i, got, ok, want)
 					}
 				}
-				s.store.mu.RLock()
-				ix := s.store.indices["c"]
-				dead := ix.dead
+				s.store.RLock()
+				ix := s.store.LookupLocked("c")
+				dead := ix.Dead()
 				hashes := map[uint32]int{}
 				for i := 2 * n / 3; i < n; i++ {
-					hashes[s.store.hash(fmt.Sprintf("id-%d", i))]++
+					hashes[s.store.HashOf(fmt.Sprintf("id-%d", i))]++
 				}
-				s.store.mu.RUnlock()
+				s.store.RUnlock()
 				if len(hashes) > (n-2*n/3)*3/4 {
 					t.Fatalf("%d live ids have %d hashes: too few collisions to test them", n-2*n/3, len(hashes))
 				}
@@ -316,14 +302,14 @@ func TestDiskStoreAnyBytes(t *testing.T) {
 // error that names it, not misread.
 func TestDiskStoreRefusesOldLog(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, logName), []byte("I\tm\t1\t1\n{\"a\":1}\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, store.LogName), []byte("I\tm\t1\t1\n{\"a\":1}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s, err := Start(context.Background(), "127.0.0.1:0", Config{DataDir: dir})
 	if err == nil {
 		s.Close()
 	}
-	if err == nil || !strings.Contains(err.Error(), "not an essim data log of this version") || !strings.Contains(err.Error(), logName) {
+	if err == nil || !strings.Contains(err.Error(), "not an essim data log of this version") || !strings.Contains(err.Error(), store.LogName) {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/logdoctor/logdoctor/pkg/pcap"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 )
 
 // UDPConfig configures the UDP source.
@@ -27,7 +27,7 @@ type UDPConfig struct {
 
 // UDP is the source of the kernel's UDP and reassembly counters
 // (/proc/net/snmp, snmp6) and of the drops of the sockets bound to the
-// watched ports (/proc/net/udp, udp6), read through pkg/pcap.
+// watched ports (/proc/net/udp, udp6), read through pkg/udpfrag.
 type UDP struct {
 	c        UDPConfig
 	portErrs *prometheus.Desc
@@ -80,7 +80,13 @@ func (u *UDP) Describe(ch chan<- *prometheus.Desc) {
 var errNoCounters = errors.New("no UDP counters readable")
 
 func (u *UDP) Collect(ctx context.Context) (*Sample, error) {
-	snap, err := pcap.ReadKernelOf(u.c.ProcRoot, u.c.PID, u.c.Ports)
+	read := udpfrag.ReadKernel
+	if u.c.PID > 0 {
+		read = func(procRoot string, ports []uint16) (*udpfrag.KernelSnapshot, error) {
+			return udpfrag.ReadKernelOf(procRoot, u.c.PID, ports)
+		}
+	}
+	snap, err := read(u.c.ProcRoot, u.c.Ports)
 	if err != nil {
 		return nil, err
 	}

@@ -12,13 +12,14 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/stats"
 	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
@@ -231,8 +232,6 @@ type prober struct {
 	tlsChecked bool
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
 func (p *prober) add(f report.Finding) { p.findings = append(p.findings, f) }
 
 // dialFirst connects once with every step timed, turning failures into
@@ -270,14 +269,14 @@ func (p *prober) dialFirst(ctx context.Context) (*forward.Conn, bool) {
 	}
 	t := c.Trace
 	p.res.Resolved = t.Resolved
-	p.res.Steps = append(p.res.Steps, Step{Name: "dns", MS: ms(t.DNS), OK: true}, Step{Name: "connect", MS: ms(t.Connect), OK: true})
+	p.res.Steps = append(p.res.Steps, Step{Name: "dns", MS: stats.MS(t.DNS), OK: true}, Step{Name: "connect", MS: stats.MS(t.Connect), OK: true})
 	if p.opts.Client.TLSConfig != nil {
-		p.res.Steps = append(p.res.Steps, Step{Name: "tls", MS: ms(t.TLS), OK: true})
+		p.res.Steps = append(p.res.Steps, Step{Name: "tls", MS: stats.MS(t.TLS), OK: true})
 	}
 	if t.Handshook {
 		p.res.Handshake = true
 		p.res.ServerHostname = t.ServerHostname
-		p.res.Steps = append(p.res.Steps, Step{Name: "handshake", MS: ms(t.Handshake), OK: true})
+		p.res.Steps = append(p.res.Steps, Step{Name: "handshake", MS: stats.MS(t.Handshake), OK: true})
 	}
 	return c, true
 }
@@ -391,11 +390,11 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 		}
 		outcome := classify(err)
 		cn.Outcome = outcome
-		cn.SendMS = ms(sent)
+		cn.SendMS = stats.MS(sent)
 		if !firstDone {
 			// The first canary's write and ack wait are the last two steps.
 			firstDone = true
-			send, ack := Step{Name: "send", MS: ms(sent), OK: true}, Step{Name: "ack", MS: ms(d - sent), OK: err == nil}
+			send, ack := Step{Name: "send", MS: stats.MS(sent), OK: true}, Step{Name: "ack", MS: stats.MS(d - sent), OK: err == nil}
 			if err != nil {
 				ack.Error = outcome + ": " + report.Redact(err.Error())
 				if errors.Is(err, errWrite) {
@@ -408,7 +407,7 @@ func (p *prober) canaries(ctx context.Context, c *forward.Conn) {
 			}
 		}
 		if err == nil {
-			cn.AckMS = ms(d)
+			cn.AckMS = stats.MS(d)
 			lat = append(lat, d)
 		} else {
 			cn.Error = report.Redact(err.Error())
@@ -548,7 +547,7 @@ func addSocketEvidence(ev map[string]any, samples []SocketSample) {
 }
 
 func (p *prober) slowAck(l Latency) {
-	if l.P99 <= ms(p.opts.SlowAck) {
+	if l.P99 <= stats.MS(p.opts.SlowAck) {
 		return
 	}
 	p.add(report.Finding{ID: FindingSlowAck, Severity: report.Warning,
@@ -649,7 +648,7 @@ func (p *prober) heartbeat(ctx context.Context) {
 		hb.Refused = errors.Is(err, syscall.ECONNREFUSED)
 		return
 	}
-	hb.OK, hb.RTTMS = true, ms(rtt)
+	hb.OK, hb.RTTMS = true, stats.MS(rtt)
 }
 
 // heartbeatFinding judges an unanswered heartbeat once the TCP side is
@@ -760,11 +759,7 @@ func appendStrHeader(dst []byte, n int) []byte {
 }
 
 func summarize(d []time.Duration) Latency {
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	pct := func(p float64) float64 {
-		i := int(p*float64(len(d))+0.999999) - 1
-		i = max(0, min(i, len(d)-1))
-		return ms(d[i])
-	}
-	return Latency{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: ms(d[len(d)-1]), N: len(d)}
+	slices.Sort(d)
+	pct := func(q float64) float64 { return stats.MS(stats.PercentileSorted(d, q)) }
+	return Latency{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: stats.MS(d[len(d)-1]), N: len(d)}
 }

@@ -2,39 +2,41 @@ package pcap
 
 import "encoding/binary"
 
-// ipPacket is what the accounting needs from one IPv4 or IPv6 packet
-// carrying UDP or a fragment of it. It is filled in place, so decoding
-// allocates nothing.
-type ipPacket struct {
-	v6       bool
-	src, dst [16]byte
-	proto    uint8
+// IPPacket is what fragment accounting needs from one IPv4 or IPv6 packet
+// carrying UDP or a fragment of it: addresses, fragment identity and
+// position, the UDP header when this packet holds it, and whether the
+// capture or the network cut it short. Decode fills it in place, so
+// decoding allocates nothing.
+type IPPacket struct {
+	V6       bool
+	Src, Dst [16]byte // IPv4 addresses in the first 4 bytes
+	Proto    uint8
 
-	frag  bool   // a fragment (IPv4 MF or offset, IPv6 fragment header)
-	id    uint32 // fragment identification
-	off   int    // fragment offset in bytes
-	more  bool   // more fragments follow
-	plen  int    // fragmentable payload length per the IP header(s)
-	mtuSz int    // IP packet size, for MTU inference
+	Frag bool   // a fragment (IPv4 MF or offset, IPv6 fragment header)
+	ID   uint32 // fragment identification
+	Off  int    // fragment offset in bytes
+	More bool   // more fragments follow
+	PLen int    // fragmentable payload length per the IP header(s)
+	Size int    // IP packet size, for MTU inference
 
-	snapCut  bool // the capture cut the packet (snaplen), not the network
-	wireCut  bool // the IP header claims more than arrived on the wire
-	haveUDP  bool // a UDP header was captured (unfragmented or first fragment)
-	sport    uint16
-	dport    uint16
-	udpLen   int
-	tooLarge bool // fragment offset+length beyond 65535
+	SnapCut  bool // the capture cut the packet (snaplen), not the network
+	WireCut  bool // the IP header claims more than arrived on the wire
+	HaveUDP  bool // a UDP header was captured (unfragmented or first fragment)
+	SrcPort  uint16
+	DstPort  uint16
+	UDPLen   int  // the UDP header's length field
+	TooLarge bool // fragment offset+length beyond 65535
 }
 
-// decodeStatus says why a packet was not decoded.
-type decodeStatus int
+// DecodeStatus says whether Decode found UDP, and why not.
+type DecodeStatus int
 
 const (
-	decodedUDP decodeStatus = iota
-	notIP
-	notUDP
-	malformed
-	snapShort // the capture cut the IP header itself
+	DecodedUDP DecodeStatus = iota // p describes UDP or a UDP fragment
+	NotIP
+	NotUDP
+	Malformed
+	SnapShort // the capture cut the IP header itself
 )
 
 // linkOffset returns where the network header starts and its ethertype
@@ -74,16 +76,16 @@ func linkOffset(link uint32, b []byte) (int, uint16, bool) {
 	return 0, 0, false
 }
 
-// decode parses one captured frame. origLen is the frame's length on the
-// wire.
-func decode(p *ipPacket, link uint32, b []byte, origLen int) decodeStatus {
+// Decode parses one captured frame of the given link type into p. origLen
+// is the frame's length on the wire.
+func Decode(p *IPPacket, link uint32, b []byte, origLen int) DecodeStatus {
 	off, et, ok := linkOffset(link, b)
 	if !ok {
-		return notIP
+		return NotIP
 	}
 	if et == 0 {
 		if len(b) <= off {
-			return notIP
+			return NotIP
 		}
 		switch b[off] >> 4 {
 		case 4:
@@ -100,58 +102,58 @@ func decode(p *ipPacket, link uint32, b []byte, origLen int) decodeStatus {
 	case 0x86dd:
 		return decode6(p, ip, wire)
 	}
-	return notIP
+	return NotIP
 }
 
-func decode4(p *ipPacket, ip []byte, wire int) decodeStatus {
+func decode4(p *IPPacket, ip []byte, wire int) DecodeStatus {
 	if len(ip) < 20 {
 		if wire >= 20 {
-			return snapShort
+			return SnapShort
 		}
-		return malformed
+		return Malformed
 	}
 	if ip[0]>>4 != 4 {
-		return malformed
+		return Malformed
 	}
 	ihl := int(ip[0]&0x0f) * 4
 	total := int(binary.BigEndian.Uint16(ip[2:]))
 	if ihl < 20 || total < ihl {
-		return malformed
+		return Malformed
 	}
 	if len(ip) < ihl {
-		return snapShort
+		return SnapShort
 	}
-	*p = ipPacket{proto: ip[9]}
-	copy(p.src[:4], ip[12:16])
-	copy(p.dst[:4], ip[16:20])
+	*p = IPPacket{Proto: ip[9]}
+	copy(p.Src[:4], ip[12:16])
+	copy(p.Dst[:4], ip[16:20])
 	fo := binary.BigEndian.Uint16(ip[6:])
-	p.off = int(fo&0x1fff) * 8
-	p.more = fo&0x2000 != 0
-	p.frag = p.more || p.off != 0
-	p.id = uint32(binary.BigEndian.Uint16(ip[4:]))
-	p.plen = total - ihl
-	p.mtuSz = total
-	p.tooLarge = p.off+p.plen > 65535-ihl
+	p.Off = int(fo&0x1fff) * 8
+	p.More = fo&0x2000 != 0
+	p.Frag = p.More || p.Off != 0
+	p.ID = uint32(binary.BigEndian.Uint16(ip[4:]))
+	p.PLen = total - ihl
+	p.Size = total
+	p.TooLarge = p.Off+p.PLen > 65535-ihl
 	return finishUDP(p, ip[ihl:min(len(ip), total)], total, ihl, wire)
 }
 
-func decode6(p *ipPacket, ip []byte, wire int) decodeStatus {
+func decode6(p *IPPacket, ip []byte, wire int) DecodeStatus {
 	if len(ip) < 40 {
 		if wire >= 40 {
-			return snapShort
+			return SnapShort
 		}
-		return malformed
+		return Malformed
 	}
 	if ip[0]>>4 != 6 {
-		return malformed
+		return Malformed
 	}
 	payload := int(binary.BigEndian.Uint16(ip[4:]))
 	if payload == 0 {
-		return notUDP // jumbogram or nothing: not a log datagram
+		return NotUDP // jumbogram or nothing: not a log datagram
 	}
-	*p = ipPacket{v6: true}
-	copy(p.src[:], ip[8:24])
-	copy(p.dst[:], ip[24:40])
+	*p = IPPacket{V6: true}
+	copy(p.Src[:], ip[8:24])
+	copy(p.Dst[:], ip[24:40])
 	total := 40 + payload
 	next, hdr := ip[6], 40
 walk:
@@ -165,7 +167,7 @@ walk:
 			next = ip[hdr]
 			hdr += n
 			if hdr > total {
-				return malformed
+				return Malformed
 			}
 			continue
 		case 44:
@@ -173,50 +175,50 @@ walk:
 				return snapOrMalformed(total, wire, hdr+8)
 			}
 			if hdr+8 > total {
-				return malformed
+				return Malformed
 			}
 			fo := binary.BigEndian.Uint16(ip[hdr+2:])
-			p.frag = true
-			p.off = int(fo & 0xfff8)
-			p.more = fo&1 != 0
-			p.id = binary.BigEndian.Uint32(ip[hdr+4:])
+			p.Frag = true
+			p.Off = int(fo & 0xfff8)
+			p.More = fo&1 != 0
+			p.ID = binary.BigEndian.Uint32(ip[hdr+4:])
 			next = ip[hdr]
 			hdr += 8
-			if !p.more && p.off == 0 {
-				p.frag = false // atomic fragment: a whole datagram
+			if !p.More && p.Off == 0 {
+				p.Frag = false // atomic fragment: a whole datagram
 			}
 			break walk
 		default:
 			break walk
 		}
 	}
-	p.proto = next
-	p.plen = total - hdr
-	p.mtuSz = total
-	p.tooLarge = p.off+p.plen > 65535
+	p.Proto = next
+	p.PLen = total - hdr
+	p.Size = total
+	p.TooLarge = p.Off+p.PLen > 65535
 	return finishUDP(p, ip[hdr:min(len(ip), total)], total, hdr, wire)
 }
 
-func snapOrMalformed(total, wire, need int) decodeStatus {
+func snapOrMalformed(total, wire, need int) DecodeStatus {
 	if wire >= need && total >= need {
-		return snapShort
+		return SnapShort
 	}
-	return malformed
+	return Malformed
 }
 
 // finishUDP reads the UDP header when this packet carries one and works out
 // whether the capture or the network cut it short.
-func finishUDP(p *ipPacket, payload []byte, total, hdr, wire int) decodeStatus {
-	if p.proto != 17 {
-		return notUDP
+func finishUDP(p *IPPacket, payload []byte, total, hdr, wire int) DecodeStatus {
+	if p.Proto != 17 {
+		return NotUDP
 	}
-	p.wireCut = total > wire
-	p.snapCut = len(payload) < min(total, wire)-hdr
-	if p.off == 0 && len(payload) >= 8 {
-		p.haveUDP = true
-		p.sport = binary.BigEndian.Uint16(payload[0:])
-		p.dport = binary.BigEndian.Uint16(payload[2:])
-		p.udpLen = int(binary.BigEndian.Uint16(payload[4:]))
+	p.WireCut = total > wire
+	p.SnapCut = len(payload) < min(total, wire)-hdr
+	if p.Off == 0 && len(payload) >= 8 {
+		p.HaveUDP = true
+		p.SrcPort = binary.BigEndian.Uint16(payload[0:])
+		p.DstPort = binary.BigEndian.Uint16(payload[2:])
+		p.UDPLen = int(binary.BigEndian.Uint16(payload[4:]))
 	}
-	return decodedUDP
+	return DecodedUDP
 }

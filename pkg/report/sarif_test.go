@@ -3,43 +3,11 @@ package report
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/logdoctor/logdoctor/pkg/report/sariftest"
 )
-
-// ValidateSARIF checks b against the SARIF 2.1.0 JSON schema (OASIS,
-// testdata/sarif-schema-2.1.0.json), formats included.
-func validateSARIF(t *testing.T, b []byte) {
-	t.Helper()
-	f, err := os.Open("testdata/sarif-schema-2.1.0.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	schemaDoc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("sarif-schema-2.1.0.json", schemaDoc); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile("sarif-schema-2.1.0.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, b)
-	}
-	if err := sch.Validate(inst); err != nil {
-		t.Fatalf("SARIF does not validate: %v\n%s", err, b)
-	}
-}
 
 func TestSARIF(t *testing.T) {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -58,7 +26,7 @@ func TestSARIF(t *testing.T) {
 	if err := rd.Render(&buf, r); err != nil {
 		t.Fatal(err)
 	}
-	validateSARIF(t, buf.Bytes())
+	sariftest.Validate(t, buf.Bytes())
 
 	var log struct {
 		Version string `json:"version"`
@@ -127,5 +95,5 @@ func TestSARIFNoFindings(t *testing.T) {
 	if err := (Renderer{Format: FormatSARIF}).Render(&buf, r); err != nil {
 		t.Fatal(err)
 	}
-	validateSARIF(t, buf.Bytes())
+	sariftest.Validate(t, buf.Bytes())
 }

@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/clip"
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 )
 
 // maxSearchBody caps what is read from one search response: one bucket
@@ -60,30 +59,24 @@ func (e *ESSearcher) Count(ctx context.Context, runID string, canaries int) (Cou
 		index = "_all"
 	}
 	// Wildcard patterns that match nothing yet give zero hits rather than 404.
-	u := strings.TrimRight(e.URL, "/") + "/" + url.PathEscape(index) + "/_search?ignore_unavailable=true&allow_no_indices=true"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	c, err := e.client()
 	if err != nil {
-		return Counts{}, fmt.Errorf("search request: %w", err)
+		return Counts{}, fmt.Errorf("search: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.do(req)
+	r, err := c.Do(ctx, http.MethodPost, "/"+url.PathEscape(index)+"/_search?ignore_unavailable=true&allow_no_indices=true", body, "application/json")
 	if err != nil {
 		return Counts{}, fmt.Errorf("search %s: %w", index, err)
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxSearchBody))
-	if err != nil {
-		return Counts{}, fmt.Errorf("search %s: read response: %w", index, err)
-	}
+	raw := r.Body
 	// A concrete index the shipper has not created yet: nothing indexed.
-	if resp.StatusCode == http.StatusNotFound && bytes.Contains(raw, []byte("index_not_found_exception")) {
+	if r.Status == http.StatusNotFound && esclient.ErrorType(raw) == "index_not_found_exception" {
 		return Counts{Copies: make([]int, canaries)}, nil
 	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return Counts{}, fmt.Errorf("search %s: HTTP %d: %w: %s", index, resp.StatusCode, ErrAuth, clip.Bytes(bytes.TrimSpace(raw), 300))
+	if r.Status == http.StatusUnauthorized || r.Status == http.StatusForbidden {
+		return Counts{}, fmt.Errorf("search %s: HTTP %d: %w: %s", index, r.Status, ErrAuth, clip.Bytes(bytes.TrimSpace(raw), 300))
 	}
-	if resp.StatusCode != http.StatusOK {
-		return Counts{}, fmt.Errorf("search %s: HTTP %d: %s", index, resp.StatusCode, clip.Bytes(bytes.TrimSpace(raw), 300))
+	if r.Status != http.StatusOK {
+		return Counts{}, fmt.Errorf("search %s: HTTP %d: %s", index, r.Status, clip.Bytes(bytes.TrimSpace(raw), 300))
 	}
 	return parseCounts(raw, canaries)
 }
@@ -97,35 +90,30 @@ func (e *ESSearcher) Refresh(ctx context.Context) error {
 	if index == "" {
 		index = "_all"
 	}
-	u := strings.TrimRight(e.URL, "/") + "/" + url.PathEscape(index) + "/_refresh?ignore_unavailable=true&allow_no_indices=true"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	c, err := e.client()
 	if err != nil {
-		return fmt.Errorf("refresh request: %w", err)
+		return fmt.Errorf("refresh: %w", err)
 	}
-	resp, err := e.do(req)
+	r, err := c.Do(ctx, http.MethodPost, "/"+url.PathEscape(index)+"/_refresh?ignore_unavailable=true&allow_no_indices=true", nil, "")
 	if err != nil {
 		return fmt.Errorf("refresh %s: %w", index, err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("refresh %s: HTTP %d: %s", index, resp.StatusCode, clip.Bytes(bytes.TrimSpace(raw), 300))
+	if r.Status != http.StatusOK {
+		return fmt.Errorf("refresh %s: HTTP %d: %s", index, r.Status, clip.Bytes(bytes.TrimSpace(r.Body), 300))
 	}
 	return nil
 }
 
-func (e *ESSearcher) do(req *http.Request) (*http.Response, error) {
-	switch {
-	case e.APIKey != "":
-		req.Header.Set("Authorization", "ApiKey "+e.APIKey)
-	case e.User != "":
-		req.SetBasicAuth(e.User, e.Password)
+// client is the esclient.Client of the searcher's URL; credentials in
+// the URL's userinfo count when User is empty.
+func (e *ESSearcher) client() (*esclient.Client, error) {
+	base, fromURL, err := esclient.ParseURL(e.URL)
+	if err != nil {
+		return nil, err
 	}
-	c := e.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	return c.Do(req)
+	auth := esclient.Auth{Username: e.User, Password: e.Password, APIKey: e.APIKey}
+	auth.Fill(fromURL)
+	return &esclient.Client{Base: base, Auth: auth, HTTP: e.Client, MaxBody: maxSearchBody}, nil
 }
 
 // parseCounts reads a Count answer: hits.total (an object since

@@ -11,11 +11,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/stats"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -487,20 +488,16 @@ func account(canaries []canary, res *Result) {
 	res.SearchLatency = percentiles(searchable)
 }
 
+// percentiles summarises d (sorted in place) with the nearest-rank
+// percentiles every report uses.
 func percentiles(d []time.Duration) Latency {
 	if len(d) == 0 {
 		return Latency{}
 	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	at := func(p float64) float64 {
-		i := int(p*float64(len(d))+0.5) - 1
-		i = max(0, min(i, len(d)-1))
-		return ms(d[i])
-	}
-	return Latency{Samples: len(d), P50MS: at(0.50), P99MS: at(0.99), MaxMS: ms(d[len(d)-1])}
+	slices.Sort(d)
+	at := func(q float64) float64 { return stats.MS(stats.PercentileSorted(d, q)) }
+	return Latency{Samples: len(d), P50MS: at(0.50), P99MS: at(0.99), MaxMS: stats.MS(d[len(d)-1])}
 }
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func firstOr(s []string, d string) string {
 	if len(s) > 0 {

@@ -199,7 +199,6 @@ type AggregateOptions struct {
 	Owners    Owners         // from ScanProcesses; nil when attribution is off
 	By        GroupBy        // "" or ByPeer: no groups
 	SendQMin  uint64         // Send-Q bytes from which a socket counts as stuck
-	maxProcs  int            // per row; 0 means defaultMaxProcs
 
 	// Retransmits is how many retransmission timeouts in a row put a
 	// socket in Peer.Retransmitting; ZeroWindowProbes how many zero-window
@@ -208,9 +207,9 @@ type AggregateOptions struct {
 	ZeroWindowProbes int
 }
 
-// defaultMaxProcs caps the process list of one row; a peer shared by
-// hundreds of worker processes would otherwise swamp the report.
-const defaultMaxProcs = 32
+// maxProcs caps the process list of one row; a peer shared by hundreds
+// of worker processes would otherwise swamp the report.
+const maxProcs = 32
 
 // Result is the aggregated view of one read of the socket table.
 type Result struct {
@@ -232,7 +231,6 @@ type SpecCount struct {
 // Aggregate classifies socks and groups them per peer (and per process or
 // state when o.By asks). Totals count every socket read, before filters.
 func Aggregate(socks []Socket, o AggregateOptions) Result {
-	maxProcs := defaultMaxProcs
 	cl := NewClassifier(socks, cmp.Or(o.Ephemeral, DefaultEphemeral))
 	names := o.Aliases.portNames()
 	res := Result{Peers: []Peer{}}

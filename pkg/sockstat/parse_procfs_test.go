@@ -18,9 +18,11 @@ import (
 // parser serves here as the reference it is held to.
 func netTCP(pfs procfs.FS, v6 bool) (procfs.NetTCP, error) {
 	if v6 {
-		return pfs.NetTCP6() //nolint:staticcheck // see above: /proc is the point
+		//lint:ignore SA1019 see above: /proc is the point
+		return pfs.NetTCP6()
 	}
-	return pfs.NetTCP() //nolint:staticcheck // see above: /proc is the point
+	//lint:ignore SA1019 see above: /proc is the point
+	return pfs.NetTCP()
 }
 
 // fromProcfs converts procfs's lines the way ParseLine reads them.

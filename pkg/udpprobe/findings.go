@@ -6,30 +6,30 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/logdoctor/logdoctor/pkg/pcap"
 	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/udpfrag"
 )
 
 // SendReport is the data of a sweep: the result plus the local kernel's
 // counters over it.
 type SendReport struct {
 	*SendResult
-	MTU             int               `json:"path_mtu"`
-	MTUSource       string            `json:"mtu_source"` // flag, route or default
-	MaxUnfragmented int               `json:"max_unfragmented_payload"`
-	Kernel          *pcap.KernelDelta `json:"kernel,omitempty"`
+	MTU             int                  `json:"path_mtu"`
+	MTUSource       string               `json:"mtu_source"` // flag, route or default
+	MaxUnfragmented int                  `json:"max_unfragmented_payload"`
+	Kernel          *udpfrag.KernelDelta `json:"kernel,omitempty"`
 }
 
 // ListenReport is the data of a receiver run.
 type ListenReport struct {
 	*ListenResult
-	Kernel *pcap.KernelDelta `json:"kernel,omitempty"`
+	Kernel *udpfrag.KernelDelta `json:"kernel,omitempty"`
 }
 
 func isV6(target string) bool { return strings.Count(target, ":") > 1 }
 
 // NewSendReport fixes the MTU the verdicts use: --mtu, else the route's.
-func NewSendReport(r *SendResult, flagMTU int, k *pcap.KernelDelta) *SendReport {
+func NewSendReport(r *SendResult, flagMTU int, k *udpfrag.KernelDelta) *SendReport {
 	s := &SendReport{SendResult: r, Kernel: k}
 	switch {
 	case flagMTU > 0:
@@ -39,7 +39,7 @@ func NewSendReport(r *SendResult, flagMTU int, k *pcap.KernelDelta) *SendReport 
 	default:
 		s.MTU, s.MTUSource = 1500, "default"
 	}
-	v4, v6 := pcap.MaxUnfragmented(s.MTU)
+	v4, v6 := udpfrag.MaxUnfragmented(s.MTU)
 	s.MaxUnfragmented = v4
 	if isV6(r.Target) {
 		s.MaxUnfragmented = v6
@@ -69,35 +69,35 @@ func (s *SendReport) Findings() []report.Finding {
 	}
 	if len(fragmented) > 0 {
 		out = append(out, report.Finding{
-			ID:       pcap.FindingFragmented,
+			ID:       udpfrag.FindingFragmented,
 			Severity: report.Warning,
 			Summary:  fmt.Sprintf("probe sizes %s exceed %d bytes and leave this host IP-fragmented (MTU %d, %s)", ints(fragmented), s.MaxUnfragmented, s.MTU, s.MTUSource),
 			Evidence: map[string]any{"fragmented_sizes": fragmented, "path_mtu": s.MTU, "max_unfragmented_payload": s.MaxUnfragmented},
-			Remedy:   pcap.RemedySize(s.MaxUnfragmented),
+			Remedy:   udpfrag.RemedySize(s.MaxUnfragmented),
 		})
 	}
 	if len(lost) > 0 {
 		out = append(out, report.Finding{
-			ID:       pcap.FindingFragmentsLost,
+			ID:       udpfrag.FindingFragmentsLost,
 			Severity: report.Critical,
 			Summary: fmt.Sprintf("the receiver answered for sizes up to %d bytes but never got the fragmented sizes %s: fragments are dropped on the path",
 				s.LargestThrough, ints(lost)),
 			Evidence: map[string]any{"lost_sizes": lost, "largest_through": s.LargestThrough, "lost_unfragmented_sizes": lostSmall,
 				"max_unfragmented_payload": s.MaxUnfragmented},
-			Remedy: pcap.RemedySize(min(s.MaxUnfragmented, max(s.LargestThrough, 0))),
+			Remedy: udpfrag.RemedySize(min(s.MaxUnfragmented, max(s.LargestThrough, 0))),
 		})
 	}
 	if len(oversize) > 0 {
 		out = append(out, report.Finding{
-			ID:       pcap.FindingOversize,
+			ID:       udpfrag.FindingOversize,
 			Severity: report.Critical,
 			Summary:  fmt.Sprintf("sizes %s cannot be sent as UDP at all (over %d bytes)", ints(oversize), MaxPayload),
 			Evidence: map[string]any{"sizes": oversize, "max_udp_payload": MaxPayload},
-			Remedy:   pcap.OversizeRemedy,
+			Remedy:   udpfrag.OversizeRemedy,
 		})
 	}
 	if s.Kernel != nil {
-		if f, ok := pcap.ReceiveBufferFinding(s.Kernel); ok {
+		if f, ok := udpfrag.ReceiveBufferFinding(s.Kernel); ok {
 			out = append(out, f)
 		}
 	}
@@ -107,7 +107,7 @@ func (s *SendReport) Findings() []report.Finding {
 // Findings judges a receiver run: drops in its own socket buffer.
 func (l *ListenReport) Findings() []report.Finding {
 	if l.Kernel != nil {
-		if f, ok := pcap.ReceiveBufferFinding(l.Kernel); ok {
+		if f, ok := udpfrag.ReceiveBufferFinding(l.Kernel); ok {
 			return []report.Finding{f}
 		}
 	}

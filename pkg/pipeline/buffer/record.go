@@ -7,30 +7,7 @@ import (
 	"hash/crc32"
 )
 
-// On-disk record framing. A segment starts with segmentMagic, then frames:
-//
-//	u32 sync marker (FF 4C 44 FE) | u32 payload length | u32 crc32c(payload) |
-//	u32 crc32c(the 12 bytes before) | payload
-//
-// and the payload is
-//
-//	u8 version (1) | u8 id length | id | u16 tag length | tag |
-//	i64 event seconds | u32 event nanoseconds | i64 ingest unix nanoseconds |
-//	document (the rest: the JSON document sent to Elasticsearch)
-//
-// All integers are little endian. The sync marker and the header checksum
-// are what let recovery skip damaged bytes: a damaged payload under an
-// intact header is skipped by its length, and after a damaged header the
-// next frame is found by searching for the marker and checking the header
-// it starts. The marker's FF and FE bytes never occur in UTF-8 text, so
-// JSON documents do not contain it.
-//
-// Segments written before the marker existed (segmentMagicV1) hold frames
-// of
-//
-//	u32 payload length | u32 crc32c(payload) | payload
-//
-// with the same payload; they are still read (see recover.go).
+// Record framing: the LDBUF2 and LDBUF1 layouts are described in doc.go.
 const (
 	frameHeaderLen   = 16
 	frameHeaderLenV1 = 8

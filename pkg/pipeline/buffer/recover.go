@@ -1,7 +1,6 @@
 package buffer
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +9,17 @@ import (
 	"strconv"
 	"strings"
 )
+
+// Recovery tells what Open found on disk.
+type Recovery struct {
+	Segments       int   `json:"segments"`        // segment files kept
+	Records        int   `json:"records"`         // intact records in them
+	Replay         int   `json:"replay"`          // records not acknowledged before: delivered again
+	TruncatedBytes int64 `json:"truncated_bytes"` // torn tail bytes cut off (a write a crash interrupted)
+	Removed        int   `json:"removed"`         // fully acknowledged segment files deleted
+	CorruptRegions int   `json:"corrupt_regions"` // runs of damaged bytes (see Buffer.Corruptions)
+	CorruptRecords int   `json:"corrupt_records"` // estimated records lost with them
+}
 
 // Corruption is one run of damaged bytes in a segment: bytes that were
 // written as records and no longer read as intact ones. Their records
@@ -37,17 +47,6 @@ type Corruption struct {
 // copies of damaged bytes.
 const CorruptDir = "corrupt"
 
-type checkpoint struct {
-	Segment uint64 `json:"segment"`
-	Index   int    `json:"index"`
-	// Offset is the end of the acknowledged prefix in the segment. Recovery
-	// prefers it to Index: if damage removes a record from the prefix, the
-	// index would reach one record too far.
-	Offset int64 `json:"offset,omitempty"`
-}
-
-func segName(id uint64) string { return fmt.Sprintf("seg-%016d.log", id) }
-
 // scanned is a segment file read by recovery, not yet accepted.
 type scanned struct {
 	id   uint64
@@ -57,11 +56,7 @@ type scanned struct {
 }
 
 func (b *Buffer) recover() error {
-	var ck checkpoint
-	if data, err := os.ReadFile(filepath.Join(b.opts.Dir, "checkpoint")); err == nil {
-		// A checkpoint that does not parse only costs replays (409s).
-		_ = json.Unmarshal(data, &ck)
-	}
+	ck := readCheckpoint(b.opts.Dir)
 	ents, err := os.ReadDir(b.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("buffer: %w", err)

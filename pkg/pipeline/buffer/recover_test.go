@@ -90,16 +90,6 @@ func segFiles(t *testing.T, dir string) []string {
 	return files
 }
 
-func ids(recs []Record) []int {
-	var out []int
-	for _, r := range recs {
-		var n int
-		fmt.Sscanf(r.ID, "id-%d", &n)
-		out = append(out, n)
-	}
-	return out
-}
-
 func without(all []int, drop ...int) []int {
 	skip := map[int]bool{}
 	for _, d := range drop {

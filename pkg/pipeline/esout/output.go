@@ -9,12 +9,11 @@ package esout
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 )
 
@@ -60,8 +60,16 @@ type Config struct {
 	DeadMin        time.Duration // first dead-node backoff (default 1s)
 	DeadMax        time.Duration // dead-node backoff cap (default 30s)
 
-	Sniff         bool          // discover nodes from _nodes/http (default off)
+	// Sniff replaces the pool's non-seed nodes with the addresses
+	// _nodes/http publishes that accept a connection from here (default
+	// off). A "name/ip:port" address is dialled by its name, as
+	// elasticsearch-transport and elasticsearch-py do and as es probe
+	// checks (esclient.DialAddress).
+	Sniff         bool
 	SniffInterval time.Duration // default 5m
+	// Resolver resolves the names the output dials, published node names
+	// included (net.DefaultResolver when nil).
+	Resolver *net.Resolver
 
 	// DeadLetter stores an event Elasticsearch refused for good, or gave up
 	// on, with the reason. An error keeps the event in the buffer.
@@ -132,10 +140,12 @@ type Output struct {
 	cfg    Config
 	buf    *buffer.Buffer
 	pool   *pool
-	client *http.Client
+	hc     *http.Client
+	auth   esclient.Auth
 	index  *IndexTemplate
 	dialer *net.Dialer
 	log    *slog.Logger
+	gz     *esclient.Gzipper // nil without Config.Gzip
 
 	maxBody atomic.Int64
 	failing atomic.Bool
@@ -150,7 +160,6 @@ type Output struct {
 	mLatency  prometheus.Histogram
 	mBulkDur  prometheus.Histogram
 
-	gzPool   sync.Pool
 	bodyPool sync.Pool // bulk bodies (*[]byte)
 	respPool sync.Pool // bulk responses (*[]byte)
 }
@@ -162,12 +171,17 @@ func New(buf *buffer.Buffer, cfg Config) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := newPool(cfg.URLs, cfg.DeadMin, cfg.DeadMax)
+	p, fromURL, err := newPool(cfg.URLs, cfg.DeadMin, cfg.DeadMax)
 	if err != nil {
 		return nil, err
 	}
-	o := &Output{cfg: cfg, buf: buf, pool: p, index: idx, log: cfg.Logger,
-		dialer: &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}
+	auth := esclient.Auth{Username: cfg.Username, Password: cfg.Password, APIKey: cfg.APIKey}
+	auth.Fill(fromURL)
+	o := &Output{cfg: cfg, buf: buf, pool: p, index: idx, log: cfg.Logger, auth: auth,
+		dialer: &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Resolver: cfg.Resolver}}
+	if cfg.Gzip {
+		o.gz = &esclient.Gzipper{}
+	}
 	o.maxBody.Store(int64(cfg.BatchBytes))
 	rt := cfg.Transport
 	if rt == nil {
@@ -182,7 +196,7 @@ func New(buf *buffer.Buffer, cfg Config) (*Output, error) {
 			ForceAttemptHTTP2:     false,
 		}
 	}
-	o.client = &http.Client{Transport: rt}
+	o.hc = &http.Client{Transport: rt}
 	p.onChange = func(base string, alive bool, retryIn time.Duration, err error) {
 		if alive {
 			o.log.Info("elasticsearch node alive", "node", base)
@@ -536,36 +550,40 @@ func buildBulk(dst []byte, items []*item) []byte {
 	return dst
 }
 
-// maxResponse caps how much of a response is read.
+// maxResponse caps how much of a bulk answer is read: some 100 bytes per
+// item, so far above any batch's.
 const maxResponse = 256 << 20
 
+// client is the esclient.Client of one node.
+func (o *Output) client(nd *node, maxBody int64) *esclient.Client {
+	return &esclient.Client{Base: nd.base, Auth: o.auth, HTTP: o.hc, MaxBody: maxBody, Gzip: o.gz}
+}
+
 // send posts one bulk body to a node. err is a transport error: no HTTP
-// answer (connection refused or reset, timeout); the node is then marked
-// dead. Any HTTP answer returns its status and body.
+// answer (connection refused or reset, timeout) or one whose body broke
+// off; the node is then marked dead. An answer too large to read is an
+// error too, but the node stays alive. Any other HTTP answer returns its
+// status and body.
 func (o *Output) send(ctx context.Context, body []byte) (int, []byte, error) {
 	nd := o.pool.pick()
-	payload := body
-	gz := false
-	if o.cfg.Gzip {
-		payload = o.gzip(body)
-		gz = true
-	}
 	rctx, cancel := context.WithTimeout(ctx, o.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, nd.base+"/_bulk", bytes.NewReader(payload))
-	if err != nil {
-		return 0, nil, err
+	rp, _ := o.respPool.Get().(*[]byte)
+	if rp == nil {
+		b := make([]byte, 0, 64<<10)
+		rp = &b
 	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	req.Header.Set("Accept", "application/json")
-	if gz {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	o.auth(req)
 	o.requests.Add(1)
-	t0 := time.Now()
-	resp, err := o.client.Do(req)
-	if err != nil {
+	r, err := o.client(nd, maxResponse).DoInto(rctx, http.MethodPost, "/_bulk", body, "application/x-ndjson", (*rp)[:0])
+	if r != nil {
+		o.mBulkDur.Observe(r.Elapsed.Seconds())
+	}
+	switch {
+	case r != nil && errors.Is(err, esclient.ErrBodyTooLarge):
+		o.mRequests.WithLabelValues(strconv.Itoa(r.Status)).Inc()
+		o.pool.markAlive(nd)
+		return 0, nil, fmt.Errorf("%s: %w", nd.base, err)
+	case err != nil:
 		o.transportErr.Add(1)
 		o.mRequests.WithLabelValues("transport_error").Inc()
 		if ctx.Err() == nil {
@@ -573,96 +591,32 @@ func (o *Output) send(ctx context.Context, body []byte) (int, []byte, error) {
 		}
 		return 0, nil, fmt.Errorf("POST %s/_bulk: %w", nd.base, err)
 	}
-	rp, _ := o.respPool.Get().(*[]byte)
-	if rp == nil {
-		b := make([]byte, 0, 64<<10)
-		rp = &b
-	}
-	data, rerr := readAllInto((*rp)[:0], io.LimitReader(resp.Body, maxResponse))
-	// Drain and close so the connection goes back to the pool: a body left
-	// unread is how clients pile up CLOSE_WAIT and TIME_WAIT sockets.
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	o.mBulkDur.Observe(time.Since(t0).Seconds())
-	if rerr != nil {
-		o.transportErr.Add(1)
-		o.mRequests.WithLabelValues("transport_error").Inc()
-		if ctx.Err() == nil {
-			o.pool.markDead(nd, rerr)
-		}
-		return 0, nil, fmt.Errorf("POST %s/_bulk: reading response: %w", nd.base, rerr)
-	}
-	o.mRequests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
+	o.mRequests.WithLabelValues(strconv.Itoa(r.Status)).Inc()
 	o.pool.markAlive(nd)
-	return resp.StatusCode, data, nil
+	return r.Status, r.Body, nil
 }
 
-func (o *Output) auth(req *http.Request) {
-	switch {
-	case o.cfg.APIKey != "":
-		req.Header.Set("Authorization", "ApiKey "+o.cfg.APIKey)
-	case o.cfg.Username != "":
-		req.SetBasicAuth(o.cfg.Username, o.cfg.Password)
-	}
-}
-
-func (o *Output) gzip(body []byte) []byte {
-	var buf bytes.Buffer
-	zw, _ := o.gzPool.Get().(*gzip.Writer)
-	if zw == nil {
-		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	} else {
-		zw.Reset(&buf)
-	}
-	zw.Write(body)
-	zw.Close()
-	o.gzPool.Put(zw)
-	return buf.Bytes()
-}
-
-// get fetches a JSON document from a node.
+// get fetches a JSON document from a node (v nil: only the status
+// matters).
 func (o *Output) get(ctx context.Context, nd *node, path string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nd.base+path, nil)
-	if err != nil {
-		return err
+	if _, err := o.client(nd, 16<<20).GetJSON(ctx, path, v); err != nil {
+		return fmt.Errorf("GET %s%s: %w", nd.base, path, err)
 	}
-	req.Header.Set("Accept", "application/json")
-	o.auth(req)
-	resp, err := o.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-	}()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s%s: HTTP %d", nd.base, path, resp.StatusCode)
-	}
-	if v == nil {
-		return nil
-	}
-	return readJSON(resp.Body, 16<<20, v)
+	return nil
 }
 
 // discover reads http.max_content_length from _nodes/http to keep bulk
 // bodies under it, and sniffs nodes when asked to.
 func (o *Output) discover(ctx context.Context) {
 	nd := o.pool.pick()
-	var nh nodesHTTP
+	var nh esclient.NodesHTTP
 	if err := o.get(ctx, nd, "/_nodes/http", &nh); err != nil {
 		o.log.Info("could not read _nodes/http; keeping the configured bulk size", "node", nd.base, "err", err, "batch_bytes", o.cfg.BatchBytes)
 		return
 	}
-	var minMCL int64
-	for _, n := range nh.Nodes {
-		if m := n.HTTP.MaxContentLengthInB; m > 0 && (minMCL == 0 || m < minMCL) {
-			minMCL = m
-		}
-	}
-	if minMCL > 0 && minMCL < int64(o.cfg.BatchBytes) {
+	if minMCL := nh.MinMaxContentLength(); minMCL > 0 && minMCL < int64(o.cfg.BatchBytes) {
 		o.maxBody.Store(minMCL)
 		o.log.Info("bulk size capped by http.max_content_length", "max_content_length", minMCL)
 	}
@@ -671,16 +625,22 @@ func (o *Output) discover(ctx context.Context) {
 	}
 }
 
-func (o *Output) sniff(ctx context.Context, from *node, nh *nodesHTTP) {
+// sniff replaces the sniffed part of the pool with the published
+// addresses that accept a connection from here.
+func (o *Output) sniff(ctx context.Context, from *node, nh *esclient.NodesHTTP) {
 	scheme := "http"
 	if len(from.base) > 5 && from.base[:5] == "https" {
 		scheme = "https"
 	}
 	var ok, bad []string
 	for _, n := range nh.Nodes {
-		base, valid := publishToBase(scheme, n.HTTP.PublishAddress)
-		if !valid {
-			bad = append(bad, n.HTTP.PublishAddress)
+		if n.HTTP == nil {
+			bad = append(bad, n.Name+": no http publish_address")
+			continue
+		}
+		base, err := esclient.PublishedBase(scheme, n.HTTP.PublishAddress)
+		if err != nil {
+			bad = append(bad, err.Error())
 			continue
 		}
 		if reachable(ctx, o.dialer.DialContext, base, 2*time.Second) {
@@ -721,30 +681,13 @@ func (o *Output) healthLoop(ctx context.Context) {
 		}
 		if o.cfg.Sniff && time.Since(lastSniff) > o.cfg.SniffInterval {
 			lastSniff = time.Now()
-			var nh nodesHTTP
+			var nh esclient.NodesHTTP
 			nd := o.pool.pick()
 			if err := o.get(ctx, nd, "/_nodes/http", &nh); err == nil {
 				o.sniff(ctx, nd, &nh)
 			} else {
 				o.log.Warn("sniff failed; keeping the current pool", "err", err)
 			}
-		}
-	}
-}
-
-// readAllInto is io.ReadAll into a reused buffer.
-func readAllInto(b []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err != nil {
-			if err == io.EOF {
-				return b, nil
-			}
-			return b, err
 		}
 	}
 }

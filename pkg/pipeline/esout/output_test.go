@@ -1,9 +1,13 @@
 package esout
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/logdoctor/logdoctor/internal/testenv"
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
@@ -144,6 +149,48 @@ func TestSniff(t *testing.T) {
 		t.Fatalf("unreachable sniffed nodes used: %d/%d", alive, total)
 	}
 	if n := es.Count("logs-sniff*"); n != 40 {
+		t.Fatalf("indexed %d", n)
+	}
+}
+
+// TestSniffDialsThePublishedName: for a name/ip:port publish address the
+// sniffer dials the name, resolved here, as elasticsearch-transport and
+// elasticsearch-py do and as es probe checks (esprobe's
+// TestSniffDialsThePublishedName): never the IP behind the slash.
+func TestSniffDialsThePublishedName(t *testing.T) {
+	es := essimtest.Start(t, essim.Config{Nodes: 2})
+	_, port, _ := net.SplitHostPort(es.Addrs()[0])
+	dns := testenv.NewFakeDNS(t, map[string][]string{"es-node.test": {"127.0.0.1"}})
+
+	// A name this host cannot resolve: the node is left out, and the log
+	// names the address it tried.
+	es.SetFaults(essim.Faults{PublishAddress: "es-gone.test/127.0.0.2:1"})
+	var logs bytes.Buffer
+	o, _ := run(t, Config{URLs: []string{es.URL()}, Sniff: true, Resolver: dns.Resolver,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, records(20, "gone"))
+	if alive, total := o.pool.counts(); total != 1 || alive != 1 {
+		t.Fatalf("unresolvable sniffed nodes used: %d/%d", alive, total)
+	}
+	if !strings.Contains(logs.String(), "http://es-gone.test:1") || dns.Asked("es-gone.test") == 0 {
+		t.Fatalf("the published name was not what was tried; log:\n%s", logs.String())
+	}
+
+	// The name resolves to where the nodes listen while 127.0.0.2 has
+	// nothing on that port: the sniffed node is used.
+	es.SetFaults(essim.Faults{PublishAddress: "es-node.test/127.0.0.2:" + port})
+	o, _ = run(t, Config{URLs: []string{es.URL()}, Sniff: true, Resolver: dns.Resolver}, records(20, "named"))
+	o.pool.mu.Lock()
+	var bases []string
+	for _, nd := range o.pool.nodes {
+		if nd.alive {
+			bases = append(bases, nd.base)
+		}
+	}
+	o.pool.mu.Unlock()
+	if !slices.Contains(bases, "http://es-node.test:"+port) || len(bases) != 2 {
+		t.Fatalf("alive nodes %v, want the seed and http://es-node.test:%s", bases, port)
+	}
+	if n := es.Count("logs-named*"); n != 20 {
 		t.Fatalf("indexed %d", n)
 	}
 }

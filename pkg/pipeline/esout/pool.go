@@ -2,15 +2,14 @@ package esout
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/esclient"
 )
 
 // node is one Elasticsearch HTTP endpoint.
@@ -39,34 +38,25 @@ type pool struct {
 	onChange func(base string, alive bool, retryIn time.Duration, err error)
 }
 
-func newPool(urls []string, minDead, maxDead time.Duration) (*pool, error) {
+// newPool makes the seed nodes from urls (esclient.ParseURL: userinfo
+// leaves the URL, since credentials travel in the Authorization header and
+// never in logs) and returns the credentials the URLs carried, the first
+// found.
+func newPool(urls []string, minDead, maxDead time.Duration) (*pool, esclient.Auth, error) {
 	p := &pool{minDead: minDead, maxDead: maxDead, now: time.Now}
+	var auth esclient.Auth
 	for _, u := range urls {
-		base, err := normalizeURL(u)
+		base, fromURL, err := esclient.ParseURL(u)
 		if err != nil {
-			return nil, err
+			return nil, auth, fmt.Errorf("esout: %w", err)
 		}
+		auth.Fill(fromURL)
 		p.nodes = append(p.nodes, &node{base: base, seed: true, alive: true})
 	}
 	if len(p.nodes) == 0 {
-		return nil, fmt.Errorf("esout: no Elasticsearch URL")
+		return nil, auth, fmt.Errorf("esout: no Elasticsearch URL")
 	}
-	return p, nil
-}
-
-// normalizeURL checks an ES URL and strips userinfo (credentials travel in
-// the Authorization header, never in logs) and the trailing slash.
-func normalizeURL(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("esout: bad URL: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return "", fmt.Errorf("esout: bad URL %q: want http(s)://host:port", u.Redacted())
-	}
-	u.User = nil
-	u.RawQuery, u.Fragment = "", ""
-	return strings.TrimSuffix(u.String(), "/"), nil
+	return p, auth, nil
 }
 
 // pick returns the next node to send to.
@@ -148,54 +138,36 @@ func (p *pool) counts() (alive, total int) {
 	return alive, len(p.nodes)
 }
 
-// replaceSniffed keeps the seeds and sets the sniffed nodes to bases.
+// replaceSniffed keeps the seeds and sets the sniffed nodes to bases,
+// each once (nodes behind one published name share it), keeping the state
+// of those already in the pool.
 func (p *pool) replaceSniffed(bases []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	keep := map[string]*node{}
+	old := map[string]*node{}
 	for _, nd := range p.nodes {
-		keep[nd.base] = nd
+		old[nd.base] = nd
 	}
 	var out []*node
+	in := map[string]bool{}
 	for _, nd := range p.nodes {
 		if nd.seed {
 			out = append(out, nd)
+			in[nd.base] = true
 		}
 	}
 	for _, b := range bases {
-		if nd, ok := keep[b]; ok {
-			if !nd.seed {
-				out = append(out, nd)
-			}
+		if in[b] {
 			continue
 		}
-		out = append(out, &node{base: b, alive: true})
-		keep[b] = out[len(out)-1]
+		in[b] = true
+		nd := old[b]
+		if nd == nil {
+			nd = &node{base: b, alive: true}
+		}
+		out = append(out, nd)
 	}
 	p.nodes = out
-}
-
-// nodesHTTP is the part of GET /_nodes/http the output uses.
-type nodesHTTP struct {
-	Nodes map[string]struct {
-		HTTP struct {
-			PublishAddress      string `json:"publish_address"`
-			MaxContentLengthInB int64  `json:"max_content_length_in_bytes"`
-		} `json:"http"`
-	} `json:"nodes"`
-}
-
-// publishToBase turns a publish_address ("host/1.2.3.4:9200" or
-// "1.2.3.4:9200") into a base URL with the given scheme.
-func publishToBase(scheme, addr string) (string, bool) {
-	if i := strings.LastIndexByte(addr, '/'); i >= 0 {
-		addr = addr[i+1:]
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || host == "" || port == "" {
-		return "", false
-	}
-	return scheme + "://" + net.JoinHostPort(host, port), true
 }
 
 // reachable reports whether a TCP connection to base's host opens within
@@ -215,8 +187,4 @@ func reachable(ctx context.Context, dial func(ctx context.Context, network, addr
 	}
 	c.Close()
 	return true
-}
-
-func readJSON(r io.Reader, limit int64, v any) error {
-	return json.NewDecoder(io.LimitReader(r, limit)).Decode(v)
 }

@@ -1,0 +1,104 @@
+package store
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// TestEntriesHoldNoPointers: a document entry carries neither id nor
+// source, nor anything else the garbage collector must scan, and fits 32
+// bytes; the id table holds hashes and positions only. essim's
+// TestDiskStoreKeepsNoSources checks the same store through the HTTP API.
+func TestEntriesHoldNoPointers(t *testing.T) {
+	dt := reflect.TypeOf(Doc{})
+	for i := 0; i < dt.NumField(); i++ {
+		f := dt.Field(i)
+		switch f.Type.Kind() {
+		case reflect.Slice, reflect.Map, reflect.Pointer, reflect.Interface, reflect.Array, reflect.String:
+			t.Fatalf("doc.%s is a %s: documents must hold neither id nor source in memory", f.Name, f.Type)
+		}
+	}
+	if sz := dt.Size(); sz > 32 {
+		t.Fatalf("doc is %d bytes, want <= 32", sz)
+	}
+	if et := reflect.TypeOf(Index{}.ids.slots).Elem(); et.Kind() != reflect.Uint64 {
+		t.Fatalf("index.ids holds %s, want hashes and positions only", et)
+	}
+}
+
+// TestEngineWithoutTheAPI drives the engine directly, on disk: writes,
+// an in-place overwrite, deletes, the term index, pattern resolution, and
+// a reopen that replays the log to the same state.
+func TestEngineWithoutTheAPI(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, IndexUUID: func(name string, seq int64) string { return name + "-uuid" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Lock()
+	ix := s.CreateIndexLocked("logs-a")
+	for i, src := range []string{`{"h":"x"}`, `{"h":"y"}`, `{"h":"x"}`} {
+		if _, err := s.PutLocked(ix, string(rune('a'+i)), []byte(src), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := s.PutLocked(ix, "b", []byte(`{"h":"x"}`), 2) // in place: position 1 keeps its place
+	if err != nil || d.Version() != 2 || ix.Len() != 3 {
+		t.Fatalf("overwrite: %+v %v, %d positions", d, err, ix.Len())
+	}
+	if ok, err := s.DeleteLocked(ix, "a"); !ok || err != nil {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if ok, _ := s.DeleteLocked(ix, "a"); ok {
+		t.Fatal("deleted twice")
+	}
+	s.CreateIndexLocked("other")
+	if err := s.FlushLocked(); err != nil {
+		t.Fatal(err)
+	}
+	s.Unlock()
+
+	check := func(s *Store) {
+		t.Helper()
+		s.RLock()
+		defer s.RUnlock()
+		ix := s.LookupLocked("logs-a")
+		if ix == nil || ix.Count() != 2 || s.LiveLocked() != 2 || s.NumIndicesLocked() != 2 {
+			t.Fatalf("state: %+v live %d indices %d", ix, s.LiveLocked(), s.NumIndicesLocked())
+		}
+		d, err := s.GetLocked(ix, "b")
+		if d == nil || err != nil {
+			t.Fatalf("get b: %v", err)
+		}
+		if src, err := s.SourceLocked(d); string(src) != `{"h":"x"}` || d.Version() != 2 || err != nil {
+			t.Fatalf("b: %q v%d %v", src, d.Version(), err)
+		}
+		if p, ok, err := s.PositionLocked(ix, "c"); !ok || p != 2 || err != nil {
+			t.Fatalf("position of c: %d %v %v", p, ok, err)
+		}
+		// The term index, with a caller's notion of a document's keys.
+		keysOf := func(src []byte) []string { return []string{string(src)} }
+		if ps, err := s.PostingsLocked(ix, "whole", []string{`{"h":"x"}`}, keysOf); err != nil || len(ps) != 2 || ps[0] != 1 || ps[1] != 2 {
+			t.Fatalf("postings %v %v", ps, err)
+		}
+		if ixs := s.ResolveLocked("logs-*,other"); len(ixs) != 2 || ixs[0].Name() != "logs-a" {
+			t.Fatalf("resolve: %v", ixs)
+		}
+		_, err = s.ResolveStrictLocked("logs-*,nope")
+		var nf *ErrIndexNotFound
+		if !errors.As(err, &nf) || nf.Name != "nope" {
+			t.Fatalf("strict: %v", err)
+		}
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
+}

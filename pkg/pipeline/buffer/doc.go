@@ -1,0 +1,150 @@
+// Package buffer is the pipeline's durable on-disk queue: append-only
+// segment files of checksummed records, group commit (one fdatasync covers
+// every append that arrived while the previous one ran, and Append returns
+// only once its records are on disk), recovery that truncates a torn tail,
+// skips damaged records (keeping a copy of their bytes) without losing the
+// intact ones around them, and replays what Elasticsearch has not
+// acknowledged, a size limit that pushes back instead of growing, and
+// deletion of a segment once every record in it is acknowledged.
+//
+// A memory-only mode keeps the same format in memory; it loses everything
+// on a crash and exists for benchmarks.
+//
+// # On-disk format
+//
+// The buffer directory holds:
+//
+//	seg-NNNNNNNNNNNNNNNN.log   segment files, N the segment id in 16 decimal digits
+//	checkpoint                 the acknowledged prefix, JSON (below)
+//	checkpoint.tmp             a checkpoint being written (renamed over checkpoint)
+//	corrupt/SEG.FROM-TO        copies of damaged bytes [FROM, TO) of segment file SEG
+//
+// Recovery ignores every other name, so the directory may also hold the
+// pipeline's dead-letter file.
+//
+// A segment file is an 8-byte magic, then frames back to back, then
+// possibly zeros up to the end of a preallocated file:
+//
+//	"LDBUF2\n\x00" | frame | frame | ... | 00 00 ...
+//
+// An LDBUF2 frame is a 16-byte header and the payload:
+//
+//	u32 sync marker FF 4C 44 FE | u32 payload length |
+//	u32 CRC-32C(payload) | u32 CRC-32C(the 12 header bytes before it) | payload
+//
+// Segments written before the sync marker existed start with "LDBUF1\n\x00"
+// and hold 8-byte headers:
+//
+//	u32 payload length | u32 CRC-32C(payload) | payload
+//
+// The payload is the same in both:
+//
+//	u8 version (1) | u8 id length | id | u16 tag length | tag |
+//	i64 event seconds | u32 event nanoseconds | i64 ingest unix nanoseconds |
+//	document (the rest: the JSON sent to Elasticsearch)
+//
+// All integers are little endian; CRC-32C is the Castagnoli polynomial.
+// The header checksum is what lets recovery trust a payload length after
+// damage: a damaged payload under an intact header is skipped by its
+// length, and after a damaged header the next frame is found by searching
+// for the marker and checking the header it starts. The marker's FF and FE
+// bytes never occur in UTF-8 text, so JSON documents do not contain it; an
+// LDBUF1 segment has no marker, so recovery tries every offset there, with
+// a budget of checksummed bytes. Zeros hold no marker and no plausible
+// length: they end a segment.
+//
+// The checkpoint file is
+//
+//	{"segment": S, "index": I, "offset": O}
+//
+// meaning: every record of segments numbered below S, and the first I
+// records of segment S (which end at byte offset O), were acknowledged.
+// Recovery trusts O over I when O is present, because damage inside the
+// prefix can remove a record from the scan and shift every index after it.
+//
+// # Invariants
+//
+//   - A record is on disk before it is acknowledged to a sender: Append
+//     returns nil only after its bytes were written and fdatasync'd, and a
+//     segment file's directory entry was synced when the file was created.
+//   - Only the newest segment (the active one) is written; every other is
+//     sealed. A record never spans segments. A segment outgrows SegmentBytes
+//     only by the one batch that opened it, and never reaches 4 GiB, since
+//     record offsets are u32.
+//   - Segment ids only grow, and a new segment is numbered above every
+//     existing one and above the checkpoint's segment, or the next recovery
+//     would take it for an acknowledged one and delete it.
+//   - In memory, a segment's size and record ends cover committed bytes
+//     only; readers never look past them. Past the size of the active
+//     segment lie zeros (its preallocation) or the bytes of a failed write
+//     that the next commit truncates away before writing (Buffer.dirty).
+//   - A segment file is deleted only when it is sealed and all its records
+//     are acknowledged, and never while it holds damaged bytes that could
+//     not be copied to corrupt/ (segment.pinned).
+//   - The checkpoint may lag behind the acks (it is written every
+//     CheckpointInterval, without fsync): that only replays records, which
+//     their deterministic _id turns into 409s, never loses one.
+//   - Bytes held (committed bytes of live segments plus appends waiting for
+//     their commit) stay within MaxBytes: Append waits or returns ErrFull.
+//     SegmentBytes is at most MaxBytes/8, so acknowledged segments can
+//     always free room. A preallocated spare is not counted: disk use is
+//     up to MaxBytes plus two segments.
+//
+// # Operation
+//
+// Writing (writer.go). Append encodes its records into the pending batch
+// under the lock and waits for the batch's commit. The committer goroutine
+// takes the whole batch, leaving an empty one for the appends that arrive
+// meanwhile, writes it at the end of the active segment in one write and
+// one fdatasync, and only then publishes the records and answers the
+// appenders. A failed write or fdatasync fails the whole batch
+// (WriteError) and is truncated away, so a segment is always a clean
+// sequence of frames. When a batch would take the active segment past
+// SegmentBytes, the committer seals it and moves to the spare segment,
+// zero-filled in the background once the active one was a quarter full, so
+// a rotation costs no I/O and fdatasync has no file size to journal; a
+// spare that is not ready is discarded and a plain segment created.
+//
+// Reading and acknowledging (reader.go). Next hands out records in order,
+// each once per process; the caller acknowledges each with Ack, which keeps
+// a bitmap per segment and the length of its acknowledged prefix. A sealed
+// segment whose records are all acknowledged is unlinked in the
+// background. A record that fails its checksum when read is handed out
+// with Record.Corrupt set, its bytes quarantined.
+//
+// Checkpointing (checkpoint.go). A goroutine writes the acknowledged prefix
+// of the oldest live segment every CheckpointInterval and at Close.
+//
+// Recovery (recover.go, scan.go). Open scans every segment before deciding
+// anything, because damage at the end of a segment is a torn write (cut
+// off silently: none of it was acknowledged) only at the end of the newest
+// data and only when the frame stops before its declared end. Any other
+// damage is corruption: copied to corrupt/ before its segment can be
+// deleted, reported through Corruptions and Options.OnCorrupt, and every
+// intact record around it kept. Recovered segments are sealed; new records
+// go to a new segment.
+//
+// # Concurrency
+//
+// Goroutines: callers of Append, Next, Ack, Wait and Stats; one committer;
+// one checkpointer; at most one spare segment being prepared (and one
+// discarded spare being waited for); segment files being unlinked.
+//
+// The locking rule: Buffer.mu guards every mutable field of the Buffer and
+// of its segments (sizes, record ends, acks, the reader's position, the
+// pending batch, statistics, spare bookkeeping), and it is never held
+// across a write, fdatasync, segment creation, read, quarantine copy,
+// checkpoint write or callback; the one disk call made under it is the
+// ftruncate that undoes a failed write. Work is moved off the lock by
+// ownership instead: after Open only the committer writes live segment
+// files and adds segments, at offsets past every committed record, so it
+// writes unlocked while readers ReadAt committed ranges; only the checkpointer touches
+// Buffer.ckLast; Options, Recovery and a segment's id, path, format, starts
+// and pinned are fixed once Open or segment creation returns. The only
+// other lock is memStorage.mu, a leaf inside the memory-only storage's
+// methods: lock order is Buffer.mu, then memStorage.mu, never the reverse.
+// Waiters take Buffer.notify under the lock and wait on it unlocked; it is
+// closed and replaced under the lock once a batch was written (or its
+// write failed), on acks that free a segment or empty the buffer, and at
+// Close.
+package buffer

@@ -1,0 +1,176 @@
+package buffer
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+)
+
+type segment struct {
+	id      uint64
+	st      storage
+	path    string   // the file ("" in memory mode)
+	format  int      // framing: formatV2, or formatV1 for segments written before it
+	size    int64    // committed (durable) bytes
+	ends    []uint32 // end offset of each committed record
+	sealed  bool
+	acked   []uint64 // bitmap by record index
+	nAcked  int
+	prefix  int // leading records all acknowledged
+	removed bool
+	// starts holds the start of each record that does not begin where the
+	// previous one ended: damaged bytes lie between them. Nil for a
+	// segment without damage; never changed after recovery.
+	starts map[int]uint32
+	// pinned keeps the file on disk after its records are acknowledged:
+	// it holds damaged bytes that could not be copied to the quarantine.
+	pinned bool
+}
+
+func (s *segment) isAcked(i int) bool {
+	return i/64 < len(s.acked) && s.acked[i/64]&(1<<(uint(i)%64)) != 0
+}
+
+func (s *segment) setAcked(i int) bool {
+	for len(s.acked) <= i/64 {
+		s.acked = append(s.acked, 0)
+	}
+	w, bit := i/64, uint64(1)<<(uint(i)%64)
+	if s.acked[w]&bit != 0 {
+		return false
+	}
+	s.acked[w] |= bit
+	s.nAcked++
+	return true
+}
+
+func (s *segment) done() bool { return s.sealed && s.nAcked == len(s.ends) }
+
+func (s *segment) offsetOf(i int) int64 {
+	if st, ok := s.starts[i]; ok {
+		return int64(st)
+	}
+	if i == 0 {
+		return int64(len(segmentMagic))
+	}
+	return int64(s.ends[i-1])
+}
+
+func (b *Buffer) newSegment() error {
+	seg, err := b.createSegment(b.nextID, false)
+	if err != nil {
+		return err
+	}
+	b.addSegment(seg)
+	return nil
+}
+
+// createSegment makes a segment's storage; for files that is I/O (create,
+// header, fsync of file and directory), done without holding b.mu. A
+// failure leaves no file behind and is a WriteError (OpRotate).
+func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
+	seg := &segment{id: id, format: formatV2}
+	if b.opts.Memory {
+		m := &memStorage{}
+		m.Write(segmentMagic)
+		seg.st = m
+		seg.size = int64(len(segmentMagic))
+		return seg, nil
+	}
+	path := filepath.Join(b.opts.Dir, segName(id))
+	seg.path = path
+	fail := func(err error) (*segment, error) {
+		if seg.st != nil {
+			seg.st.Remove()
+		}
+		return nil, &WriteError{Op: OpRotate, Path: path, Err: err}
+	}
+	st, err := b.opts.fs.Create(path)
+	if err != nil {
+		return fail(err)
+	}
+	seg.st = st
+	if err := writeFull(st, segmentMagic); err != nil {
+		return fail(err)
+	}
+	if prealloc {
+		// Zeros end a segment for recovery (no sync marker there).
+		zero := make([]byte, 1<<20)
+		for n := int64(len(segmentMagic)); n < b.opts.SegmentBytes; n += int64(len(zero)) {
+			if err := writeFull(st, zero[:min(int64(len(zero)), b.opts.SegmentBytes-n)]); err != nil {
+				return fail(fmt.Errorf("preallocating: %w", err))
+			}
+			// Sync as we go: a large pile of dirty zeros would have to
+			// be written out before the next journal commit, which an
+			// appender's fdatasync may be waiting for.
+			if (n/int64(len(zero)))%4 == 3 {
+				st.Sync()
+			}
+		}
+		if err := st.SeekTo(int64(len(segmentMagic))); err != nil {
+			return fail(err)
+		}
+	}
+	if err := st.Sync(); err != nil {
+		return fail(err)
+	}
+	// The new file's directory entry must be durable before records in
+	// it are acknowledged to senders.
+	if err := b.opts.fs.SyncDir(b.opts.Dir); err != nil {
+		return fail(err)
+	}
+	seg.size = int64(len(segmentMagic))
+	return seg, nil
+}
+
+// writeFull writes all of p; a short write without an error is one.
+func writeFull(st storage, p []byte) error {
+	n, err := st.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
+
+func (b *Buffer) addSegment(seg *segment) {
+	if seg.id >= b.nextID {
+		b.nextID = seg.id + 1
+	}
+	b.bytes += seg.size
+	b.segs = append(b.segs, seg)
+}
+
+func (b *Buffer) findLocked(id uint64) *segment {
+	i := sort.Search(len(b.segs), func(i int) bool { return b.segs[i].id >= id })
+	if i < len(b.segs) && b.segs[i].id == id {
+		return b.segs[i]
+	}
+	return nil
+}
+
+// removeLocked deletes a fully acknowledged, sealed segment.
+func (b *Buffer) removeLocked(seg *segment) {
+	i := sort.Search(len(b.segs), func(i int) bool { return b.segs[i].id >= seg.id })
+	if i >= len(b.segs) || b.segs[i] != seg || i == len(b.segs)-1 || seg.pinned {
+		return // never remove the active segment, nor unquarantined damage
+	}
+	b.segs = append(b.segs[:i], b.segs[i+1:]...)
+	if b.readSeg > i {
+		b.readSeg--
+	} else if b.readSeg == i {
+		b.readIdx = 0
+	}
+	b.bytes -= seg.size
+	seg.removed = true
+	b.ckDirty = true
+	// Unlinking a large file can take a while; appenders should not wait
+	// on it. Every record in seg is acknowledged, so nothing reads it.
+	b.removeWG.Add(1)
+	go func() {
+		defer b.removeWG.Done()
+		seg.st.Remove()
+	}()
+}
+
+func segName(id uint64) string { return fmt.Sprintf("seg-%016d.log", id) }
