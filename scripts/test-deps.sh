@@ -7,6 +7,7 @@ pkgs=(
   iproute2 nftables iptables tcpdump tshark net-tools procps time hyperfine libcap2-bin
   python3 python3-fluent-logger python3-elasticsearch
   ruby ruby-elasticsearch ruby-elasticsearch-transport prometheus-elasticsearch-exporter
+  prometheus
   rsyslog rsyslog-elasticsearch
   chromium
 )

@@ -59,6 +59,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"sockets":       {"--no-processes"},
 		"config check":  {conf},
 		"doctor":        {"--pid", "1", "--interval", "1ms", "--no-probes", "--step-timeout", "1s"},
+		"exporter":      {"--listen", "127.0.0.1:0", "--duration", "1ms"},
 	}
 	const (
 		durPos  = "want a duration above 0"
@@ -251,6 +252,28 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"smoke --es-password-file": {missing("no such file", "--es-password-file", gone)},
 		"smoke --es-ca":            {missing("no such file", "--es-ca", gone)},
 		"smoke --proc-root":        {missing("no such file", "--proc-root", gone)},
+
+		"exporter --listen":              {usage("want HOST:PORT with a port from 0 to 65535", "--listen", "127.0.0.1:99999")},
+		"exporter --web.config.file":     {missing("no such file", "--web.config.file", gone), missing("--web.config.file", "--web.config.file", conf)},
+		"exporter --interval":            {usage("want a duration of 100ms or more", "--interval", "10ms")},
+		"exporter --timeout":             {usage(durPos, "--timeout", "0"), usage("is longer than --interval", "--timeout", "20s")},
+		"exporter --probe-interval":      {usage("want a duration of 100ms or more", "--probe-interval", "0")},
+		"exporter --duration":            {usage(durZero, "--duration", "-1s")},
+		"exporter --proc-root":           {missing("no such file", "--proc-root", gone)},
+		"exporter --pid":                 {usage("want a process id", "--pid", "-1"), missing("--pid 2147483647", "--pid", "2147483647")},
+		"exporter --source":              {usage("want auto, netlink or proc", "--source", "kernel")},
+		"exporter --peer":                {usage("accepted forms", "--peer", "bad peer!")},
+		"exporter --alias":               {usage("name=port", "--alias", "x")},
+		"exporter --max-peers":           {usage("want a number of peers from 1 to 100000", "--max-peers", "0")},
+		"exporter --udp-port":            {usage("want ports from 1 to 65535", "--udp-port", "0")},
+		"exporter --shipper-pid":         {usage("want [NAME=]PID", "--shipper-pid", "0"), usage("want [NAME=]PID", "--shipper-pid", "a b=1"), missing("--shipper-pid 2147483647", "--shipper-pid", "2147483647")},
+		"exporter --config":              {missing("no such file", "--config", gone)},
+		"exporter --forward-probe":       {usage("want HOST:PORT with a port from 1 to 65535", "--forward-probe", "127.0.0.1:0")},
+		"exporter --forward-ack-timeout": {usage(durPos, "--forward-ack-timeout", "0"), usage("must be shorter than --probe-interval", "--forward-probe", "127.0.0.2:1", "--forward-ack-timeout", "2m")},
+		"exporter --forward-tag":         {usage("want a non-empty tag", "--forward-tag", "")},
+		"exporter --es-probe":            {usage("want an http:// or https:// URL", "--es-probe", "ftp://x")},
+		"exporter --es-password-file":    {missing("no such file", "--es-password-file", gone)},
+		"exporter --es-ca":               {missing("no such file", "--es-ca", gone)},
 	}
 	// Flags whose every value means something: names, keys and secrets.
 	anyText := map[string]string{
@@ -282,6 +305,9 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"smoke --shared-key":                "a secret",
 		"smoke --es-user":                   "a user name",
 		"smoke --es-api-key":                "a secret",
+		"exporter --forward-shared-key":     "a secret",
+		"exporter --es-user":                "a user name",
+		"exporter --es-api-key":             "a secret",
 	}
 
 	seen := map[string]bool{}

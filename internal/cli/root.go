@@ -206,6 +206,7 @@ func commands(g *Globals) []*cobra.Command {
 		newSmokeCmd(g),
 		newConfigCmd(g),
 		newDoctorCmd(g),
+		newExporterCmd(g),
 	}
 }
 
