@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -157,7 +156,12 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 	docs := (*bp)[:0]
 	var js []byte
 	recs := make([]buffer.Record, 0, len(req.Entries))
-	ids := idHasher{h: sha256.New()}
+	// Hashed ids go into one buffer, made a single string after the loop:
+	// one allocation per request instead of one per event. hashed[i] is the
+	// entry whose record recs[i] is, or -1 when its id came from --id-key.
+	var ids idHasher
+	idBuf := make([]byte, 0, idLen*len(req.Entries))
+	hashed := make([]int32, 0, len(req.Entries))
 	for _, e := range req.Entries {
 		var err error
 		js, err = forward.RecordToJSON(js[:0], e.Record)
@@ -174,10 +178,19 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 			in.deadLetter(peer, req.Tag, e.Record, fmt.Sprintf("record is not a map: %v", err))
 			continue
 		}
+		at := int32(-1)
 		if id == "" {
-			id = ids.id(req.Tag, int64(e.Time.Sec), e.Time.Nsec, e.Record)
+			at = int32(len(idBuf))
+			idBuf = ids.appendID(idBuf, req.Tag, int64(e.Time.Sec), e.Time.Nsec, e.Record)
 		}
+		hashed = append(hashed, at)
 		recs = append(recs, buffer.Record{ID: id, Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: docs[start:len(docs):len(docs)]})
+	}
+	idStr := string(idBuf)
+	for i, at := range hashed {
+		if at >= 0 {
+			recs[i].ID = idStr[at : at+idLen]
+		}
 	}
 	err := p.buf.Append(ctx, recs)
 	if cap(docs) <= maxPooledDocs {
