@@ -39,9 +39,13 @@
 //
 // The payload is the same in both:
 //
-//	u8 version (1) | u8 id length | id | u16 tag length | tag |
+//	u8 version (1 or 2) | u8 id length | id | u16 tag length | tag |
 //	i64 event seconds | u32 event nanoseconds | i64 ingest unix nanoseconds |
 //	document (the rest: the JSON sent to Elasticsearch)
+//
+// Version 2 (Record.Raw, LDBUF2 only) has the same layout with an empty id
+// and, as the document, the record as the shipper sent it (msgpack): the
+// reader makes the JSON document and the id from those durable bytes.
 //
 // All integers are little endian; CRC-32C is the Castagnoli polynomial.
 // The header checksum is what lets recovery trust a payload length after
