@@ -338,6 +338,9 @@ func FuzzScan(f *testing.F) {
 		r := rec(i)
 		seg, _ = appendRecord(seg, &r)
 	}
+	// A record stored as the shipper sent it (version 2).
+	raw := Record{Tag: "app.test", Sec: 1700000000, Raw: true, Doc: []byte{0x81, 0xa1, 'n', 1}}
+	seg, _ = appendRecord(seg, &raw)
 	f.Add(seg)
 	f.Add(seg[:len(seg)-3])
 	f.Add(append([]byte{}, segmentMagic...))
