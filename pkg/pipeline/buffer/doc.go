@@ -52,7 +52,10 @@
 // damage: a damaged payload under an intact header is skipped by its
 // length, and after a damaged header the next frame is found by searching
 // for the marker and checking the header it starts. The marker's FF and FE
-// bytes never occur in UTF-8 text, so JSON documents do not contain it; an
+// bytes never occur in UTF-8 text, so JSON documents do not contain it;
+// records stored as sent (msgpack, version 2) may, and a false marker is
+// then refused by the header checksum it would need, at the cost of the
+// estimate of records lost in damaged bytes, which counts markers; an
 // LDBUF1 segment has no marker, so recovery tries every offset there, with
 // a budget of checksummed bytes. Zeros hold no marker and no plausible
 // length: they end a segment.
