@@ -139,8 +139,10 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 	for _, e := range req.Entries {
 		size += len(e.Record)*5/4 + 96
 	}
-	// The documents, their Records, and the buffer's encoded copy of
-	// them, held until the append is durable.
+	// The documents (with --id-key), their Records, and the buffer's
+	// encoded copy of them, held until the append is durable. Stored as
+	// sent there are no documents: the same reservation is kept, an
+	// over-estimate, so what the budget admits does not depend on the flag.
 	if err := req.Reserve(2*int64(size) + int64(len(req.Entries))*recordOverhead); err != nil {
 		p.fwdRefused.Add(1)
 		p.mRefused.WithLabelValues("in_flight_budget").Inc()

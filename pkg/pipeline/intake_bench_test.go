@@ -11,8 +11,10 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/forward"
 )
 
-// BenchmarkIntakeEvent is the per-event work a forward request does before
-// its append: the record to JSON, the document, the _id. b.N counts events.
+// BenchmarkIntakeEvent is the per-event work of making a forward event's
+// document and _id: the record to JSON, the document, the id. The output
+// does it at delivery (prepareRaw), intake only with --id-key. b.N counts
+// events.
 func BenchmarkIntakeEvent(b *testing.B) {
 	d := &docBuilder{timeKey: "@timestamp", tagKey: "tag"}
 	pad := strings.Repeat("x", 150)
