@@ -1,99 +1,211 @@
 #!/usr/bin/env bash
 # Benchmark of `logdoctor pipeline run` (durable buffer, embedded essim)
-# fed by `logdoctor forward probe` in load mode: PackedForward, 1,000-event
-# chunks, 200-byte records, acks on. Prints acked events/s, events/s
-# indexed into essim end to end, ack latency p99 at half that rate, and the
-# pipeline's peak RSS. Targets (2 cores): >= 150,000 events/s, p99 < 50 ms
-# at half rate, RSS < 256 MiB.
+# side by side with the shippers, in one run and alternating: real Fluentd
+# (in_forward -> file buffer -> null), real Fluent Bit (in_forward with
+# storage.type filesystem -> null) and `pipeline run`, all driven by the
+# same load generator (`logdoctor forward probe` in load mode: PackedForward,
+# 1,000-event chunks, 200-byte records each with a run id and a sequence
+# number, acks on, each connection waiting for its ack before the next
+# chunk) at 2 and 32 connections. For each: acked events/s, ack p50/p99 at
+# half the receiver's own acked rate, peak RSS; for the pipeline also the
+# end-to-end rate into the embedded Elasticsearch (every event searchable,
+# essim indexing in the same process during the run).
 #
-# Knobs: PIPELINE_BENCH_EVENTS (default 1,000,000), PIPELINE_BENCH_CONC
-# (probe connections, default 16), PIPELINE_BENCH_ARGS (extra pipeline flags).
+# Targets (issue 18, 2 cores): acked >= Fluent Bit's rate, p50 <= 1 ms at
+# half that rate, p99 < 10 ms, >= 400k events/s end to end, RSS < 256 MiB.
+#
+# Knobs: PIPELINE_BENCH_EVENTS (per max-rate phase, default 2,000,000),
+# PIPELINE_BENCH_ROUNDS (default 2), PIPELINE_BENCH_CONCS (default "2 32"),
+# PIPELINE_BENCH_ARGS (extra pipeline flags), PIPELINE_BENCH_SHIPPERS=0 to
+# run the pipeline alone. Shippers come from ../shared/peers (setup.sh);
+# without them only the pipeline runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${PIPELINE_BENCH_EVENTS:-1000000}
-C=${PIPELINE_BENCH_CONC:-16}
+N=${PIPELINE_BENCH_EVENTS:-2000000}
+ROUNDS=${PIPELINE_BENCH_ROUNDS:-2}
+CONCS=${PIPELINE_BENCH_CONCS:-2 32}
 tmp=$(mktemp -d)
 pid=""
+timepid=""
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  [ -n "$timepid" ] && wait "$timepid" 2>/dev/null
   [ -n "${PIPELINE_BENCH_KEEP:-}" ] && cp -r "$tmp" "$PIPELINE_BENCH_KEEP"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 CGO_ENABLED=0 go build -o "$tmp/logdoctor" ./cmd/logdoctor
 ld="$tmp/logdoctor"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-/usr/bin/time -v -o "$tmp/time.txt" "$ld" pipeline run --forward "127.0.0.1:$port" --buffer-dir "$tmp/buf" \
-  --metrics "127.0.0.1:$mport" --log-level warn --shutdown-timeout 60s -o json ${PIPELINE_BENCH_ARGS:-} \
-  > "$tmp/report.json" 2> "$tmp/pipeline.err" &
-timepid=$!
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
-pid=$(pgrep -P "$timepid" -f "pipeline run" || true)
+receivers="pipeline"
+if [ "${PIPELINE_BENCH_SHIPPERS:-1}" != 0 ] && [ -x ../shared/peers/setup.sh ]; then
+  eval "$(../shared/peers/setup.sh)"
+  receivers="fluentd fluentbit pipeline"
+else
+  echo "shippers not run (../shared/peers/setup.sh missing or PIPELINE_BENCH_SHIPPERS=0)" >&2
+fi
 
-indexed() { curl -s "127.0.0.1:$mport/metrics" | awk '/^logdoctor_pipeline_bulk_items_total/ {s+=$2} END {printf "%d", s}'; }
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+waitport() {
+  for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
 probe() { "$ld" forward probe "127.0.0.1:$port" --mode packed --chunk-events 1000 --record-size 200 \
-  --concurrency "$C" --fail-on never -o json "$@"; }
+  --fail-on never --ack-timeout 60s -o json "$@"; }
 field() { python3 -c "import json,sys; d=json.load(open('$1'))['data']['load']; print($2)"; }
 
-# 1. As fast as acks come.
-t0=$(date +%s.%N)
-probe --count "$N" > "$tmp/max.json"
-t1=$(date +%s.%N)
-for _ in $(seq 600); do
-  [ "$(indexed)" -ge "$N" ] && break
-  sleep 0.1
+# start_receiver KIND DIR: starts it under /usr/bin/time on $port; sets
+# pid and timepid.
+start_receiver() {
+  local kind=$1 dir=$2
+  mkdir -p "$dir"
+  case $kind in
+  fluentd)
+    cat > "$dir/fluent.conf" <<EOF
+<system>
+  log_level warn
+</system>
+<source>
+  @type forward
+  bind 127.0.0.1
+  port $port
+</source>
+<match **>
+  @type null
+  <buffer>
+    @type file
+    path $dir/fbuf
+    flush_interval 1s
+    chunk_limit_size 8m
+    total_limit_size 8g
+  </buffer>
+</match>
+EOF
+    # shellcheck disable=SC2086 # $FLUENTD is a command line
+    /usr/bin/time -v -o "$dir/time.txt" $FLUENTD -c "$dir/fluent.conf" --log "$dir/fluentd.log" > /dev/null 2>&1 &
+    ;;
+  fluentbit)
+    cat > "$dir/fluent-bit.conf" <<EOF
+[SERVICE]
+    flush        1
+    log_level    warn
+    storage.path $dir/fbstore
+[INPUT]
+    name         forward
+    listen       127.0.0.1
+    port         $port
+    storage.type filesystem
+[OUTPUT]
+    name         null
+    match        *
+EOF
+    /usr/bin/time -v -o "$dir/time.txt" "$FLUENT_BIT" -c "$dir/fluent-bit.conf" > "$dir/fluent-bit.log" 2>&1 &
+    ;;
+  pipeline)
+    # shellcheck disable=SC2086 # extra flags
+    /usr/bin/time -v -o "$dir/time.txt" "$ld" pipeline run --forward "127.0.0.1:$port" --buffer-dir "$dir/buf" \
+      --metrics "127.0.0.1:$mport" --log-level warn --shutdown-timeout 60s -o json ${PIPELINE_BENCH_ARGS:-} \
+      > "$dir/report.json" 2> "$dir/pipeline.err" &
+    ;;
+  esac
+  timepid=$!
+  waitport "$port"
+  pid=$(pgrep -P "$timepid" | head -1)
+}
+
+stop_receiver() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$timepid" || true
+  pid="" timepid=""
+}
+
+indexed() { curl -s "127.0.0.1:$mport/metrics" | awk '/^logdoctor_pipeline_bulk_items_total/ {s+=$2} END {printf "%d", s}'; }
+
+results="$tmp/results.txt"
+: > "$results"
+run=0
+for round in $(seq "$ROUNDS"); do
+  for c in $CONCS; do
+    for kind in $receivers; do
+      run=$((run + 1))
+      dir="$tmp/run$run"
+      port=$(freeport)
+      mport=$(freeport)
+      start_receiver "$kind" "$dir"
+      # 1. As fast as acks come.
+      t0=$(date +%s.%N)
+      probe --count "$N" --concurrency "$c" > "$dir/max.json"
+      acked=$(field "$dir/max.json" "int(d['acked_events_per_second'])")
+      e2e=-
+      if [ "$kind" = pipeline ]; then
+        for _ in $(seq 1200); do
+          [ "$(indexed)" -ge "$N" ] && break
+          sleep 0.05
+        done
+        t2=$(date +%s.%N)
+        e2e=$(python3 -c "print(int($N/($t2-$t0)))")
+      fi
+      # 2. Ack latency at half the receiver's own acked rate, about 2 s.
+      half=$((acked / 2))
+      probe --count $((half * 2 > 100000 ? half * 2 : 100000)) --rate "$half" --concurrency "$c" > "$dir/half.json"
+      p50=$(field "$dir/half.json" "d['ack_latency']['p50_ms']")
+      p99=$(field "$dir/half.json" "d['ack_latency']['p99_ms']")
+      stop_receiver
+      rss=$(awk '/Maximum resident set size/ {print int($6/1024)}' "$dir/time.txt")
+      echo "$round $c $kind $acked $p50 $p99 $rss $e2e" | tee -a "$results" | \
+        awk '{printf "round %s  %2s conns  %-9s acked %8d/s  at half rate p50 %6.3f ms p99 %7.3f ms  peak RSS %4d MiB  end to end %s/s\n", $1, $2, $3, $4, $5, $6, $7, $8}'
+      if [ "$kind" = pipeline ]; then
+        python3 - "$dir/report.json" "$N" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))['data']; s = d['stats']['output']
+print('  pipeline report: indexed %d, already indexed (409) %d, retried %d, left in buffer %d' % (s['indexed'], s['duplicates'], s['retried'], d['left_in_buffer']))
+EOF
+      fi
+      rm -rf "$dir/buf" "$dir/fbuf" "$dir/fbstore"
+    done
+  done
 done
-t2=$(date +%s.%N)
-acked=$(field "$tmp/max.json" "int(d['acked_events_per_second'])")
-e2e=$(python3 -c "print(int($N/($t2-$t0)))")
 
-# 2. At half the end-to-end rate (what the pipeline and essim sustain
-# together; acks alone can run ahead into the buffer): ack latency.
-half=$((e2e / 2))
-probe --count $((N / 2)) --rate "$half" > "$tmp/half.json"
-p99=$(field "$tmp/half.json" "d['ack_latency']['p99_ms']")
-p50=$(field "$tmp/half.json" "d['ack_latency']['p50_ms']")
-
-kill -TERM "$pid"
-wait "$timepid" || true
-pid=""
-rss=$(awk '/Maximum resident set size/ {print int($6/1024)}' "$tmp/time.txt")
-
-echo "pipeline bench: $N events, PackedForward 1000-event chunks, 200-byte records, acks on, $C connections, durable buffer, embedded essim"
-echo "  acked events/s (max):             $acked   (target >= 150000)"
-echo "  indexed into essim, end to end:   $e2e events/s"
-echo "  ack latency at $half events/s:    p50 ${p50} ms, p99 ${p99} ms   (target p99 < 50)"
-echo "  peak RSS (pipeline + disk-backed embedded essim, $((N + N / 2)) documents): ${rss} MiB   (target < 256)"
-# 3. The pipeline's own RSS: the same max-rate load with Elasticsearch in
-# a separate process (logdoctor es serve), since the embedded essim keeps
-# an index of every document (about 43 bytes each) in the same heap.
-esport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$ld" es serve --listen "127.0.0.1:$esport" -o json > /dev/null 2>&1 &
-espid=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$esport") 2>/dev/null && break; sleep 0.1; done
-rm -rf "$tmp/buf2"
-/usr/bin/time -v -o "$tmp/time2.txt" "$ld" pipeline run --forward "127.0.0.1:$port" --buffer-dir "$tmp/buf2" \
-  --es "http://127.0.0.1:$esport" --log-level warn --shutdown-timeout 60s -o json ${PIPELINE_BENCH_ARGS:-} \
-  > /dev/null 2> "$tmp/pipeline2.err" &
-timepid=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-pid=$(pgrep -P "$timepid" -f "pipeline run" || true)
-probe --count "$N" > "$tmp/max2.json"
-acked2=$(field "$tmp/max2.json" "int(d['acked_events_per_second'])")
-probe --count $((N / 2)) --rate $((acked2 / 2)) > "$tmp/half2.json"
-p99b=$(field "$tmp/half2.json" "d['ack_latency']['p99_ms']")
-kill -TERM "$pid"
-wait "$timepid" || true
-pid=""
-kill "$espid" 2>/dev/null; wait "$espid" 2>/dev/null || true
-rss2=$(awk '/Maximum resident set size/ {print int($6/1024)}' "$tmp/time2.txt")
-echo "  pipeline alone (ES in another process): acked $acked2 events/s, p99 ${p99b} ms at $((acked2 / 2)) events/s, peak RSS ${rss2} MiB   (target < 256)"
-python3 -c "
-import json; d=json.load(open('$tmp/report.json'))['data']; s=d['stats']
-print('  pipeline report: indexed %d, already indexed (409) %d, retried %d, transport errors %d, left in buffer %d' % (s['output']['indexed'], s['output']['duplicates'], s['output']['retried'], s['output']['transport_err'], d['left_in_buffer']))
-print('  ratio acked/target: %.2f' % ($acked/150000.0))"
+echo
+echo "pipeline bench: $N events per max-rate phase, PackedForward 1000-event chunks, 200-byte unique records, acks on; $ROUNDS rounds, ranges over rounds"
+python3 - "$results" <<'EOF'
+import sys, collections
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+by = collections.defaultdict(list)
+for r in rows:
+    by[(int(r[1]), r[2])].append(r)
+def rng(vals, fmt):
+    vals = sorted(vals)
+    return fmt % vals[0] if vals[0] == vals[-1] else (fmt + "-" + fmt) % (vals[0], vals[-1])
+print("| conns | receiver | acked events/s | ack p50 (half rate) | ack p99 (half rate) | peak RSS | end to end into ES |")
+print("|---|---|---|---|---|---|---|")
+for (c, kind) in sorted(by):
+    rs = by[(c, kind)]
+    e2e = [int(r[7]) for r in rs if r[7] != '-']
+    print("| %d | %s | %s | %s ms | %s ms | %s MiB | %s |" % (c, kind, rng([int(r[3]) for r in rs], "%d"),
+        rng([float(r[4]) for r in rs], "%.2f"), rng([float(r[5]) for r in rs], "%.2f"),
+        rng([int(r[6]) for r in rs], "%d"), rng(e2e, "%d") + "/s" if e2e else "-"))
+print()
+for c in sorted({k[0] for k in by}):
+    pl = by.get((c, 'pipeline'))
+    if not pl:
+        continue
+    for ship in ('fluentd', 'fluentbit'):
+        sh = by.get((c, ship))
+        if not sh:
+            continue
+        # Ratios per round (the receivers of a round ran back to back).
+        rat = []
+        for p in pl:
+            for s in sh:
+                if s[0] == p[0]:
+                    rat.append(int(p[3]) / max(int(s[3]), 1))
+        print("%2d conns: pipeline acked / %s acked: %s" % (c, ship, rng(rat, "%.2f")))
+pl2, pl32 = by.get((2, 'pipeline')), by.get((32, 'pipeline'))
+if pl2 and pl32:
+    print("pipeline acked at 32 conns / at 2 conns: %s" % rng([int(b[3]) / max(int(a[3]), 1) for a in pl2 for b in pl32 if a[0] == b[0]], "%.2f"))
+EOF

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/logdoctor/logdoctor/internal/testenv"
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
@@ -44,13 +46,20 @@ func walkSegment(t *testing.T, data []byte) []segFrame {
 		}
 		plen := int(binary.LittleEndian.Uint32(data[off+4:]))
 		p := data[off+16 : off+16+plen]
-		// u8 version | u8 id length | id | u16 tag length | tag | 20 bytes of times | document
+		// u8 version | u8 id length | id | u16 tag length | tag | 20 bytes of times | document:
+		// JSON in version 1, the forward record as sent (msgpack) in version 2
 		idLen := int(p[1])
 		tagLen := int(binary.LittleEndian.Uint16(p[2+idLen:]))
 		doc := p[2+idLen+2+tagLen+20:]
-		var ev struct{ N int }
-		if err := json.Unmarshal(doc, &ev); err != nil {
-			t.Fatalf("record at %d: %v: %s", off, err, doc)
+		var ev struct {
+			N int `json:"n" msgpack:"n"`
+		}
+		unmarshal := json.Unmarshal
+		if p[0] == 2 {
+			unmarshal = msgpack.Unmarshal
+		}
+		if err := unmarshal(doc, &ev); err != nil {
+			t.Fatalf("record at %d (version %d): %v: %q", off, p[0], err, doc)
 		}
 		out = append(out, segFrame{start: off, payload: off + 16, end: off + 16 + plen, n: ev.N})
 		off += 16 + plen

@@ -1,13 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"hash"
-	"io"
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/jsonenc"
@@ -21,31 +20,40 @@ import (
 // nanosecond the sender provides) and every byte of the record are one
 // event to the pipeline; use --id-key when that is not what you want.
 func eventID(tag string, sec int64, nsec uint32, raw []byte) string {
-	return (&idHasher{h: sha256.New()}).id(tag, sec, nsec, raw)
+	var x idHasher
+	return string(x.appendID(nil, tag, sec, nsec, raw))
 }
 
-// idHasher computes eventIDs reusing one hash state (one per request, not
-// one allocation per event).
+// idHasher computes eventIDs with one scratch buffer: the hashed bytes are
+// laid out contiguously and hashed by sha256.Sum256, which keeps the digest
+// on the stack (no hash.Hash, no Reset/Sum copies per event).
 type idHasher struct {
-	h   hash.Hash
-	sum [sha256.Size]byte
-	b64 [22]byte
+	scratch []byte
 }
 
-func (x *idHasher) id(tag string, sec int64, nsec uint32, raw []byte) string {
-	x.h.Reset()
-	var hdr [14]byte
-	binary.BigEndian.PutUint16(hdr[:], uint16(len(tag)))
-	binary.BigEndian.PutUint64(hdr[2:], uint64(sec))
-	binary.BigEndian.PutUint32(hdr[10:], nsec)
-	x.h.Write(hdr[:2])
-	io.WriteString(x.h, tag)
-	x.h.Write(hdr[2:])
-	x.h.Write(raw)
-	sum := x.h.Sum(x.sum[:0])
-	base64.RawURLEncoding.Encode(x.b64[:], sum[:16])
-	return string(x.b64[:])
+// idLen is the length of an eventID: 16 bytes, base64url without padding.
+const idLen = 22
+
+// appendID appends the eventID of one event to dst. Callers building the
+// ids of a whole request append them into one buffer and make it a single
+// string, one allocation per request instead of one per event.
+func (x *idHasher) appendID(dst []byte, tag string, sec int64, nsec uint32, raw []byte) []byte {
+	b := x.scratch[:0]
+	b = binary.BigEndian.AppendUint16(b, uint16(len(tag)))
+	b = append(b, tag...)
+	b = binary.BigEndian.AppendUint64(b, uint64(sec))
+	b = binary.BigEndian.AppendUint32(b, nsec)
+	b = append(b, raw...)
+	sum := sha256.Sum256(b)
+	if cap(b) <= maxPooledScratch {
+		x.scratch = b
+	}
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:16])
 }
+
+// maxPooledScratch: an idHasher does not keep a scratch buffer grown by
+// one huge record.
+const maxPooledScratch = 64 << 10
 
 var errNotObject = errors.New("not a JSON object")
 
@@ -151,14 +159,13 @@ func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, st
 	haveTime, haveTag := d.timeKey == "", d.tagKey == ""
 	var id string
 	err := topLevel(obj, func(k, v []byte) bool {
-		ks := unquoteKey(k)
-		switch ks {
-		case d.timeKey:
+		if !haveTime && keyIs(k, d.timeKey) {
 			haveTime = true
-		case d.tagKey:
+		}
+		if !haveTag && keyIs(k, d.tagKey) {
 			haveTag = true
 		}
-		if d.idKey != "" && ks == d.idKey {
+		if d.idKey != "" && keyIs(k, d.idKey) {
 			id = idFromValue(v)
 		}
 		return true
@@ -191,6 +198,15 @@ func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, st
 	}
 	dst = append(dst, rest...)
 	return dst, id, nil
+}
+
+// keyIs reports whether the quoted JSON key k is want, without allocating
+// for keys that have no escapes (nearly all of them).
+func keyIs(k []byte, want string) bool {
+	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' && bytes.IndexByte(k, '\\') < 0 {
+		return string(k[1:len(k)-1]) == want
+	}
+	return unquoteKey(k) == want
 }
 
 func unquoteKey(k []byte) string {

@@ -119,3 +119,22 @@ func FuzzUDPRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestEventIDStable pins eventID's value: ids must not change between
+// versions, or a chunk resent across an upgrade is indexed twice.
+func TestEventIDStable(t *testing.T) {
+	for _, c := range []struct {
+		tag  string
+		sec  int64
+		nsec uint32
+		raw  []byte
+		want string
+	}{
+		{"app", 1763719200, 123456789, []byte{0x81, 0xa3, 'm', 's', 'g', 0xa2, 'h', 'i'}, "KrN7CPWxoIVxPkFr2YlTvQ"},
+		{"", 0, 0, nil, "5-zrvFkLyIs3Yfps0D10nw"},
+	} {
+		if got := eventID(c.tag, c.sec, c.nsec, c.raw); got != c.want {
+			t.Errorf("eventID(%q, %d, %d, %x) = %s, want %s", c.tag, c.sec, c.nsec, c.raw, got, c.want)
+		}
+	}
+}

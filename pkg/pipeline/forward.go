@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -140,8 +139,10 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 	for _, e := range req.Entries {
 		size += len(e.Record)*5/4 + 96
 	}
-	// The documents, their Records, and the buffer's encoded copy of
-	// them, held until the append is durable.
+	// The documents (with --id-key), their Records, and the buffer's
+	// encoded copy of them, held until the append is durable. Stored as
+	// sent there are no documents: the same reservation is kept, an
+	// over-estimate, so what the budget admits does not depend on the flag.
 	if err := req.Reserve(2*int64(size) + int64(len(req.Entries))*recordOverhead); err != nil {
 		p.fwdRefused.Add(1)
 		p.mRefused.WithLabelValues("in_flight_budget").Inc()
@@ -149,40 +150,13 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 			"peer", peer, "tag", req.Tag, "events", len(req.Entries), "err", err)
 		return fmt.Errorf("%w: %w", forward.ErrCloseConnection, err)
 	}
-	bp, _ := in.scratch.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, 0, size)
-		bp = &b
-	}
-	docs := (*bp)[:0]
-	var js []byte
-	recs := make([]buffer.Record, 0, len(req.Entries))
-	ids := idHasher{h: sha256.New()}
-	for _, e := range req.Entries {
-		var err error
-		js, err = forward.RecordToJSON(js[:0], e.Record)
-		if err != nil {
-			in.deadLetter(peer, req.Tag, e.Record, fmt.Sprintf("record not convertible to JSON: %v", err))
-			continue
-		}
-		t := time.Unix(int64(e.Time.Sec), int64(e.Time.Nsec))
-		start := len(docs)
-		var id string
-		docs, id, err = p.docs.build(docs, js, req.Tag, t)
-		if err != nil {
-			docs = docs[:start]
-			in.deadLetter(peer, req.Tag, e.Record, fmt.Sprintf("record is not a map: %v", err))
-			continue
-		}
-		if id == "" {
-			id = ids.id(req.Tag, int64(e.Time.Sec), e.Time.Nsec, e.Record)
-		}
-		recs = append(recs, buffer.Record{ID: id, Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: docs[start:len(docs):len(docs)]})
-	}
-	err := p.buf.Append(ctx, recs)
-	if cap(docs) <= maxPooledDocs {
-		*bp = docs[:0]
-		in.scratch.Put(bp)
+	var recs []buffer.Record
+	var err error
+	if p.docs.idKey == "" {
+		recs = rawRecords(req, ingest)
+		err = p.buf.Append(ctx, recs)
+	} else {
+		recs, err = in.documents(ctx, peer, req, ingest)
 	}
 	if err != nil {
 		reason := "buffer_error"
@@ -222,4 +196,112 @@ func (in *forwardInput) deadLetter(peer net.Addr, tag string, raw []byte, reason
 	}
 	p.deadCount.Add(1)
 	p.mDead.WithLabelValues("forward").Inc()
+}
+
+// rawRecords stores a request's events as the shipper sent them: the
+// document and the id are made from these durable bytes at delivery
+// (prepareRaw), so the ack waits only for the write and its fdatasync.
+// What protects the buffer was checked by the decoder before: framing,
+// declared lengths, the event count, the size caps, and that every
+// record is one complete msgpack map.
+func rawRecords(req *forward.Request, ingest int64) []buffer.Record {
+	recs := make([]buffer.Record, len(req.Entries))
+	for i, e := range req.Entries {
+		recs[i] = buffer.Record{Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: e.Record, Raw: true}
+	}
+	return recs
+}
+
+// documents buffers a request's events as documents with their ids. With
+// --id-key the id comes from a field, so it is taken at intake, under the
+// configuration the event arrived with, and stored with the event.
+func (in *forwardInput) documents(ctx context.Context, peer net.Addr, req *forward.Request, ingest int64) ([]buffer.Record, error) {
+	p := in.p
+	bp, _ := in.scratch.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	docs := (*bp)[:0]
+	var js []byte
+	recs := make([]buffer.Record, 0, len(req.Entries))
+	// Hashed ids go into one buffer, made a single string after the loop:
+	// one allocation per request instead of one per event. hashed[i] is the
+	// offset of recs[i]'s id there, or -1 when it came from --id-key.
+	var ids idHasher
+	idBuf := make([]byte, 0, idLen*len(req.Entries))
+	hashed := make([]int32, 0, len(req.Entries))
+	for _, e := range req.Entries {
+		var err error
+		js, err = forward.RecordToJSON(js[:0], e.Record)
+		if err != nil {
+			in.deadLetter(peer, req.Tag, e.Record, fmt.Sprintf("record not convertible to JSON: %v", err))
+			continue
+		}
+		t := time.Unix(int64(e.Time.Sec), int64(e.Time.Nsec))
+		start := len(docs)
+		var id string
+		docs, id, err = p.docs.build(docs, js, req.Tag, t)
+		if err != nil {
+			docs = docs[:start]
+			in.deadLetter(peer, req.Tag, e.Record, fmt.Sprintf("record is not a map: %v", err))
+			continue
+		}
+		at := int32(-1)
+		if id == "" {
+			at = int32(len(idBuf))
+			idBuf = ids.appendID(idBuf, req.Tag, int64(e.Time.Sec), e.Time.Nsec, e.Record)
+		}
+		hashed = append(hashed, at)
+		recs = append(recs, buffer.Record{ID: id, Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: docs[start:len(docs):len(docs)]})
+	}
+	idStr := string(idBuf)
+	for i, at := range hashed {
+		if at >= 0 {
+			recs[i].ID = idStr[at : at+idLen]
+		}
+	}
+	err := p.buf.Append(ctx, recs)
+	if cap(docs) <= maxPooledDocs {
+		*bp = docs[:0]
+		in.scratch.Put(bp)
+	}
+	return recs, err
+}
+
+// rawScratch is what prepareRaw reuses between records.
+type rawScratch struct {
+	js  []byte
+	ids idHasher
+}
+
+// prepareRaw is the output's Prepare: the document and the _id of a
+// record stored as the shipper sent it, made exactly as intake made them
+// before they moved here. The id is eventID over the stored tag, event
+// time and record bytes, whatever --id-key says now (a Raw record was
+// stored without one), so a record delivered again after a crash or a
+// bulk timeout gets the same id, and so does the same event resent by the
+// shipper.
+func (p *Pipeline) prepareRaw(dst []byte, r buffer.Record) ([]byte, string, error) {
+	sc, _ := p.prep.Get().(*rawScratch)
+	if sc == nil {
+		sc = new(rawScratch)
+	}
+	defer func() {
+		if cap(sc.js) <= maxPooledScratch {
+			p.prep.Put(sc)
+		}
+	}()
+	var err error
+	sc.js, err = forward.RecordToJSON(sc.js[:0], r.Doc)
+	if err != nil {
+		return dst, "", fmt.Errorf("record not convertible to JSON: %w", err)
+	}
+	d := p.docs
+	d.idKey = ""
+	out, _, err := d.build(dst, sc.js, r.Tag, time.Unix(r.Sec, int64(r.Nsec)))
+	if err != nil {
+		return dst, "", fmt.Errorf("record is not a map: %w", err)
+	}
+	var id [idLen]byte
+	return out, string(sc.ids.appendID(id[:0], r.Tag, r.Sec, r.Nsec, r.Doc)), nil
 }

@@ -160,6 +160,8 @@ type Pipeline struct {
 	out  *esout.Output
 	dead *deadLetters
 	docs docBuilder
+	// prep holds the scratch buffers of prepareRaw (*rawScratch).
+	prep sync.Pool
 
 	fwdLn   net.Listener
 	fwdPC   net.PacketConn
@@ -309,10 +311,17 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	esc := cfg.ES
 	esc.Logger = p.log.With("component", "elasticsearch")
 	esc.Registerer = p.reg
+	esc.Prepare = p.prepareRaw
 	esc.DeadLetter = func(rec buffer.Record, reason string) error {
+		// A Raw record is dead-lettered before it became a document: its
+		// forward record could not be converted.
+		source := "elasticsearch"
+		if rec.Raw {
+			source = "forward"
+		}
 		p.deadCount.Add(1)
-		p.mDead.WithLabelValues("elasticsearch").Inc()
-		return p.dead.write(DeadLetter{Source: "elasticsearch", Reason: reason, Tag: rec.Tag, ID: rec.ID}, rec.Doc)
+		p.mDead.WithLabelValues(source).Inc()
+		return p.dead.write(DeadLetter{Source: source, Reason: reason, Tag: rec.Tag, ID: rec.ID}, rec.Doc)
 	}
 	p.out, err = esout.New(p.buf, esc)
 	if err != nil {

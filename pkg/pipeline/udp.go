@@ -156,7 +156,7 @@ func (p *Pipeline) udpRecord(data []byte, now time.Time) (buffer.Record, string,
 		var raw []byte
 		found := false
 		err := topLevel(obj, func(k, v []byte) bool {
-			if unquoteKey(k) == key {
+			if keyIs(k, key) {
 				raw, found = v, true
 				return false
 			}
@@ -240,7 +240,7 @@ func withoutKey(obj []byte, key string) []byte {
 	out := make([]byte, 0, len(obj))
 	out = append(out, '{')
 	_ = topLevel(obj, func(k, v []byte) bool {
-		if unquoteKey(k) == key {
+		if keyIs(k, key) {
 			return true
 		}
 		if len(out) > 1 {

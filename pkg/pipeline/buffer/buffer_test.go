@@ -338,6 +338,9 @@ func FuzzScan(f *testing.F) {
 		r := rec(i)
 		seg, _ = appendRecord(seg, &r)
 	}
+	// A record stored as the shipper sent it (version 2).
+	raw := Record{Tag: "app.test", Sec: 1700000000, Raw: true, Doc: []byte{0x81, 0xa1, 'n', 1}}
+	seg, _ = appendRecord(seg, &raw)
 	f.Add(seg)
 	f.Add(seg[:len(seg)-3])
 	f.Add(append([]byte{}, segmentMagic...))
@@ -413,4 +416,46 @@ func TestRecoverWithSpare(t *testing.T) {
 		t.Fatalf("recovery %+v", rc)
 	}
 	checkSame(t, drain(t, b2, false), seq(0, 400))
+}
+
+// TestRawRecordsKeepTheirKind: a record stored as the shipper sent it
+// (Raw, no id) comes back as one, next to ordinary records, and again
+// after a restart, so its reader knows to make the document and the id.
+func TestRawRecordsKeepTheirKind(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 20}
+	b, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Record
+	for i := 0; i < 50; i++ {
+		r := rec(i)
+		if i%3 != 0 {
+			r.ID, r.Raw, r.Doc = "", true, []byte{0x81, 0xa1, 'n', byte(i)}
+		}
+		want = append(want, r)
+	}
+	if err := b.Append(context.Background(), want); err != nil {
+		t.Fatal(err)
+	}
+	check := func(got []Record) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("got %d records, want %d", len(got), len(want))
+		}
+		for i, r := range got {
+			w := want[i]
+			if r.Raw != w.Raw || r.ID != w.ID || r.Tag != w.Tag || r.Sec != w.Sec || r.Nsec != w.Nsec || !bytes.Equal(r.Doc, w.Doc) {
+				t.Fatalf("record %d: got %+v want %+v", i, r, w)
+			}
+		}
+	}
+	check(drain(t, b, false))
+	b.Close()
+	b2 := open(t, o)
+	if rc := b2.Recovery(); rc.CorruptRecords != 0 || rc.TruncatedBytes != 0 {
+		t.Fatalf("recovery: %+v", rc)
+	}
+	check(drain(t, b2, true))
 }

@@ -39,16 +39,23 @@
 //
 // The payload is the same in both:
 //
-//	u8 version (1) | u8 id length | id | u16 tag length | tag |
+//	u8 version (1 or 2) | u8 id length | id | u16 tag length | tag |
 //	i64 event seconds | u32 event nanoseconds | i64 ingest unix nanoseconds |
 //	document (the rest: the JSON sent to Elasticsearch)
+//
+// Version 2 (Record.Raw, LDBUF2 only) has the same layout with an empty id
+// and, as the document, the record as the shipper sent it (msgpack): the
+// reader makes the JSON document and the id from those durable bytes.
 //
 // All integers are little endian; CRC-32C is the Castagnoli polynomial.
 // The header checksum is what lets recovery trust a payload length after
 // damage: a damaged payload under an intact header is skipped by its
 // length, and after a damaged header the next frame is found by searching
 // for the marker and checking the header it starts. The marker's FF and FE
-// bytes never occur in UTF-8 text, so JSON documents do not contain it; an
+// bytes never occur in UTF-8 text, so JSON documents do not contain it;
+// records stored as sent (msgpack, version 2) may, and a false marker is
+// then refused by the header checksum it would need, at the cost of the
+// estimate of records lost in damaged bytes, which counts markers; an
 // LDBUF1 segment has no marker, so recovery tries every offset there, with
 // a budget of checksummed bytes. Zeros hold no marker and no plausible
 // length: they end a segment.

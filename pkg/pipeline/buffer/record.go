@@ -12,6 +12,9 @@ const (
 	frameHeaderLen   = 16
 	frameHeaderLenV1 = 8
 	recordVersion    = 1
+	// recordVersionRaw: the same layout, with Doc holding the event's
+	// record as the shipper sent it (Record.Raw).
+	recordVersionRaw = 2
 	fixedPayloadLen  = 1 + 1 + 2 + 8 + 4 + 8
 
 	// MaxIDLen and MaxTagLen bound the variable-length fields.
@@ -38,14 +41,19 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Record is one event in the buffer.
 type Record struct {
-	ID      string // deterministic Elasticsearch _id
-	Tag     string
-	Sec     int64  // event time, seconds since the epoch
-	Nsec    uint32 // event time, nanoseconds
-	Ingest  int64  // when the event entered the pipeline, unix nanoseconds
-	Doc     []byte // the JSON document
-	Pos     Pos    // set by Next: where the record lives, for Ack
-	Corrupt error  // set by Next when the stored record failed its checksum
+	ID     string // deterministic Elasticsearch _id
+	Tag    string
+	Sec    int64  // event time, seconds since the epoch
+	Nsec   uint32 // event time, nanoseconds
+	Ingest int64  // when the event entered the pipeline, unix nanoseconds
+	Doc    []byte // the JSON document, or with Raw the record as sent
+	// Raw: Doc is the record as the shipper sent it (a msgpack map) and ID
+	// is empty; whoever delivers it makes the document and the id from
+	// these durable bytes, so intake does not spend that time before its
+	// ack.
+	Raw     bool
+	Pos     Pos   // set by Next: where the record lives, for Ack
+	Corrupt error // set by Next when the stored record failed its checksum
 }
 
 // Pos names one record in the buffer.
@@ -84,7 +92,11 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(plen))
 	dst = binary.LittleEndian.AppendUint32(dst, 0) // checksums, filled below
 	dst = binary.LittleEndian.AppendUint32(dst, 0)
-	dst = append(dst, recordVersion, byte(len(r.ID)))
+	version := byte(recordVersion)
+	if r.Raw {
+		version = recordVersionRaw
+	}
+	dst = append(dst, version, byte(len(r.ID)))
 	dst = append(dst, r.ID...)
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(r.Tag)))
 	dst = append(dst, r.Tag...)
@@ -166,9 +178,10 @@ func decodeFrame(format int, b []byte, maxPayload int) (Record, int, error) {
 
 func decodePayload(p []byte) (Record, error) {
 	var r Record
-	if p[0] != recordVersion {
+	if p[0] != recordVersion && p[0] != recordVersionRaw {
 		return r, fmt.Errorf("%w: version %d", ErrBadField, p[0])
 	}
+	r.Raw = p[0] == recordVersionRaw
 	idLen := int(p[1])
 	p = p[2:]
 	if len(p) < idLen+2 {

@@ -75,6 +75,15 @@ type Config struct {
 	// on, with the reason. An error keeps the event in the buffer.
 	DeadLetter func(rec buffer.Record, reason string) error
 
+	// Prepare makes the document and the _id of a Raw record (stored as the
+	// shipper sent it), appending the document to dst and returning dst
+	// extended by it. It must be deterministic, a function of the record's
+	// stored bytes only: a record delivered again after a crash or a
+	// timeout must get the same id. An error dead-letters the record, which
+	// then still has Raw set. Without Prepare, Raw records are
+	// dead-lettered.
+	Prepare func(dst []byte, rec buffer.Record) (out []byte, id string, err error)
+
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Transport overrides the HTTP transport (tests).
@@ -161,6 +170,7 @@ type Output struct {
 	mBulkDur  prometheus.Histogram
 
 	bodyPool sync.Pool // bulk bodies (*[]byte)
+	docPool  sync.Pool // documents made from Raw records, one buffer per batch (*[]byte)
 	respPool sync.Pool // bulk responses (*[]byte)
 }
 
@@ -291,16 +301,49 @@ func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
 	// once per (tag, hour), the finest unit a template can use.
 	var lastTag, lastName string
 	lastHour := int64(-1 << 62)
+	// Documents of Raw records are made into one buffer per batch; their
+	// spans are resolved once it stops growing.
+	dp, _ := o.docPool.Get().(*[]byte)
+	if dp == nil {
+		dp = new([]byte)
+	}
+	docs := (*dp)[:0]
+	defer func() {
+		if cap(docs) <= 32<<20 {
+			*dp = docs[:0]
+			o.docPool.Put(dp)
+		}
+	}()
+	type span struct{ item, from, to int }
+	var spans []span
 	for i, r := range recs {
 		if r.Corrupt != nil {
 			o.deadLetter(r, "corrupt in buffer: "+r.Corrupt.Error(), false)
 			continue
+		}
+		if r.Raw {
+			if o.cfg.Prepare == nil {
+				o.deadLetter(r, "record stored as sent, and no converter to a document", false)
+				continue
+			}
+			from := len(docs)
+			out, id, err := o.cfg.Prepare(docs, r)
+			if err != nil {
+				o.deadLetter(r, err.Error(), false)
+				continue
+			}
+			docs = out
+			spans = append(spans, span{i, from, len(docs)})
+			r.ID, r.Raw = id, false
 		}
 		if h := floorDiv(r.Sec, 3600); h != lastHour || r.Tag != lastTag {
 			lastTag, lastHour, lastName = r.Tag, h, o.index.Name(r.Tag, r.Sec)
 		}
 		items[i] = item{rec: r, index: lastName}
 		pending = append(pending, &items[i])
+	}
+	for _, sp := range spans {
+		items[sp.item].rec.Doc = docs[sp.from:sp.to:sp.to]
 	}
 	backoff := o.cfg.RetryInitial
 	for len(pending) > 0 && ctx.Err() == nil {

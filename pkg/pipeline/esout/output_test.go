@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -271,5 +272,40 @@ func TestKeepAlive(t *testing.T) {
 	st := es.Stats()
 	if o.Stats().Requests < 20 || st.OpenedConns > 4 {
 		t.Fatalf("%d bulk requests over %d connections", o.Stats().Requests, st.OpenedConns)
+	}
+}
+
+// TestRawRecordsPrepared: records stored as the shipper sent them are
+// made into documents and ids by Prepare at delivery; one it cannot
+// convert is dead-lettered with Prepare's reason, the rest indexed under
+// the ids Prepare gave them.
+func TestRawRecordsPrepared(t *testing.T) {
+	es := essimtest.Start(t, essim.Config{})
+	recs := records(20, "raw")
+	for i := range recs {
+		recs[i].ID, recs[i].Raw, recs[i].Doc = "", true, []byte(fmt.Sprint(i))
+	}
+	errBad := errors.New("record 7 is not convertible")
+	cfg := Config{URLs: []string{es.URL()}, Prepare: func(dst []byte, r buffer.Record) ([]byte, string, error) {
+		if string(r.Doc) == "7" {
+			return dst, "", errBad
+		}
+		return fmt.Appendf(dst, `{"n":%s}`, r.Doc), "prepared-" + string(r.Doc), nil
+	}}
+	o, dl := run(t, cfg, recs)
+	if n := es.Count("logs-raw-*"); n != 19 {
+		t.Fatalf("indexed %d, want 19", n)
+	}
+	for i := range recs {
+		if i == 7 {
+			continue
+		}
+		doc, ok := es.Doc(o.index.Name("raw", recs[i].Sec), fmt.Sprint("prepared-", i))
+		if !ok || string(doc) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("document %d: %q, found %v", i, doc, ok)
+		}
+	}
+	if got := dl.get(); len(got) != 1 || got[""] != errBad.Error() {
+		t.Fatalf("dead letters %v", got)
 	}
 }
