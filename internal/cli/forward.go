@@ -7,20 +7,19 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardserve"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
@@ -287,34 +286,6 @@ type ForwardServeOptions struct {
 	MaxConns        int
 }
 
-// ackPolicy is the parsed --ack.
-type ackPolicy struct {
-	kind  string // always, never, wrong, delay, drop-rate
-	delay time.Duration
-	rate  float64
-}
-
-func parseAckPolicy(s string) (ackPolicy, error) {
-	k, v, hasV := strings.Cut(s, "=")
-	switch {
-	case !hasV && (k == "always" || k == "never" || k == "wrong"):
-		return ackPolicy{kind: k}, nil
-	case hasV && k == "delay":
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return ackPolicy{}, fmt.Errorf("--ack delay=%s: want a duration like 2s", v)
-		}
-		return ackPolicy{kind: k, delay: d}, nil
-	case hasV && k == "drop-rate":
-		p, err := strconv.ParseFloat(v, 64)
-		if err != nil || p < 0 || p > 1 {
-			return ackPolicy{}, fmt.Errorf("--ack drop-rate=%s: want a probability from 0 to 1", v)
-		}
-		return ackPolicy{kind: k, rate: p}, nil
-	}
-	return ackPolicy{}, fmt.Errorf("--ack %q: want always, never, wrong, delay=DURATION or drop-rate=P", s)
-}
-
 func newForwardServeCmd(g *Globals) *cobra.Command {
 	o := &ForwardServeOptions{}
 	cmd := &cobra.Command{
@@ -366,101 +337,6 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 	return cmd
 }
 
-// serveCounts is the receiver's tally.
-type serveCounts struct {
-	mu         sync.Mutex
-	policy     ackPolicy
-	closeAfter int
-	rng        *rand.Rand
-	tags       map[string]*tagCount
-	modes      map[string]int64
-	withheld   int64
-	closed     int64
-	json       int64
-}
-
-type tagCount struct {
-	Tag      string `json:"tag"`
-	Events   int64  `json:"events"`
-	Requests int64  `json:"requests"`
-	Bytes    int64  `json:"bytes"`
-}
-
-var errAckWithheld = errors.New("ack withheld on purpose (--ack)")
-
-func (c *serveCounts) HandleForward(ctx context.Context, _ net.Addr, req *forward.Request) error {
-	c.mu.Lock()
-	t := c.tags[req.Tag]
-	if t == nil {
-		t = &tagCount{Tag: req.Tag}
-		c.tags[req.Tag] = t
-	}
-	t.Events += int64(len(req.Entries))
-	t.Requests++
-	t.Bytes += int64(req.Bytes)
-	c.modes[req.Mode.String()]++
-	if req.JSON {
-		c.json++
-	}
-	if c.closeAfter > 0 && req.Seq >= c.closeAfter {
-		c.closed++
-		c.mu.Unlock()
-		return fmt.Errorf("--close-after %d: %w", c.closeAfter, forward.ErrCloseConnection)
-	}
-	drop := c.policy.kind == "never" || c.policy.kind == "drop-rate" && c.rng.Float64() < c.policy.rate
-	if drop && req.Chunk != "" {
-		c.withheld++
-	}
-	c.mu.Unlock()
-	if drop {
-		return errAckWithheld
-	}
-	if c.policy.kind == "delay" {
-		t := time.NewTimer(c.policy.delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-// serveData is the report of `forward serve`.
-type serveData struct {
-	Listen       string           `json:"listen"`
-	Ack          string           `json:"ack"`
-	CloseAfter   int              `json:"close_after,omitempty"`
-	Blackhole    bool             `json:"blackhole,omitempty"`
-	Seconds      float64          `json:"seconds"`
-	Stats        forward.Stats    `json:"stats"`
-	Tags         []tagCount       `json:"tags"`
-	Modes        map[string]int64 `json:"modes"`
-	JSONReqs     int64            `json:"json_requests"`
-	AcksWithheld int64            `json:"acks_withheld"`
-	ClosedByRule int64            `json:"closed_by_close_after"`
-	Blackholed   int64            `json:"blackholed_connections,omitempty"`
-}
-
-func (d *serveData) Sections() []report.Section {
-	s := report.Section{Title: fmt.Sprintf("forward serve on %s for %.1fs (ack %s)", d.Listen, d.Seconds, d.Ack), Header: []string{"TAG", "EVENTS", "REQUESTS", "BYTES"}}
-	for _, t := range d.Tags {
-		s.Rows = append(s.Rows, []string{t.Tag, strconv.FormatInt(t.Events, 10), strconv.FormatInt(t.Requests, 10), strconv.FormatInt(t.Bytes, 10)})
-	}
-	st := d.Stats
-	lines := []string{fmt.Sprintf("connections %d (refused %d, closed on error %d, auth failed %d); requests %d, events %d, acks sent %d, acks withheld %d, closed by --close-after %d, non-requests dropped %d",
-		st.Accepted, st.Refused, st.Errors, st.AuthFailed, st.Requests, st.Events, st.Acks, d.AcksWithheld, d.ClosedByRule, st.Dropped)}
-	if st.TLSFailed+st.BadRequests+st.UnknownCompression > 0 {
-		lines = append(lines, fmt.Sprintf("closed on error: TLS handshake failed %d, bad requests %d, unknown compression %d",
-			st.TLSFailed, st.BadRequests, st.UnknownCompression))
-	}
-	if d.Blackhole {
-		lines = append(lines, fmt.Sprintf("blackhole: %d connection(s) accepted and never read", d.Blackholed))
-	}
-	return []report.Section{s, {Lines: lines}}
-}
-
 func serveTLSConfig(o ForwardServeOptions) (*tls.Config, error) {
 	if o.TLSCert == "" && o.TLSKey == "" {
 		if o.TLSClientCA != "" {
@@ -485,10 +361,11 @@ func serveTLSConfig(o ForwardServeOptions) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// runForwardServe listens, serves until ctx is done or --duration passes,
-// and returns the tally. onListen is told the bound address.
+// runForwardServe checks the options, runs the receiver until ctx is done
+// or --duration passes, and reports its tally. onListen is told the bound
+// address.
 func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOptions, logger *slog.Logger, onListen func(net.Addr)) (*report.Report, error) {
-	policy, err := parseAckPolicy(o.Ack)
+	policy, err := forwardserve.ParseAckPolicy(o.Ack)
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}
@@ -513,91 +390,21 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	if err != nil {
 		return nil, err
 	}
-	started := now()
-	r := report.New("forward serve", started)
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
-	}
-	data := &serveData{Listen: ln.Addr().String(), Ack: o.Ack, CloseAfter: o.CloseAfter, Blackhole: o.Blackhole, Modes: map[string]int64{}, Tags: []tagCount{}}
-	if o.Blackhole {
-		if onListen != nil {
-			onListen(ln.Addr())
-		}
-		data.Blackholed = blackhole(ctx, ln)
-		data.Seconds = now().Sub(started).Seconds()
-		r.Data = data
-		r.Finish(now())
-		return r, nil
-	}
-	counts := &serveCounts{policy: policy, closeAfter: o.CloseAfter, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
-		tags: map[string]*tagCount{}, modes: map[string]int64{}}
-	srv := &forward.Server{Handler: counts, SharedKey: o.SharedKey, Users: users, TLSConfig: tc, Hostname: o.Hostname,
-		Logger: logger, Limits: forward.Limits{MaxRequestBytes: o.MaxRequestBytes},
-		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxConns: o.MaxConns}
-	if policy.kind == "wrong" {
-		srv.AckFor = func(req *forward.Request) string { return "logdoctor-wrong-" + req.Chunk }
-	}
-	var wg sync.WaitGroup
-	if o.Heartbeat {
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("listen UDP for heartbeats: %w", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.ServeHeartbeat(ctx, pc); err != nil {
-				logger.Warn("heartbeat", "err", err)
-			}
-		}()
-	}
-	if onListen != nil {
-		onListen(ln.Addr())
-	}
-	err = srv.Serve(ctx, ln)
-	wg.Wait()
+	r := report.New("forward serve", now())
+	data, err := forwardserve.Run(ctx, forwardserve.Options{
+		Listen: o.Listen, Ack: policy, AckText: o.Ack, CloseAfter: o.CloseAfter, Blackhole: o.Blackhole,
+		SharedKey: o.SharedKey, Users: users, TLSConfig: tc, Hostname: o.Hostname,
+		Duration: o.Duration, Heartbeat: o.Heartbeat, MaxRequestBytes: o.MaxRequestBytes,
+		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, MaxConns: o.MaxConns,
+		Logger: logger, Now: now, OnListen: onListen,
+	})
 	if err != nil {
 		return nil, err
 	}
-	counts.mu.Lock()
-	for _, t := range counts.tags {
-		data.Tags = append(data.Tags, *t)
-	}
-	sort.Slice(data.Tags, func(i, j int) bool { return data.Tags[i].Tag < data.Tags[j].Tag })
-	data.Modes, data.JSONReqs, data.AcksWithheld, data.ClosedByRule = counts.modes, counts.json, counts.withheld, counts.closed
-	counts.mu.Unlock()
-	data.Stats = srv.Stats()
-	data.Seconds = now().Sub(started).Seconds()
 	r.Data = data
-	r.Add(forwardInputFindings(data.Listen, data.Stats)...)
+	if !data.Blackhole {
+		r.Add(forwardInputFindings(data.Listen, data.Stats)...)
+	}
 	r.Finish(now())
 	return r, nil
-}
-
-// blackhole accepts connections and never reads them, until ctx is done:
-// the receiver of seed 001 that looks healthy to TCP while nothing is
-// delivered. It returns how many connections it swallowed.
-func blackhole(ctx context.Context, ln net.Listener) int64 {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return int64(len(conns))
-		}
-		conns = append(conns, c)
-	}
 }

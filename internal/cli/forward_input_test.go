@@ -14,6 +14,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardserve"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -125,7 +126,7 @@ func TestServeReportsSenderErrors(t *testing.T) {
 	if f := findingOf(t, rep, FindingInputBadRequests); f.Severity != report.Warning || f.Evidence["count"] != int64(1) {
 		t.Fatalf("%+v", f)
 	}
-	if d := rep.Data.(*serveData); d.Stats.UnknownCompression != 1 || d.Stats.BadRequests != 1 || d.Stats.Events != 2 || len(d.Tags) != 2 {
+	if d := rep.Data.(*forwardserve.Result); d.Stats.UnknownCompression != 1 || d.Stats.BadRequests != 1 || d.Stats.Events != 2 || len(d.Tags) != 2 {
 		t.Fatalf("%+v", d)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardserve"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -22,7 +23,7 @@ import (
 
 // startServe runs `forward serve` in process on a free loopback port and
 // returns its address and a function that stops it and returns its report.
-func startServe(t *testing.T, o ForwardServeOptions) (string, func() *serveData) {
+func startServe(t *testing.T, o ForwardServeOptions) (string, func() *forwardserve.Result) {
 	t.Helper()
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
@@ -52,8 +53,8 @@ func startServe(t *testing.T, o ForwardServeOptions) (string, func() *serveData)
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not start")
 	}
-	var data *serveData
-	stop := func() *serveData {
+	var data *forwardserve.Result
+	stop := func() *forwardserve.Result {
 		if data != nil {
 			return data
 		}
@@ -62,7 +63,7 @@ func startServe(t *testing.T, o ForwardServeOptions) (string, func() *serveData)
 		if res.err != nil {
 			t.Fatalf("serve: %v", res.err)
 		}
-		data = res.r.Data.(*serveData)
+		data = res.r.Data.(*forwardserve.Result)
 		return data
 	}
 	t.Cleanup(func() { stop() })
@@ -406,7 +407,7 @@ s.close()
 		t.Fatalf("serve exit: %v\n%s", err, errText.String())
 	}
 	var r struct {
-		Data serveData `json:"data"`
+		Data forwardserve.Result `json:"data"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
