@@ -25,6 +25,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 	"github.com/logdoctor/logdoctor/pkg/report"
+	"github.com/logdoctor/logdoctor/pkg/smoke/lab"
 )
 
 // Finding ids of `pipeline run`.
@@ -464,7 +465,7 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 
 	var stopES func() error
 	if embedded {
-		url, dir, stop, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
+		url, dir, stop, err := lab.StartES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}

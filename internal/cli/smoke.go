@@ -11,20 +11,17 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/esprobe"
-	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
-	"github.com/logdoctor/logdoctor/pkg/pipeline"
-	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 	"github.com/logdoctor/logdoctor/pkg/report"
 	"github.com/logdoctor/logdoctor/pkg/smoke"
+	"github.com/logdoctor/logdoctor/pkg/smoke/lab"
 	"github.com/logdoctor/logdoctor/pkg/sockstat"
 )
 
@@ -198,8 +195,8 @@ type smokeData struct {
 	ES      string `json:"es"`
 	Index   string `json:"index"`
 	*smoke.Result
-	Probes   []probeRun     `json:"probes"`
-	Embedded *embeddedStats `json:"embedded,omitempty"`
+	Probes   []probeRun `json:"probes"`
+	Embedded *lab.Stats `json:"embedded,omitempty"`
 }
 
 type probeRun struct {
@@ -296,28 +293,10 @@ type smokeTarget struct {
 	// drained, for the embedded pipeline, returns once every acked event
 	// was answered by Elasticsearch: canaries still missing then are lost.
 	drained func(context.Context) error
-	stats   func() *embeddedStats // embedded mode: what the pipeline and essim went through
+	stats   func() *lab.Stats // embedded mode: what the pipeline and essim went through
 	// beforeProbes, when set, runs once the canaries are counted.
 	beforeProbes func()
 	close        func(context.Context) error
-}
-
-// embeddedStats shows, in embedded mode, what exactly-once took: the
-// pipeline's retries and 409s, essim's rejections and dropped connections.
-type embeddedStats struct {
-	Pipeline pipeline.Stats `json:"pipeline"`
-	ES       *essimStats    `json:"essim,omitempty"`
-}
-
-// essimStats are the essim counters a reader of the smoke report cares about.
-type essimStats struct {
-	BulkRequests    int64 `json:"bulk_requests"`
-	Rejected        int64 `json:"rejected_429"`
-	RequestFailures int64 `json:"request_failures"`
-	Conflicts       int64 `json:"conflicts_409"`
-	Dropped         int64 `json:"dropped"`
-	OpenedConns     int64 `json:"connections_opened"`
-	IdleClosed      int64 `json:"idle_closed"`
 }
 
 func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, error) {
@@ -478,153 +457,23 @@ func tlsConfig(caFlag, caFile string, insecure bool) (*tls.Config, error) {
 	return c, nil
 }
 
-// Chaos faults for --chaos: enough 429s that every bulk has rejected items
-// to retry, idle keep-alive closes shorter than the pipeline's pauses, and
-// until the first bulk is answered every bulk answered after the pipeline's
-// request timeout (it retries documents that are already stored: seed
-// 003's path to duplicates, answered 409 thanks to create + stable _id).
-const (
-	chaosRejectRate     = 0.2
-	chaosIdleClose      = 300 * time.Millisecond
-	chaosLateBy         = time.Second
-	chaosRequestTimeout = 500 * time.Millisecond
-	chaosLatePhase      = 10 * time.Second
-)
-
-// endLatePhase turns late answers off once essim has answered its first
-// bulk: that answer came after the pipeline's timeout, so the pipeline has
-// given up on documents that are stored and will resend them. Ending the
-// phase on that event rather than on a clock keeps the demo (and its test)
-// the same on a slow machine. chaosLatePhase caps it.
-func endLatePhase(sim *essim.Server, stop <-chan struct{}) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	limit := time.NewTimer(chaosLatePhase)
-	defer limit.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-limit.C:
-		case <-tick.C:
-			if sim.Stats().BulkRequests == 0 {
-				continue
-			}
-		}
-		_ = sim.SetFaults(chaosFaults(false))
-		return
-	}
-}
-
-func chaosFaults(late bool) essim.Faults {
-	return essim.Faults{RejectRate: chaosRejectRate, IdleClose: chaosIdleClose, IndexLate: late, LateBy: chaosLateBy}
-}
-
-// embeddedSetup starts essim (unless --es names a real cluster) and the
-// pipeline in process, its durable buffer in a temp dir removed afterwards.
-func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearcher, tr *http.Transport) (_ *smokeTarget, err error) {
-	var closers []func(context.Context) error
-	closeAll := func(ctx context.Context) error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i](ctx))
-		}
+// embeddedSetup starts the embedded lab: essim (unless --es names a real
+// cluster) and the pipeline in process.
+func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearcher, tr *http.Transport) (*smokeTarget, error) {
+	l, err := lab.Start(ctx, lab.Config{ES: o.ES, Index: o.Index, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
+		TLS: tr.TLSClientConfig, SharedKey: o.SharedKey, Chaos: o.Chaos, ProcRoot: o.ProcRoot, Refresh: searcher.Refresh})
+	if err != nil {
 		tr.CloseIdleConnections()
-		return errors.Join(errs...)
+		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			_ = closeAll(context.WithoutCancel(ctx))
-		}
-	}()
-
-	// A smoke run lives seconds, not days: retry and resurrect on that
-	// scale (the pipeline's defaults back off to 10 s and 30 s).
-	esCfg := esout.Config{URLs: []string{o.ES}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
-		TLS: tr.TLSClientConfig, FlushInterval: 20 * time.Millisecond,
-		RetryInitial: 50 * time.Millisecond, RetryMax: time.Second,
-		HealthInterval: 250 * time.Millisecond, DeadMin: 100 * time.Millisecond, DeadMax: time.Second}
-	index := o.Index
-	var sim *essim.Server
-	var calm func()
-	if o.ES == "" {
-		var faults essim.Faults
-		if o.Chaos {
-			faults = chaosFaults(true)
-			esCfg.RequestTimeout = chaosRequestTimeout
-		}
-		sim, err = essim.Start(ctx, "127.0.0.1:0", essim.Config{Faults: faults})
-		if err != nil {
-			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
-		}
-		closers = append(closers, func(context.Context) error { return sim.Close() })
-		if o.Chaos {
-			stop := make(chan struct{})
-			var once sync.Once
-			stopLate := func() { once.Do(func() { close(stop) }) }
-			go endLatePhase(sim, stop)
-			closers = append(closers, func(context.Context) error { stopLate(); return nil })
-			// The probes look at a cluster that has stopped rejecting:
-			// es.write_rejections then reports the rejections the run
-			// caused (a warning), not the forward probe's own canaries
-			// being rejected while the ES probe watches (critical), so
-			// the verdict of --chaos does not depend on that timing.
-			calm = func() {
-				stopLate()
-				_ = sim.SetFaults(essim.Faults{IdleClose: chaosIdleClose})
-			}
-		}
-		esCfg.URLs = []string{sim.URL()}
-	}
-	if index == "" {
-		index = "logs-*" // what esout.DefaultIndex writes to
-	}
-	dir, err := os.MkdirTemp("", "logdoctor-smoke-")
-	if err != nil {
-		return nil, fmt.Errorf("buffer dir: %w", err)
-	}
-	closers = append(closers, func(context.Context) error { return os.RemoveAll(dir) })
-	p, err := pipeline.New(pipeline.Config{ForwardAddr: "127.0.0.1:0", ForwardSharedKey: o.SharedKey,
-		BufferDir: dir, ES: esCfg, ProcRoot: o.ProcRoot})
-	if err != nil {
-		return nil, fmt.Errorf("embedded pipeline: %w", err)
-	}
-	if err := p.Start(ctx); err != nil {
-		return nil, fmt.Errorf("embedded pipeline: %w", err)
-	}
-	closers = append(closers, func(ctx context.Context) error {
-		// Whatever is still buffered goes with the temp dir: nothing to
-		// flush for, so a failing ES does not hold the verdict up.
-		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer cancel()
-		return p.Close(cctx)
-	})
-
-	searcher.URL, searcher.Index = esCfg.URLs[0], index
-	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,
-		searcher: searcher, forwardCfg: smokeClientConfig(o), close: closeAll, beforeProbes: calm}
-	tgt.drained = func(ctx context.Context) error {
-		if err := p.Flush(ctx); err != nil {
+	searcher.URL, searcher.Index = l.ESURL(), l.Index()
+	return &smokeTarget{mode: "embedded", forward: l.ForwardAddr(), esURL: l.ESURL(), index: l.Index(),
+		searcher: searcher, forwardCfg: smokeClientConfig(o), drained: l.Drained, stats: l.Stats, beforeProbes: l.Calm,
+		close: func(ctx context.Context) error {
+			err := l.Close(ctx)
+			tr.CloseIdleConnections()
 			return err
-		}
-		// essim makes documents searchable at once; a real cluster only
-		// after its refresh interval, unless we may ask for a refresh. If
-		// not, the wait runs until every canary is seen or --timeout.
-		if o.ES != "" {
-			return searcher.Refresh(ctx)
-		}
-		return nil
-	}
-	tgt.stats = func() *embeddedStats {
-		st := &embeddedStats{Pipeline: p.Stats()}
-		if sim != nil {
-			s := sim.Stats()
-			st.ES = &essimStats{BulkRequests: s.BulkRequests, Rejected: s.Rejected, RequestFailures: s.RequestFailures,
-				Conflicts: s.Conflicts, Dropped: s.Dropped, OpenedConns: s.OpenedConns, IdleClosed: s.IdleClosed}
-		}
-		return st
-	}
-	return tgt, nil
+		}}, nil
 }
 
 // probeOutcome is one probe's contribution to the smoke report.
@@ -670,7 +519,7 @@ func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarg
 	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
 		RootCAs: tgt.esRootCAs, Insecure: o.ESInsecure}
 	if o.Chaos {
-		eo.IdleWait = 2 * chaosIdleClose // long enough to see essim hang up idle connections
+		eo.IdleWait = 2 * lab.ChaosIdleClose // long enough to see essim hang up idle connections
 	}
 	_, esFindings, err := esprobe.Run(ctx, eo)
 	add("es probe", esFindings, err)

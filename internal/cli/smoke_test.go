@@ -13,6 +13,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/smoke"
+	"github.com/logdoctor/logdoctor/pkg/smoke/lab"
 )
 
 // smokeReport is the JSON report of a smoke run, as CI reads it.
@@ -27,8 +28,8 @@ type smokeReport struct {
 	Data struct {
 		Mode string `json:"mode"`
 		*smoke.Result
-		Probes   []probeRun     `json:"probes"`
-		Embedded *embeddedStats `json:"embedded"`
+		Probes   []probeRun `json:"probes"`
+		Embedded *lab.Stats `json:"embedded"`
 	} `json:"data"`
 }
 

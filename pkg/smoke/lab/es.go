@@ -1,4 +1,4 @@
-package cli
+package lab
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/essim"
 )
 
-// embeddedESDirName is where the embedded Elasticsearch keeps its
+// ESDirName is where the embedded Elasticsearch keeps its
 // documents inside the buffer directory when --es-data is not given.
-const embeddedESDirName = "embedded-es"
+const ESDirName = "embedded-es"
 
-// startEmbeddedES starts the in-process Elasticsearch stand-in on a free
+// StartES starts the in-process Elasticsearch stand-in on a free
 // loopback port: the pipeline talks HTTP to it like to any cluster. It is
 // always disk-backed so the sources are not held in memory (essim then
 // keeps ids and sources only in its log, and ~43 bytes per document in
@@ -25,7 +25,7 @@ const embeddedESDirName = "embedded-es"
 // bounds its memory: past it writes are refused as past Elasticsearch's
 // flood-stage watermark. It returns the URL, the directory used, and a
 // stop function; cancelling ctx does not stop it.
-func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, error) {
+func StartES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, error) {
 	dir, temporary := dataDir, false
 	switch {
 	case dataDir != "":
@@ -35,7 +35,7 @@ func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int
 		if err := os.MkdirAll(bufferDir, 0o700); err != nil {
 			return "", "", nil, fmt.Errorf("buffer dir: %w", err)
 		}
-		dir, temporary = filepath.Join(bufferDir, embeddedESDirName), true
+		dir, temporary = filepath.Join(bufferDir, ESDirName), true
 		// Left over by a crash: those documents were meant to vanish.
 		if err := os.RemoveAll(dir); err != nil {
 			return "", "", nil, fmt.Errorf("removing the previous %s: %w", dir, err)
