@@ -100,7 +100,7 @@ func probe(t *testing.T, o ForwardProbeOptions) (*report.Report, *forwardprobe.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r, r.Data.(probeData).Result
+	return r, r.Data.(*forwardprobe.Result)
 }
 
 func forwardIDs(r *report.Report) []string {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
+	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -92,8 +93,8 @@ func TestPipelineRunEmbedded(t *testing.T) {
 		t.Errorf("start line does not name the buffer dir: %s", errb)
 	}
 	var rep struct {
-		Command string       `json:"command"`
-		Data    PipelineData `json:"data"`
+		Command string          `json:"command"`
+		Data    pipeline.Report `json:"data"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -172,7 +173,7 @@ func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
 	lg.Close()
 	code, out, errb := wait()
 	var rep struct {
-		Data PipelineData `json:"data"`
+		Data pipeline.Report `json:"data"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("exit %d: %v: %s\n%s", code, err, out, errb)
@@ -236,7 +237,7 @@ func waitMetric(t *testing.T, addr, name string, cond func(float64) bool) float6
 
 type pipelineReport struct {
 	Findings []report.Finding `json:"findings"`
-	Data     PipelineData     `json:"data"`
+	Data     pipeline.Report  `json:"data"`
 }
 
 func (r pipelineReport) finding(id string) *report.Finding {
@@ -287,7 +288,7 @@ func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
 	if float64(r.Data.UDPDrops) != drops {
 		t.Fatalf("report says %d kernel drops, the metric said %v", r.Data.UDPDrops, drops)
 	}
-	f := r.finding(FindingPipelineUDPDrops)
+	f := r.finding(pipeline.FindingUDPDrops)
 	if f == nil || f.Evidence["drops"] != drops {
 		t.Fatalf("pipeline.udp_kernel_drops: %+v", r.Findings)
 	}
@@ -318,7 +319,7 @@ func TestPipelineRunReportsBrokenRequests(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("exit %d: %v\n%s\n%s", code, err, out, errOut)
 	}
-	f := r.finding(FindingPipelineBroken)
+	f := r.finding(pipeline.FindingBroken)
 	if f == nil || f.Evidence["broken_requests"] != float64(broken) || r.Data.Stats.ForwardServer.Dropped != broken {
 		t.Fatalf("findings %+v, stats %+v", r.Findings, r.Data.Stats.ForwardServer)
 	}
@@ -340,21 +341,6 @@ func TestPipelineRunReportsBrokenRequests(t *testing.T) {
 	}
 	if peers == 0 {
 		t.Fatalf("no log line names the peer:\n%s", errOut)
-	}
-}
-
-func TestPipelineFindingsForwardRefusals(t *testing.T) {
-	var d PipelineData
-	d.Stats.ForwardServer.Refused = 977
-	fs := pipelineFindings(&d)
-	if len(fs) != 1 || fs[0].ID != FindingPipelineRefused || !strings.Contains(fs[0].Summary, "977 forward connections were refused") ||
-		!strings.Contains(fs[0].Remedy, "--max-conns") || strings.Contains(fs[0].Remedy, "--buffer-max") {
-		t.Fatalf("refused connections: %+v", fs)
-	}
-	d.Stats.ForwardRefused = 3
-	fs = pipelineFindings(&d)
-	if len(fs) != 1 || !strings.Contains(fs[0].Summary, "3 forward requests were refused") || !strings.Contains(fs[0].Remedy, "--buffer-max") {
-		t.Fatalf("refused requests and connections: %+v", fs)
 	}
 }
 

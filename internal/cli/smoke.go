@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -187,101 +186,6 @@ func (o *SmokeOptions) finish() error {
 	return nil
 }
 
-// smokeData is the report's data: the canary accounting plus where it ran
-// and which probes contributed findings.
-type smokeData struct {
-	Mode    string `json:"mode"` // embedded, or external with --forward
-	Forward string `json:"forward"`
-	ES      string `json:"es"`
-	Index   string `json:"index"`
-	*smoke.Result
-	Probes   []probeRun `json:"probes"`
-	Embedded *lab.Stats `json:"embedded,omitempty"`
-}
-
-type probeRun struct {
-	Name     string `json:"name"`
-	Findings int    `json:"findings"`
-	Error    string `json:"error,omitempty"`
-}
-
-func (d *smokeData) Sections() []report.Section {
-	r := d.Result
-	secs := []report.Section{{
-		Title:  fmt.Sprintf("Smoke run %s (%s): forward %s -> ES %s index %s", r.RunID, d.Mode, d.Forward, d.ES, d.Index),
-		Header: []string{"count", "sent", "acked", "indexed", "missing", "duplicated", "documents", "waited"},
-		Rows: [][]string{{itoa(r.Count), itoa(r.Sent), itoa(r.Acked), itoa(r.Indexed), itoa(r.Missing), itoa(r.Duplicated), itoa(r.Documents),
-			(time.Duration(r.WaitedMS) * time.Millisecond).String()}},
-	}, {
-		Title:  "Latency",
-		Header: []string{"path", "canaries", "p50", "p99", "max"},
-		Rows: [][]string{
-			latencyRow("send -> ack", r.AckLatency),
-			latencyRow("send -> searchable", r.SearchLatency),
-		},
-	}}
-	var lines []string
-	lines = append(lines, idLines("missing", r.Missing, r.MissingIDs)...)
-	lines = append(lines, idLines("duplicated", r.Duplicated, r.DuplicatedIDs)...)
-	for _, e := range r.SendErrors {
-		lines = append(lines, "send error: "+e)
-	}
-	if len(lines) > 0 {
-		secs = append(secs, report.Section{Title: "Canaries", Lines: lines})
-	}
-	if e := d.Embedded; e != nil {
-		out := e.Pipeline.Output
-		sec := report.Section{Title: "What exactly-once took (embedded)", Header: []string{"pipeline", "count"},
-			Rows: [][]string{{"bulk requests", fmt.Sprint(out.Requests)}, {"item retries (429, 5xx, transport)", fmt.Sprint(out.Retried)},
-				{"already indexed (409 on replay)", fmt.Sprint(out.Duplicates)}, {"transport errors", fmt.Sprint(out.TransportErr)},
-				{"dead letters", fmt.Sprint(out.DeadLetters)}}}
-		if es := e.ES; es != nil {
-			sec.Rows = append(sec.Rows, []string{"essim: items rejected 429", fmt.Sprint(es.Rejected)},
-				[]string{"essim: idle connections closed", fmt.Sprint(es.IdleClosed)})
-		}
-		secs = append(secs, sec)
-	}
-	if len(d.Probes) > 0 {
-		p := report.Section{Title: "Probes on the path", Header: []string{"probe", "findings", "error"}}
-		for _, pr := range d.Probes {
-			p.Rows = append(p.Rows, []string{pr.Name, itoa(pr.Findings), pr.Error})
-		}
-		secs = append(secs, p)
-	}
-	return secs
-}
-
-// tableIDs is how many canary ids the table shows; JSON has up to 100.
-const tableIDs = 12
-
-// idLines lists canary ids four to a line, so they stay readable in a
-// terminal and greppable in a CI log.
-func idLines(what string, n int, ids []string) []string {
-	if n == 0 {
-		return nil
-	}
-	shown := ids[:min(len(ids), tableIDs)]
-	head := fmt.Sprintf("%s (%d):", what, n)
-	if n > len(shown) {
-		head = fmt.Sprintf("%s (%d, first %d; -o json lists up to %d):", what, n, len(shown), len(ids))
-	}
-	lines := []string{head}
-	for i := 0; i < len(shown); i += 4 {
-		lines = append(lines, "  "+strings.Join(shown[i:min(i+4, len(shown))], " "))
-	}
-	return lines
-}
-
-func itoa(n int) string { return fmt.Sprint(n) }
-
-func latencyRow(name string, l smoke.Latency) []string {
-	if l.Samples == 0 {
-		return []string{name, "0", "-", "-", "-"}
-	}
-	ms := func(v float64) string { return fmt.Sprintf("%.1fms", v) }
-	return []string{name, itoa(l.Samples), ms(l.P50MS), ms(l.P99MS), ms(l.MaxMS)}
-}
-
 // smokeTarget is where canaries go and where they are looked for.
 type smokeTarget struct {
 	mode         string
@@ -332,7 +236,7 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 	// we just made.
 	rep.Add(res.Findings(o.Timeout)...)
 
-	data := &smokeData{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []probeRun{}}
+	data := &smoke.Report{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []smoke.ProbeRun{}}
 	if !o.NoProbes && ctx.Err() == nil { // interrupted: report the count, skip the probes
 		if tgt.beforeProbes != nil {
 			tgt.beforeProbes()
@@ -478,7 +382,7 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 
 // probeOutcome is one probe's contribution to the smoke report.
 type probeOutcome struct {
-	run      probeRun
+	run      smoke.ProbeRun
 	findings []report.Finding
 }
 
@@ -489,7 +393,7 @@ type probeOutcome struct {
 func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarget) []probeOutcome {
 	var out []probeOutcome
 	add := func(name string, fs []report.Finding, err error) {
-		pr := probeRun{Name: name, Findings: len(fs)}
+		pr := smoke.ProbeRun{Name: name, Findings: len(fs)}
 		if err != nil {
 			pr.Error = report.Redact(err.Error())
 		}

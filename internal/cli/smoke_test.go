@@ -28,8 +28,8 @@ type smokeReport struct {
 	Data struct {
 		Mode string `json:"mode"`
 		*smoke.Result
-		Probes   []probeRun `json:"probes"`
-		Embedded *lab.Stats `json:"embedded"`
+		Probes   []smoke.ProbeRun `json:"probes"`
+		Embedded *lab.Stats       `json:"embedded"`
 	} `json:"data"`
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
+	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
 // Config says what to start.
@@ -240,4 +241,18 @@ func (l *Lab) Close(ctx context.Context) error {
 	}
 	l.closers = nil
 	return errors.Join(errs...)
+}
+
+// Section renders the stats as smoke's "What exactly-once took" table.
+func (e *Stats) Section() report.Section {
+	out := e.Pipeline.Output
+	sec := report.Section{Title: "What exactly-once took (embedded)", Header: []string{"pipeline", "count"},
+		Rows: [][]string{{"bulk requests", fmt.Sprint(out.Requests)}, {"item retries (429, 5xx, transport)", fmt.Sprint(out.Retried)},
+			{"already indexed (409 on replay)", fmt.Sprint(out.Duplicates)}, {"transport errors", fmt.Sprint(out.TransportErr)},
+			{"dead letters", fmt.Sprint(out.DeadLetters)}}}
+	if es := e.ES; es != nil {
+		sec.Rows = append(sec.Rows, []string{"essim: items rejected 429", fmt.Sprint(es.Rejected)},
+			[]string{"essim: idle connections closed", fmt.Sprint(es.IdleClosed)})
+	}
+	return sec
 }
