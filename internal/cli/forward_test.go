@@ -427,12 +427,15 @@ s.close()
 // balancer would), and --read-timeout a trickled request.
 func TestForwardServeConnectionLimits(t *testing.T) {
 	addr, stop := startServe(t, ForwardServeOptions{MaxConns: 1, IdleTimeout: time.Second, ReadTimeout: 5 * time.Second})
+	// The idle clock starts when the server accepts, which can be before
+	// Dial returns here: start counting before dialling, or a descheduled
+	// test reads an on-time close as an early one.
+	start := time.Now()
 	first, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	start := time.Now()
 	// The accept loop takes connections in order: the first holds the
 	// only slot, so the second is refused (closed at once).
 	second, err := net.Dial("tcp", addr)
