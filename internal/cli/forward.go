@@ -9,9 +9,7 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -229,8 +227,7 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 			if o.SharedKey == "" {
 				o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context()
 			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: addrAsText}))
 			r, err := runForwardServe(ctx, g.Now, *o, logger, func(addr net.Addr) {
 				fmt.Fprintf(g.IO.Err, "logdoctor forward serve: listening on %s (ack %s)\n", addr, o.Ack)

@@ -10,11 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/reopen"
@@ -411,10 +409,13 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	}
 	cfg.Logger = log
 
-	// Signals: TERM/INT stop, HUP reopens files.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	// Main cancels ctx on TERM/INT; HUP reopens files.
+	var hups <-chan os.Signal
+	if g.IO.Hangups != nil {
+		c, stop := g.IO.Hangups()
+		defer stop()
+		hups = c
+	}
 
 	var stopES func() error
 	if embedded {
@@ -452,24 +453,23 @@ wait:
 	for {
 		select {
 		case <-ctx.Done():
+			var se *SignalError
+			if errors.As(context.Cause(ctx), &se) {
+				log.Info("signal: shutting down", "signal", se.Signal.String(), "timeout", o.ShutdownTimeout.String())
+			}
 			break wait
 		case <-timer:
 			break wait
-		case s := <-sigs:
-			if s == syscall.SIGHUP {
-				if logw != nil {
-					if err := logw.Reopen(); err != nil {
-						fmt.Fprintf(g.IO.Err, "logdoctor pipeline: reopening log file: %v\n", err)
-					}
+		case <-hups:
+			if logw != nil {
+				if err := logw.Reopen(); err != nil {
+					fmt.Fprintf(g.IO.Err, "logdoctor pipeline: reopening log file: %v\n", err)
 				}
-				if err := p.Reopen(); err != nil {
-					log.Error("reopening dead-letter file", "err", err)
-				}
-				log.Info("SIGHUP: reopened log and dead-letter files")
-				continue
 			}
-			log.Info("signal: shutting down", "signal", s.String(), "timeout", o.ShutdownTimeout.String())
-			break wait
+			if err := p.Reopen(); err != nil {
+				log.Error("reopening dead-letter file", "err", err)
+			}
+			log.Info("SIGHUP: reopened log and dead-letter files")
 		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)

@@ -58,7 +58,8 @@ func TestParseSize(t *testing.T) {
 func TestPipelineRunEmbedded(t *testing.T) {
 	addr := freeTCPAddr(t, "127.0.0.1")
 	dir, esData := t.TempDir(), t.TempDir()
-	wait := startCLI("pipeline", "run", "--forward", addr, "--buffer-dir", dir,
+	hups := make(chan os.Signal, 1)
+	wait := startCLIHangups(hups, "pipeline", "run", "--forward", addr, "--buffer-dir", dir,
 		"--duration", "3s", "--flush-interval", "10ms", "--log-file", filepath.Join(dir, "log"), "--es-data", esData, "-o", "json")
 	lg := dialFluent(t, addr)
 	const n = 50
@@ -68,13 +69,13 @@ func TestPipelineRunEmbedded(t *testing.T) {
 		}
 	}
 	lg.Close()
-	// SIGHUP reopens the log file: after a rename (logrotate), new lines go
-	// to a new file at the configured path.
+	// SIGHUP (delivered by main) reopens the log file: after a rename
+	// (logrotate), new lines go to a new file at the configured path.
 	logPath := filepath.Join(dir, "log")
 	if err := os.Rename(logPath, logPath+".1"); err != nil {
 		t.Fatal(err)
 	}
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	hups <- syscall.SIGHUP
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "SIGHUP") {

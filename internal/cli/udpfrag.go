@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -98,9 +97,7 @@ gets through is measured.`,
 				o.Stdin = g.IO.In
 			}
 			o.Now = g.Now
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			r, err := runUDPFrag(ctx, o)
+			r, err := runUDPFrag(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
