@@ -31,48 +31,42 @@ func newESCmd(g *Globals) *cobra.Command {
 	return cmd
 }
 
-// ESConnOptions are the connection flags shared by es probe and es dups.
+// ESConnOptions are the connection flags of es probe and es dups: the
+// shared ESConn group (whose old spellings here, --user, --password-file,
+// --api-key, --ca and --insecure, still work), plus an inline password and
+// the request timeout.
 type ESConnOptions struct {
-	User, Password, PasswordFile string
-	APIKey                       string
-	CA                           string
-	Insecure                     bool
-	Timeout                      time.Duration
+	ESConn
+	Password string
+	Timeout  time.Duration
 
 	rootCAs *x509.CertPool // read from CA by resolve
 }
 
 func (c *ESConnOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&c.User, "user", "", "basic auth user")
-	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --password-file or LOGDOCTOR_ES_PASSWORD)")
-	f.StringVar(&c.PasswordFile, "password-file", "", "read the basic auth password from this file")
-	f.StringVar(&c.APIKey, "api-key", "", "API key (base64 id:key), sent as 'Authorization: ApiKey ...' (or LOGDOCTOR_ES_API_KEY)")
-	f.StringVar(&c.CA, "ca", "", "PEM CA certificate to verify the cluster's TLS certificate")
-	f.BoolVar(&c.Insecure, "insecure", false, "do not verify the TLS certificate")
+	c.ESConn.addFlags(f, map[string]string{"es-user": "user", "es-password-file": "password-file",
+		"es-api-key": "api-key", "es-ca": "ca", "es-insecure": "insecure"})
+	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
 	durVar(f, &c.Timeout, "timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "timeout of each request and TCP connect")
 }
 
 // resolve fills the password and API key from the file and environment.
 func (c *ESConnOptions) resolve() error {
 	if c.PasswordFile != "" && c.Password != "" {
-		return usageErrorf("--password and --password-file are exclusive")
+		return usageErrorf("--password and %s are exclusive", c.flag("es-password-file"))
 	}
-	pw, err := esPassword(c.Password, "--password-file", c.PasswordFile)
+	pw, err := c.password(c.Password)
 	if err != nil {
 		return err
 	}
 	c.Password = pw
-	if c.APIKey == "" {
-		c.APIKey = os.Getenv("LOGDOCTOR_ES_API_KEY")
-	}
+	c.APIKey = c.apiKey()
 	if c.Timeout <= 0 {
 		return usageErrorf("--timeout must be positive")
 	}
-	if c.CA != "" {
-		if c.rootCAs, err = certPool("--ca", c.CA); err != nil {
-			return err
-		}
+	if c.rootCAs, err = c.ESConn.rootCAs(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -110,10 +104,10 @@ thread_pool.write and indexing_pressure rejections as deltas, and with
 --index a canary bulk sent with create and a fixed _id (201, then 409s,
 exactly one document; deleted afterwards). Run it where the shipper runs.
 
-The password may come from --password-file or LOGDOCTOR_ES_PASSWORD, the API
+The password may come from --es-password-file or LOGDOCTOR_ES_PASSWORD, the API
 key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
 		Example: `  logdoctor es probe http://localhost:9200
-  logdoctor es probe https://es-0:9200 https://es-1:9200 --user elastic --password-file pw --ca ca.pem --index logs-probe
+  logdoctor es probe https://es-0:9200 https://es-1:9200 --es-user elastic --es-password-file pw --es-ca ca.pem --index logs-probe
   logdoctor es probe http://es:9200 --bulk-size 16MiB --request-timeout 5s --idle-wait 65s -o json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {

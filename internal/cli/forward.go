@@ -33,21 +33,21 @@ func newForwardCmd(g *Globals) *cobra.Command {
 
 // ForwardProbeOptions are the flags of `forward probe`.
 type ForwardProbeOptions struct {
-	Addr                      string
-	Tag                       string
-	Modes                     []string
-	AckTimeout, SlowAck       time.Duration
-	HeloWait                  time.Duration
-	SharedKey, Username       string
-	Password, Hostname        string
-	TLS, Insecure             bool
-	CA, Cert, Key, ServerName string
-	Count, Concurrency        int
-	ChunkEvents, RecordSize   int
-	Rate                      float64
-	NewConnection             bool
-	Heartbeat                 bool
-	HeartbeatTimeout          time.Duration
+	Addr                string
+	Tag                 string
+	Modes               []string
+	AckTimeout, SlowAck time.Duration
+	HeloWait            time.Duration
+	SharedKey, Username string
+	Password, Hostname  string
+	ForwardTLS
+	ServerName              string
+	Count, Concurrency      int
+	ChunkEvents, RecordSize int
+	Rate                    float64
+	NewConnection           bool
+	Heartbeat               bool
+	HeartbeatTimeout        time.Duration
 
 	HandshakeTimeout time.Duration
 	PeerKind         string // "", fluentd or fluent-bit
@@ -99,12 +99,8 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	f.StringVar(&o.Username, "username", "", "username for user_auth")
 	f.StringVar(&o.Password, "password", "", "password for user_auth")
 	f.StringVar(&o.Hostname, "hostname", "", "self hostname sent in PING (default: this host's name)")
-	f.BoolVar(&o.TLS, "tls", false, "connect with TLS")
-	f.StringVar(&o.CA, "ca", "", "PEM file of CAs to trust for the server certificate (implies --tls)")
-	f.StringVar(&o.Cert, "cert", "", "PEM client certificate (implies --tls)")
-	f.StringVar(&o.Key, "key", "", "PEM client key")
+	o.ForwardTLS.addFlags(f, map[string]string{"tls-ca": "ca", "tls-cert": "cert", "tls-key": "key", "tls-insecure": "insecure"})
 	f.StringVar(&o.ServerName, "server-name", "", "TLS server name to verify (default: the host)")
-	f.BoolVar(&o.Insecure, "insecure", false, "do not verify the server certificate (implies --tls)")
 	intVar(f, &o.Count, "count", 0, 0, math.MaxInt32, "0 (canary mode) or a number of events", "load mode: send this many events")
 	floatVar(f, &o.Rate, "rate", 0, 0, math.MaxFloat64, "0 (as fast as acks come) or a positive number of events per second", "load mode: at most this many events per second (0: as fast as acks come)")
 	intVar(f, &o.Concurrency, "concurrency", 1, 1, 4096, "a number of connections from 1 to 4096", "load mode: connections sending in parallel")
@@ -114,32 +110,6 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	f.BoolVar(&o.Heartbeat, "heartbeat", false, "also check that the port answers UDP heartbeats")
 	durVar(f, &o.HeartbeatTimeout, "heartbeat-timeout", 2*time.Second, time.Nanosecond, wantPositiveDur, "how long to wait for the UDP heartbeat reply")
 	return cmd
-}
-
-// probeTLSConfig builds the client TLS config from the flags (nil: plain TCP).
-func probeTLSConfig(o ForwardProbeOptions) (*tls.Config, error) {
-	if !o.TLS && o.CA == "" && o.Cert == "" && o.Key == "" && !o.Insecure {
-		return nil, nil
-	}
-	cfg := &tls.Config{InsecureSkipVerify: o.Insecure, ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
-	if o.CA != "" {
-		pool, err := certPool("--ca", o.CA)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
-	}
-	pair, err := keyPair("--cert", o.Cert, "--key", o.Key)
-	if errors.Is(err, errPairIncomplete) {
-		return nil, &UsageError{Err: err}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if pair != nil {
-		cfg.Certificates = []tls.Certificate{*pair}
-	}
-	return cfg, nil
 }
 
 func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOptions) (*report.Report, error) {
@@ -171,7 +141,7 @@ func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOp
 	if o.Count > 0 && len(modes) > 1 {
 		return nil, usageErrorf("load mode (--count) sends one --mode")
 	}
-	tc, err := probeTLSConfig(o)
+	tc, err := o.ForwardTLS.config(o.ServerName)
 	if err != nil {
 		return nil, err
 	}

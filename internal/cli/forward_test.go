@@ -293,7 +293,7 @@ func TestProbeSharedKey(t *testing.T) {
 func TestProbeTLS(t *testing.T) {
 	certs := forwardtest.NewCerts(t)
 	addr, _ := startServe(t, ForwardServeOptions{TLSCert: certs.CertFile, TLSKey: certs.KeyFile, TLSClientCA: certs.CAFile})
-	r, res := probe(t, ForwardProbeOptions{Addr: addr, CA: certs.CAFile, Cert: certs.ClientCertFile, Key: certs.ClientKeyFile})
+	r, res := probe(t, ForwardProbeOptions{Addr: addr, ForwardTLS: ForwardTLS{CA: certs.CAFile, Cert: certs.ClientCertFile, Key: certs.ClientKeyFile}})
 	wantFindings(t, r)
 	if !res.TLS || res.Steps[2].Name != "tls" || !res.Steps[2].OK {
 		t.Fatalf("%+v", res.Steps)
@@ -301,12 +301,12 @@ func TestProbeTLS(t *testing.T) {
 	// Without a client certificate the server refuses the TLS handshake
 	// (TLS 1.3 reports it on the first read, so it shows as a closed
 	// connection or a failed TLS step).
-	r, _ = probe(t, ForwardProbeOptions{Addr: addr, Insecure: true, Modes: []string{"message"}})
+	r, _ = probe(t, ForwardProbeOptions{Addr: addr, ForwardTLS: ForwardTLS{Insecure: true}, Modes: []string{"message"}})
 	if len(r.Findings) == 0 || r.Findings[0].Severity != report.Critical {
 		t.Fatalf("no client cert: %v", forwardIDs(r))
 	}
 	// An untrusted server certificate.
-	r, _ = probe(t, ForwardProbeOptions{Addr: addr, TLS: true})
+	r, _ = probe(t, ForwardProbeOptions{Addr: addr, ForwardTLS: ForwardTLS{TLS: true}})
 	wantFindings(t, r, forwardprobe.FindingConnectFailed)
 	if forwardFinding(r, forwardprobe.FindingConnectFailed).Evidence["step"] != "tls" {
 		t.Fatalf("%+v", r.Findings)

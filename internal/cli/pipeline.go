@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -51,14 +50,11 @@ type PipelineOptions struct {
 	BufferMax    string
 	FullWait     time.Duration
 
-	ES             []string
-	ESData         string
-	ESMaxDocs      int64
-	ESUser         string
+	ES        []string
+	ESData    string
+	ESMaxDocs int64
+	ESConn
 	ESPassword     string
-	ESAPIKey       string
-	ESCA           string
-	ESInsecure     bool
 	Gzip           bool
 	Workers        int
 	BatchCount     int
@@ -132,11 +128,8 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringSliceVar(&o.ES, "es", []string{"embedded"}, `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`)
 	int64Var(f, &o.ESMaxDocs, "es-max-docs", 4_000_000, 0, 1<<62, "0 (no bound) or more documents", "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
 	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
-	f.StringVar(&o.ESUser, "es-user", "", "basic auth user (or in the URL)")
-	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (or $LOGDOCTOR_ES_PASSWORD)")
-	f.StringVar(&o.ESAPIKey, "es-api-key", "", "API key, sent as 'Authorization: ApiKey ...' (or $LOGDOCTOR_ES_API_KEY)")
-	f.StringVar(&o.ESCA, "es-ca", "", "CA certificate file for HTTPS Elasticsearch")
-	f.BoolVar(&o.ESInsecure, "es-insecure", false, "do not verify the Elasticsearch certificate")
+	o.ESConn.addFlags(f, nil)
+	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
 	f.BoolVar(&o.Gzip, "es-gzip", false, "gzip bulk request bodies")
 	intVar(f, &o.Workers, "es-workers", 2, 1, 256, "a number from 1 to 256", "concurrent bulk requests")
 	intVar(f, &o.BatchCount, "batch-count", 2000, 1, 1_000_000, "a number of events from 1 to 1000000", "events per bulk request")
@@ -268,24 +261,19 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 		cfg.ForwardTLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	}
 	es := esout.Config{
-		Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey, Index: o.Index, Gzip: o.Gzip,
+		Username: o.User, APIKey: o.apiKey(), Index: o.Index, Gzip: o.Gzip,
 		Workers: o.Workers, BatchCount: o.BatchCount, BatchBytes: int(batch), FlushInterval: o.FlushInterval,
 		RequestTimeout: o.RequestTimeout, RetryTimeout: o.RetryTimeout, Sniff: o.Sniff,
 	}
-	if es.Password, err = esPassword(es.Password, "", ""); err != nil {
+	if es.Password, err = o.password(o.ESPassword); err != nil {
 		return cfg, err
 	}
-	if es.APIKey == "" {
-		es.APIKey = os.Getenv("LOGDOCTOR_ES_API_KEY")
-	}
-	if o.ESCA != "" || o.ESInsecure {
-		var roots *x509.CertPool
-		if o.ESCA != "" {
-			if roots, err = certPool("--es-ca", o.ESCA); err != nil {
-				return cfg, err
-			}
+	if o.CA != "" || o.Insecure {
+		roots, err := o.ESConn.rootCAs()
+		if err != nil {
+			return cfg, err
 		}
-		es.TLS = esclient.TLSConfig(roots, o.ESInsecure)
+		es.TLS = esclient.TLSConfig(roots, o.Insecure)
 	}
 	cfg.ES = es
 	return cfg, nil

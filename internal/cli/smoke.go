@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -34,22 +33,14 @@ type SmokeOptions struct {
 	Settle     time.Duration
 	AckTimeout time.Duration
 
-	Forward     string
-	SharedKey   string
-	TLS         bool
-	TLSCA       string
-	TLSInsecure bool
-	TLSCert     string // client certificate, for inputs that require one
-	TLSKey      string
+	Forward   string
+	SharedKey string
+	ForwardTLS
 
-	ES             string
-	Index          string
-	ESUser         string
-	ESPasswordFile string
-	ESPassword     string // from LOGDOCTOR_ES_PASSWORD or the file, never a flag
-	ESAPIKey       string
-	ESCA           string
-	ESInsecure     bool
+	ES    string
+	Index string
+	ESConn
+	ESPassword string // from the URL, LOGDOCTOR_ES_PASSWORD or the file, never a flag
 
 	Chaos    bool
 	NoProbes bool
@@ -104,18 +95,10 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 	durVar(f, &o.AckTimeout, "ack-timeout", o.AckTimeout, time.Nanosecond, wantPositiveDur, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
 	addrVar(f, &o.Forward, "forward", "", false, true, "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
-	f.BoolVar(&o.TLS, "tls", false, "TLS to the forward input")
-	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM) for the forward input's certificate")
-	f.BoolVar(&o.TLSInsecure, "tls-insecure", false, "do not verify the forward input's certificate")
-	f.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (PEM) for a forward input that requires one")
-	f.StringVar(&o.TLSKey, "tls-key", "", "client key (PEM) for --tls-cert")
+	o.ForwardTLS.addFlags(f, nil)
 	urlVar(f, &o.ES, "es", "", true, "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
 	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
-	f.StringVar(&o.ESUser, "es-user", "", "basic auth user for Elasticsearch (password from LOGDOCTOR_ES_PASSWORD or --es-password-file)")
-	f.StringVar(&o.ESPasswordFile, "es-password-file", "", "file holding the Elasticsearch password")
-	f.StringVar(&o.ESAPIKey, "es-api-key", "", "Elasticsearch API key (base64 id:key)")
-	f.StringVar(&o.ESCA, "es-ca", "", "CA bundle (PEM) for Elasticsearch")
-	f.BoolVar(&o.ESInsecure, "es-insecure", false, "do not verify Elasticsearch's certificate")
+	o.ESConn.addFlags(f, nil)
 	f.BoolVar(&o.Chaos, "chaos", false, "embedded only: essim rejects items (429), indexes late and closes idle connections")
 	f.BoolVar(&o.NoProbes, "no-probes", false, "skip the sockets, forward and es probes after the canary run")
 	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree for the sockets check")
@@ -156,7 +139,7 @@ func (o *SmokeOptions) finish() error {
 			return usageErrorf("--chaos injects faults into the embedded Elasticsearch; it cannot be used with --es")
 		}
 		if u.User != nil {
-			o.ESUser = u.User.Username()
+			o.User = u.User.Username()
 			if p, ok := u.User.Password(); ok {
 				o.ESPassword = p
 			}
@@ -164,11 +147,8 @@ func (o *SmokeOptions) finish() error {
 			o.ES = u.String()
 		}
 	}
-	if (o.TLSCert == "") != (o.TLSKey == "") {
+	if (o.Cert == "") != (o.Key == "") {
 		return usageErrorf("--tls-cert and --tls-key go together")
-	}
-	if !o.TLS && (o.TLSCA != "" || o.TLSInsecure || o.TLSCert != "") {
-		o.TLS = true
 	}
 	if o.SharedKey == "" {
 		o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
@@ -178,7 +158,7 @@ func (o *SmokeOptions) finish() error {
 	}
 	// A file that cannot be read is a failure to run (exit 1), as for
 	// every file named by a flag.
-	pw, err := esPassword(o.ESPassword, "--es-password-file", o.ESPasswordFile)
+	pw, err := o.password(o.ESPassword)
 	if err != nil {
 		return err
 	}
@@ -296,35 +276,18 @@ func smokePreflight(ctx context.Context, o SmokeOptions) error {
 // smokeSetup starts the embedded essim and pipeline when asked, or points at
 // the user's infrastructure.
 func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
-	var esRoots *x509.CertPool
-	if o.ESCA != "" {
-		var err error
-		if esRoots, err = certPool("--es-ca", o.ESCA); err != nil {
-			return nil, err
-		}
+	esRoots, err := o.ESConn.rootCAs()
+	if err != nil {
+		return nil, err
 	}
-	esTLS := esclient.TLSConfig(esRoots, o.ESInsecure)
+	esTLS := esclient.TLSConfig(esRoots, o.ESConn.Insecure)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = esTLS
-	searcher := &smoke.ESSearcher{User: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
+	searcher := &smoke.ESSearcher{User: o.User, Password: o.ESPassword, APIKey: o.APIKey,
 		Client: smoke.NewHTTPClient(10*time.Second, tr)}
 	fwdCfg := smokeClientConfig(o)
-	if o.TLS {
-		c, err := tlsConfig("--tls-ca", o.TLSCA, o.TLSInsecure)
-		if err != nil {
-			return nil, err
-		}
-		if c == nil {
-			c = &tls.Config{}
-		}
-		cert, err := keyPair("--tls-cert", o.TLSCert, "--tls-key", o.TLSKey)
-		if err != nil {
-			return nil, err
-		}
-		if cert != nil {
-			c.Certificates = []tls.Certificate{*cert}
-		}
-		fwdCfg.TLSConfig = c
+	if fwdCfg.TLSConfig, err = o.ForwardTLS.config(""); err != nil {
+		return nil, err
 	}
 	if o.Forward != "" {
 		searcher.URL, searcher.Index = o.ES, o.Index
@@ -346,25 +309,10 @@ func smokeClientConfig(o SmokeOptions) forward.ClientConfig {
 	return forward.ClientConfig{SharedKey: o.SharedKey, Hostname: "logdoctor-smoke." + host}
 }
 
-func tlsConfig(caFlag, caFile string, insecure bool) (*tls.Config, error) {
-	if caFile == "" && !insecure {
-		return nil, nil
-	}
-	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it
-	if caFile != "" {
-		pool, err := certPool(caFlag, caFile)
-		if err != nil {
-			return nil, err
-		}
-		c.RootCAs = pool
-	}
-	return c, nil
-}
-
 // embeddedSetup starts the embedded lab: essim (unless --es names a real
 // cluster) and the pipeline in process.
 func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearcher, tr *http.Transport) (*smokeTarget, error) {
-	l, err := lab.Start(ctx, lab.Config{ES: o.ES, Index: o.Index, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
+	l, err := lab.Start(ctx, lab.Config{ES: o.ES, Index: o.Index, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
 		TLS: tr.TLSClientConfig, SharedKey: o.SharedKey, Chaos: o.Chaos, ProcRoot: o.ProcRoot, Refresh: searcher.Refresh})
 	if err != nil {
 		tr.CloseIdleConnections()
@@ -420,8 +368,8 @@ func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarg
 		Client: tgt.forwardCfg, Sockets: socketInspector(o.ProcRoot)})
 	add("forward probe", fwdFindings, err)
 
-	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
-		RootCAs: tgt.esRootCAs, Insecure: o.ESInsecure}
+	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
+		RootCAs: tgt.esRootCAs, Insecure: o.ESConn.Insecure}
 	if o.Chaos {
 		eo.IdleWait = 2 * lab.ChaosIdleClose // long enough to see essim hang up idle connections
 	}

@@ -321,7 +321,7 @@ func dialFinding(addr, step string, err error) report.Finding {
 func tlsRequiredFinding(addr string, ev map[string]any) report.Finding {
 	return report.Finding{ID: FindingTLSRequired, Severity: report.Critical,
 		Summary: fmt.Sprintf("%s expects TLS: it closed the plaintext connection and answered a TLS ClientHello; probe with --tls "+
-			"(and --ca, or --insecure to skip verification)", addr),
+			"(and --tls-ca, or --tls-insecure to skip verification)", addr),
 		Evidence: ev, Remedy: remedyTLSRequired}
 }
 
