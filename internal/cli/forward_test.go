@@ -232,7 +232,8 @@ func TestProbeBlackhole(t *testing.T) {
 		t.Fatalf("%+v", f.Evidence)
 	}
 	// Chunks of ~1 MB overflow the receiver's buffer and back up into the
-	// probe's own Send-Q: seed 001's evidence.
+	// probe's own Send-Q: the evidence of logs lost without errors
+	// (docs/troubleshooting.md).
 	r, res = probe(t, ForwardProbeOptions{Addr: addr, Count: 2000, ChunkEvents: 1000, RecordSize: 1000, AckTimeout: 300 * time.Millisecond})
 	wantFindings(t, r, forwardprobe.FindingNoAck)
 	f = forwardFinding(r, forwardprobe.FindingNoAck)

@@ -75,7 +75,8 @@ func (r smokeReport) exactlyOnce(t *testing.T, count int) {
 	}
 }
 
-// TestSmokeAgainstForwardServeAckNever is seed 001 in CI: the receiver
+// TestSmokeAgainstForwardServeAckNever is "logs lost without
+// errors" (docs/troubleshooting.md) in CI: the receiver
 // takes the data and never acknowledges it. smoke must fail with
 // smoke.missing (exit 3), and the forward probe names the cause.
 func TestSmokeAgainstForwardServeAckNever(t *testing.T) {

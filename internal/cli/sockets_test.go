@@ -581,7 +581,8 @@ func TestSocketsTableOnTerminal(t *testing.T) {
 	}
 }
 
-// TestSocketsNamedPeerWithoutSockets: seed 000's "no ES connection" looks
+// TestSocketsNamedPeerWithoutSockets: a stalled output's "no ES connection"
+// (docs/troubleshooting.md, logs stop reaching Elasticsearch) looks
 // like nothing at all to a --peer; that is a finding, not "nothing to
 // report". And a forward peer that keeps reconnecting gets out_forward
 // advice, not Elasticsearch's.
