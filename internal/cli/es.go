@@ -27,7 +27,7 @@ func newESCmd(g *Globals) *cobra.Command {
 		Use:   "es",
 		Short: "Elasticsearch/OpenSearch as a log shipper sees it: probe, count duplicates, or run a misbehaving test cluster",
 	}
-	cmd.AddCommand(newESProbeCmd(g), newESDupsCmd(g), newESServeCmd(g))
+	cmd.AddCommand(newESProbeCmd(g, nil), newESDupsCmd(g, nil), newESServeCmd(g))
 	return cmd
 }
 
@@ -90,7 +90,9 @@ type ESProbeOptions struct {
 	BulkSamples    int
 }
 
-func newESProbeCmd(g *Globals) *cobra.Command {
+// newESProbeCmd builds `es probe`; runF, when set, gets the parsed
+// options instead of the probe running.
+func newESProbeCmd(g *Globals, runF func(ESProbeOptions) error) *cobra.Command {
 	o := &ESProbeOptions{}
 	cmd := &cobra.Command{
 		Use:   "probe URL [URL...]",
@@ -112,6 +114,9 @@ key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
 			o.URLs = args
+			if runF != nil {
+				return runF(*o)
+			}
 			r, err := runESProbe(cmd.Context(), g.Now, *o)
 			if err != nil {
 				return err
@@ -193,7 +198,9 @@ type ESDupsOptions struct {
 	Examples int
 }
 
-func newESDupsCmd(g *Globals) *cobra.Command {
+// newESDupsCmd builds `es dups`; runF, when set, gets the parsed options
+// instead of the count running.
+func newESDupsCmd(g *Globals, runF func(ESDupsOptions) error) *cobra.Command {
 	o := &ESDupsOptions{}
 	cmd := &cobra.Command{
 		Use:   "dups URL --index PATTERN [--field F | --fields a,b]",
@@ -210,6 +217,9 @@ failed page) is the finding es.dups_incomplete, never a clean verdict.`,
 		Args: cobra.ExactArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
 			o.URL = args[0]
+			if runF != nil {
+				return runF(*o)
+			}
 			r, err := runESDups(cmd.Context(), g.Now, *o)
 			if err != nil {
 				return err

@@ -27,7 +27,7 @@ func newForwardCmd(g *Globals) *cobra.Command {
 		Use:   "forward",
 		Short: "Fluentd forward protocol: probe an endpoint's acks, or run a test receiver",
 	}
-	cmd.AddCommand(newForwardProbeCmd(g), newForwardServeCmd(g))
+	cmd.AddCommand(newForwardProbeCmd(g, nil), newForwardServeCmd(g, nil))
 	return cmd
 }
 
@@ -57,7 +57,9 @@ type ForwardProbeOptions struct {
 	Sockets forwardprobe.SocketInspector
 }
 
-func newForwardProbeCmd(g *Globals) *cobra.Command {
+// newForwardProbeCmd builds `forward probe`; runF, when set, gets the
+// parsed options instead of the probe running (the seam flag tests use).
+func newForwardProbeCmd(g *Globals, runF func(ForwardProbeOptions) error) *cobra.Command {
 	o := &ForwardProbeOptions{}
 	cmd := &cobra.Command{
 		Use:   "probe HOST:PORT",
@@ -78,6 +80,9 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 			}
 			if o.Password == "" {
 				o.Password = os.Getenv("LOGDOCTOR_FORWARD_PASSWORD")
+			}
+			if runF != nil {
+				return runF(*o)
 			}
 			o.Sockets = procSocketInspector()
 			r, err := runForwardProbe(cmd.Context(), g.Now, *o)
@@ -182,7 +187,9 @@ type ForwardServeOptions struct {
 	MaxConns        int
 }
 
-func newForwardServeCmd(g *Globals) *cobra.Command {
+// newForwardServeCmd builds `forward serve`; runF, when set, gets the
+// parsed options instead of the receiver running.
+func newForwardServeCmd(g *Globals, runF func(ForwardServeOptions) error) *cobra.Command {
 	o := &ForwardServeOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -196,6 +203,9 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
 			if o.SharedKey == "" {
 				o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
+			}
+			if runF != nil {
+				return runF(*o)
 			}
 			ctx := cmd.Context()
 			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: addrAsText}))

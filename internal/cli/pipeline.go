@@ -77,7 +77,9 @@ type PipelineOptions struct {
 	LogLevel        string
 }
 
-func newPipelineCmd(g *Globals) *cobra.Command {
+// newPipelineCmd builds `pipeline` and its `run`; runF, when set, gets
+// run's parsed options instead of the pipeline starting.
+func newPipelineCmd(g *Globals, runF func(*PipelineOptions) error) *cobra.Command {
 	parent := &cobra.Command{
 		Use:   "pipeline",
 		Short: "The embedded forward/UDP -> durable buffer -> Elasticsearch pipeline",
@@ -95,6 +97,9 @@ Elasticsearch stand-in. SIGTERM/SIGINT stop accepting and flush for up to
 SIGHUP reopens --log-file and the dead-letter file.`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(o)
+			}
 			rep, err := runPipeline(cmd.Context(), g, o)
 			if rep != nil {
 				if eerr := g.Emit(rep); eerr != nil && err == nil {

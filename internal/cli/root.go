@@ -211,9 +211,9 @@ func commands(g *Globals) []*cobra.Command {
 		newSocketsCmd(g),
 		newForwardCmd(g),
 		newUDPFragCmd(g),
-		newPipelineCmd(g),
+		newPipelineCmd(g, nil),
 		newESCmd(g),
-		newSmokeCmd(g),
+		newSmokeCmd(g, nil),
 		newConfigCmd(g),
 		newDoctorCmd(g),
 	}

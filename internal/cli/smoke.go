@@ -55,7 +55,9 @@ func defaultSmokeOptions() SmokeOptions {
 	}
 }
 
-func newSmokeCmd(g *Globals) *cobra.Command {
+// newSmokeCmd builds `smoke`; runF, when set, gets the checked options
+// instead of the canaries going out.
+func newSmokeCmd(g *Globals, runF func(SmokeOptions) error) *cobra.Command {
 	o := defaultSmokeOptions()
 	cmd := &cobra.Command{
 		Use:   "smoke",
@@ -76,6 +78,9 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
 			if err := o.finish(); err != nil {
 				return err
+			}
+			if runF != nil {
+				return runF(o)
 			}
 			r, err := runSmoke(cmd.Context(), g, o)
 			if err != nil {
