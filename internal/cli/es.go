@@ -288,22 +288,6 @@ type ESServeOptions struct {
 	Seed                           int64
 }
 
-// esServeData is the report of an es serve run: where it listened and
-// what it counted.
-type esServeData struct {
-	URLs   []string     `json:"urls"`
-	Faults essim.Faults `json:"faults"`
-	Stats  essim.Stats  `json:"stats"`
-}
-
-func (d *esServeData) Sections() []report.Section {
-	s := d.Stats
-	return []report.Section{{Title: "essim", Header: []string{"URLS", "DOCS", "BULKS", "ITEMS", "REJECTED", "FAILED", "DROPPED", "CONFLICTS", "CONNS OPENED"},
-		Rows: [][]string{{strings.Join(d.URLs, " "), strconv.Itoa(s.Docs), strconv.FormatInt(s.BulkRequests, 10), strconv.FormatInt(s.BulkItems, 10),
-			strconv.FormatInt(s.Rejected, 10), strconv.FormatInt(s.RequestFailures, 10), strconv.FormatInt(s.Dropped, 10),
-			strconv.FormatInt(s.Conflicts, 10), strconv.FormatInt(s.OpenedConns, 10)}}}}
-}
-
 func newESServeCmd(g *Globals) *cobra.Command {
 	o := &ESServeOptions{}
 	cmd := &cobra.Command{
@@ -436,7 +420,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	case <-ctx.Done():
 	case <-timeout:
 	}
-	data := &esServeData{URLs: s.URLs(), Faults: s.Faults(), Stats: s.Stats()}
+	data := &essim.Report{URLs: s.URLs(), Faults: s.Faults(), Stats: s.Stats()}
 	if err := s.Close(); err != nil {
 		return nil, fmt.Errorf("essim: %w", err)
 	}
