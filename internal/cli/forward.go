@@ -93,10 +93,10 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 		}),
 	}
 	f := cmd.Flags()
-	nonEmptyVar(f, &o.Tag, "tag", "logdoctor.probe", "a non-empty tag", "tag of the canary events")
+	nonEmptyVar(f, &o.Tag, "tag", forwardprobe.DefaultTag, "a non-empty tag", "tag of the canary events")
 	f.StringSliceVar(&o.Modes, "mode", nil, "message, forward, packed or compressed (repeat or comma-separate; default: each once, packed in load mode)")
-	durVar(f, &o.AckTimeout, "ack-timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
-	durVar(f, &o.SlowAck, "slow-ack", time.Second, time.Nanosecond, wantPositiveDur, "ack latency p99 above this is reported as forward.slow_ack")
+	durVar(f, &o.AckTimeout, "ack-timeout", forwardprobe.DefaultAckTimeout, time.Nanosecond, wantPositiveDur, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
+	durVar(f, &o.SlowAck, "slow-ack", forwardprobe.DefaultSlowAck, time.Nanosecond, wantPositiveDur, "ack latency p99 above this is reported as forward.slow_ack")
 	durVar(f, &o.HeloWait, "helo-wait", 300*time.Millisecond, time.Nanosecond, wantPositiveDur, "without --shared-key, how long to listen for a HELO after connecting")
 	durVar(f, &o.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "bound of the TLS handshake and, with --shared-key, of the wait for HELO and PONG")
 	enumVar(f, &o.PeerKind, "peer-kind", "", []string{"", "fluentd", "fluent-bit"}, "what listens there, fluentd or fluent-bit (only the --heartbeat verdict depends on it: Fluent Bit does not answer UDP heartbeats)")
@@ -109,11 +109,11 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	intVar(f, &o.Count, "count", 0, 0, math.MaxInt32, "0 (canary mode) or a number of events", "load mode: send this many events")
 	floatVar(f, &o.Rate, "rate", 0, 0, math.MaxFloat64, "0 (as fast as acks come) or a positive number of events per second", "load mode: at most this many events per second (0: as fast as acks come)")
 	intVar(f, &o.Concurrency, "concurrency", 1, 1, 4096, "a number of connections from 1 to 4096", "load mode: connections sending in parallel")
-	intVar(f, &o.ChunkEvents, "chunk-events", 1000, 1, 1_000_000, "a number of events from 1 to 1000000", "load mode: events per chunk")
-	intVar(f, &o.RecordSize, "record-size", 200, 1, 16<<20, "a number of bytes from 1 to 16777216", "approximate bytes per record")
+	intVar(f, &o.ChunkEvents, "chunk-events", forwardprobe.DefaultChunkEvents, 1, 1_000_000, "a number of events from 1 to 1000000", "load mode: events per chunk")
+	intVar(f, &o.RecordSize, "record-size", forwardprobe.DefaultRecordSize, 1, 16<<20, "a number of bytes from 1 to 16777216", "approximate bytes per record")
 	f.BoolVar(&o.NewConnection, "new-connection", false, "load mode: a new connection per chunk (out_forward without keepalive) instead of keep-alive")
 	f.BoolVar(&o.Heartbeat, "heartbeat", false, "also check that the port answers UDP heartbeats")
-	durVar(f, &o.HeartbeatTimeout, "heartbeat-timeout", 2*time.Second, time.Nanosecond, wantPositiveDur, "how long to wait for the UDP heartbeat reply")
+	durVar(f, &o.HeartbeatTimeout, "heartbeat-timeout", forwardprobe.DefaultHeartbeatTimeout, time.Nanosecond, wantPositiveDur, "how long to wait for the UDP heartbeat reply")
 	return cmd
 }
 

@@ -153,21 +153,32 @@ type Result struct {
 	Heartbeat      *Heartbeat `json:"heartbeat,omitempty"`
 }
 
+// Defaults of Options, which the command's flags use too, so each lives
+// in one place.
+const (
+	DefaultTag              = "logdoctor.probe"
+	DefaultAckTimeout       = 10 * time.Second
+	DefaultSlowAck          = time.Second
+	DefaultRecordSize       = 200
+	DefaultChunkEvents      = 1000
+	DefaultHeartbeatTimeout = 2 * time.Second
+)
+
 func (o *Options) defaults() {
 	if o.Tag == "" {
-		o.Tag = "logdoctor.probe"
+		o.Tag = DefaultTag
 	}
 	if o.AckTimeout <= 0 {
-		o.AckTimeout = 10 * time.Second
+		o.AckTimeout = DefaultAckTimeout
 	}
 	if o.SlowAck <= 0 {
-		o.SlowAck = time.Second
+		o.SlowAck = DefaultSlowAck
 	}
 	if o.RecordSize <= 0 {
-		o.RecordSize = 200
+		o.RecordSize = DefaultRecordSize
 	}
 	if o.ChunkEvents <= 0 {
-		o.ChunkEvents = 1000
+		o.ChunkEvents = DefaultChunkEvents
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 1
@@ -176,7 +187,7 @@ func (o *Options) defaults() {
 		o.SampleEvery = 100 * time.Millisecond
 	}
 	if o.HeartbeatTimeout <= 0 {
-		o.HeartbeatTimeout = 2 * time.Second
+		o.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
 	if o.RunID == "" {
 		o.RunID = forward.NewChunkID()[:12]
