@@ -27,7 +27,7 @@ func newESCmd(g *Globals) *cobra.Command {
 		Use:   "es",
 		Short: "Elasticsearch/OpenSearch as a log shipper sees it: probe, count duplicates, or run a misbehaving test cluster",
 	}
-	cmd.AddCommand(newESProbeCmd(g, nil), newESDupsCmd(g, nil), newESServeCmd(g))
+	cmd.AddCommand(newESProbeCmd(g, nil), newESDupsCmd(g, nil), newESServeCmd(g, nil))
 	return cmd
 }
 
@@ -288,7 +288,9 @@ type ESServeOptions struct {
 	Seed                           int64
 }
 
-func newESServeCmd(g *Globals) *cobra.Command {
+// newESServeCmd builds `es serve`; runF, when set, gets the parsed options
+// instead of essim starting.
+func newESServeCmd(g *Globals, runF func(ESServeOptions) error) *cobra.Command {
 	o := &ESServeOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -305,6 +307,9 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
   logdoctor es serve --index-late --late-by 6s             # answers after the shipper gave up: duplicates`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(*o)
+			}
 			r, err := runESServe(cmd.Context(), g.Now, *o, func(s *essim.Server) {
 				fmt.Fprintf(g.IO.Err, "essim %s listening on %s\n", s.Version(), strings.Join(s.URLs(), " "))
 			})

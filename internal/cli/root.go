@@ -208,9 +208,9 @@ func guardParents(c *cobra.Command) {
 // commands lists the subcommands, one constructor per file.
 func commands(g *Globals) []*cobra.Command {
 	return []*cobra.Command{
-		newSocketsCmd(g),
+		newSocketsCmd(g, nil),
 		newForwardCmd(g),
-		newUDPFragCmd(g),
+		newUDPFragCmd(g, nil),
 		newPipelineCmd(g, nil),
 		newESCmd(g),
 		newSmokeCmd(g, nil),

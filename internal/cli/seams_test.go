@@ -110,3 +110,31 @@ func TestESFlagsParseTheSameInEveryCommand(t *testing.T) {
 		t.Fatalf("smoke: password %q, TLS %+v", sm.ESPassword, sm.ForwardTLS)
 	}
 }
+
+func TestSocketsUDPFragESServeFlagsParse(t *testing.T) {
+	var so SocketsOptions
+	if err := parseOnly(t, newSocketsCmd(seamGlobals(), func(o SocketsOptions) error { so = o; return nil }),
+		"--peer", "es", "--state", "CLOSE_WAIT,TIME_WAIT", "--by", "process", "--send-q", "4096"); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(so.Peers, []string{"es"}) || !reflect.DeepEqual(so.States, []string{"CLOSE_WAIT", "TIME_WAIT"}) ||
+		so.By != "process" || so.Thresholds.SendQ != 4096 || so.ProcRoot != "/proc" || so.Now == nil {
+		t.Fatalf("%+v", so)
+	}
+	var uo UDPFragOptions
+	if err := parseOnly(t, newUDPFragCmd(seamGlobals(), func(o UDPFragOptions) error { uo = o; return nil }),
+		"--port", "5160", "--port", "5170", "--duration", "2s", "-i", "lo"); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(uo.Ports, []uint16{5160, 5170}) || uo.Duration != 2*time.Second || !reflect.DeepEqual(uo.Interfaces, []string{"lo"}) {
+		t.Fatalf("%+v", uo)
+	}
+	var eo ESServeOptions
+	if err := parseOnly(t, newESServeCmd(seamGlobals(), func(o ESServeOptions) error { eo = o; return nil }),
+		"--nodes", "3", "--reject-rate", "0.25"); err != nil {
+		t.Fatal(err)
+	}
+	if eo.Nodes != 3 || eo.RejectRate != 0.25 || eo.Listen != "127.0.0.1:9200" {
+		t.Fatalf("%+v", eo)
+	}
+}

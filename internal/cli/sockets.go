@@ -36,7 +36,9 @@ type SocketsOptions struct {
 	Now      func() time.Time
 }
 
-func newSocketsCmd(g *Globals) *cobra.Command {
+// newSocketsCmd builds `sockets`; runF, when set, gets the parsed options
+// instead of the table being read.
+func newSocketsCmd(g *Globals, runF func(SocketsOptions) error) *cobra.Command {
 	o := SocketsOptions{ProcRoot: "/proc", By: string(sockstat.ByPeer), Thresholds: sockstat.DefaultThresholds()}
 	var sendQ int64
 	cmd := &cobra.Command{
@@ -62,6 +64,9 @@ ESTABLISHED connection.
 			}
 			o.Thresholds.SendQ = uint64(sendQ)
 			o.Now = g.Now
+			if runF != nil {
+				return runF(o)
+			}
 			return runSockets(cmd.Context(), o, g.Emit)
 		}),
 	}

@@ -49,7 +49,9 @@ type UDPFragOptions struct {
 	ListenReady func(net.Addr)
 }
 
-func newUDPFragCmd(g *Globals) *cobra.Command {
+// newUDPFragCmd builds `udp-frag`; runF, when set, gets the parsed options
+// instead of the capture or probe running.
+func newUDPFragCmd(g *Globals, runF func(UDPFragOptions) error) *cobra.Command {
 	o := UDPFragOptions{}
 	var ports []int
 	var sizes []string
@@ -97,6 +99,9 @@ gets through is measured.`,
 				o.Stdin = g.IO.In
 			}
 			o.Now = g.Now
+			if runF != nil {
+				return runF(o)
+			}
 			r, err := runUDPFrag(cmd.Context(), o)
 			if err != nil {
 				return err
