@@ -8,6 +8,10 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -X $(PKG)/internal/buildinfo.Version=$(VERSION) -X $(PKG)/internal/buildinfo.Commit=$(COMMIT)
 FUZZTIME    ?= 30s
+# staticcheck, pinned: `make lint` installs this version into bin/ from the
+# module proxy, so every machine checks with the same rules.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := bin/staticcheck-$(STATICCHECK_VERSION)
 
 .PHONY: build run image test test-deps bench lint fuzz clean
 
@@ -39,11 +43,17 @@ test: test-deps
 bench: build
 	@scripts/bench.sh
 
-lint:
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	cd tools && $(GO) vet ./... && $(GO) mod tidy -diff
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	mkdir -p bin
+	GOBIN=$(CURDIR)/bin/.staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv bin/.staticcheck/staticcheck $@ && rmdir bin/.staticcheck
 
 # Runs every fuzz target for FUZZTIME each; the seed corpora live in
 # testdata/fuzz of each package and run with every `go test`.

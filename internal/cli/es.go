@@ -27,52 +27,46 @@ func newESCmd(g *Globals) *cobra.Command {
 		Use:   "es",
 		Short: "Elasticsearch/OpenSearch as a log shipper sees it: probe, count duplicates, or run a misbehaving test cluster",
 	}
-	cmd.AddCommand(newESProbeCmd(g), newESDupsCmd(g), newESServeCmd(g))
+	cmd.AddCommand(newESProbeCmd(g, nil), newESDupsCmd(g, nil), newESServeCmd(g, nil))
 	return cmd
 }
 
-// ESConnOptions are the connection flags shared by es probe and es dups.
+// ESConnOptions are the connection flags of es probe and es dups: the
+// shared ESConn group (whose old spellings here, --user, --password-file,
+// --api-key, --ca and --insecure, still work), plus an inline password and
+// the request timeout.
 type ESConnOptions struct {
-	User, Password, PasswordFile string
-	APIKey                       string
-	CA                           string
-	Insecure                     bool
-	Timeout                      time.Duration
+	ESConn
+	Password string
+	Timeout  time.Duration
 
 	rootCAs *x509.CertPool // read from CA by resolve
 }
 
 func (c *ESConnOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&c.User, "user", "", "basic auth user")
-	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --password-file or LOGDOCTOR_ES_PASSWORD)")
-	f.StringVar(&c.PasswordFile, "password-file", "", "read the basic auth password from this file")
-	f.StringVar(&c.APIKey, "api-key", "", "API key (base64 id:key), sent as 'Authorization: ApiKey ...' (or LOGDOCTOR_ES_API_KEY)")
-	f.StringVar(&c.CA, "ca", "", "PEM CA certificate to verify the cluster's TLS certificate")
-	f.BoolVar(&c.Insecure, "insecure", false, "do not verify the TLS certificate")
+	c.ESConn.addFlags(f, map[string]string{"es-user": "user", "es-password-file": "password-file",
+		"es-api-key": "api-key", "es-ca": "ca", "es-insecure": "insecure"})
+	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
 	durVar(f, &c.Timeout, "timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "timeout of each request and TCP connect")
 }
 
 // resolve fills the password and API key from the file and environment.
 func (c *ESConnOptions) resolve() error {
 	if c.PasswordFile != "" && c.Password != "" {
-		return usageErrorf("--password and --password-file are exclusive")
+		return usageErrorf("--password and %s are exclusive", c.flag("es-password-file"))
 	}
-	pw, err := esPassword(c.Password, "--password-file", c.PasswordFile)
+	pw, err := c.password(c.Password)
 	if err != nil {
 		return err
 	}
 	c.Password = pw
-	if c.APIKey == "" {
-		c.APIKey = os.Getenv("LOGDOCTOR_ES_API_KEY")
-	}
+	c.APIKey = c.apiKey()
 	if c.Timeout <= 0 {
 		return usageErrorf("--timeout must be positive")
 	}
-	if c.CA != "" {
-		if c.rootCAs, err = certPool("--ca", c.CA); err != nil {
-			return err
-		}
+	if c.rootCAs, err = c.ESConn.rootCAs(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -96,7 +90,9 @@ type ESProbeOptions struct {
 	BulkSamples    int
 }
 
-func newESProbeCmd(g *Globals) *cobra.Command {
+// newESProbeCmd builds `es probe`; runF, when set, gets the parsed
+// options instead of the probe running.
+func newESProbeCmd(g *Globals, runF func(ESProbeOptions) error) *cobra.Command {
 	o := &ESProbeOptions{}
 	cmd := &cobra.Command{
 		Use:   "probe URL [URL...]",
@@ -110,14 +106,17 @@ thread_pool.write and indexing_pressure rejections as deltas, and with
 --index a canary bulk sent with create and a fixed _id (201, then 409s,
 exactly one document; deleted afterwards). Run it where the shipper runs.
 
-The password may come from --password-file or LOGDOCTOR_ES_PASSWORD, the API
+The password may come from --es-password-file or LOGDOCTOR_ES_PASSWORD, the API
 key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
 		Example: `  logdoctor es probe http://localhost:9200
-  logdoctor es probe https://es-0:9200 https://es-1:9200 --user elastic --password-file pw --ca ca.pem --index logs-probe
+  logdoctor es probe https://es-0:9200 https://es-1:9200 --es-user elastic --es-password-file pw --es-ca ca.pem --index logs-probe
   logdoctor es probe http://es:9200 --bulk-size 16MiB --request-timeout 5s --idle-wait 65s -o json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
 			o.URLs = args
+			if runF != nil {
+				return runF(*o)
+			}
 			r, err := runESProbe(cmd.Context(), g.Now, *o)
 			if err != nil {
 				return err
@@ -199,7 +198,9 @@ type ESDupsOptions struct {
 	Examples int
 }
 
-func newESDupsCmd(g *Globals) *cobra.Command {
+// newESDupsCmd builds `es dups`; runF, when set, gets the parsed options
+// instead of the count running.
+func newESDupsCmd(g *Globals, runF func(ESDupsOptions) error) *cobra.Command {
 	o := &ESDupsOptions{}
 	cmd := &cobra.Command{
 		Use:   "dups URL --index PATTERN [--field F | --fields a,b]",
@@ -216,6 +217,9 @@ failed page) is the finding es.dups_incomplete, never a clean verdict.`,
 		Args: cobra.ExactArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
 			o.URL = args[0]
+			if runF != nil {
+				return runF(*o)
+			}
 			r, err := runESDups(cmd.Context(), g.Now, *o)
 			if err != nil {
 				return err
@@ -285,23 +289,9 @@ type ESServeOptions struct {
 	Seed                           int64
 }
 
-// esServeData is the report of an es serve run: where it listened and
-// what it counted.
-type esServeData struct {
-	URLs   []string     `json:"urls"`
-	Faults essim.Faults `json:"faults"`
-	Stats  essim.Stats  `json:"stats"`
-}
-
-func (d *esServeData) Sections() []report.Section {
-	s := d.Stats
-	return []report.Section{{Title: "essim", Header: []string{"URLS", "DOCS", "BULKS", "ITEMS", "REJECTED", "FAILED", "DROPPED", "CONFLICTS", "CONNS OPENED"},
-		Rows: [][]string{{strings.Join(d.URLs, " "), strconv.Itoa(s.Docs), strconv.FormatInt(s.BulkRequests, 10), strconv.FormatInt(s.BulkItems, 10),
-			strconv.FormatInt(s.Rejected, 10), strconv.FormatInt(s.RequestFailures, 10), strconv.FormatInt(s.Dropped, 10),
-			strconv.FormatInt(s.Conflicts, 10), strconv.FormatInt(s.OpenedConns, 10)}}}}
-}
-
-func newESServeCmd(g *Globals) *cobra.Command {
+// newESServeCmd builds `es serve`; runF, when set, gets the parsed options
+// instead of essim starting.
+func newESServeCmd(g *Globals, runF func(ESServeOptions) error) *cobra.Command {
 	o := &ESServeOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -318,6 +308,9 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
   logdoctor es serve --index-late --late-by 6s             # answers after the shipper gave up: duplicates`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(*o)
+			}
 			r, err := runESServe(cmd.Context(), g.Now, *o, func(s *essim.Server) {
 				fmt.Fprintf(g.IO.Err, "essim %s listening on %s\n", s.Version(), strings.Join(s.URLs(), " "))
 			})
@@ -431,7 +424,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	// design, so no limit is set.
 	if o.Data != "" {
 		if _, restore := setMemoryLimit(inflightLimit*int64(o.Nodes), func() int64 {
-			return int64(s.Stats().Docs) * embeddedESBytesPerDoc
+			return int64(s.Stats().Docs) * essim.IndexBytesPerDoc
 		}); restore != nil {
 			defer restore()
 		}
@@ -449,7 +442,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	case <-ctx.Done():
 	case <-timeout:
 	}
-	data := &esServeData{URLs: s.URLs(), Faults: s.Faults(), Stats: s.Stats()}
+	data := &essim.Report{URLs: s.URLs(), Faults: s.Faults(), Stats: s.Stats()}
 	if err := s.Close(); err != nil {
 		return nil, fmt.Errorf("essim: %w", err)
 	}

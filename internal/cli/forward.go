@@ -7,20 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net"
 	"os"
-	"os/signal"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardserve"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
 	"github.com/logdoctor/logdoctor/pkg/inflight"
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -33,27 +28,27 @@ func newForwardCmd(g *Globals) *cobra.Command {
 		Use:   "forward",
 		Short: "Fluentd forward protocol: probe an endpoint's acks, or run a test receiver",
 	}
-	cmd.AddCommand(newForwardProbeCmd(g), newForwardServeCmd(g))
+	cmd.AddCommand(newForwardProbeCmd(g, nil), newForwardServeCmd(g, nil))
 	return cmd
 }
 
 // ForwardProbeOptions are the flags of `forward probe`.
 type ForwardProbeOptions struct {
-	Addr                      string
-	Tag                       string
-	Modes                     []string
-	AckTimeout, SlowAck       time.Duration
-	HeloWait                  time.Duration
-	SharedKey, Username       string
-	Password, Hostname        string
-	TLS, Insecure             bool
-	CA, Cert, Key, ServerName string
-	Count, Concurrency        int
-	ChunkEvents, RecordSize   int
-	Rate                      float64
-	NewConnection             bool
-	Heartbeat                 bool
-	HeartbeatTimeout          time.Duration
+	Addr                string
+	Tag                 string
+	Modes               []string
+	AckTimeout, SlowAck time.Duration
+	HeloWait            time.Duration
+	SharedKey, Username string
+	Password, Hostname  string
+	ForwardTLS
+	ServerName              string
+	Count, Concurrency      int
+	ChunkEvents, RecordSize int
+	Rate                    float64
+	NewConnection           bool
+	Heartbeat               bool
+	HeartbeatTimeout        time.Duration
 
 	HandshakeTimeout time.Duration
 	PeerKind         string // "", fluentd or fluent-bit
@@ -63,7 +58,9 @@ type ForwardProbeOptions struct {
 	Sockets forwardprobe.SocketInspector
 }
 
-func newForwardProbeCmd(g *Globals) *cobra.Command {
+// newForwardProbeCmd builds `forward probe`; runF, when set, gets the
+// parsed options instead of the probe running (the seam flag tests use).
+func newForwardProbeCmd(g *Globals, runF func(ForwardProbeOptions) error) *cobra.Command {
 	o := &ForwardProbeOptions{}
 	cmd := &cobra.Command{
 		Use:   "probe HOST:PORT",
@@ -85,6 +82,9 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 			if o.Password == "" {
 				o.Password = os.Getenv("LOGDOCTOR_FORWARD_PASSWORD")
 			}
+			if runF != nil {
+				return runF(*o)
+			}
 			o.Sockets = procSocketInspector()
 			r, err := runForwardProbe(cmd.Context(), g.Now, *o)
 			if err != nil {
@@ -94,10 +94,10 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 		}),
 	}
 	f := cmd.Flags()
-	nonEmptyVar(f, &o.Tag, "tag", "logdoctor.probe", "a non-empty tag", "tag of the canary events")
+	nonEmptyVar(f, &o.Tag, "tag", forwardprobe.DefaultTag, "a non-empty tag", "tag of the canary events")
 	f.StringSliceVar(&o.Modes, "mode", nil, "message, forward, packed or compressed (repeat or comma-separate; default: each once, packed in load mode)")
-	durVar(f, &o.AckTimeout, "ack-timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
-	durVar(f, &o.SlowAck, "slow-ack", time.Second, time.Nanosecond, wantPositiveDur, "ack latency p99 above this is reported as forward.slow_ack")
+	durVar(f, &o.AckTimeout, "ack-timeout", forwardprobe.DefaultAckTimeout, time.Nanosecond, wantPositiveDur, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
+	durVar(f, &o.SlowAck, "slow-ack", forwardprobe.DefaultSlowAck, time.Nanosecond, wantPositiveDur, "ack latency p99 above this is reported as forward.slow_ack")
 	durVar(f, &o.HeloWait, "helo-wait", 300*time.Millisecond, time.Nanosecond, wantPositiveDur, "without --shared-key, how long to listen for a HELO after connecting")
 	durVar(f, &o.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "bound of the TLS handshake and, with --shared-key, of the wait for HELO and PONG")
 	enumVar(f, &o.PeerKind, "peer-kind", "", []string{"", "fluentd", "fluent-bit"}, "what listens there, fluentd or fluent-bit (only the --heartbeat verdict depends on it: Fluent Bit does not answer UDP heartbeats)")
@@ -105,47 +105,17 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	f.StringVar(&o.Username, "username", "", "username for user_auth")
 	f.StringVar(&o.Password, "password", "", "password for user_auth")
 	f.StringVar(&o.Hostname, "hostname", "", "self hostname sent in PING (default: this host's name)")
-	f.BoolVar(&o.TLS, "tls", false, "connect with TLS")
-	f.StringVar(&o.CA, "ca", "", "PEM file of CAs to trust for the server certificate (implies --tls)")
-	f.StringVar(&o.Cert, "cert", "", "PEM client certificate (implies --tls)")
-	f.StringVar(&o.Key, "key", "", "PEM client key")
+	o.ForwardTLS.addFlags(f, map[string]string{"tls-ca": "ca", "tls-cert": "cert", "tls-key": "key", "tls-insecure": "insecure"})
 	f.StringVar(&o.ServerName, "server-name", "", "TLS server name to verify (default: the host)")
-	f.BoolVar(&o.Insecure, "insecure", false, "do not verify the server certificate (implies --tls)")
 	intVar(f, &o.Count, "count", 0, 0, math.MaxInt32, "0 (canary mode) or a number of events", "load mode: send this many events")
 	floatVar(f, &o.Rate, "rate", 0, 0, math.MaxFloat64, "0 (as fast as acks come) or a positive number of events per second", "load mode: at most this many events per second (0: as fast as acks come)")
 	intVar(f, &o.Concurrency, "concurrency", 1, 1, 4096, "a number of connections from 1 to 4096", "load mode: connections sending in parallel")
-	intVar(f, &o.ChunkEvents, "chunk-events", 1000, 1, 1_000_000, "a number of events from 1 to 1000000", "load mode: events per chunk")
-	intVar(f, &o.RecordSize, "record-size", 200, 1, 16<<20, "a number of bytes from 1 to 16777216", "approximate bytes per record")
+	intVar(f, &o.ChunkEvents, "chunk-events", forwardprobe.DefaultChunkEvents, 1, 1_000_000, "a number of events from 1 to 1000000", "load mode: events per chunk")
+	intVar(f, &o.RecordSize, "record-size", forwardprobe.DefaultRecordSize, 1, 16<<20, "a number of bytes from 1 to 16777216", "approximate bytes per record")
 	f.BoolVar(&o.NewConnection, "new-connection", false, "load mode: a new connection per chunk (out_forward without keepalive) instead of keep-alive")
 	f.BoolVar(&o.Heartbeat, "heartbeat", false, "also check that the port answers UDP heartbeats")
-	durVar(f, &o.HeartbeatTimeout, "heartbeat-timeout", 2*time.Second, time.Nanosecond, wantPositiveDur, "how long to wait for the UDP heartbeat reply")
+	durVar(f, &o.HeartbeatTimeout, "heartbeat-timeout", forwardprobe.DefaultHeartbeatTimeout, time.Nanosecond, wantPositiveDur, "how long to wait for the UDP heartbeat reply")
 	return cmd
-}
-
-// probeTLSConfig builds the client TLS config from the flags (nil: plain TCP).
-func probeTLSConfig(o ForwardProbeOptions) (*tls.Config, error) {
-	if !o.TLS && o.CA == "" && o.Cert == "" && o.Key == "" && !o.Insecure {
-		return nil, nil
-	}
-	cfg := &tls.Config{InsecureSkipVerify: o.Insecure, ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
-	if o.CA != "" {
-		pool, err := certPool("--ca", o.CA)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
-	}
-	pair, err := keyPair("--cert", o.Cert, "--key", o.Key)
-	if errors.Is(err, errPairIncomplete) {
-		return nil, &UsageError{Err: err}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if pair != nil {
-		cfg.Certificates = []tls.Certificate{*pair}
-	}
-	return cfg, nil
 }
 
 func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOptions) (*report.Report, error) {
@@ -177,7 +147,7 @@ func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOp
 	if o.Count > 0 && len(modes) > 1 {
 		return nil, usageErrorf("load mode (--count) sends one --mode")
 	}
-	tc, err := probeTLSConfig(o)
+	tc, err := o.ForwardTLS.config(o.ServerName)
 	if err != nil {
 		return nil, err
 	}
@@ -193,80 +163,10 @@ func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOp
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}
-	r.Data = probeData{res}
+	r.Data = res
 	r.Add(findings...)
 	r.Finish(now())
 	return r, nil
-}
-
-// probeData renders forwardprobe.Result as tables.
-type probeData struct{ *forwardprobe.Result }
-
-func (d probeData) Sections() []report.Section {
-	res := d.Result
-	steps := report.Section{Title: "Steps to " + res.Addr, Header: []string{"STEP", "MS", "OK", "ERROR"}}
-	for _, s := range res.Steps {
-		steps.Rows = append(steps.Rows, []string{s.Name, fmt.Sprintf("%.2f", s.MS), strconv.FormatBool(s.OK), s.Error})
-	}
-	out := []report.Section{steps}
-	if len(res.Canaries) > 0 {
-		c := report.Section{Title: "Canary chunks (run " + res.RunID + ")", Header: []string{"MODE", "EVENTS", "BYTES", "OUTCOME", "ACK MS", "Send-Q max", "CHUNK"}}
-		for _, cn := range res.Canaries {
-			sq := ""
-			if len(cn.Socket) > 0 {
-				m := 0
-				for _, s := range cn.Socket {
-					m = max(m, s.SendQ)
-				}
-				sq = strconv.Itoa(m)
-			}
-			ack := ""
-			if cn.Outcome == "acked" {
-				ack = fmt.Sprintf("%.2f", cn.AckMS)
-			}
-			c.Rows = append(c.Rows, []string{cn.Mode, strconv.Itoa(cn.Events), strconv.Itoa(cn.Bytes), cn.Outcome, ack, sq, cn.Chunk})
-		}
-		out = append(out, c)
-	}
-	if l := res.Load; l != nil {
-		keep := "keep-alive"
-		if !l.KeepAlive {
-			keep = "new connection per chunk"
-		}
-		s := report.Section{Title: fmt.Sprintf("Load: %s, %d events/chunk, %d connection(s), %s", l.Mode, l.ChunkEvents, l.Concurrency, keep),
-			Header: []string{"METRIC", "VALUE"}}
-		s.Rows = [][]string{
-			{"events sent / acked", fmt.Sprintf("%d / %d", l.EventsSent, l.EventsAcked)},
-			{"chunks sent / acked", fmt.Sprintf("%d / %d", l.ChunksSent, l.ChunksAcked)},
-			{"acked events/s", fmt.Sprintf("%.0f", l.AckedPerSecond)},
-			{"seconds", fmt.Sprintf("%.3f", l.Seconds)},
-			{"ack latency p50/p90/p99/max ms", fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", l.AckLatency.P50, l.AckLatency.P90, l.AckLatency.P99, l.AckLatency.Max)},
-			{"connections", strconv.FormatInt(l.Connections, 10)},
-		}
-		kinds := make([]string, 0, len(l.Errors))
-		for k := range l.Errors {
-			kinds = append(kinds, k)
-		}
-		sort.Strings(kinds)
-		for _, k := range kinds {
-			s.Rows = append(s.Rows, []string{"errors: " + k, strconv.Itoa(l.Errors[k])})
-		}
-		out = append(out, s)
-	} else if res.AckLatency != nil {
-		l := res.AckLatency
-		out = append(out, report.Section{Lines: []string{fmt.Sprintf("ack latency p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d chunk(s)", l.P50, l.P99, l.Max, l.N)}})
-	}
-	if hb := res.Heartbeat; hb != nil {
-		line := fmt.Sprintf("UDP heartbeat: answered in %.2f ms", hb.RTTMS)
-		if !hb.OK {
-			line = "UDP heartbeat: no answer (" + hb.Error + ")"
-			if hb.Refused {
-				line = "UDP heartbeat: nothing listens on the UDP port (" + hb.Error + ")"
-			}
-		}
-		out = append(out, report.Section{Lines: []string{line}})
-	}
-	return out
 }
 
 // ForwardServeOptions are the flags of `forward serve`.
@@ -291,35 +191,9 @@ type ForwardServeOptions struct {
 	MaxConns        int
 }
 
-// ackPolicy is the parsed --ack.
-type ackPolicy struct {
-	kind  string // always, never, wrong, delay, drop-rate
-	delay time.Duration
-	rate  float64
-}
-
-func parseAckPolicy(s string) (ackPolicy, error) {
-	k, v, hasV := strings.Cut(s, "=")
-	switch {
-	case !hasV && (k == "always" || k == "never" || k == "wrong"):
-		return ackPolicy{kind: k}, nil
-	case hasV && k == "delay":
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return ackPolicy{}, fmt.Errorf("--ack delay=%s: want a duration like 2s", v)
-		}
-		return ackPolicy{kind: k, delay: d}, nil
-	case hasV && k == "drop-rate":
-		p, err := strconv.ParseFloat(v, 64)
-		if err != nil || p < 0 || p > 1 {
-			return ackPolicy{}, fmt.Errorf("--ack drop-rate=%s: want a probability from 0 to 1", v)
-		}
-		return ackPolicy{kind: k, rate: p}, nil
-	}
-	return ackPolicy{}, fmt.Errorf("--ack %q: want always, never, wrong, delay=DURATION or drop-rate=P", s)
-}
-
-func newForwardServeCmd(g *Globals) *cobra.Command {
+// newForwardServeCmd builds `forward serve`; runF, when set, gets the
+// parsed options instead of the receiver running.
+func newForwardServeCmd(g *Globals, runF func(ForwardServeOptions) error) *cobra.Command {
 	o := &ForwardServeOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -334,8 +208,10 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 			if o.SharedKey == "" {
 				o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			if runF != nil {
+				return runF(*o)
+			}
+			ctx := cmd.Context()
 			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: addrAsText}))
 			r, err := runForwardServe(ctx, g.Now, *o, logger, func(addr net.Addr) {
 				fmt.Fprintf(g.IO.Err, "logdoctor forward serve: listening on %s (ack %s)\n", addr, o.Ack)
@@ -373,107 +249,6 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 	return cmd
 }
 
-// serveCounts is the receiver's tally.
-type serveCounts struct {
-	mu         sync.Mutex
-	policy     ackPolicy
-	closeAfter int
-	rng        *rand.Rand
-	tags       map[string]*tagCount
-	modes      map[string]int64
-	withheld   int64
-	closed     int64
-	json       int64
-}
-
-type tagCount struct {
-	Tag      string `json:"tag"`
-	Events   int64  `json:"events"`
-	Requests int64  `json:"requests"`
-	Bytes    int64  `json:"bytes"`
-}
-
-var errAckWithheld = errors.New("ack withheld on purpose (--ack)")
-
-func (c *serveCounts) HandleForward(ctx context.Context, _ net.Addr, req *forward.Request) error {
-	c.mu.Lock()
-	t := c.tags[req.Tag]
-	if t == nil {
-		t = &tagCount{Tag: req.Tag}
-		c.tags[req.Tag] = t
-	}
-	t.Events += int64(len(req.Entries))
-	t.Requests++
-	t.Bytes += int64(req.Bytes)
-	c.modes[req.Mode.String()]++
-	if req.JSON {
-		c.json++
-	}
-	if c.closeAfter > 0 && req.Seq >= c.closeAfter {
-		c.closed++
-		c.mu.Unlock()
-		return fmt.Errorf("--close-after %d: %w", c.closeAfter, forward.ErrCloseConnection)
-	}
-	drop := c.policy.kind == "never" || c.policy.kind == "drop-rate" && c.rng.Float64() < c.policy.rate
-	if drop && req.Chunk != "" {
-		c.withheld++
-	}
-	c.mu.Unlock()
-	if drop {
-		return errAckWithheld
-	}
-	if c.policy.kind == "delay" {
-		t := time.NewTimer(c.policy.delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-// serveData is the report of `forward serve`.
-type serveData struct {
-	Listen       string           `json:"listen"`
-	Ack          string           `json:"ack"`
-	CloseAfter   int              `json:"close_after,omitempty"`
-	Blackhole    bool             `json:"blackhole,omitempty"`
-	Seconds      float64          `json:"seconds"`
-	Stats        forward.Stats    `json:"stats"`
-	Tags         []tagCount       `json:"tags"`
-	Modes        map[string]int64 `json:"modes"`
-	JSONReqs     int64            `json:"json_requests"`
-	AcksWithheld int64            `json:"acks_withheld"`
-	ClosedByRule int64            `json:"closed_by_close_after"`
-	Blackholed   int64            `json:"blackholed_connections,omitempty"`
-	// InFlight is the memory budget's account (--max-in-flight).
-	InFlight *inflight.Stats `json:"in_flight,omitempty"`
-}
-
-func (d *serveData) Sections() []report.Section {
-	s := report.Section{Title: fmt.Sprintf("forward serve on %s for %.1fs (ack %s)", d.Listen, d.Seconds, d.Ack), Header: []string{"TAG", "EVENTS", "REQUESTS", "BYTES"}}
-	for _, t := range d.Tags {
-		s.Rows = append(s.Rows, []string{t.Tag, strconv.FormatInt(t.Events, 10), strconv.FormatInt(t.Requests, 10), strconv.FormatInt(t.Bytes, 10)})
-	}
-	st := d.Stats
-	lines := []string{fmt.Sprintf("connections %d (refused %d, closed on error %d, auth failed %d, replaced at --max-conns %d, no request in time %d, closed for broken values %d); requests %d, events %d, acks sent %d, acks withheld %d, closed by --close-after %d, non-requests dropped %d",
-		st.Accepted, st.Refused, st.Errors, st.AuthFailed, st.Evicted, st.NoFirstRequest, st.ClosedBroken, st.Requests, st.Events, st.Acks, d.AcksWithheld, d.ClosedByRule, st.Dropped)}
-	if st.TLSFailed+st.BadRequests+st.UnknownCompression > 0 {
-		lines = append(lines, fmt.Sprintf("closed on error: TLS handshake failed %d, bad requests %d, unknown compression %d",
-			st.TLSFailed, st.BadRequests, st.UnknownCompression))
-	}
-	if b := d.InFlight; b != nil {
-		lines = append(lines, fmt.Sprintf("in-flight memory: peak %d of %d bytes; requests waited %d times, refused %d (larger than the budget) and %d (to break a wait cycle)",
-			b.Peak, b.Limit, b.Waits, b.Refused, b.Preempted))
-	}
-	if d.Blackhole {
-		lines = append(lines, fmt.Sprintf("blackhole: %d connection(s) accepted and never read", d.Blackholed))
-	}
-	return []report.Section{s, {Lines: lines}}
-}
-
 func serveTLSConfig(o ForwardServeOptions) (*tls.Config, error) {
 	if o.TLSCert == "" && o.TLSKey == "" {
 		if o.TLSClientCA != "" {
@@ -498,10 +273,11 @@ func serveTLSConfig(o ForwardServeOptions) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// runForwardServe listens, serves until ctx is done or --duration passes,
-// and returns the tally. onListen is told the bound address.
+// runForwardServe checks the options, runs the receiver until ctx is done
+// or --duration passes, and reports its tally. onListen is told the bound
+// address.
 func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOptions, logger *slog.Logger, onListen func(net.Addr)) (*report.Report, error) {
-	policy, err := parseAckPolicy(o.Ack)
+	policy, err := forwardserve.ParseAckPolicy(o.Ack)
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}
@@ -537,30 +313,6 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 	if err != nil {
 		return nil, err
 	}
-	started := now()
-	r := report.New("forward serve", started)
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
-	}
-	data := &serveData{Listen: ln.Addr().String(), Ack: o.Ack, CloseAfter: o.CloseAfter, Blackhole: o.Blackhole, Modes: map[string]int64{}, Tags: []tagCount{}}
-	if o.Blackhole {
-		if onListen != nil {
-			onListen(ln.Addr())
-		}
-		data.Blackholed = blackhole(ctx, ln)
-		data.Seconds = now().Sub(started).Seconds()
-		r.Data = data
-		r.Finish(now())
-		return r, nil
-	}
-	counts := &serveCounts{policy: policy, closeAfter: o.CloseAfter, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
-		tags: map[string]*tagCount{}, modes: map[string]int64{}}
 	var budget *inflight.Budget
 	if maxInFlight > 0 {
 		budget = inflight.New(maxInFlight)
@@ -568,71 +320,22 @@ func runForwardServe(ctx context.Context, now func() time.Time, o ForwardServeOp
 			defer restore()
 		}
 	}
-	srv := &forward.Server{Handler: counts, SharedKey: o.SharedKey, Users: users, TLSConfig: tc, Hostname: o.Hostname,
-		Logger: logger, Limits: forward.Limits{MaxRequestBytes: o.MaxRequestBytes, MaxDecompressedBytes: maxDec}, Budget: budget,
-		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, FirstRequestTimeout: o.FirstRequest, MaxConns: o.MaxConns}
-	if policy.kind == "wrong" {
-		srv.AckFor = func(req *forward.Request) string { return "logdoctor-wrong-" + req.Chunk }
-	}
-	var wg sync.WaitGroup
-	if o.Heartbeat {
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("listen UDP for heartbeats: %w", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.ServeHeartbeat(ctx, pc); err != nil {
-				logger.Warn("heartbeat", "err", err)
-			}
-		}()
-	}
-	if onListen != nil {
-		onListen(ln.Addr())
-	}
-	err = srv.Serve(ctx, ln)
-	wg.Wait()
+	r := report.New("forward serve", now())
+	data, err := forwardserve.Run(ctx, forwardserve.Options{
+		Listen: o.Listen, Ack: policy, AckText: o.Ack, CloseAfter: o.CloseAfter, Blackhole: o.Blackhole,
+		SharedKey: o.SharedKey, Users: users, TLSConfig: tc, Hostname: o.Hostname,
+		Duration: o.Duration, Heartbeat: o.Heartbeat, MaxRequestBytes: o.MaxRequestBytes,
+		MaxDecompressedBytes: maxDec, Budget: budget,
+		ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout, FirstRequestTimeout: o.FirstRequest, MaxConns: o.MaxConns,
+		Logger: logger, Now: now, OnListen: onListen,
+	})
 	if err != nil {
 		return nil, err
 	}
-	counts.mu.Lock()
-	for _, t := range counts.tags {
-		data.Tags = append(data.Tags, *t)
-	}
-	sort.Slice(data.Tags, func(i, j int) bool { return data.Tags[i].Tag < data.Tags[j].Tag })
-	data.Modes, data.JSONReqs, data.AcksWithheld, data.ClosedByRule = counts.modes, counts.json, counts.withheld, counts.closed
-	counts.mu.Unlock()
-	data.Stats = srv.Stats()
-	if budget != nil {
-		st := budget.Stats()
-		data.InFlight = &st
-	}
-	data.Seconds = now().Sub(started).Seconds()
 	r.Data = data
-	r.Add(forwardInputFindings(data.Listen, data.Stats)...)
+	if !data.Blackhole {
+		r.Add(forwardserve.InputFindings(data.Listen, data.Stats)...)
+	}
 	r.Finish(now())
 	return r, nil
-}
-
-// blackhole accepts connections and never reads them, until ctx is done:
-// the receiver of seed 001 that looks healthy to TCP while nothing is
-// delivered. It returns how many connections it swallowed.
-func blackhole(ctx context.Context, ln net.Listener) int64 {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return int64(len(conns))
-		}
-		conns = append(conns, c)
-	}
 }

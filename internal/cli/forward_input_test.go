@@ -14,8 +14,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/logdoctor/logdoctor/pkg/forward"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardserve"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
+	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -92,7 +94,7 @@ func TestServeReportsSenderErrors(t *testing.T) {
 	r, _ = probe(t, ForwardProbeOptions{Addr: addr, SharedKey: "s3cret", Modes: []string{"packed"}})
 	wantFindings(t, r)
 	rep := stop()
-	f := findingOf(t, rep, FindingInputAuthFailed)
+	f := findingOf(t, rep, forwardserve.FindingInputAuthFailed)
 	if f.Severity != report.Critical || f.Evidence["count"] != int64(1) || !strings.Contains(f.Summary, "shared_key mismatch") ||
 		strings.Contains(f.Summary, "wrong") || strings.Contains(f.Summary, "s3cret") {
 		t.Fatalf("%+v", f)
@@ -118,14 +120,14 @@ func TestServeReportsSenderErrors(t *testing.T) {
 	}
 	c.Close()
 	rep = stop()
-	f = findingOf(t, rep, FindingInputUnknownCompression)
+	f = findingOf(t, rep, forwardserve.FindingInputUnknownCompression)
 	if f.Severity != report.Critical || f.Evidence["count"] != int64(1) || !strings.Contains(f.Summary, `"zstd"`) {
 		t.Fatalf("%+v", f)
 	}
-	if f := findingOf(t, rep, FindingInputBadRequests); f.Severity != report.Warning || f.Evidence["count"] != int64(1) {
+	if f := findingOf(t, rep, forwardserve.FindingInputBadRequests); f.Severity != report.Warning || f.Evidence["count"] != int64(1) {
 		t.Fatalf("%+v", f)
 	}
-	if d := rep.Data.(*serveData); d.Stats.UnknownCompression != 1 || d.Stats.BadRequests != 1 || d.Stats.Events != 2 || len(d.Tags) != 2 {
+	if d := rep.Data.(*forwardserve.Result); d.Stats.UnknownCompression != 1 || d.Stats.BadRequests != 1 || d.Stats.Events != 2 || len(d.Tags) != 2 {
 		t.Fatalf("%+v", d)
 	}
 }
@@ -167,7 +169,7 @@ func TestPipelineReportsForwardInputErrors(t *testing.T) {
 	code, out, errOut := wait()
 	var rep struct {
 		Findings []report.Finding `json:"findings"`
-		Data     PipelineData     `json:"data"`
+		Data     pipeline.Report  `json:"data"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s\n%s", err, out, errOut)
@@ -176,7 +178,7 @@ func TestPipelineReportsForwardInputErrors(t *testing.T) {
 	for _, f := range rep.Findings {
 		ids = append(ids, f.ID)
 	}
-	if code != ExitFindings || strings.Join(ids, ",") != FindingInputAuthFailed+","+FindingInputUnknownCompression ||
+	if code != ExitFindings || strings.Join(ids, ",") != forwardserve.FindingInputAuthFailed+","+forwardserve.FindingInputUnknownCompression ||
 		rep.Data.Stats.ForwardServer.AuthFailed != 1 || rep.Data.Stats.ForwardServer.UnknownCompression != 1 || rep.Data.Stats.ForwardEvents != 1 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
@@ -193,7 +195,7 @@ func TestServeReportsTLSFailures(t *testing.T) {
 		c.Close()
 	}
 	rep := stop()
-	f := findingOf(t, rep, FindingInputTLSFailed)
+	f := findingOf(t, rep, forwardserve.FindingInputTLSFailed)
 	if f.Severity != report.Critical || f.Evidence["count"] != int64(1) ||
 		!strings.Contains(f.Evidence["last_error"].(string), "the peer does not speak TLS (first bytes 93 ") {
 		t.Fatalf("%+v", f)

@@ -28,7 +28,8 @@ func (d nsDialer) DialContext(ctx context.Context, network, addr string) (net.Co
 	return c, err
 }
 
-// TestProbeSeed001DroppedData reproduces seed 001 in a namespace: the
+// TestProbeSeed001DroppedData reproduces "logs lost without errors"
+// (docs/troubleshooting.md) in a namespace: the
 // receiver's firewall lets SYN through and drops everything else, so TCP
 // connects, the data never arrives, and the bytes sit in the probe's
 // Send-Q. The probe must say forward.no_ack with that Send-Q as evidence.

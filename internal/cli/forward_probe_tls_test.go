@@ -50,7 +50,7 @@ func TestProbeTLSRoughEdges(t *testing.T) {
 
 	// --insecure --shared-key against a TLS input without a key.
 	start := time.Now()
-	r, res = probe(t, ForwardProbeOptions{Addr: addr, Insecure: true, SharedKey: "x", HandshakeTimeout: 500 * time.Millisecond})
+	r, res = probe(t, ForwardProbeOptions{Addr: addr, ForwardTLS: ForwardTLS{Insecure: true}, SharedKey: "x", HandshakeTimeout: 500 * time.Millisecond})
 	wantFindings(t, r, forwardprobe.FindingHandshakeNotRequired)
 	for _, c := range res.Canaries {
 		if c.Outcome != "acked" {
@@ -63,7 +63,7 @@ func TestProbeTLSRoughEdges(t *testing.T) {
 
 	// An untrusted certificate: one "tls:" prefix, in the summary and
 	// the step.
-	r, res = probe(t, ForwardProbeOptions{Addr: addr, TLS: true})
+	r, res = probe(t, ForwardProbeOptions{Addr: addr, ForwardTLS: ForwardTLS{TLS: true}})
 	wantFindings(t, r, forwardprobe.FindingConnectFailed)
 	f := r.Findings[0]
 	if strings.Contains(f.Summary, "tls: tls:") || strings.Contains(res.Steps[len(res.Steps)-1].Error, "tls: tls:") ||
@@ -95,7 +95,7 @@ func TestProbeTLSAgainstPlaintext(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	r, _ := probe(t, ForwardProbeOptions{Addr: ln.Addr().String(), Insecure: true, HandshakeTimeout: 300 * time.Millisecond})
+	r, _ := probe(t, ForwardProbeOptions{Addr: ln.Addr().String(), ForwardTLS: ForwardTLS{Insecure: true}, HandshakeTimeout: 300 * time.Millisecond})
 	wantFindings(t, r, forwardprobe.FindingConnectFailed)
 	if f := r.Findings[0]; f.Evidence["step"] != "tls" || !strings.Contains(f.Summary, "may not speak TLS") {
 		t.Fatalf("%+v", f)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardserve"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -22,7 +23,7 @@ import (
 
 // startServe runs `forward serve` in process on a free loopback port and
 // returns its address and a function that stops it and returns its report.
-func startServe(t *testing.T, o ForwardServeOptions) (string, func() *serveData) {
+func startServe(t *testing.T, o ForwardServeOptions) (string, func() *forwardserve.Result) {
 	t.Helper()
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
@@ -52,8 +53,8 @@ func startServe(t *testing.T, o ForwardServeOptions) (string, func() *serveData)
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not start")
 	}
-	var data *serveData
-	stop := func() *serveData {
+	var data *forwardserve.Result
+	stop := func() *forwardserve.Result {
 		if data != nil {
 			return data
 		}
@@ -62,7 +63,7 @@ func startServe(t *testing.T, o ForwardServeOptions) (string, func() *serveData)
 		if res.err != nil {
 			t.Fatalf("serve: %v", res.err)
 		}
-		data = res.r.Data.(*serveData)
+		data = res.r.Data.(*forwardserve.Result)
 		return data
 	}
 	t.Cleanup(func() { stop() })
@@ -99,7 +100,7 @@ func probe(t *testing.T, o ForwardProbeOptions) (*report.Report, *forwardprobe.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r, r.Data.(probeData).Result
+	return r, r.Data.(*forwardprobe.Result)
 }
 
 func forwardIDs(r *report.Report) []string {
@@ -231,7 +232,8 @@ func TestProbeBlackhole(t *testing.T) {
 		t.Fatalf("%+v", f.Evidence)
 	}
 	// Chunks of ~1 MB overflow the receiver's buffer and back up into the
-	// probe's own Send-Q: seed 001's evidence.
+	// probe's own Send-Q: the evidence of logs lost without errors
+	// (docs/troubleshooting.md).
 	r, res = probe(t, ForwardProbeOptions{Addr: addr, Count: 2000, ChunkEvents: 1000, RecordSize: 1000, AckTimeout: 300 * time.Millisecond})
 	wantFindings(t, r, forwardprobe.FindingNoAck)
 	f = forwardFinding(r, forwardprobe.FindingNoAck)
@@ -292,7 +294,7 @@ func TestProbeSharedKey(t *testing.T) {
 func TestProbeTLS(t *testing.T) {
 	certs := forwardtest.NewCerts(t)
 	addr, _ := startServe(t, ForwardServeOptions{TLSCert: certs.CertFile, TLSKey: certs.KeyFile, TLSClientCA: certs.CAFile})
-	r, res := probe(t, ForwardProbeOptions{Addr: addr, CA: certs.CAFile, Cert: certs.ClientCertFile, Key: certs.ClientKeyFile})
+	r, res := probe(t, ForwardProbeOptions{Addr: addr, ForwardTLS: ForwardTLS{CA: certs.CAFile, Cert: certs.ClientCertFile, Key: certs.ClientKeyFile}})
 	wantFindings(t, r)
 	if !res.TLS || res.Steps[2].Name != "tls" || !res.Steps[2].OK {
 		t.Fatalf("%+v", res.Steps)
@@ -300,12 +302,12 @@ func TestProbeTLS(t *testing.T) {
 	// Without a client certificate the server refuses the TLS handshake
 	// (TLS 1.3 reports it on the first read, so it shows as a closed
 	// connection or a failed TLS step).
-	r, _ = probe(t, ForwardProbeOptions{Addr: addr, Insecure: true, Modes: []string{"message"}})
+	r, _ = probe(t, ForwardProbeOptions{Addr: addr, ForwardTLS: ForwardTLS{Insecure: true}, Modes: []string{"message"}})
 	if len(r.Findings) == 0 || r.Findings[0].Severity != report.Critical {
 		t.Fatalf("no client cert: %v", forwardIDs(r))
 	}
 	// An untrusted server certificate.
-	r, _ = probe(t, ForwardProbeOptions{Addr: addr, TLS: true})
+	r, _ = probe(t, ForwardProbeOptions{Addr: addr, ForwardTLS: ForwardTLS{TLS: true}})
 	wantFindings(t, r, forwardprobe.FindingConnectFailed)
 	if forwardFinding(r, forwardprobe.FindingConnectFailed).Evidence["step"] != "tls" {
 		t.Fatalf("%+v", r.Findings)
@@ -406,7 +408,7 @@ s.close()
 		t.Fatalf("serve exit: %v\n%s", err, errText.String())
 	}
 	var r struct {
-		Data serveData `json:"data"`
+		Data forwardserve.Result `json:"data"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
@@ -426,6 +428,10 @@ s.close()
 // closes an idle one (as a load balancer would).
 func TestForwardServeConnectionLimits(t *testing.T) {
 	addr, stop := startServe(t, ForwardServeOptions{MaxConns: 1, IdleTimeout: time.Second, ReadTimeout: 5 * time.Second})
+	// The idle clock starts when the server accepts, which can be before
+	// Dial returns here: start counting before dialling, or a descheduled
+	// test reads an on-time close as an early one.
+	start := time.Now()
 	first, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +439,6 @@ func TestForwardServeConnectionLimits(t *testing.T) {
 	defer first.Close()
 	first.Write([]byte{0xc0}) // a heartbeat: the first connection is surely accepted before the second
 	time.Sleep(50 * time.Millisecond)
-	start := time.Now()
 	second, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,8 @@ import (
 	"github.com/logdoctor/logdoctor/internal/testenv"
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
+	"github.com/logdoctor/logdoctor/pkg/forward/forwardserve"
+	"github.com/logdoctor/logdoctor/pkg/pipeline"
 )
 
 // child is the logdoctor binary running a server in its own process, so
@@ -172,7 +174,7 @@ func TestPipelineRunMemoryBoundedUnderBombs(t *testing.T) {
 	go func() { defer wg.Done(); fluentErrs = fluentSenders(t, addr, "mem.fluent", fluentN, fluentEvents) }()
 	wg.Wait()
 	peak := c.peakRSS(t)
-	var d PipelineData
+	var d pipeline.Report
 	c.stop(t, &d)
 	logs, _ := os.ReadFile(filepath.Join(dir, "log"))
 
@@ -223,7 +225,7 @@ func TestForwardServeMemoryBoundedUnderBombs(t *testing.T) {
 	}()
 	wg.Wait()
 	peak := c.peakRSS(t)
-	var d serveData
+	var d forwardserve.Result
 	c.stop(t, &d)
 	if bombs.Refused != 12 || bombs.Acked != 0 || len(bombs.Errors) > 0 {
 		t.Errorf("bombs: %+v", bombs)
@@ -305,7 +307,7 @@ func TestESServeBreakerUnderLargeBulks(t *testing.T) {
 	}
 
 	peak := c.peakRSS(t)
-	var d esServeData
+	var d essim.Report
 	c.stop(t, &d)
 	if r.OK != 5 || len(r.Errors) > 0 {
 		t.Errorf("bulks: %+v", r)
@@ -380,7 +382,7 @@ func TestPipelineRunServesSenderUnderIdleFlood(t *testing.T) {
 	lg.Close()
 	cancel()
 	flood.Wait()
-	var d PipelineData
+	var d pipeline.Report
 	c.stop(t, &d)
 	st := d.Stats
 	t.Logf("forward server %+v", st.ForwardServer)
@@ -428,7 +430,7 @@ func TestPipelineRunClosesSilentAndBrokenConnections(t *testing.T) {
 	if code != ExitOK && code != ExitFindings {
 		t.Fatalf("exit %d\n%s", code, errb)
 	}
-	var rep struct{ Data PipelineData }
+	var rep struct{ Data pipeline.Report }
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}

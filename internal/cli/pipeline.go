@@ -3,18 +3,15 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/reopen"
@@ -22,22 +19,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/logdoctor/logdoctor/pkg/esclient"
+	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 	"github.com/logdoctor/logdoctor/pkg/report"
-)
-
-// Finding ids of `pipeline run`.
-const (
-	FindingPipelineLeftInBuffer = "pipeline.left_in_buffer"
-	FindingPipelineDeadLetters  = "pipeline.dead_letters"
-	FindingPipelineUDPDrops     = "pipeline.udp_kernel_drops"
-	FindingPipelineRefused      = "pipeline.forward_refused"
-	FindingPipelineBroken       = "pipeline.forward_broken_requests"
-	FindingPipelineMemoryBuffer = "pipeline.memory_buffer"
-
-	FindingPipelineBufferCorrupt     = "pipeline.buffer_corrupt"
-	FindingPipelineBufferWriteFailed = "pipeline.buffer_write_failed"
+	"github.com/logdoctor/logdoctor/pkg/smoke/lab"
 )
 
 // PipelineOptions are the flags of `pipeline run`.
@@ -67,14 +53,11 @@ type PipelineOptions struct {
 	BufferMax    string
 	FullWait     time.Duration
 
-	ES             []string
-	ESData         string
-	ESMaxDocs      int64
-	ESUser         string
+	ES        []string
+	ESData    string
+	ESMaxDocs int64
+	ESConn
 	ESPassword     string
-	ESAPIKey       string
-	ESCA           string
-	ESInsecure     bool
 	Gzip           bool
 	Workers        int
 	BatchCount     int
@@ -97,7 +80,9 @@ type PipelineOptions struct {
 	LogLevel        string
 }
 
-func newPipelineCmd(g *Globals) *cobra.Command {
+// newPipelineCmd builds `pipeline` and its `run`; runF, when set, gets
+// run's parsed options instead of the pipeline starting.
+func newPipelineCmd(g *Globals, runF func(*PipelineOptions) error) *cobra.Command {
 	parent := &cobra.Command{
 		Use:   "pipeline",
 		Short: "The embedded forward/UDP -> durable buffer -> Elasticsearch pipeline",
@@ -115,6 +100,9 @@ Elasticsearch stand-in. SIGTERM/SIGINT stop accepting and flush for up to
 SIGHUP reopens --log-file and the dead-letter file.`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(o)
+			}
 			rep, err := runPipeline(cmd.Context(), g, o)
 			if rep != nil {
 				if eerr := g.Emit(rep); eerr != nil && err == nil {
@@ -150,11 +138,8 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringSliceVar(&o.ES, "es", []string{"embedded"}, `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`)
 	int64Var(f, &o.ESMaxDocs, "es-max-docs", 4_000_000, 0, 1<<62, "0 (no bound) or more documents", "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
 	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
-	f.StringVar(&o.ESUser, "es-user", "", "basic auth user (or in the URL)")
-	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (or $LOGDOCTOR_ES_PASSWORD)")
-	f.StringVar(&o.ESAPIKey, "es-api-key", "", "API key, sent as 'Authorization: ApiKey ...' (or $LOGDOCTOR_ES_API_KEY)")
-	f.StringVar(&o.ESCA, "es-ca", "", "CA certificate file for HTTPS Elasticsearch")
-	f.BoolVar(&o.ESInsecure, "es-insecure", false, "do not verify the Elasticsearch certificate")
+	o.ESConn.addFlags(f, nil)
+	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
 	f.BoolVar(&o.Gzip, "es-gzip", false, "gzip bulk request bodies")
 	intVar(f, &o.Workers, "es-workers", 2, 1, 256, "a number from 1 to 256", "concurrent bulk requests")
 	intVar(f, &o.BatchCount, "batch-count", 2000, 1, 1_000_000, "a number of events from 1 to 1000000", "events per bulk request")
@@ -176,40 +161,6 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	enumVar(f, &o.LogLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log level: debug, info, warn, error")
 	parent.AddCommand(run)
 	return parent
-}
-
-// PipelineData is the report's data: what the run did.
-type PipelineData struct {
-	Forward     string         `json:"forward,omitempty"`
-	UDP         string         `json:"udp,omitempty"`
-	ES          []string       `json:"es"`
-	BufferDir   string         `json:"buffer_dir,omitempty"`
-	DeadLetter  string         `json:"dead_letter_file"`
-	Stats       pipeline.Stats `json:"stats"`
-	UDPDrops    uint64         `json:"udp_kernel_drops"`
-	LeftOver    int64          `json:"left_in_buffer"`
-	MemoryOnly  bool           `json:"memory_buffer"`
-	ShutdownErr string         `json:"shutdown_error,omitempty"`
-}
-
-// Sections shows the counters as a table.
-func (d *PipelineData) Sections() []report.Section {
-	s := d.Stats
-	row := func(k string, v any) []string { return []string{k, fmt.Sprint(v)} }
-	return []report.Section{{
-		Title:  "pipeline",
-		Header: []string{"counter", "value"},
-		Rows: [][]string{
-			row("forward events", s.ForwardEvents), row("forward acks", s.ForwardAcks),
-			row("forward refused (no ack)", s.ForwardRefused), row("forward connections refused", s.ForwardServer.Refused),
-			row("forward broken requests", s.ForwardServer.Dropped), row("udp events", s.UDPEvents),
-			row("udp bad datagrams", s.UDPBad), row("udp kernel drops", d.UDPDrops),
-			row("indexed", s.Output.Indexed), row("already indexed (409)", s.Output.Duplicates),
-			row("retried", s.Output.Retried), row("dead letters", s.DeadLetters),
-			row("gave up", s.Output.GaveUp), row("bulk requests", s.Output.Requests),
-			row("left in buffer", d.LeftOver), row("buffer dir", d.BufferDir),
-		},
-	}}
 }
 
 func parseSize(s string) (int64, error) {
@@ -330,24 +281,19 @@ func pipelineConfig(o *PipelineOptions) (pipeline.Config, error) {
 		cfg.ForwardTLS = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	}
 	es := esout.Config{
-		Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey, Index: o.Index, Gzip: o.Gzip,
+		Username: o.User, APIKey: o.apiKey(), Index: o.Index, Gzip: o.Gzip,
 		Workers: o.Workers, BatchCount: o.BatchCount, BatchBytes: int(batch), FlushInterval: o.FlushInterval,
 		RequestTimeout: o.RequestTimeout, RetryTimeout: o.RetryTimeout, Sniff: o.Sniff,
 	}
-	if es.Password, err = esPassword(es.Password, "", ""); err != nil {
+	if es.Password, err = o.password(o.ESPassword); err != nil {
 		return cfg, err
 	}
-	if es.APIKey == "" {
-		es.APIKey = os.Getenv("LOGDOCTOR_ES_API_KEY")
-	}
-	if o.ESCA != "" || o.ESInsecure {
-		var roots *x509.CertPool
-		if o.ESCA != "" {
-			if roots, err = certPool("--es-ca", o.ESCA); err != nil {
-				return cfg, err
-			}
+	if o.CA != "" || o.Insecure {
+		roots, err := o.ESConn.rootCAs()
+		if err != nil {
+			return cfg, err
 		}
-		es.TLS = esclient.TLSConfig(roots, o.ESInsecure)
+		es.TLS = esclient.TLSConfig(roots, o.Insecure)
 	}
 	cfg.ES = es
 	return cfg, nil
@@ -471,17 +417,20 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	}
 	cfg.Logger = log
 
-	// Signals: TERM/INT stop, HUP reopens files.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	// Main cancels ctx on TERM/INT; HUP reopens files.
+	var hups <-chan os.Signal
+	if g.IO.Hangups != nil {
+		c, stop := g.IO.Hangups()
+		defer stop()
+		hups = c
+	}
 
 	var (
 		stopES func() error
 		esDocs func() int
 	)
 	if embedded {
-		url, dir, stop, docs, err := startEmbeddedES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
+		url, dir, stop, docs, err := lab.StartES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
@@ -505,7 +454,7 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	if limit, restore := setMemoryLimit(cfg.MaxInFlightBytes, func() int64 {
 		var extra int64
 		if esDocs != nil {
-			extra += int64(esDocs()) * embeddedESBytesPerDoc
+			extra += int64(esDocs()) * essim.IndexBytesPerDoc
 		}
 		if cfg.MemoryBuffer {
 			extra += p.Stats().Buffer.Bytes
@@ -530,24 +479,23 @@ wait:
 	for {
 		select {
 		case <-ctx.Done():
+			var se *SignalError
+			if errors.As(context.Cause(ctx), &se) {
+				log.Info("signal: shutting down", "signal", se.Signal.String(), "timeout", o.ShutdownTimeout.String())
+			}
 			break wait
 		case <-timer:
 			break wait
-		case s := <-sigs:
-			if s == syscall.SIGHUP {
-				if logw != nil {
-					if err := logw.Reopen(); err != nil {
-						fmt.Fprintf(g.IO.Err, "logdoctor pipeline: reopening log file: %v\n", err)
-					}
+		case <-hups:
+			if logw != nil {
+				if err := logw.Reopen(); err != nil {
+					fmt.Fprintf(g.IO.Err, "logdoctor pipeline: reopening log file: %v\n", err)
 				}
-				if err := p.Reopen(); err != nil {
-					log.Error("reopening dead-letter file", "err", err)
-				}
-				log.Info("SIGHUP: reopened log and dead-letter files")
-				continue
 			}
-			log.Info("signal: shutting down", "signal", s.String(), "timeout", o.ShutdownTimeout.String())
-			break wait
+			if err := p.Reopen(); err != nil {
+				log.Error("reopening dead-letter file", "err", err)
+			}
+			log.Info("SIGHUP: reopened log and dead-letter files")
 		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
@@ -559,7 +507,7 @@ wait:
 		}
 	}
 	st := p.Stats()
-	data := &PipelineData{
+	data := &pipeline.Report{
 		Forward: addrOrOff(p.ForwardAddr()), UDP: addrOrOff(p.UDPAddr()), ES: redactAll(urls), BufferDir: p.BufferDir(),
 		DeadLetter: p.DeadLetterPath(), Stats: st, UDPDrops: p.UDPKernelDrops(), LeftOver: st.Buffer.Records,
 		MemoryOnly: cfg.MemoryBuffer,
@@ -569,85 +517,9 @@ wait:
 	}
 	rep := report.New("pipeline run", started)
 	rep.Data = data
-	rep.Add(pipelineFindings(data)...)
+	rep.Add(data.Findings()...)
 	rep.Finish(g.Now())
 	return rep, nil
-}
-
-func pipelineFindings(d *PipelineData) []report.Finding {
-	var fs []report.Finding
-	st := d.Stats
-	if d.LeftOver > 0 {
-		sev := report.Warning
-		if d.MemoryOnly {
-			sev = report.Critical
-		}
-		fs = append(fs, report.Finding{ID: FindingPipelineLeftInBuffer, Severity: sev,
-			Summary:  fmt.Sprintf("%d events were not indexed before the shutdown timeout", d.LeftOver),
-			Evidence: map[string]any{"events": d.LeftOver, "buffer_dir": d.BufferDir, "memory_buffer": d.MemoryOnly},
-			Remedy:   "they are replayed on the next start from --buffer-dir; raise --shutdown-timeout or check Elasticsearch (rejections, latency)"})
-	}
-	if st.DeadLetters > 0 {
-		fs = append(fs, report.Finding{ID: FindingPipelineDeadLetters, Severity: report.Warning,
-			Summary:  fmt.Sprintf("%d events were written to the dead-letter file", st.DeadLetters),
-			Evidence: map[string]any{"file": d.DeadLetter, "udp_bad": st.UDPBad, "es_refused": st.Output.DeadLetters, "gave_up": st.Output.GaveUp},
-			Remedy:   "read the reason on each line: fix the sender's JSON (UDP), the index mapping (400 mapper_parsing_exception), or raise --retry-timeout"})
-	}
-	if d.UDPDrops > 0 {
-		fs = append(fs, report.Finding{ID: FindingPipelineUDPDrops, Severity: report.Warning,
-			Summary:  fmt.Sprintf("the kernel dropped %d datagrams for the UDP input socket", d.UDPDrops),
-			Evidence: map[string]any{"drops": d.UDPDrops, "udp": d.UDP},
-			Remedy:   "raise --udp-rcvbuf (and net.core.rmem_max), or send over forward/TCP with require_ack_response"})
-	}
-	if f, ok := forwardRefused(st); ok {
-		fs = append(fs, f)
-	}
-	if n := st.ForwardServer.Dropped; n > 0 {
-		fs = append(fs, report.Finding{ID: FindingPipelineBroken, Severity: report.Warning,
-			Summary: fmt.Sprintf("%d forward messages were well-formed but not requests (in_forward's \"incoming chunk is broken\") and were dropped", n),
-			Evidence: map[string]any{"broken_requests": n, "connections_closed_on_error": st.ForwardServer.Errors,
-				"connections": st.ForwardServer.Accepted},
-			Remedy: "something that does not speak the forward protocol writes to the forward port: a health check sending text, a " +
-				"sender configured for another format (in_tcp/in_udp JSON lines, syslog), or a scanner. Find it from the peer in " +
-				"the WARN log lines (logdoctor_pipeline_forward_broken_requests_total counts them) and point it at the right port"})
-	}
-	fs = append(fs, forwardInputFindings(d.Forward, d.Stats.ForwardServer)...)
-	if d.MemoryOnly {
-		fs = append(fs, report.Finding{ID: FindingPipelineMemoryBuffer, Severity: report.Warning,
-			Summary: "the memory buffer was used: acked events would have been lost on a crash",
-			Remedy:  "drop --memory-buffer outside benchmarks"})
-	}
-	if len(st.BufferCorrupt) > 0 {
-		fs = append(fs, bufferCorruptFinding(d))
-	}
-	if wf := st.BufferWriteFailures; wf != nil {
-		fs = append(fs, bufferWriteFailedFinding(wf))
-	}
-	return fs
-}
-
-// forwardRefused reports what the forward input turned away: requests
-// refused without ack (buffer full or failing) and connections refused
-// over --max-conns. Both are retried by a sender with acks, and both mean
-// delay the operator should know about.
-func forwardRefused(st pipeline.Stats) (report.Finding, bool) {
-	reqs, conns := st.ForwardRefused, st.ForwardServer.Refused
-	if reqs == 0 && conns == 0 {
-		return report.Finding{}, false
-	}
-	var what, remedies []string
-	if reqs > 0 {
-		what = append(what, fmt.Sprintf("%d forward requests were refused without ack (buffer full or failing)", reqs))
-		remedies = append(remedies, "raise --buffer-max or fix what slows Elasticsearch (see the buffer_error/buffer_full reasons in logdoctor_pipeline_forward_refused_total and the ERROR log)")
-	}
-	if conns > 0 {
-		what = append(what, fmt.Sprintf("%d forward connections were refused over the --max-conns limit", conns))
-		remedies = append(remedies, "raise --max-conns, or find the clients holding connections without sending (the WARN lines name the peers)")
-	}
-	return report.Finding{ID: FindingPipelineRefused, Severity: report.Warning,
-		Summary:  strings.Join(what, "; "),
-		Evidence: map[string]any{"refused": reqs, "refused_connections": conns, "buffer_bytes": st.Buffer.Bytes},
-		Remedy:   "senders with require_ack_response retry them, later; " + strings.Join(remedies, "; ")}, true
 }
 
 func addrOrOff(a interface{ String() string }) string {
@@ -670,47 +542,4 @@ func redactAll(urls []string) []string {
 		out[i] = report.Redact(u)
 	}
 	return out
-}
-
-// bufferCorruptFinding: damaged bytes in the buffer cost the events in
-// them; every intact one was delivered and the bytes were kept.
-func bufferCorruptFinding(d *PipelineData) report.Finding {
-	cs := d.Stats.BufferCorrupt
-	lost, size := 0, int64(0)
-	segs := map[string]bool{}
-	for _, c := range cs {
-		lost += c.Records
-		size += c.Bytes
-		segs[c.Segment] = true
-	}
-	where := fmt.Sprintf("%d damaged ranges in %d segments (%d bytes); copies in %s", len(cs), len(segs), size,
-		filepath.Join(d.BufferDir, "corrupt"))
-	if c := cs[0]; len(cs) == 1 {
-		where = fmt.Sprintf("%s was damaged at bytes %d-%d (%d bytes); copy in %s", c.Segment, c.From, c.To, c.Bytes, c.Quarantine)
-	}
-	return report.Finding{ID: FindingPipelineBufferCorrupt, Severity: report.Critical,
-		Summary: fmt.Sprintf("buffer %s: %d acked event(s) lost with it (estimated), every intact event delivered", where, lost),
-		Evidence: map[string]any{"regions": cs[:min(len(cs), 20)], "regions_total": len(cs), "records_lost": lost, "bytes": size,
-			"quarantine_dir": filepath.Join(d.BufferDir, "corrupt")},
-		Remedy: "the disk or filesystem under --buffer-dir changed bytes after they were written: check dmesg, smartctl and fsck; " +
-			"resend the lost events from the shipper's own buffer if it still holds them; the damaged bytes are kept for inspection"}
-}
-
-// bufferWriteFailedFinding: the disk refused buffer writes, so events were
-// refused without ack meanwhile.
-func bufferWriteFailedFinding(wf *pipeline.BufferWriteFailures) report.Finding {
-	cause := "a disk error"
-	if wf.DiskFull > 0 {
-		cause = "a full disk"
-	}
-	state := "then succeeded again"
-	if wf.Failing {
-		state = "and were still failing at exit"
-	}
-	return report.Finding{ID: FindingPipelineBufferWriteFailed, Severity: report.Critical,
-		Summary: fmt.Sprintf("%d buffer writes failed on %s (%s of %s) %s; their events were refused without ack", wf.Count, cause, wf.Op, wf.Path, state),
-		Evidence: map[string]any{"failed_writes": wf.Count, "disk_full": wf.DiskFull, "op": wf.Op, "path": wf.Path,
-			"error": wf.Error, "first": wf.First, "last": wf.Last, "still_failing": wf.Failing},
-		Remedy: "free space or grow the filesystem under --buffer-dir, and set --buffer-max below its free space so the buffer pushes back (buffer_full) before the disk fills; " +
-			"for I/O errors check dmesg. Senders with require_ack_response resend the refused chunks; senders without acks lost them"}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/logdoctor/logdoctor/internal/testenv"
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
+	"github.com/logdoctor/logdoctor/pkg/pipeline"
 )
 
 // segFrame is one record of a buffer segment, located by walking the
@@ -228,7 +229,7 @@ func TestPipelineCorruptRecordCostsOnlyThatRecord(t *testing.T) {
 			Severity string         `json:"severity"`
 			Evidence map[string]any `json:"evidence"`
 		} `json:"findings"`
-		Data PipelineData `json:"data"`
+		Data pipeline.Report `json:"data"`
 	}
 	if err := json.Unmarshal(second.stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("report: %v\n%s\n%s", err, &second.stdout, &second.stderr)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
+	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -57,7 +58,8 @@ func TestParseSize(t *testing.T) {
 func TestPipelineRunEmbedded(t *testing.T) {
 	addr := freeTCPAddr(t, "127.0.0.1")
 	dir, esData := t.TempDir(), t.TempDir()
-	wait := startCLI("pipeline", "run", "--forward", addr, "--buffer-dir", dir,
+	hups := make(chan os.Signal, 1)
+	wait := startCLIHangups(hups, "pipeline", "run", "--forward", addr, "--buffer-dir", dir,
 		"--duration", "3s", "--flush-interval", "10ms", "--log-file", filepath.Join(dir, "log"), "--es-data", esData, "-o", "json")
 	lg := dialFluent(t, addr)
 	const n = 50
@@ -67,13 +69,13 @@ func TestPipelineRunEmbedded(t *testing.T) {
 		}
 	}
 	lg.Close()
-	// SIGHUP reopens the log file: after a rename (logrotate), new lines go
-	// to a new file at the configured path.
+	// SIGHUP (delivered by main) reopens the log file: after a rename
+	// (logrotate), new lines go to a new file at the configured path.
 	logPath := filepath.Join(dir, "log")
 	if err := os.Rename(logPath, logPath+".1"); err != nil {
 		t.Fatal(err)
 	}
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	hups <- syscall.SIGHUP
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "SIGHUP") {
@@ -92,8 +94,8 @@ func TestPipelineRunEmbedded(t *testing.T) {
 		t.Errorf("start line does not name the buffer dir: %s", errb)
 	}
 	var rep struct {
-		Command string       `json:"command"`
-		Data    PipelineData `json:"data"`
+		Command string          `json:"command"`
+		Data    pipeline.Report `json:"data"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -172,7 +174,7 @@ func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
 	lg.Close()
 	code, out, errb := wait()
 	var rep struct {
-		Data PipelineData `json:"data"`
+		Data pipeline.Report `json:"data"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("exit %d: %v: %s\n%s", code, err, out, errb)
@@ -236,7 +238,7 @@ func waitMetric(t *testing.T, addr, name string, cond func(float64) bool) float6
 
 type pipelineReport struct {
 	Findings []report.Finding `json:"findings"`
-	Data     PipelineData     `json:"data"`
+	Data     pipeline.Report  `json:"data"`
 }
 
 func (r pipelineReport) finding(id string) *report.Finding {
@@ -287,7 +289,7 @@ func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
 	if float64(r.Data.UDPDrops) != drops {
 		t.Fatalf("report says %d kernel drops, the metric said %v", r.Data.UDPDrops, drops)
 	}
-	f := r.finding(FindingPipelineUDPDrops)
+	f := r.finding(pipeline.FindingUDPDrops)
 	if f == nil || f.Evidence["drops"] != drops {
 		t.Fatalf("pipeline.udp_kernel_drops: %+v", r.Findings)
 	}
@@ -318,7 +320,7 @@ func TestPipelineRunReportsBrokenRequests(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("exit %d: %v\n%s\n%s", code, err, out, errOut)
 	}
-	f := r.finding(FindingPipelineBroken)
+	f := r.finding(pipeline.FindingBroken)
 	if f == nil || f.Evidence["broken_requests"] != float64(broken) || r.Data.Stats.ForwardServer.Dropped != broken {
 		t.Fatalf("findings %+v, stats %+v", r.Findings, r.Data.Stats.ForwardServer)
 	}
@@ -340,21 +342,6 @@ func TestPipelineRunReportsBrokenRequests(t *testing.T) {
 	}
 	if peers == 0 {
 		t.Fatalf("no log line names the peer:\n%s", errOut)
-	}
-}
-
-func TestPipelineFindingsForwardRefusals(t *testing.T) {
-	var d PipelineData
-	d.Stats.ForwardServer.Refused = 977
-	fs := pipelineFindings(&d)
-	if len(fs) != 1 || fs[0].ID != FindingPipelineRefused || !strings.Contains(fs[0].Summary, "977 forward connections were refused") ||
-		!strings.Contains(fs[0].Remedy, "--max-conns") || strings.Contains(fs[0].Remedy, "--buffer-max") {
-		t.Fatalf("refused connections: %+v", fs)
-	}
-	d.Stats.ForwardRefused = 3
-	fs = pipelineFindings(&d)
-	if len(fs) != 1 || !strings.Contains(fs[0].Summary, "3 forward requests were refused") || !strings.Contains(fs[0].Remedy, "--buffer-max") {
-		t.Fatalf("refused requests and connections: %+v", fs)
 	}
 }
 

@@ -37,7 +37,17 @@ type IO struct {
 	Out    io.Writer
 	Err    io.Writer
 	OutTTY bool // stdout is a terminal: boxed tables and progress lines
+	// Hangups, set by main, starts delivering SIGHUP to a command that
+	// reopens its files on it (pipeline run) until stop is called; nil:
+	// no hangups arrive.
+	Hangups func() (hangups <-chan os.Signal, stop func())
 }
+
+// SignalError is the cause main cancels the context with on SIGINT or
+// SIGTERM, so a command can say which signal stopped it.
+type SignalError struct{ Signal os.Signal }
+
+func (e *SignalError) Error() string { return "signal: " + e.Signal.String() }
 
 // SystemIO is the process's standard streams.
 func SystemIO() IO {
@@ -198,12 +208,12 @@ func guardParents(c *cobra.Command) {
 // commands lists the subcommands, one constructor per file.
 func commands(g *Globals) []*cobra.Command {
 	return []*cobra.Command{
-		newSocketsCmd(g),
+		newSocketsCmd(g, nil),
 		newForwardCmd(g),
-		newUDPFragCmd(g),
-		newPipelineCmd(g),
+		newUDPFragCmd(g, nil),
+		newPipelineCmd(g, nil),
 		newESCmd(g),
-		newSmokeCmd(g),
+		newSmokeCmd(g, nil),
 		newConfigCmd(g),
 		newDoctorCmd(g),
 		newExporterCmd(g),

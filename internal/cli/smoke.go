@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -10,21 +9,17 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/logdoctor/logdoctor/pkg/esclient"
 	"github.com/logdoctor/logdoctor/pkg/esprobe"
-	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
-	"github.com/logdoctor/logdoctor/pkg/pipeline"
-	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 	"github.com/logdoctor/logdoctor/pkg/report"
 	"github.com/logdoctor/logdoctor/pkg/smoke"
+	"github.com/logdoctor/logdoctor/pkg/smoke/lab"
 	"github.com/logdoctor/logdoctor/pkg/sockstat"
 )
 
@@ -38,22 +33,14 @@ type SmokeOptions struct {
 	Settle     time.Duration
 	AckTimeout time.Duration
 
-	Forward     string
-	SharedKey   string
-	TLS         bool
-	TLSCA       string
-	TLSInsecure bool
-	TLSCert     string // client certificate, for inputs that require one
-	TLSKey      string
+	Forward   string
+	SharedKey string
+	ForwardTLS
 
-	ES             string
-	Index          string
-	ESUser         string
-	ESPasswordFile string
-	ESPassword     string // from LOGDOCTOR_ES_PASSWORD or the file, never a flag
-	ESAPIKey       string
-	ESCA           string
-	ESInsecure     bool
+	ES    string
+	Index string
+	ESConn
+	ESPassword string // from the URL, LOGDOCTOR_ES_PASSWORD or the file, never a flag
 
 	Chaos    bool
 	NoProbes bool
@@ -68,7 +55,9 @@ func defaultSmokeOptions() SmokeOptions {
 	}
 }
 
-func newSmokeCmd(g *Globals) *cobra.Command {
+// newSmokeCmd builds `smoke`; runF, when set, gets the checked options
+// instead of the canaries going out.
+func newSmokeCmd(g *Globals, runF func(SmokeOptions) error) *cobra.Command {
 	o := defaultSmokeOptions()
 	cmd := &cobra.Command{
 		Use:   "smoke",
@@ -90,6 +79,9 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 			if err := o.finish(); err != nil {
 				return err
 			}
+			if runF != nil {
+				return runF(o)
+			}
 			r, err := runSmoke(cmd.Context(), g, o)
 			if err != nil {
 				return err
@@ -108,18 +100,10 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 	durVar(f, &o.AckTimeout, "ack-timeout", o.AckTimeout, time.Nanosecond, wantPositiveDur, "wait for each chunk's ack (Fluentd's ack_response_timeout default is 190s)")
 	addrVar(f, &o.Forward, "forward", "", false, true, "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
-	f.BoolVar(&o.TLS, "tls", false, "TLS to the forward input")
-	f.StringVar(&o.TLSCA, "tls-ca", "", "CA bundle (PEM) for the forward input's certificate")
-	f.BoolVar(&o.TLSInsecure, "tls-insecure", false, "do not verify the forward input's certificate")
-	f.StringVar(&o.TLSCert, "tls-cert", "", "client certificate (PEM) for a forward input that requires one")
-	f.StringVar(&o.TLSKey, "tls-key", "", "client key (PEM) for --tls-cert")
+	o.ForwardTLS.addFlags(f, nil)
 	urlVar(f, &o.ES, "es", "", true, "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
 	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
-	f.StringVar(&o.ESUser, "es-user", "", "basic auth user for Elasticsearch (password from LOGDOCTOR_ES_PASSWORD or --es-password-file)")
-	f.StringVar(&o.ESPasswordFile, "es-password-file", "", "file holding the Elasticsearch password")
-	f.StringVar(&o.ESAPIKey, "es-api-key", "", "Elasticsearch API key (base64 id:key)")
-	f.StringVar(&o.ESCA, "es-ca", "", "CA bundle (PEM) for Elasticsearch")
-	f.BoolVar(&o.ESInsecure, "es-insecure", false, "do not verify Elasticsearch's certificate")
+	o.ESConn.addFlags(f, nil)
 	f.BoolVar(&o.Chaos, "chaos", false, "embedded only: essim rejects items (429), indexes late and closes idle connections")
 	f.BoolVar(&o.NoProbes, "no-probes", false, "skip the sockets, forward and es probes after the canary run")
 	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree for the sockets check")
@@ -160,7 +144,7 @@ func (o *SmokeOptions) finish() error {
 			return usageErrorf("--chaos injects faults into the embedded Elasticsearch; it cannot be used with --es")
 		}
 		if u.User != nil {
-			o.ESUser = u.User.Username()
+			o.User = u.User.Username()
 			if p, ok := u.User.Password(); ok {
 				o.ESPassword = p
 			}
@@ -168,11 +152,8 @@ func (o *SmokeOptions) finish() error {
 			o.ES = u.String()
 		}
 	}
-	if (o.TLSCert == "") != (o.TLSKey == "") {
+	if (o.Cert == "") != (o.Key == "") {
 		return usageErrorf("--tls-cert and --tls-key go together")
-	}
-	if !o.TLS && (o.TLSCA != "" || o.TLSInsecure || o.TLSCert != "") {
-		o.TLS = true
 	}
 	if o.SharedKey == "" {
 		o.SharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
@@ -182,107 +163,12 @@ func (o *SmokeOptions) finish() error {
 	}
 	// A file that cannot be read is a failure to run (exit 1), as for
 	// every file named by a flag.
-	pw, err := esPassword(o.ESPassword, "--es-password-file", o.ESPasswordFile)
+	pw, err := o.password(o.ESPassword)
 	if err != nil {
 		return err
 	}
 	o.ESPassword = pw
 	return nil
-}
-
-// smokeData is the report's data: the canary accounting plus where it ran
-// and which probes contributed findings.
-type smokeData struct {
-	Mode    string `json:"mode"` // embedded, or external with --forward
-	Forward string `json:"forward"`
-	ES      string `json:"es"`
-	Index   string `json:"index"`
-	*smoke.Result
-	Probes   []probeRun     `json:"probes"`
-	Embedded *embeddedStats `json:"embedded,omitempty"`
-}
-
-type probeRun struct {
-	Name     string `json:"name"`
-	Findings int    `json:"findings"`
-	Error    string `json:"error,omitempty"`
-}
-
-func (d *smokeData) Sections() []report.Section {
-	r := d.Result
-	secs := []report.Section{{
-		Title:  fmt.Sprintf("Smoke run %s (%s): forward %s -> ES %s index %s", r.RunID, d.Mode, d.Forward, d.ES, d.Index),
-		Header: []string{"count", "sent", "acked", "indexed", "missing", "duplicated", "documents", "waited"},
-		Rows: [][]string{{itoa(r.Count), itoa(r.Sent), itoa(r.Acked), itoa(r.Indexed), itoa(r.Missing), itoa(r.Duplicated), itoa(r.Documents),
-			(time.Duration(r.WaitedMS) * time.Millisecond).String()}},
-	}, {
-		Title:  "Latency",
-		Header: []string{"path", "canaries", "p50", "p99", "max"},
-		Rows: [][]string{
-			latencyRow("send -> ack", r.AckLatency),
-			latencyRow("send -> searchable", r.SearchLatency),
-		},
-	}}
-	var lines []string
-	lines = append(lines, idLines("missing", r.Missing, r.MissingIDs)...)
-	lines = append(lines, idLines("duplicated", r.Duplicated, r.DuplicatedIDs)...)
-	for _, e := range r.SendErrors {
-		lines = append(lines, "send error: "+e)
-	}
-	if len(lines) > 0 {
-		secs = append(secs, report.Section{Title: "Canaries", Lines: lines})
-	}
-	if e := d.Embedded; e != nil {
-		out := e.Pipeline.Output
-		sec := report.Section{Title: "What exactly-once took (embedded)", Header: []string{"pipeline", "count"},
-			Rows: [][]string{{"bulk requests", fmt.Sprint(out.Requests)}, {"item retries (429, 5xx, transport)", fmt.Sprint(out.Retried)},
-				{"already indexed (409 on replay)", fmt.Sprint(out.Duplicates)}, {"transport errors", fmt.Sprint(out.TransportErr)},
-				{"dead letters", fmt.Sprint(out.DeadLetters)}}}
-		if es := e.ES; es != nil {
-			sec.Rows = append(sec.Rows, []string{"essim: items rejected 429", fmt.Sprint(es.Rejected)},
-				[]string{"essim: idle connections closed", fmt.Sprint(es.IdleClosed)})
-		}
-		secs = append(secs, sec)
-	}
-	if len(d.Probes) > 0 {
-		p := report.Section{Title: "Probes on the path", Header: []string{"probe", "findings", "error"}}
-		for _, pr := range d.Probes {
-			p.Rows = append(p.Rows, []string{pr.Name, itoa(pr.Findings), pr.Error})
-		}
-		secs = append(secs, p)
-	}
-	return secs
-}
-
-// tableIDs is how many canary ids the table shows; JSON has up to 100.
-const tableIDs = 12
-
-// idLines lists canary ids four to a line, so they stay readable in a
-// terminal and greppable in a CI log.
-func idLines(what string, n int, ids []string) []string {
-	if n == 0 {
-		return nil
-	}
-	shown := ids[:min(len(ids), tableIDs)]
-	head := fmt.Sprintf("%s (%d):", what, n)
-	if n > len(shown) {
-		head = fmt.Sprintf("%s (%d, first %d; -o json lists up to %d):", what, n, len(shown), len(ids))
-	}
-	lines := []string{head}
-	for i := 0; i < len(shown); i += 4 {
-		lines = append(lines, "  "+strings.Join(shown[i:min(i+4, len(shown))], " "))
-	}
-	return lines
-}
-
-func itoa(n int) string { return fmt.Sprint(n) }
-
-func latencyRow(name string, l smoke.Latency) []string {
-	if l.Samples == 0 {
-		return []string{name, "0", "-", "-", "-"}
-	}
-	ms := func(v float64) string { return fmt.Sprintf("%.1fms", v) }
-	return []string{name, itoa(l.Samples), ms(l.P50MS), ms(l.P99MS), ms(l.MaxMS)}
 }
 
 // smokeTarget is where canaries go and where they are looked for.
@@ -296,28 +182,10 @@ type smokeTarget struct {
 	// drained, for the embedded pipeline, returns once every acked event
 	// was answered by Elasticsearch: canaries still missing then are lost.
 	drained func(context.Context) error
-	stats   func() *embeddedStats // embedded mode: what the pipeline and essim went through
+	stats   func() *lab.Stats // embedded mode: what the pipeline and essim went through
 	// beforeProbes, when set, runs once the canaries are counted.
 	beforeProbes func()
 	close        func(context.Context) error
-}
-
-// embeddedStats shows, in embedded mode, what exactly-once took: the
-// pipeline's retries and 409s, essim's rejections and dropped connections.
-type embeddedStats struct {
-	Pipeline pipeline.Stats `json:"pipeline"`
-	ES       *essimStats    `json:"essim,omitempty"`
-}
-
-// essimStats are the essim counters a reader of the smoke report cares about.
-type essimStats struct {
-	BulkRequests    int64 `json:"bulk_requests"`
-	Rejected        int64 `json:"rejected_429"`
-	RequestFailures int64 `json:"request_failures"`
-	Conflicts       int64 `json:"conflicts_409"`
-	Dropped         int64 `json:"dropped"`
-	OpenedConns     int64 `json:"connections_opened"`
-	IdleClosed      int64 `json:"idle_closed"`
 }
 
 func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, error) {
@@ -353,7 +221,7 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 	// we just made.
 	rep.Add(res.Findings(o.Timeout)...)
 
-	data := &smokeData{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []probeRun{}}
+	data := &smoke.Report{Mode: tgt.mode, Forward: tgt.forward, ES: report.Redact(tgt.esURL), Index: tgt.index, Result: res, Probes: []smoke.ProbeRun{}}
 	if !o.NoProbes && ctx.Err() == nil { // interrupted: report the count, skip the probes
 		if tgt.beforeProbes != nil {
 			tgt.beforeProbes()
@@ -413,35 +281,18 @@ func smokePreflight(ctx context.Context, o SmokeOptions) error {
 // smokeSetup starts the embedded essim and pipeline when asked, or points at
 // the user's infrastructure.
 func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
-	var esRoots *x509.CertPool
-	if o.ESCA != "" {
-		var err error
-		if esRoots, err = certPool("--es-ca", o.ESCA); err != nil {
-			return nil, err
-		}
+	esRoots, err := o.ESConn.rootCAs()
+	if err != nil {
+		return nil, err
 	}
-	esTLS := esclient.TLSConfig(esRoots, o.ESInsecure)
+	esTLS := esclient.TLSConfig(esRoots, o.ESConn.Insecure)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = esTLS
-	searcher := &smoke.ESSearcher{User: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
+	searcher := &smoke.ESSearcher{User: o.User, Password: o.ESPassword, APIKey: o.APIKey,
 		Client: smoke.NewHTTPClient(10*time.Second, tr)}
 	fwdCfg := smokeClientConfig(o)
-	if o.TLS {
-		c, err := tlsConfig("--tls-ca", o.TLSCA, o.TLSInsecure)
-		if err != nil {
-			return nil, err
-		}
-		if c == nil {
-			c = &tls.Config{}
-		}
-		cert, err := keyPair("--tls-cert", o.TLSCert, "--tls-key", o.TLSKey)
-		if err != nil {
-			return nil, err
-		}
-		if cert != nil {
-			c.Certificates = []tls.Certificate{*cert}
-		}
-		fwdCfg.TLSConfig = c
+	if fwdCfg.TLSConfig, err = o.ForwardTLS.config(""); err != nil {
+		return nil, err
 	}
 	if o.Forward != "" {
 		searcher.URL, searcher.Index = o.ES, o.Index
@@ -463,173 +314,28 @@ func smokeClientConfig(o SmokeOptions) forward.ClientConfig {
 	return forward.ClientConfig{SharedKey: o.SharedKey, Hostname: "logdoctor-smoke." + host}
 }
 
-func tlsConfig(caFlag, caFile string, insecure bool) (*tls.Config, error) {
-	if caFile == "" && !insecure {
-		return nil, nil
-	}
-	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // the user asked for it
-	if caFile != "" {
-		pool, err := certPool(caFlag, caFile)
-		if err != nil {
-			return nil, err
-		}
-		c.RootCAs = pool
-	}
-	return c, nil
-}
-
-// Chaos faults for --chaos: enough 429s that every bulk has rejected items
-// to retry, idle keep-alive closes shorter than the pipeline's pauses, and
-// until the first bulk is answered every bulk answered after the pipeline's
-// request timeout (it retries documents that are already stored: seed
-// 003's path to duplicates, answered 409 thanks to create + stable _id).
-const (
-	chaosRejectRate     = 0.2
-	chaosIdleClose      = 300 * time.Millisecond
-	chaosLateBy         = time.Second
-	chaosRequestTimeout = 500 * time.Millisecond
-	chaosLatePhase      = 10 * time.Second
-)
-
-// endLatePhase turns late answers off once essim has answered its first
-// bulk: that answer came after the pipeline's timeout, so the pipeline has
-// given up on documents that are stored and will resend them. Ending the
-// phase on that event rather than on a clock keeps the demo (and its test)
-// the same on a slow machine. chaosLatePhase caps it.
-func endLatePhase(sim *essim.Server, stop <-chan struct{}) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	limit := time.NewTimer(chaosLatePhase)
-	defer limit.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-limit.C:
-		case <-tick.C:
-			if sim.Stats().BulkRequests == 0 {
-				continue
-			}
-		}
-		_ = sim.SetFaults(chaosFaults(false))
-		return
-	}
-}
-
-func chaosFaults(late bool) essim.Faults {
-	return essim.Faults{RejectRate: chaosRejectRate, IdleClose: chaosIdleClose, IndexLate: late, LateBy: chaosLateBy}
-}
-
-// embeddedSetup starts essim (unless --es names a real cluster) and the
-// pipeline in process, its durable buffer in a temp dir removed afterwards.
-func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearcher, tr *http.Transport) (_ *smokeTarget, err error) {
-	var closers []func(context.Context) error
-	closeAll := func(ctx context.Context) error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i](ctx))
-		}
+// embeddedSetup starts the embedded lab: essim (unless --es names a real
+// cluster) and the pipeline in process.
+func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearcher, tr *http.Transport) (*smokeTarget, error) {
+	l, err := lab.Start(ctx, lab.Config{ES: o.ES, Index: o.Index, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
+		TLS: tr.TLSClientConfig, SharedKey: o.SharedKey, Chaos: o.Chaos, ProcRoot: o.ProcRoot, Refresh: searcher.Refresh})
+	if err != nil {
 		tr.CloseIdleConnections()
-		return errors.Join(errs...)
+		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			_ = closeAll(context.WithoutCancel(ctx))
-		}
-	}()
-
-	// A smoke run lives seconds, not days: retry and resurrect on that
-	// scale (the pipeline's defaults back off to 10 s and 30 s).
-	esCfg := esout.Config{URLs: []string{o.ES}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
-		TLS: tr.TLSClientConfig, FlushInterval: 20 * time.Millisecond,
-		RetryInitial: 50 * time.Millisecond, RetryMax: time.Second,
-		HealthInterval: 250 * time.Millisecond, DeadMin: 100 * time.Millisecond, DeadMax: time.Second}
-	index := o.Index
-	var sim *essim.Server
-	var calm func()
-	if o.ES == "" {
-		var faults essim.Faults
-		if o.Chaos {
-			faults = chaosFaults(true)
-			esCfg.RequestTimeout = chaosRequestTimeout
-		}
-		sim, err = essim.Start(ctx, "127.0.0.1:0", essim.Config{Faults: faults})
-		if err != nil {
-			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
-		}
-		closers = append(closers, func(context.Context) error { return sim.Close() })
-		if o.Chaos {
-			stop := make(chan struct{})
-			var once sync.Once
-			stopLate := func() { once.Do(func() { close(stop) }) }
-			go endLatePhase(sim, stop)
-			closers = append(closers, func(context.Context) error { stopLate(); return nil })
-			// The probes look at a cluster that has stopped rejecting:
-			// es.write_rejections then reports the rejections the run
-			// caused (a warning), not the forward probe's own canaries
-			// being rejected while the ES probe watches (critical), so
-			// the verdict of --chaos does not depend on that timing.
-			calm = func() {
-				stopLate()
-				_ = sim.SetFaults(essim.Faults{IdleClose: chaosIdleClose})
-			}
-		}
-		esCfg.URLs = []string{sim.URL()}
-	}
-	if index == "" {
-		index = "logs-*" // what esout.DefaultIndex writes to
-	}
-	dir, err := os.MkdirTemp("", "logdoctor-smoke-")
-	if err != nil {
-		return nil, fmt.Errorf("buffer dir: %w", err)
-	}
-	closers = append(closers, func(context.Context) error { return os.RemoveAll(dir) })
-	p, err := pipeline.New(pipeline.Config{ForwardAddr: "127.0.0.1:0", ForwardSharedKey: o.SharedKey,
-		BufferDir: dir, ES: esCfg, ProcRoot: o.ProcRoot})
-	if err != nil {
-		return nil, fmt.Errorf("embedded pipeline: %w", err)
-	}
-	if err := p.Start(ctx); err != nil {
-		return nil, fmt.Errorf("embedded pipeline: %w", err)
-	}
-	closers = append(closers, func(ctx context.Context) error {
-		// Whatever is still buffered goes with the temp dir: nothing to
-		// flush for, so a failing ES does not hold the verdict up.
-		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer cancel()
-		return p.Close(cctx)
-	})
-
-	searcher.URL, searcher.Index = esCfg.URLs[0], index
-	tgt := &smokeTarget{mode: "embedded", forward: p.ForwardAddr().String(), esURL: esCfg.URLs[0], index: index,
-		searcher: searcher, forwardCfg: smokeClientConfig(o), close: closeAll, beforeProbes: calm}
-	tgt.drained = func(ctx context.Context) error {
-		if err := p.Flush(ctx); err != nil {
+	searcher.URL, searcher.Index = l.ESURL(), l.Index()
+	return &smokeTarget{mode: "embedded", forward: l.ForwardAddr(), esURL: l.ESURL(), index: l.Index(),
+		searcher: searcher, forwardCfg: smokeClientConfig(o), drained: l.Drained, stats: l.Stats, beforeProbes: l.Calm,
+		close: func(ctx context.Context) error {
+			err := l.Close(ctx)
+			tr.CloseIdleConnections()
 			return err
-		}
-		// essim makes documents searchable at once; a real cluster only
-		// after its refresh interval, unless we may ask for a refresh. If
-		// not, the wait runs until every canary is seen or --timeout.
-		if o.ES != "" {
-			return searcher.Refresh(ctx)
-		}
-		return nil
-	}
-	tgt.stats = func() *embeddedStats {
-		st := &embeddedStats{Pipeline: p.Stats()}
-		if sim != nil {
-			s := sim.Stats()
-			st.ES = &essimStats{BulkRequests: s.BulkRequests, Rejected: s.Rejected, RequestFailures: s.RequestFailures,
-				Conflicts: s.Conflicts, Dropped: s.Dropped, OpenedConns: s.OpenedConns, IdleClosed: s.IdleClosed}
-		}
-		return st
-	}
-	return tgt, nil
+		}}, nil
 }
 
 // probeOutcome is one probe's contribution to the smoke report.
 type probeOutcome struct {
-	run      probeRun
+	run      smoke.ProbeRun
 	findings []report.Finding
 }
 
@@ -640,7 +346,7 @@ type probeOutcome struct {
 func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarget) []probeOutcome {
 	var out []probeOutcome
 	add := func(name string, fs []report.Finding, err error) {
-		pr := probeRun{Name: name, Findings: len(fs)}
+		pr := smoke.ProbeRun{Name: name, Findings: len(fs)}
 		if err != nil {
 			pr.Error = report.Redact(err.Error())
 		}
@@ -667,10 +373,10 @@ func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarg
 		Client: tgt.forwardCfg, Sockets: socketInspector(o.ProcRoot)})
 	add("forward probe", fwdFindings, err)
 
-	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.ESUser, Password: o.ESPassword, APIKey: o.ESAPIKey,
-		RootCAs: tgt.esRootCAs, Insecure: o.ESInsecure}
+	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
+		RootCAs: tgt.esRootCAs, Insecure: o.ESConn.Insecure}
 	if o.Chaos {
-		eo.IdleWait = 2 * chaosIdleClose // long enough to see essim hang up idle connections
+		eo.IdleWait = 2 * lab.ChaosIdleClose // long enough to see essim hang up idle connections
 	}
 	_, esFindings, err := esprobe.Run(ctx, eo)
 	add("es probe", esFindings, err)

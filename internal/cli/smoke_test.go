@@ -13,6 +13,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/essim"
 	"github.com/logdoctor/logdoctor/pkg/essim/essimtest"
 	"github.com/logdoctor/logdoctor/pkg/smoke"
+	"github.com/logdoctor/logdoctor/pkg/smoke/lab"
 )
 
 // smokeReport is the JSON report of a smoke run, as CI reads it.
@@ -27,8 +28,8 @@ type smokeReport struct {
 	Data struct {
 		Mode string `json:"mode"`
 		*smoke.Result
-		Probes   []probeRun     `json:"probes"`
-		Embedded *embeddedStats `json:"embedded"`
+		Probes   []smoke.ProbeRun `json:"probes"`
+		Embedded *lab.Stats       `json:"embedded"`
 	} `json:"data"`
 }
 
@@ -74,7 +75,8 @@ func (r smokeReport) exactlyOnce(t *testing.T, count int) {
 	}
 }
 
-// TestSmokeAgainstForwardServeAckNever is seed 001 in CI: the receiver
+// TestSmokeAgainstForwardServeAckNever is "logs lost without
+// errors" (docs/troubleshooting.md) in CI: the receiver
 // takes the data and never acknowledges it. smoke must fail with
 // smoke.missing (exit 3), and the forward probe names the cause.
 func TestSmokeAgainstForwardServeAckNever(t *testing.T) {

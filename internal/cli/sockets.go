@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,7 +36,9 @@ type SocketsOptions struct {
 	Now      func() time.Time
 }
 
-func newSocketsCmd(g *Globals) *cobra.Command {
+// newSocketsCmd builds `sockets`; runF, when set, gets the parsed options
+// instead of the table being read.
+func newSocketsCmd(g *Globals, runF func(SocketsOptions) error) *cobra.Command {
 	o := SocketsOptions{ProcRoot: "/proc", By: string(sockstat.ByPeer), Thresholds: sockstat.DefaultThresholds()}
 	var sendQ int64
 	cmd := &cobra.Command{
@@ -63,6 +64,9 @@ ESTABLISHED connection.
 			}
 			o.Thresholds.SendQ = uint64(sendQ)
 			o.Now = g.Now
+			if runF != nil {
+				return runF(o)
+			}
 			return runSockets(cmd.Context(), o, g.Emit)
 		}),
 	}
@@ -96,7 +100,7 @@ type socketsPlan struct {
 	source   *tableSource
 	agg      sockstat.AggregateOptions
 	by       sockstat.GroupBy
-	filters  *socketsFilters
+	filters  *sockstat.Filters
 	attrib   bool
 	previous *sockstat.Result
 }
@@ -160,7 +164,7 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 		Retransmits:      o.Thresholds.Retransmits,
 		ZeroWindowProbes: o.Thresholds.ZeroWindowProbes,
 	}
-	filters := &socketsFilters{}
+	filters := &sockstat.Filters{}
 	for _, s := range o.Peers {
 		// Names are resolved here, once, not at every --watch sample.
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -247,7 +251,7 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	res := sockstat.Aggregate(socks, agg)
 	r := report.New("sockets", started)
 	r.Add(sockstat.Findings(res, p.previous, p.opts.Thresholds)...)
-	data := &SocketsData{Totals: res.Totals, Sources: src, Filters: p.filters}
+	data := &sockstat.Report{Totals: res.Totals, Sources: src, Filters: p.filters}
 	data.Peers = res.Peers
 	if p.opts.Watch > 0 {
 		data.Sample = n
@@ -266,176 +270,4 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	r.Data = data
 	r.Finish(p.opts.Now())
 	return r, nil
-}
-
-// socketsFilters echoes the --peer and --state filters (with the addresses
-// names resolved to) so a report says what it was narrowed to.
-type socketsFilters struct {
-	Peers  []sockstat.PeerSpec `json:"peers,omitempty"`
-	States []string            `json:"states,omitempty"`
-}
-
-// SocketsData is the `data` of a sockets report.
-type SocketsData struct {
-	Peers   []sockstat.Peer      `json:"peers"`
-	Totals  sockstat.StateCounts `json:"totals"`
-	Sources sockstat.Sources     `json:"sources"`
-	Filters *socketsFilters      `json:"filters,omitempty"`
-	By      string               `json:"by,omitempty"`
-	Groups  []sockstat.Group     `json:"groups,omitempty"`
-	Sample  int                  `json:"sample,omitempty"` // 1-based under --watch
-}
-
-// Sections shows one row per peer (or group) with a column for each state
-// that occurs, so the table stays narrow.
-func (d *SocketsData) Sections() []report.Section {
-	var out []report.Section
-	title := "Peers"
-	if d.Sample > 0 {
-		title = fmt.Sprintf("Peers (sample %d)", d.Sample)
-	}
-	if d.By != "" {
-		out = append(out, d.groupSection())
-	} else {
-		out = append(out, d.peerSection(title))
-	}
-	var tot []string
-	for _, s := range sockstat.AllStates() {
-		if n := d.Totals[s]; n > 0 {
-			tot = append(tot, fmt.Sprintf("%s %d", s, n))
-		}
-	}
-	if len(tot) == 0 {
-		tot = []string{"no sockets"}
-	}
-	lines := []string{"all sockets read: " + strings.Join(tot, ", ")}
-	lines = append(lines, sourceLines(d.Sources)...)
-	for _, r := range d.Sources.Read {
-		l := fmt.Sprintf("read %s: %d sockets", r.Path, r.Sockets)
-		if r.MalformedLines > 0 {
-			l += fmt.Sprintf(", %d malformed line(s)", r.MalformedLines)
-			for _, m := range r.Malformed {
-				l += fmt.Sprintf("; line %d: %s", m.Line, m.Error)
-			}
-		}
-		lines = append(lines, l)
-	}
-	for _, s := range d.Sources.Skipped {
-		lines = append(lines, fmt.Sprintf("skipped %s: %s", s.Path, s.Reason))
-	}
-	if ps := d.Sources.Processes; ps != nil && ps.Processes == 0 {
-		lines = append(lines, "processes: not scanned, no socket to attribute")
-	} else if ps != nil {
-		l := fmt.Sprintf("processes: %d scanned, %d socket(s) attributed", ps.Scanned, ps.Attributed)
-		if ps.StoppedEarly {
-			l += fmt.Sprintf(" (stopped after %d of %d processes: every socket had an owner)", ps.Scanned, ps.Processes)
-		}
-		if ps.Unreadable > 0 {
-			l += fmt.Sprintf(", %d not readable (run as root to see every owner)", ps.Unreadable)
-		}
-		lines = append(lines, l)
-	}
-	out = append(out, report.Section{Title: "Sources", Lines: lines})
-	return out
-}
-
-func (d *SocketsData) shownStates(rows []sockstat.StateCounts, changes []*sockstat.StateCounts) []sockstat.State {
-	var cols []sockstat.State
-	for _, s := range sockstat.AllStates() {
-		for i, r := range rows {
-			if r[s] != 0 || (changes[i] != nil && changes[i][s] != 0) {
-				cols = append(cols, s)
-				break
-			}
-		}
-	}
-	return cols
-}
-
-func (d *SocketsData) peerSection(title string) report.Section {
-	rows := make([]sockstat.StateCounts, len(d.Peers))
-	changes := make([]*sockstat.StateCounts, len(d.Peers))
-	for i, p := range d.Peers {
-		rows[i], changes[i] = p.States, p.Changes
-	}
-	cols := d.shownStates(rows, changes)
-	sec := report.Section{Title: title, Header: []string{"PEER", "DIR", "ALIAS"}}
-	for _, s := range cols {
-		sec.Header = append(sec.Header, s.String())
-	}
-	sec.Header = append(sec.Header, "Send-Q", "Recv-Q")
-	tcpHeader, tcpCells := tcpColumns(d.Peers)
-	sec.Header = append(sec.Header, tcpHeader...)
-	sec.Header = append(sec.Header, "PROCESSES")
-	for _, p := range d.Peers {
-		row := []string{p.Peer, string(p.Direction), dash(p.Alias)}
-		for _, s := range cols {
-			cell := strconv.Itoa(p.States[s])
-			if p.Changes != nil {
-				cell += fmt.Sprintf(" (%+d)", p.Changes[s])
-			}
-			row = append(row, cell)
-		}
-		row = append(row, strconv.FormatUint(p.SendQ, 10), strconv.FormatUint(p.RecvQ, 10))
-		row = append(row, tcpCells(p)...)
-		row = append(row, procList(p.Processes))
-		sec.Rows = append(sec.Rows, row)
-	}
-	if len(d.Peers) == 0 {
-		sec.Header = nil
-		sec.Lines = []string{"no sockets match"}
-	}
-	return sec
-}
-
-func (d *SocketsData) groupSection() report.Section {
-	rows := make([]sockstat.StateCounts, len(d.Groups))
-	changes := make([]*sockstat.StateCounts, len(d.Groups))
-	for i, g := range d.Groups {
-		rows[i] = g.States
-	}
-	sec := report.Section{Title: "By " + d.By, Header: []string{strings.ToUpper(d.By), "SOCKETS", "PEERS"}}
-	cols := d.shownStates(rows, changes)
-	if d.By == string(sockstat.ByState) {
-		cols = nil // one state per row: the state columns would repeat SOCKETS
-	}
-	for _, s := range cols {
-		sec.Header = append(sec.Header, s.String())
-	}
-	sec.Header = append(sec.Header, "Send-Q", "Recv-Q")
-	for _, g := range d.Groups {
-		row := []string{g.Key, strconv.Itoa(g.Sockets), strconv.Itoa(g.Peers)}
-		for _, s := range cols {
-			row = append(row, strconv.Itoa(g.States[s]))
-		}
-		row = append(row, strconv.FormatUint(g.SendQ, 10), strconv.FormatUint(g.RecvQ, 10))
-		sec.Rows = append(sec.Rows, row)
-	}
-	if len(d.Groups) == 0 {
-		sec.Header = nil
-		sec.Lines = []string{"no sockets match"}
-	}
-	return sec
-}
-
-func procList(ps []sockstat.Process) string {
-	if len(ps) == 0 {
-		return "-"
-	}
-	parts := make([]string, 0, len(ps))
-	for i, p := range ps {
-		if i == 3 {
-			parts = append(parts, fmt.Sprintf("+%d", len(ps)-3))
-			break
-		}
-		parts = append(parts, fmt.Sprintf("%s[%d]", p.Comm, p.PID))
-	}
-	return strings.Join(parts, ",")
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -163,23 +163,3 @@ func (s *tableSource) close() {
 		_ = s.conn.Close()
 	}
 }
-
-// sourceLines describe the source of a sample in the table's Sources
-// section.
-func sourceLines(src sockstat.Sources) []string {
-	lines := []string{fmt.Sprintf("source: %s (%s)", src.Source, src.Why)}
-	if n := src.Netlink; n != nil {
-		l := fmt.Sprintf("netlink: %d sockets (IPv4 %d, IPv6 %d), %d with tcp_info", n.Sockets, n.IPv4, n.IPv6, n.TCPInfo)
-		if n.Malformed > 0 {
-			l += fmt.Sprintf(", %d malformed message(s)", n.Malformed)
-			for _, m := range n.MalformedMessages {
-				l += "; " + m
-			}
-		}
-		if n.Interrupted {
-			l += "; the table changed during the dump (NLM_F_DUMP_INTR)"
-		}
-		lines = append(lines, l)
-	}
-	return lines
-}

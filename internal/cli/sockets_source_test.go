@@ -33,10 +33,10 @@ func TestSocketsSourceFallback(t *testing.T) {
 		ProcRoot: "/proc", Peers: []string{cw.Server.String()}, States: []string{"CLOSE_WAIT"}, NoProcesses: true,
 		Thresholds: sockstat.DefaultThresholds(),
 	}
-	sample := func(o SocketsOptions) (*SocketsData, error) {
-		var d *SocketsData
+	sample := func(o SocketsOptions) (*sockstat.Report, error) {
+		var d *sockstat.Report
 		err := runSockets(context.Background(), o, func(r *report.Report) error {
-			d = r.Data.(*SocketsData)
+			d = r.Data.(*sockstat.Report)
 			return nil
 		})
 		return d, err

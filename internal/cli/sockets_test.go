@@ -25,7 +25,7 @@ import (
 type socketsReport struct {
 	Command  string           `json:"command"`
 	Findings []report.Finding `json:"findings"`
-	Data     SocketsData      `json:"data"`
+	Data     sockstat.Report  `json:"data"`
 }
 
 func decodeSockets(t *testing.T, line string) socketsReport {
@@ -323,7 +323,7 @@ func TestSocketsWatch(t *testing.T) {
 		t.Fatalf("%d reports, err %v", len(reps), err)
 	}
 	for i, wantCW := range []int{2, 3, 3} {
-		d := reps[i].Data.(*SocketsData)
+		d := reps[i].Data.(*sockstat.Report)
 		p := d.Peers[0]
 		if d.Sample != i+1 || p.Peer != cw.Server.String() || p.States[sockstat.CloseWait] != wantCW {
 			t.Fatalf("sample %d: %+v", i+1, d.Peers)
@@ -581,7 +581,8 @@ func TestSocketsTableOnTerminal(t *testing.T) {
 	}
 }
 
-// TestSocketsNamedPeerWithoutSockets: seed 000's "no ES connection" looks
+// TestSocketsNamedPeerWithoutSockets: a stalled output's "no ES connection"
+// (docs/troubleshooting.md, logs stop reaching Elasticsearch) looks
 // like nothing at all to a --peer; that is a finding, not "nothing to
 // report". And a forward peer that keeps reconnecting gets out_forward
 // advice, not Elasticsearch's.

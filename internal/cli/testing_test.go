@@ -30,9 +30,19 @@ func runCLITTY(t *testing.T, args ...string) (code ExitCode, stdout, stderr stri
 // startCLI runs Main in the background (a long-running command such as
 // pipeline run); wait returns its exit code and output once it ended.
 func startCLI(args ...string) (wait func() (code ExitCode, stdout, stderr string)) {
+	return startCLIHangups(nil, args...)
+}
+
+// startCLIHangups is startCLI with hangups delivered on hups, as main
+// delivers SIGHUP.
+func startCLIHangups(hups <-chan os.Signal, args ...string) (wait func() (code ExitCode, stdout, stderr string)) {
 	var out, errb bytes.Buffer
 	done := make(chan ExitCode, 1)
-	go func() { done <- Main(context.Background(), args, IO{In: strings.NewReader(""), Out: &out, Err: &errb}) }()
+	io := IO{In: strings.NewReader(""), Out: &out, Err: &errb}
+	if hups != nil {
+		io.Hangups = func() (<-chan os.Signal, func()) { return hups, func() {} }
+	}
+	go func() { done <- Main(context.Background(), args, io) }()
 	return func() (ExitCode, string, string) {
 		code := <-done
 		return code, out.String(), errb.String()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +49,9 @@ type UDPFragOptions struct {
 	ListenReady func(net.Addr)
 }
 
-func newUDPFragCmd(g *Globals) *cobra.Command {
+// newUDPFragCmd builds `udp-frag`; runF, when set, gets the parsed options
+// instead of the capture or probe running.
+func newUDPFragCmd(g *Globals, runF func(UDPFragOptions) error) *cobra.Command {
 	o := UDPFragOptions{}
 	var ports []int
 	var sizes []string
@@ -98,9 +99,10 @@ gets through is measured.`,
 				o.Stdin = g.IO.In
 			}
 			o.Now = g.Now
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			r, err := runUDPFrag(ctx, o)
+			if runF != nil {
+				return runF(o)
+			}
+			r, err := runUDPFrag(cmd.Context(), o)
 			if err != nil {
 				return err
 			}

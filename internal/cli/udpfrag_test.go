@@ -64,7 +64,8 @@ func parseReport(t *testing.T, out string) udpfragReport {
 	return r
 }
 
-// writeSeedPcap writes seed 002's sizes at MTU 1460 with logdoctor's own
+// writeSeedPcap writes the sizes of "big UDP messages missing"
+// (docs/troubleshooting.md) at MTU 1460 with logdoctor's own
 // writer; with blackHole only the first fragment of each big datagram is
 // kept, as behind the load balancer.
 func writeSeedPcap(t *testing.T, blackHole bool) string {
@@ -299,7 +300,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// TestUDPFragBinaryBehindDroppingBalancer is seed 002 end to end: the
+// TestUDPFragBinaryBehindDroppingBalancer is "big UDP
+// messages missing" (docs/troubleshooting.md) end to end: the
 // binary captures in the receiver's namespace while the balancer drops
 // non-first fragments; then the probe sweep finds the largest size that
 // gets through.

@@ -247,14 +247,14 @@ const doctorSeedsFluentBit = `[SERVICE]
 // namespace by a veth with MTU 1460, with a real es serve and forward
 // serve beside them, and runs doctor from outside on each:
 //
-//   - seed 000: Fluentd's memory-buffered Elasticsearch output, whose
+//   - logs stop reaching Elasticsearch: Fluentd's memory-buffered Elasticsearch output, whose
 //     Elasticsearch stops accepting: no ESTABLISHED connection, retries
 //     growing, the buffer filling, diagnosed with the file and line;
-//   - seed 003: an Elasticsearch output without ids against es serve
+//   - duplicates: an Elasticsearch output without ids against es serve
 //     rejecting 20% of the items (its port from the process's environment);
-//   - seed 001: Fluent Bit's forward output without acks to forward serve
+//   - logs lost without errors: Fluent Bit's forward output without acks to forward serve
 //     --ack never (its host and port from its environment);
-//   - seed 002: Fluent Bit's UDP input accepting 32 KiB messages while
+//   - big UDP messages missing: Fluent Bit's UDP input accepting 32 KiB messages while
 //     2000-byte datagrams arrive fragmented over the veth. (Fluentd's
 //     in_udp cannot listen with --disable-shared-socket on the
 //     serverengine of ../shared/peers, so the UDP input is Fluent Bit's.)

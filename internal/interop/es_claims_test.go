@@ -51,7 +51,8 @@ func fluentdGenidRemoveKeys(t *testing.T, fwd, removeURL, keepURL, index string)
 	docMentions(t, "docs/commands/es.md", "remove_keys", "id_key _hash")
 }
 
-// fluentdSniffMessages is seed 000 through real Fluentd: reload_connections
+// fluentdSniffMessages is the sniffing stall (logs stop reaching
+// Elasticsearch, docs/troubleshooting.md) through real Fluentd: reload_connections
 // re-sniffs _nodes/http (here after 2 requests) and replaces the pool with
 // what it publishes. An unreachable address shows as "Connection refused -
 // connect(2) for 127.0.0.2:1" and then, with the pool's only connection

@@ -11,7 +11,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/shipconf"
 )
 
-// ---- forward without acks (seed 001) ----
+// ---- forward without acks (logs lost without errors, docs/troubleshooting.md) ----
 
 func (ck *checker) forwardNoAck() {
 	for _, o := range ck.c.Outputs() {

@@ -258,7 +258,7 @@ func (ck *checker) fbTypeName(o *shipconf.Plugin) {
 		Remedy:   "Set `Suppress_Type_Name On` in this [OUTPUT]."})
 }
 
-// ---- UDP inputs (seed 002) ----
+// ---- UDP inputs (big UDP messages missing, docs/troubleshooting.md) ----
 
 func (ck *checker) udpMessageSize() {
 	for _, in := range ck.c.Inputs() {

@@ -108,7 +108,8 @@ func (d *diagnoser) trend(output string) *OutputTrend {
 	return nil
 }
 
-// esStall is seed 000: an Elasticsearch output that does not deliver,
+// esStall is "logs stop reaching Elasticsearch" (docs/troubleshooting.md):
+// an Elasticsearch output that does not deliver,
 // read from its metrics, its sockets and the probe, tied to the memory
 // buffer and the sniffing setting that make it lose data.
 func (d *diagnoser) esStall(c *shipconf.Config, o *ESOutput) {
@@ -195,7 +196,8 @@ func joinAnd(xs []string) string {
 	return strings.Join(xs[:len(xs)-1], ", ") + " and " + xs[len(xs)-1]
 }
 
-// esRejections is seed 003: the cluster rejects writes while the output
+// esRejections is "duplicates in Elasticsearch" (docs/troubleshooting.md):
+// the cluster rejects writes while the output
 // sends no stable id (duplicates on retry) or treats 429 as unrecoverable
 // (losses).
 func (d *diagnoser) esRejections(c *shipconf.Config, o *ESOutput) {
@@ -263,7 +265,8 @@ func (d *diagnoser) tooLarge(o *ESOutput) {
 	d.add(c)
 }
 
-// forwardAcks is seed 001: a forward output without acks to a receiver
+// forwardAcks is "logs lost without errors" (docs/troubleshooting.md):
+// a forward output without acks to a receiver
 // that does not acknowledge (or drops).
 func (d *diagnoser) forwardAcks(o *ForwardOutput) {
 	noAck := append(d.find(forwardprobe.FindingNoAck, o.Name), d.find(forwardprobe.FindingClosedBeforeAck, o.Name)...)
@@ -299,7 +302,8 @@ func (d *diagnoser) forwardAcks(o *ForwardOutput) {
 	d.add(cause)
 }
 
-// udp is seed 002: an input accepting datagrams larger than the path
+// udp is "big UDP messages missing" (docs/troubleshooting.md):
+// an input accepting datagrams larger than the path
 // carries unfragmented, with fragments arriving or the kernel dropping.
 func (d *diagnoser) udp(u *UDPView) {
 	frag := d.find(udpfrag.FindingFragmented, u.Input)

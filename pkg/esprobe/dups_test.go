@@ -16,7 +16,8 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
-// shipLate replays seed 003: a shipper without _id sends a bulk, times out
+// shipLate replays how duplicates reach Elasticsearch (docs/troubleshooting.md):
+// a shipper without _id sends a bulk, times out
 // while the cluster is still indexing it, and resends the same chunk.
 func shipLate(t *testing.T, s *essim.Server, index string, events, attempts int) {
 	t.Helper()

@@ -36,7 +36,8 @@ func itoa(n int) string {
 	return string(b)
 }
 
-// TestRubyTransportSniffsIntoDeadPool reproduces seed 000 with the real
+// TestRubyTransportSniffsIntoDeadPool reproduces the sniffing stall
+// (logs stop reaching Elasticsearch, docs/troubleshooting.md) with the real
 // elasticsearch-transport 7.17: with reload_connections it re-sniffs
 // _nodes/http and replaces its pool with the published addresses. When
 // those are unreachable every request fails ("Failed to open TCP
@@ -93,7 +94,8 @@ func TestRubyTransportSniffsIntoDeadPool(t *testing.T) {
 	}
 }
 
-// TestPythonRetryOnTimeoutDuplicates is seed 003 with a real client:
+// TestPythonRetryOnTimeoutDuplicates is how duplicates reach
+// Elasticsearch (docs/troubleshooting.md) with a real client:
 // python3-elasticsearch with retry_on_timeout resends a bulk the cluster is
 // still indexing; without _id every resend is a new copy and es dups finds
 // them, with create and a stable _id there is exactly one copy.

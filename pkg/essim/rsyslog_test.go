@@ -184,7 +184,8 @@ func (s *Server) firstID(index string) string {
 	return ""
 }
 
-// TestRsyslogIndexLateDuplicates is seed 003 with rsyslog: indexTimeout
+// TestRsyslogIndexLateDuplicates is duplicates in Elasticsearch
+// (docs/troubleshooting.md) with rsyslog: indexTimeout
 // shorter than the cluster's answer makes rsyslog resend a batch the
 // cluster already stored. Without an id that is a second copy; with
 // bulkid + writeoperation create the resend gets 409s and nothing doubles.

@@ -37,15 +37,6 @@ func sampleRequest(t testing.TB, mode Mode, n int) *Request {
 	return req
 }
 
-func cloneRequest(r *Request) Request {
-	c := *r
-	c.Entries = nil
-	for _, e := range r.Entries {
-		c.Entries = append(c.Entries, Entry{Time: e.Time, Record: append([]byte(nil), e.Record...)})
-	}
-	return c
-}
-
 func sameEvents(t *testing.T, want, got *Request) {
 	t.Helper()
 	if got.Tag != want.Tag || got.Chunk != want.Chunk || got.Mode != want.Mode {

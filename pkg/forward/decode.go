@@ -379,8 +379,11 @@ func (d *Decoder) parseMsgpack(frame []byte, req *Request) error {
 				return fmt.Errorf("entry %d: %w", i, err)
 			}
 		}
+		// The option's `compressed` is ignored here, as Fluentd's
+		// in_forward does: it describes a packed stream, and entries
+		// sent as an array are never compressed.
 		if n == 3 {
-			if compressed, err = d.option(&r, req); err != nil {
+			if _, err = d.option(&r, req); err != nil {
 				return err
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+
+	"github.com/logdoctor/logdoctor/internal/mpenc"
 )
 
 // Encoder appends requests in wire form. Its zero value sends EventTime
@@ -54,7 +56,7 @@ func (e *Encoder) Append(dst []byte, req *Request) ([]byte, error) {
 			n = 4
 		}
 		dst = append(dst, 0x90|byte(n))
-		dst = appendStr(dst, req.Tag)
+		dst = mpenc.AppendStr(dst, req.Tag)
 		dst = e.appendTime(dst, req.Entries[0].Time)
 		dst = append(dst, req.Entries[0].Record...)
 		if req.Chunk != "" {
@@ -63,8 +65,8 @@ func (e *Encoder) Append(dst []byte, req *Request) ([]byte, error) {
 		return dst, nil
 	case ModeForward:
 		dst = append(dst, 0x93)
-		dst = appendStr(dst, req.Tag)
-		dst = appendArrayHeader(dst, len(req.Entries))
+		dst = mpenc.AppendStr(dst, req.Tag)
+		dst = mpenc.AppendArrayHeader(dst, len(req.Entries))
 		for _, en := range req.Entries {
 			dst = e.appendEntry(dst, en)
 		}
@@ -83,7 +85,7 @@ func (e *Encoder) Append(dst []byte, req *Request) ([]byte, error) {
 			stream = z
 		}
 		dst = append(dst, 0x93)
-		dst = appendStr(dst, req.Tag)
+		dst = mpenc.AppendStr(dst, req.Tag)
 		if e.PackedAsStr {
 			dst = append(dst, 0xdb)
 		} else {
@@ -128,7 +130,7 @@ func (e *Encoder) appendEntry(dst []byte, en Entry) []byte {
 
 func (e *Encoder) appendTime(dst []byte, t EventTime) []byte {
 	if e.IntegerTime {
-		return appendUint(dst, uint64(t.Sec))
+		return mpenc.AppendUint(dst, uint64(t.Sec))
 	}
 	return appendEventTime(dst, t)
 }
@@ -146,72 +148,23 @@ func appendOption(dst []byte, chunk string, size int, gz bool) []byte {
 	}
 	dst = append(dst, 0x80|byte(n))
 	if chunk != "" {
-		dst = appendStr(dst, "chunk")
-		dst = appendStr(dst, chunk)
+		dst = mpenc.AppendStr(dst, "chunk")
+		dst = mpenc.AppendStr(dst, chunk)
 	}
 	if size >= 0 {
-		dst = appendStr(dst, "size")
-		dst = appendUint(dst, uint64(size))
+		dst = mpenc.AppendStr(dst, "size")
+		dst = mpenc.AppendUint(dst, uint64(size))
 	}
 	if gz {
-		dst = appendStr(dst, "compressed")
-		dst = appendStr(dst, "gzip")
+		dst = mpenc.AppendStr(dst, "compressed")
+		dst = mpenc.AppendStr(dst, "gzip")
 	}
 	return dst
 }
 
-func appendArrayHeader(dst []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(dst, 0x90|byte(n))
-	case n < 1<<16:
-		return binary.BigEndian.AppendUint16(append(dst, 0xdc), uint16(n))
-	}
-	return binary.BigEndian.AppendUint32(append(dst, 0xdd), uint32(n))
-}
-
-func appendMapHeader(dst []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(dst, 0x80|byte(n))
-	case n < 1<<16:
-		return binary.BigEndian.AppendUint16(append(dst, 0xde), uint16(n))
-	}
-	return binary.BigEndian.AppendUint32(append(dst, 0xdf), uint32(n))
-}
-
-func appendStr(dst []byte, s string) []byte {
-	n := len(s)
-	switch {
-	case n < 32:
-		dst = append(dst, 0xa0|byte(n))
-	case n < 1<<8:
-		dst = append(dst, 0xd9, byte(n))
-	case n < 1<<16:
-		dst = binary.BigEndian.AppendUint16(append(dst, 0xda), uint16(n))
-	default:
-		dst = binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
-	}
-	return append(dst, s...)
-}
-
-func appendUint(dst []byte, v uint64) []byte {
-	switch {
-	case v < 128:
-		return append(dst, byte(v))
-	case v < 1<<8:
-		return append(dst, 0xcc, byte(v))
-	case v < 1<<16:
-		return binary.BigEndian.AppendUint16(append(dst, 0xcd), uint16(v))
-	case v < 1<<32:
-		return binary.BigEndian.AppendUint32(append(dst, 0xce), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(dst, 0xcf), v)
-}
-
 // AppendAck appends the msgpack ack {"ack": chunk}.
 func AppendAck(dst []byte, chunk string) []byte {
-	return appendStr(appendStr(append(dst, 0x81), "ack"), chunk)
+	return mpenc.AppendStr(mpenc.AppendStr(append(dst, 0x81), "ack"), chunk)
 }
 
 // AppendJSONAck appends the JSON ack, for requests that came as JSON.

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/mpenc"
 	"github.com/logdoctor/logdoctor/internal/stats"
 	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/report"
@@ -152,21 +153,32 @@ type Result struct {
 	Heartbeat      *Heartbeat `json:"heartbeat,omitempty"`
 }
 
+// Defaults of Options, which the command's flags use too, so each lives
+// in one place.
+const (
+	DefaultTag              = "logdoctor.probe"
+	DefaultAckTimeout       = 10 * time.Second
+	DefaultSlowAck          = time.Second
+	DefaultRecordSize       = 200
+	DefaultChunkEvents      = 1000
+	DefaultHeartbeatTimeout = 2 * time.Second
+)
+
 func (o *Options) defaults() {
 	if o.Tag == "" {
-		o.Tag = "logdoctor.probe"
+		o.Tag = DefaultTag
 	}
 	if o.AckTimeout <= 0 {
-		o.AckTimeout = 10 * time.Second
+		o.AckTimeout = DefaultAckTimeout
 	}
 	if o.SlowAck <= 0 {
-		o.SlowAck = time.Second
+		o.SlowAck = DefaultSlowAck
 	}
 	if o.RecordSize <= 0 {
-		o.RecordSize = 200
+		o.RecordSize = DefaultRecordSize
 	}
 	if o.ChunkEvents <= 0 {
-		o.ChunkEvents = 1000
+		o.ChunkEvents = DefaultChunkEvents
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 1
@@ -175,7 +187,7 @@ func (o *Options) defaults() {
 		o.SampleEvery = 100 * time.Millisecond
 	}
 	if o.HeartbeatTimeout <= 0 {
-		o.HeartbeatTimeout = 2 * time.Second
+		o.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
 	if o.RunID == "" {
 		o.RunID = forward.NewChunkID()[:12]
@@ -320,7 +332,7 @@ func dialFinding(addr, step string, err error) report.Finding {
 func tlsRequiredFinding(addr string, ev map[string]any) report.Finding {
 	return report.Finding{ID: FindingTLSRequired, Severity: report.Critical,
 		Summary: fmt.Sprintf("%s expects TLS: it closed the plaintext connection and answered a TLS ClientHello; probe with --tls "+
-			"(and --ca, or --insecure to skip verification)", addr),
+			"(and --tls-ca, or --tls-insecure to skip verification)", addr),
 		Evidence: ev, Remedy: remedyTLSRequired}
 }
 
@@ -714,46 +726,28 @@ func (p *prober) canaryRequest(mode forward.Mode, n int) *forward.Request {
 // encoded because load mode builds hundreds of thousands per second.
 func appendProbeRecord(dst []byte, runID string, seq int, mode forward.Mode, size int) []byte {
 	start := len(dst)
-	dst = append(dst, 0x85)
-	dst = appendStr(dst, "logdoctor")
-	dst = appendStr(dst, "probe")
-	dst = appendStr(dst, "run_id")
-	dst = appendStr(dst, runID)
-	dst = appendStr(dst, "seq")
+	dst = mpenc.AppendMapHeader(dst, 5)
+	dst = mpenc.AppendStr(dst, "logdoctor")
+	dst = mpenc.AppendStr(dst, "probe")
+	dst = mpenc.AppendStr(dst, "run_id")
+	dst = mpenc.AppendStr(dst, runID)
+	dst = mpenc.AppendStr(dst, "seq")
 	dst = append(dst, 0xcf)
 	for s := 56; s >= 0; s -= 8 {
 		dst = append(dst, byte(uint64(seq)>>s))
 	}
-	dst = appendStr(dst, "mode")
-	dst = appendStr(dst, mode.String())
-	dst = appendStr(dst, "message")
+	dst = mpenc.AppendStr(dst, "mode")
+	dst = mpenc.AppendStr(dst, mode.String())
+	dst = mpenc.AppendStr(dst, "message")
 	var digits [20]byte
 	num := strconv.AppendInt(digits[:0], int64(seq), 10)
 	const prefix = "logdoctor forward probe canary "
 	n := max(size-(len(dst)-start)-5, len(prefix)+len(num))
-	dst = appendStrHeader(dst, n)
+	dst = mpenc.AppendStrHeader(dst, n)
 	dst = append(dst, prefix...)
 	dst = append(dst, num...)
 	for i := len(prefix) + len(num); i < n; i++ {
 		dst = append(dst, '.')
-	}
-	return dst
-}
-
-func appendStr(dst []byte, s string) []byte {
-	return append(appendStrHeader(dst, len(s)), s...)
-}
-
-func appendStrHeader(dst []byte, n int) []byte {
-	switch {
-	case n < 32:
-		dst = append(dst, 0xa0|byte(n))
-	case n < 256:
-		dst = append(dst, 0xd9, byte(n))
-	case n < 1<<16:
-		dst = append(dst, 0xda, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 	}
 	return dst
 }

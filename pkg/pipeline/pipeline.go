@@ -168,6 +168,8 @@ type Pipeline struct {
 	udpConn *net.UDPConn
 	metLn   net.Listener
 	metSrv  *http.Server
+	metWG   sync.WaitGroup // the metrics server's Serve
+	metErr  error          // why Serve stopped, if not Close; read after metWG.Wait
 
 	inCtx     context.Context
 	inCancel  context.CancelFunc
@@ -286,7 +288,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	cfg := p.cfg
 	defer func() {
 		if err != nil {
-			p.abort()
+			err = errors.Join(err, p.abort())
 		}
 	}()
 	p.registerMetrics()
@@ -336,7 +338,14 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
 		p.metSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go p.metSrv.Serve(p.metLn)
+		p.metWG.Add(1)
+		go func() {
+			defer p.metWG.Done()
+			if err := p.metSrv.Serve(p.metLn); !errors.Is(err, http.ErrServerClosed) {
+				p.log.Error("metrics server stopped", "err", err)
+				p.metErr = fmt.Errorf("pipeline: metrics server: %w", err)
+			}
+		}()
 	}
 
 	p.inCtx, p.inCancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -367,25 +376,37 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// abort releases what a failed Start opened.
-func (p *Pipeline) abort() {
+// abort releases what a failed Start opened and returns what failed to
+// close.
+func (p *Pipeline) abort() error {
 	if p.inCancel != nil {
 		p.inCancel()
 		p.drainStop()
 	}
 	p.closeListeners()
 	p.inWG.Wait()
-	if p.metSrv != nil {
-		p.metSrv.Close()
-	}
+	var errs []error
+	errs = append(errs, p.stopMetrics())
 	if p.buf != nil {
-		p.buf.Close()
+		errs = append(errs, p.buf.Close())
 	}
 	if p.dead != nil {
-		p.dead.Close()
+		errs = append(errs, p.dead.Close())
 	}
 	// Close after a failed Start has nothing left to do.
 	p.buf, p.dead = nil, nil
+	return errors.Join(errs...)
+}
+
+// stopMetrics closes the metrics server, waits for its Serve to return
+// and reports why it stopped if Close was not the reason.
+func (p *Pipeline) stopMetrics() error {
+	if p.metSrv == nil {
+		return nil
+	}
+	err := p.metSrv.Close()
+	p.metWG.Wait()
+	return errors.Join(err, p.metErr)
 }
 
 func (p *Pipeline) closeListeners() {
@@ -505,13 +526,18 @@ func (p *Pipeline) close(ctx context.Context) error {
 		p.log.Warn("shutdown timeout: events left in the buffer for the next start", "events", st.Records, "dir", p.BufferDir())
 		flushErr = fmt.Errorf("pipeline: %d events left in the buffer: %w", st.Records, flushErr)
 	}
-	p.buf.Close()
-	p.dead.Close()
-	if p.metSrv != nil {
-		p.metSrv.Close()
+	// A buffer or dead-letter file that fails to close may not have
+	// reached the disk: that is the caller's to know, with the flush result.
+	errs := []error{flushErr}
+	if err := p.buf.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("pipeline: closing the buffer: %w", err))
 	}
+	if err := p.dead.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("pipeline: closing the dead-letter file: %w", err))
+	}
+	errs = append(errs, p.stopMetrics())
 	p.log.Info("pipeline stopped", "buffered", st.Records)
-	return flushErr
+	return errors.Join(errs...)
 }
 
 func (p *Pipeline) registerMetrics() {

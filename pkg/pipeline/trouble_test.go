@@ -123,7 +123,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 
 // TestElasticsearchTrouble: item rejections (429), whole requests failing
 // (503), bulks answered after the client timed out while the documents
-// were indexed (seed 003), and Elasticsearch down for a while with the
+// were indexed (duplicates in Elasticsearch, docs/troubleshooting.md), and Elasticsearch down for a while with the
 // buffer filling up. Every acked event ends up indexed exactly once, the
 // buffer stays under its limit, and it drains after recovery.
 func TestElasticsearchTrouble(t *testing.T) {

@@ -1,4 +1,5 @@
-// Package udpprobe automates seed 002's experiment: send numbered probe
+// Package udpprobe automates the experiment behind "big UDP messages
+// missing" (docs/troubleshooting.md): send numbered probe
 // datagrams of chosen sizes to a UDP port and, with a cooperating receiver
 // (Listen), learn which sizes arrive, so the largest size that gets
 // through the path is measured instead of guessed.

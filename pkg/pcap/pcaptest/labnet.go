@@ -1,4 +1,5 @@
-// Package pcaptest builds seed 002's network for tests: a sender, a
+// Package pcaptest builds the network of "big UDP messages missing"
+// (docs/troubleshooting.md) for tests: a sender, a
 // forwarding "balancer" and a receiver in their own network namespaces,
 // joined by veth pairs at MTU 1460, with an optional nftables rule on the
 // balancer that drops non-first fragments as a 5-tuple load balancer does.
@@ -20,7 +21,7 @@ const (
 	MTU       = 1460
 )
 
-// SeedSizes are the payload sizes of seed 002's experiment.
+// SeedSizes are the payload sizes of that experiment.
 var SeedSizes = []int{1400, 1432, 1440, 2000, 2312}
 
 // Labnet is the three-namespace path.

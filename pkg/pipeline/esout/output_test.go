@@ -265,7 +265,7 @@ func TestEventOverMaxContentLength(t *testing.T) {
 }
 
 // TestKeepAlive: many bulk requests reuse a few connections (no
-// TIME_WAIT churn, seed 000).
+// TIME_WAIT churn: logs stop reaching Elasticsearch, docs/troubleshooting.md).
 func TestKeepAlive(t *testing.T) {
 	es := essimtest.Start(t, essim.Config{})
 	o, _ := run(t, Config{URLs: []string{es.URL()}, BatchCount: 5, Workers: 2}, records(300, "ka"))

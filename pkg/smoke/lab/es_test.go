@@ -1,4 +1,4 @@
-package cli
+package lab
 
 import (
 	"context"
@@ -28,10 +28,10 @@ func indexOne(t *testing.T, url string) {
 // The embedded Elasticsearch is disk-backed: by default in
 // <buffer-dir>/embedded-es, emptied at start and removed at stop; with
 // --es-data in that directory, kept.
-func TestStartEmbeddedESDirs(t *testing.T) {
+func TestStartESDirs(t *testing.T) {
 	ctx := context.Background()
 	buf := filepath.Join(t.TempDir(), "buffer")
-	esDir := filepath.Join(buf, embeddedESDirName)
+	esDir := filepath.Join(buf, ESDirName)
 	// A crash left documents behind: they are not served again.
 	if err := os.MkdirAll(esDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func TestStartEmbeddedESDirs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(esDir, "essim.log"), []byte("C\tstale\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url, dir, stop, _, err := startEmbeddedES(ctx, "", buf, 0)
+	url, dir, stop, _, err := StartES(ctx, "", buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestStartEmbeddedESDirs(t *testing.T) {
 	}
 
 	// --memory-buffer: a temp dir, removed at stop.
-	_, dir, stop, _, err = startEmbeddedES(ctx, "", "", 0)
+	_, dir, stop, _, err = StartES(ctx, "", "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestStartEmbeddedESDirs(t *testing.T) {
 
 	// --es-data: kept across restarts.
 	keep := t.TempDir()
-	url, _, stop, _, err = startEmbeddedES(ctx, keep, buf, 0)
+	url, _, stop, _, err = StartES(ctx, keep, buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestStartEmbeddedESDirs(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	url, _, stop, _, err = startEmbeddedES(ctx, keep, buf, 0)
+	url, _, stop, _, err = StartES(ctx, keep, buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package cli
+package forwardserve
 
 import (
 	"fmt"
@@ -36,9 +36,9 @@ const (
 		"that the senders' chunk size (Fluentd `chunk_limit_size`) stays under the request limit (--max-request-bytes / --max-request-size). A refused chunk is not acked."
 )
 
-// forwardInputFindings turns a forward server's error counters into
+// InputFindings turns a forward server's error counters into
 // findings: one per kind, with the latest error as evidence.
-func forwardInputFindings(addr string, st forward.Stats) []report.Finding {
+func InputFindings(addr string, st forward.Stats) []report.Finding {
 	var fs []report.Finding
 	last := func(kind string) string { return report.Redact(st.LastErrors[kind]) }
 	if st.TLSFailed > 0 {

@@ -1,4 +1,4 @@
-package cli
+package lab
 
 import (
 	"context"
@@ -10,16 +10,11 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/essim"
 )
 
-// embeddedESBytesPerDoc is what the embedded Elasticsearch keeps in
-// memory per document (its id index; sources stay on disk), with slack
-// over the measured 43 bytes.
-const embeddedESBytesPerDoc = 64
-
-// embeddedESDirName is where the embedded Elasticsearch keeps its
+// ESDirName is where the embedded Elasticsearch keeps its
 // documents inside the buffer directory when --es-data is not given.
-const embeddedESDirName = "embedded-es"
+const ESDirName = "embedded-es"
 
-// startEmbeddedES starts the in-process Elasticsearch stand-in on a free
+// StartES starts the in-process Elasticsearch stand-in on a free
 // loopback port: the pipeline talks HTTP to it like to any cluster. It is
 // always disk-backed so the sources are not held in memory (essim then
 // keeps ids and sources only in its log, and ~43 bytes per document in
@@ -31,7 +26,7 @@ const embeddedESDirName = "embedded-es"
 // flood-stage watermark. It returns the URL, the directory used, a stop
 // function, and a function counting the documents it holds; cancelling
 // ctx does not stop it.
-func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, func() int, error) {
+func StartES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, func() int, error) {
 	dir, temporary := dataDir, false
 	switch {
 	case dataDir != "":
@@ -41,7 +36,7 @@ func startEmbeddedES(ctx context.Context, dataDir, bufferDir string, maxDocs int
 		if err := os.MkdirAll(bufferDir, 0o700); err != nil {
 			return "", "", nil, nil, fmt.Errorf("buffer dir: %w", err)
 		}
-		dir, temporary = filepath.Join(bufferDir, embeddedESDirName), true
+		dir, temporary = filepath.Join(bufferDir, ESDirName), true
 		// Left over by a crash: those documents were meant to vanish.
 		if err := os.RemoveAll(dir); err != nil {
 			return "", "", nil, nil, fmt.Errorf("removing the previous %s: %w", dir, err)
