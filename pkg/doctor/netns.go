@@ -7,11 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/logdoctor/logdoctor/internal/netns"
 )
 
 // How doctor reaches addresses the shipper's configuration names.
@@ -50,7 +49,7 @@ func OpenNet(procRoot string, pid int) *Net {
 		n.Reach = ReachSame
 		return n
 	}
-	if err := inNetns(n.Path, func() error { return nil }); err != nil {
+	if err := netns.Run(n.Path, func() error { return nil }); err != nil {
 		n.Reach, n.Why = ReachLoopback, err.Error()
 		return n
 	}
@@ -86,7 +85,7 @@ func (n *Net) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 	var lastErr error
 	for _, ip := range ips {
 		var c net.Conn
-		err := inNetns(n.Path, func() error {
+		err := netns.Run(n.Path, func() error {
 			var err error
 			c, err = n.dial.DialContext(ctx, network, net.JoinHostPort(ip, port))
 			return err
@@ -143,7 +142,7 @@ func (n *Net) Interfaces() ([]Interface, error) {
 	case ReachSame:
 		err = get()
 	case ReachEntered:
-		err = inNetns(n.Path, get)
+		err = netns.Run(n.Path, get)
 	default:
 		return nil, fmt.Errorf("cannot read the interfaces of another network namespace without entering it (%s)", n.Why)
 	}
@@ -158,42 +157,4 @@ func (n *Net) Interfaces() ([]Interface, error) {
 		out = append(out, Interface{Name: i.Name, MTU: i.MTU, Up: i.Flags&net.FlagUp != 0})
 	}
 	return out, nil
-}
-
-// inNetns runs fn on an OS thread switched into the network namespace
-// nsPath, then switches the thread back. It runs on a goroutine of its
-// own: if the way back fails, that goroutine exits with its thread still
-// locked, and the runtime ends the thread instead of handing a thread in
-// the wrong namespace to other goroutines. Sockets fn creates stay in the
-// namespace whichever thread uses them later.
-func inNetns(nsPath string, fn func() error) error {
-	target, err := os.Open(nsPath)
-	if err != nil {
-		return fmt.Errorf("open network namespace: %w", err)
-	}
-	defer target.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("open own network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("setns %s (needs CAP_SYS_ADMIN): %w", nsPath, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("return to own network namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	return <-done
 }

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"runtime"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/logdoctor/logdoctor/internal/netns"
 )
 
 // recvBufSize holds any datagram of a dump: the kernel builds dump replies
@@ -60,7 +60,7 @@ func Dial() (*Conn, error) {
 // without it the error wraps fs.ErrPermission.
 func DialNetns(nsPath string) (*Conn, error) {
 	var c *netlink.Conn
-	err := inNetns(nsPath, func() error {
+	err := netns.Run(nsPath, func() error {
 		var err error
 		c, err = netlink.Dial(unix.NETLINK_INET_DIAG, nil)
 		return err
@@ -72,44 +72,6 @@ func DialNetns(nsPath string) (*Conn, error) {
 		return nil, fmt.Errorf("sock_diag in %s: %w", nsPath, err)
 	}
 	return newConn(c, nsPath)
-}
-
-// inNetns runs fn on an OS thread switched into the network namespace
-// nsPath, then switches the thread back. It runs on a goroutine of its
-// own: if the way back fails, that goroutine exits with its thread still
-// locked, and the runtime then ends the thread instead of handing a
-// thread in the wrong namespace to other goroutines.
-func inNetns(nsPath string, fn func() error) error {
-	target, err := os.Open(nsPath)
-	if err != nil {
-		return fmt.Errorf("open network namespace: %w", err)
-	}
-	defer target.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("open own network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("setns (needs CAP_SYS_ADMIN): %w", err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// Still locked: the thread dies with this goroutine.
-			done <- fmt.Errorf("return to own network namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	return <-done
 }
 
 // Close closes the socket.
