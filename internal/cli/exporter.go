@@ -209,13 +209,9 @@ func addExporterSources(ctx context.Context, eng *exporter.Engine, o ExporterOpt
 	if o.Timeout > o.Interval {
 		return nil, usageErrorf("--timeout %s is longer than --interval %s", o.Timeout, o.Interval)
 	}
-	aliases := sockstat.DefaultAliases()
-	for _, a := range o.Aliases {
-		name, ports, err := sockstat.ParseAlias(a)
-		if err != nil {
-			return nil, usageErrorf("--alias: %w", err)
-		}
-		aliases[name] = ports
+	aliases, err := sockstat.AliasesWith(o.Aliases)
+	if err != nil {
+		return nil, usageErrorf("--alias: %w", err)
 	}
 	resolve := o.Resolver
 	if resolve == nil {

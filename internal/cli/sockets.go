@@ -143,13 +143,9 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	default:
 		return nil, usageErrorf("--by %q: want peer, process or state", o.By)
 	}
-	aliases := sockstat.DefaultAliases()
-	for _, a := range o.Aliases {
-		name, ports, err := sockstat.ParseAlias(a)
-		if err != nil {
-			return nil, usageErrorf("--alias: %w", err)
-		}
-		aliases[name] = ports
+	aliases, err := sockstat.AliasesWith(o.Aliases)
+	if err != nil {
+		return nil, usageErrorf("--alias: %w", err)
 	}
 	resolve := o.Resolver
 	if resolve == nil {

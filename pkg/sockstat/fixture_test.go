@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -211,5 +212,20 @@ func TestClassifyWithoutListener(t *testing.T) {
 	s.Local, s.Remote = s.Remote, s.Local
 	if d, _, p := cl.Classify(s); d != Outbound || p != 9200 {
 		t.Errorf("got %v %v", d, p)
+	}
+}
+
+// --alias adds names to the defaults and may redefine one; a bad one is
+// an error naming what was wrong.
+func TestAliasesWith(t *testing.T) {
+	a, err := AliasesWith([]string{"kafka=9092", "es=9201"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a["kafka"], []uint16{9092}) || !slices.Equal(a["es"], []uint16{9201}) || len(a["forward"]) == 0 {
+		t.Fatalf("aliases %v", a)
+	}
+	if _, err := AliasesWith([]string{"bad"}); err == nil {
+		t.Fatal("alias without ports accepted")
 	}
 }

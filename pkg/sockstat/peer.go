@@ -31,6 +31,20 @@ var ErrBadPeer = errors.New("bad peer")
 const PeerForms = "an alias (es, forward, kafka, syslog, or one set with --alias name=port,port), " +
 	"host, host:port, :port, a CIDR (127.0.0.0/8), or a DNS name (resolved once)"
 
+// AliasesWith is DefaultAliases plus each "name=port,port" of extra
+// (--alias), which may also redefine a default name.
+func AliasesWith(extra []string) (Aliases, error) {
+	aliases := DefaultAliases()
+	for _, a := range extra {
+		name, ports, err := ParseAlias(a)
+		if err != nil {
+			return nil, err
+		}
+		aliases[name] = ports
+	}
+	return aliases, nil
+}
+
 // ParseAlias parses "name=port,port".
 func ParseAlias(s string) (string, []uint16, error) {
 	name, ports, ok := strings.Cut(s, "=")
