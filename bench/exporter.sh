@@ -25,6 +25,7 @@ fi
 HOLDERS=${HOLDERS:-2}
 ESTABLISHED=${ESTABLISHED:-6500}
 CLOSE_WAIT=${CLOSE_WAIT:-2000}
+TIME_WAIT=${TIME_WAIT:-0}
 RUN=${RUN:-60}
 INTERVAL=${INTERVAL:-15s}
 
@@ -32,48 +33,8 @@ for t in curl python3; do
   command -v "$t" >/dev/null || { echo "bench/exporter.sh: needs $t" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d)
-ns=""
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-make -s build
-ld=$PWD/bin/logdoctor
-go build -o "$tmp/sockholder" ./bench/sockholder
-
-in_ns=()
-if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null; then
-  ns=ldexpbench-$$
-  ip netns add "$ns"
-  ip netns exec "$ns" ip link set lo up
-  in_ns=(ip netns exec "$ns")
-fi
-holder_pids=()
-for i in $(seq 1 "$HOLDERS"); do
-  mkfifo "$tmp/in$i"
-  "${in_ns[@]}" "$tmp/sockholder" -established "$ESTABLISHED" -close-wait "$CLOSE_WAIT" -time-wait 0 \
-    <"$tmp/in$i" >"$tmp/out$i" 2>&1 &
-  pids+=($!)
-  holder_pids+=($!)
-  exec {fd}>"$tmp/in$i"
-done
-for i in $(seq 1 "$HOLDERS"); do
-  for _ in $(seq 1 240); do
-    grep -q READY "$tmp/out$i" 2>/dev/null && break
-    if ! kill -0 "${pids[$((i-1))]}" 2>/dev/null; then cat "$tmp/out$i" >&2; exit 1; fi
-    sleep 0.5
-  done
-  grep -q READY "$tmp/out$i" || { echo "holder $i not ready" >&2; cat "$tmp/out$i" >&2; exit 1; }
-done
-total=$("${in_ns[@]}" awk 'NR>1' /proc/net/tcp /proc/net/tcp6 | wc -l)
-echo "socket table: $total sockets ($("${in_ns[@]}" ss -tan | awk 'NR>1{print $1}' | sort | uniq -c | tr -s ' ' | paste -sd,))"
-if [ "$total" -lt 30000 ]; then echo "fewer than 30,000 sockets; raise HOLDERS or ESTABLISHED" >&2; exit 1; fi
+. bench/lib/sockholders.sh
+hold_sockets ldexpbench
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -33,49 +33,8 @@ for t in ss python3; do
   command -v "$t" >/dev/null || { echo "bench/sockets.sh: needs $t (sudo make test-deps)" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d)
-ns=""
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-make -s build
-ld=$PWD/bin/logdoctor
-go build -o "$tmp/sockholder" ./bench/sockholder
-
-in_ns=()
-if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null; then
-  ns=ldbench-$$
-  ip netns add "$ns"
-  ip netns exec "$ns" ip link set lo up
-  in_ns=(ip netns exec "$ns")
-fi
-
-# Each holder keeps its sockets until its stdin (a fifo we hold open) closes.
-for i in $(seq 1 "$HOLDERS"); do
-  mkfifo "$tmp/in$i"
-  "${in_ns[@]}" "$tmp/sockholder" -established "$ESTABLISHED" -close-wait "$CLOSE_WAIT" -time-wait "$TIME_WAIT" \
-    <"$tmp/in$i" >"$tmp/out$i" 2>&1 &
-  pids+=($!)
-  exec {fd}>"$tmp/in$i"
-done
-for i in $(seq 1 "$HOLDERS"); do
-  for _ in $(seq 1 240); do
-    grep -q READY "$tmp/out$i" 2>/dev/null && break
-    if ! kill -0 "${pids[$((i-1))]}" 2>/dev/null; then cat "$tmp/out$i" >&2; exit 1; fi
-    sleep 0.5
-  done
-  grep -q READY "$tmp/out$i" || { echo "holder $i not ready" >&2; cat "$tmp/out$i" >&2; exit 1; }
-done
-
-total=$("${in_ns[@]}" awk 'NR>1' /proc/net/tcp /proc/net/tcp6 | wc -l)
-echo "socket table: $total sockets ($("${in_ns[@]}" ss -tan | awk 'NR>1{print $1}' | sort | uniq -c | tr -s ' ' | paste -sd,))"
-if [ "$total" -lt 30000 ]; then echo "fewer than 30,000 sockets; raise HOLDERS" >&2; exit 1; fi
+. bench/lib/sockholders.sh
+hold_sockets ldbench
 
 # TIME_WAIT and the orphaned FIN_WAIT2 ends expire after 60 s: measure at once.
 base_cmd=""
