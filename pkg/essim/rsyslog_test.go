@@ -69,7 +69,11 @@ action(type="omelasticsearch" server="127.0.0.1" serverport="%s" searchIndex="rs
 	return 0, ""
 }
 
-// sendSyslog writes n RFC 3164 lines to the imtcp port.
+// sendSyslog writes n RFC 3164 lines to the imtcp port in one write, so
+// imtcp reads them in one go and rsyslog's queue hands them to
+// omelasticsearch as one batch. (Written line by line, rsyslog now and
+// then dequeued "event 0" alone, and with a late cluster it retried that
+// one-event batch for the whole test while the rest waited behind it.)
 func sendSyslog(t *testing.T, port, n int) {
 	t.Helper()
 	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
@@ -77,8 +81,12 @@ func sendSyslog(t *testing.T, port, n int) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	var b strings.Builder
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(c, "<13>Nov 21 18:00:00 web1 app: event %d\n", i)
+		fmt.Fprintf(&b, "<13>Nov 21 18:00:00 web1 app: event %d\n", i)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -191,13 +199,18 @@ func (s *Server) firstID(index string) string {
 // bulkid + writeoperation create the resend gets 409s and nothing doubles.
 func TestRsyslogIndexLateDuplicates(t *testing.T) {
 	const n = 10
+	// rsyslog retries a timed-out batch over and over while the rest of
+	// the queue waits behind it, so the test needs all n events in the
+	// first batch: without the minimum its worker now and then took
+	// "event 0" alone (stored 1, 20 conflicts after 10 s).
+	const late = `esVersion.major="8" indexTimeout="500" action.resumeRetryCount="2" action.resumeInterval="1" ` +
+		`queue.minDequeueBatchSize="10" queue.minDequeueBatchSize.timeout="3000"`
 	for _, tc := range []struct {
 		name, extra string
 		dup         bool
 	}{
-		{"no id", `esVersion.major="8" indexTimeout="500" action.resumeRetryCount="2" action.resumeInterval="1"`, true},
-		{"bulkid create", `esVersion.major="8" indexTimeout="500" action.resumeRetryCount="2" action.resumeInterval="1" ` +
-			`template="doc" bulkid="bulkid" dynbulkid="on" writeoperation="create"`, false},
+		{"no id", late, true},
+		{"bulkid create", late + ` template="doc" bulkid="bulkid" dynbulkid="on" writeoperation="create"`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := start(t, Config{Faults: Faults{IndexLate: true, LateBy: 2 * time.Second}})
