@@ -331,3 +331,38 @@ func TestDialSelf(t *testing.T) {
 		t.Errorf("found %d ends of %s in %s", found, set.Server, d.Source.Namespace)
 	}
 }
+
+// The one compatibility dump (both families in one walk) returns what the
+// two per-family dumps return, which is what a kernel refusing it gets.
+func TestCompatDumpAgreesWithPerFamily(t *testing.T) {
+	testenv.RequireLinux(t)
+	ns := testenv.NewNetns(t)
+	stateZoo(t, ns)
+	c, err := DialNetns("/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		one, err := c.Dump(AllStates, false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		two, err := c.dumpPerFamily(AllStates, false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.perFamily {
+			t.Fatal("this kernel refused the compatibility request")
+		}
+		diff := diffSockets(slices.Clone(one.Sockets), slices.Clone(two.Sockets))
+		if diff == "" && one.Source.IPv4 == two.Source.IPv4 && one.Source.IPv6 == two.Source.IPv6 && one.Source.IPv6 > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("compat %+v, per family %+v: %s", one.Source, two.Source, diff)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

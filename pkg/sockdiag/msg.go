@@ -1,9 +1,13 @@
 // Package sockdiag reads the kernel's TCP socket table through sock_diag
-// netlink (NETLINK_INET_DIAG), the binary interface ss uses: one dump per
-// address family, filtered by state in the kernel, with each connection's
-// tcp_info. The message parsers are pure functions over byte slices, so
+// netlink (NETLINK_INET_DIAG), the binary interface ss uses, filtered by
+// state in the kernel, with each connection's tcp_info where it is asked
+// for. The message parsers are pure functions over byte slices, so
 // recorded dumps (testdata/) and fuzzing exercise exactly what a live
 // dump runs through.
+//
+// Both address families come in one walk of the kernel's hash tables
+// (the inet_diag compatibility request; two per-family dumps where a
+// kernel refuses it).
 package sockdiag
 
 import (
@@ -23,6 +27,7 @@ import (
 // inet_diag types.
 const (
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
+	tcpDiagGetSock   = 18 // TCPDIAG_GETSOCK: the compatibility request, any family
 
 	nlmsgNoop  = 1 // NLMSG_NOOP
 	nlmsgError = 2 // NLMSG_ERROR
@@ -32,12 +37,15 @@ const (
 
 	nlmsgHdrLen = 16 // struct nlmsghdr
 	reqLen      = 56 // struct inet_diag_req_v2
+	compatLen   = 60 // struct inet_diag_req
+	sockIDLen   = 48 // struct inet_diag_sockid
 	msgLen      = 72 // struct inet_diag_msg
 
 	attrInfo = 2 // INET_DIAG_INFO: struct tcp_info
 
-	afInet  = 2
-	afInet6 = 10
+	afUnspec = 0
+	afInet   = 2
+	afInet6  = 10
 
 	ipprotoTCP = 6
 )
@@ -64,22 +72,42 @@ func StateMask(states ...sockstat.State) uint32 {
 	return m
 }
 
-// Request is one inet_diag_req_v2 dump request for TCP.
+// Request is one dump request for TCP.
 type Request struct {
-	Family uint8  // afInet or afInet6
+	// Family is afInet or afInet6 (an inet_diag_req_v2), or afUnspec for
+	// both in one walk (the compatibility inet_diag_req, TCPDIAG_GETSOCK).
+	Family uint8
 	States uint32 // StateMask
 	Info   bool   // ask for tcp_info (INET_DIAG_INFO)
 }
 
-// MarshalBinary encodes r as the payload of a SOCK_DIAG_BY_FAMILY message.
+// Type is the netlink message type that carries r.
+func (r Request) Type() uint16 {
+	if r.Family == afUnspec {
+		return tcpDiagGetSock
+	}
+	return sockDiagByFamily
+}
+
+// MarshalBinary encodes r as the payload of a message of type r.Type().
 // The socket id stays zero: a dump matches every socket.
 func (r Request) MarshalBinary() []byte {
+	var ext byte
+	if r.Info {
+		ext = 1 << (attrInfo - 1)
+	}
+	if r.Family == afUnspec {
+		// struct inet_diag_req: family, src_len, dst_len, ext, the
+		// socket id, states, dbs.
+		b := make([]byte, compatLen)
+		b[3] = ext
+		binary.NativeEndian.PutUint32(b[4+sockIDLen:], r.States)
+		return b
+	}
 	b := make([]byte, reqLen)
 	b[0] = r.Family
 	b[1] = ipprotoTCP
-	if r.Info {
-		b[2] = 1 << (attrInfo - 1)
-	}
+	b[2] = ext
 	binary.NativeEndian.PutUint32(b[4:], r.States)
 	return b
 }
@@ -219,28 +247,8 @@ func (d *Dump) Add(typ, flags uint16, payload []byte) (done bool, err error) {
 	if flags&flagDumpIntr != 0 {
 		d.Source.Interrupted = true
 	}
-	switch typ {
-	case sockDiagByFamily:
-	case nlmsgDone:
-		if len(payload) >= 4 {
-			if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
-				return true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-e))
-			}
-		}
-		return true, nil
-	case nlmsgError:
-		if len(payload) < 4 {
-			return true, fmt.Errorf("%w: short NLMSG_ERROR", ErrMalformed)
-		}
-		if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
-			return true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-e))
-		}
-		return false, nil // an ACK
-	case nlmsgNoop:
-		return false, nil
-	default:
-		d.malformed(fmt.Errorf("%w: message type %d", ErrMalformed, typ))
-		return false, nil
+	if typ != sockDiagByFamily && typ != tcpDiagGetSock { // the reply's type is the request's
+		return d.control(typ, payload)
 	}
 	d.Source.Messages++
 	if len(d.infos) == cap(d.infos) {
@@ -270,6 +278,31 @@ func (d *Dump) Add(typ, flags uint16, payload []byte) (done bool, err error) {
 	return false, nil
 }
 
+// control handles a message of a dump reply that is not a socket.
+func (d *Dump) control(typ uint16, payload []byte) (done bool, err error) {
+	switch typ {
+	case nlmsgDone:
+		if len(payload) >= 4 {
+			if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
+				return true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-e))
+			}
+		}
+		return true, nil
+	case nlmsgError:
+		if len(payload) < 4 {
+			return true, fmt.Errorf("%w: short NLMSG_ERROR", ErrMalformed)
+		}
+		if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
+			return true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-e))
+		}
+		return false, nil // an ACK
+	case nlmsgNoop:
+		return false, nil
+	}
+	d.malformed(fmt.Errorf("%w: message type %d", ErrMalformed, typ))
+	return false, nil
+}
+
 func (d *Dump) malformed(err error) {
 	d.Source.Malformed++
 	if len(d.Source.MalformedMessages) < maxMalformedKept {
@@ -281,6 +314,12 @@ func (d *Dump) malformed(err error) {
 // as recvmsg returns them. It stops at NLMSG_DONE; bytes that do not form
 // a netlink header end the walk with an error.
 func (d *Dump) ParseDump(b []byte) (done bool, err error) {
+	return walkMessages(b, d.Add)
+}
+
+// walkMessages hands each netlink message of a datagram to fn until fn
+// reports done or fails.
+func walkMessages(b []byte, fn func(typ, flags uint16, payload []byte) (done bool, err error)) (bool, error) {
 	for len(b) > 0 {
 		if len(b) < nlmsgHdrLen {
 			return false, fmt.Errorf("%w: %d bytes left, want a %d-byte header", ErrMalformed, len(b), nlmsgHdrLen)
@@ -291,7 +330,7 @@ func (d *Dump) ParseDump(b []byte) (done bool, err error) {
 		}
 		typ := binary.NativeEndian.Uint16(b[4:])
 		flags := binary.NativeEndian.Uint16(b[6:])
-		done, err := d.Add(typ, flags, b[nlmsgHdrLen:l])
+		done, err := fn(typ, flags, b[nlmsgHdrLen:l])
 		if done || err != nil {
 			return done, err
 		}

@@ -81,6 +81,36 @@ func TestParseRecordedDumps(t *testing.T) {
 	}
 }
 
+// Requests: the per-family inet_diag_req_v2 and the compatibility
+// inet_diag_req that asks for both families at once.
+func TestRequestMarshal(t *testing.T) {
+	v2 := Request{Family: afInet6, States: StateMask(sockstat.Established), Info: true}
+	b := v2.MarshalBinary()
+	if v2.Type() != sockDiagByFamily || len(b) != reqLen || b[0] != afInet6 || b[1] != ipprotoTCP || b[2] != 2 ||
+		binary.NativeEndian.Uint32(b[4:]) != 1<<sockstat.Established {
+		t.Errorf("v2 request %d %x", v2.Type(), b)
+	}
+	compat := Request{States: AllStates}
+	b = compat.MarshalBinary()
+	if compat.Type() != tcpDiagGetSock || len(b) != compatLen || b[0] != afUnspec || b[3] != 0 ||
+		binary.NativeEndian.Uint32(b[52:]) != AllStates {
+		t.Errorf("compat request %d %x", compat.Type(), b)
+	}
+}
+
+// A reply to the compatibility request carries its type; it parses the
+// same as SOCK_DIAG_BY_FAMILY.
+func TestParseCompatReply(t *testing.T) {
+	for _, typ := range []uint16{sockDiagByFamily, tcpDiagGetSock} {
+		d := NewDump(0)
+		b := append(msgHeader(typ, 0, diagMsg(afInet, uint8(sockstat.Established))), msgHeader(nlmsgDone, 0, make([]byte, 4))...)
+		done, err := d.ParseDump(b)
+		if err != nil || !done || len(d.Sockets) != 1 || d.Sockets[0].SendQ != 4 || d.Source.Malformed != 0 {
+			t.Errorf("type %d: done %v err %v %+v %+v", typ, done, err, d.Sockets, d.Source)
+		}
+	}
+}
+
 func msgHeader(typ, flags uint16, payload []byte) []byte {
 	return appendMsg(nil, typ, flags, payload)
 }
