@@ -231,7 +231,7 @@ func runSockets(ctx context.Context, o SocketsOptions, emit func(*report.Report)
 // number under --watch.
 func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	started := p.opts.Now()
-	socks, src, err := p.source.read()
+	socks, src, err := p.source.read(func(socks []sockstat.Socket) []int { return sockstat.TCPInfoWanted(socks, p.agg) })
 	if err != nil {
 		return nil, err
 	}

@@ -5,9 +5,23 @@
 // recorded dumps (testdata/) and fuzzing exercise exactly what a live
 // dump runs through.
 //
-// Both address families come in one walk of the kernel's hash tables
-// (the inet_diag compatibility request; two per-family dumps where a
-// kernel refuses it).
+// Reading a large table is two steps, because tcp_info is the expensive
+// part of a dump (the kernel computes it and copies ~240 bytes per
+// socket) and only a few sockets need it:
+//
+//  1. Conn.Dump without tcp_info: the census every count, peer and
+//     process is built from, as cheap as `ss -tan`. Both address families
+//     come in one walk of the kernel's hash tables (the inet_diag
+//     compatibility request, which ss uses too; two per-family dumps
+//     where a kernel refuses it).
+//  2. Conn.AddInfo for the sockets that need evidence (in logdoctor:
+//     those with data in Send-Q, and those matching --peer): exact
+//     lookups by address, port and socket cookie, several to a syscall,
+//     or one more dump with tcp_info when so many are wanted that a dump
+//     is cheaper. A socket that closed between the two steps keeps its
+//     census entry without tcp_info and is counted in
+//     DiagSource.TCPInfoVanished; the cookie makes sure a new connection
+//     that reused the addresses is not taken for it.
 package sockdiag
 
 import (
@@ -110,6 +124,46 @@ func (r Request) MarshalBinary() []byte {
 	b[2] = ext
 	binary.NativeEndian.PutUint32(b[4:], r.States)
 	return b
+}
+
+// sockID is what an exact lookup needs beyond the addresses and ports a
+// Socket keeps: the family the kernel reported (a dual-stack socket's
+// IPv4-mapped addresses are unmapped in the Socket), the interface a
+// socket is bound to, and the cookie that tells this socket from a later
+// one on the same addresses.
+type sockID struct {
+	cookie  uint64
+	ifindex uint32
+	family  uint8
+}
+
+// lookupRequest encodes the inet_diag_req_v2 of an exact lookup of s,
+// asking for tcp_info.
+func lookupRequest(b []byte, s *sockstat.Socket, id sockID) {
+	clear(b[:reqLen])
+	b[0] = id.family
+	b[1] = ipprotoTCP
+	b[2] = 1 << (attrInfo - 1)
+	binary.NativeEndian.PutUint32(b[4:], AllStates)
+	binary.BigEndian.PutUint16(b[8:], s.Local.Port())
+	binary.BigEndian.PutUint16(b[10:], s.Remote.Port())
+	if id.family == afInet {
+		a, r := s.Local.Addr().As4(), s.Remote.Addr().As4()
+		copy(b[12:], a[:])
+		copy(b[28:], r[:])
+	} else {
+		a, r := s.Local.Addr().As16(), s.Remote.Addr().As16()
+		copy(b[12:], a[:])
+		copy(b[28:], r[:])
+	}
+	binary.NativeEndian.PutUint32(b[44:], id.ifindex)
+	binary.NativeEndian.PutUint64(b[48:], id.cookie)
+}
+
+// messageID reads the family, interface and cookie of an inet_diag_msg
+// of at least msgLen bytes.
+func messageID(b []byte) sockID {
+	return sockID{family: b[0], ifindex: binary.NativeEndian.Uint32(b[40:]), cookie: binary.NativeEndian.Uint64(b[44:])}
 }
 
 // ParseMessage parses the payload of one SOCK_DIAG_BY_FAMILY reply (an
@@ -230,13 +284,15 @@ type Dump struct {
 	// pointers in Sockets stay valid as it grows and a 30,000-socket dump
 	// costs a few dozen allocations, not 30,000.
 	infos []sockstat.TCPInfo
+	// ids is parallel to Sockets: what Conn.AddInfo looks them up by.
+	ids []sockID
 }
 
 const infoBlock = 1024
 
 // NewDump prepares a Dump for about n sockets.
 func NewDump(n int) *Dump {
-	return &Dump{Sockets: make([]sockstat.Socket, 0, n)}
+	return &Dump{Sockets: make([]sockstat.Socket, 0, n), ids: make([]sockID, 0, n)}
 }
 
 // Add handles one netlink message of a dump reply: its type, flags and
@@ -275,6 +331,7 @@ func (d *Dump) Add(typ, flags uint16, payload []byte) (done bool, err error) {
 	}
 	d.Source.Sockets++
 	d.Sockets = append(d.Sockets, s)
+	d.ids = append(d.ids, messageID(payload))
 	return false, nil
 }
 
