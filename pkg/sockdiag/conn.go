@@ -248,7 +248,7 @@ func (c *Conn) infoByLookup(d *Dump, idx []int, infos []sockstat.TCPInfo) (int, 
 			if err != nil {
 				return found, fmt.Errorf("sock_diag lookup: %w", err)
 			}
-			replies, ok, err := c.lookupReplies(d, idx, infos, c.buf[:n], start, len(batch))
+			replies, ok, err := lookupReplies(d, idx, infos, c.buf[:n], start, len(batch))
 			if err != nil {
 				return found, err
 			}
@@ -262,7 +262,7 @@ func (c *Conn) infoByLookup(d *Dump, idx []int, infos []sockstat.TCPInfo) (int, 
 // lookupReplies handles one datagram of replies to the batch of exact
 // lookups that starts at idx[start]: it returns how many replies it held
 // and how many found their socket.
-func (c *Conn) lookupReplies(d *Dump, idx []int, infos []sockstat.TCPInfo, b []byte, start, n int) (replies, found int, err error) {
+func lookupReplies(d *Dump, idx []int, infos []sockstat.TCPInfo, b []byte, start, n int) (replies, found int, err error) {
 	for len(b) > 0 {
 		if len(b) < nlmsgHdrLen {
 			return replies, found, fmt.Errorf("sock_diag lookup: %w: %d bytes left, want a %d-byte header", ErrMalformed, len(b), nlmsgHdrLen)

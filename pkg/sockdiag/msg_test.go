@@ -235,6 +235,7 @@ func FuzzParseDump(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(msgHeader(sockDiagByFamily, 2, diagMsg(afInet, 1, attr(attrInfo, make([]byte, 232)))))
+	f.Add(msgHeader(tcpDiagGetSock, 2, diagMsg(afInet6, 1)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := NewDump(0)
 		_, _ = d.ParseDump(b)
@@ -292,6 +293,40 @@ func FuzzParseMessage(f *testing.F) {
 // holds) the way a live read does, datagram by datagram of up to 32 KiB:
 // the allocations are the socket table and the tcp_info blocks, not one
 // per socket.
+// FuzzLookupReplies feeds the parser of exact-lookup replies: whatever the
+// datagram holds, it neither panics nor finds more sockets than it saw
+// replies, and it only sets tcp_info on the sockets asked for, from their
+// slots.
+func FuzzLookupReplies(f *testing.F) {
+	one := msgHeader(sockDiagByFamily, 0, diagMsg(afInet, 1, attr(attrInfo, make([]byte, 232))))
+	binary.NativeEndian.PutUint32(one[8:], 2) // seq: the second of the batch
+	gone := msgHeader(nlmsgError, 0, binary.NativeEndian.AppendUint32(nil, uint32(0xfffffffe)))
+	binary.NativeEndian.PutUint32(gone[8:], 1)
+	f.Add(append(gone, one...))
+	f.Add(one[:40])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := NewDump(0)
+		for range 3 {
+			d.Sockets = append(d.Sockets, sockstat.Socket{State: sockstat.Established})
+			d.ids = append(d.ids, sockID{})
+		}
+		idx := []int{0, 2}
+		infos := make([]sockstat.TCPInfo, len(idx))
+		replies, found, err := lookupReplies(d, idx, infos, b, 0, len(idx))
+		if err == nil && (found > replies || replies > len(b)/nlmsgHdrLen) {
+			t.Fatalf("%d replies, %d found from %d bytes", replies, found, len(b))
+		}
+		if d.Sockets[1].TCP != nil {
+			t.Fatal("tcp_info for a socket not asked for")
+		}
+		for k, i := range idx {
+			if s := d.Sockets[i]; s.TCP != nil && s.TCP != &infos[k] {
+				t.Fatal("tcp_info outside its slot")
+			}
+		}
+	})
+}
+
 func BenchmarkParseDump(b *testing.B) {
 	info := make([]byte, 248)
 	var datagrams [][]byte
@@ -319,4 +354,12 @@ func BenchmarkParseDump(b *testing.B) {
 			b.Fatalf("%d sockets", len(d.Sockets))
 		}
 	}
+	b.StopTimer()
+	allocs := testing.AllocsPerRun(3, func() {
+		d := NewDump(30000)
+		for _, dg := range datagrams {
+			_, _ = d.ParseDump(dg)
+		}
+	})
+	b.ReportMetric(allocs/30000, "allocs/socket")
 }
