@@ -15,11 +15,14 @@
 #   sockets (with processes)             <= 0.5x ss -tanp
 #   sockets --source proc                (the /proc path; vs BASE_BIN, a
 #                                         logdoctor built from an earlier
-#                                         commit, when given: no slower)
+#                                         commit, when given: no slower;
+#                                         BASE_ARGS="--source proc" when
+#                                         that binary has a netlink source)
 # and each command's peak RSS (target < 40 MiB).
 #
 # Knobs: HOLDERS (processes holding sockets, each needs ~11k fds),
-# ESTABLISHED/CLOSE_WAIT/TIME_WAIT per holder, ROUNDS (pairs), BASE_BIN.
+# ESTABLISHED/CLOSE_WAIT/TIME_WAIT per holder, ROUNDS (pairs), BASE_BIN,
+# BASE_ARGS (extra arguments for BASE_BIN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOLDERS=${HOLDERS:-2}
@@ -28,6 +31,7 @@ CLOSE_WAIT=${CLOSE_WAIT:-2500}
 TIME_WAIT=${TIME_WAIT:-3000}
 ROUNDS=${ROUNDS:-11}
 BASE_BIN=${BASE_BIN:-}
+BASE_ARGS=${BASE_ARGS:-}
 
 for t in ss python3; do
   command -v "$t" >/dev/null || { echo "bench/sockets.sh: needs $t (sudo make test-deps)" >&2; exit 1; }
@@ -40,7 +44,9 @@ hold_sockets ldbench
 base_cmd=""
 base_pair=""
 if [ -n "$BASE_BIN" ]; then
-  base_cmd=", \"base\": [\"$BASE_BIN\", \"sockets\", \"-o\", \"json\", \"--no-processes\", \"--fail-on\", \"never\"]"
+  extra=""
+  for a in $BASE_ARGS; do extra="$extra, \"$a\""; done
+  base_cmd=", \"base\": [\"$BASE_BIN\", \"sockets\", \"-o\", \"json\", \"--no-processes\", \"--fail-on\", \"never\"$extra]"
   base_pair=', ["proc", "base", 0, "(the /proc path vs BASE_BIN: no slower than before)"]'
 fi
 cat >"$tmp/spec.json" <<JSON

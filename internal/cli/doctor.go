@@ -101,7 +101,7 @@ func runDoctor(ctx context.Context, now func() time.Time, o DoctorOptions) (*rep
 			return nil, sockstat.Sources{}, err
 		}
 		defer src.close()
-		return src.read()
+		return src.read(nil)
 	}
 	started := now()
 	res, fs, err := doctor.Run(ctx, o.Options)

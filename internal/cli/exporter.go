@@ -244,7 +244,7 @@ func addExporterSources(ctx context.Context, eng *exporter.Engine, o ExporterOpt
 		}
 		closers = append(closers, src.close)
 		read := func() ([]sockstat.Socket, error) {
-			socks, _, err := src.read()
+			socks, _, err := src.read(nil)
 			return socks, err
 		}
 		eng.Add(exporter.NewSockets(exporter.SocketsConfig{Shipper: name, Read: read, Peers: specs, Aliases: aliases,
@@ -274,7 +274,7 @@ func addExporterSources(ctx context.Context, eng *exporter.Engine, o ExporterOpt
 				return nil, nil, err
 			}
 			return func() ([]sockstat.Socket, error) {
-				socks, _, err := src.read()
+				socks, _, err := src.read(nil)
 				return socks, err
 			}, src.close, nil
 		}

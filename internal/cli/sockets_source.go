@@ -22,6 +22,7 @@ const (
 // DiagConn is an open sock_diag netlink socket (pkg/sockdiag.Conn).
 type DiagConn interface {
 	Dump(states uint32, info bool, sizeHint int) (*sockdiag.Dump, error)
+	AddInfo(d *sockdiag.Dump, idx []int) error
 	Close() error
 }
 
@@ -123,16 +124,22 @@ func openTableSource(o SocketsOptions, netRoot string) (*tableSource, error) {
 	return s, nil
 }
 
-// read takes one look at the table. Under auto, a first netlink dump that
-// fails (a sandbox that lets the socket open but not dump) falls back to
-// /proc for the rest of the run.
-func (s *tableSource) read() ([]sockstat.Socket, sockstat.Sources, error) {
+// read takes one look at the table. Through netlink with want set, that
+// is a census without tcp_info and then tcp_info for the sockets want
+// picks (see pkg/sockdiag); with want nil, one dump with tcp_info for
+// every socket. Under auto, a first netlink read that fails (a sandbox
+// that lets the socket open but not dump) falls back to /proc for the
+// rest of the run.
+func (s *tableSource) read(want func([]sockstat.Socket) []int) ([]sockstat.Socket, sockstat.Sources, error) {
 	s.reads++
 	if s.conn != nil {
 		if s.lastN == 0 {
 			s.lastN = sockstat.CountHint(s.netRoot)
 		}
-		d, err := s.conn.Dump(sockdiag.AllStates, true, s.lastN)
+		d, err := s.conn.Dump(sockdiag.AllStates, want == nil, s.lastN)
+		if err == nil && want != nil {
+			err = s.conn.AddInfo(d, want(d.Sockets))
+		}
 		if err == nil {
 			s.lastN = len(d.Sockets)
 			return d.Sockets, sockstat.Sources{

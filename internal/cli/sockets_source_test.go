@@ -23,6 +23,7 @@ import (
 type failingDump struct{ closed *bool }
 
 func (f failingDump) Dump(uint32, bool, int) (*sockdiag.Dump, error) { return nil, unix.EPERM }
+func (f failingDump) AddInfo(*sockdiag.Dump, []int) error            { return unix.EPERM }
 func (f failingDump) Close() error                                   { *f.closed = true; return nil }
 
 // auto falls back to /proc where netlink is blocked, and says why; an

@@ -165,8 +165,19 @@ func TestSocketsPeerZeroWindow(t *testing.T) {
 	if p := peersByKey(r)[set.Server.String()]; p.TCP == nil || p.TCP.ZeroWindow != 1 || p.TCP.RTTms.Max <= 0 {
 		t.Errorf("peer tcp %+v", p.TCP)
 	}
+	// Without --peer, tcp_info is read for the sockets with data in
+	// Send-Q only (the sender; the receiver's bytes are in its Recv-Q),
+	// and the findings are the same.
+	_, out, _ := runCLI(t, "sockets", "--pid", pid, "--send-q", "1024", "-o", "json")
+	all := decodeSockets(t, out)
+	if _, ok := finding(all, sockstat.FindingPeerZeroWindow); !ok {
+		t.Errorf("without --peer: findings %+v", all.Findings)
+	}
+	if n := all.Data.Sources.Netlink; n == nil || n.TCPInfoAsked != 1 || n.TCPInfo != 1 || n.TCPInfoVanished != 0 || n.Sockets < 3 {
+		t.Errorf("without --peer: netlink source %+v", n)
+	}
 	// --zero-window-probes 0 turns it off.
-	_, out, _ := runCLI(t, append(args, "--zero-window-probes", "0")...)
+	_, out, _ = runCLI(t, append(args, "--zero-window-probes", "0")...)
 	if _, ok := finding(decodeSockets(t, out), sockstat.FindingPeerZeroWindow); ok {
 		t.Error("--zero-window-probes 0 should disable the finding")
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -329,5 +330,126 @@ func TestDialSelf(t *testing.T) {
 	}
 	if found != 2 || d.Source.Namespace != "self" {
 		t.Errorf("found %d ends of %s in %s", found, set.Server, d.Source.Namespace)
+	}
+}
+
+// The one compatibility dump (both families in one walk) returns what the
+// two per-family dumps return, which is what a kernel refusing it gets.
+func TestCompatDumpAgreesWithPerFamily(t *testing.T) {
+	testenv.RequireLinux(t)
+	ns := testenv.NewNetns(t)
+	stateZoo(t, ns)
+	c, err := DialNetns("/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		one, err := c.Dump(AllStates, false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		two, err := c.dumpPerFamily(AllStates, false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.perFamily {
+			t.Fatal("this kernel refused the compatibility request")
+		}
+		diff := diffSockets(slices.Clone(one.Sockets), slices.Clone(two.Sockets))
+		if diff == "" && one.Source.IPv4 == two.Source.IPv4 && one.Source.IPv6 == two.Source.IPv6 && one.Source.IPv6 > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("compat %+v, per family %+v: %s", one.Source, two.Source, diff)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// AddInfo, by exact lookups (more than one batch of them) and by a second
+// dump, gives tcp_info to every socket asked for that is still there, and
+// counts as vanished one closed since the census and one whose addresses
+// a new connection took over (its cookie differs).
+func TestAddInfo(t *testing.T) {
+	testenv.RequireLinux(t)
+	const server, client = "127.44.0.1", "127.44.0.2"
+	sockettest.Established(t, server, client, 20)
+	sockettest.SendQ(t, "127.44.0.3", "127.44.0.4")
+	c, err := Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ours := func(s sockstat.Socket) bool {
+		// ESTABLISHED: a rerun finds the last run's sockets in TIME_WAIT.
+		return s.State == sockstat.Established && netip.MustParsePrefix("127.44.0.0/24").Contains(s.Local.Addr())
+	}
+	for _, byDump := range []bool{false, true} {
+		// Two connections to reset after the census; the first is
+		// then made again from the same port.
+		ln := sockettest.Listen(t, "127.44.0.5")
+		var doomed [2]net.Conn
+		for i := range doomed {
+			doomed[i] = sockettest.Dial(t, "127.44.0.6", ln.Addr())
+			if _, err := ln.Accept(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d, err := c.Dump(AllStates, false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var idx []int
+		for i, s := range d.Sockets {
+			if s.TCP != nil {
+				t.Fatalf("census with tcp_info: %+v", s)
+			}
+			if ours(s) {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) != 2*20+2+2*2 {
+			t.Fatalf("%d of our sockets in the census, want 46", len(idx))
+		}
+		for _, conn := range doomed {
+			_ = conn.(*net.TCPConn).SetLinger(0) // close with a reset: both ends go at once
+			conn.Close()
+		}
+		again := net.Dialer{LocalAddr: doomed[0].LocalAddr()}
+		replaced, err := again.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.addInfo(d, idx, byDump)
+		_ = replaced.(*net.TCPConn).SetLinger(0)
+		replaced.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		withInfo := 0
+		for _, i := range idx {
+			s := d.Sockets[i]
+			if s.TCP == nil {
+				continue
+			}
+			withInfo++
+			if s.State == sockstat.Established && s.TCP.RTT == 0 {
+				t.Errorf("by dump %v: %s>%s without an RTT: %+v", byDump, s.Local, s.Remote, s.TCP)
+			}
+			if s.Remote.Addr() == netip.MustParseAddr("127.44.0.5") || s.Local.Addr() == netip.MustParseAddr("127.44.0.5") {
+				t.Errorf("by dump %v: reset socket %s>%s got tcp_info", byDump, s.Local, s.Remote)
+			}
+		}
+		src := d.Source
+		if withInfo != 42 || src.TCPInfo != 42 || src.TCPInfoAsked != 46 || src.TCPInfoVanished != 4 || src.Malformed != 0 {
+			t.Errorf("by dump %v: %d with tcp_info, source %+v", byDump, withInfo, src)
+		}
+		for i, s := range d.Sockets {
+			if s.TCP != nil && !slices.Contains(idx, i) {
+				t.Errorf("by dump %v: tcp_info for %+v, not asked for", byDump, s)
+			}
+		}
 	}
 }

@@ -1,9 +1,27 @@
 // Package sockdiag reads the kernel's TCP socket table through sock_diag
-// netlink (NETLINK_INET_DIAG), the binary interface ss uses: one dump per
-// address family, filtered by state in the kernel, with each connection's
-// tcp_info. The message parsers are pure functions over byte slices, so
+// netlink (NETLINK_INET_DIAG), the binary interface ss uses, filtered by
+// state in the kernel, with each connection's tcp_info where it is asked
+// for. The message parsers are pure functions over byte slices, so
 // recorded dumps (testdata/) and fuzzing exercise exactly what a live
 // dump runs through.
+//
+// Reading a large table is two steps, because tcp_info is the expensive
+// part of a dump (the kernel computes it and copies ~240 bytes per
+// socket) and only a few sockets need it:
+//
+//  1. Conn.Dump without tcp_info: the census every count, peer and
+//     process is built from, as cheap as `ss -tan`. Both address families
+//     come in one walk of the kernel's hash tables (the inet_diag
+//     compatibility request, which ss uses too; two per-family dumps
+//     where a kernel refuses it).
+//  2. Conn.AddInfo for the sockets that need evidence (in logdoctor:
+//     those with data in Send-Q, and those matching --peer): exact
+//     lookups by address, port and socket cookie, several to a syscall,
+//     or one more dump with tcp_info when so many are wanted that a dump
+//     is cheaper. A socket that closed between the two steps keeps its
+//     census entry without tcp_info and is counted in
+//     DiagSource.TCPInfoVanished; the cookie makes sure a new connection
+//     that reused the addresses is not taken for it.
 package sockdiag
 
 import (
@@ -23,6 +41,7 @@ import (
 // inet_diag types.
 const (
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
+	tcpDiagGetSock   = 18 // TCPDIAG_GETSOCK: the compatibility request, any family
 
 	nlmsgNoop  = 1 // NLMSG_NOOP
 	nlmsgError = 2 // NLMSG_ERROR
@@ -32,12 +51,15 @@ const (
 
 	nlmsgHdrLen = 16 // struct nlmsghdr
 	reqLen      = 56 // struct inet_diag_req_v2
+	compatLen   = 60 // struct inet_diag_req
+	sockIDLen   = 48 // struct inet_diag_sockid
 	msgLen      = 72 // struct inet_diag_msg
 
 	attrInfo = 2 // INET_DIAG_INFO: struct tcp_info
 
-	afInet  = 2
-	afInet6 = 10
+	afUnspec = 0
+	afInet   = 2
+	afInet6  = 10
 
 	ipprotoTCP = 6
 )
@@ -64,24 +86,84 @@ func StateMask(states ...sockstat.State) uint32 {
 	return m
 }
 
-// Request is one inet_diag_req_v2 dump request for TCP.
+// Request is one dump request for TCP.
 type Request struct {
-	Family uint8  // afInet or afInet6
+	// Family is afInet or afInet6 (an inet_diag_req_v2), or afUnspec for
+	// both in one walk (the compatibility inet_diag_req, TCPDIAG_GETSOCK).
+	Family uint8
 	States uint32 // StateMask
 	Info   bool   // ask for tcp_info (INET_DIAG_INFO)
 }
 
-// MarshalBinary encodes r as the payload of a SOCK_DIAG_BY_FAMILY message.
+// Type is the netlink message type that carries r.
+func (r Request) Type() uint16 {
+	if r.Family == afUnspec {
+		return tcpDiagGetSock
+	}
+	return sockDiagByFamily
+}
+
+// MarshalBinary encodes r as the payload of a message of type r.Type().
 // The socket id stays zero: a dump matches every socket.
 func (r Request) MarshalBinary() []byte {
+	var ext byte
+	if r.Info {
+		ext = 1 << (attrInfo - 1)
+	}
+	if r.Family == afUnspec {
+		// struct inet_diag_req: family, src_len, dst_len, ext, the
+		// socket id, states, dbs.
+		b := make([]byte, compatLen)
+		b[3] = ext
+		binary.NativeEndian.PutUint32(b[4+sockIDLen:], r.States)
+		return b
+	}
 	b := make([]byte, reqLen)
 	b[0] = r.Family
 	b[1] = ipprotoTCP
-	if r.Info {
-		b[2] = 1 << (attrInfo - 1)
-	}
+	b[2] = ext
 	binary.NativeEndian.PutUint32(b[4:], r.States)
 	return b
+}
+
+// sockID is what an exact lookup needs beyond the addresses and ports a
+// Socket keeps: the family the kernel reported (a dual-stack socket's
+// IPv4-mapped addresses are unmapped in the Socket), the interface a
+// socket is bound to, and the cookie that tells this socket from a later
+// one on the same addresses.
+type sockID struct {
+	cookie  uint64
+	ifindex uint32
+	family  uint8
+}
+
+// lookupRequest encodes the inet_diag_req_v2 of an exact lookup of s,
+// asking for tcp_info.
+func lookupRequest(b []byte, s *sockstat.Socket, id sockID) {
+	clear(b[:reqLen])
+	b[0] = id.family
+	b[1] = ipprotoTCP
+	b[2] = 1 << (attrInfo - 1)
+	binary.NativeEndian.PutUint32(b[4:], AllStates)
+	binary.BigEndian.PutUint16(b[8:], s.Local.Port())
+	binary.BigEndian.PutUint16(b[10:], s.Remote.Port())
+	if id.family == afInet {
+		a, r := s.Local.Addr().As4(), s.Remote.Addr().As4()
+		copy(b[12:], a[:])
+		copy(b[28:], r[:])
+	} else {
+		a, r := s.Local.Addr().As16(), s.Remote.Addr().As16()
+		copy(b[12:], a[:])
+		copy(b[28:], r[:])
+	}
+	binary.NativeEndian.PutUint32(b[44:], id.ifindex)
+	binary.NativeEndian.PutUint64(b[48:], id.cookie)
+}
+
+// messageID reads the family, interface and cookie of an inet_diag_msg
+// of at least msgLen bytes.
+func messageID(b []byte) sockID {
+	return sockID{family: b[0], ifindex: binary.NativeEndian.Uint32(b[40:]), cookie: binary.NativeEndian.Uint64(b[44:])}
 }
 
 // ParseMessage parses the payload of one SOCK_DIAG_BY_FAMILY reply (an
@@ -202,13 +284,15 @@ type Dump struct {
 	// pointers in Sockets stay valid as it grows and a 30,000-socket dump
 	// costs a few dozen allocations, not 30,000.
 	infos []sockstat.TCPInfo
+	// ids is parallel to Sockets: what Conn.AddInfo looks them up by.
+	ids []sockID
 }
 
 const infoBlock = 1024
 
 // NewDump prepares a Dump for about n sockets.
 func NewDump(n int) *Dump {
-	return &Dump{Sockets: make([]sockstat.Socket, 0, n)}
+	return &Dump{Sockets: make([]sockstat.Socket, 0, n), ids: make([]sockID, 0, n)}
 }
 
 // Add handles one netlink message of a dump reply: its type, flags and
@@ -219,28 +303,8 @@ func (d *Dump) Add(typ, flags uint16, payload []byte) (done bool, err error) {
 	if flags&flagDumpIntr != 0 {
 		d.Source.Interrupted = true
 	}
-	switch typ {
-	case sockDiagByFamily:
-	case nlmsgDone:
-		if len(payload) >= 4 {
-			if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
-				return true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-e))
-			}
-		}
-		return true, nil
-	case nlmsgError:
-		if len(payload) < 4 {
-			return true, fmt.Errorf("%w: short NLMSG_ERROR", ErrMalformed)
-		}
-		if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
-			return true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-e))
-		}
-		return false, nil // an ACK
-	case nlmsgNoop:
-		return false, nil
-	default:
-		d.malformed(fmt.Errorf("%w: message type %d", ErrMalformed, typ))
-		return false, nil
+	if typ != sockDiagByFamily && typ != tcpDiagGetSock { // the reply's type is the request's
+		return d.control(typ, payload)
 	}
 	d.Source.Messages++
 	if len(d.infos) == cap(d.infos) {
@@ -267,6 +331,32 @@ func (d *Dump) Add(typ, flags uint16, payload []byte) (done bool, err error) {
 	}
 	d.Source.Sockets++
 	d.Sockets = append(d.Sockets, s)
+	d.ids = append(d.ids, messageID(payload))
+	return false, nil
+}
+
+// control handles a message of a dump reply that is not a socket.
+func (d *Dump) control(typ uint16, payload []byte) (done bool, err error) {
+	switch typ {
+	case nlmsgDone:
+		if len(payload) >= 4 {
+			if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
+				return true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-e))
+			}
+		}
+		return true, nil
+	case nlmsgError:
+		if len(payload) < 4 {
+			return true, fmt.Errorf("%w: short NLMSG_ERROR", ErrMalformed)
+		}
+		if e := int32(binary.NativeEndian.Uint32(payload)); e < 0 {
+			return true, fmt.Errorf("sock_diag dump: %w", unix.Errno(-e))
+		}
+		return false, nil // an ACK
+	case nlmsgNoop:
+		return false, nil
+	}
+	d.malformed(fmt.Errorf("%w: message type %d", ErrMalformed, typ))
 	return false, nil
 }
 
@@ -281,6 +371,12 @@ func (d *Dump) malformed(err error) {
 // as recvmsg returns them. It stops at NLMSG_DONE; bytes that do not form
 // a netlink header end the walk with an error.
 func (d *Dump) ParseDump(b []byte) (done bool, err error) {
+	return walkMessages(b, d.Add)
+}
+
+// walkMessages hands each netlink message of a datagram to fn until fn
+// reports done or fails.
+func walkMessages(b []byte, fn func(typ, flags uint16, payload []byte) (done bool, err error)) (bool, error) {
 	for len(b) > 0 {
 		if len(b) < nlmsgHdrLen {
 			return false, fmt.Errorf("%w: %d bytes left, want a %d-byte header", ErrMalformed, len(b), nlmsgHdrLen)
@@ -291,7 +387,7 @@ func (d *Dump) ParseDump(b []byte) (done bool, err error) {
 		}
 		typ := binary.NativeEndian.Uint16(b[4:])
 		flags := binary.NativeEndian.Uint16(b[6:])
-		done, err := d.Add(typ, flags, b[nlmsgHdrLen:l])
+		done, err := fn(typ, flags, b[nlmsgHdrLen:l])
 		if done || err != nil {
 			return done, err
 		}

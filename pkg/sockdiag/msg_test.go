@@ -81,6 +81,36 @@ func TestParseRecordedDumps(t *testing.T) {
 	}
 }
 
+// Requests: the per-family inet_diag_req_v2 and the compatibility
+// inet_diag_req that asks for both families at once.
+func TestRequestMarshal(t *testing.T) {
+	v2 := Request{Family: afInet6, States: StateMask(sockstat.Established), Info: true}
+	b := v2.MarshalBinary()
+	if v2.Type() != sockDiagByFamily || len(b) != reqLen || b[0] != afInet6 || b[1] != ipprotoTCP || b[2] != 2 ||
+		binary.NativeEndian.Uint32(b[4:]) != 1<<sockstat.Established {
+		t.Errorf("v2 request %d %x", v2.Type(), b)
+	}
+	compat := Request{States: AllStates}
+	b = compat.MarshalBinary()
+	if compat.Type() != tcpDiagGetSock || len(b) != compatLen || b[0] != afUnspec || b[3] != 0 ||
+		binary.NativeEndian.Uint32(b[52:]) != AllStates {
+		t.Errorf("compat request %d %x", compat.Type(), b)
+	}
+}
+
+// A reply to the compatibility request carries its type; it parses the
+// same as SOCK_DIAG_BY_FAMILY.
+func TestParseCompatReply(t *testing.T) {
+	for _, typ := range []uint16{sockDiagByFamily, tcpDiagGetSock} {
+		d := NewDump(0)
+		b := append(msgHeader(typ, 0, diagMsg(afInet, uint8(sockstat.Established))), msgHeader(nlmsgDone, 0, make([]byte, 4))...)
+		done, err := d.ParseDump(b)
+		if err != nil || !done || len(d.Sockets) != 1 || d.Sockets[0].SendQ != 4 || d.Source.Malformed != 0 {
+			t.Errorf("type %d: done %v err %v %+v %+v", typ, done, err, d.Sockets, d.Source)
+		}
+	}
+}
+
 func msgHeader(typ, flags uint16, payload []byte) []byte {
 	return appendMsg(nil, typ, flags, payload)
 }
@@ -205,6 +235,7 @@ func FuzzParseDump(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(msgHeader(sockDiagByFamily, 2, diagMsg(afInet, 1, attr(attrInfo, make([]byte, 232)))))
+	f.Add(msgHeader(tcpDiagGetSock, 2, diagMsg(afInet6, 1)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := NewDump(0)
 		_, _ = d.ParseDump(b)
@@ -262,6 +293,40 @@ func FuzzParseMessage(f *testing.F) {
 // holds) the way a live read does, datagram by datagram of up to 32 KiB:
 // the allocations are the socket table and the tcp_info blocks, not one
 // per socket.
+// FuzzLookupReplies feeds the parser of exact-lookup replies: whatever the
+// datagram holds, it neither panics nor finds more sockets than it saw
+// replies, and it only sets tcp_info on the sockets asked for, from their
+// slots.
+func FuzzLookupReplies(f *testing.F) {
+	one := msgHeader(sockDiagByFamily, 0, diagMsg(afInet, 1, attr(attrInfo, make([]byte, 232))))
+	binary.NativeEndian.PutUint32(one[8:], 2) // seq: the second of the batch
+	gone := msgHeader(nlmsgError, 0, binary.NativeEndian.AppendUint32(nil, uint32(0xfffffffe)))
+	binary.NativeEndian.PutUint32(gone[8:], 1)
+	f.Add(append(gone, one...))
+	f.Add(one[:40])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := NewDump(0)
+		for range 3 {
+			d.Sockets = append(d.Sockets, sockstat.Socket{State: sockstat.Established})
+			d.ids = append(d.ids, sockID{})
+		}
+		idx := []int{0, 2}
+		infos := make([]sockstat.TCPInfo, len(idx))
+		replies, found, err := lookupReplies(d, idx, infos, b, 0, len(idx))
+		if err == nil && (found > replies || replies > len(b)/nlmsgHdrLen) {
+			t.Fatalf("%d replies, %d found from %d bytes", replies, found, len(b))
+		}
+		if d.Sockets[1].TCP != nil {
+			t.Fatal("tcp_info for a socket not asked for")
+		}
+		for k, i := range idx {
+			if s := d.Sockets[i]; s.TCP != nil && s.TCP != &infos[k] {
+				t.Fatal("tcp_info outside its slot")
+			}
+		}
+	})
+}
+
 func BenchmarkParseDump(b *testing.B) {
 	info := make([]byte, 248)
 	var datagrams [][]byte
@@ -289,4 +354,12 @@ func BenchmarkParseDump(b *testing.B) {
 			b.Fatalf("%d sockets", len(d.Sockets))
 		}
 	}
+	b.StopTimer()
+	allocs := testing.AllocsPerRun(3, func() {
+		d := NewDump(30000)
+		for _, dg := range datagrams {
+			_, _ = d.ParseDump(dg)
+		}
+	})
+	b.ReportMetric(allocs/30000, "allocs/socket")
 }

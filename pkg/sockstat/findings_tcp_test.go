@@ -3,6 +3,7 @@ package sockstat
 import (
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +141,35 @@ func TestSendQueueStuckWithTCPInfo(t *testing.T) {
 	gone := Diff(nil, cur.Peers)
 	if len(gone) != 1 || gone[0].TCP != nil || gone[0].Stuck != nil {
 		t.Errorf("gone %+v", gone)
+	}
+}
+
+// TCPInfoWanted picks the sockets whose tcp_info is used: with data in
+// Send-Q in a state that sends, and with --peer every kept socket that
+// has tcp_info; --state and --peer still filter.
+func TestTCPInfoWanted(t *testing.T) {
+	listen := Socket{Local: netip.MustParseAddrPort("127.0.0.9:24224"), State: Listen, Inode: 1}
+	tw := conn(40004, 0, nil)
+	tw.State = TimeWait
+	synSent := conn(40005, 1, nil)
+	synSent.State = SynSent
+	closeWait := conn(40006, 7, nil)
+	closeWait.State = CloseWait
+	other := conn(40007, 5, nil)
+	other.Remote = netip.MustParseAddrPort("127.0.0.8:9200")
+	socks := []Socket{listen, conn(40001, 0, nil), conn(40002, 10, nil), tw, synSent, closeWait, other}
+
+	for _, c := range []struct {
+		name string
+		o    AggregateOptions
+		want []int
+	}{
+		{"every peer: Send-Q only", AggregateOptions{}, []int{2, 5, 6}},
+		{"--state", AggregateOptions{States: map[State]bool{CloseWait: true}}, []int{5}},
+		{"--peer: all its sockets with tcp_info", AggregateOptions{Peers: []PeerSpec{{Raw: "127.0.0.9:24224", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.9")}, Ports: []uint16{24224}}}}, []int{1, 2, 4, 5}},
+	} {
+		if got := TCPInfoWanted(socks, c.o); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -61,10 +61,15 @@ type DiagSource struct {
 	Sockets   int    `json:"sockets"`
 	IPv4      int    `json:"ipv4"`
 	IPv6      int    `json:"ipv6"`
-	// TCPInfo counts the sockets that came with tcp_info (every socket
-	// but listeners, TIME_WAIT and request sockets).
-	TCPInfo  int `json:"tcp_info"`
-	Messages int `json:"-"`
+	// TCPInfo counts the sockets that came with tcp_info. It is read
+	// only for the sockets that need it (TCPInfoAsked: those with data in
+	// Send-Q, and those matching --peer), after the census of the table;
+	// TCPInfoVanished of them had closed by then. Listeners, TIME_WAIT
+	// and request sockets have none.
+	TCPInfo         int `json:"tcp_info"`
+	TCPInfoAsked    int `json:"tcp_info_asked"`
+	TCPInfoVanished int `json:"tcp_info_vanished"`
+	Messages        int `json:"-"`
 	// Malformed counts messages that could not be parsed (the first 20
 	// are kept with their reason); the rest of the dump still counts.
 	Malformed         int      `json:"malformed_messages"`

@@ -251,7 +251,11 @@ func rttMS(v float64) string {
 func sourceLines(src Sources) []string {
 	lines := []string{fmt.Sprintf("source: %s (%s)", src.Source, src.Why)}
 	if n := src.Netlink; n != nil {
-		l := fmt.Sprintf("netlink: %d sockets (IPv4 %d, IPv6 %d), %d with tcp_info", n.Sockets, n.IPv4, n.IPv6, n.TCPInfo)
+		l := fmt.Sprintf("netlink: %d sockets (IPv4 %d, IPv6 %d), %d with tcp_info of %d asked for (bytes in Send-Q, or --peer)",
+			n.Sockets, n.IPv4, n.IPv6, n.TCPInfo, n.TCPInfoAsked)
+		if n.TCPInfoVanished > 0 {
+			l += fmt.Sprintf(", %d closed since the census", n.TCPInfoVanished)
+		}
 		if n.Malformed > 0 {
 			l += fmt.Sprintf(", %d malformed message(s)", n.Malformed)
 			for _, m := range n.MalformedMessages {

@@ -1,6 +1,7 @@
 package sockstat
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"time"
@@ -124,4 +125,38 @@ func draining(s *Socket, o *AggregateOptions) bool {
 		return false
 	}
 	return !s.TCP.RTOFired() && !windowClosed(s, max(o.ZeroWindowProbes, 1))
+}
+
+// TCPInfoWanted returns the positions in socks of the sockets whose
+// tcp_info Aggregate and Findings use, for a source that reads the table
+// first and tcp_info only where it matters (pkg/sockdiag's two steps):
+// among the sockets o keeps, those with bytes in Send-Q in a state that
+// still sends (every tcp_info finding, the stuck-queue evidence and the
+// per-peer unacknowledged, retransmitting and zero-window counts concern
+// them alone) and, with --peer, every one that has tcp_info at all, for
+// the per-peer RTT and retransmission figures of the peers asked about.
+func TCPInfoWanted(socks []Socket, o AggregateOptions) []int {
+	var want []int
+	if len(o.Peers) == 0 {
+		// Without --peer only --state filters: no classification needed.
+		for i := range socks {
+			s := &socks[i]
+			if s.SendQ > 0 && canSend(s.State) && (o.States == nil || o.States[s.State]) {
+				want = append(want, i)
+			}
+		}
+		return want
+	}
+	cl := NewClassifier(socks, cmp.Or(o.Ephemeral, DefaultEphemeral))
+	for i := range socks {
+		s := &socks[i]
+		if s.State == Listen || s.State == TimeWait {
+			continue // the kernel has no tcp_info for them
+		}
+		_, addr, port := cl.Classify(*s)
+		if o.keep(s.State, addr, port) {
+			want = append(want, i)
+		}
+	}
+	return want
 }
