@@ -204,7 +204,7 @@ func newESDupsCmd(g *Globals, runF func(ESDupsOptions) error) *cobra.Command {
 	o := &ESDupsOptions{}
 	cmd := &cobra.Command{
 		Use:   "dups URL --index PATTERN [--field F | --fields a,b]",
-		Short: "Count events indexed more than once (seed 003: resends without a stable _id)",
+		Short: "Count events indexed more than once (resends without a stable _id: \"Duplicates in Elasticsearch\" in docs/troubleshooting.md)",
 		Long: `dups counts duplicated events in an index, reading all of it (up to
 --max-docs documents). With --field it pages a composite aggregation through
 every value of the field and counts those present twice or more (use a

@@ -65,7 +65,8 @@ func firstSocket(t *testing.T, f report.Finding) map[string]any {
 	return socks[0]
 }
 
-// Seed 001's black hole seen from the sender: nftables in the namespace
+// The black hole of "logs lost without errors" (docs/troubleshooting.md)
+// seen from the sender: nftables in the namespace
 // lets the handshake and bare ACKs through and drops every data segment
 // to the peer. The kernel retransmits with a doubling timeout;
 // tcp.retransmitting fires with the retransmit count, backoff and time

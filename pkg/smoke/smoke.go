@@ -571,7 +571,7 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 			Evidence: map[string]any{
 				"run_id": r.RunID, "duplicated": r.Duplicated, "duplicated_ids": r.DuplicatedIDs, "documents": r.Documents,
 			},
-			Remedy: "The shipper resent a bulk request and Elasticsearch generated a new _id for each copy (seed 003). " +
+			Remedy: "The shipper resent a bulk request and Elasticsearch generated a new _id for each copy (\"Duplicates in Elasticsearch\", docs/troubleshooting.md). " +
 				"Give every event a stable id before it is buffered (fluent-plugin-elasticsearch: `elasticsearch_genid` " +
 				"filter + `id_key _hash`; Fluent Bit: `Generate_ID On`) and index with `write_operation create`, " +
 				"so a replay gets 409 instead of a second copy.",
