@@ -40,11 +40,13 @@ func newConfigCmd(g *Globals) *cobra.Command {
 		Use:   "config",
 		Short: "Check Fluentd and Fluent Bit configurations for the settings that lose, duplicate or stall logs",
 	}
-	cmd.AddCommand(newConfigCheckCmd(g))
+	cmd.AddCommand(newConfigCheckCmd(g, nil))
 	return cmd
 }
 
-func newConfigCheckCmd(g *Globals) *cobra.Command {
+// newConfigCheckCmd builds `config check`; runF, when set, gets the
+// parsed options instead of the check running.
+func newConfigCheckCmd(g *Globals, runF func(ConfigCheckOptions) error) *cobra.Command {
 	var (
 		format, esVersion, maxContent string
 		envs                          []string
@@ -95,6 +97,9 @@ unknown). -o sarif writes SARIF 2.1.0 for code scanning in CI.`,
 			if maxContent != "" {
 				// Checked while parsing flags (sizeVar): cannot fail here.
 				o.ESMaxContentLength, _ = parseESBytes(maxContent)
+			}
+			if runF != nil {
+				return runF(o)
 			}
 			r, err := runConfigCheck(o)
 			if err != nil {

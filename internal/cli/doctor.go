@@ -25,7 +25,9 @@ type DoctorOptions struct {
 	OpenDiag OpenDiag
 }
 
-func newDoctorCmd(g *Globals) *cobra.Command {
+// newDoctorCmd builds `doctor`; runF, when set, gets the parsed options
+// instead of the diagnosis running.
+func newDoctorCmd(g *Globals, runF func(DoctorOptions) error) *cobra.Command {
 	o := DoctorOptions{Options: doctor.Options{ProcRoot: "/proc", Interval: 5 * time.Second, StepTimeout: 10 * time.Second}, Source: sourceAuto}
 	var shipper string
 	cmd := &cobra.Command{
@@ -55,6 +57,9 @@ from its own namespace.`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, _ []string) error {
 			o.Shipper = doctor.Kind(shipper)
+			if runF != nil {
+				return runF(o)
+			}
 			r, err := runDoctor(cmd.Context(), g.Now, o)
 			if err != nil {
 				return err

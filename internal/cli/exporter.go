@@ -69,7 +69,9 @@ type ExporterOptions struct {
 	Resolver sockstat.Resolver
 }
 
-func newExporterCmd(g *Globals) *cobra.Command {
+// newExporterCmd builds `exporter`; runF, when set, gets the parsed
+// options instead of the exporter serving.
+func newExporterCmd(g *Globals, runF func(ExporterOptions) error) *cobra.Command {
 	o := &ExporterOptions{Listen: exporter.DefaultListen, ProcRoot: "/proc"}
 	cmd := &cobra.Command{
 		Use:   "exporter",
@@ -98,6 +100,9 @@ docs/deploy/ has a DaemonSet, a PodMonitor and alerting rules.`,
 			}
 			if o.ForwardSharedKey == "" {
 				o.ForwardSharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
+			}
+			if runF != nil {
+				return runF(*o)
 			}
 			return runExporter(cmd.Context(), *o, g.IO.Err)
 		}),
