@@ -32,9 +32,9 @@ func newESCmd(g *Globals) *cobra.Command {
 }
 
 // ESConnOptions are the connection flags of es probe and es dups: the
-// shared ESConn group (whose old spellings here, --user, --password-file,
-// --api-key, --ca and --insecure, still work), plus an inline password and
-// the request timeout.
+// shared ESConn group (whose old spellings here, the URL as an argument,
+// --user, --password-file, --api-key, --ca and --insecure, still work),
+// plus an inline password and the request timeout.
 type ESConnOptions struct {
 	ESConn
 	Password string
@@ -43,9 +43,9 @@ type ESConnOptions struct {
 	rootCAs *x509.CertPool // read from CA by resolve
 }
 
-func (c *ESConnOptions) flags(cmd *cobra.Command) {
+func (c *ESConnOptions) flags(cmd *cobra.Command, urlUsage string) {
 	f := cmd.Flags()
-	c.ESConn.addFlags(f, map[string]string{"es-user": "user", "es-password-file": "password-file",
+	c.ESConn.addFlags(f, esURLFlag{usage: urlUsage}, map[string]string{"es-user": "user", "es-password-file": "password-file",
 		"es-api-key": "api-key", "es-ca": "ca", "es-insecure": "insecure"})
 	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
 	durVar(f, &c.Timeout, "timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "timeout of each request and TCP connect")
@@ -71,14 +71,28 @@ func (c *ESConnOptions) resolve() error {
 	return nil
 }
 
+// takeArgs adds the URLs given as arguments (the old spelling, where the
+// scheme may be left out and esprobe checks them) after --es's, and
+// checks there are between 1 and most (0: any number).
+func (c *ESConnOptions) takeArgs(args []string, most int) error {
+	c.URLs = append(c.URLs, args...)
+	switch {
+	case len(c.URLs) == 0:
+		return usageErrorf("no cluster: give --es URL")
+	case most > 0 && len(c.URLs) > most:
+		return usageErrorf("--es: %d URLs, want %d", len(c.URLs), most)
+	}
+	return nil
+}
+
 func (c *ESConnOptions) apply(o *esprobe.Options) {
+	o.URLs = c.URLs
 	o.Username, o.Password, o.APIKey = c.User, c.Password, c.APIKey
 	o.RootCAs, o.Insecure, o.Timeout = c.rootCAs, c.Insecure, c.Timeout
 }
 
 // ESProbeOptions are the flags of `es probe`.
 type ESProbeOptions struct {
-	URLs []string
 	Conn ESConnOptions
 
 	Index          string
@@ -95,9 +109,9 @@ type ESProbeOptions struct {
 func newESProbeCmd(g *Globals, runF func(ESProbeOptions) error) *cobra.Command {
 	o := &ESProbeOptions{}
 	cmd := &cobra.Command{
-		Use:   "probe URL [URL...]",
+		Use:   "probe --es URL [--es URL...]",
 		Short: "Check reachability, sniffing, keep-alive, write pressure and bulk idempotency the way a shipper meets the cluster",
-		Long: `probe talks raw HTTP to each URL (Elasticsearch 7/8 or OpenSearch) and times
+		Long: `probe talks raw HTTP to each --es URL (Elasticsearch 7/8 or OpenSearch) and times
 every check: DNS, GET /, _cluster/health, _nodes/http with a TCP connect to
 every publish_address (what a sniffing shipper switches to), N sequential and
 M concurrent requests counting new connections against the server's
@@ -108,12 +122,14 @@ exactly one document; deleted afterwards). Run it where the shipper runs.
 
 The password may come from --es-password-file or LOGDOCTOR_ES_PASSWORD, the API
 key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
-		Example: `  logdoctor es probe http://localhost:9200
-  logdoctor es probe https://es-0:9200 https://es-1:9200 --es-user elastic --es-password-file pw --es-ca ca.pem --index logs-probe
-  logdoctor es probe http://es:9200 --bulk-size 16MiB --request-timeout 5s --idle-wait 65s -o json`,
-		Args: cobra.MinimumNArgs(1),
+		Example: `  logdoctor es probe --es http://localhost:9200
+  logdoctor es probe --es https://es-0:9200,https://es-1:9200 --es-user elastic --es-password-file pw --es-ca ca.pem --index logs-probe
+  logdoctor es probe --es http://es:9200 --bulk-size 16MiB --request-timeout 5s --idle-wait 65s -o json`,
+		Args: cobra.ArbitraryArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
-			o.URLs = args
+			if err := o.Conn.takeArgs(args, 0); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(*o)
 			}
@@ -124,7 +140,7 @@ key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
 			return g.Emit(r)
 		}),
 	}
-	o.Conn.flags(cmd)
+	o.Conn.flags(cmd, "Elasticsearch/OpenSearch URL to probe (repeatable or comma-separated)")
 	f := cmd.Flags()
 	f.StringVar(&o.Index, "index", "", "index for the bulk idempotency check (writes and deletes one canary document)")
 	sizeVar(f, &o.BulkSize, "bulk-size", "8MiB", parseESBytes, 1, false, "a size like 8MiB, 100mb or 1048576, up to 1TiB", "largest bulk body the shipper sends (Fluentd chunk_limit_size), compared with http.max_content_length")
@@ -151,7 +167,7 @@ func runESProbe(ctx context.Context, now func() time.Time, o ESProbeOptions) (*r
 	if o.RequestTimeout <= 0 {
 		return nil, usageErrorf("--request-timeout must be positive")
 	}
-	po := esprobe.Options{URLs: o.URLs, Index: o.Index, BulkSize: bulk, RequestTimeout: o.RequestTimeout,
+	po := esprobe.Options{Index: o.Index, BulkSize: bulk, RequestTimeout: o.RequestTimeout,
 		Sequential: o.Sequential, Concurrent: o.Concurrent, IdleWait: o.IdleWait, BulkSamples: o.BulkSamples, Now: now}
 	o.Conn.apply(&po)
 	started := now()
@@ -189,7 +205,6 @@ func parseESBytes(s string) (int64, error) {
 
 // ESDupsOptions are the flags of `es dups`.
 type ESDupsOptions struct {
-	URL      string
 	Conn     ESConnOptions
 	Index    string
 	Field    string
@@ -203,7 +218,7 @@ type ESDupsOptions struct {
 func newESDupsCmd(g *Globals, runF func(ESDupsOptions) error) *cobra.Command {
 	o := &ESDupsOptions{}
 	cmd := &cobra.Command{
-		Use:   "dups URL --index PATTERN [--field F | --fields a,b]",
+		Use:   "dups --es URL --index PATTERN [--field F | --fields a,b]",
 		Short: "Count events indexed more than once (resends without a stable _id: \"Duplicates in Elasticsearch\" in docs/troubleshooting.md)",
 		Long: `dups counts duplicated events in an index, reading all of it (up to
 --max-docs documents). With --field it pages a composite aggregation through
@@ -212,11 +227,13 @@ keyword field such as a hash or request id, e.g. request_id.keyword); with
 --fields it fingerprints those fields' values over a scrolling search; with
 neither it fingerprints the whole _source. A scan cut short (--max-docs, a
 failed page) is the finding es.dups_incomplete, never a clean verdict.`,
-		Example: `  logdoctor es dups http://localhost:9200 --index 'logs-*' --field request_id.keyword
-  logdoctor es dups http://localhost:9200 --index logs-2026.11.21 --fields '@timestamp,message,kubernetes.pod_name'`,
-		Args: cobra.ExactArgs(1),
+		Example: `  logdoctor es dups --es http://localhost:9200 --index 'logs-*' --field request_id.keyword
+  logdoctor es dups --es http://localhost:9200 --index logs-2026.11.21 --fields '@timestamp,message,kubernetes.pod_name'`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
-			o.URL = args[0]
+			if err := o.Conn.takeArgs(args, 1); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(*o)
 			}
@@ -227,7 +244,7 @@ failed page) is the finding es.dups_incomplete, never a clean verdict.`,
 			return g.Emit(r)
 		}),
 	}
-	o.Conn.flags(cmd)
+	o.Conn.flags(cmd, "Elasticsearch/OpenSearch URL of the cluster holding the index")
 	f := cmd.Flags()
 	f.StringVar(&o.Index, "index", "", "index name or pattern (required)")
 	f.StringVar(&o.Field, "field", "", "keyword field whose values should be unique (terms aggregation)")
@@ -250,7 +267,7 @@ func runESDups(ctx context.Context, now func() time.Time, o ESDupsOptions) (*rep
 	if err := o.Conn.resolve(); err != nil {
 		return nil, err
 	}
-	po := esprobe.Options{URLs: []string{o.URL}, Now: now}
+	po := esprobe.Options{Now: now}
 	o.Conn.apply(&po)
 	started := now()
 	res, fs, err := esprobe.Dups(ctx, po, esprobe.DupsOptions{Index: o.Index, Field: o.Field, Fields: o.Fields, MaxDocs: o.MaxDocs, Examples: o.Examples})

@@ -247,24 +247,6 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
-// urlVar is an http(s) URL flag ("" allowed when allowEmpty).
-func urlVar(f *pflag.FlagSet, p *string, name, def string, allowEmpty bool, usage string) {
-	*p = def
-	want := wantHTTPURL
-	if allowEmpty {
-		want += `, or "" for the embedded one`
-	}
-	addVar(f, &checked[string]{p: p, want: want, typ: "url",
-		parse: func(s string) (string, error) {
-			if s == "" && allowEmpty {
-				return s, nil
-			}
-			return s, checkHTTPURL(s)
-		},
-		ok:   func(string) bool { return true },
-		show: func(s string) string { return s }}, name, "", usage)
-}
-
 // portList is a repeatable, comma-separated list of ports 1..65535; the
 // first value given replaces the default, as pflag's slices do.
 type portList struct {

@@ -53,7 +53,6 @@ type PipelineOptions struct {
 	BufferMax    string
 	FullWait     time.Duration
 
-	ES        []string
 	ESData    string
 	ESMaxDocs int64
 	ESConn
@@ -135,10 +134,10 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.BoolVar(&o.MemoryBuffer, "memory-buffer", false, "keep the buffer in memory: LOSES EVENTS ON A CRASH (benchmarks only)")
 	sizeVar(f, &o.BufferMax, "buffer-max", "1GiB", parseSize, minBufferMax, false, "a size of 64KiB or more, like 1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
 	durVar(f, &o.FullWait, "buffer-full-wait", 5*time.Second, time.Nanosecond, wantPositiveDur, "how long a forward request waits for buffer space before it is refused")
-	f.StringSliceVar(&o.ES, "es", []string{"embedded"}, `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`)
 	int64Var(f, &o.ESMaxDocs, "es-max-docs", 4_000_000, 0, 1<<62, "0 (no bound) or more documents", "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
 	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
-	o.ESConn.addFlags(f, nil)
+	o.ESConn.addFlags(f, esURLFlag{def: []string{"embedded"}, embedded: true,
+		usage: `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`}, nil)
 	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
 	f.BoolVar(&o.Gzip, "es-gzip", false, "gzip bulk request bodies")
 	intVar(f, &o.Workers, "es-workers", 2, 1, 256, "a number from 1 to 256", "concurrent bulk requests")
@@ -401,7 +400,7 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	if err != nil {
 		return nil, err
 	}
-	urls, embedded, err := esURLs(o.ES, &cfg.ES)
+	urls, embedded, err := esURLs(o.URLs, &cfg.ES)
 	if err != nil {
 		return nil, err
 	}

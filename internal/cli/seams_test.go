@@ -75,7 +75,7 @@ func TestESFlagsParseTheSameInEveryCommand(t *testing.T) {
 	conn := []string{"--es-user", "u", "--es-password-file", pw, "--es-api-key", "k", "--es-ca", "ca.pem", "--es-insecure"}
 	check := func(what string, c ESConn) {
 		t.Helper()
-		if c.User != "u" || c.PasswordFile != pw || c.APIKey != "k" || c.CA != "ca.pem" || !c.Insecure {
+		if !reflect.DeepEqual(c.URLs, []string{"http://es:9200"}) || c.User != "u" || c.PasswordFile != pw || c.APIKey != "k" || c.CA != "ca.pem" || !c.Insecure {
 			t.Fatalf("%s: %+v", what, c)
 		}
 	}
@@ -89,6 +89,31 @@ func TestESFlagsParseTheSameInEveryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("es probe, old spellings", probe.Conn.ESConn)
+	// --es is the URL's one spelling in every command; the argument is
+	// the old one.
+	for _, c := range []struct {
+		what string
+		cmd  func() (*cobra.Command, *ESConn)
+		args []string
+	}{
+		{"es probe --es", func() (*cobra.Command, *ESConn) {
+			return newESProbeCmd(seamGlobals(), func(o ESProbeOptions) error { probe = o; return nil }), &probe.Conn.ESConn
+		}, nil},
+		{"es dups --es", func() (*cobra.Command, *ESConn) {
+			var dups ESDupsOptions
+			return newESDupsCmd(seamGlobals(), func(o ESDupsOptions) error { dups = o; return nil }), &dups.Conn.ESConn
+		}, []string{"--index", "logs"}},
+		{"exporter --es", func() (*cobra.Command, *ESConn) {
+			var ex ExporterOptions
+			return newExporterCmd(seamGlobals(), func(o ExporterOptions) error { ex = o; return nil }), &ex.ES
+		}, nil},
+	} {
+		cmd, got := c.cmd()
+		if err := parseOnly(t, cmd, append(append([]string{"--es", "http://es:9200"}, c.args...), conn...)...); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		check(c.what, *got)
+	}
 	var dups ESDupsOptions
 	if err := parseOnly(t, newESDupsCmd(seamGlobals(), func(o ESDupsOptions) error { dups = o; return nil }), append([]string{"http://es:9200", "--index", "logs"}, conn...)...); err != nil {
 		t.Fatal(err)
@@ -221,8 +246,15 @@ func TestExporterFlagsParse(t *testing.T) {
 	if o.Listen != "127.0.0.1:0" || o.Interval != 30*time.Second || o.Timeout != 20*time.Second || !reflect.DeepEqual(o.Peers, []string{"es"}) ||
 		!reflect.DeepEqual(o.UDPPorts, []int{5160, 5170}) || !reflect.DeepEqual(o.Shippers, []string{"fb=7"}) || o.Discover ||
 		!reflect.DeepEqual(o.ForwardProbes, []string{"127.0.0.1:24224"}) || o.ForwardSharedKey != "k" ||
-		!reflect.DeepEqual(o.ESProbes, []string{"http://127.0.0.1:9200"}) {
+		!reflect.DeepEqual(o.ES.URLs, []string{"http://127.0.0.1:9200"}) || o.ES.User != "u" || !o.ES.Insecure {
 		t.Fatalf("%+v", o)
+	}
+	// --es-probe is --es's old name.
+	if err := parseOnly(t, newExporterCmd(seamGlobals(), capture), "--es-probe", "http://a:9200", "--es", "http://b:9200,http://c:9200"); err != nil {
+		t.Fatal(err)
+	}
+	if u := got[2].ES.URLs; !reflect.DeepEqual(u, []string{"http://a:9200", "http://b:9200", "http://c:9200"}) {
+		t.Fatalf("--es-probe and --es: %v", u)
 	}
 	called := false
 	if err := parseOnly(t, newExporterCmd(seamGlobals(), func(ExporterOptions) error { called = true; return nil }), "--es-probe", "ftp://x"); err == nil || called {

@@ -36,7 +36,6 @@ type SmokeOptions struct {
 	SharedKey string
 	ForwardTLS
 
-	ES    string
 	Index string
 	ESConn
 	ESPassword string // from the URL, LOGDOCTOR_ES_PASSWORD or the file, never a flag
@@ -100,9 +99,8 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 	addrVar(f, &o.Forward, "forward", "", false, true, "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
 	o.ForwardTLS.addFlags(f, nil)
-	urlVar(f, &o.ES, "es", "", true, "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
 	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
-	o.ESConn.addFlags(f, nil)
+	o.ESConn.addFlags(f, esURLFlag{usage: "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)"}, nil)
 	f.BoolVar(&o.Chaos, "chaos", false, "embedded only: essim rejects items (429), indexes late and closes idle connections")
 	f.BoolVar(&o.NoProbes, "no-probes", false, "skip the sockets, forward and es probes after the canary run")
 	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree for the sockets check")
@@ -127,14 +125,17 @@ func (o *SmokeOptions) finish() error {
 		if _, _, err := net.SplitHostPort(o.Forward); err != nil {
 			return usageErrorf("--forward %q: want HOST:PORT", o.Forward)
 		}
-		if o.ES == "" {
+		if len(o.URLs) == 0 {
 			return usageErrorf("--forward needs --es and --index: where does that shipper write?")
 		}
 	}
-	if o.ES != "" {
-		u, err := url.Parse(o.ES)
+	if len(o.URLs) > 1 {
+		return usageErrorf("--es: %d URLs, want 1: the cluster the canaries are counted in", len(o.URLs))
+	}
+	if es := o.esURL(); es != "" {
+		u, err := url.Parse(es)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return usageErrorf("--es %q: want an http:// or https:// URL", report.Redact(o.ES))
+			return usageErrorf("--es %q: want an http:// or https:// URL", report.Redact(es))
 		}
 		if o.Index == "" && o.Forward != "" {
 			return usageErrorf("--forward and --es need --index: the index or pattern that shipper writes the canaries to")
@@ -148,7 +149,7 @@ func (o *SmokeOptions) finish() error {
 				o.ESPassword = p
 			}
 			u.User = nil
-			o.ES = u.String()
+			o.URLs[0] = u.String()
 		}
 	}
 	if (o.Cert == "") != (o.Key == "") {
@@ -244,12 +245,12 @@ func smokePreflight(ctx context.Context, o SmokeOptions) error {
 	if o.Forward != "" {
 		eps = append(eps, smoke.Endpoint{Name: "--forward " + o.Forward, Addr: o.Forward})
 	}
-	if o.ES != "" {
-		addr, err := smoke.ESAddr(o.ES)
+	if es := o.esURL(); es != "" {
+		addr, err := smoke.ESAddr(es)
 		if err != nil {
 			return usageErrorf("--es: %w", err)
 		}
-		eps = append(eps, smoke.Endpoint{Name: "--es " + report.Redact(o.ES), Addr: addr})
+		eps = append(eps, smoke.Endpoint{Name: "--es " + report.Redact(es), Addr: addr})
 	}
 	return smoke.Preflight(ctx, min(smoke.PreflightTimeout, o.Timeout), eps...)
 }
@@ -271,8 +272,8 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 		return nil, err
 	}
 	if o.Forward != "" {
-		searcher.URL, searcher.Index = o.ES, o.Index
-		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index, esRootCAs: esRoots,
+		searcher.URL, searcher.Index = o.esURL(), o.Index
+		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.esURL(), index: o.Index, esRootCAs: esRoots,
 			searcher: searcher, forwardCfg: fwdCfg, close: func(context.Context) error { tr.CloseIdleConnections(); return nil }}, nil
 	}
 	return embeddedSetup(ctx, o, searcher, tr)
@@ -293,7 +294,7 @@ func smokeClientConfig(o SmokeOptions) forward.ClientConfig {
 // embeddedSetup starts the embedded lab: essim (unless --es names a real
 // cluster) and the pipeline in process.
 func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearcher, tr *http.Transport) (*smokeTarget, error) {
-	l, err := lab.Start(ctx, lab.Config{ES: o.ES, Index: o.Index, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
+	l, err := lab.Start(ctx, lab.Config{ES: o.esURL(), Index: o.Index, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
 		TLS: tr.TLSClientConfig, SharedKey: o.SharedKey, Chaos: o.Chaos, ProcRoot: o.ProcRoot, Refresh: searcher.Refresh})
 	if err != nil {
 		tr.CloseIdleConnections()
