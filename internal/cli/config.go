@@ -187,11 +187,11 @@ func runConfigCheck(o ConfigCheckOptions) (*report.Report, error) {
 // are up: the path MTU can be no larger than the first hop's.
 func hostMTU(ifaces func() ([]net.Interface, error)) (int, string) {
 	if ifaces == nil {
-		return 1500, "default"
+		return configcheck.DefaultMTU, "default"
 	}
 	list, err := ifaces()
 	if err != nil {
-		return 1500, "default"
+		return configcheck.DefaultMTU, "default"
 	}
 	best := 0
 	for _, i := range list {
@@ -203,7 +203,7 @@ func hostMTU(ifaces func() ([]net.Interface, error)) (int, string) {
 		}
 	}
 	if best == 0 {
-		return 1500, "default"
+		return configcheck.DefaultMTU, "default"
 	}
 	return best, "interface"
 }

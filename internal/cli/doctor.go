@@ -28,7 +28,7 @@ type DoctorOptions struct {
 // newDoctorCmd builds `doctor`; runF, when set, gets the parsed options
 // instead of the diagnosis running.
 func newDoctorCmd(g *Globals, runF func(DoctorOptions) error) *cobra.Command {
-	o := DoctorOptions{Options: doctor.Options{ProcRoot: "/proc", Interval: 5 * time.Second, StepTimeout: 10 * time.Second}, Source: sourceAuto}
+	o := DoctorOptions{Options: doctor.Options{ProcRoot: doctor.DefaultProcRoot, Interval: doctor.DefaultInterval, StepTimeout: doctor.DefaultStepTimeout}, Source: sourceAuto}
 	var shipper string
 	cmd := &cobra.Command{
 		Use:   "doctor",

@@ -48,7 +48,7 @@ func (c *ESConnOptions) flags(cmd *cobra.Command, urlUsage string) {
 	c.ESConn.addFlags(f, esURLFlag{usage: urlUsage}, map[string]string{"es-user": "user", "es-password-file": "password-file",
 		"es-api-key": "api-key", "es-ca": "ca", "es-insecure": "insecure"})
 	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
-	durVar(f, &c.Timeout, "timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "timeout of each request and TCP connect")
+	durVar(f, &c.Timeout, "timeout", esprobe.DefaultTimeout, time.Nanosecond, wantPositiveDur, "timeout of each request and TCP connect")
 }
 
 // resolve fills the password and API key from the file and environment.
@@ -143,12 +143,12 @@ key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
 	o.Conn.flags(cmd, "Elasticsearch/OpenSearch URL to probe (repeatable or comma-separated)")
 	f := cmd.Flags()
 	f.StringVar(&o.Index, "index", "", "index for the bulk idempotency check (writes and deletes one canary document)")
-	sizeVar(f, &o.BulkSize, "bulk-size", "8MiB", parseESBytes, 1, false, "a size like 8MiB, 100mb or 1048576, up to 1TiB", "largest bulk body the shipper sends (Fluentd chunk_limit_size), compared with http.max_content_length")
+	sizeVar(f, &o.BulkSize, "bulk-size", sizeText(esprobe.DefaultBulkSize), parseESBytes, 1, false, "a size like 8MiB, 100mb or 1048576, up to 1TiB", "largest bulk body the shipper sends (Fluentd chunk_limit_size), compared with http.max_content_length")
 	durVar(f, &o.RequestTimeout, "request-timeout", esprobe.DefaultRequestTimeout, time.Nanosecond, wantPositiveDur, "the shipper's request timeout (fluent-plugin-elasticsearch request_timeout, default 5s)")
-	intVar(f, &o.Sequential, "sequential", 10, 1, 10000, "a number of requests from 1 to 10000", "sequential requests in the keep-alive check")
-	intVar(f, &o.Concurrent, "concurrent", 4, 1, 1000, "a number of requests from 1 to 1000", "concurrent requests per round (two rounds) in the pool check")
-	durVar(f, &o.IdleWait, "idle-wait", 500*time.Millisecond, 0, wantDurOrZero("skip the check"), "watch one idle keep-alive connection this long for the server closing it (0 = skip; use more than your load balancer's idle timeout)")
-	intVar(f, &o.BulkSamples, "bulk-samples", 5, 2, 1000, "a number from 2 (one create, one replay) to 1000", "times the canary bulk is sent with --index (first creates, the rest must get 409)")
+	intVar(f, &o.Sequential, "sequential", esprobe.DefaultSequential, 1, 10000, "a number of requests from 1 to 10000", "sequential requests in the keep-alive check")
+	intVar(f, &o.Concurrent, "concurrent", esprobe.DefaultConcurrent, 1, 1000, "a number of requests from 1 to 1000", "concurrent requests per round (two rounds) in the pool check")
+	durVar(f, &o.IdleWait, "idle-wait", esprobe.DefaultIdleWait, 0, wantDurOrZero("skip the check"), "watch one idle keep-alive connection this long for the server closing it (0 = skip; use more than your load balancer's idle timeout)")
+	intVar(f, &o.BulkSamples, "bulk-samples", esprobe.DefaultBulkSamples, 2, 1000, "a number from 2 (one create, one replay) to 1000", "times the canary bulk is sent with --index (first creates, the rest must get 409)")
 	return cmd
 }
 
@@ -250,7 +250,7 @@ failed page) is the finding es.dups_incomplete, never a clean verdict.`,
 	f.StringVar(&o.Field, "field", "", "keyword field whose values should be unique (terms aggregation)")
 	f.StringSliceVar(&o.Fields, "fields", nil, "fields fingerprinted together over a scroll through the index")
 	intVar(f, &o.MaxDocs, "max-docs", esprobe.DefaultDupsMaxDocs, 1, math.MaxInt32, "a number of documents from 1", "documents read at most; a larger index is read in part and reported as es.dups_incomplete")
-	intVar(f, &o.Examples, "examples", 5, 0, 1000, "a number from 0 to 1000", "duplicated events shown as examples")
+	intVar(f, &o.Examples, "examples", esprobe.DefaultDupsExamples, 0, 1000, "a number from 0 to 1000", "duplicated events shown as examples")
 	return cmd
 }
 
@@ -341,11 +341,11 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	addrVar(f, &o.Listen, "listen", "127.0.0.1:9200", true, false, "address of the first node; further nodes use the following ports")
 	f.StringVar(&o.Version, "version", essim.DefaultVersion, "Elasticsearch version to claim (7.17.x answers like 7)")
 	enumVar(f, &o.Distribution, "distribution", "elasticsearch", []string{"elasticsearch", "opensearch"}, "elasticsearch or opensearch (then --version 1.x or 2.x, no X-Elastic-Product header)")
-	f.StringVar(&o.ClusterName, "cluster-name", "essim", "cluster_name")
-	intVar(f, &o.Nodes, "nodes", 1, 1, 64, "a number of nodes from 1 to 64", "nodes (listeners) sharing one store")
+	f.StringVar(&o.ClusterName, "cluster-name", essim.DefaultClusterName, "cluster_name")
+	intVar(f, &o.Nodes, "nodes", essim.DefaultNodes, 1, 64, "a number of nodes from 1 to 64", "nodes (listeners) sharing one store")
 	f.StringVar(&o.Data, "data", "", "keep documents in this directory (survive restarts); memory only when empty")
-	sizeVar(f, &o.MaxContentLength, "max-content-length", "100MiB", parseESBytes, 1, false, "a size like 100MiB, 100mb or 104857600, up to 1TiB", "http.max_content_length: larger bodies get 413")
-	sizeVar(f, &o.InFlightLimit, "inflight-requests-limit", "256MiB", parseSize, 0, false, "0 (no limit) or a size like 256MiB", "network.breaker.inflight_requests.limit per node: request bodies, counted twice, past it get 429 circuit_breaking_exception (0: no limit)")
+	sizeVar(f, &o.MaxContentLength, "max-content-length", sizeText(essim.DefaultMaxContentLength), parseESBytes, 1, false, "a size like 100MiB, 100mb or 104857600, up to 1TiB", "http.max_content_length: larger bodies get 413")
+	sizeVar(f, &o.InFlightLimit, "inflight-requests-limit", sizeText(essim.DefaultInFlightRequestsLimit), parseSize, 0, false, "0 (no limit) or a size like 256MiB", "network.breaker.inflight_requests.limit per node: request bodies, counted twice, past it get 429 circuit_breaking_exception (0: no limit)")
 	int64Var(f, &o.MaxDocs, "max-docs", 0, 0, math.MaxInt64, "0 (no bound) or a number of documents", "documents held at most; past that writes get 429 cluster_block_exception, as past the flood-stage disk watermark (0: no bound)")
 	f.StringVar(&o.User, "user", "", "require basic auth with this user")
 	f.StringVar(&o.Password, "password", "", "basic auth password (or LOGDOCTOR_ES_PASSWORD)")
@@ -355,7 +355,7 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	durVar(f, &o.Duration, "duration", 0, 0, wantDurOrZero("until interrupted"), "stop after this long (0 = until interrupted)")
 	floatVar(f, &o.RejectRate, "reject-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of bulk items rejected with 429 es_rejected_execution_exception")
 	floatVar(f, &o.FailRate, "fail-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of write requests failed whole (see --fail-status)")
-	intCheckVar(f, &o.FailStatus, "fail-status", 429, func(n int) bool { return slices.Contains([]int{429, 500, 502, 503, 504}, n) },
+	intCheckVar(f, &o.FailStatus, "fail-status", essim.DefaultFailStatus, func(n int) bool { return slices.Contains([]int{429, 500, 502, 503, 504}, n) },
 		"429, 500, 502, 503 or 504", "status of whole-request failures: 429, 500, 502, 503 or 504")
 	floatVar(f, &o.DropRate, "drop-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of bulk items acknowledged (201) but never stored")
 	durVar(f, &o.Latency, "latency", 0, 0, wantDurOrZero("none"), "added to every request")
@@ -366,7 +366,7 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	durVar(f, &o.LateBy, "late-by", essim.DefaultLateBy, time.Nanosecond, wantPositiveDur, "how long --index-late holds the answer")
 	f.BoolVar(&o.NoKeepAlive, "no-keepalive", false, "answer with Connection: close (every request costs a new connection)")
 	f.BoolVar(&o.StripProductHeader, "strip-product-header", false, "drop X-Elastic-Product, as some proxies do (Elastic's clients 7.14+ then refuse the server)")
-	f.Int64Var(&o.Seed, "seed", 1, "random seed of the fault rates")
+	f.Int64Var(&o.Seed, "seed", essim.DefaultSeed, "random seed of the fault rates")
 	return cmd
 }
 

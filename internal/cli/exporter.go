@@ -310,7 +310,7 @@ func addExporterSources(ctx context.Context, eng *exporter.Engine, o ExporterOpt
 		return closers, err
 	}
 	eo := esprobe.Options{Username: o.ES.User, Password: pw, APIKey: o.ES.apiKey(), Insecure: o.ES.Insecure,
-		Timeout: min(o.ProbeInterval/2, 10*time.Second)}
+		Timeout: min(o.ProbeInterval/2, esprobe.DefaultTimeout)}
 	if eo.RootCAs, err = o.ES.rootCAs(); err != nil {
 		return closers, err
 	}

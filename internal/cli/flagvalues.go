@@ -159,6 +159,21 @@ func nonEmptyVar(f *pflag.FlagSet, p *string, name, def, want, usage string) {
 		show:  func(s string) string { return s }}, name, "", usage)
 }
 
+// sizeText writes n bytes as the size flags read them, for a default
+// taken from a library: the largest binary unit that divides it (1GiB,
+// 256MiB), else bytes.
+func sizeText(n int64) string {
+	for _, u := range []struct {
+		unit string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.unit
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // sizeVar is a byte-size flag kept as its text (the options structs hold
 // what the user wrote) and checked with parse: at least lo bytes, or ""
 // when allowEmpty.

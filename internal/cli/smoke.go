@@ -47,9 +47,9 @@ type SmokeOptions struct {
 
 func defaultSmokeOptions() SmokeOptions {
 	return SmokeOptions{
-		Count: 1000, ChunkSize: 100, Tag: "logdoctor.smoke",
-		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: smoke.DefaultSettle,
-		AckTimeout: 10 * time.Second, ProcRoot: "/proc",
+		Count: 1000, ChunkSize: smoke.DefaultChunkSize, Tag: smoke.DefaultTag,
+		Timeout: smoke.DefaultTimeout, Poll: smoke.DefaultPoll, Settle: smoke.DefaultSettle,
+		AckTimeout: smoke.DefaultAckTimeout, ProcRoot: "/proc",
 	}
 }
 
