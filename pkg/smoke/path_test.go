@@ -9,20 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logdoctor/logdoctor/internal/testenv"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
-
-// closedAddr is a loopback port nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 func TestPreflight(t *testing.T) {
 	up, err := net.Listen("tcp", "127.0.0.1:0")
@@ -37,7 +26,7 @@ func TestPreflight(t *testing.T) {
 	if err := Preflight(ctx, time.Second); err != nil {
 		t.Fatalf("no endpoints: %v", err)
 	}
-	down := closedAddr(t)
+	down := testenv.ClosedAddr(t)
 	err = Preflight(ctx, time.Second, Endpoint{"up", up.Addr().String()}, Endpoint{"down", down})
 	if !errors.Is(err, ErrEndpointDown) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("closed port: %v, want ErrEndpointDown wrapping ECONNREFUSED", err)
