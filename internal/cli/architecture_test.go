@@ -91,6 +91,12 @@ func TestImportRules(t *testing.T) {
 		{"pkg/pcap", "pkg/udpfrag"},
 		{"pkg/pcap", "pkg/udpprobe"},
 		{"pkg/pipeline", "pkg/essim"},
+		// rule 6: the Elasticsearch clients share esclient, never each other
+		{"pkg/esprobe", "pkg/smoke"},
+		{"pkg/esprobe", "pkg/pipeline"},
+		{"pkg/smoke", "pkg/esprobe"},
+		{"pkg/pipeline", "pkg/esprobe"},
+		{"pkg/pipeline", "pkg/smoke"},
 	}
 	// rule 4: leaves
 	leaves := []string{"pkg/report", "pkg/pcap", "pkg/pipeline/buffer",

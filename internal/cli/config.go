@@ -40,11 +40,13 @@ func newConfigCmd(g *Globals) *cobra.Command {
 		Use:   "config",
 		Short: "Check Fluentd and Fluent Bit configurations for the settings that lose, duplicate or stall logs",
 	}
-	cmd.AddCommand(newConfigCheckCmd(g))
+	cmd.AddCommand(newConfigCheckCmd(g, nil))
 	return cmd
 }
 
-func newConfigCheckCmd(g *Globals) *cobra.Command {
+// newConfigCheckCmd builds `config check`; runF, when set, gets the
+// parsed options instead of the check running.
+func newConfigCheckCmd(g *Globals, runF func(ConfigCheckOptions) error) *cobra.Command {
 	var (
 		format, esVersion, maxContent string
 		envs                          []string
@@ -95,6 +97,9 @@ unknown). -o sarif writes SARIF 2.1.0 for code scanning in CI.`,
 			if maxContent != "" {
 				// Checked while parsing flags (sizeVar): cannot fail here.
 				o.ESMaxContentLength, _ = parseESBytes(maxContent)
+			}
+			if runF != nil {
+				return runF(o)
 			}
 			r, err := runConfigCheck(o)
 			if err != nil {
@@ -182,11 +187,11 @@ func runConfigCheck(o ConfigCheckOptions) (*report.Report, error) {
 // are up: the path MTU can be no larger than the first hop's.
 func hostMTU(ifaces func() ([]net.Interface, error)) (int, string) {
 	if ifaces == nil {
-		return 1500, "default"
+		return configcheck.DefaultMTU, "default"
 	}
 	list, err := ifaces()
 	if err != nil {
-		return 1500, "default"
+		return configcheck.DefaultMTU, "default"
 	}
 	best := 0
 	for _, i := range list {
@@ -198,7 +203,7 @@ func hostMTU(ifaces func() ([]net.Interface, error)) (int, string) {
 		}
 	}
 	if best == 0 {
-		return 1500, "default"
+		return configcheck.DefaultMTU, "default"
 	}
 	return best, "interface"
 }

@@ -25,8 +25,10 @@ type DoctorOptions struct {
 	OpenDiag OpenDiag
 }
 
-func newDoctorCmd(g *Globals) *cobra.Command {
-	o := DoctorOptions{Options: doctor.Options{ProcRoot: "/proc", Interval: 5 * time.Second, StepTimeout: 10 * time.Second}, Source: sourceAuto}
+// newDoctorCmd builds `doctor`; runF, when set, gets the parsed options
+// instead of the diagnosis running.
+func newDoctorCmd(g *Globals, runF func(DoctorOptions) error) *cobra.Command {
+	o := DoctorOptions{Options: doctor.Options{ProcRoot: doctor.DefaultProcRoot, Interval: doctor.DefaultInterval, StepTimeout: doctor.DefaultStepTimeout}, Source: sourceAuto}
 	var shipper string
 	cmd := &cobra.Command{
 		Use:   "doctor",
@@ -55,6 +57,9 @@ from its own namespace.`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, _ []string) error {
 			o.Shipper = doctor.Kind(shipper)
+			if runF != nil {
+				return runF(o)
+			}
 			r, err := runDoctor(cmd.Context(), g.Now, o)
 			if err != nil {
 				return err

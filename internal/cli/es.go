@@ -32,9 +32,9 @@ func newESCmd(g *Globals) *cobra.Command {
 }
 
 // ESConnOptions are the connection flags of es probe and es dups: the
-// shared ESConn group (whose old spellings here, --user, --password-file,
-// --api-key, --ca and --insecure, still work), plus an inline password and
-// the request timeout.
+// shared ESConn group (whose old spellings here, the URL as an argument,
+// --user, --password-file, --api-key, --ca and --insecure, still work),
+// plus an inline password and the request timeout.
 type ESConnOptions struct {
 	ESConn
 	Password string
@@ -43,12 +43,12 @@ type ESConnOptions struct {
 	rootCAs *x509.CertPool // read from CA by resolve
 }
 
-func (c *ESConnOptions) flags(cmd *cobra.Command) {
+func (c *ESConnOptions) flags(cmd *cobra.Command, urlUsage string) {
 	f := cmd.Flags()
-	c.ESConn.addFlags(f, map[string]string{"es-user": "user", "es-password-file": "password-file",
+	c.ESConn.addFlags(f, esURLFlag{usage: urlUsage}, map[string]string{"es-user": "user", "es-password-file": "password-file",
 		"es-api-key": "api-key", "es-ca": "ca", "es-insecure": "insecure"})
 	f.StringVar(&c.Password, "password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
-	durVar(f, &c.Timeout, "timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "timeout of each request and TCP connect")
+	durVar(f, &c.Timeout, "timeout", esprobe.DefaultTimeout, time.Nanosecond, wantPositiveDur, "timeout of each request and TCP connect")
 }
 
 // resolve fills the password and API key from the file and environment.
@@ -71,14 +71,28 @@ func (c *ESConnOptions) resolve() error {
 	return nil
 }
 
+// takeArgs adds the URLs given as arguments (the old spelling, where the
+// scheme may be left out and esprobe checks them) after --es's, and
+// checks there are between 1 and most (0: any number).
+func (c *ESConnOptions) takeArgs(args []string, most int) error {
+	c.URLs = append(c.URLs, args...)
+	switch {
+	case len(c.URLs) == 0:
+		return usageErrorf("no cluster: give --es URL")
+	case most > 0 && len(c.URLs) > most:
+		return usageErrorf("--es: %d URLs, want %d", len(c.URLs), most)
+	}
+	return nil
+}
+
 func (c *ESConnOptions) apply(o *esprobe.Options) {
+	o.URLs = c.URLs
 	o.Username, o.Password, o.APIKey = c.User, c.Password, c.APIKey
 	o.RootCAs, o.Insecure, o.Timeout = c.rootCAs, c.Insecure, c.Timeout
 }
 
 // ESProbeOptions are the flags of `es probe`.
 type ESProbeOptions struct {
-	URLs []string
 	Conn ESConnOptions
 
 	Index          string
@@ -95,9 +109,9 @@ type ESProbeOptions struct {
 func newESProbeCmd(g *Globals, runF func(ESProbeOptions) error) *cobra.Command {
 	o := &ESProbeOptions{}
 	cmd := &cobra.Command{
-		Use:   "probe URL [URL...]",
+		Use:   "probe --es URL [--es URL...]",
 		Short: "Check reachability, sniffing, keep-alive, write pressure and bulk idempotency the way a shipper meets the cluster",
-		Long: `probe talks raw HTTP to each URL (Elasticsearch 7/8 or OpenSearch) and times
+		Long: `probe talks raw HTTP to each --es URL (Elasticsearch 7/8 or OpenSearch) and times
 every check: DNS, GET /, _cluster/health, _nodes/http with a TCP connect to
 every publish_address (what a sniffing shipper switches to), N sequential and
 M concurrent requests counting new connections against the server's
@@ -108,12 +122,14 @@ exactly one document; deleted afterwards). Run it where the shipper runs.
 
 The password may come from --es-password-file or LOGDOCTOR_ES_PASSWORD, the API
 key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
-		Example: `  logdoctor es probe http://localhost:9200
-  logdoctor es probe https://es-0:9200 https://es-1:9200 --es-user elastic --es-password-file pw --es-ca ca.pem --index logs-probe
-  logdoctor es probe http://es:9200 --bulk-size 16MiB --request-timeout 5s --idle-wait 65s -o json`,
-		Args: cobra.MinimumNArgs(1),
+		Example: `  logdoctor es probe --es http://localhost:9200
+  logdoctor es probe --es https://es-0:9200,https://es-1:9200 --es-user elastic --es-password-file pw --es-ca ca.pem --index logs-probe
+  logdoctor es probe --es http://es:9200 --bulk-size 16MiB --request-timeout 5s --idle-wait 65s -o json`,
+		Args: cobra.ArbitraryArgs,
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
-			o.URLs = args
+			if err := o.Conn.takeArgs(args, 0); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(*o)
 			}
@@ -124,15 +140,15 @@ key from LOGDOCTOR_ES_API_KEY; neither is ever printed.`,
 			return g.Emit(r)
 		}),
 	}
-	o.Conn.flags(cmd)
+	o.Conn.flags(cmd, "Elasticsearch/OpenSearch URL to probe (repeatable or comma-separated)")
 	f := cmd.Flags()
 	f.StringVar(&o.Index, "index", "", "index for the bulk idempotency check (writes and deletes one canary document)")
-	sizeVar(f, &o.BulkSize, "bulk-size", "8MiB", parseESBytes, 1, false, "a size like 8MiB, 100mb or 1048576, up to 1TiB", "largest bulk body the shipper sends (Fluentd chunk_limit_size), compared with http.max_content_length")
+	sizeVar(f, &o.BulkSize, "bulk-size", sizeText(esprobe.DefaultBulkSize), parseESBytes, 1, false, "a size like 8MiB, 100mb or 1048576, up to 1TiB", "largest bulk body the shipper sends (Fluentd chunk_limit_size), compared with http.max_content_length")
 	durVar(f, &o.RequestTimeout, "request-timeout", esprobe.DefaultRequestTimeout, time.Nanosecond, wantPositiveDur, "the shipper's request timeout (fluent-plugin-elasticsearch request_timeout, default 5s)")
-	intVar(f, &o.Sequential, "sequential", 10, 1, 10000, "a number of requests from 1 to 10000", "sequential requests in the keep-alive check")
-	intVar(f, &o.Concurrent, "concurrent", 4, 1, 1000, "a number of requests from 1 to 1000", "concurrent requests per round (two rounds) in the pool check")
-	durVar(f, &o.IdleWait, "idle-wait", 500*time.Millisecond, 0, wantDurOrZero("skip the check"), "watch one idle keep-alive connection this long for the server closing it (0 = skip; use more than your load balancer's idle timeout)")
-	intVar(f, &o.BulkSamples, "bulk-samples", 5, 2, 1000, "a number from 2 (one create, one replay) to 1000", "times the canary bulk is sent with --index (first creates, the rest must get 409)")
+	intVar(f, &o.Sequential, "sequential", esprobe.DefaultSequential, 1, 10000, "a number of requests from 1 to 10000", "sequential requests in the keep-alive check")
+	intVar(f, &o.Concurrent, "concurrent", esprobe.DefaultConcurrent, 1, 1000, "a number of requests from 1 to 1000", "concurrent requests per round (two rounds) in the pool check")
+	durVar(f, &o.IdleWait, "idle-wait", esprobe.DefaultIdleWait, 0, wantDurOrZero("skip the check"), "watch one idle keep-alive connection this long for the server closing it (0 = skip; use more than your load balancer's idle timeout)")
+	intVar(f, &o.BulkSamples, "bulk-samples", esprobe.DefaultBulkSamples, 2, 1000, "a number from 2 (one create, one replay) to 1000", "times the canary bulk is sent with --index (first creates, the rest must get 409)")
 	return cmd
 }
 
@@ -151,7 +167,7 @@ func runESProbe(ctx context.Context, now func() time.Time, o ESProbeOptions) (*r
 	if o.RequestTimeout <= 0 {
 		return nil, usageErrorf("--request-timeout must be positive")
 	}
-	po := esprobe.Options{URLs: o.URLs, Index: o.Index, BulkSize: bulk, RequestTimeout: o.RequestTimeout,
+	po := esprobe.Options{Index: o.Index, BulkSize: bulk, RequestTimeout: o.RequestTimeout,
 		Sequential: o.Sequential, Concurrent: o.Concurrent, IdleWait: o.IdleWait, BulkSamples: o.BulkSamples, Now: now}
 	o.Conn.apply(&po)
 	started := now()
@@ -189,7 +205,6 @@ func parseESBytes(s string) (int64, error) {
 
 // ESDupsOptions are the flags of `es dups`.
 type ESDupsOptions struct {
-	URL      string
 	Conn     ESConnOptions
 	Index    string
 	Field    string
@@ -203,8 +218,8 @@ type ESDupsOptions struct {
 func newESDupsCmd(g *Globals, runF func(ESDupsOptions) error) *cobra.Command {
 	o := &ESDupsOptions{}
 	cmd := &cobra.Command{
-		Use:   "dups URL --index PATTERN [--field F | --fields a,b]",
-		Short: "Count events indexed more than once (seed 003: resends without a stable _id)",
+		Use:   "dups --es URL --index PATTERN [--field F | --fields a,b]",
+		Short: "Count events indexed more than once (resends without a stable _id: \"Duplicates in Elasticsearch\" in docs/troubleshooting.md)",
 		Long: `dups counts duplicated events in an index, reading all of it (up to
 --max-docs documents). With --field it pages a composite aggregation through
 every value of the field and counts those present twice or more (use a
@@ -212,11 +227,13 @@ keyword field such as a hash or request id, e.g. request_id.keyword); with
 --fields it fingerprints those fields' values over a scrolling search; with
 neither it fingerprints the whole _source. A scan cut short (--max-docs, a
 failed page) is the finding es.dups_incomplete, never a clean verdict.`,
-		Example: `  logdoctor es dups http://localhost:9200 --index 'logs-*' --field request_id.keyword
-  logdoctor es dups http://localhost:9200 --index logs-2026.11.21 --fields '@timestamp,message,kubernetes.pod_name'`,
-		Args: cobra.ExactArgs(1),
+		Example: `  logdoctor es dups --es http://localhost:9200 --index 'logs-*' --field request_id.keyword
+  logdoctor es dups --es http://localhost:9200 --index logs-2026.11.21 --fields '@timestamp,message,kubernetes.pod_name'`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: g.run(func(cmd *cobra.Command, args []string) error {
-			o.URL = args[0]
+			if err := o.Conn.takeArgs(args, 1); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(*o)
 			}
@@ -227,13 +244,13 @@ failed page) is the finding es.dups_incomplete, never a clean verdict.`,
 			return g.Emit(r)
 		}),
 	}
-	o.Conn.flags(cmd)
+	o.Conn.flags(cmd, "Elasticsearch/OpenSearch URL of the cluster holding the index")
 	f := cmd.Flags()
 	f.StringVar(&o.Index, "index", "", "index name or pattern (required)")
 	f.StringVar(&o.Field, "field", "", "keyword field whose values should be unique (terms aggregation)")
 	f.StringSliceVar(&o.Fields, "fields", nil, "fields fingerprinted together over a scroll through the index")
 	intVar(f, &o.MaxDocs, "max-docs", esprobe.DefaultDupsMaxDocs, 1, math.MaxInt32, "a number of documents from 1", "documents read at most; a larger index is read in part and reported as es.dups_incomplete")
-	intVar(f, &o.Examples, "examples", 5, 0, 1000, "a number from 0 to 1000", "duplicated events shown as examples")
+	intVar(f, &o.Examples, "examples", esprobe.DefaultDupsExamples, 0, 1000, "a number from 0 to 1000", "duplicated events shown as examples")
 	return cmd
 }
 
@@ -250,7 +267,7 @@ func runESDups(ctx context.Context, now func() time.Time, o ESDupsOptions) (*rep
 	if err := o.Conn.resolve(); err != nil {
 		return nil, err
 	}
-	po := esprobe.Options{URLs: []string{o.URL}, Now: now}
+	po := esprobe.Options{Now: now}
 	o.Conn.apply(&po)
 	started := now()
 	res, fs, err := esprobe.Dups(ctx, po, esprobe.DupsOptions{Index: o.Index, Field: o.Field, Fields: o.Fields, MaxDocs: o.MaxDocs, Examples: o.Examples})
@@ -324,11 +341,11 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	addrVar(f, &o.Listen, "listen", "127.0.0.1:9200", true, false, "address of the first node; further nodes use the following ports")
 	f.StringVar(&o.Version, "version", essim.DefaultVersion, "Elasticsearch version to claim (7.17.x answers like 7)")
 	enumVar(f, &o.Distribution, "distribution", "elasticsearch", []string{"elasticsearch", "opensearch"}, "elasticsearch or opensearch (then --version 1.x or 2.x, no X-Elastic-Product header)")
-	f.StringVar(&o.ClusterName, "cluster-name", "essim", "cluster_name")
-	intVar(f, &o.Nodes, "nodes", 1, 1, 64, "a number of nodes from 1 to 64", "nodes (listeners) sharing one store")
+	f.StringVar(&o.ClusterName, "cluster-name", essim.DefaultClusterName, "cluster_name")
+	intVar(f, &o.Nodes, "nodes", essim.DefaultNodes, 1, 64, "a number of nodes from 1 to 64", "nodes (listeners) sharing one store")
 	f.StringVar(&o.Data, "data", "", "keep documents in this directory (survive restarts); memory only when empty")
-	sizeVar(f, &o.MaxContentLength, "max-content-length", "100MiB", parseESBytes, 1, false, "a size like 100MiB, 100mb or 104857600, up to 1TiB", "http.max_content_length: larger bodies get 413")
-	sizeVar(f, &o.InFlightLimit, "inflight-requests-limit", "256MiB", parseSize, 0, false, "0 (no limit) or a size like 256MiB", "network.breaker.inflight_requests.limit per node: request bodies, counted twice, past it get 429 circuit_breaking_exception (0: no limit)")
+	sizeVar(f, &o.MaxContentLength, "max-content-length", sizeText(essim.DefaultMaxContentLength), parseESBytes, 1, false, "a size like 100MiB, 100mb or 104857600, up to 1TiB", "http.max_content_length: larger bodies get 413")
+	sizeVar(f, &o.InFlightLimit, "inflight-requests-limit", sizeText(essim.DefaultInFlightRequestsLimit), parseSize, 0, false, "0 (no limit) or a size like 256MiB", "network.breaker.inflight_requests.limit per node: request bodies, counted twice, past it get 429 circuit_breaking_exception (0: no limit)")
 	int64Var(f, &o.MaxDocs, "max-docs", 0, 0, math.MaxInt64, "0 (no bound) or a number of documents", "documents held at most; past that writes get 429 cluster_block_exception, as past the flood-stage disk watermark (0: no bound)")
 	f.StringVar(&o.User, "user", "", "require basic auth with this user")
 	f.StringVar(&o.Password, "password", "", "basic auth password (or LOGDOCTOR_ES_PASSWORD)")
@@ -338,7 +355,7 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	durVar(f, &o.Duration, "duration", 0, 0, wantDurOrZero("until interrupted"), "stop after this long (0 = until interrupted)")
 	floatVar(f, &o.RejectRate, "reject-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of bulk items rejected with 429 es_rejected_execution_exception")
 	floatVar(f, &o.FailRate, "fail-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of write requests failed whole (see --fail-status)")
-	intCheckVar(f, &o.FailStatus, "fail-status", 429, func(n int) bool { return slices.Contains([]int{429, 500, 502, 503, 504}, n) },
+	intCheckVar(f, &o.FailStatus, "fail-status", essim.DefaultFailStatus, func(n int) bool { return slices.Contains([]int{429, 500, 502, 503, 504}, n) },
 		"429, 500, 502, 503 or 504", "status of whole-request failures: 429, 500, 502, 503 or 504")
 	floatVar(f, &o.DropRate, "drop-rate", 0, 0, 1, "a fraction from 0 to 1", "fraction of bulk items acknowledged (201) but never stored")
 	durVar(f, &o.Latency, "latency", 0, 0, wantDurOrZero("none"), "added to every request")
@@ -349,7 +366,7 @@ It runs until interrupted (or --duration) and then reports what it counted.`,
 	durVar(f, &o.LateBy, "late-by", essim.DefaultLateBy, time.Nanosecond, wantPositiveDur, "how long --index-late holds the answer")
 	f.BoolVar(&o.NoKeepAlive, "no-keepalive", false, "answer with Connection: close (every request costs a new connection)")
 	f.BoolVar(&o.StripProductHeader, "strip-product-header", false, "drop X-Elastic-Product, as some proxies do (Elastic's clients 7.14+ then refuse the server)")
-	f.Int64Var(&o.Seed, "seed", 1, "random seed of the fault rates")
+	f.Int64Var(&o.Seed, "seed", essim.DefaultSeed, "random seed of the fault rates")
 	return cmd
 }
 

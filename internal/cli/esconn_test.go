@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -16,7 +17,7 @@ func TestESConnOldSpellingsAreHiddenAliases(t *testing.T) {
 	} {
 		var c ESConn
 		f := pflag.NewFlagSet("t", pflag.ContinueOnError)
-		c.addFlags(f, map[string]string{"es-user": "user", "es-password-file": "password-file",
+		c.addFlags(f, esURLFlag{}, map[string]string{"es-user": "user", "es-password-file": "password-file",
 			"es-api-key": "api-key", "es-ca": "ca", "es-insecure": "insecure"})
 		if err := f.Parse(args); err != nil {
 			t.Fatal(err)
@@ -31,5 +32,40 @@ func TestESConnOldSpellingsAreHiddenAliases(t *testing.T) {
 	code, out, _ := runCLI(t, "es", "probe", "--help")
 	if code != ExitOK || !strings.Contains(out, "--es-ca") || strings.Contains(out, "  --ca ") {
 		t.Fatalf("exit %d, help:\n%s", code, out)
+	}
+}
+
+// --es takes URLs repeated or comma-separated, refuses what is not an
+// http(s) URL as it is parsed, replaces its default with the first value
+// given, and takes "embedded" only where a command has one.
+func TestESConnURLs(t *testing.T) {
+	parse := func(u esURLFlag, args ...string) (ESConn, error) {
+		var c ESConn
+		f := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.addFlags(f, u, map[string]string{"es": "es-old"})
+		return c, f.Parse(args)
+	}
+	c, err := parse(esURLFlag{}, "--es", "http://a:9200, https://u:p@b", "--es-old", "http://c/path", "--es", "")
+	if err != nil || !reflect.DeepEqual(c.URLs, []string{"http://a:9200", "https://u:p@b", "http://c/path"}) {
+		t.Fatalf("%v %v", c.URLs, err)
+	}
+	for _, bad := range []string{"ftp://x", "a:9200", "http://", "http://a:99999", "embedded"} {
+		if _, err := parse(esURLFlag{}, "--es", bad); err == nil || !strings.Contains(err.Error(), wantHTTPURL) {
+			t.Errorf("--es %q: %v", bad, err)
+		}
+	}
+	emb := esURLFlag{def: []string{"embedded"}, embedded: true}
+	if c, err := parse(emb); err != nil || !reflect.DeepEqual(c.URLs, []string{"embedded"}) {
+		t.Fatalf("default: %v %v", c.URLs, err)
+	}
+	if c, err := parse(emb, "--es", "http://a:9200", "--es", "embedded"); err != nil || !reflect.DeepEqual(c.URLs, []string{"http://a:9200", "embedded"}) {
+		t.Fatalf("given: %v %v", c.URLs, err)
+	}
+	// The help's default never shows a password.
+	var c2 ESConn
+	f := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	c2.addFlags(f, esURLFlag{def: []string{"http://elastic:s3cret@es:9200"}}, nil)
+	if d := f.Lookup("es").DefValue; strings.Contains(d, "s3cret") || !strings.Contains(d, "es:9200") {
+		t.Fatalf("default shown as %q", d)
 	}
 }

@@ -57,19 +57,18 @@ type ExporterOptions struct {
 	ForwardTLS        bool
 	ForwardInsecure   bool
 
-	ESProbes       []string
-	ESUser         string
-	ESPasswordFile string
-	ESAPIKey       string
-	ESCA           string
-	ESInsecure     bool
+	// ES is --es (old name --es-probe): the clusters probed every
+	// --probe-interval, and their credentials.
+	ES ESConn
 
 	// Set by tests, not flags.
 	OpenDiag OpenDiag
 	Resolver sockstat.Resolver
 }
 
-func newExporterCmd(g *Globals) *cobra.Command {
+// newExporterCmd builds `exporter`; runF, when set, gets the parsed
+// options instead of the exporter serving.
+func newExporterCmd(g *Globals, runF func(ExporterOptions) error) *cobra.Command {
 	o := &ExporterOptions{Listen: exporter.DefaultListen, ProcRoot: "/proc"}
 	cmd := &cobra.Command{
 		Use:   "exporter",
@@ -98,6 +97,9 @@ docs/deploy/ has a DaemonSet, a PodMonitor and alerting rules.`,
 			}
 			if o.ForwardSharedKey == "" {
 				o.ForwardSharedKey = os.Getenv("LOGDOCTOR_FORWARD_SHARED_KEY")
+			}
+			if runF != nil {
+				return runF(*o)
 			}
 			return runExporter(cmd.Context(), *o, g.IO.Err)
 		}),
@@ -129,13 +131,8 @@ docs/deploy/ has a DaemonSet, a PodMonitor and alerting rules.`,
 	f.BoolVar(&o.ForwardTLS, "forward-tls", false, "probe forward inputs over TLS")
 	f.BoolVar(&o.ForwardInsecure, "forward-insecure", false, "with --forward-tls, do not verify the receiver's certificate")
 
-	addVar(f, &listVar{p: &o.ESProbes, want: wantHTTPURL, typ: "url", check: checkHTTPURL},
-		"es-probe", "", "probe this Elasticsearch or OpenSearch URL every --probe-interval (repeatable)")
-	f.StringVar(&o.ESUser, "es-user", "", "basic auth user for --es-probe")
-	f.StringVar(&o.ESPasswordFile, "es-password-file", "", "read the --es-probe password from this file (or LOGDOCTOR_ES_PASSWORD)")
-	f.StringVar(&o.ESAPIKey, "es-api-key", "", "API key for --es-probe (or LOGDOCTOR_ES_API_KEY)")
-	f.StringVar(&o.ESCA, "es-ca", "", "PEM CA certificate to verify the clusters' TLS certificates")
-	f.BoolVar(&o.ESInsecure, "es-insecure", false, "do not verify the clusters' TLS certificates")
+	o.ES.addFlags(f, esURLFlag{usage: "probe this Elasticsearch or OpenSearch URL every --probe-interval (repeatable or comma-separated)"},
+		map[string]string{"es": "es-probe"})
 	return cmd
 }
 
@@ -308,22 +305,16 @@ func addExporterSources(ctx context.Context, eng *exporter.Engine, o ExporterOpt
 	}
 	// Credentials are read even without --es-probe: a wrong path is a
 	// mistake to report now, not when a target is added.
-	pw, err := esPassword("", "--es-password-file", o.ESPasswordFile)
+	pw, err := o.ES.password("")
 	if err != nil {
 		return closers, err
 	}
-	key := o.ESAPIKey
-	if key == "" {
-		key = os.Getenv("LOGDOCTOR_ES_API_KEY")
+	eo := esprobe.Options{Username: o.ES.User, Password: pw, APIKey: o.ES.apiKey(), Insecure: o.ES.Insecure,
+		Timeout: min(o.ProbeInterval/2, esprobe.DefaultTimeout)}
+	if eo.RootCAs, err = o.ES.rootCAs(); err != nil {
+		return closers, err
 	}
-	eo := esprobe.Options{Username: o.ESUser, Password: pw, APIKey: key, Insecure: o.ESInsecure,
-		Timeout: min(o.ProbeInterval/2, 10*time.Second)}
-	if o.ESCA != "" {
-		if eo.RootCAs, err = certPool("--es-ca", o.ESCA); err != nil {
-			return closers, err
-		}
-	}
-	for _, u := range o.ESProbes {
+	for _, u := range o.ES.URLs {
 		po := eo
 		po.URLs = []string{u}
 		eng.Add(exporter.NewESProbe(po), probeSched)

@@ -159,6 +159,21 @@ func nonEmptyVar(f *pflag.FlagSet, p *string, name, def, want, usage string) {
 		show:  func(s string) string { return s }}, name, "", usage)
 }
 
+// sizeText writes n bytes as the size flags read them, for a default
+// taken from a library: the largest binary unit that divides it (1GiB,
+// 256MiB), else bytes.
+func sizeText(n int64) string {
+	for _, u := range []struct {
+		unit string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.unit
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // sizeVar is a byte-size flag kept as its text (the options structs hold
 // what the user wrote) and checked with parse: at least lo bytes, or ""
 // when allowEmpty.
@@ -245,24 +260,6 @@ func checkHTTPURL(s string) error {
 		}
 	}
 	return nil
-}
-
-// urlVar is an http(s) URL flag ("" allowed when allowEmpty).
-func urlVar(f *pflag.FlagSet, p *string, name, def string, allowEmpty bool, usage string) {
-	*p = def
-	want := wantHTTPURL
-	if allowEmpty {
-		want += `, or "" for the embedded one`
-	}
-	addVar(f, &checked[string]{p: p, want: want, typ: "url",
-		parse: func(s string) (string, error) {
-			if s == "" && allowEmpty {
-				return s, nil
-			}
-			return s, checkHTTPURL(s)
-		},
-		ok:   func(string) bool { return true },
-		show: func(s string) string { return s }}, name, "", usage)
 }
 
 // portList is a repeatable, comma-separated list of ports 1..65535; the

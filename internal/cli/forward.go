@@ -18,6 +18,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardserve"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
 	"github.com/logdoctor/logdoctor/pkg/inflight"
+	"github.com/logdoctor/logdoctor/pkg/pipeline"
 	"github.com/logdoctor/logdoctor/pkg/report"
 )
 
@@ -98,8 +99,8 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	f.StringSliceVar(&o.Modes, "mode", nil, "message, forward, packed or compressed (repeat or comma-separate; default: each once, packed in load mode)")
 	durVar(f, &o.AckTimeout, "ack-timeout", forwardprobe.DefaultAckTimeout, time.Nanosecond, wantPositiveDur, "how long to wait for each ack (out_forward's ack_response_timeout defaults to 190s)")
 	durVar(f, &o.SlowAck, "slow-ack", forwardprobe.DefaultSlowAck, time.Nanosecond, wantPositiveDur, "ack latency p99 above this is reported as forward.slow_ack")
-	durVar(f, &o.HeloWait, "helo-wait", 300*time.Millisecond, time.Nanosecond, wantPositiveDur, "without --shared-key, how long to listen for a HELO after connecting")
-	durVar(f, &o.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Nanosecond, wantPositiveDur, "bound of the TLS handshake and, with --shared-key, of the wait for HELO and PONG")
+	durVar(f, &o.HeloWait, "helo-wait", forwardprobe.DefaultHeloWait, time.Nanosecond, wantPositiveDur, "without --shared-key, how long to listen for a HELO after connecting")
+	durVar(f, &o.HandshakeTimeout, "handshake-timeout", forward.DefaultHandshakeTimeout, time.Nanosecond, wantPositiveDur, "bound of the TLS handshake and, with --shared-key, of the wait for HELO and PONG")
 	enumVar(f, &o.PeerKind, "peer-kind", "", []string{"", "fluentd", "fluent-bit"}, "what listens there, fluentd or fluent-bit (only the --heartbeat verdict depends on it: Fluent Bit does not answer UDP heartbeats)")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key for the HELO/PING/PONG handshake")
 	f.StringVar(&o.Username, "username", "", "username for user_auth")
@@ -109,7 +110,7 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	f.StringVar(&o.ServerName, "server-name", "", "TLS server name to verify (default: the host)")
 	intVar(f, &o.Count, "count", 0, 0, math.MaxInt32, "0 (canary mode) or a number of events", "load mode: send this many events")
 	floatVar(f, &o.Rate, "rate", 0, 0, math.MaxFloat64, "0 (as fast as acks come) or a positive number of events per second", "load mode: at most this many events per second (0: as fast as acks come)")
-	intVar(f, &o.Concurrency, "concurrency", 1, 1, 4096, "a number of connections from 1 to 4096", "load mode: connections sending in parallel")
+	intVar(f, &o.Concurrency, "concurrency", forwardprobe.DefaultConcurrency, 1, 4096, "a number of connections from 1 to 4096", "load mode: connections sending in parallel")
 	intVar(f, &o.ChunkEvents, "chunk-events", forwardprobe.DefaultChunkEvents, 1, 1_000_000, "a number of events from 1 to 1000000", "load mode: events per chunk")
 	intVar(f, &o.RecordSize, "record-size", forwardprobe.DefaultRecordSize, 1, 16<<20, "a number of bytes from 1 to 16777216", "approximate bytes per record")
 	f.BoolVar(&o.NewConnection, "new-connection", false, "load mode: a new connection per chunk (out_forward without keepalive) instead of keep-alive")
@@ -240,11 +241,11 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 	durVar(f, &o.Duration, "duration", 0, 0, wantDurOrZero("until SIGINT"), "stop after this long (0: until SIGINT)")
 	f.BoolVar(&o.Heartbeat, "heartbeat", true, "answer UDP heartbeats on the same port")
 	int64Var(f, &o.MaxRequestBytes, "max-request-bytes", forward.DefaultLimits.MaxRequestBytes, 1, math.MaxInt64, "a number of bytes of 1 or more", "close connections sending a larger request")
-	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", "128MiB", parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one closes the connection)")
-	sizeVar(f, &o.MaxInFlight, "max-in-flight", "256MiB", parseSize, 0, false, "0 (no bound) or a size like 256MiB", "memory for requests being read and decoded, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
+	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", sizeText(forward.DefaultLimits.MaxDecompressedBytes), parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one closes the connection)")
+	sizeVar(f, &o.MaxInFlight, "max-in-flight", sizeText(pipeline.DefaultMaxInFlightBytes), parseSize, 0, false, "0 (no bound) or a size like 256MiB", "memory for requests being read and decoded, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
 	durVar(f, &o.ReadTimeout, "read-timeout", 0, 0, wantDurOrZero("no limit"), "close a connection that takes longer to send one request (0: no limit)")
 	durVar(f, &o.IdleTimeout, "idle-timeout", 0, 0, wantDurOrZero("never"), "close a connection idle between requests this long (0: never, as in_forward)")
-	durVar(f, &o.FirstRequest, "first-request-timeout", 60*time.Second, 0, wantDurOrZero("never"), "close a connection that has not sent a complete request this long after connecting (0: never)")
+	durVar(f, &o.FirstRequest, "first-request-timeout", pipeline.DefaultFirstRequestTimeout, 0, wantDurOrZero("never"), "close a connection that has not sent a complete request this long after connecting (0: never)")
 	intVar(f, &o.MaxConns, "max-conns", 0, 0, 1<<20, "0 (no limit) or a number of connections up to 1048576", "at this many connections, close the one idle the longest to admit a new one (0: no limit)")
 	return cmd
 }

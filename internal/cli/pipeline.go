@@ -53,7 +53,6 @@ type PipelineOptions struct {
 	BufferMax    string
 	FullWait     time.Duration
 
-	ES        []string
 	ESData    string
 	ESMaxDocs int64
 	ESConn
@@ -118,40 +117,40 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.StringVar(&o.SelfHostname, "self-hostname", "", "hostname sent in the handshake's PONG, Fluentd's <security> self_hostname; it must differ from the sender's (default logdoctor-pipeline.<this host>)")
 	f.StringVar(&o.ForwardTLSCert, "forward-tls-cert", "", "TLS certificate file for the forward input")
 	f.StringVar(&o.ForwardTLSKey, "forward-tls-key", "", "TLS key file for the forward input")
-	intVar(f, &o.MaxConns, "max-conns", 1024, 1, 1<<20, "a number from 1 to 1048576", "maximum concurrent forward connections; at the limit the connection idle the longest is closed to admit a new one")
-	durVar(f, &o.ReadTimeout, "read-timeout", 60*time.Second, time.Nanosecond, wantPositiveDur, "close a forward connection that takes longer to send one request (slowloris)")
+	intVar(f, &o.MaxConns, "max-conns", pipeline.DefaultMaxConns, 1, 1<<20, "a number from 1 to 1048576", "maximum concurrent forward connections; at the limit the connection idle the longest is closed to admit a new one")
+	durVar(f, &o.ReadTimeout, "read-timeout", pipeline.DefaultReadTimeout, time.Nanosecond, wantPositiveDur, "close a forward connection that takes longer to send one request (slowloris)")
 	durVar(f, &o.IdleTimeout, "idle-timeout", 0, 0, wantDurOrZero("never"), "close a forward connection idle between requests this long (0: never, as in_forward)")
-	durVar(f, &o.FirstRequest, "first-request-timeout", 60*time.Second, 0, wantDurOrZero("never"), "close a forward connection that has not sent a complete request this long after connecting (0: never)")
-	sizeVar(f, &o.MaxRequest, "max-request-size", "32MiB", parseSize, 1, false, "a size of 1 byte or more, like 32MiB", "largest forward request on the wire")
-	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", "128MiB", parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one is refused)")
-	sizeVar(f, &o.MaxInFlight, "max-in-flight", "256MiB", parseSize, 0, false, "0 (no bound) or a size like 256MiB", "memory for forward requests being read, decoded and buffered, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
+	durVar(f, &o.FirstRequest, "first-request-timeout", pipeline.DefaultFirstRequestTimeout, 0, wantDurOrZero("never"), "close a forward connection that has not sent a complete request this long after connecting (0: never)")
+	sizeVar(f, &o.MaxRequest, "max-request-size", sizeText(pipeline.DefaultMaxRequestBytes), parseSize, 1, false, "a size of 1 byte or more, like 32MiB", "largest forward request on the wire")
+	sizeVar(f, &o.MaxDecompressed, "max-decompressed-size", sizeText(pipeline.DefaultMaxDecompressedBytes), parseSize, 1, false, "a size of 1 byte or more, like 128MiB", "largest CompressedPackedForward request after gunzip (inflated as it is decoded; a bigger one is refused)")
+	sizeVar(f, &o.MaxInFlight, "max-in-flight", sizeText(pipeline.DefaultMaxInFlightBytes), parseSize, 0, false, "0 (no bound) or a size like 256MiB", "memory for forward requests being read, decoded and buffered, all connections together: past it requests wait unread, a larger one is refused without ack (0: no bound)")
 	addrVar(f, &o.UDP, "udp", "", true, true, "UDP JSON listen address (one JSON object per datagram), e.g. 127.0.0.1:5160")
-	nonEmptyVar(f, &o.UDPTag, "udp-tag", "udp", "a non-empty tag", "tag of events received over UDP")
-	intVar(f, &o.UDPMaxDatagram, "udp-max-datagram", 65507, 1, 65507, "a number of bytes from 1 to 65507 (the largest UDP payload)", "largest UDP datagram accepted (larger ones are dead-lettered)")
+	nonEmptyVar(f, &o.UDPTag, "udp-tag", pipeline.DefaultUDPTag, "a non-empty tag", "tag of events received over UDP")
+	intVar(f, &o.UDPMaxDatagram, "udp-max-datagram", pipeline.DefaultUDPMaxDatagram, 1, pipeline.DefaultUDPMaxDatagram, "a number of bytes from 1 to 65507 (the largest UDP payload)", "largest UDP datagram accepted (larger ones are dead-lettered)")
 	f.StringVar(&o.UDPTimeKey, "udp-time-key", "time", `field with a UDP event's time (epoch seconds or RFC 3339), removed from the record; "-": arrival time`)
 	f.BoolVar(&o.UDPKeepTimeKey, "udp-keep-time-key", false, "keep the --udp-time-key field in the record")
 	sizeVar(f, &o.UDPRcvBuf, "udp-rcvbuf", "", parseSize, 1, true, `a size like 8MiB, or "" for the kernel default`, "SO_RCVBUF of the UDP socket, e.g. 8MiB (kernel default when empty)")
 	f.StringVar(&o.BufferDir, "buffer-dir", "", "buffer directory (default $XDG_STATE_HOME/logdoctor/buffer, else ~/.local/state/logdoctor/buffer, else the temp dir)")
 	f.BoolVar(&o.MemoryBuffer, "memory-buffer", false, "keep the buffer in memory: LOSES EVENTS ON A CRASH (benchmarks only)")
-	sizeVar(f, &o.BufferMax, "buffer-max", "1GiB", parseSize, minBufferMax, false, "a size of 64KiB or more, like 1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
-	durVar(f, &o.FullWait, "buffer-full-wait", 5*time.Second, time.Nanosecond, wantPositiveDur, "how long a forward request waits for buffer space before it is refused")
-	f.StringSliceVar(&o.ES, "es", []string{"embedded"}, `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`)
+	sizeVar(f, &o.BufferMax, "buffer-max", sizeText(pipeline.DefaultBufferMaxBytes), parseSize, minBufferMax, false, "a size of 64KiB or more, like 1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
+	durVar(f, &o.FullWait, "buffer-full-wait", pipeline.DefaultBufferFullWait, time.Nanosecond, wantPositiveDur, "how long a forward request waits for buffer space before it is refused")
 	int64Var(f, &o.ESMaxDocs, "es-max-docs", 4_000_000, 0, 1<<62, "0 (no bound) or more documents", "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
 	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
-	o.ESConn.addFlags(f, nil)
+	o.ESConn.addFlags(f, esURLFlag{def: []string{"embedded"}, embedded: true,
+		usage: `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`}, nil)
 	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
 	f.BoolVar(&o.Gzip, "es-gzip", false, "gzip bulk request bodies")
-	intVar(f, &o.Workers, "es-workers", 2, 1, 256, "a number from 1 to 256", "concurrent bulk requests")
-	intVar(f, &o.BatchCount, "batch-count", 2000, 1, 1_000_000, "a number of events from 1 to 1000000", "events per bulk request")
-	sizeVar(f, &o.BatchBytes, "batch-size", "8MiB", parseSize, 1024, false, "a size of 1KiB or more, like 8MiB", "bulk body size (kept under the cluster's http.max_content_length)")
-	durVar(f, &o.FlushInterval, "flush-interval", 100*time.Millisecond, time.Nanosecond, wantPositiveDur, "how long a bulk request waits to fill")
-	durVar(f, &o.RequestTimeout, "es-timeout", 30*time.Second, time.Nanosecond, wantPositiveDur, "timeout of one bulk request")
-	durCheckVar(f, &o.RetryTimeout, "retry-timeout", time.Hour, func(d time.Duration) bool { return d != 0 },
+	intVar(f, &o.Workers, "es-workers", esout.DefaultWorkers, 1, 256, "a number from 1 to 256", "concurrent bulk requests")
+	intVar(f, &o.BatchCount, "batch-count", esout.DefaultBatchCount, 1, 1_000_000, "a number of events from 1 to 1000000", "events per bulk request")
+	sizeVar(f, &o.BatchBytes, "batch-size", sizeText(esout.DefaultBatchBytes), parseSize, 1024, false, "a size of 1KiB or more, like 8MiB", "bulk body size (kept under the cluster's http.max_content_length)")
+	durVar(f, &o.FlushInterval, "flush-interval", esout.DefaultFlushInterval, time.Nanosecond, wantPositiveDur, "how long a bulk request waits to fill")
+	durVar(f, &o.RequestTimeout, "es-timeout", esout.DefaultRequestTimeout, time.Nanosecond, wantPositiveDur, "timeout of one bulk request")
+	durCheckVar(f, &o.RetryTimeout, "retry-timeout", esout.DefaultRetryTimeout, func(d time.Duration) bool { return d != 0 },
 		"a positive duration like 1h, or a negative one (-1s) for never", "give up on an event (dead-letter it) after retrying this long; negative: never")
 	f.BoolVar(&o.Sniff, "es-sniff", false, "discover nodes from _nodes/http (only addresses reachable from here are used)")
 	f.StringVar(&o.Index, "index", esout.DefaultIndex, "index name template over {tag} and the event's UTC date ({yyyy.MM.dd}, {yyyy.MM}, ...)")
 	f.StringVar(&o.IDKey, "id-key", "", "take the _id from this record field when present (default: hash of tag, time and record)")
-	f.StringVar(&o.TagKey, "tag-key", "tag", `document field that receives the tag ("-" for none)`)
+	f.StringVar(&o.TagKey, "tag-key", pipeline.DefaultTagKey, `document field that receives the tag ("-" for none)`)
 	f.StringVar(&o.DeadLetter, "dead-letter", "", "dead-letter file (default BUFFER_DIR/deadletter.jsonl)")
 	addrVar(f, &o.Metrics, "metrics", "", true, true, "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:24231")
 	durVar(f, &o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, 0, wantDurOrZero("do not flush"), "on SIGTERM/SIGINT, flush for at most this long")
@@ -401,7 +400,7 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	if err != nil {
 		return nil, err
 	}
-	urls, embedded, err := esURLs(o.ES, &cfg.ES)
+	urls, embedded, err := esURLs(o.URLs, &cfg.ES)
 	if err != nil {
 		return nil, err
 	}

@@ -215,8 +215,8 @@ func commands(g *Globals) []*cobra.Command {
 		newESCmd(g),
 		newSmokeCmd(g, nil),
 		newConfigCmd(g),
-		newDoctorCmd(g),
-		newExporterCmd(g),
+		newDoctorCmd(g, nil),
+		newExporterCmd(g, nil),
 	}
 }
 

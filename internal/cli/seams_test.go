@@ -75,7 +75,7 @@ func TestESFlagsParseTheSameInEveryCommand(t *testing.T) {
 	conn := []string{"--es-user", "u", "--es-password-file", pw, "--es-api-key", "k", "--es-ca", "ca.pem", "--es-insecure"}
 	check := func(what string, c ESConn) {
 		t.Helper()
-		if c.User != "u" || c.PasswordFile != pw || c.APIKey != "k" || c.CA != "ca.pem" || !c.Insecure {
+		if !reflect.DeepEqual(c.URLs, []string{"http://es:9200"}) || c.User != "u" || c.PasswordFile != pw || c.APIKey != "k" || c.CA != "ca.pem" || !c.Insecure {
 			t.Fatalf("%s: %+v", what, c)
 		}
 	}
@@ -89,6 +89,31 @@ func TestESFlagsParseTheSameInEveryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("es probe, old spellings", probe.Conn.ESConn)
+	// --es is the URL's one spelling in every command; the argument is
+	// the old one.
+	for _, c := range []struct {
+		what string
+		cmd  func() (*cobra.Command, *ESConn)
+		args []string
+	}{
+		{"es probe --es", func() (*cobra.Command, *ESConn) {
+			return newESProbeCmd(seamGlobals(), func(o ESProbeOptions) error { probe = o; return nil }), &probe.Conn.ESConn
+		}, nil},
+		{"es dups --es", func() (*cobra.Command, *ESConn) {
+			var dups ESDupsOptions
+			return newESDupsCmd(seamGlobals(), func(o ESDupsOptions) error { dups = o; return nil }), &dups.Conn.ESConn
+		}, []string{"--index", "logs"}},
+		{"exporter --es", func() (*cobra.Command, *ESConn) {
+			var ex ExporterOptions
+			return newExporterCmd(seamGlobals(), func(o ExporterOptions) error { ex = o; return nil }), &ex.ES
+		}, nil},
+	} {
+		cmd, got := c.cmd()
+		if err := parseOnly(t, cmd, append(append([]string{"--es", "http://es:9200"}, c.args...), conn...)...); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		check(c.what, *got)
+	}
 	var dups ESDupsOptions
 	if err := parseOnly(t, newESDupsCmd(seamGlobals(), func(o ESDupsOptions) error { dups = o; return nil }), append([]string{"http://es:9200", "--index", "logs"}, conn...)...); err != nil {
 		t.Fatal(err)
@@ -136,5 +161,103 @@ func TestSocketsUDPFragESServeFlagsParse(t *testing.T) {
 	}
 	if eo.Nodes != 3 || eo.RejectRate != 0.25 || eo.Listen != "127.0.0.1:9200" {
 		t.Fatalf("%+v", eo)
+	}
+}
+
+func TestConfigCheckFlagsParse(t *testing.T) {
+	var got []ConfigCheckOptions
+	capture := func(o ConfigCheckOptions) error { got = append(got, o); return nil }
+	t.Setenv("LOGDOCTOR_SEAM_TEST", "from-env")
+	if err := parseOnly(t, newConfigCheckCmd(seamGlobals(), capture), "a.conf", "b.conf", "--format", "fluent-bit", "--env", "ES_HOST=es",
+		"--use-env", "--mtu", "1460", "--es-version", "7.17", "--es-max-content-length", "10mb"); err != nil {
+		t.Fatal(err)
+	}
+	if err := parseOnly(t, newConfigCheckCmd(seamGlobals(), capture), "c.conf"); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("runF called %d times", len(got))
+	}
+	o := got[0]
+	if !reflect.DeepEqual(o.Files, []string{"a.conf", "b.conf"}) || o.Format != "fluentbit" || o.Env["ES_HOST"] != "es" ||
+		o.Env["LOGDOCTOR_SEAM_TEST"] != "from-env" || o.MTU != 1460 || o.ESVersion == nil || o.ESMaxContentLength != 10<<20 ||
+		o.Interfaces == nil || o.Now == nil {
+		t.Fatalf("%+v", o)
+	}
+	if d := got[1]; d.Format != "" || len(d.Env) != 0 || d.MTU != 0 || d.ESVersion != nil || d.ESMaxContentLength != 0 {
+		t.Fatalf("defaults: %+v", d)
+	}
+	called := false
+	err := parseOnly(t, newConfigCheckCmd(seamGlobals(), func(ConfigCheckOptions) error { called = true; return nil }), "a.conf", "--env", "novalue")
+	if err == nil || called {
+		t.Fatalf("--env novalue: err %v, runF called %v", err, called)
+	}
+}
+
+func TestDoctorFlagsParse(t *testing.T) {
+	var got []DoctorOptions
+	capture := func(o DoctorOptions) error { got = append(got, o); return nil }
+	if err := parseOnly(t, newDoctorCmd(seamGlobals(), capture)); err != nil {
+		t.Fatal(err)
+	}
+	if err := parseOnly(t, newDoctorCmd(seamGlobals(), capture), "--pid", "42", "--shipper", "fluent-bit", "--config", "fb.conf",
+		"--interval", "2s", "--step-timeout", "3s", "--no-probes", "--proc-root", "/host/proc", "--source", "proc"); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("runF called %d times", len(got))
+	}
+	if d := got[0]; d.PID != 0 || d.Shipper != "" || d.Interval != 5*time.Second || d.StepTimeout != 10*time.Second ||
+		d.NoProbes || d.ProcRoot != "/proc" || d.Source != sourceAuto {
+		t.Fatalf("defaults: %+v", d)
+	}
+	if o := got[1]; o.PID != 42 || o.Shipper != "fluent-bit" || o.ConfigFile != "fb.conf" || o.Interval != 2*time.Second ||
+		o.StepTimeout != 3*time.Second || !o.NoProbes || o.ProcRoot != "/host/proc" || o.Source != sourceProc {
+		t.Fatalf("%+v", o)
+	}
+	called := false
+	if err := parseOnly(t, newDoctorCmd(seamGlobals(), func(DoctorOptions) error { called = true; return nil }), "--interval", "0"); err == nil || called {
+		t.Fatalf("--interval 0: err %v, runF called %v", err, called)
+	}
+}
+
+func TestExporterFlagsParse(t *testing.T) {
+	var got []ExporterOptions
+	capture := func(o ExporterOptions) error { got = append(got, o); return nil }
+	t.Setenv("LOGDOCTOR_FORWARD_SHARED_KEY", "env-key")
+	if err := parseOnly(t, newExporterCmd(seamGlobals(), capture), "--interval", "5s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := parseOnly(t, newExporterCmd(seamGlobals(), capture), "--listen", "127.0.0.1:0", "--interval", "30s", "--timeout", "20s",
+		"--peer", "es", "--udp-port", "5160,5170", "--shipper-pid", "fb=7", "--discover=false", "--forward-probe", "127.0.0.1:24224",
+		"--forward-shared-key", "k", "--es-probe", "http://127.0.0.1:9200", "--es-user", "u", "--es-insecure"); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("runF called %d times", len(got))
+	}
+	// --timeout follows a shorter --interval unless given.
+	if d := got[0]; d.Listen != "127.0.0.1:9731" || d.Interval != 5*time.Second || d.Timeout != 5*time.Second ||
+		d.ProbeInterval != time.Minute || d.ProcRoot != "/proc" || !d.Discover || d.ForwardSharedKey != "env-key" ||
+		d.ForwardAckTimeout != 5*time.Second || d.ForwardTag != "logdoctor.exporter" || d.MaxPeers != 100 {
+		t.Fatalf("defaults: %+v", d)
+	}
+	o := got[1]
+	if o.Listen != "127.0.0.1:0" || o.Interval != 30*time.Second || o.Timeout != 20*time.Second || !reflect.DeepEqual(o.Peers, []string{"es"}) ||
+		!reflect.DeepEqual(o.UDPPorts, []int{5160, 5170}) || !reflect.DeepEqual(o.Shippers, []string{"fb=7"}) || o.Discover ||
+		!reflect.DeepEqual(o.ForwardProbes, []string{"127.0.0.1:24224"}) || o.ForwardSharedKey != "k" ||
+		!reflect.DeepEqual(o.ES.URLs, []string{"http://127.0.0.1:9200"}) || o.ES.User != "u" || !o.ES.Insecure {
+		t.Fatalf("%+v", o)
+	}
+	// --es-probe is --es's old name.
+	if err := parseOnly(t, newExporterCmd(seamGlobals(), capture), "--es-probe", "http://a:9200", "--es", "http://b:9200,http://c:9200"); err != nil {
+		t.Fatal(err)
+	}
+	if u := got[2].ES.URLs; !reflect.DeepEqual(u, []string{"http://a:9200", "http://b:9200", "http://c:9200"}) {
+		t.Fatalf("--es-probe and --es: %v", u)
+	}
+	called := false
+	if err := parseOnly(t, newExporterCmd(seamGlobals(), func(ExporterOptions) error { called = true; return nil }), "--es-probe", "ftp://x"); err == nil || called {
+		t.Fatalf("--es-probe ftp://x: err %v, runF called %v", err, called)
 	}
 }

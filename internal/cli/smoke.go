@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -37,7 +36,6 @@ type SmokeOptions struct {
 	SharedKey string
 	ForwardTLS
 
-	ES    string
 	Index string
 	ESConn
 	ESPassword string // from the URL, LOGDOCTOR_ES_PASSWORD or the file, never a flag
@@ -49,9 +47,9 @@ type SmokeOptions struct {
 
 func defaultSmokeOptions() SmokeOptions {
 	return SmokeOptions{
-		Count: 1000, ChunkSize: 100, Tag: "logdoctor.smoke",
-		Timeout: time.Minute, Poll: 100 * time.Millisecond, Settle: smoke.DefaultSettle,
-		AckTimeout: 10 * time.Second, ProcRoot: "/proc",
+		Count: 1000, ChunkSize: smoke.DefaultChunkSize, Tag: smoke.DefaultTag,
+		Timeout: smoke.DefaultTimeout, Poll: smoke.DefaultPoll, Settle: smoke.DefaultSettle,
+		AckTimeout: smoke.DefaultAckTimeout, ProcRoot: "/proc",
 	}
 }
 
@@ -101,9 +99,8 @@ and --es it checks your own shipper. A lost canary is smoke.missing
 	addrVar(f, &o.Forward, "forward", "", false, true, "HOST:PORT of a real forward input (default: the embedded pipeline); needs --es")
 	f.StringVar(&o.SharedKey, "shared-key", "", "shared key of the forward input's <security> section (env LOGDOCTOR_FORWARD_SHARED_KEY)")
 	o.ForwardTLS.addFlags(f, nil)
-	urlVar(f, &o.ES, "es", "", true, "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)")
 	f.StringVar(&o.Index, "index", "", "index or pattern to search for the canaries (required with --forward; default logs-*, where the embedded pipeline writes)")
-	o.ESConn.addFlags(f, nil)
+	o.ESConn.addFlags(f, esURLFlag{usage: "Elasticsearch/OpenSearch URL the shipper writes to (default: embedded essim)"}, nil)
 	f.BoolVar(&o.Chaos, "chaos", false, "embedded only: essim rejects items (429), indexes late and closes idle connections")
 	f.BoolVar(&o.NoProbes, "no-probes", false, "skip the sockets, forward and es probes after the canary run")
 	f.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "proc tree for the sockets check")
@@ -128,14 +125,17 @@ func (o *SmokeOptions) finish() error {
 		if _, _, err := net.SplitHostPort(o.Forward); err != nil {
 			return usageErrorf("--forward %q: want HOST:PORT", o.Forward)
 		}
-		if o.ES == "" {
+		if len(o.URLs) == 0 {
 			return usageErrorf("--forward needs --es and --index: where does that shipper write?")
 		}
 	}
-	if o.ES != "" {
-		u, err := url.Parse(o.ES)
+	if len(o.URLs) > 1 {
+		return usageErrorf("--es: %d URLs, want 1: the cluster the canaries are counted in", len(o.URLs))
+	}
+	if es := o.esURL(); es != "" {
+		u, err := url.Parse(es)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return usageErrorf("--es %q: want an http:// or https:// URL", report.Redact(o.ES))
+			return usageErrorf("--es %q: want an http:// or https:// URL", report.Redact(es))
 		}
 		if o.Index == "" && o.Forward != "" {
 			return usageErrorf("--forward and --es need --index: the index or pattern that shipper writes the canaries to")
@@ -149,7 +149,7 @@ func (o *SmokeOptions) finish() error {
 				o.ESPassword = p
 			}
 			u.User = nil
-			o.ES = u.String()
+			o.URLs[0] = u.String()
 		}
 	}
 	if (o.Cert == "") != (o.Key == "") {
@@ -226,10 +226,9 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 		if tgt.beforeProbes != nil {
 			tgt.beforeProbes()
 		}
-		for _, p := range smokeProbes(ctx, g, o, tgt) {
-			data.Probes = append(data.Probes, p.run)
-			rep.Add(p.findings...)
-		}
+		runs, fs := smokeProbes(g, o, tgt).Run(ctx, tgt.forward, tgt.esURL)
+		data.Probes = append(data.Probes, runs...)
+		rep.Add(fs...)
 	}
 	if tgt.stats != nil {
 		data.Embedded = tgt.stats()
@@ -239,43 +238,21 @@ func runSmoke(ctx context.Context, g *Globals, o SmokeOptions) (*report.Report, 
 	return rep, nil
 }
 
-// preflightTimeout bounds the connect that checks each endpoint before the
-// canaries go out.
-const preflightTimeout = 5 * time.Second
-
-// errEndpointDown says an endpoint named by a flag accepts no connection.
-var errEndpointDown = errors.New("nothing accepts connections there")
-
-// smokePreflight connects once to each endpoint the flags name. One that
-// refuses (nothing listening, a wrong port) fails the run at once: the
-// canaries would otherwise wait out the whole --timeout (a minute by
-// default) before saying what a connect says in a millisecond.
+// smokePreflight connects once to each endpoint the flags name
+// (smoke.Preflight), so one that refuses fails the run at once.
 func smokePreflight(ctx context.Context, o SmokeOptions) error {
-	type endpoint struct{ flag, shown, addr string }
-	var eps []endpoint
+	var eps []smoke.Endpoint
 	if o.Forward != "" {
-		eps = append(eps, endpoint{"--forward", o.Forward, o.Forward})
+		eps = append(eps, smoke.Endpoint{Name: "--forward " + o.Forward, Addr: o.Forward})
 	}
-	if o.ES != "" {
-		u, err := url.Parse(o.ES)
+	if es := o.esURL(); es != "" {
+		addr, err := smoke.ESAddr(es)
 		if err != nil {
 			return usageErrorf("--es: %w", err)
 		}
-		port := u.Port()
-		if port == "" {
-			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-		}
-		eps = append(eps, endpoint{"--es", report.Redact(o.ES), net.JoinHostPort(u.Hostname(), port)})
+		eps = append(eps, smoke.Endpoint{Name: "--es " + report.Redact(es), Addr: addr})
 	}
-	d := net.Dialer{Timeout: min(preflightTimeout, o.Timeout)}
-	for _, ep := range eps {
-		c, err := d.DialContext(ctx, "tcp", ep.addr)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w: %w", ep.flag, ep.shown, errEndpointDown, err)
-		}
-		c.Close()
-	}
-	return nil
+	return smoke.Preflight(ctx, min(smoke.PreflightTimeout, o.Timeout), eps...)
 }
 
 // smokeSetup starts the embedded essim and pipeline when asked, or points at
@@ -295,8 +272,8 @@ func smokeSetup(ctx context.Context, o SmokeOptions) (*smokeTarget, error) {
 		return nil, err
 	}
 	if o.Forward != "" {
-		searcher.URL, searcher.Index = o.ES, o.Index
-		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.ES, index: o.Index, esRootCAs: esRoots,
+		searcher.URL, searcher.Index = o.esURL(), o.Index
+		return &smokeTarget{mode: "external", forward: o.Forward, esURL: o.esURL(), index: o.Index, esRootCAs: esRoots,
 			searcher: searcher, forwardCfg: fwdCfg, close: func(context.Context) error { tr.CloseIdleConnections(); return nil }}, nil
 	}
 	return embeddedSetup(ctx, o, searcher, tr)
@@ -317,7 +294,7 @@ func smokeClientConfig(o SmokeOptions) forward.ClientConfig {
 // embeddedSetup starts the embedded lab: essim (unless --es names a real
 // cluster) and the pipeline in process.
 func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearcher, tr *http.Transport) (*smokeTarget, error) {
-	l, err := lab.Start(ctx, lab.Config{ES: o.ES, Index: o.Index, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
+	l, err := lab.Start(ctx, lab.Config{ES: o.esURL(), Index: o.Index, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
 		TLS: tr.TLSClientConfig, SharedKey: o.SharedKey, Chaos: o.Chaos, ProcRoot: o.ProcRoot, Refresh: searcher.Refresh})
 	if err != nil {
 		tr.CloseIdleConnections()
@@ -333,52 +310,32 @@ func embeddedSetup(ctx context.Context, o SmokeOptions, searcher *smoke.ESSearch
 		}}, nil
 }
 
-// probeOutcome is one probe's contribution to the smoke report.
-type probeOutcome struct {
-	run      smoke.ProbeRun
-	findings []report.Finding
-}
-
-// smokeProbes looks at the path the canaries took: its sockets first
-// (before the probes add connections of their own), then the forward input,
-// then Elasticsearch. A probe that cannot run is noted, not fatal: the
-// canary count is the verdict.
-func smokeProbes(ctx context.Context, g *Globals, o SmokeOptions, tgt *smokeTarget) []probeOutcome {
-	var out []probeOutcome
-	add := func(name string, fs []report.Finding, err error) {
-		pr := smoke.ProbeRun{Name: name, Findings: len(fs)}
-		if err != nil {
-			pr.Error = report.Redact(err.Error())
-		}
-		out = append(out, probeOutcome{run: pr, findings: fs})
+// smokeProbes wires the probes smoke runs on the path (smoke.Probes
+// says in which order and what a failing one means).
+func smokeProbes(g *Globals, o SmokeOptions, tgt *smokeTarget) smoke.Probes {
+	return smoke.Probes{
+		Sockets: func(ctx context.Context, peers []string) ([]report.Finding, error) {
+			var fs []report.Finding
+			err := runSockets(ctx, SocketsOptions{ProcRoot: o.ProcRoot, Peers: peers, NoProcesses: true,
+				Thresholds: sockstat.DefaultThresholds(), Now: g.Now}, func(r *report.Report) error {
+				fs = r.Findings
+				return nil
+			})
+			return fs, err
+		},
+		Forward: func(ctx context.Context, addr string) ([]report.Finding, error) {
+			_, fs, err := forwardprobe.Run(ctx, forwardprobe.Options{Addr: addr, AckTimeout: o.AckTimeout,
+				Client: tgt.forwardCfg, Sockets: socketInspector(o.ProcRoot)})
+			return fs, err
+		},
+		ES: func(ctx context.Context, url string) ([]report.Finding, error) {
+			eo := esprobe.Options{URLs: []string{url}, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
+				RootCAs: tgt.esRootCAs, Insecure: o.ESConn.Insecure}
+			if o.Chaos {
+				eo.IdleWait = 2 * lab.ChaosIdleClose // long enough to see essim hang up idle connections
+			}
+			_, fs, err := esprobe.Run(ctx, eo)
+			return fs, err
+		},
 	}
-
-	peers := []string{tgt.forward}
-	if u, err := url.Parse(tgt.esURL); err == nil {
-		port := u.Port()
-		if port == "" {
-			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-		}
-		peers = append(peers, net.JoinHostPort(u.Hostname(), port))
-	}
-	var sockFindings []report.Finding
-	err := runSockets(ctx, SocketsOptions{ProcRoot: o.ProcRoot, Peers: peers, NoProcesses: true,
-		Thresholds: sockstat.DefaultThresholds(), Now: g.Now}, func(r *report.Report) error {
-		sockFindings = r.Findings
-		return nil
-	})
-	add("sockets", sockFindings, err)
-
-	_, fwdFindings, err := forwardprobe.Run(ctx, forwardprobe.Options{Addr: tgt.forward, AckTimeout: o.AckTimeout,
-		Client: tgt.forwardCfg, Sockets: socketInspector(o.ProcRoot)})
-	add("forward probe", fwdFindings, err)
-
-	eo := esprobe.Options{URLs: []string{tgt.esURL}, Username: o.User, Password: o.ESPassword, APIKey: o.APIKey,
-		RootCAs: tgt.esRootCAs, Insecure: o.ESConn.Insecure}
-	if o.Chaos {
-		eo.IdleWait = 2 * lab.ChaosIdleClose // long enough to see essim hang up idle connections
-	}
-	_, esFindings, err := esprobe.Run(ctx, eo)
-	add("es probe", esFindings, err)
-	return out
 }

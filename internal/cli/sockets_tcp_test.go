@@ -65,7 +65,8 @@ func firstSocket(t *testing.T, f report.Finding) map[string]any {
 	return socks[0]
 }
 
-// Seed 001's black hole seen from the sender: nftables in the namespace
+// The black hole of "logs lost without errors" (docs/troubleshooting.md)
+// seen from the sender: nftables in the namespace
 // lets the handshake and bare ACKs through and drops every data segment
 // to the peer. The kernel retransmits with a doubling timeout;
 // tcp.retransmitting fires with the retransmit count, backoff and time
@@ -74,9 +75,10 @@ func firstSocket(t *testing.T, f report.Finding) map[string]any {
 func TestSocketsRetransmittingBlackHole(t *testing.T) {
 	ns, pid := nsChild(t)
 	var set sockettest.Set
-	if err := ns.Do(func() error {
-		set = sockettest.Established(t, "127.0.0.1", "127.0.0.2", 1)
-		return nil
+	mk := sockettest.For(t)
+	if err := ns.Do(func() (err error) {
+		set, err = mk.Established("127.0.0.1", "127.0.0.2", 1)
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +139,10 @@ func TestSocketsRetransmittingBlackHole(t *testing.T) {
 func TestSocketsPeerZeroWindow(t *testing.T) {
 	ns, pid := nsChild(t)
 	var set sockettest.Set
-	if err := ns.Do(func() error {
-		set, _ = sockettest.SendQ(t, "127.0.0.1", "127.0.0.2")
-		return nil
+	mk := sockettest.For(t)
+	if err := ns.Do(func() (err error) {
+		set, _, err = mk.SendQ("127.0.0.1", "127.0.0.2")
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -385,9 +385,10 @@ func TestSocketsPIDInOtherNamespace(t *testing.T) {
 
 	var tw sockettest.Set
 	var synFD int
-	if err := ns.Do(func() error {
-		tw = sockettest.TimeWait(t, "127.0.0.1", "127.0.0.1", 3)
-		return nil
+	mk := sockettest.For(t)
+	if err := ns.Do(func() (err error) {
+		tw, err = mk.TimeWait("127.0.0.1", "127.0.0.1", 3)
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -304,7 +304,8 @@ func TestDoctorSeeds(t *testing.T) {
 		t.Errorf("discovery: fluentd %v, fluent-bit %v in %+v", sawFD, sawFB, found)
 	}
 
-	// Seed 000's Elasticsearch takes bulks, then stops accepting.
+	// The Elasticsearch of "logs stop reaching Elasticsearch"
+	// (docs/troubleshooting.md) takes bulks, then stops accepting.
 	hc := nsHTTP(nsT)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -326,7 +327,7 @@ func TestDoctorSeeds(t *testing.T) {
 	}
 	esA.stop(t)
 
-	// Seed 002's sender: datagrams over the veth's MTU, from the client
+	// The sender of "big UDP messages missing" (docs/troubleshooting.md): datagrams over the veth's MTU, from the client
 	// namespace, for as long as doctor watches.
 	stop := make(chan struct{})
 	sent := make(chan int, 1)
@@ -398,34 +399,34 @@ func TestDoctorSeeds(t *testing.T) {
 	es0 := "elasticsearch (es_seed000)"
 	for _, id := range []string{"shipper.output_retrying", "shipper.buffer_filling", "shipper.output_stalled", "es.unreachable"} {
 		if _, ok := rep.finding(id, "output", es0); !ok {
-			t.Errorf("seed 000: no %s for %s in %v", id, es0, rep.ids())
+			t.Errorf("ES stall: no %s for %s in %v", id, es0, rep.ids())
 		}
 	}
 	if ev, ok := rep.finding("shipper.buffer_filling", "output", es0); ok && (ev["eta_seconds"] == nil || ev["limit_bytes"] != float64(64<<20)) {
-		t.Errorf("seed 000: buffer_filling evidence %v", ev)
+		t.Errorf("ES stall: buffer_filling evidence %v", ev)
 	}
 	_, noEst := rep.finding("tcp.no_established", "endpoint", "127.0.0.1:19200")
 	_, noConn := rep.finding("tcp.no_connection", "endpoint", "127.0.0.1:19200")
 	if !noEst && !noConn {
-		t.Errorf("seed 000: no ESTABLISHED finding for 127.0.0.1:19200 in %v", rep.ids())
+		t.Errorf("ES stall: no ESTABLISHED finding for 127.0.0.1:19200 in %v", rep.ids())
 	}
 	memLine := lineOf(t, fd.Config, "@type memory", lineOf(t, fd.Config, "@id es_seed000", 1))
 	want000 := fmt.Sprintf("memory buffer (%s:%d)", fd.Config, memLine)
 	if c, ok := d.cause(want000, "no ESTABLISHED connection to 127.0.0.1:19200", "retries growing", "set `<buffer> @type file`", "reload_connections false"); !ok {
-		t.Errorf("seed 000: no cause naming %q with the evidence:\n%s", want000, diagnosisText(d))
+		t.Errorf("ES stall: no cause naming %q with the evidence:\n%s", want000, diagnosisText(d))
 	} else {
-		t.Logf("seed 000: %s", c)
+		t.Logf("ES stall: %s", c)
 	}
 
 	if _, ok := rep.finding("es.write_rejections", "output", "elasticsearch (es_seed003)"); !ok {
-		t.Errorf("seed 003: no es.write_rejections in %v", rep.ids())
+		t.Errorf("rejections: no es.write_rejections in %v", rep.ids())
 	}
 	matchLine := lineOf(t, fd.Config, "<match seed003>", 1)
 	want003 := fmt.Sprintf("sends no document id (%s:%d)", fd.Config, matchLine)
 	if c, ok := d.cause("Elasticsearch rejects writes", want003); !ok {
-		t.Errorf("seed 003: no cause %q:\n%s", want003, diagnosisText(d))
+		t.Errorf("rejections: no cause %q:\n%s", want003, diagnosisText(d))
 	} else {
-		t.Logf("seed 003: %s", c)
+		t.Logf("rejections: %s", c)
 	}
 
 	// Fluent Bit: seeds 001 and 002.
@@ -434,7 +435,7 @@ func TestDoctorSeeds(t *testing.T) {
 		t.Errorf("fluent bit: exit %d env %v", fbRun.code, d.Targets[0].EnvUsed)
 	}
 	if !rep.has("forward.no_ack") || !rep.has("config.forward_no_ack") {
-		t.Errorf("seed 001: no forward.no_ack in %v", rep.ids())
+		t.Errorf("no acks: no forward.no_ack in %v", rep.ids())
 	}
 	if st, _ := d.step("metrics (first sample)"); st != "ok" {
 		t.Errorf("fluent bit metrics step %s", st)
@@ -442,21 +443,21 @@ func TestDoctorSeeds(t *testing.T) {
 	outLine := lineOf(t, fb.Config, "[OUTPUT]", 1)
 	want001 := fmt.Sprintf("sends without acks (%s:%d)", fb.Config, outLine)
 	if c, ok := d.cause(want001, "the receiver at 127.0.0.1:24230 does not acknowledge chunks", "Require_ack_response On"); !ok {
-		t.Errorf("seed 001: no cause %q:\n%s", want001, diagnosisText(d))
+		t.Errorf("no acks: no cause %q:\n%s", want001, diagnosisText(d))
 	} else {
-		t.Logf("seed 001: %s", c)
+		t.Logf("no acks: %s", c)
 	}
 
 	if ev, ok := rep.finding("config.udp_message_size", "", ""); !ok || ev["mtu"] != float64(1460) {
-		t.Errorf("seed 002: config.udp_message_size %v in %v", ev, rep.ids())
+		t.Errorf("big UDP: config.udp_message_size %v in %v", ev, rep.ids())
 	}
 	if ev, ok := rep.finding("udp.fragmented", "input", "udp"); !ok || ev["interface"] != "eth0" {
-		t.Errorf("seed 002: udp.fragmented %v in %v", ev, rep.ids())
+		t.Errorf("big UDP: udp.fragmented %v in %v", ev, rep.ids())
 	}
 	if c, ok := d.cause("UDP input udp accepts messages up to 32767 bytes", "MTU 1460 of eth0", "fragmented datagrams are arriving"); !ok {
-		t.Errorf("seed 002: no cause:\n%s", diagnosisText(d))
+		t.Errorf("big UDP: no cause:\n%s", diagnosisText(d))
 	} else {
-		t.Logf("seed 002: %s", c)
+		t.Logf("big UDP: %s", c)
 	}
 
 	// The supervisor's PID gives the same shipper, its sockets read from

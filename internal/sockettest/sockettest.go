@@ -5,10 +5,15 @@
 // binds its clients to the client address, so tests using distinct
 // 127.x.y.z addresses never see each other's sockets. Everything is closed
 // when the test ends.
+//
+// The functions fail the test; a Maker's methods return the error instead,
+// for code that runs off the test's goroutine (testenv.Netns.Do), where
+// t.Fatal must not be called.
 package sockettest
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -28,40 +33,71 @@ type Set struct {
 	Listener net.Listener
 }
 
+// Maker makes the sockets of the functions below and returns errors
+// instead of failing the test. What it opens is closed by the test's
+// Cleanup, which is safe to call from any goroutine.
+type Maker struct{ cleanup func(func()) }
+
+// For is the Maker of t.
+func For(t testing.TB) Maker { return Maker{cleanup: t.Cleanup} }
+
+// check fails t with err, on the test's goroutine.
+func check(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Listen opens a listener on ip (port 0 picks one) closed at test end.
 func Listen(t testing.TB, ip string) net.Listener {
 	t.Helper()
+	v, err := For(t).Listen(ip)
+	check(t, err)
+	return v
+}
+
+// Listen is the package's Listen, returning its error.
+func (m Maker) Listen(ip string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
-		t.Fatalf("listen %s: %v", ip, err)
+		return nil, fmt.Errorf("listen %s: %w", ip, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
+	m.cleanup(func() { ln.Close() })
+	return ln, nil
 }
 
 // Dial connects from clientIP (any port) to addr; closed at test end.
 func Dial(t testing.TB, clientIP string, addr net.Addr) net.Conn {
 	t.Helper()
+	v, err := For(t).Dial(clientIP, addr)
+	check(t, err)
+	return v
+}
+
+// Dial is the package's Dial, returning its error.
+func (m Maker) Dial(clientIP string, addr net.Addr) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientIP)}}
 	c, err := d.Dial("tcp", addr.String())
 	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, clientIP, err)
+		return nil, fmt.Errorf("dial %s from %s: %w", addr, clientIP, err)
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	m.cleanup(func() { c.Close() })
+	return c, nil
 }
 
-func accept(t testing.TB, ln net.Listener) net.Conn {
-	t.Helper()
+// Accept takes the next connection of ln, waiting at most 5 s; it is
+// closed at test end.
+func (m Maker) Accept(ln net.Listener) (net.Conn, error) {
 	if tl, ok := ln.(*net.TCPListener); ok {
 		_ = tl.SetDeadline(time.Now().Add(5 * time.Second))
 	}
 	c, err := ln.Accept()
 	if err != nil {
-		t.Fatalf("accept on %s: %v", ln.Addr(), err)
+		return nil, fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	m.cleanup(func() { c.Close() })
+	return c, nil
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -69,17 +105,41 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
+// pair dials ln once from clientIP and accepts the connection.
+func (m Maker) pair(clientIP string, ln net.Listener) (client, server net.Conn, err error) {
+	if client, err = m.Dial(clientIP, ln.Addr()); err != nil {
+		return nil, nil, err
+	}
+	if server, err = m.Accept(ln); err != nil {
+		return nil, nil, err
+	}
+	return client, server, nil
+}
+
 // Established makes n connections from clientIP to a new listener on
 // serverIP and keeps both ends open.
 func Established(t testing.TB, serverIP, clientIP string, n int) Set {
 	t.Helper()
-	ln := Listen(t, serverIP)
+	v, err := For(t).Established(serverIP, clientIP, n)
+	check(t, err)
+	return v
+}
+
+// Established is the package's Established, returning its error.
+func (m Maker) Established(serverIP, clientIP string, n int) (Set, error) {
+	ln, err := m.Listen(serverIP)
+	if err != nil {
+		return Set{}, err
+	}
 	s := Set{Server: addrPort(ln.Addr()), Listener: ln}
 	for range n {
-		s.Clients = append(s.Clients, Dial(t, clientIP, ln.Addr()))
-		accept(t, ln)
+		c, _, err := m.pair(clientIP, ln)
+		if err != nil {
+			return s, err
+		}
+		s.Clients = append(s.Clients, c)
 	}
-	return s
+	return s, nil
 }
 
 // CloseWait makes n connections whose server end is closed at once while
@@ -88,41 +148,66 @@ func Established(t testing.TB, serverIP, clientIP string, n int) Set {
 // The listener stays open so the server ends still count as inbound.
 func CloseWait(t testing.TB, serverIP, clientIP string, n int) Set {
 	t.Helper()
-	ln := Listen(t, serverIP)
+	v, err := For(t).CloseWait(serverIP, clientIP, n)
+	check(t, err)
+	return v
+}
+
+// CloseWait is the package's CloseWait, returning its error.
+func (m Maker) CloseWait(serverIP, clientIP string, n int) (Set, error) {
+	ln, err := m.Listen(serverIP)
+	if err != nil {
+		return Set{}, err
+	}
 	s := Set{Server: addrPort(ln.Addr()), Listener: ln}
 	for range n {
-		s.Clients = append(s.Clients, Dial(t, clientIP, ln.Addr()))
-		accept(t, ln).Close()
+		if err := m.addCloseWait(&s, clientIP); err != nil {
+			return s, err
+		}
 	}
-	for _, c := range s.Clients {
-		WaitEOF(t, c)
-	}
-	return s
+	return s, nil
 }
 
 // AddCloseWait adds one more CLOSE_WAIT connection to the set's listener
 // (a set made by CloseWait in the same test).
 func AddCloseWait(t testing.TB, s *Set, clientIP string) {
 	t.Helper()
-	c := Dial(t, clientIP, s.Listener.Addr())
-	accept(t, s.Listener).Close()
-	WaitEOF(t, c)
+	check(t, For(t).addCloseWait(s, clientIP))
+}
+
+func (m Maker) addCloseWait(s *Set, clientIP string) error {
+	c, sc, err := m.pair(clientIP, s.Listener)
+	if err != nil {
+		return err
+	}
+	sc.Close()
+	if err := waitEOF(c); err != nil {
+		return err
+	}
 	s.Clients = append(s.Clients, c)
+	return nil
 }
 
 // WaitEOF reads from c until the peer's FIN arrives (EOF), bounded to 5 s.
 func WaitEOF(t testing.TB, c net.Conn) {
 	t.Helper()
+	check(t, waitEOF(c))
+}
+
+// WaitEOF is the package's WaitEOF, returning its error.
+func (Maker) WaitEOF(c net.Conn) error { return waitEOF(c) }
+
+func waitEOF(c net.Conn) error {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 512)
 	for {
 		_, err := c.Read(buf)
 		if errors.Is(err, io.EOF) {
 			_ = c.SetReadDeadline(time.Time{})
-			return
+			return nil
 		}
 		if err != nil {
-			t.Fatalf("waiting for FIN on %s: %v", c.LocalAddr(), err)
+			return fmt.Errorf("waiting for FIN on %s: %w", c.LocalAddr(), err)
 		}
 	}
 }
@@ -133,12 +218,25 @@ func WaitEOF(t testing.TB, c net.Conn) {
 // client is asynchronous, so callers poll the socket table.
 func TimeWait(t testing.TB, serverIP, clientIP string, n int) Set {
 	t.Helper()
-	ln := Listen(t, serverIP)
+	v, err := For(t).TimeWait(serverIP, clientIP, n)
+	check(t, err)
+	return v
+}
+
+// TimeWait is the package's TimeWait, returning its error.
+func (m Maker) TimeWait(serverIP, clientIP string, n int) (Set, error) {
+	ln, err := m.Listen(serverIP)
+	if err != nil {
+		return Set{}, err
+	}
 	s := Set{Server: addrPort(ln.Addr()), Listener: ln}
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for range n {
-		c := Dial(t, clientIP, ln.Addr())
-		sc := accept(t, ln)
+		c, sc, err := m.pair(clientIP, ln)
+		if err != nil {
+			return s, err
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -149,8 +247,7 @@ func TimeWait(t testing.TB, serverIP, clientIP string, n int) Set {
 		c.Close()
 		s.Clients = append(s.Clients, c)
 	}
-	wg.Wait()
-	return s
+	return s, nil
 }
 
 // SendQ makes one connection whose server never reads and whose client
@@ -160,7 +257,17 @@ func TimeWait(t testing.TB, serverIP, clientIP string, n int) Set {
 // number of bytes the client managed to write.
 func SendQ(t testing.TB, serverIP, clientIP string) (Set, int) {
 	t.Helper()
-	ln := Listen(t, serverIP)
+	s, written, err := For(t).SendQ(serverIP, clientIP)
+	check(t, err)
+	return s, written
+}
+
+// SendQ is the package's SendQ, returning its error.
+func (m Maker) SendQ(serverIP, clientIP string) (Set, int, error) {
+	ln, err := m.Listen(serverIP)
+	if err != nil {
+		return Set{}, 0, err
+	}
 	// The listener's receive buffer is inherited by accepted sockets and
 	// fixes the window scale at the handshake.
 	if tl, ok := ln.(*net.TCPListener); ok {
@@ -170,8 +277,10 @@ func SendQ(t testing.TB, serverIP, clientIP string) (Set, int) {
 		}
 	}
 	s := Set{Server: addrPort(ln.Addr()), Listener: ln}
-	c := Dial(t, clientIP, ln.Addr())
-	accept(t, ln)
+	c, _, err := m.pair(clientIP, ln)
+	if err != nil {
+		return s, 0, err
+	}
 	_ = c.(*net.TCPConn).SetWriteBuffer(32 * 1024)
 	chunk := make([]byte, 16*1024)
 	written := 0
@@ -184,10 +293,10 @@ func SendQ(t testing.TB, serverIP, clientIP string) (Set, int) {
 			break
 		}
 		if err != nil {
-			t.Fatalf("write: %v", err)
+			return s, written, fmt.Errorf("write: %w", err)
 		}
 	}
 	_ = c.SetWriteDeadline(time.Time{})
 	s.Clients = append(s.Clients, c)
-	return s, written
+	return s, written, nil
 }

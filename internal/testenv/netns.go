@@ -2,13 +2,11 @@ package testenv
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/logdoctor/logdoctor/internal/netns"
 )
 
 // Netns is a network namespace a test created; it is deleted (with its
@@ -51,35 +49,13 @@ func (n *Netns) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
 }
 
-// Do runs fn on an OS thread switched into the namespace. Sockets created in
-// fn belong to the namespace and keep working from any goroutine afterwards;
-// goroutines started inside fn do not inherit the namespace.
+// Do runs fn on an OS thread switched into the namespace (netns.Run).
+// fn runs on a goroutine of its own, so it returns errors and never calls
+// t.Fatal (sockettest.For(t) makes sockets that way). Sockets created in
+// fn belong to the namespace and keep working from any goroutine
+// afterwards; goroutines started inside fn do not inherit the namespace.
 func (n *Netns) Do(fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open own netns: %w", err)
-	}
-	defer orig.Close()
-	target, err := os.Open("/run/netns/" + n.Name)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open netns %s: %w", n.Name, err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("setns %s: %w", n.Name, err)
-	}
-	ferr := fn()
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: the runtime then discards it instead of
-		// reusing a thread stuck in the wrong namespace.
-		return fmt.Errorf("restore netns: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return netns.Run("/run/netns/"+n.Name, fn)
 }
 
 // Veth joins two namespaces with a veth pair, names each end, gives each an

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,4 +143,17 @@ func RequireOpenFiles(t testing.TB, n uint64) {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatalf("raising RLIMIT_NOFILE to %d: %v", n, err)
 	}
+}
+
+// ClosedAddr is a loopback HOST:PORT (on 127.0.0.2) where nothing
+// listens: a connect is refused at once.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

@@ -142,9 +142,13 @@ func Analyze(c *shipconf.Config, o Options) ([]report.Finding, Summary) {
 	return check(c, o, routes), summarize(c, routes)
 }
 
+// DefaultMTU is the path MTU the UDP size rule assumes when none is known:
+// Ethernet's.
+const DefaultMTU = 1500
+
 func check(c *shipconf.Config, o Options, routes []shipconf.Route) []report.Finding {
 	if o.MTU <= 0 {
-		o.MTU, o.MTUSource = 1500, "default"
+		o.MTU, o.MTUSource = DefaultMTU, "default"
 	}
 	ck := &checker{c: c, o: o, routes: routes, to: map[*shipconf.Plugin][]shipconf.Route{}, from: map[*shipconf.Plugin][]shipconf.Route{}}
 	for _, r := range routes {

@@ -55,11 +55,11 @@ func TestDiagnoseJoins(t *testing.T) {
 	for _, want := range []string{"memory buffer (fluent.conf:6)", "no ESTABLISHED connection to 127.0.0.1:9200 (8 TIME_WAIT)", "unreachable from the shipper (refused)",
 		"retries growing (+3 in 5 s)", "in about", "a restart loses it", "`<buffer> @type file`", "`reload_connections false` (fluent.conf:1)", "make 127.0.0.1:9200 reachable"} {
 		if !strings.Contains(stall.Text, want) {
-			t.Errorf("seed 000 cause lacks %q:\n%s", want, stall.Text)
+			t.Errorf("ES stall cause lacks %q:\n%s", want, stall.Text)
 		}
 	}
 	if !stall.Live || stall.Severity != report.Critical || len(stall.Settings) != 2 || stall.Settings[0].Line != 6 {
-		t.Errorf("seed 000 cause %+v", stall)
+		t.Errorf("ES stall cause %+v", stall)
 	}
 	var ack, secret *Cause
 	for _, c := range causes {
@@ -71,7 +71,7 @@ func TestDiagnoseJoins(t *testing.T) {
 		}
 	}
 	if ack == nil || !strings.Contains(ack.Text, "(fluent.conf:10)") || !strings.Contains(ack.Text, "`require_ack_response true`") {
-		t.Errorf("seed 001 cause %+v", ack)
+		t.Errorf("no-ack cause %+v", ack)
 	}
 	if secret == nil || secret.Live || secret.Text != "secret; Take it from the environment" || secret != causes[len(causes)-1] {
 		t.Errorf("a configuration-only warning comes last, with its remedy's first sentence: %+v", secret)

@@ -69,15 +69,22 @@ type Options struct {
 	Now        func() time.Time
 }
 
+// Defaults of a zero Options field (and of the command's flags).
+const (
+	DefaultProcRoot    = "/proc"
+	DefaultInterval    = 5 * time.Second
+	DefaultStepTimeout = 10 * time.Second
+)
+
 func (o *Options) defaults() {
 	if o.ProcRoot == "" {
-		o.ProcRoot = "/proc"
+		o.ProcRoot = DefaultProcRoot
 	}
 	if o.Interval <= 0 {
-		o.Interval = 5 * time.Second
+		o.Interval = DefaultInterval
 	}
 	if o.StepTimeout <= 0 {
-		o.StepTimeout = 10 * time.Second
+		o.StepTimeout = DefaultStepTimeout
 	}
 	if o.Sockets == nil {
 		o.Sockets = procSockets(o.ProcRoot)
@@ -387,7 +394,7 @@ func (tr *targetRun) run(ctx context.Context) []report.Finding {
 	if cfgFindings != nil {
 		opts := configcheck.Options{MTU: mtu, MTUSource: "interface " + iface + " in the shipper's network namespace"}
 		if mtu == 0 {
-			opts.MTU, opts.MTUSource = 1500, "default (the namespace's interfaces could not be read)"
+			opts.MTU, opts.MTUSource = configcheck.DefaultMTU, "default (the namespace's interfaces could not be read)"
 		}
 		opts.ESVersion, opts.ESMaxContentLength = esFacts(t.ES)
 		findings = append(findings, cfgFindings(opts)...)

@@ -435,7 +435,8 @@ func stalledRemedy(k Kind) string {
 		return "The output accepts records and delivers none: check the destination (probes below) and `net.connect_timeout`/`net.io_timeout`; " +
 			"without a timeout a hung connection holds every chunk."
 	}
-	return "The output takes events and flushes none, seed 000's \"network sent stopped\": check the destination (probes below) and the " +
+	return "The output takes events and flushes none: the flush thread stopped sending, as in \"Logs stop reaching Elasticsearch\" " +
+		"(docs/troubleshooting.md): check the destination (probes below) and the " +
 		"flush thread (a `kill -CONT <pid>` sigdump shows where it hangs); set `request_timeout`, `reload_connections false` and " +
 		"`reconnect_on_error true` for Elasticsearch, and buffer in a file so the backlog survives the restart that follows."
 }

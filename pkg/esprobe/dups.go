@@ -25,6 +25,9 @@ import (
 // distinct event, so a million documents cost some 60 MB.
 const DefaultDupsMaxDocs = 1_000_000
 
+// DefaultDupsExamples is how many duplicated events es dups shows.
+const DefaultDupsExamples = 5
+
 // How es dups reads a whole index, past the 10,000 hits of
 // index.max_result_window: the terms method pages a composite aggregation
 // by after_key, the fingerprint method scrolls. Both work on
@@ -123,7 +126,7 @@ func Dups(ctx context.Context, o Options, d DupsOptions) (*DupsResult, []report.
 		d.MaxDocs = DefaultDupsMaxDocs
 	}
 	if d.Examples <= 0 {
-		d.Examples = 5
+		d.Examples = DefaultDupsExamples
 	}
 	bases, err := o.parseURLs()
 	if err != nil {

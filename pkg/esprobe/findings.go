@@ -36,7 +36,8 @@ const (
 	remedyAuth = "Fix the credentials the shipper sends: fluent-plugin-elasticsearch `user`/`password` (or `api_key`), " +
 		"Fluent Bit `HTTP_User`/`HTTP_Passwd` (or `Cloud_Auth`); the user needs the `create_doc`/`index` privilege on the target indices " +
 		"and `monitor` for the probe's stats."
-	remedySniff = "A shipper that sniffs replaces its connection pool with these addresses and then stalls (seed 000). " +
+	remedySniff = "A shipper that sniffs replaces its connection pool with these addresses and then stalls: logs stop reaching Elasticsearch " +
+		"(docs/troubleshooting.md). " +
 		"Fluentd 1.16 with fluent-plugin-elasticsearch 5.2.5 and elasticsearch-transport 7.17 logs \"could not push logs to Elasticsearch " +
 		"cluster\" with \"Connection refused - connect(2) for HOST:PORT\" (the sniffed address), then \"undefined method `host' for " +
 		"nil:NilClass\" once its only connection is marked dead, or \"Cannot get new connection from pool.\" when the sniff published " +
@@ -49,13 +50,13 @@ const (
 		"until `resurrect_after` (60 s). fluent-plugin-elasticsearch: `reconnect_on_error true`, `resurrect_after 5s`; " +
 		"Fluent Bit: set `net.keepalive_idle_timeout` below the close delay; or raise the load balancer's idle timeout."
 	remedyChurn = "Connections are not being reused: every new connection costs a TCP (and TLS) handshake and leaves a TIME_WAIT " +
-		"socket behind (seed 000). Make sure the proxy in front of the cluster keeps connections alive (no `Connection: close`); " +
+		"socket behind, the trail a stalled shipper leaves (\"Logs stop reaching Elasticsearch\", docs/troubleshooting.md). Make sure the proxy in front of the cluster keeps connections alive (no `Connection: close`); " +
 		"Fluent Bit: `net.keepalive on`; fluent-plugin-elasticsearch: `reload_connections false` so the pool is not rebuilt, " +
 		"and fewer `flush_thread_count` workers each opening their own connection."
 	remedyRejections = "The cluster answers bulk items with 429 es_rejected_execution_exception. What that costs depends on the shipper. " +
 		"fluent-plugin-elasticsearch fails the whole chunk (\"Rejected Elasticsearch due to es_rejected_execution_exception\", " +
 		"an unrecoverable_error_types entry by default) and resends all of it: without a stable _id the accepted part is indexed again " +
-		"(duplicates, seed 003); add the `elasticsearch_genid` filter with `id_key _hash` and `write_operation create`, keeping `_hash` in " +
+		"(\"Duplicates in Elasticsearch\", docs/troubleshooting.md); add the `elasticsearch_genid` filter with `id_key _hash` and `write_operation create`, keeping `_hash` in " +
 		"the document (no `remove_keys _hash`: the plugin then skips the retried records and loses the rejected ones), lower " +
 		"`flush_thread_count`, raise `flush_interval`. Fluent Bit's es output counts a bulk with any 200/201 item as a success: the " +
 		"rejected items are lost, not retried and not logged (even with `Trace_Error On`; its metrics show no error), so for Fluent Bit " +
@@ -77,7 +78,7 @@ const (
 		"retried until it is dropped. fluent-plugin-elasticsearch: `bulk_message_request_threshold` (and the buffer's `chunk_limit_size`) " +
 		"below the limit; Fluent Bit: smaller chunks (`Buffer_Chunk_Size` on the input); or raise `http.max_content_length` on the cluster."
 	remedyTimeout = "A bulk that takes longer than the shipper's request timeout is abandoned and resent while the cluster still indexes it: " +
-		"duplicates unless every event has a stable _id (seed 003). fluent-plugin-elasticsearch: `request_timeout` well above the p99 " +
+		"duplicates unless every event has a stable _id (\"Duplicates in Elasticsearch\", docs/troubleshooting.md). fluent-plugin-elasticsearch: `request_timeout` well above the p99 " +
 		"(default 5s) plus `elasticsearch_genid`/`id_key` and `write_operation create`; Fluent Bit: `Generate_ID On` and a larger `net.io_timeout`."
 	remedyIdempotent = "A create with a fixed _id must be refused (409) the second time. Something rewrites the request: an ingest " +
 		"pipeline that sets _id, an alias or data stream routing each write to a new backing index, or a proxy turning create into index. " +
@@ -86,7 +87,7 @@ const (
 		"writing elsewhere, or a proxy answering for the cluster. Check the index's default_pipeline and aliases; " +
 		"`logdoctor smoke` counts events end to end."
 	remedyDuplicates = "Events were indexed more than once: the shipper resent bulks (429s, timeouts, restarts) and Elasticsearch generated a " +
-		"new _id each time (seed 003). fluent-plugin-elasticsearch: `<filter> @type elasticsearch_genid hash_id_key _hash </filter>` " +
+		"new _id each time (\"Duplicates in Elasticsearch\", docs/troubleshooting.md). fluent-plugin-elasticsearch: `<filter> @type elasticsearch_genid hash_id_key _hash </filter>` " +
 		"with `id_key _hash` and `write_operation create` (a resend then gets 409 instead of a copy), and keep `_hash` in the document: " +
 		"with `remove_keys _hash` the plugin cannot rebuild the _id of the records it retries, skips them, and silently loses the " +
 		"rejected ones. Fluent Bit: `Generate_ID On` (with the default `Write_Operation create`); a resend then answered 409 for every " +

@@ -44,6 +44,16 @@ const (
 	DefaultBulkSize = 8 << 20
 )
 
+// The probe's own defaults, used when an Options field is zero (and by
+// the command's flags).
+const (
+	DefaultSequential  = 10               // requests in the keep-alive check
+	DefaultConcurrent  = 4                // requests per round in the pool check
+	DefaultBulkSamples = 5                // canary bulks with Index
+	DefaultTimeout     = 10 * time.Second // each request and TCP connect
+	DefaultIdleWait    = 500 * time.Millisecond
+)
+
 // Options configures a probe run.
 type Options struct {
 	URLs []string
@@ -100,19 +110,19 @@ func (o *Options) defaults() {
 		o.BulkSize = DefaultBulkSize
 	}
 	if o.Sequential <= 0 {
-		o.Sequential = 10
+		o.Sequential = DefaultSequential
 	}
 	if o.Concurrent <= 0 {
-		o.Concurrent = 4
+		o.Concurrent = DefaultConcurrent
 	}
 	if o.IdleWait < 0 {
 		o.IdleWait = 0
 	}
 	if o.BulkSamples <= 1 {
-		o.BulkSamples = 5
+		o.BulkSamples = DefaultBulkSamples
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.MinInterval <= 0 {
 		o.MinInterval = 200 * time.Millisecond

@@ -326,19 +326,8 @@ func TestBulkTooLarge(t *testing.T) {
 	}
 }
 
-// closedPort returns 127.0.0.2:port with nothing listening.
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestClosedPortUnreachable(t *testing.T) {
-	addr := closedPort(t)
+	addr := testenv.ClosedAddr(t)
 	res, fs := run(t, Options{URLs: []string{"http://" + addr}})
 	f := onlyFindings(t, fs, FindingUnreachable)[FindingUnreachable]
 	if f.Evidence["kind"] != "refused" || res.Targets[0].Reachable || res.Pool != nil {

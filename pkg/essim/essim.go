@@ -65,6 +65,14 @@ const IndexBytesPerDoc = 64
 // fluent-plugin-elasticsearch's default request_timeout of 5 s.
 const DefaultLateBy = 6 * time.Second
 
+// Defaults of a zero Config and Faults field.
+const (
+	DefaultClusterName = "essim"
+	DefaultNodes       = 1
+	DefaultFailStatus  = http.StatusTooManyRequests // Elasticsearch's answer to a full write queue
+	DefaultSeed        = 1
+)
+
 // Config describes the simulated cluster.
 type Config struct {
 	Version string // "8.15.0" by default; "7.17.x" answers like Elasticsearch 7
@@ -293,10 +301,10 @@ func Start(ctx context.Context, addr string, cfg Config) (*Server, error) {
 		major = map[int]int{1: 7, 2: 8, 3: 8}[major]
 	}
 	if cfg.ClusterName == "" {
-		cfg.ClusterName = "essim"
+		cfg.ClusterName = DefaultClusterName
 	}
 	if cfg.Nodes <= 0 {
-		cfg.Nodes = 1
+		cfg.Nodes = DefaultNodes
 	}
 	if cfg.MaxContentLength <= 0 {
 		cfg.MaxContentLength = DefaultMaxContentLength
@@ -535,14 +543,14 @@ func (s *Server) SetFaults(f Faults) error {
 
 func (s *Server) setFaultsLocked(f Faults) {
 	if f.FailStatus == 0 {
-		f.FailStatus = http.StatusTooManyRequests
+		f.FailStatus = DefaultFailStatus
 	}
 	if f.LateBy == 0 {
 		f.LateBy = DefaultLateBy
 	}
 	seed := f.Seed
 	if seed == 0 {
-		seed = 1
+		seed = DefaultSeed
 	}
 	s.faults = f
 	s.rng = rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))

@@ -168,11 +168,15 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Conn, error) {
 	return c, nil
 }
 
+// DefaultHandshakeTimeout bounds the TLS handshake and HELO/PING/PONG when
+// ClientConfig.HandshakeTimeout is zero.
+const DefaultHandshakeTimeout = 10 * time.Second
+
 func (cfg ClientConfig) handshakeTimeout() time.Duration {
 	if cfg.HandshakeTimeout > 0 {
 		return cfg.HandshakeTimeout
 	}
-	return 10 * time.Second
+	return DefaultHandshakeTimeout
 }
 
 func (c *Conn) handshake(ctx context.Context, cfg ClientConfig) error {

@@ -162,6 +162,10 @@ const (
 	DefaultRecordSize       = 200
 	DefaultChunkEvents      = 1000
 	DefaultHeartbeatTimeout = 2 * time.Second
+	DefaultConcurrency      = 1
+	// DefaultHeloWait is how long, without a shared key, the probe listens
+	// for a HELO after connecting.
+	DefaultHeloWait = 300 * time.Millisecond
 )
 
 func (o *Options) defaults() {
@@ -181,7 +185,7 @@ func (o *Options) defaults() {
 		o.ChunkEvents = DefaultChunkEvents
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 1
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = 100 * time.Millisecond
@@ -200,7 +204,7 @@ func (o *Options) defaults() {
 		}
 	}
 	if o.Client.HeloWait <= 0 && o.Client.SharedKey == "" {
-		o.Client.HeloWait = 300 * time.Millisecond
+		o.Client.HeloWait = DefaultHeloWait
 	}
 }
 

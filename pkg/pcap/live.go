@@ -267,7 +267,7 @@ func (s *packetSocket) close() {
 // returned with the interfaces used.
 func Capture(ctx context.Context, lc LiveConfig, h Handler) (*CaptureStats, error) {
 	if lc.Snaplen <= 0 {
-		lc.Snaplen = 262144
+		lc.Snaplen = DefaultSnaplen
 	}
 	if err := CheckCapNetRaw(); err != nil {
 		return nil, err
@@ -384,3 +384,7 @@ func Capture(ctx context.Context, lc LiveConfig, h Handler) (*CaptureStats, erro
 	}
 	return st, nil
 }
+
+// DefaultSnaplen is the bytes a live capture keeps of each packet when
+// LiveConfig.Snaplen is zero: the largest a pcap file holds.
+const DefaultSnaplen = 262144

@@ -31,8 +31,20 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
 
-// DefaultMaxInFlightBytes is Config.MaxInFlightBytes's default.
-const DefaultMaxInFlightBytes = 256 << 20
+// Defaults of a zero Config field (and of `pipeline run`'s flags).
+const (
+	DefaultMaxInFlightBytes     = 256 << 20
+	DefaultMaxConns             = 1024
+	DefaultReadTimeout          = 60 * time.Second
+	DefaultMaxRequestBytes      = 32 << 20
+	DefaultMaxDecompressedBytes = 128 << 20
+	DefaultFirstRequestTimeout  = 60 * time.Second
+	DefaultBufferMaxBytes       = 1 << 30
+	DefaultBufferFullWait       = 5 * time.Second
+	DefaultUDPTag               = "udp"
+	DefaultUDPMaxDatagram       = 65507 // the largest UDP payload over IPv4
+	DefaultTagKey               = "tag"
+)
 
 // Config configures a Pipeline. Zero values take the documented defaults.
 type Config struct {
@@ -207,37 +219,37 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.UDPTag == "" {
-		cfg.UDPTag = "udp"
+		cfg.UDPTag = DefaultUDPTag
 	}
-	if cfg.UDPMaxDatagram <= 0 || cfg.UDPMaxDatagram > 65507 {
-		cfg.UDPMaxDatagram = 65507
+	if cfg.UDPMaxDatagram <= 0 || cfg.UDPMaxDatagram > DefaultUDPMaxDatagram {
+		cfg.UDPMaxDatagram = DefaultUDPMaxDatagram
 	}
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 1024
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = 60 * time.Second
+		cfg.ReadTimeout = DefaultReadTimeout
 	}
 	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = 32 << 20
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
 	if cfg.MaxDecompressedBytes <= 0 {
-		cfg.MaxDecompressedBytes = 128 << 20
+		cfg.MaxDecompressedBytes = DefaultMaxDecompressedBytes
 	}
 	if cfg.MaxInFlightBytes == 0 {
 		cfg.MaxInFlightBytes = DefaultMaxInFlightBytes
 	}
 	if cfg.FirstRequestTimeout == 0 {
-		cfg.FirstRequestTimeout = 60 * time.Second
+		cfg.FirstRequestTimeout = DefaultFirstRequestTimeout
 	}
 	if cfg.BufferMaxBytes <= 0 {
-		cfg.BufferMaxBytes = 1 << 30
+		cfg.BufferMaxBytes = DefaultBufferMaxBytes
 	}
 	if cfg.BufferFullWait == 0 {
-		cfg.BufferFullWait = 5 * time.Second
+		cfg.BufferFullWait = DefaultBufferFullWait
 	}
 	if cfg.TagKey == "" {
-		cfg.TagKey = "tag"
+		cfg.TagKey = DefaultTagKey
 	} else if cfg.TagKey == "-" {
 		cfg.TagKey = ""
 	}

@@ -52,7 +52,7 @@ func (f *ForwardSender) Send(ctx context.Context, tag string, events []Event) (b
 	}
 	timeout := f.AckTimeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultAckTimeout
 	}
 	if err := f.conn.WaitAck(time.Now().Add(timeout), req.Chunk); err != nil {
 		f.drop()

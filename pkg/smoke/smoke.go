@@ -53,6 +53,16 @@ const MaxCount = 50000
 // an io timeout of a few seconds.
 const DefaultSettle = 15 * time.Second
 
+// Defaults of a zero Config field (and of the command's flags).
+const (
+	DefaultChunkSize = 100
+	DefaultTag       = "logdoctor.smoke"
+	DefaultTimeout   = time.Minute
+	DefaultPoll      = 100 * time.Millisecond
+	// DefaultAckTimeout is how long ForwardSender waits for a chunk's ack.
+	DefaultAckTimeout = 10 * time.Second
+)
+
 // maxListedIDs caps missing_ids and duplicated_ids in the report.
 const maxListedIDs = 100
 
@@ -128,16 +138,16 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("count %d out of range 1..%d", c.Count, MaxCount)
 	}
 	if c.ChunkSize <= 0 {
-		c.ChunkSize = 100
+		c.ChunkSize = DefaultChunkSize
 	}
 	if c.Tag == "" {
-		c.Tag = "logdoctor.smoke"
+		c.Tag = DefaultTag
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = time.Minute
+		c.Timeout = DefaultTimeout
 	}
 	if c.Poll <= 0 {
-		c.Poll = 100 * time.Millisecond
+		c.Poll = DefaultPoll
 	}
 	if c.Settle < 0 {
 		c.Settle = 0
@@ -571,7 +581,7 @@ func (r *Result) Findings(timeout time.Duration) []report.Finding {
 			Evidence: map[string]any{
 				"run_id": r.RunID, "duplicated": r.Duplicated, "duplicated_ids": r.DuplicatedIDs, "documents": r.Documents,
 			},
-			Remedy: "The shipper resent a bulk request and Elasticsearch generated a new _id for each copy (seed 003). " +
+			Remedy: "The shipper resent a bulk request and Elasticsearch generated a new _id for each copy (\"Duplicates in Elasticsearch\", docs/troubleshooting.md). " +
 				"Give every event a stable id before it is buffered (fluent-plugin-elasticsearch: `elasticsearch_genid` " +
 				"filter + `id_key _hash`; Fluent Bit: `Generate_ID On`) and index with `write_operation create`, " +
 				"so a replay gets 409 instead of a second copy.",

@@ -35,19 +35,34 @@ func stateZoo(t *testing.T, ns *testenv.Netns) {
 	testenv.RequireCommands(t, "nft")
 	var synPort, synRecvPort, fw1Port, lastAckPort int
 	var listeners map[*int]net.Listener
+	mk := sockettest.For(t)
 	if err := ns.Do(func() error {
-		sockettest.Established(t, "127.0.0.1", "127.0.0.2", 2)
-		sockettest.Established(t, "::1", "::1", 1)
-		sockettest.CloseWait(t, "127.0.0.3", "127.0.0.4", 2)
-		sockettest.TimeWait(t, "127.0.0.5", "127.0.0.6", 2)
-		sockettest.SendQ(t, "127.0.0.7", "127.0.0.8")
+		for _, p := range []struct {
+			server, client string
+			n              int
+			make           func(server, client string, n int) (sockettest.Set, error)
+		}{
+			{"127.0.0.1", "127.0.0.2", 2, mk.Established},
+			{"::1", "::1", 1, mk.Established},
+			{"127.0.0.3", "127.0.0.4", 2, mk.CloseWait},
+			{"127.0.0.5", "127.0.0.6", 2, mk.TimeWait},
+		} {
+			if _, err := p.make(p.server, p.client, p.n); err != nil {
+				return err
+			}
+		}
+		if _, _, err := mk.SendQ("127.0.0.7", "127.0.0.8"); err != nil {
+			return err
+		}
 		// A dual-stack listener: IPv4 clients show as IPv4 in tcp6.
 		ln, err := net.Listen("tcp", "[::]:0")
 		if err != nil {
 			return err
 		}
 		t.Cleanup(func() { ln.Close() })
-		sockettest.Dial(t, "127.0.0.9", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 10), Port: ln.Addr().(*net.TCPAddr).Port})
+		if _, err := mk.Dial("127.0.0.9", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 10), Port: ln.Addr().(*net.TCPAddr).Port}); err != nil {
+			return err
+		}
 		c, err := ln.Accept()
 		if err != nil {
 			return err
@@ -55,7 +70,10 @@ func stateZoo(t *testing.T, ns *testenv.Netns) {
 		t.Cleanup(func() { c.Close() })
 		listeners = map[*int]net.Listener{}
 		for _, p := range []*int{&synPort, &synRecvPort, &fw1Port, &lastAckPort} {
-			l := sockettest.Listen(t, "127.0.1.1")
+			l, err := mk.Listen("127.0.1.1")
+			if err != nil {
+				return err
+			}
 			*p = l.Addr().(*net.TCPAddr).Port
 			listeners[p] = l
 		}
@@ -84,32 +102,35 @@ func stateZoo(t *testing.T, ns *testenv.Netns) {
 		}
 		dst := &net.TCPAddr{IP: net.IPv4(127, 0, 1, 1)}
 		dst.Port = synRecvPort
-		sockettest.Dial(t, "127.0.1.2", dst)
+		if _, err := mk.Dial("127.0.1.2", dst); err != nil {
+			return err
+		}
 		dst.Port = fw1Port
-		c := sockettest.Dial(t, "127.0.1.3", dst)
-		acceptConn(t, listeners[&fw1Port]) // held open until the test ends
+		c, err := mk.Dial("127.0.1.3", dst)
+		if err != nil {
+			return err
+		}
+		if _, err := mk.Accept(listeners[&fw1Port]); err != nil { // held open until the test ends
+			return err
+		}
 		c.Close()
 		dst.Port = lastAckPort
-		c = sockettest.Dial(t, "127.0.1.4", dst)
-		srv := acceptConn(t, listeners[&lastAckPort])
+		if c, err = mk.Dial("127.0.1.4", dst); err != nil {
+			return err
+		}
+		srv, err := mk.Accept(listeners[&lastAckPort])
+		if err != nil {
+			return err
+		}
 		c.Close()
-		sockettest.WaitEOF(t, srv)
+		if err := mk.WaitEOF(srv); err != nil {
+			return err
+		}
 		srv.Close()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func acceptConn(t *testing.T, l net.Listener) net.Conn {
-	t.Helper()
-	_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 func sortSockets(s []sockstat.Socket) {

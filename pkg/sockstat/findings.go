@@ -183,8 +183,8 @@ var noEstablishedRemedy = map[peerKind]string{
 }
 
 var noConnectionRemedy = map[peerKind]string{
-	kindES: "The shipper is not talking to Elasticsearch at all: it is stopped, its output is stuck before connecting (seed 000: the flush " +
-		"thread hangs while the buffer grows), or it writes somewhere else (check the output's hosts/host and the addresses sniffing " +
+	kindES: "The shipper is not talking to Elasticsearch at all: it is stopped, its output is stuck before connecting (the flush " +
+		"thread hangs while the buffer grows: \"Logs stop reaching Elasticsearch\", docs/troubleshooting.md), or it writes somewhere else (check the output's hosts/host and the addresses sniffing " +
 		"put in its pool). Look at its buffer size and error log, and check the store with `logdoctor es probe`. " + namespaceHint,
 	kindForward: "The sender is not connected to the forward input at all: it is stopped, has marked the receiver unavailable and is " +
 		"buffering (Fluentd out_forward: heartbeat_type, phi_threshold, the log's \"no nodes are available\"), or sends to another " +

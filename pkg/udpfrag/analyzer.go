@@ -90,13 +90,17 @@ type Config struct {
 	IfaceMTU int           // MTU of the capture interface, used when no fragment shows it
 }
 
+// Defaults of a zero Config field (and of udp-frag's flags).
 const (
-	defaultTimeout  = 30 * time.Second
-	defaultMaxFlows = 65536
-	defaultMaxBytes = 4 << 20
-	maxSources      = 4096 // per-source rows kept; the rest add up under "other"
-	maxSpans        = 16   // disjoint byte ranges tracked per reassembly
-	maxLostSizes    = 32
+	DefaultTimeout  = 30 * time.Second // the kernel's net.ipv4.ipfrag_time
+	DefaultMaxFlows = 65536
+	DefaultMaxBytes = 4 << 20 // ipfrag_high_thresh
+)
+
+const (
+	maxSources   = 4096 // per-source rows kept; the rest add up under "other"
+	maxSpans     = 16   // disjoint byte ranges tracked per reassembly
+	maxLostSizes = 32
 	// MaxUDPPayload is the largest UDP payload IPv4 can carry at all
 	// (65535 - 20 - 8); bigger messages cannot be sent.
 	MaxUDPPayload = 65507
@@ -233,13 +237,13 @@ type Analyzer struct {
 // NewAnalyzer returns an Analyzer with cfg's limits.
 func NewAnalyzer(cfg Config) *Analyzer {
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = defaultTimeout
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.MaxFlows <= 0 {
-		cfg.MaxFlows = defaultMaxFlows
+		cfg.MaxFlows = DefaultMaxFlows
 	}
 	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = defaultMaxBytes
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	a := &Analyzer{
 		cfg:       cfg,

@@ -97,16 +97,22 @@ type SendResult struct {
 	Sizes            []SizeResult `json:"sizes"`
 }
 
+// Defaults of a zero SendConfig field (and of udp-frag --send's flags).
+const (
+	DefaultProbes = 3
+	DefaultWait   = 2 * time.Second
+)
+
 // Send sends the probes and collects acks from a cooperating receiver.
 func Send(ctx context.Context, cfg SendConfig) (*SendResult, error) {
 	if cfg.Probes <= 0 {
-		cfg.Probes = 3
+		cfg.Probes = DefaultProbes
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 5 * time.Millisecond
 	}
 	if cfg.Wait <= 0 {
-		cfg.Wait = 2 * time.Second
+		cfg.Wait = DefaultWait
 	}
 	raddr, err := net.ResolveUDPAddr("udp", cfg.Target)
 	if err != nil {

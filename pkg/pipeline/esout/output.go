@@ -90,21 +90,31 @@ type Config struct {
 	Transport http.RoundTripper
 }
 
+// Defaults of a zero Config field (and of `pipeline run`'s flags).
+const (
+	DefaultWorkers        = 2
+	DefaultBatchCount     = 2000
+	DefaultBatchBytes     = 8 << 20
+	DefaultFlushInterval  = 100 * time.Millisecond
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultRetryTimeout   = time.Hour
+)
+
 func (c *Config) defaults() {
 	if c.Workers <= 0 {
-		c.Workers = 2
+		c.Workers = DefaultWorkers
 	}
 	if c.BatchCount <= 0 {
-		c.BatchCount = 2000
+		c.BatchCount = DefaultBatchCount
 	}
 	if c.BatchBytes <= 0 {
-		c.BatchBytes = 8 << 20
+		c.BatchBytes = DefaultBatchBytes
 	}
 	if c.FlushInterval <= 0 {
-		c.FlushInterval = 100 * time.Millisecond
+		c.FlushInterval = DefaultFlushInterval
 	}
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 30 * time.Second
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.RetryInitial <= 0 {
 		c.RetryInitial = 100 * time.Millisecond
@@ -113,7 +123,7 @@ func (c *Config) defaults() {
 		c.RetryMax = 10 * time.Second
 	}
 	if c.RetryTimeout == 0 {
-		c.RetryTimeout = time.Hour
+		c.RetryTimeout = DefaultRetryTimeout
 	}
 	if c.HealthInterval <= 0 {
 		c.HealthInterval = 2 * time.Second
