@@ -206,23 +206,10 @@ func addExporterSources(ctx context.Context, eng *exporter.Engine, o ExporterOpt
 	if o.Timeout > o.Interval {
 		return nil, usageErrorf("--timeout %s is longer than --interval %s", o.Timeout, o.Interval)
 	}
-	aliases, err := sockstat.AliasesWith(o.Aliases)
+	resolve := orSystemResolver(o.Resolver)
+	aliases, specs, err := peerFlags(ctx, o.Peers, o.Aliases, resolve)
 	if err != nil {
-		return nil, usageErrorf("--alias: %w", err)
-	}
-	resolve := o.Resolver
-	if resolve == nil {
-		resolve = net.DefaultResolver.LookupNetIP
-	}
-	var specs []sockstat.PeerSpec
-	for _, s := range o.Peers {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		spec, err := sockstat.ParsePeerSpec(rctx, s, aliases, resolve)
-		cancel()
-		if err != nil {
-			return nil, usageErrorf("--peer: %w", err)
-		}
-		specs = append(specs, spec)
+		return nil, err
 	}
 	udpPorts := make([]uint16, len(o.UDPPorts))
 	for i, p := range o.UDPPorts {

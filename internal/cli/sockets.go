@@ -144,13 +144,9 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 	default:
 		return nil, usageErrorf("--by %q: want peer, process or state", o.By)
 	}
-	aliases, err := sockstat.AliasesWith(o.Aliases)
+	aliases, specs, err := peerFlags(ctx, o.Peers, o.Aliases, o.Resolver)
 	if err != nil {
-		return nil, usageErrorf("--alias: %w", err)
-	}
-	resolve := o.Resolver
-	if resolve == nil {
-		resolve = net.DefaultResolver.LookupNetIP
+		return nil, err
 	}
 	p.agg = sockstat.AggregateOptions{
 		Ephemeral: sockstat.ReadEphemeral(o.ProcRoot),
@@ -162,17 +158,8 @@ func planSockets(ctx context.Context, o SocketsOptions) (*socketsPlan, error) {
 		ZeroWindowProbes: o.Thresholds.ZeroWindowProbes,
 	}
 	filters := &sockstat.Filters{}
-	for _, s := range o.Peers {
-		// Names are resolved here, once, not at every --watch sample.
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		spec, err := sockstat.ParsePeerSpec(rctx, s, aliases, resolve)
-		cancel()
-		if err != nil {
-			return nil, usageErrorf("--peer: %w", err)
-		}
-		p.agg.Peers = append(p.agg.Peers, spec)
-		filters.Peers = append(filters.Peers, spec)
-	}
+	p.agg.Peers = specs
+	filters.Peers = specs
 	for _, s := range o.States {
 		st, err := sockstat.ParseState(s)
 		if err != nil {
@@ -274,4 +261,35 @@ func (p *socketsPlan) sample(n int) (*report.Report, error) {
 	r.Data = data
 	r.Finish(p.opts.Now())
 	return r, nil
+}
+
+// peerFlags turns --alias and --peer values into peer specs. DNS names are
+// resolved here, once, each within 10 s, not at every --watch sample or
+// exporter interval.
+func peerFlags(ctx context.Context, peers, aliasFlags []string, resolve sockstat.Resolver) (sockstat.Aliases, []sockstat.PeerSpec, error) {
+	aliases, err := sockstat.AliasesWith(aliasFlags)
+	if err != nil {
+		return nil, nil, usageErrorf("--alias: %w", err)
+	}
+	resolve = orSystemResolver(resolve)
+	var specs []sockstat.PeerSpec
+	for _, s := range peers {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		spec, err := sockstat.ParsePeerSpec(rctx, s, aliases, resolve)
+		cancel()
+		if err != nil {
+			return nil, nil, usageErrorf("--peer: %w", err)
+		}
+		specs = append(specs, spec)
+	}
+	return aliases, specs, nil
+}
+
+// orSystemResolver is r, or the system's resolver when r is nil (tests
+// inject one).
+func orSystemResolver(r sockstat.Resolver) sockstat.Resolver {
+	if r == nil {
+		return net.DefaultResolver.LookupNetIP
+	}
+	return r
 }
