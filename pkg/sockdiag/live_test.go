@@ -173,14 +173,7 @@ func brief(s []sockstat.Socket) []string {
 // the same namespace socket for socket: addresses, ports, states, queues,
 // inodes and owners, in every state the zoo holds.
 func TestNetlinkAgreesWithProc(t *testing.T) {
-	testenv.RequireLinux(t)
-	ns := testenv.NewNetns(t)
-	stateZoo(t, ns)
-	c, err := DialNetns("/run/netns/" + ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ns, c := zooConn(t)
 
 	want := map[sockstat.State]bool{}
 	for _, s := range []sockstat.State{sockstat.Established, sockstat.Listen, sockstat.CloseWait, sockstat.FinWait2,
@@ -192,6 +185,7 @@ func TestNetlinkAgreesWithProc(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var proc []sockstat.Socket
+		var err error
 		d, err = c.Dump(AllStates, true, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -357,14 +351,7 @@ func TestDialSelf(t *testing.T) {
 // The one compatibility dump (both families in one walk) returns what the
 // two per-family dumps return, which is what a kernel refusing it gets.
 func TestCompatDumpAgreesWithPerFamily(t *testing.T) {
-	testenv.RequireLinux(t)
-	ns := testenv.NewNetns(t)
-	stateZoo(t, ns)
-	c, err := DialNetns("/run/netns/" + ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := zooConn(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		one, err := c.Dump(AllStates, false, 0)
@@ -473,4 +460,19 @@ func TestAddInfo(t *testing.T) {
 			}
 		}
 	}
+}
+
+// zooConn is a new namespace holding the state zoo and a sock_diag
+// connection into it, closed when the test ends.
+func zooConn(t *testing.T) (*testenv.Netns, *Conn) {
+	t.Helper()
+	testenv.RequireLinux(t)
+	ns := testenv.NewNetns(t)
+	stateZoo(t, ns)
+	c, err := DialNetns("/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ns, c
 }
