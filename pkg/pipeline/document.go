@@ -179,7 +179,7 @@ func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, st
 	if !haveTime {
 		dst = jsonenc.AppendString(dst, d.timeKey)
 		dst = append(dst, ':', '"')
-		dst = t.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000000Z")
+		dst = appendTimestamp(dst, t)
 		dst = append(dst, '"')
 		added = true
 	}
@@ -199,6 +199,74 @@ func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, st
 	dst = append(dst, rest...)
 	return dst, id, nil
 }
+
+// timestampLayout is the event time in documents: RFC 3339, UTC, always
+// nine fraction digits (Elasticsearch's date_nanos and strict_date_optional_time
+// both read it).
+const timestampLayout = "2006-01-02T15:04:05.000000000Z"
+
+// appendTimestamp appends t in timestampLayout. Formatting is per
+// document at delivery, and time.AppendFormat walks the layout and
+// splits the date apart on every call (4% of the pipeline's CPU at 300k
+// documents/s); this computes the civil date from the Unix time (Howard
+// Hinnant's days_from_civil inverse) and writes fixed-width digits, for
+// years 0 to 9999, leaving any other time to AppendFormat.
+func appendTimestamp(dst []byte, t time.Time) []byte {
+	const (
+		minSec = -62167219200 // 0000-01-01T00:00:00Z
+		maxSec = 253402300799 // 9999-12-31T23:59:59Z
+	)
+	secs := t.Unix()
+	if secs < minSec || secs > maxSec {
+		return t.UTC().AppendFormat(dst, timestampLayout)
+	}
+	days := (secs - minSec) / 86400 // days since 0000-01-01, >= 0
+	rem := int((secs - minSec) % 86400)
+	// Civil date from days since 0000-03-01 (era of 400 years).
+	z := days - 60 // 0000-01-01 .. 0000-02-29 are 60 days (year 0 is leap)
+	era := z
+	if era < 0 {
+		era -= 146096
+	}
+	era /= 146097
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	day := int(doy - (153*mp+2)/5 + 1)
+	month := int(mp + 3)
+	if month > 12 {
+		month -= 12
+	}
+	year := int(yoe + era*400)
+	if month <= 2 {
+		year++
+	}
+	var b [len(timestampLayout)]byte
+	put4(b[0:4], year)
+	b[4] = '-'
+	put2(b[5:7], month)
+	b[7] = '-'
+	put2(b[8:10], day)
+	b[10] = 'T'
+	put2(b[11:13], rem/3600)
+	b[13] = ':'
+	put2(b[14:16], rem/60%60)
+	b[16] = ':'
+	put2(b[17:19], rem%60)
+	b[19] = '.'
+	ns := t.Nanosecond()
+	for i := 28; i >= 20; i-- {
+		b[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	b[29] = 'Z'
+	return append(dst, b[:]...)
+}
+
+func put2(b []byte, v int) { b[0], b[1] = byte('0'+v/10), byte('0'+v%10) }
+
+func put4(b []byte, v int) { put2(b[0:2], v/100); put2(b[2:4], v%100) }
 
 // keyIs reports whether the quoted JSON key k is want, without allocating
 // for keys that have no escapes (nearly all of them).

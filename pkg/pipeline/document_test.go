@@ -2,11 +2,12 @@ package pipeline
 
 import (
 	"bytes"
-	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
-
 	"encoding/json"
+	"math/rand"
 	"testing"
 	"time"
+
+	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
 
 func TestDocBuild(t *testing.T) {
@@ -136,5 +137,48 @@ func TestEventIDStable(t *testing.T) {
 		if got := eventID(c.tag, c.sec, c.nsec, c.raw); got != c.want {
 			t.Errorf("eventID(%q, %d, %d, %x) = %s, want %s", c.tag, c.sec, c.nsec, c.raw, got, c.want)
 		}
+	}
+}
+
+// TestAppendTimestamp: the hand-written formatter writes what
+// time.AppendFormat writes, for times in every zone, around leap days and
+// year ends, at the edges of four-digit years and beyond them.
+func TestAppendTimestamp(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	east := time.FixedZone("east", 14*3600)
+	times := []time.Time{
+		time.Unix(0, 0), time.Unix(1763719200, 5), time.Unix(-1, 999999999),
+		time.Date(2024, 2, 29, 23, 59, 59, 999999999, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 1, time.UTC),
+		time.Date(2000, 1, 1, 0, 0, 0, 0, east), // the previous day in UTC
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC),
+	}
+	for i := 0; i < 10000; i++ {
+		times = append(times, time.Unix(rng.Int63n(1<<37)-1<<36, rng.Int63n(1e9)).In(east))
+	}
+	for _, tm := range times {
+		want := tm.UTC().AppendFormat([]byte("x"), timestampLayout)
+		if got := appendTimestamp([]byte("x"), tm); string(got) != string(want) {
+			t.Fatalf("%v: got %s, want %s", tm, got, want)
+		}
+	}
+}
+
+func BenchmarkAppendTimestamp(b *testing.B) {
+	tm := time.Unix(1763719200, 123456789)
+	var dst []byte
+	for i := 0; i < b.N; i++ {
+		dst = appendTimestamp(dst[:0], tm)
+	}
+}
+
+func BenchmarkAppendFormatTimestamp(b *testing.B) {
+	tm := time.Unix(1763719200, 123456789)
+	var dst []byte
+	for i := 0; i < b.N; i++ {
+		dst = tm.UTC().AppendFormat(dst[:0], timestampLayout)
 	}
 }
