@@ -333,6 +333,51 @@ func TestRecordToJSON(t *testing.T) {
 	}
 }
 
+// TestRecordToJSONKeys: the spans name every top-level key of the JSON
+// written after what dst held, with its value, as a JSON decoder sees
+// them, nested keys not included; the JSON is RecordToJSON's.
+func TestRecordToJSONKeys(t *testing.T) {
+	rec := mustRecord(t, map[string]any{
+		"s": "a\"b", "nested": map[string]any{"inner": 1, "deeper": map[string]any{"x": []any{1, "}"}}},
+		"arr": []any{map[string]any{"k": "v"}}, "n": nil, "@timestamp": "mine",
+	})
+	b, _ := msgpack.Marshal(map[int]string{7: "x"})
+	for _, r := range [][]byte{rec, b, {0x80}} {
+		prefix := []byte("[earlier documents]")
+		js, keys, err := RecordToJSONKeys(prefix, r, []KeySpan{{1, 2, 3}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := RecordToJSON(nil, r)
+		if !bytes.Equal(js[len(prefix):], plain) {
+			t.Fatalf("JSON %s, RecordToJSON %s", js[len(prefix):], plain)
+		}
+		if keys[0] != (KeySpan{1, 2, 3}) {
+			t.Fatalf("keys given were not kept: %v", keys)
+		}
+		keys = keys[1:]
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal(plain, &want); err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != len(want) {
+			t.Fatalf("%d spans for %d keys in %s", len(keys), len(want), plain)
+		}
+		for _, k := range keys {
+			var name string
+			if js[k.Val-1] != ':' || json.Unmarshal(js[k.Key:k.Val-1], &name) != nil {
+				t.Fatalf("span %v is not a key and colon: %q", k, js[k.Key:k.Val])
+			}
+			if v, ok := want[name]; !ok || !bytes.Equal(js[k.Val:k.End], v) {
+				t.Fatalf("key %q: span value %s, decoder %s", name, js[k.Val:k.End], v)
+			}
+		}
+	}
+	if _, _, err := RecordToJSONKeys(nil, []byte{0x91, 0x01}, nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("array record: %v", err)
+	}
+}
+
 // Fluentd's out_forward sends compressed: "text" on every uncompressed
 // request; in_forward reads it as plain. A codec we cannot read is refused.
 func TestCompressedOptionValues(t *testing.T) {

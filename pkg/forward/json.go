@@ -332,23 +332,43 @@ func fromJSON(v any) any {
 // become base64 strings, NaN and infinities become null, and non-string
 // map keys become their JSON text.
 func RecordToJSON(dst []byte, record []byte) ([]byte, error) {
-	c := mpJSON{r: mp{b: record}, maxDepth: DefaultLimits.MaxDepth}
+	out, _, err := recordToJSON(dst, record, nil, false)
+	return out, err
+}
+
+// KeySpan is where one top-level key of a record, and its value, landed
+// in the JSON RecordToJSONKeys wrote: dst[Key:Val] is the quoted key and
+// its colon, dst[Val:End] the value.
+type KeySpan struct{ Key, Val, End int }
+
+// RecordToJSONKeys is RecordToJSON that also appends to keys the span of
+// every top-level key, so a caller looking for a key (the document
+// builder's @timestamp and tag) need not scan the JSON it just got.
+func RecordToJSONKeys(dst []byte, record []byte, keys []KeySpan) ([]byte, []KeySpan, error) {
+	return recordToJSON(dst, record, keys, true)
+}
+
+func recordToJSON(dst, record []byte, keys []KeySpan, wantKeys bool) ([]byte, []KeySpan, error) {
+	c := mpJSON{r: mp{b: record}, maxDepth: DefaultLimits.MaxDepth, keys: keys, wantKeys: wantKeys}
 	if len(record) == 0 || !isMapCode(record[0]) {
-		return dst, fmt.Errorf("%w: record is not a msgpack map", ErrMalformed)
+		return dst, keys, fmt.Errorf("%w: record is not a msgpack map", ErrMalformed)
 	}
 	out, err := c.value(dst, 0)
 	if err != nil {
-		return dst, err
+		return dst, keys, err
 	}
 	if c.r.p != len(record) {
-		return dst, fmt.Errorf("%w: %d trailing bytes after record", ErrMalformed, len(record)-c.r.p)
+		return dst, keys, fmt.Errorf("%w: %d trailing bytes after record", ErrMalformed, len(record)-c.r.p)
 	}
-	return out, nil
+	return out, c.keys, nil
 }
 
 type mpJSON struct {
 	r        mp
 	maxDepth int
+	// keys receives the top-level key spans when wantKeys.
+	keys     []KeySpan
+	wantKeys bool
 }
 
 func (c *mpJSON) value(dst []byte, depth int) ([]byte, error) {
@@ -393,6 +413,7 @@ func (c *mpJSON) value(dst []byte, depth int) ([]byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
+			keyAt := len(dst)
 			if k, _ := r.peek(); isStrCode(k) || isBinCode(k) {
 				s, err := r.bytesVal()
 				if err != nil {
@@ -409,8 +430,12 @@ func (c *mpJSON) value(dst []byte, depth int) ([]byte, error) {
 				dst = jsonenc.AppendString(dst[:start], key)
 			}
 			dst = append(dst, ':')
+			valAt := len(dst)
 			if dst, err = c.value(dst, depth+1); err != nil {
 				return dst, err
+			}
+			if depth == 0 && c.wantKeys {
+				c.keys = append(c.keys, KeySpan{Key: keyAt, Val: valAt, End: len(dst)})
 			}
 		}
 		return append(dst, '}'), nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/logdoctor/logdoctor/internal/jsonenc"
+	"github.com/logdoctor/logdoctor/pkg/forward"
 )
 
 // eventID is the deterministic _id of an event: the first 128 bits of
@@ -173,6 +174,25 @@ func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, st
 	if err != nil {
 		return dst, "", err
 	}
+	return d.appendDoc(dst, obj, haveTime, haveTag, tag, t), id, nil
+}
+
+// buildKeys is build without the idKey, for a record's JSON whose
+// top-level keys forward.RecordToJSONKeys already reported: the record is
+// not scanned again.
+func (d *docBuilder) buildKeys(dst, obj []byte, keys []forward.KeySpan, tag string, t time.Time) []byte {
+	haveTime, haveTag := d.timeKey == "", d.tagKey == ""
+	for _, k := range keys {
+		key := obj[k.Key : k.Val-1] // without the colon
+		haveTime = haveTime || keyIs(key, d.timeKey)
+		haveTag = haveTag || keyIs(key, d.tagKey)
+	}
+	return d.appendDoc(dst, obj, haveTime, haveTag, tag, t)
+}
+
+// appendDoc appends the document: obj, a JSON object, with the event time
+// and the tag first when it does not have them.
+func (d *docBuilder) appendDoc(dst, obj []byte, haveTime, haveTag bool, tag string, t time.Time) []byte {
 	i := skipWS(obj, 0) + 1 // after '{'
 	dst = append(dst, '{')
 	added := false
@@ -196,8 +216,7 @@ func (d *docBuilder) build(dst, obj []byte, tag string, t time.Time) ([]byte, st
 	if added && skipWS(rest, 0) < len(rest) && rest[skipWS(rest, 0)] != '}' {
 		dst = append(dst, ',')
 	}
-	dst = append(dst, rest...)
-	return dst, id, nil
+	return append(dst, rest...)
 }
 
 // timestampLayout is the event time in documents: RFC 3339, UTC, always

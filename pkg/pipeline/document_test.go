@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
 
@@ -180,5 +183,45 @@ func BenchmarkAppendFormatTimestamp(b *testing.B) {
 	var dst []byte
 	for i := 0; i < b.N; i++ {
 		dst = tm.UTC().AppendFormat(dst[:0], timestampLayout)
+	}
+}
+
+// TestBuildKeysMatchesBuild: the document made from the key spans
+// RecordToJSONKeys reports is the one build makes by scanning the JSON,
+// with and without the time and tag keys in the record, nested
+// look-alikes, escaped keys, non-string keys and an empty record.
+func TestBuildKeysMatchesBuild(t *testing.T) {
+	records := []any{
+		map[string]any{"msg": "m", "n": 1},
+		map[string]any{"@timestamp": "mine", "x": map[string]any{"tag": 1}},
+		map[string]any{"tag": "theirs", "arr": []any{map[string]any{"@timestamp": 2}}},
+		map[string]any{"@timestamp": 1, "tag": 2},
+		map[string]any{"ta\"g": 1, "@time\nstamp": 2, "é": "ü"},
+		map[int]any{1: "one", 2: map[string]any{"tag": 3}},
+		map[string]any{},
+	}
+	tm := time.Unix(1763719200, 42)
+	for _, d := range []docBuilder{{timeKey: "@timestamp", tagKey: "tag"}, {timeKey: "", tagKey: "ta\"g"}, {timeKey: "@time\nstamp"}} {
+		for _, r := range records {
+			raw, err := msgpack.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			js, err := forward.RecordToJSON(nil, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _, err := d.build([]byte("prev"), js, "app.x", tm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			js2, keys, err := forward.RecordToJSONKeys(nil, raw, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.buildKeys([]byte("prev"), js2, keys, "app.x", tm); !bytes.Equal(got, want) {
+				t.Fatalf("builder %+v, record %v:\nbuildKeys %s\nbuild     %s", d, r, got, want)
+			}
+		}
 	}
 }

@@ -270,8 +270,9 @@ func (in *forwardInput) documents(ctx context.Context, peer net.Addr, req *forwa
 
 // rawScratch is what prepareRaw reuses between records.
 type rawScratch struct {
-	js  []byte
-	ids idHasher
+	js   []byte
+	keys []forward.KeySpan
+	ids  idHasher
 }
 
 // prepareRaw is the output's Prepare: the document and the _id of a
@@ -292,16 +293,11 @@ func (p *Pipeline) prepareRaw(dst []byte, r buffer.Record) ([]byte, string, erro
 		}
 	}()
 	var err error
-	sc.js, err = forward.RecordToJSON(sc.js[:0], r.Doc)
+	sc.js, sc.keys, err = forward.RecordToJSONKeys(sc.js[:0], r.Doc, sc.keys[:0])
 	if err != nil {
 		return dst, "", fmt.Errorf("record not convertible to JSON: %w", err)
 	}
-	d := p.docs
-	d.idKey = ""
-	out, _, err := d.build(dst, sc.js, r.Tag, time.Unix(r.Sec, int64(r.Nsec)))
-	if err != nil {
-		return dst, "", fmt.Errorf("record is not a map: %w", err)
-	}
+	out := p.docs.buildKeys(dst, sc.js, sc.keys, r.Tag, time.Unix(r.Sec, int64(r.Nsec)))
 	var id [idLen]byte
 	return out, string(sc.ids.appendID(id[:0], r.Tag, r.Sec, r.Nsec, r.Doc)), nil
 }
