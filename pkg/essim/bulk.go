@@ -207,8 +207,11 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, s
 	res := make([]itemResult, len(items))
 	st := s.store
 	st.Lock()
+	// A bulk request's items nearly always name one index: its name is
+	// checked once, not per item.
+	var validIndex string
 	for i := range items {
-		n.apply(&items[i], &res[i], f)
+		n.apply(&items[i], &res[i], f, &validIndex)
 	}
 	err := st.FlushLocked()
 	st.Unlock()
@@ -241,17 +244,21 @@ func (n *node) rejectReason() string {
 		strconv.FormatInt(n.writeActive.Load(), 10) + ", queued tasks = " + strconv.FormatInt(n.writeQueue.Load(), 10) + "]"
 }
 
-// apply performs one item; the caller holds the store lock.
-func (n *node) apply(it *BulkItem, x *itemResult, f Faults) {
+// apply performs one item; the caller holds the store lock. validIndex
+// is an index name known to be valid, updated to the item's when it is.
+func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) {
 	s := n.s
 	st := s.store
 	x.op, x.index, x.id = it.Op, it.Index, it.ID
 	fail := func(status int, typ, reason string) {
 		x.status, x.errType, x.errReason = status, typ, reason
 	}
-	if msg := checkIndexName(it.Index); msg != "" {
-		fail(http.StatusBadRequest, "invalid_index_name_exception", "Invalid index name ["+it.Index+"], "+msg)
-		return
+	if it.Index == "" || it.Index != *validIndex {
+		if msg := checkIndexName(it.Index); msg != "" {
+			fail(http.StatusBadRequest, "invalid_index_name_exception", "Invalid index name ["+it.Index+"], "+msg)
+			return
+		}
+		*validIndex = it.Index
 	}
 	if len(it.ID) > 512 {
 		fail(http.StatusBadRequest, "illegal_argument_exception", "id ["+it.ID[:32]+"...] is too long, must be no longer than 512 bytes but was: "+strconv.Itoa(len(it.ID)))

@@ -234,6 +234,13 @@ func TestBulkMalformedAndLimits(t *testing.T) {
 	if get(m, "items.0.index.error.type") != "invalid_index_name_exception" || get(m, "items.1.index.error.type") != "document_parsing_exception" {
 		t.Errorf("item errors: %s", r.body)
 	}
+	// The index name is checked once per run of items naming it: a bad
+	// name between good ones still fails, alone.
+	r = do(t, nil, "POST", s.URL()+"/_bulk", "{\"index\":{\"_index\":\"x\"}}\n{}\n{\"index\":{\"_index\":\"X\"}}\n{}\n{\"index\":{\"_index\":\"x\"}}\n{}\n")
+	m = r.json(t)
+	if get(m, "items.0.index.status") != 201.0 || get(m, "items.1.index.error.type") != "invalid_index_name_exception" || get(m, "items.2.index.status") != 201.0 {
+		t.Errorf("item errors: %s", r.body)
+	}
 	big := strings.Repeat(`{"index":{"_index":"x"}}`+"\n"+`{"m":"`+strings.Repeat("a", 100)+`"}`+"\n", 40)
 	if r := do(t, nil, "POST", s.URL()+"/_bulk", big); r.status != 413 {
 		t.Errorf("over max_content_length: %d", r.status)
