@@ -58,7 +58,10 @@
 // estimate of records lost in damaged bytes, which counts markers; an
 // LDBUF1 segment has no marker, so recovery tries every offset there, with
 // a budget of checksummed bytes. Zeros hold no marker and no plausible
-// length: they end a segment.
+// length: they end a segment. The magic's version is not trusted blindly
+// either: a damaged magic, or one under which the segment reads with
+// damage, is read as both versions and the one finding more intact
+// records wins (one flipped bit turns "LDBUF2" into "LDBUF1").
 //
 // The checkpoint file is
 //

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -307,20 +308,31 @@ func TestRandomSegment(t *testing.T) {
 	}
 }
 
-// TestDamagedMagic: a flipped byte in a segment's magic costs no record.
+// TestDamagedMagic: a flipped byte in a segment's magic costs no record,
+// also when the flip is in the version byte and leaves the other
+// version's valid magic (LDBUF2 read as LDBUF1 found no record at all:
+// the model test lost a whole segment to it).
 func TestDamagedMagic(t *testing.T) {
-	for _, format := range []string{"v2", "v1"} {
-		t.Run(format, func(t *testing.T) {
+	for _, c := range []struct {
+		format string
+		flip   func(magic []byte)
+	}{
+		{"v2", func(m []byte) { m[2] ^= 0x40 }},
+		{"v1", func(m []byte) { m[2] ^= 0x40 }},
+		{"v2 read as v1", func(m []byte) { copy(m, segmentMagicV1) }},
+		{"v1 read as v2", func(m []byte) { copy(m, segmentMagic) }},
+	} {
+		t.Run(c.format, func(t *testing.T) {
 			dir := t.TempDir()
 			n := 120
-			if format == "v1" {
+			if strings.HasPrefix(c.format, "v1") {
 				copyV1Fixture(t, dir)
 			} else {
 				writeSegments(t, dir, 4096, n)
 			}
 			path := segFiles(t, dir)[1]
 			data, _ := os.ReadFile(path)
-			data[2] ^= 0x40
+			c.flip(data[:len(segmentMagic)])
 			os.WriteFile(path, data, 0o600)
 			b := open(t, Options{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 24})
 			cs := b.Corruptions()

@@ -160,6 +160,25 @@ func scanSegmentData(r io.ReaderAt, size int64, maxRecord int) (*segScan, error)
 	if err := s.scanFrames(w, maxRecord); err != nil {
 		return nil, err
 	}
+	if len(s.damaged) > 0 {
+		// The magic may be the damage even when it reads as a valid one:
+		// its sixth byte is the version, and one flipped bit turns
+		// LDBUF2 into LDBUF1, under which not one record of the segment
+		// reads. Read it as the other version too and believe whichever
+		// finds more intact records.
+		other := formatV1
+		if s.format == formatV1 {
+			other = formatV2
+		}
+		t := &segScan{format: other, size: size, nonZero: nz, end: int64(len(segmentMagic)), v1Budget: s.v1Budget,
+			damaged: []damage{{from: 0, to: int64(len(segmentMagic))}}}
+		if err := t.scanFrames(w, maxRecord); err != nil {
+			return nil, err
+		}
+		if len(t.ends) > len(s.ends) {
+			return t.finish(w, maxRecord)
+		}
+	}
 	return s.finish(w, maxRecord)
 }
 
