@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,11 @@ type model struct {
 	appends, failed, reads, corrupts, crashes, lostTouched int
 
 	segmentBytes int64 // default 4096: many rotations
+	// hist is what happened, step by step (appends, corruptions, crashes
+	// and what each recovery found), printed when a record goes missing:
+	// the timing of background work (spare segments, unlinks, the
+	// checkpoint) makes a seed's run differ from one try to the next.
+	hist []string
 
 	writeMu     sync.Mutex
 	writeEvents []*WriteError // what OnWriteError was told
@@ -64,6 +70,7 @@ func (m *model) open() {
 		m.t.Fatalf("open: %v", err)
 	}
 	m.b = b
+	m.hist = append(m.hist, fmt.Sprintf("open %s: %+v", filepath.Base(m.dir), b.Recovery()))
 	m.out = map[Pos]string{}
 	m.touchedPos = map[Pos]bool{}
 }
@@ -89,6 +96,7 @@ func (m *model) appendSome() error {
 		return err
 	}
 	m.appends++
+	m.hist = append(m.hist, fmt.Sprintf("append %s..%s", recs[0].ID, recs[len(recs)-1].ID))
 	for _, r := range recs {
 		m.acked[r.ID] = true
 	}
@@ -192,6 +200,7 @@ func (m *model) corrupt() {
 	f.ReadAt(b[:], off)
 	b[0] ^= byte(1 + m.rng.Intn(255))
 	f.WriteAt(b[:], off)
+	m.hist = append(m.hist, fmt.Sprintf("corrupt %s at %d of %d bytes", filepath.Base(path), off, fi.Size()))
 	m.corrupts++
 }
 
@@ -199,7 +208,16 @@ func (m *model) corrupt() {
 // there; the old one is closed, its later writes going to the old
 // directory.
 func (m *model) crash() {
-	snap := m.fs.snapshot(m.t, m.dir, m.rng.Intn(2) == 0, m.rng)
+	powerLoss := m.rng.Intn(2) == 0
+	snap := m.fs.snapshot(m.t, m.dir, powerLoss, m.rng)
+	var files []string
+	ents, _ := os.ReadDir(snap)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && !e.IsDir() {
+			files = append(files, fmt.Sprintf("%s:%d", e.Name(), fi.Size()))
+		}
+	}
+	m.hist = append(m.hist, fmt.Sprintf("crash (power loss %v), left %v", powerLoss, files))
 	m.b.Close()
 	m.dir = snap
 	m.crashes++
@@ -225,6 +243,7 @@ func (m *model) finish() {
 			m.lostTouched++
 			continue
 		}
+		m.t.Logf("what happened:\n%s", strings.Join(m.hist, "\n"))
 		m.t.Fatalf("record %s was acked to its sender and never delivered (%d appends, %d crashes, %d corruptions)",
 			id, m.appends, m.crashes, m.corrupts)
 	}
