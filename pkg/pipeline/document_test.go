@@ -225,3 +225,26 @@ func TestBuildKeysMatchesBuild(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyIs: a quoted JSON key against a field name, with escapes that
+// make the quoted key longer than the name or the same length.
+func TestKeyIs(t *testing.T) {
+	for _, c := range []struct {
+		key, want string
+		is        bool
+	}{
+		{`"@timestamp"`, "@timestamp", true},
+		{`"@timestamp"`, "@timestamps", false},
+		{`"tag"`, "ta", false},
+		{`"@time\u0073tamp"`, "@timestamp", true},
+		{`"@time\u0073tamp"`, "@timesXtamp", false},
+		{`"a\\b"`, `a\b`, true},
+		{`"x\""`, `x\"`, false}, // the same bytes, but the key is x"
+		{`"x\""`, `x"`, true},
+		{`""`, "", true},
+	} {
+		if got := keyIs([]byte(c.key), c.want); got != c.is {
+			t.Errorf("keyIs(%s, %q) = %v", c.key, c.want, got)
+		}
+	}
+}
