@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bufio"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -47,6 +48,27 @@ func (n *Netns) Run(t testing.TB, name string, args ...string) string {
 // Command prepares a command to run inside the namespace.
 func (n *Netns) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+// Start starts a command inside the namespace, kills it when the test
+// ends, and returns it with the first line it prints: the command says
+// it is ready (and, say, which port it bound) by printing that line.
+func (n *Netns) Start(t testing.TB, name string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := n.Command(name, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("%s in namespace %s printed no line: %v", name, n.Name, err)
+	}
+	return cmd, strings.TrimSpace(line)
 }
 
 // Do runs fn on an OS thread switched into the namespace (netns.Run).

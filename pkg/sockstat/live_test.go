@@ -229,23 +229,10 @@ func TestLiveIPv6(t *testing.T) {
 func TestScanProcessesStopsOnceFound(t *testing.T) {
 	testenv.RequireCommands(t, "python3")
 	ns := testenv.NewNetns(t)
-	child := ns.Command("python3", "-c", "import socket,sys,time\n"+
+	child, line := ns.Start(t, "python3", "-c", "import socket,sys,time\n"+
 		"s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n"+
 		"print(s.getsockname()[1], flush=True); time.sleep(60)")
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
-	buf := make([]byte, 16)
-	n, err := out.Read(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, _ := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	port, _ := strconv.Atoi(line)
 	pid := child.Process.Pid
 	root := fmt.Sprintf("/proc/%d", pid)
 	socks, _, err := sockstat.ReadTCP(root)

@@ -70,20 +70,9 @@ func TestKernelReceiveBufferDrops(t *testing.T) {
 func TestReadKernelOfAnotherNamespace(t *testing.T) {
 	testenv.RequireCommands(t, "python3")
 	ns := testenv.NewNetns(t)
-	child := ns.Command("python3", "-c", "import socket,time\n"+
+	child, _ := ns.Start(t, "python3", "-c", "import socket,time\n"+
 		"s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 5999))\n"+
 		"print('ready', flush=True); time.sleep(60)")
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
-	if _, err := out.Read(make([]byte, 8)); err != nil {
-		t.Fatal(err)
-	}
 	k, err := ReadKernelOf("/proc", child.Process.Pid, []uint16{5999})
 	if err != nil {
 		t.Fatal(err)
