@@ -45,22 +45,12 @@ func TestDialNoHelo(t *testing.T) {
 // TLS record bytes in the answer to a plaintext request mean the port
 // expects TLS, whatever else went wrong.
 func TestPlaintextAnsweredWithTLSAlert(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	ln := serveOnce(t, func(c net.Conn) {
 		c.Read(make([]byte, 512))
 		// What an OpenSSL server may send for a non-TLS record: a fatal
 		// protocol_version alert, then it closes.
 		c.Write([]byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46})
-	}()
+	})
 	c, err := forward.Dial(context.Background(), ln.Addr().String(), forward.ClientConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -107,22 +97,12 @@ func TestSniffTLS(t *testing.T) {
 // A TLS client against a plaintext port that reads the ClientHello and
 // waits (as Fluentd does) gives up after the handshake timeout.
 func TestTLSHandshakeIsBounded(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	ln := serveOnce(t, func(c net.Conn) {
 		c.Read(make([]byte, 4096))
 		time.Sleep(5 * time.Second)
-	}()
+	})
 	start := time.Now()
-	_, err = forward.Dial(context.Background(), ln.Addr().String(), forward.ClientConfig{TLSConfig: &tls.Config{InsecureSkipVerify: true}, HandshakeTimeout: 300 * time.Millisecond})
+	_, err := forward.Dial(context.Background(), ln.Addr().String(), forward.ClientConfig{TLSConfig: &tls.Config{InsecureSkipVerify: true}, HandshakeTimeout: 300 * time.Millisecond})
 	var se *forward.StepError
 	if !errors.As(err, &se) || se.Step != "tls" || !strings.Contains(err.Error(), "no answer to the TLS ClientHello within 300ms") {
 		t.Fatalf("%v", err)
@@ -130,4 +110,24 @@ func TestTLSHandshakeIsBounded(t *testing.T) {
 	if el := time.Since(start); el > 3*time.Second {
 		t.Fatalf("took %v", el)
 	}
+}
+
+// serveOnce listens on loopback and hands the first connection to fn,
+// closing it after; the listener closes when the test ends.
+func serveOnce(t *testing.T, fn func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fn(c)
+	}()
+	return ln
 }
