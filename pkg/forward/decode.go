@@ -449,18 +449,24 @@ func (d *Decoder) parseMsgpack(frame []byte, req *Request) error {
 	return nil
 }
 
-func (d *Decoder) entry(r *mp, req *Request) error {
+// entryTime reads an entry's head: one more event than the request may
+// hold is refused, then [time, record] must be a pair and the time valid.
+func (d *Decoder) entryTime(r *mp, req *Request) (EventTime, error) {
 	if len(req.Entries) >= d.lim.MaxArrayLen {
-		return fmt.Errorf("%w: more than %d events in one request", ErrTooLarge, d.lim.MaxArrayLen)
+		return EventTime{}, fmt.Errorf("%w: more than %d events in one request", ErrTooLarge, d.lim.MaxArrayLen)
 	}
 	n, err := r.arrayLen()
 	if err != nil {
-		return err
+		return EventTime{}, err
 	}
 	if n != 2 {
-		return fmt.Errorf("%w: entry is an array of %d elements, want [time, record]", ErrMalformed, n)
+		return EventTime{}, fmt.Errorf("%w: entry is an array of %d elements, want [time, record]", ErrMalformed, n)
 	}
-	t, err := r.eventTime()
+	return r.eventTime()
+}
+
+func (d *Decoder) entry(r *mp, req *Request) error {
+	t, err := d.entryTime(r, req)
 	if err != nil {
 		return err
 	}
@@ -474,18 +480,8 @@ func (d *Decoder) entry(r *mp, req *Request) error {
 // scannedEntry decodes an entry the scanner found whole and within the
 // limits: after its time, the rest of it is the record.
 func (d *Decoder) scannedEntry(b []byte, req *Request) error {
-	if len(req.Entries) >= d.lim.MaxArrayLen {
-		return fmt.Errorf("%w: more than %d events in one request", ErrTooLarge, d.lim.MaxArrayLen)
-	}
 	r := mp{b: b, sc: &d.sc}
-	n, err := r.arrayLen()
-	if err != nil {
-		return err
-	}
-	if n != 2 {
-		return fmt.Errorf("%w: entry is an array of %d elements, want [time, record]", ErrMalformed, n)
-	}
-	t, err := r.eventTime()
+	t, err := d.entryTime(&r, req)
 	if err != nil {
 		return err
 	}
