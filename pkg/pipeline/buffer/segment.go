@@ -129,15 +129,22 @@ func preallocate(st storage, from, to int64) error {
 			return err
 		}
 	}
-	zero := make([]byte, 1<<20)
-	for n := from; n < to; n += int64(len(zero)) {
-		if err := writeFull(st, zero[:min(int64(len(zero)), to-n)]); err != nil {
+	if from >= to {
+		return nil
+	}
+	// After the direct writes only an unaligned tail is left: a buffer
+	// its size, not a MiB.
+	zero := make([]byte, min(1<<20, to-from))
+	for n := from; n < to; {
+		k := min(int64(len(zero)), to-n)
+		if err := writeFull(st, zero[:k]); err != nil {
 			return err
 		}
-		// Sync as we go: a large pile of dirty zeros would have to be
-		// written out before the next journal commit, which an
-		// appender's fdatasync may be waiting for.
-		if (n/int64(len(zero)))%4 == 3 {
+		n += k
+		// Sync as we go (every 4 MiB): a large pile of dirty zeros would
+		// have to be written out before the next journal commit, which
+		// an appender's fdatasync may be waiting for.
+		if (n-from)%(4<<20) == 0 {
 			st.Sync()
 		}
 	}
