@@ -421,6 +421,45 @@ func TestRecoverWithSpare(t *testing.T) {
 	checkSame(t, drain(t, b2, false), seq(0, 400))
 }
 
+// TestCommitsEndOnPageBoundaries: over a preallocated segment every
+// commit writes on with zeros to a page boundary, so no write ends inside
+// a page the page cache lacks (the filesystem would read the block from
+// disk first, in every commit); the zeros change nothing: the records
+// read back, and again after a restart.
+func TestCommitsEndOnPageBoundaries(t *testing.T) {
+	dir := t.TempDir()
+	fs := newFaultFS()
+	const segBytes = 64<<10 + 100
+	o := Options{Dir: dir, SegmentBytes: segBytes, MaxBytes: 1 << 24, fs: fs}
+	b := open(t, o)
+	for i := 0; i < 3000; i += 7 {
+		appendN(t, b, i, i+7)
+	}
+	checkSame(t, drain(t, b, false), seq(0, 3003))
+	b.Close()
+
+	commits := 0
+	for path, ws := range fs.writes {
+		if len(ws) == 0 || ws[0] != [2]int64{int64(len(segmentMagic)), segBytes} {
+			continue // not preallocated: the first segment
+		}
+		for _, w := range ws[1:] {
+			commits++
+			if w[1]%pageSize != 0 && w[1] != segBytes {
+				t.Fatalf("%s: a commit wrote [%d, %d), ending inside a page", filepath.Base(path), w[0], w[1])
+			}
+		}
+	}
+	if commits < 100 {
+		t.Fatalf("only %d commits to preallocated segments: the case is not exercised", commits)
+	}
+	b2 := open(t, o)
+	if rc := b2.Recovery(); rc.Records != 3003 || rc.TruncatedBytes != 0 || rc.CorruptRecords != 0 {
+		t.Fatalf("recovery %+v", rc)
+	}
+	checkSame(t, drain(t, b2, false), seq(0, 3003))
+}
+
 // TestRawRecordsKeepTheirKind: a record stored as the shipper sent it
 // (Raw, no id) comes back as one, next to ordinary records, and again
 // after a restart, so its reader knows to make the document and the id.

@@ -106,7 +106,9 @@
 // under the lock and waits for the batch's commit. The committer goroutine
 // takes the whole batch, leaving an empty one for the appends that arrive
 // meanwhile, writes it at the end of the active segment in one write and
-// one fdatasync, and only then publishes the records and answers the
+// one fdatasync (over preallocated zeros the write goes on with zeros to a
+// page boundary, so the filesystem never reads a block back to merge a
+// partial page), and only then publishes the records and answers the
 // appenders. A failed write or fdatasync fails the whole batch
 // (WriteError) and is truncated away, so a segment is always a clean
 // sequence of frames. When a batch would take the active segment past

@@ -18,6 +18,9 @@ type faultFS struct {
 	mu     sync.Mutex
 	faults map[string]fault // by operation: create, magic, write, sync, truncate, syncdir
 	files  map[string]*fileState
+	// writes holds the [start, end) of every successful write after a
+	// file's magic, by path.
+	writes map[string][][2]int64
 }
 
 type fault struct {
@@ -31,7 +34,7 @@ type fileState struct {
 }
 
 func newFaultFS() *faultFS {
-	return &faultFS{faults: map[string]fault{}, files: map[string]*fileState{}}
+	return &faultFS{faults: map[string]fault{}, files: map[string]*fileState{}, writes: map[string][][2]int64{}}
 }
 
 // inject makes every op fail until clear.
@@ -131,6 +134,11 @@ func (s *faultStorage) Write(p []byte) (int, error) {
 		return n, &os.PathError{Op: "write", Path: s.path, Err: ft.err}
 	}
 	n, err := s.storage.Write(p)
+	if err == nil && op == "write" {
+		s.fs.mu.Lock()
+		s.fs.writes[s.path] = append(s.fs.writes[s.path], [2]int64{s.off, s.off + int64(n)})
+		s.fs.mu.Unlock()
+	}
 	s.off += int64(n)
 	return n, err
 }

@@ -26,6 +26,9 @@ type segment struct {
 	// pinned keeps the file on disk after its records are acknowledged:
 	// it holds damaged bytes that could not be copied to the quarantine.
 	pinned bool
+	// zeroed is the end of the zeros preallocated past size (0 when there
+	// are none). Only the committer uses it.
+	zeroed int64
 }
 
 func (s *segment) isAcked(i int) bool {
@@ -102,6 +105,7 @@ func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 		if err := st.SeekTo(int64(len(segmentMagic))); err != nil {
 			return fail(err)
 		}
+		seg.zeroed = b.opts.SegmentBytes
 	}
 	if err := st.Sync(); err != nil {
 		return fail(err)

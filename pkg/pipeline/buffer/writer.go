@@ -181,7 +181,7 @@ func (b *Buffer) commit() {
 	start := seg.size
 	b.mu.Unlock()
 
-	err = writeBatch(seg, p.buf)
+	err = writeBatch(seg, start, p.buf)
 
 	b.mu.Lock()
 	recovered := b.settleLocked(p, seg, start, err)
@@ -232,18 +232,44 @@ func (b *Buffer) refuseLocked(p *pendingBatch, err *WriteError) {
 	b.writeFailing = true
 }
 
-// writeBatch writes buf at the end of seg and makes it durable. It runs
+// writeBatch writes buf at the end of seg (offset start) and makes it durable. It runs
 // without b.mu: only the committer writes segments, and past every
 // committed record.
-func writeBatch(seg *segment, buf []byte) *WriteError {
-	if err := writeFull(seg.st, buf); err != nil {
+//
+// Over preallocated zeros the write goes on with zeros to the next page
+// boundary. A buffered write that ends inside a page the page cache does
+// not hold makes the filesystem read that block from disk first, since
+// its old contents must survive around the new bytes: one synchronous
+// read in every commit, as the spare's zeros were written around the page
+// cache. Those bytes are zeros already, so writing them changes nothing on
+// disk and costs no read.
+func writeBatch(seg *segment, start int64, buf []byte) *WriteError {
+	end := start + int64(len(buf))
+	padded := buf
+	if pad := min(alignUp(end, pageSize), seg.zeroed) - end; pad > 0 {
+		padded = append(buf, make([]byte, pad)...)
+	}
+	if err := writeFull(seg.st, padded); err != nil {
+		seg.zeroed = 0
 		return &WriteError{Op: OpAppend, Path: seg.path, Err: err}
 	}
+	if len(padded) > len(buf) {
+		if err := seg.st.SeekTo(end); err != nil {
+			seg.zeroed = 0
+			return &WriteError{Op: OpAppend, Path: seg.path, Err: err}
+		}
+	}
 	if err := seg.st.Sync(); err != nil {
+		seg.zeroed = 0
 		return &WriteError{Op: OpCommit, Path: seg.path, Err: err}
 	}
 	return nil
 }
+
+// pageSize is the page cache's unit on the platforms logdoctor runs on.
+const pageSize = 4096
+
+func alignUp(n, to int64) int64 { return (n + to - 1) / to * to }
 
 // settleLocked ends a batch written at offset start of seg: when err is
 // nil its records are published, else the write is undone. It reports
