@@ -11,7 +11,7 @@ import (
 )
 
 // Fluentd's in_forward, optionally with a shared key and TLS, dropping
-// what it receives.
+// what it receives or, with .ESPort, writing it to that es serve.
 const fluentdForwardInput = `
 <system>
   workers 1
@@ -33,8 +33,25 @@ const fluentdForwardInput = `
   </security>
 {{- end}}
 </source>
-<match **>
+{{- if .ESPort}}
+# Fluentd's own log events (its "Shared key mismatch" warning) are not
+# what the tests count.
+<match fluent.**>
   @type null
+</match>
+{{- end}}
+<match **>
+{{- if .ESPort}}
+  @type elasticsearch
+  host 127.0.0.1
+  port {{.ESPort}}
+  index_name interop-key
+  <buffer>
+    flush_interval 1s
+  </buffer>
+{{- else}}
+  @type null
+{{- end}}
 </match>
 `
 
@@ -58,12 +75,22 @@ const fluentBitForwardInput = `
     Self_Hostname fluent-bit-input
 {{- end}}
 [OUTPUT]
+{{- if .ESPort}}
+    Name               es
+    Match              *
+    Host               127.0.0.1
+    Port               {{.ESPort}}
+    Index              interop-key
+    Suppress_Type_Name On
+{{- else}}
     Name  null
     Match *
+{{- end}}
 `
 
-// forwardInput starts a shipper's forward input and returns its address.
-func forwardInput(t *testing.T, kind shippertest.Kind, sharedKey string, certs *forwardtest.Certs) string {
+// forwardInput starts a shipper's forward input and returns its address;
+// esPort, when not "", is an es serve the shipper writes what it receives to.
+func forwardInput(t *testing.T, kind shippertest.Kind, sharedKey string, certs *forwardtest.Certs, esPort string) string {
 	t.Helper()
 	peers := shippers.Require(t)
 	port := shippertest.FreePort(t)
@@ -74,7 +101,7 @@ func forwardInput(t *testing.T, kind shippertest.Kind, sharedKey string, certs *
 	}
 	shippertest.Start(t, peers, shippertest.Spec{
 		Kind: kind, Config: conf, WaitTCP: []string{addr},
-		Data: map[string]any{"Port": port, "SharedKey": sharedKey, "TLS": certs},
+		Data: map[string]any{"Port": port, "SharedKey": sharedKey, "TLS": certs, "ESPort": esPort},
 	})
 	return addr
 }
@@ -90,7 +117,7 @@ func TestForwardProbeAgainstShippers(t *testing.T) {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
 			t.Run("plain", func(t *testing.T) {
-				addr := forwardInput(t, kind, "", nil)
+				addr := forwardInput(t, kind, "", nil, "")
 				r := run(t, time.Minute, "forward", "probe", addr, "--ack-timeout", "10s", "-o", "json")
 				rep := parseReport(t, r)
 				if r.code != 0 || len(rep.Findings) != 0 {
@@ -108,7 +135,8 @@ func TestForwardProbeAgainstShippers(t *testing.T) {
 				}
 			})
 			t.Run("shared key", func(t *testing.T) {
-				addr := forwardInput(t, kind, "s3cret-key", nil)
+				es := esServe(t)
+				addr := forwardInput(t, kind, "s3cret-key", nil, esPort(t, es))
 				r := run(t, time.Minute, "forward", "probe", addr, "--shared-key", "s3cret-key", "--hostname", "probe-host", "-o", "json")
 				if rep := parseReport(t, r); r.code != 0 || len(rep.Findings) != 0 {
 					t.Fatalf("right key: findings %v\n%s", rep.ids(), r)
@@ -117,10 +145,31 @@ func TestForwardProbeAgainstShippers(t *testing.T) {
 				if rep := parseReport(t, r); r.code != 3 || !rep.has("forward.auth_failed") {
 					t.Fatalf("wrong key: want exit 3 with forward.auth_failed, got %v\n%s", rep.ids(), r)
 				}
+				// smoke's canaries go through the same handshake (issue 17,
+				// failure 2 named smoke --shared-key too): with the right
+				// key each is indexed once; with a wrong one smoke cannot
+				// run and says why, and nothing more reaches the index.
+				r = run(t, 2*time.Minute, smokeArgs(addr, es, "interop-key", "smoke.key", 50,
+					"--shared-key", "s3cret-key", "--settle", "3s", "--timeout", "60s")...)
+				rep, s := parseSmoke(t, r)
+				if r.code != 0 || len(rep.Findings) != 0 || s.Sent != 50 || s.Acked != 50 || s.Indexed != 50 || s.Documents != 50 {
+					t.Fatalf("smoke with the right key: %+v, findings %v\n%s", s, rep.ids(), r)
+				}
+				// The probes' events are in the index too: count what is there.
+				before := getStats(t, es).Docs
+				r = run(t, time.Minute, smokeArgs(addr, es, "interop-key", "smoke.key", 50,
+					"--shared-key", "wrong-key", "--settle", "0", "--timeout", "20s")...)
+				if r.code != 1 || !strings.Contains(r.stderr, "handshake") || r.stdout != "" {
+					t.Fatalf("smoke with a wrong key: want exit 1 naming the handshake\n%s", r)
+				}
+				time.Sleep(2 * time.Second) // a flush interval: what was accepted would be indexed by now
+				if st := getStats(t, es); st.Docs != before {
+					t.Fatalf("after smoke with a wrong key the index holds %d documents, %d before it", st.Docs, before)
+				}
 			})
 			t.Run("tls", func(t *testing.T) {
 				certs := forwardtest.NewCerts(t)
-				addr := forwardInput(t, kind, "", certs)
+				addr := forwardInput(t, kind, "", certs, "")
 				r := run(t, time.Minute, "forward", "probe", addr, "--ca", certs.CAFile, "-o", "json")
 				if rep := parseReport(t, r); r.code != 0 || len(rep.Findings) != 0 {
 					t.Fatalf("tls probe: findings %v\n%s", rep.ids(), r)
@@ -152,7 +201,7 @@ func TestForwardProbeAgainstShippers(t *testing.T) {
 			})
 			t.Run("tls with shared key", func(t *testing.T) {
 				certs := forwardtest.NewCerts(t)
-				addr := forwardInput(t, kind, "tls-key", certs)
+				addr := forwardInput(t, kind, "tls-key", certs, "")
 				r := run(t, time.Minute, "forward", "probe", addr, "--ca", certs.CAFile, "--shared-key", "tls-key", "--hostname", "probe-host", "-o", "json")
 				if rep := parseReport(t, r); r.code != 0 || len(rep.Findings) != 0 {
 					t.Fatalf("tls+key probe: findings %v\n%s", rep.ids(), r)
