@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/exporter"
 	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/forwardprobe"
+	"github.com/logdoctor/logdoctor/pkg/report"
 	"github.com/logdoctor/logdoctor/pkg/sockstat"
 )
 
@@ -101,7 +103,7 @@ docs/deploy/ has a DaemonSet, a PodMonitor and alerting rules.`,
 			if runF != nil {
 				return runF(*o)
 			}
-			return runExporter(cmd.Context(), *o, g.IO.Err)
+			return runExporter(cmd.Context(), *o, g.IO.Err, g.html)
 		}),
 	}
 	f := cmd.Flags()
@@ -138,7 +140,10 @@ docs/deploy/ has a DaemonSet, a PodMonitor and alerting rules.`,
 
 // runExporter builds the sources, takes a first sample of each, and serves
 // until ctx is done or --duration passes.
-func runExporter(ctx context.Context, o ExporterOptions, stderr interface{ Write([]byte) (int, error) }) error {
+// html, when set (--html), names a page rewritten after every --interval
+// and at the end with the findings the exporter holds and its sources'
+// state.
+func runExporter(ctx context.Context, o ExporterOptions, stderr interface{ Write([]byte) (int, error) }, html string) (err error) {
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Duration)
@@ -188,6 +193,34 @@ func runExporter(ctx context.Context, o ExporterOptions, stderr interface{ Write
 		defer close(done)
 		eng.Run(ctx)
 	}()
+	if html != "" {
+		started := time.Now()
+		write := func() error {
+			return writeHTMLFile(html, exporterReport(eng, ln.Addr().String(), started, time.Now()))
+		}
+		pageDone := make(chan struct{})
+		go func() {
+			defer close(pageDone)
+			tick := time.NewTicker(o.Interval)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					if err := write(); err != nil {
+						log.Warn("cannot write the page", "error", err)
+					}
+				}
+			}
+		}()
+		defer func() {
+			<-pageDone
+			if werr := write(); err == nil {
+				err = werr
+			}
+		}()
+	}
 	err = exporter.Serve(ctx, ln, exporter.Handler(reg, log), o.WebConfig, log)
 	<-done
 	if err != nil {
@@ -400,3 +433,49 @@ func validLabelValue(s string) bool {
 }
 
 var _ pflag.Value = (*listVar)(nil)
+
+// exporterData is the exporter's report data: where it serves and how
+// each source is doing.
+type exporterData struct {
+	Listen  string                  `json:"listen"`
+	Sources []exporter.SourceStatus `json:"sources"`
+}
+
+func (d exporterData) Sections() []report.Section {
+	sec := report.Section{Title: "Sources (served on " + d.Listen + ")", Header: []string{"SOURCE", "TARGET", "UP", "LAST SUCCESS", "ERROR"}}
+	for _, s := range d.Sources {
+		up, last := "no", "never"
+		if s.Up {
+			up = "yes"
+		}
+		if !s.LastSuccess.IsZero() {
+			last = s.LastSuccess.UTC().Format(time.RFC3339)
+		}
+		sec.Rows = append(sec.Rows, []string{s.Source, s.Target, up, last, s.Error})
+	}
+	return []report.Section{sec}
+}
+
+// exporterReport is what the exporter holds now, as a report: the
+// findings of every source's last sample (those logdoctor_finding
+// carries) and the sources' state.
+func exporterReport(eng *exporter.Engine, listen string, started, now time.Time) *report.Report {
+	sources, fs := eng.Status()
+	r := report.New("exporter", started)
+	for _, f := range fs {
+		rf := f.Finding
+		ev := make(map[string]any, len(rf.Evidence)+2)
+		maps.Copy(ev, rf.Evidence)
+		if _, ok := ev["target"]; !ok && f.Target != "" {
+			ev["target"] = f.Target
+		}
+		if f.Shipper != "" {
+			ev["shipper"] = f.Shipper
+		}
+		rf.Evidence = ev
+		r.Add(rf)
+	}
+	r.Data = exporterData{Listen: listen, Sources: sources}
+	r.Finish(now)
+	return r
+}

@@ -177,3 +177,25 @@ func TestExporterWebConfigTLSAndAuth(t *testing.T) {
 		t.Error("plain HTTP served metrics although the web config asks for TLS")
 	}
 }
+
+// TestExporterHTML: --html is global, and the exporter honours it with a
+// page of what it holds (the findings logdoctor_finding carries and each
+// source's state), rewritten every --interval and at the end.
+func TestExporterHTML(t *testing.T) {
+	page := filepath.Join(t.TempDir(), "exporter.html")
+	conf := fixture(t, "fluentd/forward_no_ack.conf")
+	code, _, errOut := runCLI(t, "exporter", "--listen", "127.0.0.1:0", "--discover=false", "--interval", "200ms",
+		"--duration", "1s", "--config", conf, "--html", page)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<!DOCTYPE html>", "exporter: CRITICAL", "config.forward_no_ack", conf + ":13", "Sources (served on 127.0.0.1:", "sockets"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}

@@ -192,7 +192,7 @@ func (d *Discovery) watch(ctx context.Context, p doctor.Process, name string) *w
 			}
 		}
 		w.add(d.c.Engine, NewConfig(ConfigConfig{Shipper: name, Target: name, Main: att.Source.Path, Load: func(string) (*shipconf.Config, error) { return att.Load() },
-			Stat: att.Files.Stat, Check: d.c.Check}), d.c.Schedule)
+			Stat: att.Files.Stat, Check: check}), d.c.Schedule)
 	}
 	if mon := att.Endpoints.Monitor; mon != nil {
 		kind := KindFluentd

@@ -398,3 +398,48 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// SourceStatus is how one source's last run went, for a report of what
+// the exporter holds (the logdoctor_source_* series as data).
+type SourceStatus struct {
+	Source      string    `json:"source"`
+	Target      string    `json:"target,omitempty"`
+	Up          bool      `json:"up"`
+	LastSuccess time.Time `json:"last_success,omitempty"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// Status returns every source's state and the findings their last samples
+// hold, each once, as a scrape would show them.
+func (e *Engine) Status() ([]SourceStatus, []Finding) {
+	e.mu.Lock()
+	runners := append([]*runner(nil), e.runners...)
+	e.mu.Unlock()
+	var sources []SourceStatus
+	var findings []Finding
+	seen := map[[4]string]bool{}
+	for _, r := range runners {
+		r.mu.Lock()
+		st := SourceStatus{Source: r.src.Name(), Target: r.src.Target(), Up: r.up, LastSuccess: r.success, Error: report.Redact(r.lastErr)}
+		last := r.last
+		r.mu.Unlock()
+		sources = append(sources, st)
+		if last == nil {
+			continue
+		}
+		for _, f := range last.Findings {
+			k := [4]string{f.ID, f.Severity.String(), f.Target, f.Shipper}
+			if !seen[k] {
+				seen[k] = true
+				findings = append(findings, f)
+			}
+		}
+	}
+	sort.Slice(sources, func(i, j int) bool {
+		if sources[i].Source != sources[j].Source {
+			return sources[i].Source < sources[j].Source
+		}
+		return sources[i].Target < sources[j].Target
+	})
+	return sources, findings
+}
