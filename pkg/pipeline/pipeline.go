@@ -118,6 +118,11 @@ type Config struct {
 	// ES configures the output; its DeadLetter, Logger and Registerer are
 	// set by the pipeline.
 	ES esout.Config
+	// YieldToIntake is for an Elasticsearch that shares this machine's
+	// cores (the embedded one): while events arrive and the buffer is
+	// under a quarter full, one bulk request at a time is made, so the
+	// senders' acks get the cores and the buffer absorbs the burst.
+	YieldToIntake bool
 
 	// DeadLetterPath is the dead-letter file (default
 	// BufferDir/deadletter.jsonl, or a file in the temp dir in memory mode).
@@ -326,6 +331,9 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	esc.Logger = p.log.With("component", "elasticsearch")
 	esc.Registerer = p.reg
 	esc.Prepare = p.prepareRaw
+	if cfg.YieldToIntake {
+		esc.Busy = p.intakeBusy
+	}
 	esc.DeadLetter = func(rec buffer.Record, reason string) error {
 		// A Raw record is dead-lettered before it became a document: its
 		// forward record could not be converted.
@@ -590,4 +598,16 @@ func (p *Pipeline) registerBufferMetrics() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_buffer_max_bytes", Help: "Buffer size limit."},
 			func() float64 { return float64(p.cfg.BufferMaxBytes) }),
 	)
+}
+
+// intakeQuiet is how long after the latest append intake counts as busy:
+// senders that wait for acks append every few milliseconds.
+const intakeQuiet = 20 * time.Millisecond
+
+// intakeBusy is esout's Busy under YieldToIntake: events arrived lately
+// and the buffer is under a quarter of its bound, so delivery can wait
+// without pushing back on the senders.
+func (p *Pipeline) intakeBusy() bool {
+	s := p.buf.Stats()
+	return time.Since(s.LastAppend) < intakeQuiet && s.Bytes < p.cfg.BufferMaxBytes/4
 }

@@ -83,6 +83,9 @@ type Stats struct {
 	Undelivered    int64  // records durable but not yet handed out by Next
 	CorruptRecords uint64 // records lost to damaged bytes (estimated), at recovery or when read
 	WriteErrors    uint64 // group commits that failed (a WriteError to each of their appenders)
+	// LastAppend is when the latest Append was called (zero before the
+	// first): how the output tells that senders are at work.
+	LastAppend time.Time
 }
 
 // Buffer is the durable queue. Append, Next and Ack are safe for concurrent

@@ -79,6 +79,7 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 	}
 
 	b.mu.Lock()
+	b.stats.LastAppend = time.Now()
 	var deadline <-chan time.Time
 	for {
 		if b.closed {

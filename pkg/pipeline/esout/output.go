@@ -84,6 +84,11 @@ type Config struct {
 	// dead-lettered.
 	Prepare func(dst []byte, rec buffer.Record) (out []byte, id string, err error)
 
+	// Busy reports that the output should leave the cores to intake for
+	// now: while it does, only the first worker delivers and the others
+	// wait, checking again every BusyPoll. Nil: every worker delivers.
+	Busy func() bool
+
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Transport overrides the HTTP transport (tests).
@@ -178,6 +183,7 @@ type Output struct {
 	mGaveUp   prometheus.Counter
 	mLatency  prometheus.Histogram
 	mBulkDur  prometheus.Histogram
+	mAside    prometheus.Gauge
 
 	bodyPool sync.Pool // bulk bodies (*[]byte)
 	docPool  sync.Pool // documents made from Raw records, one buffer per batch (*[]byte)
@@ -247,8 +253,11 @@ func New(buf *buffer.Buffer, cfg Config) (*Output, error) {
 		Name: "logdoctor_pipeline_bulk_duration_seconds", Help: "Duration of bulk requests.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 	})
+	o.mAside = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "logdoctor_pipeline_es_workers_yielding", Help: "Output workers waiting while intake has the cores (the embedded Elasticsearch shares them).",
+	})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{o.mRequests, o.mItems, o.mRetries, o.mDead, o.mGaveUp, o.mLatency, o.mBulkDur,
+		for _, c := range []prometheus.Collector{o.mRequests, o.mItems, o.mRetries, o.mDead, o.mGaveUp, o.mLatency, o.mBulkDur, o.mAside,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_es_nodes_alive", Help: "Elasticsearch nodes considered alive."},
 				func() float64 { a, _ := o.pool.counts(); return float64(a) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_es_nodes", Help: "Elasticsearch nodes in the pool."},
@@ -278,14 +287,37 @@ func (o *Output) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); o.healthLoop(ctx) }()
 	for i := 0; i < o.cfg.Workers; i++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); o.worker(ctx) }()
+		go func() { defer wg.Done(); o.worker(ctx, i > 0 && o.cfg.Busy != nil) }()
 	}
 	wg.Wait()
 	return nil
 }
 
-func (o *Output) worker(ctx context.Context) {
+// BusyPoll is how often a worker stepping aside asks Config.Busy again.
+const BusyPoll = 5 * time.Millisecond
+
+// worker delivers batch after batch; an extra worker (yields) first waits
+// while Config.Busy says so.
+func (o *Output) worker(ctx context.Context, yields bool) {
+	var t *time.Timer
 	for {
+		if yields && o.cfg.Busy() {
+			o.mAside.Inc()
+			for o.cfg.Busy() {
+				if t == nil {
+					t = time.NewTimer(BusyPoll)
+				} else {
+					t.Reset(BusyPoll)
+				}
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					o.mAside.Dec()
+					return
+				}
+			}
+			o.mAside.Dec()
+		}
 		recs, err := o.buf.Next(ctx, o.cfg.BatchCount, int(o.maxBody.Load())*9/10, o.cfg.FlushInterval)
 		if err != nil {
 			return

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,5 +312,46 @@ func TestRawRecordsPrepared(t *testing.T) {
 	}
 	if got := dl.get(); len(got) != 1 || got[""] != errBad.Error() {
 		t.Fatalf("dead letters %v", got)
+	}
+}
+
+// concurrency is a transport that holds each request a moment and keeps
+// the most requests it saw in flight at once.
+type concurrency struct {
+	rt        http.RoundTripper
+	mu        sync.Mutex
+	now, most int
+}
+
+func (c *concurrency) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.now++
+	c.most = max(c.most, c.now)
+	c.mu.Unlock()
+	defer func() { c.mu.Lock(); c.now--; c.mu.Unlock() }()
+	time.Sleep(10 * time.Millisecond)
+	return c.rt.RoundTrip(r)
+}
+
+// TestBusyLeavesOneWorker: while Busy says intake has the cores, one
+// bulk request is in flight at a time and everything is still delivered;
+// once it stops saying so, the other workers join.
+func TestBusyLeavesOneWorker(t *testing.T) {
+	es := essimtest.Start(t, essim.Config{})
+	for _, busy := range []bool{true, false} {
+		c := &concurrency{rt: &http.Transport{}}
+		var asked atomic.Int64
+		tag := fmt.Sprint("busy-", busy)
+		o, _ := run(t, Config{URLs: []string{es.URL()}, BatchCount: 10, Workers: 4, Transport: c,
+			Busy: func() bool { asked.Add(1); return busy }}, records(400, tag))
+		if n := es.Count("logs-" + tag + "-*"); n != 400 || o.Stats().Indexed != 400 {
+			t.Fatalf("busy %v: %d indexed, stats %+v", busy, n, o.Stats())
+		}
+		if asked.Load() == 0 {
+			t.Fatalf("busy %v: Busy never asked", busy)
+		}
+		if busy && c.most != 1 || !busy && c.most < 2 {
+			t.Fatalf("busy %v: up to %d bulk requests at once with 4 workers", busy, c.most)
+		}
 	}
 }
