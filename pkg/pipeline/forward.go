@@ -24,6 +24,10 @@ type forwardInput struct {
 	srv     *forward.Server
 	full    atomic.Bool
 	scratch sync.Pool
+	// recs holds *[]buffer.Record for rawRecords: a chunk's records are
+	// about 100 KB of pointer-holding structs, dropped as soon as Append
+	// has copied them into its batch.
+	recs sync.Pool
 }
 
 func (p *Pipeline) startForward(ctx context.Context) error {
@@ -153,8 +157,16 @@ func (in *forwardInput) HandleForward(ctx context.Context, peer net.Addr, req *f
 	var recs []buffer.Record
 	var err error
 	if p.docs.idKey == "" {
-		recs = rawRecords(req, ingest)
+		rp, _ := in.recs.Get().(*[]buffer.Record)
+		if rp == nil {
+			rp = new([]buffer.Record)
+		}
+		recs = rawRecords((*rp)[:0], req, ingest)
 		err = p.buf.Append(ctx, recs)
+		// Append copied them; drop the references into the request.
+		clear(recs)
+		*rp = recs[:0]
+		in.recs.Put(rp)
 	} else {
 		recs, err = in.documents(ctx, peer, req, ingest)
 	}
@@ -204,10 +216,9 @@ func (in *forwardInput) deadLetter(peer net.Addr, tag string, raw []byte, reason
 // What protects the buffer was checked by the decoder before: framing,
 // declared lengths, the event count, the size caps, and that every
 // record is one complete msgpack map.
-func rawRecords(req *forward.Request, ingest int64) []buffer.Record {
-	recs := make([]buffer.Record, len(req.Entries))
-	for i, e := range req.Entries {
-		recs[i] = buffer.Record{Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: e.Record, Raw: true}
+func rawRecords(recs []buffer.Record, req *forward.Request, ingest int64) []buffer.Record {
+	for _, e := range req.Entries {
+		recs = append(recs, buffer.Record{Tag: req.Tag, Sec: int64(e.Time.Sec), Nsec: e.Time.Nsec, Ingest: ingest, Doc: e.Record, Raw: true})
 	}
 	return recs
 }
