@@ -117,11 +117,16 @@ func (s *Store) PositionLocked(ix *Index, id string) (int32, bool, error) {
 // the log (they are kept in memory only when there is no log) and returns
 // it.
 func (s *Store) putLocked(ix *Index, id string, off int64, src []byte, version int64) (*Doc, error) {
-	s.seq++
 	d, err := s.GetLocked(ix, id)
 	if err != nil {
 		return nil, err
 	}
+	return s.storeLocked(ix, id, d, off, src, version), nil
+}
+
+// storeLocked is putLocked once id's live document d (nil: none) is known.
+func (s *Store) storeLocked(ix *Index, id string, d *Doc, off int64, src []byte, version int64) *Doc {
+	s.seq++
 	if d != nil {
 		ix.epoch++
 	} else {
@@ -139,7 +144,7 @@ func (s *Store) putLocked(ix *Index, id string, off int64, src []byte, version i
 		off = d.off
 	}
 	d.off, d.n, d.idn, d.version, d.seq = off, int32(len(src)), int32(len(id)), version, s.seq
-	return d, nil
+	return d
 }
 
 // memSlotLocked returns a free slot of mem.
@@ -166,6 +171,18 @@ func (s *Store) freeSlotLocked(d *Doc) {
 // longer than MaxSourceLen are the caller's to refuse (a cluster's
 // max_content_length is smaller).
 func (s *Store) PutLocked(ix *Index, id string, src []byte, version int64) (*Doc, error) {
+	old, err := s.GetLocked(ix, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.PutFoundLocked(ix, id, old, src, version), nil
+}
+
+// PutFoundLocked is PutLocked for a caller that has just looked id up
+// with GetLocked (old, nil when there is no live document) and written
+// nothing to the index since: a bulk create checks for the id anyway, and
+// looking it up a second time was the largest single cost of indexing.
+func (s *Store) PutFoundLocked(ix *Index, id string, old *Doc, src []byte, version int64) *Doc {
 	var off int64
 	if s.disk && s.log != nil {
 		h := append(s.pend, "I\t"...)
@@ -184,9 +201,9 @@ func (s *Store) PutLocked(ix *Index, id string, src []byte, version int64) (*Doc
 		s.end += int64(len(h) - len(s.pend))
 		s.pend = h
 	}
-	d, err := s.putLocked(ix, id, off, src, version)
+	d := s.storeLocked(ix, id, old, off, src, version)
 	s.maybeFlushLocked()
-	return d, err
+	return d
 }
 
 // deleteLocked removes id's live document and reports whether there was
