@@ -119,6 +119,7 @@ func TestFluentdESOutput(t *testing.T) {
 	began := time.Now()
 	healthy := esServe(t)
 	reject := esServe(t, "--reject-rate", "0.2", "--seed", "3")
+	stall := esServe(t, "--reject-rate", "0.2", "--seed", "7")
 	late := esServe(t, "--index-late", "--late-by", "3s")
 	genidRemove := esServe(t, "--reject-rate", "0.2", "--seed", "5")
 	genidKeep := esServe(t, "--reject-rate", "0.2", "--seed", "5")
@@ -130,6 +131,7 @@ func TestFluentdESOutput(t *testing.T) {
 	fwd, p := startShipperES(t, shippertest.Fluentd, []route{
 		{Tag: "smoke.healthy", ESPort: esPort(t, healthy)},
 		{Tag: "smoke.reject", ESPort: esPort(t, reject)},
+		{Tag: "stall.reject", ESPort: esPort(t, stall)},
 		{Tag: "smoke.late", ESPort: esPort(t, late)},
 		{Tag: "genid.remove", ESPort: esPort(t, genidRemove), Extra: "  id_key _hash\n  write_operation create\n  remove_keys _hash"},
 		{Tag: "genid.keep", ESPort: esPort(t, genidKeep), Extra: "  id_key _hash\n  write_operation create"},
@@ -152,6 +154,8 @@ func TestFluentdESOutput(t *testing.T) {
 		if s.Duplicated == 0 || s.Missing != 0 {
 			t.Fatalf("rejected items with Fluentd: want duplicates and no loss, got %+v (index %d documents)", s, c.total)
 		}
+	}}, scenario{"steady rejections stall the chunk", func(t *testing.T) {
+		fluentdRejectionsStall(t, fwd, p, stall, index)
 	}}, scenario{"late", func(t *testing.T) {
 		// The first bulk is indexed and answered after the 2 s
 		// request_timeout: the plugin resends the chunk and every canary

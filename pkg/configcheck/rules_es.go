@@ -91,7 +91,7 @@ func (ck *checker) es429(o *shipconf.Plugin) {
 			Evidence: evidence(o, prm, false, nil),
 			Remedy: "Fluent Bit cannot retry single rejected items: keep the cluster out of write rejections (more write thread pool queue or nodes, fewer concurrent bulks: " +
 				"lower `Workers`, a larger [SERVICE] `Flush`), set `Trace_Error On` to log rejected items, and count what arrives with `logdoctor es dups`; " +
-				"or send through Fluentd with fluent-plugin-elasticsearch, which can retry them."})
+				"or send through Fluentd with fluent-plugin-elasticsearch, which re-emits them once `unrecoverable_error_types` does not list es_rejected_execution_exception."})
 		return
 	}
 	types := ck.c.Setting(o, nil, "unrecoverable_error_types")
@@ -114,12 +114,71 @@ func (ck *checker) es429(o *shipconf.Plugin) {
 	if !found {
 		return
 	}
-	ck.add(report.Finding{ID: FindingES429Dropped, Severity: report.Critical,
-		Summary: fmt.Sprintf("%s: output %s lists %s in unrecoverable_error_types%s: one item rejected with 429 makes the whole chunk unrecoverable, backed up or sent to <secondary> instead of retried",
-			where(types, o), o.Name(), rejected, defaultNote(types)),
-		Evidence: evidence(o, types, false, nil),
-		Remedy: fmt.Sprintf("Set `unrecoverable_error_types [%s]` (the list without %s) so rejected items are retried, together with `id_key` so the retry cannot duplicate.",
-			strings.Join(rest, ","), rejected)})
+	// What fluent-plugin-elasticsearch 5.2.5 does with it (checked with
+	// the real Fluentd, internal/interop fluentdRejectionsStall): the
+	// error handler raises ElasticsearchRequestAbortError for a listed
+	// type (elasticsearch_error_handler.rb), send_bulk's `rescue => e`
+	// turns that into RecoverableRequestFailure (out_elasticsearch.rb), so
+	// the whole chunk is retried, accepted items included. Without the
+	// type in the list, the handler re-emits only the rejected items.
+	id, stable := ck.fdStableID(o)
+	giveUp := ck.fdGiveUp(o)
+	sev, copies := report.Critical, "items already indexed are sent again and indexed as copies (no stable _id)"
+	if stable {
+		sev, copies = report.Warning, "items already indexed are sent again ("+ck.fdResendNote(o, id)+")"
+	}
+	ck.add(report.Finding{ID: FindingES429Dropped, Severity: sev,
+		Summary: fmt.Sprintf("%s: output %s lists %s in unrecoverable_error_types%s: one item rejected with 429 makes the plugin retry the whole chunk (RecoverableRequestFailure): %s; under steady rejections every attempt meets new 429s, so the chunk never passes, the output stalls and the buffer fills until %s",
+			where(types, o), o.Name(), rejected, defaultNote(types), copies, giveUp),
+		Evidence: evidence(o, types, false, map[string]any{"rejected_type": rejected, "on_rejection": "whole chunk retried",
+			"stable_id": stable, "gives_up": giveUp}),
+		Remedy: fmt.Sprintf("Set `unrecoverable_error_types [%s]` (the list without %s) so the plugin re-emits only the rejected items and the rest of the chunk counts as delivered%s.",
+			strings.Join(rest, ","), rejected, idRemedy(o, stable))})
+}
+
+// fdStableID says whether the output sends a stable document id, and
+// which setting gives it.
+func (ck *checker) fdStableID(o *shipconf.Plugin) (string, bool) {
+	if p := o.Param("id_key"); p != nil && p.State != shipconf.Unknown && p.Value != "" {
+		return "id_key " + p.Value, true
+	}
+	return "", false
+}
+
+// fdResendNote is what a resend of indexed documents costs with a
+// stable id: 409s under `create`, overwrites under `index`.
+func (ck *checker) fdResendNote(o *shipconf.Plugin, id string) string {
+	if op := ck.c.Setting(o, nil, "write_operation"); op != nil && op.State != shipconf.Unknown && op.Value == "create" {
+		return id + " with write_operation create makes those resends 409s: wasted work, not duplicates"
+	}
+	return id + " makes those resends overwrite the same documents: wasted work, not duplicates"
+}
+
+func idRemedy(o *shipconf.Plugin, stable bool) string {
+	if stable {
+		return "; keep the id and `write_operation create` so a re-emitted item already indexed gets 409, not a copy"
+	}
+	return fmt.Sprintf(", and give documents a stable id (`<filter> @type %s_genid </filter>` on the route, `id_key _hash`, `write_operation create`) so no resend can index a copy", genidPrefix(o))
+}
+
+// fdGiveUp is when Fluentd stops retrying a chunk, and what becomes of
+// it then.
+func (ck *checker) fdGiveUp(o *shipconf.Plugin) string {
+	b := bufferSec(o.Buffer())
+	if f := ck.c.Setting(o, b, "retry_forever"); f != nil && f.State != shipconf.Unknown && ck.bool(f.Value) {
+		return "it is full (retry_forever: the chunk is never given up)"
+	}
+	end := "it is dropped"
+	if o.Secondary() != nil {
+		end = "it goes to <secondary>"
+	}
+	if m := b.Get("retry_max_times"); m != nil && m.State == shipconf.Known {
+		return fmt.Sprintf("retry_max_times %s gives up on the chunk and %s", m.Value, end)
+	}
+	if t := ck.c.Setting(o, b, "retry_timeout"); t != nil && t.State != shipconf.Unknown {
+		return fmt.Sprintf("retry_timeout %s%s gives up on the chunk and %s", t.Value, defaultIn(t), end)
+	}
+	return "Fluentd gives up on the chunk and " + end
 }
 
 func (ck *checker) fdReload(o *shipconf.Plugin) {

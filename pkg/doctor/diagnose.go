@@ -198,8 +198,9 @@ func joinAnd(xs []string) string {
 
 // esRejections is "duplicates in Elasticsearch" (docs/troubleshooting.md):
 // the cluster rejects writes while the output
-// sends no stable id (duplicates on retry) or treats 429 as unrecoverable
-// (losses).
+// sends no stable id (duplicates on retry) or lists the rejection in
+// unrecoverable_error_types (the whole chunk is retried: copies, and a
+// stalled output while the rejections last).
 func (d *diagnoser) esRejections(c *shipconf.Config, o *ESOutput) {
 	rej := append(d.find(esprobe.FindingWriteRejections, o.Name), d.find(esprobe.FindingIndexingPressure, o.Name)...)
 	timeouts := d.find(esprobe.FindingRequestTimeout, o.Name)
@@ -239,7 +240,7 @@ func (d *diagnoser) esRejections(c *shipconf.Config, o *ESOutput) {
 		if c.Shipper == shipconf.FluentBit {
 			parts = append(parts, fmt.Sprintf("Fluent Bit drops the rejected items of a bulk that partly succeeded (%s:%d)", file, line))
 		} else {
-			parts = append(parts, fmt.Sprintf("unrecoverable_error_types (%s:%d) makes a chunk with one rejected item unrecoverable: it is dropped, not retried; remove es_rejected_execution_exception from it", file, line))
+			parts = append(parts, fmt.Sprintf("unrecoverable_error_types (%s:%d) makes one rejected item retry the whole chunk: its accepted items are sent again and, while rejections last, the chunk never passes and the output stalls; remove es_rejected_execution_exception from it so only the rejected items are re-emitted", file, line))
 			cause.Settings = append(cause.Settings, Setting{File: file, Line: line, Setting: "unrecoverable_error_types", Change: "a list without es_rejected_execution_exception"})
 		}
 	}
