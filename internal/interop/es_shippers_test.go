@@ -121,6 +121,7 @@ func TestFluentdESOutput(t *testing.T) {
 	reject := esServe(t, "--reject-rate", "0.2", "--seed", "3")
 	stall := esServe(t, "--reject-rate", "0.2", "--seed", "7")
 	late := esServe(t, "--index-late", "--late-by", "3s")
+	lateID := esServe(t, "--index-late", "--late-by", "3s")
 	genidRemove := esServe(t, "--reject-rate", "0.2", "--seed", "5")
 	genidKeep := esServe(t, "--reject-rate", "0.2", "--seed", "5")
 	sniffDead := esServe(t, "--publish-address", "127.0.0.2:1")
@@ -133,6 +134,7 @@ func TestFluentdESOutput(t *testing.T) {
 		{Tag: "smoke.reject", ESPort: esPort(t, reject)},
 		{Tag: "stall.reject", ESPort: esPort(t, stall)},
 		{Tag: "smoke.late", ESPort: esPort(t, late)},
+		{Tag: "genid.late", ESPort: esPort(t, lateID), Extra: "  id_key _hash\n  write_operation create"},
 		{Tag: "genid.remove", ESPort: esPort(t, genidRemove), Extra: "  id_key _hash\n  write_operation create\n  remove_keys _hash"},
 		{Tag: "genid.keep", ESPort: esPort(t, genidKeep), Extra: "  id_key _hash\n  write_operation create"},
 		{Tag: "sniff.dead", ESPort: esPort(t, sniffDead), Extra: sniff},
@@ -164,6 +166,15 @@ func TestFluentdESOutput(t *testing.T) {
 			func(st essimStats) bool { return st.BulkRequests > 0 })
 		if s.Duplicated != 300 || s.Documents != 600 {
 			t.Fatalf("late answers with Fluentd: want every canary twice, got %+v", s)
+		}
+	}}, scenario{"late with a stable id", func(t *testing.T) {
+		// The same late answers with id_key _hash and create: the resend
+		// is answered 409 for every document, no copy (what
+		// config.es_request_timeout says with a stable id).
+		s, _ := smokeFaulty(t, fwd, lateID, index, "genid.late", 300, "5s",
+			func(st essimStats) bool { return st.BulkRequests > 0 })
+		if st := getStats(t, lateID); s.Duplicated != 0 || s.Missing != 0 || s.Documents != 300 || st.Conflicts == 0 {
+			t.Fatalf("late answers with id_key: want exactly once and 409s on the resend, got %+v, essim %+v", s, st)
 		}
 	}}, scenario{"genid remove_keys loses retried records", func(t *testing.T) {
 		fluentdGenidRemoveKeys(t, fwd, genidRemove, genidKeep, index)

@@ -414,3 +414,37 @@ func TestES429RetriesWholeChunk(t *testing.T) {
 		t.Errorf("opensearch: %+v", f)
 	}
 }
+
+// TestRequestTimeoutFollowsID: the resend after a timeout copies
+// documents only without a stable id (internal/interop "late with a
+// stable id" shows the 409s with the real Fluentd).
+func TestRequestTimeoutFollowsID(t *testing.T) {
+	files := shipconf.MapFiles{
+		"/c/noid.conf":   "<match a.**>\n  @type elasticsearch\n  @id a\n</match>\n",
+		"/c/create.conf": "<match a.**>\n  @type elasticsearch\n  @id a\n  id_key _hash\n  write_operation create\n</match>\n",
+		"/c/index.conf":  "<match a.**>\n  @type elasticsearch\n  @id a\n  id_key request_id\n</match>\n",
+	}
+	for name, want := range map[string][]string{
+		"noid.conf":   {"indexes every document again as a copy"},
+		"create.conf": {"id_key _hash with write_operation create makes those resends 409s", "holds the chunk back"},
+		"index.conf":  {"id_key request_id makes those resends overwrite the same documents"},
+	} {
+		c, err := shipconf.Load("/c/"+name, shipconf.Options{Files: files})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := find(Check(c, Options{}), FindingESRequestTimeout)
+		if len(got) != 1 {
+			t.Fatalf("%s: %d findings", name, len(got))
+		}
+		f := got[0]
+		for _, w := range want {
+			if !strings.Contains(f.Summary, w) {
+				t.Errorf("%s: summary %q lacks %q", name, f.Summary, w)
+			}
+		}
+		if stable := name != "noid.conf"; f.Evidence["stable_id"] != stable || (stable && strings.Contains(f.Summary, "cop")) {
+			t.Errorf("%s: stable id %v: %q", name, stable, f.Summary)
+		}
+	}
+}

@@ -253,10 +253,18 @@ func (ck *checker) fdRequestSize(o *shipconf.Plugin) {
 	rt := ck.c.Setting(o, nil, "request_timeout")
 	if rt != nil && rt.State != shipconf.Unknown {
 		if d, ok := shipconf.FluentdTime(rt.Value); ok && d <= 5*time.Second && size > largeBulk {
+			// A timed-out bulk is resent whole: copies only without a
+			// stable _id; with one, the cluster redoes the work (409s under
+			// create) and a bulk that keeps timing out holds the chunk.
+			id, stable := ck.fdStableID(o)
+			resend := "the resend indexes every document again as a copy (no stable _id)"
+			if stable {
+				resend = "the resend redoes the work (" + ck.fdResendNote(o, id) + ") and a bulk that keeps timing out holds the chunk back"
+			}
 			ck.add(report.Finding{ID: FindingESRequestTimeout, Severity: report.Warning,
-				Summary: fmt.Sprintf("%s: output %s times out after %v (request_timeout%s) on bulk requests of up to %s (%s): the client gives up while Elasticsearch still indexes, and the resend duplicates documents without an _id",
-					where(rt, o), o.Name(), d, defaultIn(rt), human(size), src.Key),
-				Evidence: evidence(o, rt, false, map[string]any{"max_bulk_bytes": size, "bulk_size_from": src.Key}),
+				Summary: fmt.Sprintf("%s: output %s times out after %v (request_timeout%s) on bulk requests of up to %s (%s): the client gives up while Elasticsearch still indexes, and %s",
+					where(rt, o), o.Name(), d, defaultIn(rt), human(size), src.Key, resend),
+				Evidence: evidence(o, rt, false, map[string]any{"max_bulk_bytes": size, "bulk_size_from": src.Key, "stable_id": stable}),
 				Remedy:   "Set `request_timeout 60s` (above the slowest bulk you expect), or make requests smaller with `bulk_message_request_threshold 5m` / a smaller chunk_limit_size."})
 		}
 	}
