@@ -342,18 +342,43 @@ func (ck *checker) udpMessageSize() {
 		if limit <= int64(maxPayload) {
 			continue
 		}
+		ev := map[string]any{"limit_bytes": limit, "mtu": ck.o.MTU, "mtu_source": ck.o.MTUSource,
+			"ip": family, "max_unfragmented_payload": maxPayload}
+		if ck.fluentBit() {
+			ck.fbUDPNotes(in, ev)
+		}
 		ck.add(report.Finding{ID: FindingUDPMessageSize, Severity: report.Warning,
 			Summary: fmt.Sprintf("%s: UDP input %s accepts messages up to %d bytes (%s%s), above %d, the largest %s payload that fits one packet at MTU %d: bigger datagrams arrive as fragments, and a load balancer that hashes on ports drops the fragments that carry none",
 				where(prm, in), in.Name(), limit, prm.Key, defaultIn(prm), maxPayload, family, ck.o.MTU),
-			Evidence: evidence(in, prm, false, map[string]any{"limit_bytes": limit, "mtu": ck.o.MTU, "mtu_source": ck.o.MTUSource,
-				"ip": family, "max_unfragmented_payload": maxPayload}),
-			Remedy: fmt.Sprintf("Keep every message at or under %d bytes at the sender (truncate or split long records), or ship over TCP (Fluentd in_tcp/forward with require_ack_response, Fluent Bit tcp/forward); check the path with `logdoctor udp-frag`.", maxPayload)})
+			Evidence: evidence(in, prm, false, ev),
+			Remedy:   fmt.Sprintf("Keep every message at or under %d bytes at the sender (truncate or split long records), or ship over TCP (Fluentd in_tcp/forward with require_ack_response, Fluent Bit tcp/forward); check the path with `logdoctor udp-frag`.", maxPayload)})
 	}
 }
 
 // udpLimit returns the largest datagram a UDP input accepts, the setting
 // it comes from and the bind address; prm is nil for inputs that are not
 // UDP.
+//
+// Fluent Bit (v4.2.8) reads each datagram once into a buffer of the chunk
+// size, one byte kept for a NUL:
+//   - udp: plugins/in_udp/udp_conn.c udp_conn_event resets buf_len and reads
+//     at most buf_size - 1 bytes, buf_size being chunk_size
+//     (plugins/in_udp/udp_config.c: Chunk_Size in KiB, atoi()*1024, default
+//     FLB_IN_UDP_CHUNK "32768" bytes in udp_conn.h). Buffer_Size only bounds
+//     a growth that never happens, since the buffer is emptied before each
+//     read: it does not raise the limit. A longer JSON datagram is cut,
+//     left incomplete and dropped.
+//   - syslog, mode udp: plugins/in_syslog/syslog_conn.c
+//     syslog_dgram_conn_event reads at most buf_size - 1 bytes, buf_size
+//     being Buffer_Chunk_Size (a size: k is 1000, default FLB_SYSLOG_CHUNK
+//     "32768" in syslog.h); Buffer_Max_Size plays no part. A longer message
+//     arrives cut at the limit.
+//
+// Checked with the real Fluent Bit 4.2.8 (internal/interop
+// TestFluentBitUDPLimits): Chunk_Size 2 with Buffer_Size 64 takes 2047-byte
+// datagrams and drops 2048; the default takes 32767 and drops 32768; syslog
+// with Buffer_Chunk_Size 2k and Buffer_Max_Size 64k cuts messages at 1999
+// bytes.
 func (ck *checker) udpLimit(in *shipconf.Plugin) (int64, *shipconf.Param, string) {
 	if ck.fluentBit() {
 		bind := paramOr(in, "listen", "0.0.0.0")
@@ -418,6 +443,26 @@ func (ck *checker) udpLimit(in *shipconf.Plugin) (int64, *shipconf.Param, string
 		return 0, nil, ""
 	}
 	return n, p, bind
+}
+
+// fbUDPNotes adds to a Fluent Bit UDP finding's evidence what becomes of
+// a datagram over the limit, and the buffer setting that looks like a
+// limit but is not one (see udpLimit).
+func (ck *checker) fbUDPNotes(in *shipconf.Plugin, ev map[string]any) {
+	switch in.Type {
+	case "udp":
+		if f := in.Param("format"); f == nil || strings.EqualFold(f.Value, "json") {
+			ev["over_limit"] = "dropped: the JSON is cut and discarded as incomplete"
+		}
+		if b := in.Param("buffer_size"); b != nil {
+			ev["ignored"] = fmt.Sprintf("Buffer_Size %s (line %d) does not raise the limit: each datagram is one read of Chunk_Size - 1 bytes", b.Value, b.Pos.Line)
+		}
+	case "syslog":
+		ev["over_limit"] = "truncated at the limit"
+		if b := in.Param("buffer_max_size"); b != nil {
+			ev["ignored"] = fmt.Sprintf("Buffer_Max_Size %s (line %d) does not raise the limit: each datagram is one read of Buffer_Chunk_Size - 1 bytes", b.Value, b.Pos.Line)
+		}
+	}
 }
 
 func paramOr(p *shipconf.Plugin, name, def string) string {
