@@ -37,8 +37,9 @@ func newDoctorCmd(g *Globals, runF func(DoctorOptions) error) *cobra.Command {
 every one in /proc), reads its configuration through /proc/PID/root with the
 environment of /proc/PID/environ (secrets are never printed), looks at its
 sockets in its network namespace with the configured endpoints as peers,
-samples its own metrics (monitor_agent, Fluent Bit's HTTP server) and its UDP
-counters at the start and the end of --interval, probes every Elasticsearch and
+samples its own metrics (monitor_agent, Fluent Bit's HTTP server) five times over
+--interval (the first and the last make the findings) and its UDP counters at
+its start and end, probes every Elasticsearch and
 forward endpoint the configuration names with the configuration's own hosts,
 credentials and TLS settings, from inside the shipper's namespace where it may
 enter it, and joins the evidence into one ranked diagnosis naming the file and

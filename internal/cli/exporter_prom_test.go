@@ -95,7 +95,7 @@ scrape_configs:
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	seen := map[string]bool{}
-	want := []string{"close_wait_series", "forward_success_0", "no_ack_finding", "LogdoctorForwardProbeFailing", "LogdoctorCloseWaitToESGrowing"}
+	want := []string{"close_wait_series", "target_client_end_only", "forward_success_0", "no_ack_finding", "LogdoctorForwardProbeFailing", "LogdoctorCloseWaitToESGrowing"}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for grown := 0; ; {
@@ -110,6 +110,13 @@ scrape_configs:
 		}
 		if v := promQuery(t, api, `sum(logdoctor_tcp_sockets{alias="es",state="CLOSE_WAIT",peer="`+cw.Server.String()+`"})`); v >= 5 {
 			seen["close_wait_series"] = true
+		}
+		// The listener and the server's ends (FIN_WAIT2) are in the same
+		// namespace: the target series, which the alert keys on, counts
+		// the client's CLOSE_WAIT ends only.
+		target := `logdoctor_tcp_target_sockets{alias="es",target="es",state="`
+		if promQuery(t, api, target+`CLOSE_WAIT"}`) >= 5 && promCount(t, api, target+`LISTEN"} == 0`) == 1 && promCount(t, api, target+`FIN_WAIT2"} == 0`) == 1 {
+			seen["target_client_end_only"] = true
 		}
 		if v := promQuery(t, api, `logdoctor_forward_probe_success{target="`+fwd+`"} == 0`); v == 0 && promCount(t, api, `logdoctor_forward_probe_success{target="`+fwd+`"} == 0`) == 1 {
 			seen["forward_success_0"] = true

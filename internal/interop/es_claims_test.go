@@ -51,6 +51,46 @@ func fluentdGenidRemoveKeys(t *testing.T, fwd, removeURL, keepURL, index string)
 	docMentions(t, "docs/commands/es.md", "remove_keys", "id_key _hash")
 }
 
+// fluentdRejectionsStall: under steady per-item rejections (faults that
+// never end) fluent-plugin-elasticsearch 5.2.5 does not drop the 429
+// items. Its error handler raises ElasticsearchRequestAbortError for
+// es_rejected_execution_exception (an unrecoverable_error_types entry by
+// default), send_bulk's `rescue => e` turns that into
+// RecoverableRequestFailure, and Fluentd retries the whole chunk: every
+// attempt indexes the accepted items again and meets new 429s, so the
+// chunk never passes and what is queued behind it is never sent.
+// config.es_429_dropped and docs/commands/config.md must say that.
+func fluentdRejectionsStall(t *testing.T, fwd string, p *shippertest.Process, esURL, index string) {
+	first := asyncRun(time.Minute, smokeArgs(fwd, esURL, index, "stall.reject", 200, "--timeout", "3s", "--settle", "1s")...)
+	waitFor(t, 30*time.Second, "a first rejection", func() bool { return getStats(t, esURL).Rejected > 0 })
+	second := asyncRun(time.Minute, smokeArgs(fwd, esURL, index, "stall.reject", 100, "--timeout", "3s", "--settle", "1s")...)
+	waitFor(t, 40*time.Second, "four attempts", func() bool { return getStats(t, esURL).BulkRequests >= 4 })
+	_, a := parseSmoke(t, first(t))
+	_, b := parseSmoke(t, second(t))
+	st := getStats(t, esURL)
+	ca, cb := countRun(t, esURL, index, a.RunID), countRun(t, esURL, index, b.RunID)
+	_, extra := ca.duplicated()
+	if st.Rejected < st.BulkRequests || extra == 0 || cb.total != 0 {
+		t.Errorf("steady rejections: want every attempt rejected, the first run's accepted items indexed again and nothing of the later run; "+
+			"essim %+v, first run %d documents (%d distinct), later run %d documents", st, ca.total, len(ca.copies), cb.total)
+	}
+	// Other scenarios share the Fluentd: count this output's lines by its
+	// port.
+	n := 0
+	for _, l := range p.LogLines("Rejected Elasticsearch due to es_rejected_execution_exception") {
+		if strings.Contains(l, "RecoverableRequestFailure") && strings.Contains(l, ":port=>"+esPort(t, esURL)+",") {
+			n++
+		}
+	}
+	if n < 3 {
+		t.Errorf("steady rejections: want Fluentd to log RecoverableRequestFailure for es_rejected_execution_exception on each attempt, saw %d", n)
+	}
+	t.Logf("steady rejections: %d bulk requests, %d items rejected, the first run's %d canaries are %d documents, the later run's %d are none",
+		st.BulkRequests, st.Rejected, a.Sent, ca.total, b.Sent)
+	setFaults(t, esURL, `{}`)
+	docMentions(t, "docs/commands/config.md", "RecoverableRequestFailure", "the whole chunk is retried", "never passes")
+}
+
 // fluentdSniffMessages is the sniffing stall (logs stop reaching
 // Elasticsearch, docs/troubleshooting.md) through real Fluentd: reload_connections
 // re-sniffs _nodes/http (here after 2 requests) and replaces the pool with

@@ -119,7 +119,9 @@ func TestFluentdESOutput(t *testing.T) {
 	began := time.Now()
 	healthy := esServe(t)
 	reject := esServe(t, "--reject-rate", "0.2", "--seed", "3")
+	stall := esServe(t, "--reject-rate", "0.2", "--seed", "7")
 	late := esServe(t, "--index-late", "--late-by", "3s")
+	lateID := esServe(t, "--index-late", "--late-by", "3s")
 	genidRemove := esServe(t, "--reject-rate", "0.2", "--seed", "5")
 	genidKeep := esServe(t, "--reject-rate", "0.2", "--seed", "5")
 	sniffDead := esServe(t, "--publish-address", "127.0.0.2:1")
@@ -130,7 +132,9 @@ func TestFluentdESOutput(t *testing.T) {
 	fwd, p := startShipperES(t, shippertest.Fluentd, []route{
 		{Tag: "smoke.healthy", ESPort: esPort(t, healthy)},
 		{Tag: "smoke.reject", ESPort: esPort(t, reject)},
+		{Tag: "stall.reject", ESPort: esPort(t, stall)},
 		{Tag: "smoke.late", ESPort: esPort(t, late)},
+		{Tag: "genid.late", ESPort: esPort(t, lateID), Extra: "  id_key _hash\n  write_operation create"},
 		{Tag: "genid.remove", ESPort: esPort(t, genidRemove), Extra: "  id_key _hash\n  write_operation create\n  remove_keys _hash"},
 		{Tag: "genid.keep", ESPort: esPort(t, genidKeep), Extra: "  id_key _hash\n  write_operation create"},
 		{Tag: "sniff.dead", ESPort: esPort(t, sniffDead), Extra: sniff},
@@ -152,6 +156,8 @@ func TestFluentdESOutput(t *testing.T) {
 		if s.Duplicated == 0 || s.Missing != 0 {
 			t.Fatalf("rejected items with Fluentd: want duplicates and no loss, got %+v (index %d documents)", s, c.total)
 		}
+	}}, scenario{"steady rejections stall the chunk", func(t *testing.T) {
+		fluentdRejectionsStall(t, fwd, p, stall, index)
 	}}, scenario{"late", func(t *testing.T) {
 		// The first bulk is indexed and answered after the 2 s
 		// request_timeout: the plugin resends the chunk and every canary
@@ -160,6 +166,15 @@ func TestFluentdESOutput(t *testing.T) {
 			func(st essimStats) bool { return st.BulkRequests > 0 })
 		if s.Duplicated != 300 || s.Documents != 600 {
 			t.Fatalf("late answers with Fluentd: want every canary twice, got %+v", s)
+		}
+	}}, scenario{"late with a stable id", func(t *testing.T) {
+		// The same late answers with id_key _hash and create: the resend
+		// is answered 409 for every document, no copy (what
+		// config.es_request_timeout says with a stable id).
+		s, _ := smokeFaulty(t, fwd, lateID, index, "genid.late", 300, "5s",
+			func(st essimStats) bool { return st.BulkRequests > 0 })
+		if st := getStats(t, lateID); s.Duplicated != 0 || s.Missing != 0 || s.Documents != 300 || st.Conflicts == 0 {
+			t.Fatalf("late answers with id_key: want exactly once and 409s on the resend, got %+v, essim %+v", s, st)
 		}
 	}}, scenario{"genid remove_keys loses retried records", func(t *testing.T) {
 		fluentdGenidRemoveKeys(t, fwd, genidRemove, genidKeep, index)

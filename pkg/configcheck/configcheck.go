@@ -49,7 +49,7 @@ var Rules = []report.Rule{
 	{ID: FindingRetryDrops, Description: "Chunks are dropped after a bounded number of retries with nowhere to go."},
 	{ID: FindingOverflowDrops, Description: "A full buffer drops data (drop_oldest_chunk), or refuses it from an input that cannot replay."},
 	{ID: FindingESNoID, Description: "An Elasticsearch output without a stable document id: retries index duplicates."},
-	{ID: FindingES429Dropped, Description: "Per-item 429 rejections are dropped instead of retried."},
+	{ID: FindingES429Dropped, Description: "Per-item 429 rejections are not retried on their own: Fluentd retries the whole chunk (and stalls under steady rejections), Fluent Bit drops them."},
 	{ID: FindingESReloadConnections, Description: "The Elasticsearch client re-sniffs and replaces the configured hosts with node addresses."},
 	{ID: FindingESRequestTimeout, Description: "The Elasticsearch request timeout is short for the size of the bulk requests."},
 	{ID: FindingChunkTooLarge, Description: "A bulk request can exceed Elasticsearch's http.max_content_length: 413 and a chunk that is never sent."},

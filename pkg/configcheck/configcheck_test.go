@@ -369,3 +369,82 @@ func TestEveryRuleHasAPositiveFixture(t *testing.T) {
 		}
 	}
 }
+
+// TestES429RetriesWholeChunk: fluent-plugin-elasticsearch retries the
+// whole chunk on a listed rejection (internal/interop
+// fluentdRejectionsStall shows it with the real Fluentd); the finding says
+// so, copies only without a stable id, and when Fluentd gives up.
+func TestES429RetriesWholeChunk(t *testing.T) {
+	files := shipconf.MapFiles{
+		"/c/noid.conf": "<match a.**>\n  @type elasticsearch\n  @id a\n</match>\n",
+		"/c/id.conf":   "<match a.**>\n  @type elasticsearch\n  @id a\n  id_key _hash\n  write_operation create\n  <buffer>\n    retry_max_times 5\n  </buffer>\n  <secondary>\n    @type secondary_file\n    directory /tmp/x\n  </secondary>\n</match>\n",
+		"/c/os.conf":   "<match a.**>\n  @type opensearch\n  @id a\n  unrecoverable_error_types [\"rejected_execution_exception\",\"x\"]\n</match>\n",
+	}
+	check := func(name string) report.Finding {
+		t.Helper()
+		c, err := shipconf.Load("/c/"+name, shipconf.Options{Files: files})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := find(Check(c, Options{}), FindingES429Dropped)
+		if len(got) != 1 {
+			t.Fatalf("%s: %d findings", name, len(got))
+		}
+		return got[0]
+	}
+	f := check("noid.conf")
+	for _, want := range []string{"retry the whole chunk", "indexed as copies", "never passes", "retry_timeout 72h, the default", "it is dropped"} {
+		if !strings.Contains(f.Summary, want) {
+			t.Errorf("no id: summary %q lacks %q", f.Summary, want)
+		}
+	}
+	if f.Severity != report.Critical || f.Evidence["stable_id"] != false || f.Evidence["rejected_type"] != "es_rejected_execution_exception" ||
+		f.Evidence["default"] != true || !strings.Contains(f.Remedy, `unrecoverable_error_types ["out_of_memory_error"]`) || !strings.Contains(f.Remedy, "elasticsearch_genid") {
+		t.Errorf("no id: %+v", f)
+	}
+	f = check("id.conf")
+	if f.Severity != report.Warning || f.Evidence["stable_id"] != true || strings.Contains(f.Summary, "copies") ||
+		!strings.Contains(f.Summary, "id_key _hash with write_operation create makes those resends 409s") || !strings.Contains(f.Summary, "retry_max_times 5 gives up on the chunk and it goes to <secondary>") ||
+		strings.Contains(f.Remedy, "genid") {
+		t.Errorf("stable id: %+v", f)
+	}
+	f = check("os.conf")
+	if f.Evidence["rejected_type"] != "rejected_execution_exception" || !strings.Contains(f.Remedy, `unrecoverable_error_types ["x"]`) ||
+		!strings.Contains(f.Remedy, "opensearch_genid") || f.Evidence["line"] != 4 {
+		t.Errorf("opensearch: %+v", f)
+	}
+}
+
+// TestRequestTimeoutFollowsID: the resend after a timeout copies
+// documents only without a stable id (internal/interop "late with a
+// stable id" shows the 409s with the real Fluentd).
+func TestRequestTimeoutFollowsID(t *testing.T) {
+	files := shipconf.MapFiles{
+		"/c/noid.conf":   "<match a.**>\n  @type elasticsearch\n  @id a\n</match>\n",
+		"/c/create.conf": "<match a.**>\n  @type elasticsearch\n  @id a\n  id_key _hash\n  write_operation create\n</match>\n",
+		"/c/index.conf":  "<match a.**>\n  @type elasticsearch\n  @id a\n  id_key request_id\n</match>\n",
+	}
+	for name, want := range map[string][]string{
+		"noid.conf":   {"indexes every document again as a copy"},
+		"create.conf": {"id_key _hash with write_operation create makes those resends 409s", "holds the chunk back"},
+		"index.conf":  {"id_key request_id makes those resends overwrite the same documents"},
+	} {
+		c, err := shipconf.Load("/c/"+name, shipconf.Options{Files: files})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := find(Check(c, Options{}), FindingESRequestTimeout)
+		if len(got) != 1 {
+			t.Fatalf("%s: %d findings", name, len(got))
+		}
+		f := got[0]
+		for _, w := range want {
+			if !strings.Contains(f.Summary, w) {
+				t.Errorf("%s: summary %q lacks %q", name, f.Summary, w)
+			}
+		}
+		if stable := name != "noid.conf"; f.Evidence["stable_id"] != stable || (stable && strings.Contains(f.Summary, "cop")) {
+			t.Errorf("%s: stable id %v: %q", name, stable, f.Summary)
+		}
+	}
+}

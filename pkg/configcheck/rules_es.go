@@ -91,7 +91,7 @@ func (ck *checker) es429(o *shipconf.Plugin) {
 			Evidence: evidence(o, prm, false, nil),
 			Remedy: "Fluent Bit cannot retry single rejected items: keep the cluster out of write rejections (more write thread pool queue or nodes, fewer concurrent bulks: " +
 				"lower `Workers`, a larger [SERVICE] `Flush`), set `Trace_Error On` to log rejected items, and count what arrives with `logdoctor es dups`; " +
-				"or send through Fluentd with fluent-plugin-elasticsearch, which can retry them."})
+				"or send through Fluentd with fluent-plugin-elasticsearch, which re-emits them once `unrecoverable_error_types` does not list es_rejected_execution_exception."})
 		return
 	}
 	types := ck.c.Setting(o, nil, "unrecoverable_error_types")
@@ -114,12 +114,71 @@ func (ck *checker) es429(o *shipconf.Plugin) {
 	if !found {
 		return
 	}
-	ck.add(report.Finding{ID: FindingES429Dropped, Severity: report.Critical,
-		Summary: fmt.Sprintf("%s: output %s lists %s in unrecoverable_error_types%s: one item rejected with 429 makes the whole chunk unrecoverable, backed up or sent to <secondary> instead of retried",
-			where(types, o), o.Name(), rejected, defaultNote(types)),
-		Evidence: evidence(o, types, false, nil),
-		Remedy: fmt.Sprintf("Set `unrecoverable_error_types [%s]` (the list without %s) so rejected items are retried, together with `id_key` so the retry cannot duplicate.",
-			strings.Join(rest, ","), rejected)})
+	// What fluent-plugin-elasticsearch 5.2.5 does with it (checked with
+	// the real Fluentd, internal/interop fluentdRejectionsStall): the
+	// error handler raises ElasticsearchRequestAbortError for a listed
+	// type (elasticsearch_error_handler.rb), send_bulk's `rescue => e`
+	// turns that into RecoverableRequestFailure (out_elasticsearch.rb), so
+	// the whole chunk is retried, accepted items included. Without the
+	// type in the list, the handler re-emits only the rejected items.
+	id, stable := ck.fdStableID(o)
+	giveUp := ck.fdGiveUp(o)
+	sev, copies := report.Critical, "items already indexed are sent again and indexed as copies (no stable _id)"
+	if stable {
+		sev, copies = report.Warning, "items already indexed are sent again ("+ck.fdResendNote(o, id)+")"
+	}
+	ck.add(report.Finding{ID: FindingES429Dropped, Severity: sev,
+		Summary: fmt.Sprintf("%s: output %s lists %s in unrecoverable_error_types%s: one item rejected with 429 makes the plugin retry the whole chunk (RecoverableRequestFailure): %s; under steady rejections every attempt meets new 429s, so the chunk never passes, the output stalls and the buffer fills until %s",
+			where(types, o), o.Name(), rejected, defaultNote(types), copies, giveUp),
+		Evidence: evidence(o, types, false, map[string]any{"rejected_type": rejected, "on_rejection": "whole chunk retried",
+			"stable_id": stable, "gives_up": giveUp}),
+		Remedy: fmt.Sprintf("Set `unrecoverable_error_types [%s]` (the list without %s) so the plugin re-emits only the rejected items and the rest of the chunk counts as delivered%s.",
+			strings.Join(rest, ","), rejected, idRemedy(o, stable))})
+}
+
+// fdStableID says whether the output sends a stable document id, and
+// which setting gives it.
+func (ck *checker) fdStableID(o *shipconf.Plugin) (string, bool) {
+	if p := o.Param("id_key"); p != nil && p.State != shipconf.Unknown && p.Value != "" {
+		return "id_key " + p.Value, true
+	}
+	return "", false
+}
+
+// fdResendNote is what a resend of indexed documents costs with a
+// stable id: 409s under `create`, overwrites under `index`.
+func (ck *checker) fdResendNote(o *shipconf.Plugin, id string) string {
+	if op := ck.c.Setting(o, nil, "write_operation"); op != nil && op.State != shipconf.Unknown && op.Value == "create" {
+		return id + " with write_operation create makes those resends 409s: wasted work, not duplicates"
+	}
+	return id + " makes those resends overwrite the same documents: wasted work, not duplicates"
+}
+
+func idRemedy(o *shipconf.Plugin, stable bool) string {
+	if stable {
+		return "; keep the id and `write_operation create` so a re-emitted item already indexed gets 409, not a copy"
+	}
+	return fmt.Sprintf(", and give documents a stable id (`<filter> @type %s_genid </filter>` on the route, `id_key _hash`, `write_operation create`) so no resend can index a copy", genidPrefix(o))
+}
+
+// fdGiveUp is when Fluentd stops retrying a chunk, and what becomes of
+// it then.
+func (ck *checker) fdGiveUp(o *shipconf.Plugin) string {
+	b := bufferSec(o.Buffer())
+	if f := ck.c.Setting(o, b, "retry_forever"); f != nil && f.State != shipconf.Unknown && ck.bool(f.Value) {
+		return "it is full (retry_forever: the chunk is never given up)"
+	}
+	end := "it is dropped"
+	if o.Secondary() != nil {
+		end = "it goes to <secondary>"
+	}
+	if m := b.Get("retry_max_times"); m != nil && m.State == shipconf.Known {
+		return fmt.Sprintf("retry_max_times %s gives up on the chunk and %s", m.Value, end)
+	}
+	if t := ck.c.Setting(o, b, "retry_timeout"); t != nil && t.State != shipconf.Unknown {
+		return fmt.Sprintf("retry_timeout %s%s gives up on the chunk and %s", t.Value, defaultIn(t), end)
+	}
+	return "Fluentd gives up on the chunk and " + end
 }
 
 func (ck *checker) fdReload(o *shipconf.Plugin) {
@@ -194,10 +253,18 @@ func (ck *checker) fdRequestSize(o *shipconf.Plugin) {
 	rt := ck.c.Setting(o, nil, "request_timeout")
 	if rt != nil && rt.State != shipconf.Unknown {
 		if d, ok := shipconf.FluentdTime(rt.Value); ok && d <= 5*time.Second && size > largeBulk {
+			// A timed-out bulk is resent whole: copies only without a
+			// stable _id; with one, the cluster redoes the work (409s under
+			// create) and a bulk that keeps timing out holds the chunk.
+			id, stable := ck.fdStableID(o)
+			resend := "the resend indexes every document again as a copy (no stable _id)"
+			if stable {
+				resend = "the resend redoes the work (" + ck.fdResendNote(o, id) + ") and a bulk that keeps timing out holds the chunk back"
+			}
 			ck.add(report.Finding{ID: FindingESRequestTimeout, Severity: report.Warning,
-				Summary: fmt.Sprintf("%s: output %s times out after %v (request_timeout%s) on bulk requests of up to %s (%s): the client gives up while Elasticsearch still indexes, and the resend duplicates documents without an _id",
-					where(rt, o), o.Name(), d, defaultIn(rt), human(size), src.Key),
-				Evidence: evidence(o, rt, false, map[string]any{"max_bulk_bytes": size, "bulk_size_from": src.Key}),
+				Summary: fmt.Sprintf("%s: output %s times out after %v (request_timeout%s) on bulk requests of up to %s (%s): the client gives up while Elasticsearch still indexes, and %s",
+					where(rt, o), o.Name(), d, defaultIn(rt), human(size), src.Key, resend),
+				Evidence: evidence(o, rt, false, map[string]any{"max_bulk_bytes": size, "bulk_size_from": src.Key, "stable_id": stable}),
 				Remedy:   "Set `request_timeout 60s` (above the slowest bulk you expect), or make requests smaller with `bulk_message_request_threshold 5m` / a smaller chunk_limit_size."})
 		}
 	}
@@ -275,18 +342,43 @@ func (ck *checker) udpMessageSize() {
 		if limit <= int64(maxPayload) {
 			continue
 		}
+		ev := map[string]any{"limit_bytes": limit, "mtu": ck.o.MTU, "mtu_source": ck.o.MTUSource,
+			"ip": family, "max_unfragmented_payload": maxPayload}
+		if ck.fluentBit() {
+			ck.fbUDPNotes(in, ev)
+		}
 		ck.add(report.Finding{ID: FindingUDPMessageSize, Severity: report.Warning,
 			Summary: fmt.Sprintf("%s: UDP input %s accepts messages up to %d bytes (%s%s), above %d, the largest %s payload that fits one packet at MTU %d: bigger datagrams arrive as fragments, and a load balancer that hashes on ports drops the fragments that carry none",
 				where(prm, in), in.Name(), limit, prm.Key, defaultIn(prm), maxPayload, family, ck.o.MTU),
-			Evidence: evidence(in, prm, false, map[string]any{"limit_bytes": limit, "mtu": ck.o.MTU, "mtu_source": ck.o.MTUSource,
-				"ip": family, "max_unfragmented_payload": maxPayload}),
-			Remedy: fmt.Sprintf("Keep every message at or under %d bytes at the sender (truncate or split long records), or ship over TCP (Fluentd in_tcp/forward with require_ack_response, Fluent Bit tcp/forward); check the path with `logdoctor udp-frag`.", maxPayload)})
+			Evidence: evidence(in, prm, false, ev),
+			Remedy:   fmt.Sprintf("Keep every message at or under %d bytes at the sender (truncate or split long records), or ship over TCP (Fluentd in_tcp/forward with require_ack_response, Fluent Bit tcp/forward); check the path with `logdoctor udp-frag`.", maxPayload)})
 	}
 }
 
 // udpLimit returns the largest datagram a UDP input accepts, the setting
 // it comes from and the bind address; prm is nil for inputs that are not
 // UDP.
+//
+// Fluent Bit (v4.2.8) reads each datagram once into a buffer of the chunk
+// size, one byte kept for a NUL:
+//   - udp: plugins/in_udp/udp_conn.c udp_conn_event resets buf_len and reads
+//     at most buf_size - 1 bytes, buf_size being chunk_size
+//     (plugins/in_udp/udp_config.c: Chunk_Size in KiB, atoi()*1024, default
+//     FLB_IN_UDP_CHUNK "32768" bytes in udp_conn.h). Buffer_Size only bounds
+//     a growth that never happens, since the buffer is emptied before each
+//     read: it does not raise the limit. A longer JSON datagram is cut,
+//     left incomplete and dropped.
+//   - syslog, mode udp: plugins/in_syslog/syslog_conn.c
+//     syslog_dgram_conn_event reads at most buf_size - 1 bytes, buf_size
+//     being Buffer_Chunk_Size (a size: k is 1000, default FLB_SYSLOG_CHUNK
+//     "32768" in syslog.h); Buffer_Max_Size plays no part. A longer message
+//     arrives cut at the limit.
+//
+// Checked with the real Fluent Bit 4.2.8 (internal/interop
+// TestFluentBitUDPLimits): Chunk_Size 2 with Buffer_Size 64 takes 2047-byte
+// datagrams and drops 2048; the default takes 32767 and drops 32768; syslog
+// with Buffer_Chunk_Size 2k and Buffer_Max_Size 64k cuts messages at 1999
+// bytes.
 func (ck *checker) udpLimit(in *shipconf.Plugin) (int64, *shipconf.Param, string) {
 	if ck.fluentBit() {
 		bind := paramOr(in, "listen", "0.0.0.0")
@@ -351,6 +443,26 @@ func (ck *checker) udpLimit(in *shipconf.Plugin) (int64, *shipconf.Param, string
 		return 0, nil, ""
 	}
 	return n, p, bind
+}
+
+// fbUDPNotes adds to a Fluent Bit UDP finding's evidence what becomes of
+// a datagram over the limit, and the buffer setting that looks like a
+// limit but is not one (see udpLimit).
+func (ck *checker) fbUDPNotes(in *shipconf.Plugin, ev map[string]any) {
+	switch in.Type {
+	case "udp":
+		if f := in.Param("format"); f == nil || strings.EqualFold(f.Value, "json") {
+			ev["over_limit"] = "dropped: the JSON is cut and discarded as incomplete"
+		}
+		if b := in.Param("buffer_size"); b != nil {
+			ev["ignored"] = fmt.Sprintf("Buffer_Size %s (line %d) does not raise the limit: each datagram is one read of Chunk_Size - 1 bytes", b.Value, b.Pos.Line)
+		}
+	case "syslog":
+		ev["over_limit"] = "truncated at the limit"
+		if b := in.Param("buffer_max_size"); b != nil {
+			ev["ignored"] = fmt.Sprintf("Buffer_Max_Size %s (line %d) does not raise the limit: each datagram is one read of Buffer_Chunk_Size - 1 bytes", b.Value, b.Pos.Line)
+		}
+	}
 }
 
 func paramOr(p *shipconf.Plugin, name, def string) string {

@@ -198,8 +198,9 @@ func joinAnd(xs []string) string {
 
 // esRejections is "duplicates in Elasticsearch" (docs/troubleshooting.md):
 // the cluster rejects writes while the output
-// sends no stable id (duplicates on retry) or treats 429 as unrecoverable
-// (losses).
+// sends no stable id (duplicates on retry) or lists the rejection in
+// unrecoverable_error_types (the whole chunk is retried: copies, and a
+// stalled output while the rejections last).
 func (d *diagnoser) esRejections(c *shipconf.Config, o *ESOutput) {
 	rej := append(d.find(esprobe.FindingWriteRejections, o.Name), d.find(esprobe.FindingIndexingPressure, o.Name)...)
 	timeouts := d.find(esprobe.FindingRequestTimeout, o.Name)
@@ -225,7 +226,11 @@ func (d *diagnoser) esRejections(c *shipconf.Config, o *ESOutput) {
 		file, _ := f.Evidence["file"].(string)
 		line, _ := f.Evidence["line"].(int)
 		parts = append(parts, fmt.Sprintf("output %s sends no document id (%s:%d): every chunk it retries is indexed again, so logs are duplicated", o.Name, file, line))
-		fix, change := "add `<filter> @type elasticsearch_genid </filter>` before it and set `id_key _hash`", "id_key _hash with the elasticsearch_genid filter"
+		genid := "elasticsearch_genid"
+		if o.Plugin != nil && o.Plugin.IsOpenSearch() {
+			genid = "opensearch_genid"
+		}
+		fix, change := "add `<filter> @type "+genid+" </filter>` before it and set `id_key _hash`", "id_key _hash with the "+genid+" filter"
 		if c.Shipper == shipconf.FluentBit {
 			fix, change = "set `Generate_ID On`", "Generate_ID On"
 		}
@@ -239,13 +244,28 @@ func (d *diagnoser) esRejections(c *shipconf.Config, o *ESOutput) {
 		if c.Shipper == shipconf.FluentBit {
 			parts = append(parts, fmt.Sprintf("Fluent Bit drops the rejected items of a bulk that partly succeeded (%s:%d)", file, line))
 		} else {
-			parts = append(parts, fmt.Sprintf("unrecoverable_error_types (%s:%d) makes a chunk with one rejected item unrecoverable: it is dropped, not retried; remove es_rejected_execution_exception from it", file, line))
-			cause.Settings = append(cause.Settings, Setting{File: file, Line: line, Setting: "unrecoverable_error_types", Change: "a list without es_rejected_execution_exception"})
+			rejected := rejectedType(o, f)
+			parts = append(parts, fmt.Sprintf("unrecoverable_error_types (%s:%d) makes one rejected item retry the whole chunk: its accepted items are sent again and, while rejections last, the chunk never passes and the output stalls; remove %s from it so only the rejected items are re-emitted", file, line, rejected))
+			cause.Settings = append(cause.Settings, Setting{File: file, Line: line, Setting: "unrecoverable_error_types", Change: "a list without " + rejected})
 		}
 	}
 	cause.Text = why + " + " + strings.Join(parts, " + ")
 	cause.Findings = d.use(rej, timeouts, noID, dropped)
 	d.add(cause)
+}
+
+// rejectedType is the error type the output's plugin gives a rejected
+// item: es_rejected_execution_exception for fluent-plugin-elasticsearch,
+// rejected_execution_exception for fluent-plugin-opensearch (the finding
+// says which it found in the list).
+func rejectedType(o *ESOutput, f report.Finding) string {
+	if t, ok := f.Evidence["rejected_type"].(string); ok && t != "" {
+		return t
+	}
+	if o.Plugin != nil && o.Plugin.IsOpenSearch() {
+		return "rejected_execution_exception"
+	}
+	return "es_rejected_execution_exception"
 }
 
 // tooLarge joins the cluster's http.max_content_length, read live, with

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logdoctor/logdoctor/pkg/configcheck"
+	"github.com/logdoctor/logdoctor/pkg/esprobe"
 	"github.com/logdoctor/logdoctor/pkg/report"
 	"github.com/logdoctor/logdoctor/pkg/shipconf"
 )
@@ -108,5 +110,43 @@ func TestJudgeSockets(t *testing.T) {
 	if fs[0].Severity != report.Info || fs[0].Evidence["delivering"] != true || fs[1].Severity != report.Critical || fs[2].Severity != report.Critical ||
 		fs[3].Severity != report.Info || fs[4].Severity != report.Critical {
 		t.Errorf("%+v", fs)
+	}
+}
+
+// TestRejectionRemedyPerPlugin: the cause built on config.es_429_dropped
+// names the rejection type of the output's own plugin, and its genid
+// filter: fluent-plugin-opensearch says rejected_execution_exception.
+func TestRejectionRemedyPerPlugin(t *testing.T) {
+	for _, tc := range []struct{ typ, rejected, genid string }{
+		{"elasticsearch", "es_rejected_execution_exception", "elasticsearch_genid"},
+		{"opensearch", "rejected_execution_exception", "opensearch_genid"},
+	} {
+		conf := "<match a.**>\n  @type " + tc.typ + "\n  host 127.0.0.1\n  port 9200\n</match>\n"
+		c, err := shipconf.Parse("fluent.conf", []byte(conf), shipconf.Options{Format: shipconf.FormatFluentd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg := &Target{Process: Process{Kind: Fluentd, PID: 7}, cfg: c, Endpoints: FindEndpoints(c)}
+		es := tg.Endpoints.ES[0].Name
+		fs := configcheck.Check(c, configcheck.Options{MTU: 1500})
+		fs = append(fs, report.Finding{ID: esprobe.FindingWriteRejections, Severity: report.Critical, Summary: "output " + es + " (fluent.conf:3): 5 rejected",
+			Evidence: map[string]any{"output": es}})
+		var cause *Cause
+		for _, c := range diagnose(tg, fs) {
+			if strings.HasPrefix(c.Text, "Elasticsearch rejects writes") {
+				cause = c
+			}
+		}
+		if cause == nil {
+			t.Fatalf("%s: no rejection cause", tc.typ)
+		}
+		if !strings.Contains(cause.Text, "remove "+tc.rejected+" from it") || !strings.Contains(cause.Text, "retry the whole chunk") ||
+			!strings.Contains(cause.Text, "@type "+tc.genid) || (tc.typ == "opensearch" && strings.Contains(cause.Text, "es_rejected")) {
+			t.Errorf("%s: %s", tc.typ, cause.Text)
+		}
+		last := cause.Settings[len(cause.Settings)-1]
+		if last.Setting != "unrecoverable_error_types" || last.Change != "a list without "+tc.rejected {
+			t.Errorf("%s: settings %+v", tc.typ, cause.Settings)
+		}
 	}
 }

@@ -2,7 +2,7 @@
 // which setting causes the symptom. It finds the shipper in /proc, reads
 // its configuration through /proc/PID/root with its own environment,
 // looks at its sockets in its network namespace with the configured
-// endpoints as peers, samples its own metrics twice over an interval,
+// endpoints as peers, samples its own metrics five times over an interval,
 // probes every endpoint the configuration names with the configuration's
 // credentials, and joins the evidence into one ranked diagnosis naming
 // the file and line to change.

@@ -217,6 +217,10 @@ func TestRunHealthyStandIn(t *testing.T) {
 			t.Errorf("peer %s: %+v (want the stand-in's one ESTABLISHED, not doctor's own probe connections)", pe.Endpoint, pe.Sockets)
 		}
 	}
+	// README.md and docs/commands/doctor.md say five samples over --interval.
+	if tg.Monitor == nil || len(tg.Monitor.Samples) != 5 {
+		t.Errorf("metrics: want 5 samples over the interval, got %+v", tg.Monitor)
+	}
 	if len(tg.Trends) != 2 || tg.Trends[0].Writes == nil || tg.Trends[0].Writes.Change <= 0 {
 		t.Errorf("trends %+v", tg.Trends)
 	}

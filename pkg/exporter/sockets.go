@@ -99,7 +99,8 @@ func NewSockets(c SocketsConfig) *Sockets {
 			"TCP segments retransmitted to the peer, from tcp_info (netlink source only), counted from the exporter's start.",
 			[]string{"shipper", "peer", "alias"}, nil),
 		target: prometheus.NewDesc("logdoctor_tcp_target_sockets",
-			"TCP sockets per configured peer (--peer, a shipper's outputs) and state, 0 included, so that no ESTABLISHED connection shows as 0.",
+			"TCP sockets to each configured peer (--peer, a shipper's outputs) per state, 0 included, so that no ESTABLISHED connection shows as 0: "+
+				"the local end of outbound connections only, never a same-host peer's own end or listener. alias is es or forward for a shipper's outputs whatever their port, the --peer alias or its port's otherwise.",
 			[]string{"shipper", "target", "alias", "state"}, nil),
 		peers: prometheus.NewDesc("logdoctor_tcp_peers",
 			"Distinct peers in the socket table (after --peer filtering), before the cap.",
@@ -136,7 +137,7 @@ func (s *Sockets) Collect(ctx context.Context) (*Sample, error) {
 		return nil, err
 	}
 	res := sockstat.Aggregate(socks, sockstat.AggregateOptions{
-		Ephemeral: s.c.Ephemeral, Aliases: s.c.Aliases, Peers: s.c.Peers, SendQMin: s.c.Thresholds.SendQ,
+		Ephemeral: s.c.Ephemeral, Aliases: s.c.Aliases, Peers: s.c.Peers, SendQMin: s.c.Thresholds.SendQ, SpecsOutbound: true,
 		Retransmits: s.c.Thresholds.Retransmits, ZeroWindowProbes: s.c.Thresholds.ZeroWindowProbes,
 	})
 	out := &Sample{}

@@ -9,6 +9,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/logdoctor/logdoctor/internal/sockettest"
+	"github.com/logdoctor/logdoctor/internal/testenv"
+	"github.com/logdoctor/logdoctor/pkg/doctor"
+	"github.com/logdoctor/logdoctor/pkg/shipconf"
 	"github.com/logdoctor/logdoctor/pkg/sockstat"
 )
 
@@ -210,4 +214,40 @@ func promRegistry(e *Engine) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e)
 	return reg
+}
+
+// TestSocketsTargetNonStandardPort: an Elasticsearch output on a port no
+// alias names (a managed cluster's 443; here a free port) in the
+// shipper's own network namespace, as the shipper's configuration gives
+// it: its target series is alias="es", which LogdoctorCloseWaitToESGrowing
+// keys on, and counts the shipper's end of each connection only, not the
+// server's end or its listener. logdoctor_tcp_sockets knows the port by no
+// alias.
+func TestSocketsTargetNonStandardPort(t *testing.T) {
+	testenv.RequireLinux(t)
+	cw := sockettest.CloseWait(t, "127.74.0.1", "127.74.0.2", 3)
+	es := cw.Server.String()
+	conf := fmt.Sprintf("<match **>\n  @type elasticsearch\n  host %s\n  port %d\n</match>\n", cw.Server.Addr(), cw.Server.Port())
+	c, err := shipconf.Parse("fluent.conf", []byte(conf), shipconf.Options{Format: shipconf.FormatFluentd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, skipped := doctor.PeerSpecs(context.Background(), doctor.FindEndpoints(c), nil)
+	if len(specs) != 1 || len(skipped) != 0 {
+		t.Fatalf("peers %+v, skipped %v", specs, skipped)
+	}
+	read := func() ([]sockstat.Socket, error) {
+		socks, _, err := sockstat.ReadTCP("/proc/self")
+		return socks, err
+	}
+	got := runSockets(t, NewSockets(SocketsConfig{Shipper: "fluentd", Read: read, Peers: specs, Thresholds: sockstat.DefaultThresholds()}))
+	target := func(state string) float64 {
+		return got["logdoctor_tcp_target_sockets,alias=es,shipper=fluentd,state="+state+",target="+es]
+	}
+	if target("CLOSE_WAIT") != 3 || target("FIN_WAIT2") != 0 || target("LISTEN") != 0 {
+		t.Errorf("target %s: CLOSE_WAIT %v, FIN_WAIT2 %v, LISTEN %v; want the shipper's 3 CLOSE_WAIT only", es, target("CLOSE_WAIT"), target("FIN_WAIT2"), target("LISTEN"))
+	}
+	if v := got["logdoctor_tcp_sockets,alias=,peer="+es+",shipper=fluentd,state=CLOSE_WAIT"]; v != 3 {
+		t.Errorf("logdoctor_tcp_sockets to %s: %v CLOSE_WAIT, want 3 (with no alias for the port)", es, v)
+	}
 }

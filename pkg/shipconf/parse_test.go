@@ -3,6 +3,7 @@ package shipconf
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -537,5 +538,25 @@ func TestHugeFileOnDisk(t *testing.T) {
 	c = mustLoad(t, huge, Options{Format: FormatFluentd})
 	if len(c.Problems) != 1 || !errors.Is(c.Problems[0], ErrTooLarge) {
 		t.Fatalf("huge main file: %v", c.Problems)
+	}
+}
+
+// TestFluentdMonitoringSourcesRouteNothing: monitoring sources put no
+// events into routing (monitor_agent only with `tag`), so they are no
+// route's input.
+func TestFluentdMonitoringSourcesRouteNothing(t *testing.T) {
+	conf := "<source>\n  @type monitor_agent\n</source>\n<source>\n  @type monitor_agent\n  port 24221\n  tag monitor.metrics\n</source>\n" +
+		"<source>\n  @type prometheus_output_monitor\n</source>\n<source>\n  @type prometheus\n</source>\n<source>\n  @type prometheus_monitor\n</source>\n" +
+		"<source>\n  @type debug_agent\n</source>\n<source>\n  @type forward\n</source>\n<match **>\n  @type stdout\n</match>\n"
+	c, err := Parse("fluent.conf", []byte(conf), Options{Format: FormatFluentd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range c.Routes() {
+		got = append(got, fmt.Sprintf("%s:%d->%s", r.Input.Type, r.Input.Pos.Line, r.Output.Type))
+	}
+	if strings.Join(got, " ") != "monitor_agent:4->stdout forward:21->stdout" {
+		t.Errorf("routes %v; want the tagged monitor_agent and forward only", got)
 	}
 }

@@ -222,9 +222,26 @@ func (c *Config) fdRoutes() []Route {
 		}
 	}
 	for _, in := range c.Inputs() {
+		if in.fdMonitorOnly() {
+			continue
+		}
 		emit(in, in.RouteLabel, c.InputTags(in), nil, 0)
 	}
 	return mergeRoutes(routes)
+}
+
+// fdMonitorOnly reports whether a Fluentd <source> serves monitoring and
+// puts no events into routing: monitor_agent unless its `tag` is set
+// (in_monitor_agent.rb emits its numbers only then), debug_agent, and
+// fluent-plugin-prometheus's sources, which fill the Prometheus registry.
+func (p *Plugin) fdMonitorOnly() bool {
+	switch p.Type {
+	case "monitor_agent":
+		return p.Tag == ""
+	case "debug_agent", "prometheus", "prometheus_monitor", "prometheus_output_monitor", "prometheus_tail_monitor":
+		return true
+	}
+	return false
 }
 
 // covers reports whether match accepts every sample that the output's

@@ -200,6 +200,12 @@ type AggregateOptions struct {
 	By        GroupBy        // "" or ByPeer: no groups
 	SendQMin  uint64         // Send-Q bytes from which a socket counts as stuck
 
+	// SpecsOutbound counts only outbound connections in Result.Specs:
+	// the client's end of each connection to the peer, not the peer's own
+	// end and listener when it runs in the same network namespace (which
+	// would count every connection twice, plus the LISTEN socket).
+	SpecsOutbound bool
+
 	// Retransmits is how many retransmission timeouts in a row put a
 	// socket in Peer.Retransmitting; ZeroWindowProbes how many zero-window
 	// probe timeouts put it in Peer.ZeroWindow (0: never).
@@ -251,6 +257,9 @@ func Aggregate(socks []Socket, o AggregateOptions) Result {
 		res.Totals[s.State]++
 		dir, addr, port := cl.Classify(s)
 		for i := range res.Specs {
+			if o.SpecsOutbound && dir != Outbound {
+				break
+			}
 			if res.Specs[i].Spec.Match(addr, port) {
 				res.Specs[i].States[s.State]++
 			}

@@ -1,6 +1,7 @@
 package sockstat
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -60,5 +61,24 @@ func TestNoEstablishedRemedyFollowsThePeer(t *testing.T) {
 				t.Errorf("%s %s: remedy has advice for another kind of peer (%q): %s", c.spec.Raw, c.id, n, fs[0].Remedy)
 			}
 		}
+	}
+}
+
+// TestSpecsOutbound: a peer in the same namespace is seen from both ends;
+// SpecsOutbound counts the client's end only, without the listener.
+func TestSpecsOutbound(t *testing.T) {
+	mk := func(local, remote string, st State) Socket {
+		return Socket{Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote), State: st}
+	}
+	socks := []Socket{
+		mk("127.0.0.1:19299", "0.0.0.0:0", Listen),
+		mk("127.0.0.1:41000", "127.0.0.1:19299", Established),
+		mk("127.0.0.1:19299", "127.0.0.1:41000", Established),
+	}
+	spec := PeerSpec{Raw: "127.0.0.1:19299", Alias: "es", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Ports: []uint16{19299}}
+	both := Aggregate(socks, AggregateOptions{Peers: []PeerSpec{spec}}).Specs[0].States
+	out := Aggregate(socks, AggregateOptions{Peers: []PeerSpec{spec}, SpecsOutbound: true}).Specs[0].States
+	if both[Established] != 2 || both[Listen] != 1 || out[Established] != 1 || out[Listen] != 0 {
+		t.Errorf("both ends %v, outbound %v", both, out)
 	}
 }
