@@ -329,7 +329,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) 
 			v = old.Version() + 1
 			x.status, x.result = http.StatusOK, "updated"
 		}
-		d := st.PutFoundLocked(ix, x.id, old, it.Source, v)
+		d := st.PutLocked(ix, x.id, old, it.Source, v)
 		x.version, x.seq = d.Version(), d.Seq()
 	case OpDelete:
 		if ix == nil {
@@ -390,7 +390,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) 
 				ix = st.CreateIndexLocked(it.Index)
 				x.uuid = ix.UUID()
 			}
-			d := st.PutFoundLocked(ix, x.id, nil, compactJSON(src), 1)
+			d := st.PutLocked(ix, x.id, nil, compactJSON(src), 1)
 			x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, d.Seq()
 			return
 		}
@@ -408,7 +408,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) 
 			x.status, x.result, x.version, x.seq = http.StatusOK, "noop", old.Version(), old.Seq()
 			return
 		}
-		d := st.PutFoundLocked(ix, x.id, old, merged, old.Version()+1)
+		d := st.PutLocked(ix, x.id, old, merged, old.Version()+1)
 		x.status, x.result, x.version, x.seq = http.StatusOK, "updated", d.Version(), d.Seq()
 	}
 }

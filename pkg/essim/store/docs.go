@@ -167,22 +167,14 @@ func (s *Store) freeSlotLocked(d *Doc) {
 }
 
 // PutLocked stores and logs a version of the document id, a new one or
-// one replacing the live document in place, and returns it. Sources
-// longer than MaxSourceLen are the caller's to refuse (a cluster's
+// one replacing the live document old in place, and returns it. old is
+// what GetLocked returned for id (nil: no live document), with nothing
+// written to the index since: every writer checks for the id anyway
+// (create answers 409, update merges), and looking it up a second time
+// here was the largest single cost of indexing. Sources longer than
+// MaxSourceLen are the caller's to refuse (a cluster's
 // max_content_length is smaller).
-func (s *Store) PutLocked(ix *Index, id string, src []byte, version int64) (*Doc, error) {
-	old, err := s.GetLocked(ix, id)
-	if err != nil {
-		return nil, err
-	}
-	return s.PutFoundLocked(ix, id, old, src, version), nil
-}
-
-// PutFoundLocked is PutLocked for a caller that has just looked id up
-// with GetLocked (old, nil when there is no live document) and written
-// nothing to the index since: a bulk create checks for the id anyway, and
-// looking it up a second time was the largest single cost of indexing.
-func (s *Store) PutFoundLocked(ix *Index, id string, old *Doc, src []byte, version int64) *Doc {
+func (s *Store) PutLocked(ix *Index, id string, old *Doc, src []byte, version int64) *Doc {
 	var off int64
 	if s.disk && s.log != nil {
 		h := append(s.pend, "I\t"...)

@@ -39,13 +39,15 @@ func TestEngineWithoutTheAPI(t *testing.T) {
 	s.Lock()
 	ix := s.CreateIndexLocked("logs-a")
 	for i, src := range []string{`{"h":"x"}`, `{"h":"y"}`, `{"h":"x"}`} {
-		if _, err := s.PutLocked(ix, string(rune('a'+i)), []byte(src), 1); err != nil {
-			t.Fatal(err)
-		}
+		s.PutLocked(ix, string(rune('a'+i)), nil, []byte(src), 1)
 	}
-	d, err := s.PutLocked(ix, "b", []byte(`{"h":"x"}`), 2) // in place: position 1 keeps its place
-	if err != nil || d.Version() != 2 || ix.Len() != 3 {
-		t.Fatalf("overwrite: %+v %v, %d positions", d, err, ix.Len())
+	old, err := s.GetLocked(ix, "b")
+	if err != nil || old == nil {
+		t.Fatalf("get b: %+v %v", old, err)
+	}
+	d := s.PutLocked(ix, "b", old, []byte(`{"h":"x"}`), 2) // in place: position 1 keeps its place
+	if d.Version() != 2 || ix.Len() != 3 {
+		t.Fatalf("overwrite: %+v, %d positions", d, ix.Len())
 	}
 	if ok, err := s.DeleteLocked(ix, "a"); !ok || err != nil {
 		t.Fatalf("delete: %v %v", ok, err)
