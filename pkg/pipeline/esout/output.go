@@ -299,30 +299,37 @@ const BusyPoll = 5 * time.Millisecond
 // worker delivers batch after batch; an extra worker (yields) first waits
 // while Config.Busy says so.
 func (o *Output) worker(ctx context.Context, yields bool) {
-	var t *time.Timer
 	for {
-		if yields && o.cfg.Busy() {
-			o.mAside.Inc()
-			for o.cfg.Busy() {
-				if t == nil {
-					t = time.NewTimer(BusyPoll)
-				} else {
-					t.Reset(BusyPoll)
-				}
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					o.mAside.Dec()
-					return
-				}
-			}
-			o.mAside.Dec()
+		if yields && !o.waitWhileBusy(ctx) {
+			return
 		}
 		recs, err := o.buf.Next(ctx, o.cfg.BatchCount, int(o.maxBody.Load())*9/10, o.cfg.FlushInterval)
 		if err != nil {
 			return
 		}
 		o.deliver(ctx, recs)
+	}
+}
+
+// waitWhileBusy returns once Config.Busy says no, asking every BusyPoll;
+// false when ctx ended first.
+func (o *Output) waitWhileBusy(ctx context.Context) bool {
+	if !o.cfg.Busy() {
+		return true
+	}
+	o.mAside.Inc()
+	defer o.mAside.Dec()
+	t := time.NewTicker(BusyPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if !o.cfg.Busy() {
+				return true
+			}
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 
