@@ -107,13 +107,7 @@ func LoadInChromium(t testing.TB, file string) Page {
 			case "Page.loadEventFired":
 				loaded = true
 			case "Network.requestWillBeSent":
-				var p struct {
-					Request struct {
-						URL string `json:"url"`
-					} `json:"request"`
-				}
-				_ = json.Unmarshal(ev.Params, &p)
-				page.Requests = append(page.Requests, p.Request.URL)
+				page.Requests = append(page.Requests, requestURL(ev.Params))
 			case "Runtime.exceptionThrown", "Runtime.consoleAPICalled":
 				page.ConsoleErr = append(page.ConsoleErr, string(ev.Params))
 			}
@@ -144,13 +138,7 @@ func LoadInChromium(t testing.TB, file string) Page {
 		select {
 		case ev := <-c.events:
 			if ev.Method == "Network.requestWillBeSent" {
-				var p struct {
-					Request struct {
-						URL string `json:"url"`
-					} `json:"request"`
-				}
-				_ = json.Unmarshal(ev.Params, &p)
-				page.Requests = append(page.Requests, p.Request.URL)
+				page.Requests = append(page.Requests, requestURL(ev.Params))
 			}
 		default:
 			drained = true
@@ -158,6 +146,17 @@ func LoadInChromium(t testing.TB, file string) Page {
 	}
 	_, _ = c.call("", "Browser.close", map[string]any{}, 5*time.Second)
 	return page
+}
+
+// requestURL is the URL of a Network.requestWillBeSent event's request.
+func requestURL(params json.RawMessage) string {
+	var p struct {
+		Request struct {
+			URL string `json:"url"`
+		} `json:"request"`
+	}
+	_ = json.Unmarshal(params, &p)
+	return p.Request.URL
 }
 
 func mustJSON(t testing.TB, b json.RawMessage, v any) {
