@@ -119,9 +119,8 @@ type Config struct {
 	// set by the pipeline.
 	ES esout.Config
 	// YieldToIntake is for an Elasticsearch that shares this machine's
-	// cores (the embedded one): while events arrive and the buffer is
-	// under a quarter full, one bulk request at a time is made, so the
-	// senders' acks get the cores and the buffer absorbs the burst.
+	// cores (the embedded one): while senders push hard, delivery waits
+	// and the buffer absorbs the burst (yield.go).
 	YieldToIntake bool
 
 	// DeadLetterPath is the dead-letter file (default
@@ -170,6 +169,8 @@ type Pipeline struct {
 	cfg Config
 	log *slog.Logger
 	reg *prometheus.Registry
+
+	intake intakeRate // how hard senders push, under YieldToIntake
 
 	bufEvents *bufferEvents // logs, metrics and report data of buffer trouble
 
@@ -598,16 +599,4 @@ func (p *Pipeline) registerBufferMetrics() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "logdoctor_pipeline_buffer_max_bytes", Help: "Buffer size limit."},
 			func() float64 { return float64(p.cfg.BufferMaxBytes) }),
 	)
-}
-
-// intakeQuiet is how long after the latest append intake counts as busy:
-// senders that wait for acks append every few milliseconds.
-const intakeQuiet = 20 * time.Millisecond
-
-// intakeBusy is esout's Busy under YieldToIntake: events arrived lately
-// and the buffer is under a quarter of its bound, so delivery can wait
-// without pushing back on the senders.
-func (p *Pipeline) intakeBusy() bool {
-	s := p.buf.Stats()
-	return time.Since(s.LastAppend) < intakeQuiet && s.Bytes < p.cfg.BufferMaxBytes/4
 }

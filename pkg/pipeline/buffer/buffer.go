@@ -77,6 +77,7 @@ type Stats struct {
 	Segments       int    // live segments
 	Records        int64  // records appended and not yet acknowledged
 	Appended       uint64 // records made durable since Open
+	AppendedBytes  uint64 // their bytes
 	Acked          uint64 // records acknowledged since Open
 	Commits        uint64 // fsyncs (group commits) since Open
 	Full           uint64 // appends refused for lack of space

@@ -317,6 +317,7 @@ func (b *Buffer) publishLocked(p *pendingBatch, seg *segment, start int64) {
 		b.startSpareLocked()
 	}
 	b.stats.Appended += uint64(len(p.ends))
+	b.stats.AppendedBytes += uint64(len(p.buf))
 	b.stats.Records += int64(len(p.ends))
 	b.stats.Commits++
 }

@@ -85,8 +85,8 @@ type Config struct {
 	Prepare func(dst []byte, rec buffer.Record) (out []byte, id string, err error)
 
 	// Busy reports that the output should leave the cores to intake for
-	// now: while it does, only the first worker delivers and the others
-	// wait, checking again every BusyPoll. Nil: every worker delivers.
+	// now: while it does, every worker waits before its next bulk request,
+	// checking again every BusyPoll. Nil: workers never wait.
 	Busy func() bool
 
 	Logger     *slog.Logger
@@ -285,9 +285,9 @@ func (o *Output) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); o.healthLoop(ctx) }()
-	for i := 0; i < o.cfg.Workers; i++ {
+	for range o.cfg.Workers {
 		wg.Add(1)
-		go func() { defer wg.Done(); o.worker(ctx, i > 0 && o.cfg.Busy != nil) }()
+		go func() { defer wg.Done(); o.worker(ctx) }()
 	}
 	wg.Wait()
 	return nil
@@ -296,11 +296,11 @@ func (o *Output) Run(ctx context.Context) error {
 // BusyPoll is how often a worker stepping aside asks Config.Busy again.
 const BusyPoll = 5 * time.Millisecond
 
-// worker delivers batch after batch; an extra worker (yields) first waits
-// while Config.Busy says so.
-func (o *Output) worker(ctx context.Context, yields bool) {
+// worker delivers batch after batch, first waiting while Config.Busy
+// says so.
+func (o *Output) worker(ctx context.Context) {
 	for {
-		if yields && !o.waitWhileBusy(ctx) {
+		if o.cfg.Busy != nil && !o.waitWhileBusy(ctx) {
 			return
 		}
 		recs, err := o.buf.Next(ctx, o.cfg.BatchCount, int(o.maxBody.Load())*9/10, o.cfg.FlushInterval)
