@@ -112,3 +112,53 @@ func FuzzHandshake(f *testing.F) {
 		ParseAck(data)
 	})
 }
+
+// FuzzSkipFlatMap: skipValue's fast path, whenever it answers, agrees with
+// the scanner, under the fuzz limits and under limits small enough for
+// its own checks to matter.
+func FuzzSkipFlatMap(f *testing.F) {
+	for _, rec := range []map[string]any{
+		{"host": "web-01", "level": "info", "seq": 1, "n": -300, "f": 1.5, "ok": true, "nil": nil},
+		{"message": string(bytes.Repeat([]byte("x"), 300)), "big": 1 << 40, "neg": -1 << 40},
+		{"nested": map[string]any{"a": 1}},
+		{"arr": []any{1, "x"}},
+		{"bin": []byte("abc")},
+		{},
+	} {
+		b, err := json.Marshal(rec)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(mustRecord(f, rec))
+		f.Add(b) // not msgpack: neither may accept more than the other
+	}
+	f.Add([]byte{0xde, 0x00, 0x01, 0xa1, 'k', 0xd9, 0x03, 'a', 'b', 'c'})
+	f.Add([]byte{0xdf, 0x00, 0x00, 0x00, 0x01, 0xa1, 'k', 0xda, 0x00, 0x01, 'z'})
+	f.Add([]byte{0x81, 0xa1, 'k', 0xdb, 0x00, 0x00, 0x00, 0x02, 'z'})
+	f.Add([]byte{0x82, 0xa1, 'k', 0xcb, 0, 0, 0, 0, 0, 0, 0})
+	tight := Limits{MaxArrayLen: 4, MaxMapLen: 2, MaxStrLen: 3, MaxBinLen: 3, MaxDepth: 2}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, lim := range []Limits{fuzzLimits, tight} {
+			s := &scanner{lim: lim}
+			n, ok := s.skipFlatMap(b)
+			if !ok {
+				continue
+			}
+			want, err := s.skipScanned(b)
+			if err != nil || want != n {
+				t.Fatalf("limits %+v: fast path %d bytes, scanner %d (%v) for % x", lim, n, want, err, b)
+			}
+		}
+	})
+}
+
+// TestSkipFlatMapTakesRecords: the records shippers send take the fast
+// path (else FuzzSkipFlatMap would hold for a path never taken).
+func TestSkipFlatMapTakesRecords(t *testing.T) {
+	rec := mustRecord(t, map[string]any{"host": "web-01", "level": "info", "seq": 70000, "f": 0.5,
+		"message": string(bytes.Repeat([]byte("x"), 140)), "ok": false, "none": nil})
+	s := &scanner{lim: DefaultLimits}
+	if n, ok := s.skipFlatMap(append(rec, 0x01)); !ok || n != len(rec) {
+		t.Fatalf("fast path: %d bytes, %v; want %d", n, ok, len(rec))
+	}
+}
