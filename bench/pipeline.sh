@@ -166,6 +166,10 @@ print('  pipeline report: indexed %d, already indexed (409) %d, retried %d, left
 EOF
       fi
       rm -rf "$dir/buf" "$dir/fbuf" "$dir/fbstore"
+      # The shippers do not sync: without this, the kernel writes their
+      # hundreds of MB back during the next receiver's run, under its
+      # fdatasyncs.
+      sync
     done
   done
 done
