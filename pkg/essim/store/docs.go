@@ -39,10 +39,10 @@ func (s *Store) DocLocked(d *Doc) (id string, src []byte, err error) {
 		return "", nil, errDeleted
 	}
 	if !s.disk {
-		if d.off >= int64(len(s.mem)) {
+		if d.off >= int64(s.mem.len()) {
 			return "", nil, errors.New("essim: document has no source")
 		}
-		m := &s.mem[d.off]
+		m := s.mem.at(d.off)
 		return m.id, m.src, nil
 	}
 	b := make([]byte, int(d.idn)+int(d.n))
@@ -74,7 +74,7 @@ func (s *Store) idIsLocked(d *Doc, id string) (bool, error) {
 		return false, nil
 	}
 	if !s.disk {
-		return s.mem[d.off].id == id, nil
+		return s.mem.at(d.off).id == id, nil
 	}
 	var small [64]byte
 	var b []byte
@@ -140,7 +140,7 @@ func (s *Store) storeLocked(ix *Index, id string, d *Doc, off int64, src []byte,
 		if d.off < 0 {
 			d.off = s.memSlotLocked()
 		}
-		s.mem[d.off] = memDoc{id: id, src: src}
+		*s.mem.at(d.off) = memDoc{id: id, src: src}
 		off = d.off
 	}
 	d.off, d.n, d.idn, d.version, d.seq = off, int32(len(src)), int32(len(id)), version, s.seq
@@ -154,14 +154,13 @@ func (s *Store) memSlotLocked() int64 {
 		s.free = s.free[:k-1]
 		return slot
 	}
-	s.mem = append(s.mem, memDoc{})
-	return int64(len(s.mem) - 1)
+	return s.mem.add()
 }
 
 // freeSlotLocked releases d's mem slot (in-memory stores only).
 func (s *Store) freeSlotLocked(d *Doc) {
 	if !s.disk && !d.Deleted() {
-		s.mem[d.off] = memDoc{}
+		*s.mem.at(d.off) = memDoc{}
 		s.free = append(s.free, d.off)
 	}
 }
