@@ -30,6 +30,41 @@ type itemResult struct {
 
 func (it *itemResult) failed() bool { return it.errType != "" }
 
+// bulkScratch is a bulk request's working memory: its items, their
+// results and the response. A 2,000-item bulk needs about 1 MB of it;
+// allocating (and zeroing) that afresh for every request, and growing the
+// items by append, cost more than validating the documents.
+type bulkScratch struct {
+	items []BulkItem
+	res   []itemResult
+	out   []byte
+}
+
+// maxScratchItems bounds the bulks whose scratch is kept for reuse (about
+// 4 MB of it): a rare huge bulk does not pin its memory.
+const maxScratchItems = 10000
+
+func (n *node) getScratch() *bulkScratch {
+	if sc, ok := n.scratch.Get().(*bulkScratch); ok {
+		return sc
+	}
+	return &bulkScratch{}
+}
+
+// putScratch keeps sc for the next bulk. Items and results point into the
+// request body and the store's ids: they are cleared so that a kept
+// scratch holds on to nothing. Results are cleared to their capacity: a
+// write that failed after applying items did not hand them back.
+func (n *node) putScratch(sc *bulkScratch) {
+	if cap(sc.items) > maxScratchItems || cap(sc.res) > maxScratchItems {
+		return
+	}
+	clear(sc.items)
+	clear(sc.res[:cap(sc.res)])
+	sc.items, sc.res, sc.out = sc.items[:0], sc.res[:0], sc.out[:0]
+	n.scratch.Put(sc)
+}
+
 // bulk serves POST /_bulk and /{index}/_bulk.
 func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 	start := time.Now()
@@ -41,11 +76,13 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		n.bodyError(w, r, err)
 		return
 	}
-	var items []BulkItem
+	sc := n.getScratch()
+	defer n.putScratch(sc)
 	err = ParseBulk(body, defIndex, func(it BulkItem) error {
-		items = append(items, it)
+		sc.items = append(sc.items, it)
 		return nil
 	})
+	items := sc.items
 	if err != nil {
 		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception", trimErrPrefix(err), nil)
 		return
@@ -66,16 +103,20 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 			}
 		}
 	}
-	res, ok := n.write(w, r, items, int64(len(body)))
+	res, ok := n.write(w, r, items, sc.res, int64(len(body)))
 	if !ok {
 		return
 	}
+	sc.res = res[:0]
 	n.s.bulkRequests.Add(1)
 	n.s.bulkItems.Add(int64(len(items)))
 	if !n.holdLate(r) {
 		return
 	}
-	buf := make([]byte, 0, 64+len(res)*200)
+	buf := sc.out
+	if want := 64 + len(res)*200; cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
 	errs := false
 	for i := range res {
 		if res[i].failed() {
@@ -99,6 +140,7 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		buf = append(buf, '}')
 	}
 	buf = append(buf, "]}"...)
+	sc.out = buf
 	n.respond(w, r, http.StatusOK, buf)
 }
 
@@ -143,7 +185,7 @@ func (n *node) writeOne(w http.ResponseWriter, r *http.Request, it BulkItem) {
 	if !n.validRefresh(w, r) {
 		return
 	}
-	res, ok := n.write(w, r, []BulkItem{it}, int64(len(it.Source)))
+	res, ok := n.write(w, r, []BulkItem{it}, nil, int64(len(it.Source)))
 	if !ok {
 		return
 	}
@@ -162,9 +204,10 @@ func (n *node) writeOne(w http.ResponseWriter, r *http.Request, it BulkItem) {
 	n.respond(w, r, x.status, n.appendItem(nil, x, false))
 }
 
-// write runs items through the faults, the write thread pool and the store.
+// write runs items through the faults, the write thread pool and the store,
+// and returns their results in res's memory when it is large enough.
 // ok is false when a response (whole-request failure) was already written.
-func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, size int64) ([]itemResult, bool) {
+func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, res []itemResult, size int64) ([]itemResult, bool) {
 	s := n.s
 	f := s.Faults()
 	if f.FailRate > 0 && s.roll() < f.FailRate {
@@ -204,7 +247,10 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, s
 		return nil, false
 	}
 
-	res := make([]itemResult, len(items))
+	if cap(res) < len(items) {
+		res = make([]itemResult, len(items))
+	}
+	res = res[:len(items)]
 	st := s.store
 	st.Lock()
 	// A bulk request's items nearly always name one index: its name is
@@ -249,7 +295,7 @@ func (n *node) rejectReason() string {
 func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) {
 	s := n.s
 	st := s.store
-	x.op, x.index, x.id = it.Op, it.Index, it.ID
+	*x = itemResult{op: it.Op, index: it.Index, id: it.ID} // x may be reused memory
 	fail := func(status int, typ, reason string) {
 		x.status, x.errType, x.errReason = status, typ, reason
 	}

@@ -154,3 +154,39 @@ func TestBulkAnswersGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkScratchKeepsNothing: working memory kept for the next bulk
+// holds no pointer into the last request's body or ids, and scratch
+// from a huge bulk is not kept at all.
+func TestBulkScratchKeepsNothing(t *testing.T) {
+	s := start(t, Config{})
+	n := s.nodes[0]
+	body := []byte(`{"x":1}`)
+	sc := &bulkScratch{items: make([]BulkItem, 3, 8), res: make([]itemResult, 2, 8)}
+	for i := range sc.items {
+		sc.items[i] = BulkItem{Op: OpCreate, Index: "a", ID: "id", Source: body}
+	}
+	for i := range sc.res[:cap(sc.res)] { // a failed write leaves results past len
+		sc.res[:cap(sc.res)][i] = itemResult{index: "a", id: "id", errReason: "r"}
+	}
+	n.putScratch(sc)
+	if len(sc.items) != 0 || len(sc.res) != 0 {
+		t.Fatalf("kept scratch has %d items, %d results", len(sc.items), len(sc.res))
+	}
+	for i, it := range sc.items[:cap(sc.items)] {
+		if it.Source != nil || it.ID != "" || it.Index != "" || it.Type != "" {
+			t.Fatalf("kept item %d: %+v", i, it)
+		}
+	}
+	for i, x := range sc.res[:cap(sc.res)] {
+		if x != (itemResult{}) {
+			t.Fatalf("kept result %d: %+v", i, x)
+		}
+	}
+	huge := &bulkScratch{items: make([]BulkItem, 0, maxScratchItems+1)}
+	huge.items = append(huge.items, BulkItem{ID: "keep"})
+	n.putScratch(huge)
+	if len(huge.items) != 1 {
+		t.Fatal("scratch of a huge bulk was cleared for reuse")
+	}
+}

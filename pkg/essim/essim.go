@@ -245,6 +245,8 @@ type node struct {
 	pressure, pressureTotal  atomic.Int64 // indexing_pressure bytes, current and total
 	sem                      chan struct{}
 	breaker                  breaker
+	// scratch holds *bulkScratch for reuse across bulk requests.
+	scratch sync.Pool
 
 	connMu sync.Mutex
 	idle   map[net.Conn]*time.Timer
