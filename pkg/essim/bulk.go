@@ -256,8 +256,12 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, r
 	// A bulk request's items nearly always name one index: its name is
 	// checked once, not per item.
 	var validIndex string
-	for i := range items {
-		n.apply(&items[i], &res[i], f, &validIndex)
+	for start := 0; start < len(items); start += store.WarmBatch {
+		end := min(start+store.WarmBatch, len(items))
+		warm(st, items[start:end])
+		for i := start; i < end; i++ {
+			n.apply(&items[i], &res[i], f, &validIndex)
+		}
 	}
 	err := st.FlushLocked()
 	st.Unlock()
@@ -266,6 +270,26 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, r
 		return nil, false
 	}
 	return res, true
+}
+
+// warm has the store bring into the cache the id table slots of the
+// items' ids (see store.WarmLocked), index by index.
+func warm(st *store.Store, items []BulkItem) {
+	var ids [store.WarmBatch]string
+	for len(items) > 0 {
+		name := items[0].Index
+		k := 0
+		for len(items) > 0 && items[0].Index == name && k < len(ids) {
+			if items[0].ID != "" {
+				ids[k] = items[0].ID
+				k++
+			}
+			items = items[1:]
+		}
+		if ix := st.LookupLocked(name); ix != nil {
+			st.WarmLocked(ix, ids[:k])
+		}
+	}
 }
 
 // failWhole answers a whole write request with status, the way an

@@ -94,6 +94,28 @@ func (s *Store) findLocked(ix *Index, id string) (int, error) {
 	return ix.ids.lookup(s.HashOf(id), func(p int32) (bool, error) { return s.idIsLocked(ix.At(p), id) })
 }
 
+// WarmBatch is how many ids WarmLocked hashes before it loads their
+// slots: enough for the loads to overlap, few enough that the slots are
+// still cached when the caller looks the ids up.
+const WarmBatch = 64
+
+// WarmLocked brings into the CPU cache the id table slots where lookups
+// of ids in ix will start; a caller about to look up many ids (a bulk
+// request) calls it for the next few. In a table of millions of ids
+// nearly every lookup misses the cache; warmed together, the misses
+// overlap instead of coming one after the other. It changes nothing.
+func (s *Store) WarmLocked(ix *Index, ids []string) {
+	var hs [WarmBatch]uint32
+	for len(ids) > 0 {
+		k := min(len(ids), len(hs))
+		for i, id := range ids[:k] {
+			hs[i] = s.HashOf(id)
+		}
+		s.warmed ^= ix.ids.touch(hs[:k])
+		ids = ids[k:]
+	}
+}
+
 // GetLocked returns the live document with id, or nil; the pointer is
 // valid until the next write to the index.
 func (s *Store) GetLocked(ix *Index, id string) (*Doc, error) {

@@ -66,6 +66,9 @@ type Store struct {
 	// and free lists slots of deleted documents for reuse.
 	mem  memSlots
 	free []int64
+	// warmed folds the slots WarmLocked loaded, only so that the loads
+	// happen.
+	warmed uint64
 }
 
 // Options configures Open.

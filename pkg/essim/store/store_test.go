@@ -150,3 +150,32 @@ func TestMemorySlotsAcrossChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmChangesNothing: warming the id table for ids present and
+// absent, more than a batch of them, on an empty and a full index, leaves
+// every lookup as it was.
+func TestWarmChangesNothing(t *testing.T) {
+	s, err := Open(Options{HashMask: 0xff}) // collisions: probes run long
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Lock()
+	defer s.Unlock()
+	ix := s.CreateIndexLocked("a")
+	ids := make([]string, 3*WarmBatch+1)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i)
+	}
+	s.WarmLocked(ix, ids) // empty table
+	for _, id := range ids[:len(ids)/2] {
+		s.PutLocked(ix, id, nil, []byte(`{}`), 1)
+	}
+	s.WarmLocked(ix, ids)
+	s.WarmLocked(ix, nil)
+	for i, id := range ids {
+		d, err := s.GetLocked(ix, id)
+		if err != nil || (d != nil) != (i < len(ids)/2) {
+			t.Fatalf("id %s: %+v %v", id, d, err)
+		}
+	}
+}
