@@ -74,6 +74,9 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 		return fmt.Errorf("%w: The bulk request must be terminated by a newline [\\n]", ErrBulk)
 	}
 	line := 0
+	// lastIndex is the previous fast-read _index: a bulk's items nearly
+	// all name the same index, which then costs one string, not one each.
+	lastIndex := ""
 	next := func() ([]byte, bool) {
 		if len(body) == 0 {
 			return nil, false
@@ -102,7 +105,10 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 		}
 		it := BulkItem{Line: aLine}
 		if op, index, id, ok := fastAction(a); ok {
-			it.Op, it.Index, it.ID = op, index, id
+			if string(index) != lastIndex {
+				lastIndex = string(index)
+			}
+			it.Op, it.Index, it.ID = op, lastIndex, string(id)
 		} else {
 			var al actionLine
 			if err := json.Unmarshal(a, &al); err != nil {

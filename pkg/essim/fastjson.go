@@ -204,17 +204,18 @@ func jsonNumber(b []byte, i int) (int, bool) {
 // fastAction reads the common action line shapes
 // {"op":{"_index":"x","_id":"y",...}} whose metadata values are plain
 // strings without escapes. ok is false for anything else; the caller then
-// uses encoding/json.
-func fastAction(b []byte) (op BulkOp, index, id string, ok bool) {
+// uses encoding/json. index and id alias b: the caller decides which
+// strings to make (a bulk names one index thousands of times).
+func fastAction(b []byte) (op BulkOp, index, id []byte, ok bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	key, i, ok := plainString(b, skipWS(b, i+1))
 	if !ok {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
-	switch key {
+	switch string(key) {
 	case "index":
 		op = OpIndex
 	case "create":
@@ -224,73 +225,74 @@ func fastAction(b []byte) (op BulkOp, index, id string, ok bool) {
 	case "delete":
 		op = OpDelete
 	default:
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	i = skipWS(b, i)
 	if i >= len(b) || b[i] != ':' {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	i = skipWS(b, i+1)
 	if i >= len(b) || b[i] != '{' {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		i++
 	} else {
 		for {
-			var k, v string
+			var k, v []byte
 			if k, i, ok = plainString(b, i); !ok {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
 			i = skipWS(b, i)
 			if i >= len(b) || b[i] != ':' {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
 			if v, i, ok = plainString(b, skipWS(b, i+1)); !ok {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
-			switch k {
+			switch string(k) {
 			case "_index":
 				index = v
 			case "_id":
 				id = v
 			case "_type":
-				return 0, "", "", false // rare and version-dependent: the slow path reports it
+				return 0, nil, nil, false // rare and version-dependent: the slow path reports it
 			}
 			i = skipWS(b, i)
 			if i >= len(b) {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
 			if b[i] == '}' {
 				i++
 				break
 			}
 			if b[i] != ',' {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
 			i = skipWS(b, i+1)
 		}
 	}
 	i = skipWS(b, i)
 	if i >= len(b) || b[i] != '}' || skipWS(b, i+1) != len(b) {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	return op, index, id, true
 }
 
-// plainString reads a string without escapes or control characters.
-func plainString(b []byte, i int) (string, int, bool) {
+// plainString reads a string without escapes or control characters; s
+// aliases b.
+func plainString(b []byte, i int) (s []byte, next int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
-		return "", i, false
+		return nil, i, false
 	}
 	for j := i + 1; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			return string(b[i+1 : j]), j + 1, true
+			return b[i+1 : j], j + 1, true
 		case c == '\\' || c < 0x20:
-			return "", i, false
+			return nil, i, false
 		}
 	}
-	return "", i, false
+	return nil, i, false
 }

@@ -39,7 +39,7 @@ func BenchmarkFastJSONValid(b *testing.B) {
 func BenchmarkActionLine(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if op, index, id, ok := fastAction(benchAction); !ok || op != OpCreate || index == "" || id == "" {
+			if op, index, id, ok := fastAction(benchAction); !ok || op != OpCreate || len(index) == 0 || len(id) == 0 {
 				b.Fatal("fastAction missed the common shape")
 			}
 		}

@@ -68,7 +68,7 @@ func FuzzValidJSON(f *testing.F) {
 			t.Fatalf("fastAction accepted %q that encoding/json reads as %v (%v)", b, al, err)
 		}
 		m := al[op.String()]
-		if m == nil || (m["_index"] != nil && m["_index"] != index) || (m["_id"] != nil && m["_id"] != id) {
+		if m == nil || (m["_index"] != nil && m["_index"] != string(index)) || (m["_id"] != nil && m["_id"] != string(id)) {
 			t.Fatalf("fastAction(%q) = %s %q %q, encoding/json %v", b, op, index, id, al)
 		}
 	})
