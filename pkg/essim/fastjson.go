@@ -205,7 +205,9 @@ func jsonNumber(b []byte, i int) (int, bool) {
 // {"op":{"_index":"x","_id":"y",...}} whose metadata values are plain
 // strings without escapes. ok is false for anything else; the caller then
 // uses encoding/json. index and id alias b: the caller decides which
-// strings to make (a bulk names one index thousands of times).
+// strings to make (a bulk names one index thousands of times). Unlike
+// encoding/json it keeps bytes that are not UTF-8 as they are and takes
+// keys as written ("_ID" is not _id); FuzzParseBulk knows both.
 func fastAction(b []byte) (op BulkOp, index, id []byte, ok bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
