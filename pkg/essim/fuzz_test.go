@@ -246,3 +246,23 @@ func FuzzHandler(f *testing.F) {
 		}
 	})
 }
+
+// TestValidJSONEveryByteEverywhere puts every byte value at every offset
+// of strings long enough for the eight-byte scan, alone and before an
+// escape, and holds validJSON to json.Valid on each.
+func TestValidJSONEveryByteEverywhere(t *testing.T) {
+	for n := 1; n <= 26; n++ {
+		for p := 0; p < n; p++ {
+			for c := 0; c < 256; c++ {
+				s := bytes.Repeat([]byte{'a'}, n)
+				s[p] = byte(c)
+				for _, tail := range []string{``, `\n`, `\u00e9`, `\x`, "\x01", `"`} {
+					doc := []byte(`{"k":"` + string(s) + tail + `","n":1}`)
+					if got, want := validJSON(doc), json.Valid(doc); got != want {
+						t.Fatalf("validJSON(%q) = %v, json.Valid %v", doc, got, want)
+					}
+				}
+			}
+		}
+	}
+}
