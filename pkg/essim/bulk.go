@@ -44,8 +44,22 @@ type bulkScratch struct {
 // 4 MB of it): a rare huge bulk does not pin its memory.
 const maxScratchItems = 10000
 
+// maxKeptScratch bounds the scratches a node keeps, however many write
+// threads it has.
+const maxKeptScratch = 4
+
+// getScratch returns kept working memory, or new. A node keeps as many
+// as it has write threads (up to maxKeptScratch), since that many bulks
+// index at once: a free
+// list rather than a sync.Pool, which the garbage collector empties, and
+// it runs often when a memory limit is near.
 func (n *node) getScratch() *bulkScratch {
-	if sc, ok := n.scratch.Get().(*bulkScratch); ok {
+	n.scratchMu.Lock()
+	defer n.scratchMu.Unlock()
+	if k := len(n.scratch); k > 0 {
+		sc := n.scratch[k-1]
+		n.scratch[k-1] = nil
+		n.scratch = n.scratch[:k-1]
 		return sc
 	}
 	return &bulkScratch{}
@@ -62,7 +76,11 @@ func (n *node) putScratch(sc *bulkScratch) {
 	clear(sc.items)
 	clear(sc.res[:cap(sc.res)])
 	sc.items, sc.res, sc.out = sc.items[:0], sc.res[:0], sc.out[:0]
-	n.scratch.Put(sc)
+	n.scratchMu.Lock()
+	defer n.scratchMu.Unlock()
+	if len(n.scratch) < min(n.s.cfg.WriteThreads, maxKeptScratch) {
+		n.scratch = append(n.scratch, sc)
+	}
 }
 
 // bulk serves POST /_bulk and /{index}/_bulk.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,7 +187,17 @@ func TestBulkScratchKeepsNothing(t *testing.T) {
 	huge := &bulkScratch{items: make([]BulkItem, 0, maxScratchItems+1)}
 	huge.items = append(huge.items, BulkItem{ID: "keep"})
 	n.putScratch(huge)
-	if len(huge.items) != 1 {
-		t.Fatal("scratch of a huge bulk was cleared for reuse")
+	if len(huge.items) != 1 || slices.Contains(n.scratch, huge) {
+		t.Fatal("scratch of a huge bulk was kept for reuse")
+	}
+	// As many are kept as the node has write threads (2 by default).
+	if got := n.getScratch(); got != sc {
+		t.Fatalf("got %p, want the kept %p", got, sc)
+	}
+	for range 3 {
+		n.putScratch(&bulkScratch{})
+	}
+	if len(n.scratch) != 2 {
+		t.Fatalf("%d scratches kept, want 2", len(n.scratch))
 	}
 }
