@@ -478,6 +478,9 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) 
 				ix = st.CreateIndexLocked(it.Index)
 				x.uuid = ix.UUID()
 			}
+			// The id may alias the request body (see BulkItem), which
+			// the stored source, unlike a create's, does not keep.
+			x.id = strings.Clone(x.id)
 			d := st.PutLocked(ix, x.id, nil, compactJSON(src), 1)
 			x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, d.Seq()
 			return
@@ -496,6 +499,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) 
 			x.status, x.result, x.version, x.seq = http.StatusOK, "noop", old.Version(), old.Seq()
 			return
 		}
+		x.id = strings.Clone(x.id) // as for an upsert
 		d := st.PutLocked(ix, x.id, old, merged, old.Version()+1)
 		x.status, x.result, x.version, x.seq = http.StatusOK, "updated", d.Version(), d.Seq()
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // BulkOp is the action of one bulk item.
@@ -32,7 +33,10 @@ func (o BulkOp) String() string {
 }
 
 // BulkItem is one action of a bulk body. Source aliases the body: it is the
-// document line exactly as sent (no re-encoding), nil for delete.
+// document line exactly as sent (no re-encoding), nil for delete. ID may
+// alias the body too: the body must not change while an item is in use,
+// and a store keeping an ID with a source from elsewhere (an update's)
+// keeps a copy (strings.Clone), not the whole body.
 type BulkItem struct {
 	Op     BulkOp
 	Index  string
@@ -108,7 +112,14 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 			if string(index) != lastIndex {
 				lastIndex = string(index)
 			}
-			it.Op, it.Index, it.ID = op, lastIndex, string(id)
+			it.Op, it.Index = op, lastIndex
+			if len(id) > 0 {
+				// The id aliases the body, as the source does: no
+				// string of its own to allocate and for the garbage
+				// collector to mark, one per document an in-memory
+				// store keeps. The body is never written to.
+				it.ID = unsafe.String(&id[0], len(id))
+			}
 		} else {
 			var al actionLine
 			if err := json.Unmarshal(a, &al); err != nil {

@@ -354,3 +354,33 @@ func TestMaxDocsFloodStage(t *testing.T) {
 		t.Fatalf("index/delete/create at the bound: statuses %v, want [429 200 201]", got)
 	}
 }
+
+// TestMemoryStoreUpdateKeepsNoBody: an id read from a bulk body aliases
+// it, which is free while the stored source comes from the same body; an
+// update stores a merged source, and must not keep its request's body
+// alive through the id.
+func TestMemoryStoreUpdateKeepsNoBody(t *testing.T) {
+	s := start(t, Config{})
+	do(t, nil, "POST", s.URL()+"/_bulk", "{\"index\":{\"_index\":\"a\",\"_id\":\"u\"}}\n{\"x\":1}\n")
+	const pad = 32 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	body := "{\"update\":{\"_index\":\"a\",\"_id\":\"u\"}}\n{\"doc\":{\"y\":2},\"pad\":\"" + strings.Repeat("p", pad) + "\"}\n" +
+		"{\"update\":{\"_index\":\"a\",\"_id\":\"new\"}}\n{\"doc\":{\"z\":3},\"doc_as_upsert\":true}\n"
+	r := do(t, nil, "POST", s.URL()+"/_bulk", body)
+	if r.status != 200 || !strings.Contains(string(r.body), `"errors":false`) {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	body, r = "", resp{}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if g := int64(after.HeapAlloc) - int64(before.HeapAlloc); g > pad/4 {
+		t.Fatalf("the heap grew by %d bytes after updating two documents with a %d-byte body", g, pad)
+	}
+	for id, want := range map[string]string{"u": `{"x":1,"y":2}`, "new": `{"z":3}`} {
+		if got, _ := s.Doc("a", id); string(got) != want {
+			t.Fatalf("%s: %s, want %s", id, got, want)
+		}
+	}
+}
