@@ -106,15 +106,20 @@ not json
 
 var tookRE = regexp.MustCompile(`"took":[0-9]+`)
 
-// TestBulkAnswersGolden posts goldenBulks to Elasticsearch 8 and 7, then
+// TestBulkAnswersGolden posts goldenBulks to Elasticsearch 8 and 7 (and 8
+// with two nodes, where replicas are assigned), then
 // searches what they stored, and compares every answer byte for byte with testdata/bulk_golden.txt,
 // which the bulk path's answers before its speed work wrote: a faster
 // path must not answer differently. ESSIM_UPDATE_GOLDEN=1 rewrites the
 // file after an intended change.
 func TestBulkAnswersGolden(t *testing.T) {
 	var got bytes.Buffer
-	for _, version := range []string{"8.15.0", "7.17.0"} {
-		s := start(t, Config{Version: version})
+	for _, cfg := range []Config{{Version: "8.15.0"}, {Version: "7.17.0"}, {Version: "8.15.0", Nodes: 2}} {
+		version := cfg.Version
+		if cfg.Nodes > 1 {
+			version += " nodes=2"
+		}
+		s := start(t, cfg)
 		for i, body := range goldenBulks {
 			for _, path := range []string{"/_bulk", "/def/_bulk"} {
 				r := do(t, nil, "POST", s.URL()+path, body)
