@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // bulkBody builds n index actions with ~300-byte documents.
@@ -218,4 +219,25 @@ func BenchmarkBulkCreate(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N*items)/b.Elapsed().Seconds(), "items/s")
 	})
+}
+
+// BenchmarkBulkAnswer renders the answer to a 2000-item bulk of creates.
+func BenchmarkBulkAnswer(b *testing.B) {
+	s, err := Start(context.Background(), "127.0.0.1:0", Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	n := s.nodes[0]
+	res := make([]itemResult, 2000)
+	for i := range res {
+		res[i] = itemResult{op: OpCreate, index: "logs-2026.11.29", id: fmt.Sprintf("d5a8c0f3a1b2c3d4e5f6%06d", i),
+			status: http.StatusCreated, result: "created", version: 1, seq: int64(1000000 + i)}
+	}
+	var buf []byte
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = n.appendBulkAnswer(buf[:0], time.Millisecond, false, res)
+	}
+	b.SetBytes(int64(len(buf)))
 }

@@ -142,24 +142,29 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 			break
 		}
 	}
+	sc.out = n.appendBulkAnswer(buf, time.Since(start), errs, res)
+	n.respond(w, r, http.StatusOK, sc.out)
+}
+
+// appendBulkAnswer renders a bulk's answer.
+func (n *node) appendBulkAnswer(buf []byte, took time.Duration, errs bool, res []itemResult) []byte {
 	buf = append(buf, `{"took":`...)
-	buf = strconv.AppendInt(buf, time.Since(start).Milliseconds(), 10)
+	buf = strconv.AppendInt(buf, took.Milliseconds(), 10)
 	buf = append(buf, `,"errors":`...)
 	buf = strconv.AppendBool(buf, errs)
 	buf = append(buf, `,"items":[`...)
+	var ic indexCache
 	for i := range res {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = append(buf, '{')
-		buf = jsonenc.AppendString(buf, res[i].op.String())
-		buf = append(buf, ':')
-		buf = n.appendItem(buf, &res[i], true)
+		buf = append(buf, '{', '"')
+		buf = append(buf, res[i].op.String()...) // plain ASCII
+		buf = append(buf, '"', ':')
+		buf = n.appendItem(buf, &res[i], true, &ic)
 		buf = append(buf, '}')
 	}
-	buf = append(buf, "]}"...)
-	sc.out = buf
-	n.respond(w, r, http.StatusOK, buf)
+	return append(buf, "]}"...)
 }
 
 // holdLate implements Faults.IndexLate: the documents are stored already;
@@ -219,7 +224,7 @@ func (n *node) writeOne(w http.ResponseWriter, r *http.Request, it BulkItem) {
 		n.esError(w, r, x.status, x.errType, x.errReason, extra)
 		return
 	}
-	n.respond(w, r, x.status, n.appendItem(nil, x, false))
+	n.respond(w, r, x.status, n.appendItem(nil, x, false, nil))
 }
 
 // write runs items through the faults, the write thread pool and the store,
@@ -576,11 +581,28 @@ func mergeMaps(dst, src map[string]any) {
 	}
 }
 
+// indexCache holds the last index name appendItem encoded: a bulk's
+// items nearly all name the same one.
+type indexCache struct {
+	name string
+	enc  []byte
+}
+
 // appendItem renders one write result: as a bulk item (with status) or as
-// a single-document response.
-func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
+// a single-document response. ic, when not nil, keeps the encoded index
+// name from item to item.
+func (n *node) appendItem(buf []byte, x *itemResult, bulk bool, ic *indexCache) []byte {
 	buf = append(buf, `{"_index":`...)
-	buf = jsonenc.AppendString(buf, x.index)
+	switch {
+	case ic == nil:
+		buf = jsonenc.AppendString(buf, x.index)
+	case ic.enc != nil && ic.name == x.index:
+		buf = append(buf, ic.enc...)
+	default:
+		start := len(buf)
+		buf = jsonenc.AppendString(buf, x.index)
+		ic.name, ic.enc = x.index, append(ic.enc[:0], buf[start:]...)
+	}
 	buf = append(buf, `,"_id":`...)
 	buf = jsonenc.AppendString(buf, x.id)
 	if n.s.major < 8 {
@@ -601,20 +623,17 @@ func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
 		}
 		return append(buf, "}}"...)
 	}
-	total := 2
-	ok := 1
+	// The shards: a primary and a replica, the replica assigned only
+	// when there is a second node. result is one of a few plain words.
+	shards := `","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":`
 	if len(n.s.nodes) > 1 {
-		ok = 2
+		shards = `","_shards":{"total":2,"successful":2,"failed":0},"_seq_no":`
 	}
 	buf = append(buf, `,"_version":`...)
 	buf = strconv.AppendInt(buf, x.version, 10)
-	buf = append(buf, `,"result":`...)
-	buf = jsonenc.AppendString(buf, x.result)
-	buf = append(buf, `,"_shards":{"total":`...)
-	buf = strconv.AppendInt(buf, int64(total), 10)
-	buf = append(buf, `,"successful":`...)
-	buf = strconv.AppendInt(buf, int64(ok), 10)
-	buf = append(buf, `,"failed":0},"_seq_no":`...)
+	buf = append(buf, `,"result":"`...)
+	buf = append(buf, x.result...)
+	buf = append(buf, shards...)
 	buf = strconv.AppendInt(buf, x.seq, 10)
 	buf = append(buf, `,"_primary_term":1`...)
 	if bulk {
