@@ -31,18 +31,24 @@ type itemResult struct {
 func (it *itemResult) failed() bool { return it.errType != "" }
 
 // bulkScratch is a bulk request's working memory: its items, their
-// results and the response. A 2,000-item bulk needs about 1 MB of it;
-// allocating (and zeroing) that afresh for every request, and growing the
-// items by append, cost more than validating the documents.
+// results and the response, and with a data dir its body. A 2,000-item
+// bulk needs about 1 MB of it; allocating (and zeroing) that afresh for
+// every request, and growing the items by append, cost more than
+// validating the documents.
 type bulkScratch struct {
 	items []BulkItem
 	res   []itemResult
 	out   []byte
+	body  []byte // with a data dir only (see bulk)
 }
 
 // maxScratchItems bounds the bulks whose scratch is kept for reuse (about
 // 4 MB of it): a rare huge bulk does not pin its memory.
 const maxScratchItems = 10000
+
+// maxScratchBody bounds the request bodies kept for reuse: larger ones
+// are rare (a pipeline sends a few MB at most).
+const maxScratchBody = 4 << 20
 
 // maxKeptScratch bounds the scratches a node keeps, however many write
 // threads it has.
@@ -76,6 +82,9 @@ func (n *node) putScratch(sc *bulkScratch) {
 	clear(sc.items)
 	clear(sc.res[:cap(sc.res)])
 	sc.items, sc.res, sc.out = sc.items[:0], sc.res[:0], sc.out[:0]
+	if cap(sc.body) > maxScratchBody {
+		sc.body = nil
+	}
 	n.scratchMu.Lock()
 	defer n.scratchMu.Unlock()
 	if len(n.scratch) < min(n.s.cfg.WriteThreads, maxKeptScratch) {
@@ -89,13 +98,25 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 	if !n.validRefresh(w, r) {
 		return
 	}
-	body, err := n.readBody(r)
+	sc := n.getScratch()
+	defer n.putScratch(sc)
+	var body []byte
+	var err error
+	if n.s.cfg.DataDir != "" {
+		// The store copies ids and sources into its log, and nothing else
+		// outlives the request: the body's memory serves the next bulk.
+		// Without a data dir stored documents alias the body.
+		body, err = n.readBodyInto(r, sc.body)
+		if body != nil {
+			sc.body = body
+		}
+	} else {
+		body, err = n.readBody(r)
+	}
 	if err != nil {
 		n.bodyError(w, r, err)
 		return
 	}
-	sc := n.getScratch()
-	defer n.putScratch(sc)
 	err = ParseBulk(body, defIndex, func(it BulkItem) error {
 		sc.items = append(sc.items, it)
 		return nil
