@@ -30,22 +30,98 @@ type itemResult struct {
 
 func (it *itemResult) failed() bool { return it.errType != "" }
 
+// bulkScratch is a bulk request's working memory: its items, their
+// results and the response, and with a data dir its body. A 2,000-item
+// bulk needs about 1 MB of it; allocating (and zeroing) that afresh for
+// every request, and growing the items by append, cost more than
+// validating the documents.
+type bulkScratch struct {
+	items []BulkItem
+	res   []itemResult
+	out   []byte
+	body  []byte // with a data dir only (see bulk)
+}
+
+// maxScratchItems bounds the bulks whose scratch is kept for reuse (about
+// 4 MB of it): a rare huge bulk does not pin its memory.
+const maxScratchItems = 10000
+
+// maxScratchBody bounds the request bodies kept for reuse: larger ones
+// are rare (a pipeline sends a few MB at most).
+const maxScratchBody = 4 << 20
+
+// maxKeptScratch bounds the scratches a node keeps, however many write
+// threads it has.
+const maxKeptScratch = 4
+
+// getScratch returns kept working memory, or new. A node keeps as many
+// as it has write threads (up to maxKeptScratch), since that many bulks
+// index at once: a free
+// list rather than a sync.Pool, which the garbage collector empties, and
+// it runs often when a memory limit is near.
+func (n *node) getScratch() *bulkScratch {
+	n.scratchMu.Lock()
+	defer n.scratchMu.Unlock()
+	if k := len(n.scratch); k > 0 {
+		sc := n.scratch[k-1]
+		n.scratch[k-1] = nil
+		n.scratch = n.scratch[:k-1]
+		return sc
+	}
+	return &bulkScratch{}
+}
+
+// putScratch keeps sc for the next bulk. Items and results point into the
+// request body and the store's ids: they are cleared so that a kept
+// scratch holds on to nothing. Results are cleared to their capacity: a
+// write that failed after applying items did not hand them back.
+func (n *node) putScratch(sc *bulkScratch) {
+	if cap(sc.items) > maxScratchItems || cap(sc.res) > maxScratchItems {
+		return
+	}
+	clear(sc.items)
+	clear(sc.res[:cap(sc.res)])
+	sc.items, sc.res, sc.out = sc.items[:0], sc.res[:0], sc.out[:0]
+	if cap(sc.body) > maxScratchBody {
+		sc.body = nil
+	}
+	n.scratchMu.Lock()
+	defer n.scratchMu.Unlock()
+	if len(n.scratch) < min(n.s.cfg.WriteThreads, maxKeptScratch) {
+		n.scratch = append(n.scratch, sc)
+	}
+}
+
 // bulk serves POST /_bulk and /{index}/_bulk.
 func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 	start := time.Now()
 	if !n.validRefresh(w, r) {
 		return
 	}
-	body, err := n.readBody(r)
+	sc := n.getScratch()
+	defer n.putScratch(sc)
+	var body []byte
+	var err error
+	if n.s.cfg.DataDir != "" {
+		// The store copies ids and sources into its log, and nothing else
+		// outlives the request: the body's memory serves the next bulk.
+		// Without a data dir stored documents alias the body.
+		body, err = n.readBodyInto(r, sc.body)
+		if body != nil {
+			sc.body = body
+		}
+	} else {
+		body, err = n.readBody(r)
+	}
 	if err != nil {
 		n.bodyError(w, r, err)
 		return
 	}
-	var items []BulkItem
 	err = ParseBulk(body, defIndex, func(it BulkItem) error {
-		items = append(items, it)
+		sc.items = append(sc.items, it)
 		return nil
 	})
+	items := sc.items
 	if err != nil {
 		n.esError(w, r, http.StatusBadRequest, "illegal_argument_exception", trimErrPrefix(err), nil)
 		return
@@ -66,16 +142,20 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 			}
 		}
 	}
-	res, ok := n.write(w, r, items, int64(len(body)))
+	res, ok := n.write(w, r, items, sc.res, int64(len(body)))
 	if !ok {
 		return
 	}
+	sc.res = res[:0]
 	n.s.bulkRequests.Add(1)
 	n.s.bulkItems.Add(int64(len(items)))
 	if !n.holdLate(r) {
 		return
 	}
-	buf := make([]byte, 0, 64+len(res)*200)
+	buf := sc.out
+	if want := 64 + len(res)*200; cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
 	errs := false
 	for i := range res {
 		if res[i].failed() {
@@ -83,23 +163,29 @@ func (n *node) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 			break
 		}
 	}
+	sc.out = n.appendBulkAnswer(buf, time.Since(start), errs, res)
+	n.respond(w, r, http.StatusOK, sc.out)
+}
+
+// appendBulkAnswer renders a bulk's answer.
+func (n *node) appendBulkAnswer(buf []byte, took time.Duration, errs bool, res []itemResult) []byte {
 	buf = append(buf, `{"took":`...)
-	buf = strconv.AppendInt(buf, time.Since(start).Milliseconds(), 10)
+	buf = strconv.AppendInt(buf, took.Milliseconds(), 10)
 	buf = append(buf, `,"errors":`...)
 	buf = strconv.AppendBool(buf, errs)
 	buf = append(buf, `,"items":[`...)
+	var ic indexCache
 	for i := range res {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = append(buf, '{')
-		buf = jsonenc.AppendString(buf, res[i].op.String())
-		buf = append(buf, ':')
-		buf = n.appendItem(buf, &res[i], true)
+		buf = append(buf, '{', '"')
+		buf = append(buf, res[i].op.String()...) // plain ASCII
+		buf = append(buf, '"', ':')
+		buf = n.appendItem(buf, &res[i], true, &ic)
 		buf = append(buf, '}')
 	}
-	buf = append(buf, "]}"...)
-	n.respond(w, r, http.StatusOK, buf)
+	return append(buf, "]}"...)
 }
 
 // holdLate implements Faults.IndexLate: the documents are stored already;
@@ -143,7 +229,7 @@ func (n *node) writeOne(w http.ResponseWriter, r *http.Request, it BulkItem) {
 	if !n.validRefresh(w, r) {
 		return
 	}
-	res, ok := n.write(w, r, []BulkItem{it}, int64(len(it.Source)))
+	res, ok := n.write(w, r, []BulkItem{it}, nil, int64(len(it.Source)))
 	if !ok {
 		return
 	}
@@ -159,12 +245,13 @@ func (n *node) writeOne(w http.ResponseWriter, r *http.Request, it BulkItem) {
 		n.esError(w, r, x.status, x.errType, x.errReason, extra)
 		return
 	}
-	n.respond(w, r, x.status, n.appendItem(nil, x, false))
+	n.respond(w, r, x.status, n.appendItem(nil, x, false, nil))
 }
 
-// write runs items through the faults, the write thread pool and the store.
+// write runs items through the faults, the write thread pool and the store,
+// and returns their results in res's memory when it is large enough.
 // ok is false when a response (whole-request failure) was already written.
-func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, size int64) ([]itemResult, bool) {
+func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, res []itemResult, size int64) ([]itemResult, bool) {
 	s := n.s
 	f := s.Faults()
 	if f.FailRate > 0 && s.roll() < f.FailRate {
@@ -204,14 +291,21 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, s
 		return nil, false
 	}
 
-	res := make([]itemResult, len(items))
+	if cap(res) < len(items) {
+		res = make([]itemResult, len(items))
+	}
+	res = res[:len(items)]
 	st := s.store
 	st.Lock()
 	// A bulk request's items nearly always name one index: its name is
 	// checked once, not per item.
 	var validIndex string
-	for i := range items {
-		n.apply(&items[i], &res[i], f, &validIndex)
+	for start := 0; start < len(items); start += store.WarmBatch {
+		end := min(start+store.WarmBatch, len(items))
+		warm(st, items[start:end])
+		for i := start; i < end; i++ {
+			n.apply(&items[i], &res[i], f, &validIndex)
+		}
 	}
 	err := st.FlushLocked()
 	st.Unlock()
@@ -220,6 +314,26 @@ func (n *node) write(w http.ResponseWriter, r *http.Request, items []BulkItem, s
 		return nil, false
 	}
 	return res, true
+}
+
+// warm has the store bring into the cache the id table slots of the
+// items' ids (see store.WarmLocked), index by index.
+func warm(st *store.Store, items []BulkItem) {
+	var ids [store.WarmBatch]string
+	for len(items) > 0 {
+		name := items[0].Index
+		k := 0
+		for len(items) > 0 && items[0].Index == name && k < len(ids) {
+			if items[0].ID != "" {
+				ids[k] = items[0].ID
+				k++
+			}
+			items = items[1:]
+		}
+		if ix := st.LookupLocked(name); ix != nil {
+			st.WarmLocked(ix, ids[:k])
+		}
+	}
 }
 
 // failWhole answers a whole write request with status, the way an
@@ -249,7 +363,7 @@ func (n *node) rejectReason() string {
 func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) {
 	s := n.s
 	st := s.store
-	x.op, x.index, x.id = it.Op, it.Index, it.ID
+	*x = itemResult{op: it.Op, index: it.Index, id: it.ID} // x may be reused memory
 	fail := func(status int, typ, reason string) {
 		x.status, x.errType, x.errReason = status, typ, reason
 	}
@@ -390,6 +504,9 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) 
 				ix = st.CreateIndexLocked(it.Index)
 				x.uuid = ix.UUID()
 			}
+			// The id may alias the request body (see BulkItem), which
+			// the stored source, unlike a create's, does not keep.
+			x.id = strings.Clone(x.id)
 			d := st.PutLocked(ix, x.id, nil, compactJSON(src), 1)
 			x.status, x.result, x.version, x.seq = http.StatusCreated, "created", 1, d.Seq()
 			return
@@ -408,6 +525,7 @@ func (n *node) apply(it *BulkItem, x *itemResult, f Faults, validIndex *string) 
 			x.status, x.result, x.version, x.seq = http.StatusOK, "noop", old.Version(), old.Seq()
 			return
 		}
+		x.id = strings.Clone(x.id) // as for an upsert
 		d := st.PutLocked(ix, x.id, old, merged, old.Version()+1)
 		x.status, x.result, x.version, x.seq = http.StatusOK, "updated", d.Version(), d.Seq()
 	}
@@ -484,11 +602,28 @@ func mergeMaps(dst, src map[string]any) {
 	}
 }
 
+// indexCache holds the last index name appendItem encoded: a bulk's
+// items nearly all name the same one.
+type indexCache struct {
+	name string
+	enc  []byte
+}
+
 // appendItem renders one write result: as a bulk item (with status) or as
-// a single-document response.
-func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
+// a single-document response. ic, when not nil, keeps the encoded index
+// name from item to item.
+func (n *node) appendItem(buf []byte, x *itemResult, bulk bool, ic *indexCache) []byte {
 	buf = append(buf, `{"_index":`...)
-	buf = jsonenc.AppendString(buf, x.index)
+	switch {
+	case ic == nil:
+		buf = jsonenc.AppendString(buf, x.index)
+	case ic.enc != nil && ic.name == x.index:
+		buf = append(buf, ic.enc...)
+	default:
+		start := len(buf)
+		buf = jsonenc.AppendString(buf, x.index)
+		ic.name, ic.enc = x.index, append(ic.enc[:0], buf[start:]...)
+	}
 	buf = append(buf, `,"_id":`...)
 	buf = jsonenc.AppendString(buf, x.id)
 	if n.s.major < 8 {
@@ -509,20 +644,17 @@ func (n *node) appendItem(buf []byte, x *itemResult, bulk bool) []byte {
 		}
 		return append(buf, "}}"...)
 	}
-	total := 2
-	ok := 1
+	// The shards: a primary and a replica, the replica assigned only
+	// when there is a second node. result is one of a few plain words.
+	shards := `","_shards":{"total":2,"successful":1,"failed":0},"_seq_no":`
 	if len(n.s.nodes) > 1 {
-		ok = 2
+		shards = `","_shards":{"total":2,"successful":2,"failed":0},"_seq_no":`
 	}
 	buf = append(buf, `,"_version":`...)
 	buf = strconv.AppendInt(buf, x.version, 10)
-	buf = append(buf, `,"result":`...)
-	buf = jsonenc.AppendString(buf, x.result)
-	buf = append(buf, `,"_shards":{"total":`...)
-	buf = strconv.AppendInt(buf, int64(total), 10)
-	buf = append(buf, `,"successful":`...)
-	buf = strconv.AppendInt(buf, int64(ok), 10)
-	buf = append(buf, `,"failed":0},"_seq_no":`...)
+	buf = append(buf, `,"result":"`...)
+	buf = append(buf, x.result...)
+	buf = append(buf, shards...)
 	buf = strconv.AppendInt(buf, x.seq, 10)
 	buf = append(buf, `,"_primary_term":1`...)
 	if bulk {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // BulkOp is the action of one bulk item.
@@ -32,7 +33,10 @@ func (o BulkOp) String() string {
 }
 
 // BulkItem is one action of a bulk body. Source aliases the body: it is the
-// document line exactly as sent (no re-encoding), nil for delete.
+// document line exactly as sent (no re-encoding), nil for delete. ID may
+// alias the body too: the body must not change while an item is in use,
+// and a store keeping an ID with a source from elsewhere (an update's)
+// keeps a copy (strings.Clone), not the whole body.
 type BulkItem struct {
 	Op     BulkOp
 	Index  string
@@ -74,6 +78,9 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 		return fmt.Errorf("%w: The bulk request must be terminated by a newline [\\n]", ErrBulk)
 	}
 	line := 0
+	// lastIndex is the previous fast-read _index: a bulk's items nearly
+	// all name the same index, which then costs one string, not one each.
+	lastIndex := ""
 	next := func() ([]byte, bool) {
 		if len(body) == 0 {
 			return nil, false
@@ -102,7 +109,17 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 		}
 		it := BulkItem{Line: aLine}
 		if op, index, id, ok := fastAction(a); ok {
-			it.Op, it.Index, it.ID = op, index, id
+			if string(index) != lastIndex {
+				lastIndex = string(index)
+			}
+			it.Op, it.Index = op, lastIndex
+			if len(id) > 0 {
+				// The id aliases the body, as the source does: no
+				// string of its own to allocate and for the garbage
+				// collector to mark, one per document an in-memory
+				// store keeps. The body is never written to.
+				it.ID = unsafe.String(&id[0], len(id))
+			}
 		} else {
 			var al actionLine
 			if err := json.Unmarshal(a, &al); err != nil {

@@ -245,6 +245,10 @@ type node struct {
 	pressure, pressureTotal  atomic.Int64 // indexing_pressure bytes, current and total
 	sem                      chan struct{}
 	breaker                  breaker
+	// scratch keeps the working memory of finished bulk requests for the
+	// next ones, at most WriteThreads of them (see getScratch).
+	scratchMu sync.Mutex
+	scratch   []*bulkScratch
 
 	connMu sync.Mutex
 	idle   map[net.Conn]*time.Timer

@@ -6,6 +6,11 @@ package essim
 // encoding/json (or reject) on anything unusual; the fuzz targets check
 // validJSON against json.Valid.
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 const maxDepth = 10000
 
 // validJSON reports whether b is exactly one JSON value (with surrounding
@@ -115,10 +120,29 @@ var plainByte = func() (t [256]bool) {
 	return t
 }()
 
+// Bytes repeated across a word, for the SWAR tests in jsonString.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
 // jsonString validates a string starting at the quote at b[i].
 func jsonString(b []byte, i int) (int, bool) {
 	i++
 	for i < len(b) {
+		// Eight bytes at a time while none is a quote, a backslash or a
+		// control character: the lowest byte flagged below is the first
+		// one that needs attention (borrows only flag bytes above a real
+		// hit). Bytes from 0x80 up are plain, as json.Valid takes them.
+		for ; i+8 <= len(b); i += 8 {
+			x := binary.LittleEndian.Uint64(b[i : i+8])
+			q, bs := x^(ones*'"'), x^(ones*'\\')
+			m := ((q - ones) &^ q) | ((bs - ones) &^ bs) | ((x - ones*0x20) &^ x)
+			if m &= highs; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+		}
 		for i < len(b) && plainByte[b[i]] {
 			i++
 		}
@@ -204,17 +228,20 @@ func jsonNumber(b []byte, i int) (int, bool) {
 // fastAction reads the common action line shapes
 // {"op":{"_index":"x","_id":"y",...}} whose metadata values are plain
 // strings without escapes. ok is false for anything else; the caller then
-// uses encoding/json.
-func fastAction(b []byte) (op BulkOp, index, id string, ok bool) {
+// uses encoding/json. index and id alias b: the caller decides which
+// strings to make (a bulk names one index thousands of times). Unlike
+// encoding/json it keeps bytes that are not UTF-8 as they are and takes
+// keys as written ("_ID" is not _id); FuzzParseBulk knows both.
+func fastAction(b []byte) (op BulkOp, index, id []byte, ok bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	key, i, ok := plainString(b, skipWS(b, i+1))
 	if !ok {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
-	switch key {
+	switch string(key) {
 	case "index":
 		op = OpIndex
 	case "create":
@@ -224,73 +251,74 @@ func fastAction(b []byte) (op BulkOp, index, id string, ok bool) {
 	case "delete":
 		op = OpDelete
 	default:
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	i = skipWS(b, i)
 	if i >= len(b) || b[i] != ':' {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	i = skipWS(b, i+1)
 	if i >= len(b) || b[i] != '{' {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		i++
 	} else {
 		for {
-			var k, v string
+			var k, v []byte
 			if k, i, ok = plainString(b, i); !ok {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
 			i = skipWS(b, i)
 			if i >= len(b) || b[i] != ':' {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
 			if v, i, ok = plainString(b, skipWS(b, i+1)); !ok {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
-			switch k {
+			switch string(k) {
 			case "_index":
 				index = v
 			case "_id":
 				id = v
 			case "_type":
-				return 0, "", "", false // rare and version-dependent: the slow path reports it
+				return 0, nil, nil, false // rare and version-dependent: the slow path reports it
 			}
 			i = skipWS(b, i)
 			if i >= len(b) {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
 			if b[i] == '}' {
 				i++
 				break
 			}
 			if b[i] != ',' {
-				return 0, "", "", false
+				return 0, nil, nil, false
 			}
 			i = skipWS(b, i+1)
 		}
 	}
 	i = skipWS(b, i)
 	if i >= len(b) || b[i] != '}' || skipWS(b, i+1) != len(b) {
-		return 0, "", "", false
+		return 0, nil, nil, false
 	}
 	return op, index, id, true
 }
 
-// plainString reads a string without escapes or control characters.
-func plainString(b []byte, i int) (string, int, bool) {
+// plainString reads a string without escapes or control characters; s
+// aliases b.
+func plainString(b []byte, i int) (s []byte, next int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
-		return "", i, false
+		return nil, i, false
 	}
 	for j := i + 1; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			return string(b[i+1 : j]), j + 1, true
+			return b[i+1 : j], j + 1, true
 		case c == '\\' || c < 0x20:
-			return "", i, false
+			return nil, i, false
 		}
 	}
-	return "", i, false
+	return nil, i, false
 }

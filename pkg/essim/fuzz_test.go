@@ -4,15 +4,110 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
+// refParseBulk is ParseBulk as it reads action lines without its fast
+// reader: with encoding/json only. FuzzParseBulk holds ParseBulk to it.
+func refParseBulk(body []byte, defaultIndex string) ([]BulkItem, error) {
+	if len(body) > 0 && body[len(body)-1] != '\n' {
+		return nil, fmt.Errorf("%w: The bulk request must be terminated by a newline [\\n]", ErrBulk)
+	}
+	var items []BulkItem
+	lines := bytes.Split(body[:max(len(body)-1, 0)], []byte("\n"))
+	if len(body) == 0 {
+		lines = nil
+	}
+	for i := 0; i < len(lines); i++ {
+		a := bytes.TrimSuffix(lines[i], []byte("\r"))
+		if len(bytes.TrimSpace(a)) == 0 {
+			continue
+		}
+		if len(a) > maxActionLine {
+			return items, fmt.Errorf("%w: action/metadata line [%d] is %d bytes, longer than %d", ErrBulk, i+1, len(a), maxActionLine)
+		}
+		var al actionLine
+		if err := json.Unmarshal(a, &al); err != nil {
+			return items, fmt.Errorf("%w: Malformed action/metadata line [%d], expected START_OBJECT or END_OBJECT: %v", ErrBulk, i+1, err)
+		}
+		it := BulkItem{Line: i + 1}
+		var m *actionMeta
+		count := 0
+		for _, c := range []struct {
+			op BulkOp
+			m  *actionMeta
+		}{{OpIndex, al.Index}, {OpCreate, al.Create}, {OpUpdate, al.Update}, {OpDelete, al.Delete}} {
+			if c.m != nil {
+				it.Op, m = c.op, c.m
+				count++
+			}
+		}
+		if count != 1 {
+			return items, fmt.Errorf("%w: Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update]", ErrBulk, i+1)
+		}
+		it.Index, it.ID, it.Type = m.Index, m.ID, m.Type
+		if it.Index == "" {
+			it.Index = defaultIndex
+		}
+		if it.Op != OpDelete {
+			if i+1 >= len(lines) {
+				return items, fmt.Errorf("%w: action/metadata line [%d] has no source line", ErrBulk, i+1)
+			}
+			i++
+			it.Source = bytes.TrimSuffix(lines[i], []byte("\r"))
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+// The fast action reader differs from encoding/json in two ways, both
+// kept because the bulk path has always answered so: it keeps bytes that
+// are not UTF-8 where encoding/json puts U+FFFD (sameRunes), and it takes
+// metadata keys as written where encoding/json ignores case, so "_ID" is
+// no _id to it (foldedMetaKey). Elasticsearch refuses both.
+
+// sameRunes reports whether a and b are the same once every byte that is
+// not UTF-8 is read as U+FFFD, as encoding/json reads it.
+func sameRunes(a, b string) bool { return slices.Equal([]rune(a), []rune(b)) }
+
+// foldedMetaKey reports whether the action on the 1-based line of body
+// has a metadata key that only case folding makes _index, _id or _type.
+func foldedMetaKey(body []byte, line int) bool {
+	lines := bytes.Split(body, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return false
+	}
+	var al map[string]map[string]json.RawMessage
+	if json.Unmarshal(bytes.TrimSuffix(lines[line-1], []byte("\r")), &al) != nil {
+		return false
+	}
+	for _, m := range al {
+		for k := range m {
+			folded := strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, k)
+			if k != folded || strings.ContainsFunc(k, func(r rune) bool { return r >= utf8.RuneSelf }) {
+				switch folded {
+				case "_index", "_id", "_type":
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // FuzzParseBulk: the parser never panics, every item it yields has a known
-// op, and a source only when the op carries one, aliasing the input.
+// op, and a source only when the op carries one, aliasing the input; and
+// it yields what encoding/json alone reads (refParseBulk), so the fast
+// action reader changes nothing but the speed.
 func FuzzParseBulk(f *testing.F) {
 	for _, s := range []string{
 		"{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"x\":1}\n",
@@ -21,12 +116,21 @@ func FuzzParseBulk(f *testing.F) {
 		"\n\n{\"index\":{}}\n",
 		"{\"index\":{\"_id\":5}}\n{}\n",
 		"{\"bogus\":{}}\n",
+		"{\"create\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{}\n{\"create\":{\"_index\":\"a\",\"_id\":\"2\"}}\n{}\n{\"index\":{\"_index\":\"b\"}}\n{}\n{\"create\":{\"_index\":\"\",\"_id\":\"3\"}}\n{}\n",
+		"{\"create\":{\"_index\":\"a\",\"_id\":\"x\",\"_type\":\"_doc\"}}\n{}\n",
+		"{ \"create\" : { \"_id\" : \"a\" , \"_id\" : \"b\" , \"routing\":\"r\"} }\n{}\n",
+		"{\"create\":{\"_id\":\"q\\\"\"}}\n{}\n{\"create\":{\"_id\":5}}\n{}\n",
+		"{\"create\":{\"_ID\":\"x\",\"_Index\":\"i\"}}\n{}\n",
+		"{\"Create\":{\"_id\":\"x\"}}\n{}\n",
+		"{\"delete\":{\"_id\":\"\x85\",\"_index\":\"\xff\"}}\n",
 	} {
 		f.Add([]byte(s), "def")
 	}
 	f.Fuzz(func(t *testing.T, body []byte, def string) {
 		n := 0
-		_ = ParseBulk(body, def, func(it BulkItem) error {
+		var got []BulkItem
+		err := ParseBulk(body, def, func(it BulkItem) error {
+			got = append(got, it)
 			n++
 			if it.Op < OpIndex || it.Op > OpDelete {
 				t.Fatalf("op %d", it.Op)
@@ -44,6 +148,22 @@ func FuzzParseBulk(f *testing.F) {
 		})
 		if n > len(body) {
 			t.Fatalf("%d items from %d bytes", n, len(body))
+		}
+		want, wantErr := refParseBulk(body, def)
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+			t.Fatalf("%q: error %v, encoding/json alone %v", body, err, wantErr)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d items, encoding/json alone %d", body, len(got), len(want))
+		}
+		for i := range got {
+			g, w := got[i], want[i]
+			if foldedMetaKey(body, g.Line) {
+				continue
+			}
+			if g.Op != w.Op || !sameRunes(g.Index, w.Index) || !sameRunes(g.ID, w.ID) || g.Type != w.Type || g.Line != w.Line || !bytes.Equal(g.Source, w.Source) || (g.Source == nil) != (w.Source == nil) {
+				t.Fatalf("%q: item %d is %+v, encoding/json alone %+v", body, i, g, w)
+			}
 		}
 	})
 }
@@ -68,7 +188,11 @@ func FuzzValidJSON(f *testing.F) {
 			t.Fatalf("fastAction accepted %q that encoding/json reads as %v (%v)", b, al, err)
 		}
 		m := al[op.String()]
-		if m == nil || (m["_index"] != nil && m["_index"] != index) || (m["_id"] != nil && m["_id"] != id) {
+		same := func(v any, s []byte) bool { // v is what encoding/json read
+			vs, ok := v.(string)
+			return v == nil || ok && sameRunes(vs, string(s))
+		}
+		if m == nil || !same(m["_index"], index) || !same(m["_id"], id) {
 			t.Fatalf("fastAction(%q) = %s %q %q, encoding/json %v", b, op, index, id, al)
 		}
 	})
@@ -121,4 +245,24 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("%s %s: invalid JSON %q", method, path, rec.Body.Bytes())
 		}
 	})
+}
+
+// TestValidJSONEveryByteEverywhere puts every byte value at every offset
+// of strings long enough for the eight-byte scan, alone and before an
+// escape, and holds validJSON to json.Valid on each.
+func TestValidJSONEveryByteEverywhere(t *testing.T) {
+	for n := 1; n <= 26; n++ {
+		for p := 0; p < n; p++ {
+			for c := 0; c < 256; c++ {
+				s := bytes.Repeat([]byte{'a'}, n)
+				s[p] = byte(c)
+				for _, tail := range []string{``, `\n`, `\u00e9`, `\x`, "\x01", `"`} {
+					doc := []byte(`{"k":"` + string(s) + tail + `","n":1}`)
+					if got, want := validJSON(doc), json.Valid(doc); got != want {
+						t.Fatalf("validJSON(%q) = %v, json.Valid %v", doc, got, want)
+					}
+				}
+			}
+		}
+	}
 }

@@ -230,7 +230,11 @@ func (n *node) authorized(w http.ResponseWriter, r *http.Request) bool {
 
 // readBody reads a request body up to the cluster's max_content_length,
 // inflating gzip; errTooLarge means 413.
-func (n *node) readBody(r *http.Request) ([]byte, error) {
+func (n *node) readBody(r *http.Request) ([]byte, error) { return n.readBodyInto(r, nil) }
+
+// readBodyInto is readBody reading into buf's memory when it is large
+// enough for the declared length.
+func (n *node) readBodyInto(r *http.Request, buf []byte) ([]byte, error) {
 	max := n.s.cfg.MaxContentLength
 	if r.ContentLength > max {
 		return nil, errTooLarge
@@ -248,7 +252,11 @@ func (n *node) readBody(r *http.Request) ([]byte, error) {
 	if size < 0 || size > max || r.Header.Get("Content-Encoding") != "" {
 		size = 64 << 10
 	}
-	buf := make([]byte, 0, size+1)
+	if int64(cap(buf)) >= size+1 {
+		buf = buf[:0]
+	} else {
+		buf = make([]byte, 0, size+1)
+	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

@@ -64,13 +64,11 @@ type Store struct {
 	end  int64 // log size including pend
 	// mem holds ids and sources when there is no log; Doc.off indexes it,
 	// and free lists slots of deleted documents for reuse.
-	mem  []memDoc
+	mem  memSlots
 	free []int64
-}
-
-type memDoc struct {
-	id  string
-	src []byte
+	// warmed folds the slots WarmLocked loaded, only so that the loads
+	// happen.
+	warmed uint64
 }
 
 // Options configures Open.
@@ -171,7 +169,7 @@ type Usage struct {
 }
 
 // UsageLocked reports the slots.
-func (s *Store) UsageLocked() Usage { return Usage{MemSlots: len(s.mem), FreeSlots: len(s.free)} }
+func (s *Store) UsageLocked() Usage { return Usage{MemSlots: s.mem.len(), FreeSlots: len(s.free)} }
 
 func (s *Store) ensureIndexLocked(name string) *Index {
 	ix := s.indices[name]

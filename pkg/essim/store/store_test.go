@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"reflect"
+	"strconv"
 	"testing"
 )
 
@@ -103,4 +104,78 @@ func TestEngineWithoutTheAPI(t *testing.T) {
 	}
 	defer s.Close()
 	check(s)
+}
+
+// TestMemorySlotsAcrossChunks: an in-memory store keeps ids and sources in
+// chunks of memChunk slots; documents on both sides of chunk boundaries,
+// deleted ones and the slots reused after them all read back right.
+func TestMemorySlotsAcrossChunks(t *testing.T) {
+	s, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Lock()
+	defer s.Unlock()
+	ix := s.CreateIndexLocked("a")
+	n := 3*memChunk + 5
+	src := func(i int) string { return `{"i":` + strconv.Itoa(i) + `}` }
+	for i := 0; i < n; i++ {
+		s.PutLocked(ix, strconv.Itoa(i), nil, []byte(src(i)), 1)
+	}
+	for i := memChunk - 2; i < memChunk+2; i++ {
+		if ok, err := s.DeleteLocked(ix, strconv.Itoa(i)); !ok || err != nil {
+			t.Fatalf("delete %d: %v %v", i, ok, err)
+		}
+	}
+	for i := n; i < n+4; i++ { // these take the four freed slots
+		s.PutLocked(ix, strconv.Itoa(i), nil, []byte(src(i)), 1)
+	}
+	if u := s.UsageLocked(); u.MemSlots != n || u.FreeSlots != 0 {
+		t.Fatalf("usage %+v, want %d slots, none free", u, n)
+	}
+	for i := 0; i < n+4; i++ {
+		d, err := s.GetLocked(ix, strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deleted := i >= memChunk-2 && i < memChunk+2; deleted != (d == nil) {
+			t.Fatalf("id %d: found %v, deleted %v", i, d != nil, deleted)
+		}
+		if d == nil {
+			continue
+		}
+		id, got, err := s.DocLocked(d)
+		if id != strconv.Itoa(i) || string(got) != src(i) || err != nil {
+			t.Fatalf("id %d: %q %q %v", i, id, got, err)
+		}
+	}
+}
+
+// TestWarmChangesNothing: warming the id table for ids present and
+// absent, more than a batch of them, on an empty and a full index, leaves
+// every lookup as it was.
+func TestWarmChangesNothing(t *testing.T) {
+	s, err := Open(Options{HashMask: 0xff}) // collisions: probes run long
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Lock()
+	defer s.Unlock()
+	ix := s.CreateIndexLocked("a")
+	ids := make([]string, 3*WarmBatch+1)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i)
+	}
+	s.WarmLocked(ix, ids) // empty table
+	for _, id := range ids[:len(ids)/2] {
+		s.PutLocked(ix, id, nil, []byte(`{}`), 1)
+	}
+	s.WarmLocked(ix, ids)
+	s.WarmLocked(ix, nil)
+	for i, id := range ids {
+		d, err := s.GetLocked(ix, id)
+		if err != nil || (d != nil) != (i < len(ids)/2) {
+			t.Fatalf("id %s: %+v %v", id, d, err)
+		}
+	}
 }
