@@ -120,26 +120,8 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 				// store keeps. The body is never written to.
 				it.ID = unsafe.String(&id[0], len(id))
 			}
-		} else {
-			var al actionLine
-			if err := json.Unmarshal(a, &al); err != nil {
-				return fmt.Errorf("%w: Malformed action/metadata line [%d], expected START_OBJECT or END_OBJECT: %v", ErrBulk, aLine, err)
-			}
-			var m *actionMeta
-			count := 0
-			for _, c := range []struct {
-				op BulkOp
-				m  *actionMeta
-			}{{OpIndex, al.Index}, {OpCreate, al.Create}, {OpUpdate, al.Update}, {OpDelete, al.Delete}} {
-				if c.m != nil {
-					it.Op, m = c.op, c.m
-					count++
-				}
-			}
-			if count != 1 {
-				return fmt.Errorf("%w: Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update]", ErrBulk, aLine)
-			}
-			it.Index, it.ID, it.Type = m.Index, m.ID, m.Type
+		} else if err := decodeAction(a, &it); err != nil {
+			return err
 		}
 		if it.Index == "" {
 			it.Index = defaultIndex
@@ -155,4 +137,30 @@ func ParseBulk(body []byte, defaultIndex string, fn func(BulkItem) error) error 
 			return err
 		}
 	}
+}
+
+// decodeAction reads an action/metadata line with encoding/json into it
+// (whose Line is set): what the fast reader leaves, and the reference the
+// fuzzers hold that reader to.
+func decodeAction(a []byte, it *BulkItem) error {
+	var al actionLine
+	if err := json.Unmarshal(a, &al); err != nil {
+		return fmt.Errorf("%w: Malformed action/metadata line [%d], expected START_OBJECT or END_OBJECT: %v", ErrBulk, it.Line, err)
+	}
+	var m *actionMeta
+	count := 0
+	for _, c := range []struct {
+		op BulkOp
+		m  *actionMeta
+	}{{OpIndex, al.Index}, {OpCreate, al.Create}, {OpUpdate, al.Update}, {OpDelete, al.Delete}} {
+		if c.m != nil {
+			it.Op, m = c.op, c.m
+			count++
+		}
+	}
+	if count != 1 {
+		return fmt.Errorf("%w: Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update]", ErrBulk, it.Line)
+	}
+	it.Index, it.ID, it.Type = m.Index, m.ID, m.Type
+	return nil
 }

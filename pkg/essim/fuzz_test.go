@@ -34,26 +34,10 @@ func refParseBulk(body []byte, defaultIndex string) ([]BulkItem, error) {
 		if len(a) > maxActionLine {
 			return items, fmt.Errorf("%w: action/metadata line [%d] is %d bytes, longer than %d", ErrBulk, i+1, len(a), maxActionLine)
 		}
-		var al actionLine
-		if err := json.Unmarshal(a, &al); err != nil {
-			return items, fmt.Errorf("%w: Malformed action/metadata line [%d], expected START_OBJECT or END_OBJECT: %v", ErrBulk, i+1, err)
-		}
 		it := BulkItem{Line: i + 1}
-		var m *actionMeta
-		count := 0
-		for _, c := range []struct {
-			op BulkOp
-			m  *actionMeta
-		}{{OpIndex, al.Index}, {OpCreate, al.Create}, {OpUpdate, al.Update}, {OpDelete, al.Delete}} {
-			if c.m != nil {
-				it.Op, m = c.op, c.m
-				count++
-			}
+		if err := decodeAction(a, &it); err != nil {
+			return items, err
 		}
-		if count != 1 {
-			return items, fmt.Errorf("%w: Malformed action/metadata line [%d], expected field [create], [delete], [index] or [update]", ErrBulk, i+1)
-		}
-		it.Index, it.ID, it.Type = m.Index, m.ID, m.Type
 		if it.Index == "" {
 			it.Index = defaultIndex
 		}
