@@ -115,7 +115,8 @@
 // SegmentBytes, the committer seals it and moves to the spare segment,
 // zero-filled in the background once the active one was a quarter full, so
 // a rotation costs no I/O and fdatasync has no file size to journal; a
-// spare that is not ready is discarded and a plain segment created.
+// spare that is not ready is discarded and a plain segment created. The
+// segment Open starts is zero-filled the same way (plain if that fails).
 //
 // Reading and acknowledging (reader.go). Next hands out records in order,
 // each once per process; the caller acknowledges each with Ack, which keeps
