@@ -28,13 +28,21 @@ const (
 	// hotIntakeWindow is the shortest span the rate is measured over.
 	hotIntakeWindow = 20 * time.Millisecond
 	// maxYieldBacklog caps the backlog delivery waits for whatever
-	// --buffer-max is: about four seconds of intake at hotIntakeRate.
-	maxYieldBacklog = 256 << 20
+	// --buffer-max is: about eight seconds of intake at hotIntakeRate,
+	// two of the fastest intake two cores reach. At 256 MiB a burst of a million
+	// events at two senders' full rate already reached it, and so did
+	// two seconds at half that rate: delivery then took the cores in
+	// the middle of the burst and the acks' p99 went from 2-4 ms to
+	// 8-13 ms, while the end-to-end rate of a longer flood (3M events)
+	// stayed the same (450-540k/s with either bound).
+	maxYieldBacklog = 512 << 20
 )
 
 // yieldBacklog is the buffered bytes past which delivery no longer waits:
-// a quarter of the buffer's bound, at most maxYieldBacklog.
-func yieldBacklog(bufferMax int64) int64 { return min(bufferMax/4, maxYieldBacklog) }
+// half the buffer's bound, at most maxYieldBacklog. The other half is the
+// room a flood still has while delivery catches up, before senders are
+// pushed back.
+func yieldBacklog(bufferMax int64) int64 { return min(bufferMax/2, maxYieldBacklog) }
 
 // intakeBusy is esout's Busy under YieldToIntake.
 func (p *Pipeline) intakeBusy() bool {

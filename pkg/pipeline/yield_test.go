@@ -96,10 +96,10 @@ func TestIntakeBusy(t *testing.T) {
 	p.Close(ctx)
 }
 
-// TestYieldBacklog: a quarter of --buffer-max, at most maxYieldBacklog.
+// TestYieldBacklog: half of --buffer-max, at most maxYieldBacklog.
 func TestYieldBacklog(t *testing.T) {
 	for _, c := range []struct{ max, want int64 }{
-		{64 << 20, 16 << 20}, {1 << 30, 256 << 20}, {20 << 30, maxYieldBacklog},
+		{64 << 20, 32 << 20}, {1 << 30, 512 << 20}, {20 << 30, maxYieldBacklog},
 	} {
 		if got := yieldBacklog(c.max); got != c.want {
 			t.Errorf("yieldBacklog(%d) = %d, want %d", c.max, got, c.want)
