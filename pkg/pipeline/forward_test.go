@@ -71,6 +71,10 @@ func TestFluentLoggerGolangExactlyOnce(t *testing.T) {
 	if got := metric(t, p, "logdoctor_pipeline_end_to_end_seconds", nil); got != senders*per {
 		t.Fatalf("latency histogram count %v", got)
 	}
+	// Every commit the acks waited for is in the commit histogram.
+	if got, want := metric(t, p, "logdoctor_pipeline_buffer_commit_duration_seconds", nil), metric(t, p, "logdoctor_pipeline_buffer_commits_total", nil); got != want || got == 0 {
+		t.Fatalf("commit histogram count %v, commits %v", got, want)
+	}
 	t.Logf("%d acks in %d fsyncs", st.ForwardAcks, st.Buffer.Commits)
 }
 

@@ -315,7 +315,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	}
 	p.buf, err = buffer.Open(buffer.Options{Dir: cfg.BufferDir, Memory: cfg.MemoryBuffer, MaxBytes: cfg.BufferMaxBytes,
 		SegmentBytes: cfg.SegmentBytes, FullWait: cfg.BufferFullWait,
-		OnCorrupt: p.bufEvents.corrupt, OnWriteError: p.bufEvents.writeError})
+		OnCorrupt: p.bufEvents.corrupt, OnWriteError: p.bufEvents.writeError, OnCommit: p.bufEvents.commit})
 	if err != nil {
 		return err
 	}
@@ -577,7 +577,7 @@ func (p *Pipeline) registerMetrics() {
 	p.mDead = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "logdoctor_pipeline_dead_letters_total", Help: "Events written to the dead-letter file, by source (udp, forward, elasticsearch).",
 	}, []string{"source"})
-	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDead, p.bufEvents.mWriteErrors,
+	p.reg.MustRegister(p.mEvents, p.mAcks, p.mRefused, p.mBad, p.mDead, p.bufEvents.mWriteErrors, p.bufEvents.mCommit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -46,6 +46,12 @@ type Options struct {
 	// the first commit that succeeds after one. It runs on the committer:
 	// it must be quick and must not call back into the Buffer.
 	OnWriteError func(*WriteError)
+	// OnCommit, when set, is told how long each durable group commit took
+	// (its write and fdatasync, what every ack in it waited for at the
+	// least) and how many bytes and records it made durable. It runs on
+	// the committer: it must be quick and must not call back into the
+	// Buffer.
+	OnCommit func(d time.Duration, bytes, records int)
 
 	fs fileSystem // segment files; tests inject faults here
 }

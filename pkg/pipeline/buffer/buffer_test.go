@@ -605,3 +605,62 @@ func TestFirstSegmentPreallocated(t *testing.T) {
 		}
 	}
 }
+
+// TestOnCommitTellsDurableCommits: OnCommit hears of every commit that
+// made records durable, with their bytes and count and a duration, and
+// of none that failed.
+func TestOnCommitTellsDurableCommits(t *testing.T) {
+	type told struct {
+		d              time.Duration
+		bytes, records int
+	}
+	var mu sync.Mutex
+	var got []told
+	fs := newFaultFS()
+	b := open(t, Options{Dir: t.TempDir(), MaxBytes: 1 << 24, SegmentBytes: 1 << 20, fs: fs,
+		OnCommit: func(d time.Duration, bytes, records int) {
+			mu.Lock()
+			got = append(got, told{d, bytes, records})
+			mu.Unlock()
+		}})
+	appendN := func(from, n int) error {
+		recs := make([]Record, n)
+		for i := range recs {
+			recs[i] = rec(from + i)
+		}
+		return b.Append(context.Background(), recs)
+	}
+	for i := range 3 {
+		if err := appendN(10*i, i+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.inject("sync", fault{err: errIO})
+	if err := appendN(100, 4); err == nil {
+		t.Fatal("append succeeded with fdatasync failing")
+	}
+	fs.clear()
+	if err := appendN(200, 5); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	st := b.Stats()
+	if uint64(len(got)) != st.Commits || len(got) != 4 {
+		t.Fatalf("OnCommit told %d commits, Stats.Commits %d; want 4 (the failed one untold)", len(got), st.Commits)
+	}
+	var bytes, records int
+	for i, c := range got {
+		if c.d <= 0 {
+			t.Errorf("commit %d: duration %v", i, c.d)
+		}
+		if want := []int{1, 2, 3, 5}[i]; c.records != want {
+			t.Errorf("commit %d: %d records, want %d", i, c.records, want)
+		}
+		bytes += c.bytes
+		records += c.records
+	}
+	if uint64(bytes) != st.AppendedBytes || uint64(records) != st.Appended {
+		t.Fatalf("told %d bytes and %d records; the buffer appended %d and %d", bytes, records, st.AppendedBytes, st.Appended)
+	}
+}

@@ -161,7 +161,8 @@ func (b *Buffer) committer() {
 //  2. activeSegmentLocked: the segment to write it to, after removing what
 //     a failed write left and rotating when the batch does not fit; when
 //     there is none, refuseLocked fails the batch;
-//  3. writeBatch, unlocked: one write and one fdatasync;
+//  3. writeBatch, unlocked: one write and one fdatasync, timed for
+//     OnCommit;
 //  4. settleLocked: publish the records, or undo the write, and wake
 //     waiters;
 //  5. answer: OnWriteError, then the batch's appenders.
@@ -182,7 +183,12 @@ func (b *Buffer) commit() {
 	start := seg.size
 	b.mu.Unlock()
 
+	t0 := time.Now()
 	err = writeBatch(seg, start, p.buf)
+	took := time.Since(t0)
+	if err == nil && b.opts.OnCommit != nil {
+		b.opts.OnCommit(took, len(p.buf), len(p.ends))
+	}
 
 	b.mu.Lock()
 	recovered := b.settleLocked(p, seg, start, err)
