@@ -426,15 +426,15 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	}
 
 	var (
-		stopES func() error
-		esDocs func() int
+		stopES  func() error
+		esStats func() essim.Stats
 	)
 	if embedded {
-		url, dir, stop, docs, err := lab.StartES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
+		url, dir, stop, stats, err := lab.StartES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
-		stopES, esDocs = stop, docs
+		stopES, esStats = stop, stats
 		urls = []string{url}
 		cfg.YieldToIntake = true
 		log.Info("embedded elasticsearch started", "url", url, "data", dir, "kept", o.ESData != "", "max_docs", o.ESMaxDocs)
@@ -464,8 +464,8 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	// what the embedded Elasticsearch's index and a memory buffer hold.
 	if limit, restore := setMemoryLimit(cfg.MaxInFlightBytes, func() int64 {
 		var extra int64
-		if esDocs != nil {
-			extra += int64(esDocs()) * essim.IndexBytesPerDoc
+		if esStats != nil {
+			extra += int64(esStats().Docs) * essim.IndexBytesPerDoc
 		}
 		if cfg.MemoryBuffer {
 			extra += p.Stats().Buffer.Bytes

@@ -192,6 +192,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 // Stats are the counters a test asserts on.
 type Stats struct {
 	Docs            int   `json:"docs"`             // documents stored, all indices
+	IndexBytes      int64 `json:"index_bytes"`      // memory the indices' document and id tables hold
 	BulkRequests    int64 `json:"bulk_requests"`    // _bulk requests answered
 	BulkItems       int64 `json:"bulk_items"`       // items seen in them
 	Rejected        int64 `json:"rejected"`         // items rejected with 429 (thread_pool.write.rejected)
@@ -607,8 +608,12 @@ func (s *Server) Doc(index, id string) ([]byte, bool) {
 
 // Stats sums the counters over every node.
 func (s *Server) Stats() Stats {
+	s.store.RLock()
+	indexBytes := s.store.IndexBytesLocked()
+	s.store.RUnlock()
 	st := Stats{
 		Docs:            s.Count("_all"),
+		IndexBytes:      indexBytes,
 		BulkRequests:    s.bulkRequests.Load(),
 		BulkItems:       s.bulkItems.Load(),
 		RequestFailures: s.failures.Load(),

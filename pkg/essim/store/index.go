@@ -3,6 +3,7 @@ package store
 import (
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Index keeps its documents by value in insertion order, and finds them
@@ -35,6 +36,15 @@ type Index struct {
 
 // ChunkDocs is how many document entries an index allocates at a time.
 const ChunkDocs = 4096
+
+// memBytes is what ix's document entries and id table occupy.
+func (ix *Index) memBytes() int64 {
+	var entries int
+	for _, c := range ix.docs {
+		entries += cap(c)
+	}
+	return int64(entries)*int64(unsafe.Sizeof(Doc{})) + int64(len(ix.ids.slots))*int64(unsafe.Sizeof(uint64(0)))
+}
 
 // Name is the index's name.
 func (ix *Index) Name() string { return ix.name }

@@ -147,6 +147,18 @@ func (s *Store) LiveLocked() int64 {
 	return n
 }
 
+// IndexBytesLocked is what every index's document table and id table
+// hold in memory: pointer-free arrays that only grow while documents
+// are added, so a process embedding the store can tell them from the
+// garbage its collector works on.
+func (s *Store) IndexBytesLocked() int64 {
+	var n int64
+	for _, ix := range s.indices {
+		n += ix.memBytes()
+	}
+	return n
+}
+
 // SeqLocked is the store's sequence number: every document write and
 // delete moves it on (_seq_no).
 func (s *Store) SeqLocked() int64 { return s.seq }

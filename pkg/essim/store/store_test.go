@@ -179,3 +179,38 @@ func TestWarmChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexBytes: the memory reported covers every index's document
+// entries (allocated a chunk at a time) and id table, and grows with the
+// documents.
+func TestIndexBytes(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Lock()
+	defer s.Unlock()
+	if got := s.IndexBytesLocked(); got != 0 {
+		t.Fatalf("empty store: %d bytes", got)
+	}
+	a, b := s.CreateIndexLocked("a"), s.CreateIndexLocked("b")
+	s.PutLocked(b, "x", nil, []byte(`{}`), 1)
+	small := s.IndexBytesLocked()
+	const docs = 2*ChunkDocs + 1
+	for i := range docs {
+		s.PutLocked(a, strconv.Itoa(i), nil, []byte(`{}`), 1)
+	}
+	const entry, slot = 32, 8
+	slots := int64(len(a.ids.slots) + len(b.ids.slots))
+	least := (docs+1)*entry + slots*slot
+	// Each index's last chunk may be partly used, and the first grows by
+	// append.
+	most := least + 3*ChunkDocs*entry
+	if got := s.IndexBytesLocked(); got < least || got > most || got <= small {
+		t.Fatalf("IndexBytesLocked = %d, want %d to %d (%d documents, %d slots) and more than the %d of one document", got, least, most, docs+1, slots, small)
+	}
+	if len(a.ids.slots) < docs {
+		t.Fatalf("id table of %d slots for %d documents", len(a.ids.slots), docs)
+	}
+}

@@ -24,9 +24,9 @@ const ESDirName = "embedded-es"
 // in-memory store nothing outlives the process. maxDocs (--es-max-docs)
 // bounds its memory: past it writes are refused as past Elasticsearch's
 // flood-stage watermark. It returns the URL, the directory used, a stop
-// function, and a function counting the documents it holds; cancelling
-// ctx does not stop it.
-func StartES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, func() int, error) {
+// function, and its stats (the documents it holds, the memory their
+// tables take); cancelling ctx does not stop it.
+func StartES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (string, string, func() error, func() essim.Stats, error) {
 	dir, temporary := dataDir, false
 	switch {
 	case dataDir != "":
@@ -66,5 +66,5 @@ func StartES(ctx context.Context, dataDir, bufferDir string, maxDocs int64) (str
 		}
 		return err
 	}
-	return s.URL(), dir, stop, func() int { return s.Stats().Docs }, nil
+	return s.URL(), dir, stop, s.Stats, nil
 }
