@@ -80,3 +80,30 @@ func BenchmarkIDTableInsertLookup(b *testing.B) {
 		}
 	}
 }
+
+// TestIDTableGrowsByHalf: the table stays between half and three quarters
+// full past its smallest size (growing by half, not doubling, which left
+// it three eighths full and made the step at 3.15M documents 32 MiB), and
+// every entry is found after each growth to a size that is no power of
+// two.
+func TestIDTableGrowsByHalf(t *testing.T) {
+	var tab idTable
+	prev := 0
+	for p := int32(0); p < 200_000; p++ {
+		tab.insert(uint32(p)*2654435761, p)
+		if n := len(tab.slots); n != prev {
+			if prev != 0 && n != prev+prev/2 {
+				t.Fatalf("grew from %d to %d slots, want %d", prev, n, prev+prev/2)
+			}
+			prev = n
+			for q := int32(0); q <= p; q++ {
+				if slot, _ := tab.lookup(uint32(q)*2654435761, func(r int32) (bool, error) { return r == q, nil }); slot < 0 {
+					t.Fatalf("%d slots: entry %d lost", n, q)
+				}
+			}
+		}
+		if tab.n > idTableMin && (tab.n*2 < len(tab.slots) || tab.n*4 > len(tab.slots)*3) {
+			t.Fatalf("%d entries in %d slots: want between half and three quarters full", tab.n, len(tab.slots))
+		}
+	}
+}
