@@ -46,28 +46,14 @@ func gcPercentFor(percent int, live, fixed int64) int {
 func tuneGC(percent int, fixed func() int64) func() {
 	prev := debug.SetGCPercent(percent)
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(gcTuneEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				metrics.Read(sample)
-				if sample[0].Value.Kind() != metrics.KindUint64 {
-					continue
-				}
-				debug.SetGCPercent(gcPercentFor(percent, int64(sample[0].Value.Uint64()), fixed()))
-			}
+	stop := every(gcTuneEvery, func() {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			debug.SetGCPercent(gcPercentFor(percent, int64(sample[0].Value.Uint64()), fixed()))
 		}
-	}()
+	})
 	return func() {
-		close(done)
-		<-stopped
+		stop()
 		debug.SetGCPercent(prev)
 	}
 }

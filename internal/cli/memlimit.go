@@ -34,27 +34,36 @@ func setMemoryLimit(budget int64, extra func() int64) (int64, func()) {
 	}
 	first := limitFor()
 	prev := debug.SetMemoryLimit(first)
+	stop := func() {}
+	if extra != nil {
+		stop = every(2*time.Second, func() { debug.SetMemoryLimit(limitFor()) })
+	}
+	return first, func() {
+		stop()
+		debug.SetMemoryLimit(prev)
+	}
+}
+
+// every calls f every d, from a goroutine of its own, until the returned
+// function is called; that returns once f can no longer run.
+func every(d time.Duration, f func()) func() {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		if extra == nil {
-			return
-		}
-		t := time.NewTicker(2 * time.Second)
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				debug.SetMemoryLimit(limitFor())
+				f()
 			}
 		}
 	}()
-	return first, func() {
+	return func() {
 		close(done)
 		<-stopped
-		debug.SetMemoryLimit(prev)
 	}
 }
