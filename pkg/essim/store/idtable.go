@@ -11,8 +11,8 @@ package store
 //
 // The table grows by half when it is three quarters full, not by double:
 // its size need not be a power of two (a slot's home is the scrambled
-// hash scaled to the size), and doubling made the step at the size
-// embedded use reaches the largest single allocation of the pipeline
+// hash scaled to the size). Doubling made its step the largest single
+// allocation of a pipeline embedding essim, at the sizes that reaches
 // (32 to 64 MiB at 3.15M documents, both alive while the entries move).
 type idTable struct {
 	slots []uint64 // 0 = empty, else hash<<32 | (pos+1)
