@@ -317,15 +317,16 @@ func (b *Buffer) publishLocked(p *pendingBatch, seg *segment, start int64) {
 	}
 	seg.size += int64(len(p.buf))
 	b.bytes += int64(len(p.buf))
-	// Prepare the next segment once this one is a quarter full: short
-	// runs never pay for a preallocation they do not use.
-	if !b.spareOut && seg.size > b.opts.SegmentBytes/4 {
-		b.startSpareLocked()
-	}
 	b.stats.Appended += uint64(len(p.ends))
 	b.stats.AppendedBytes += uint64(len(p.buf))
 	b.stats.Records += int64(len(p.ends))
 	b.stats.Commits++
+	// Prepare the next segment once this one is a quarter full: short
+	// runs never pay for a preallocation they do not use. (After the
+	// counts: its pacer measures appends from here on.)
+	if !b.spareOut && seg.size > b.opts.SegmentBytes/4 {
+		b.startSpareLocked()
+	}
 }
 
 // answer ends a commit. OnWriteError hears first, when the batch failed or
@@ -351,8 +352,9 @@ func (b *Buffer) startSpareLocked() {
 	id := b.nextID
 	b.nextID++
 	b.spareOut = true
+	pace := b.zeroPacerLocked()
 	go func() {
-		seg, err := b.createSegment(id, true)
+		seg, err := b.createSegment(id, true, pace)
 		b.spare <- spareResult{seg, err}
 	}()
 }
@@ -396,7 +398,7 @@ func (b *Buffer) nextSegment(spareOut bool) (*segment, error) {
 	id := b.nextID
 	b.nextID++
 	b.mu.Unlock()
-	return b.createSegment(id, false)
+	return b.createSegment(id, false, nil)
 }
 
 // takeSpare returns the spare segment if it is ready; nil if it is not, or
