@@ -520,7 +520,7 @@ func TestPreallocateZeros(t *testing.T) {
 	const segBytes = 3<<20 + 100
 	for _, dir := range dirs {
 		b := open(t, Options{Dir: dir, SegmentBytes: segBytes, MaxBytes: 64 * segBytes})
-		seg, err := b.createSegment(1000, true, nil)
+		seg, err := b.createSegment(1000, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -662,81 +662,5 @@ func TestOnCommitTellsDurableCommits(t *testing.T) {
 	}
 	if uint64(bytes) != st.AppendedBytes || uint64(records) != st.Appended {
 		t.Fatalf("told %d bytes and %d records; the buffer appended %d and %d", bytes, records, st.AppendedBytes, st.Appended)
-	}
-}
-
-// TestZeroPause: a spare's zeros go at the rate that finishes them in
-// half the time the active segment's room lasts at the append rate, no
-// slower than minZeroRate, flat out once the room is gone, and one wait
-// never exceeds maxZeroPause.
-func TestZeroPause(t *testing.T) {
-	const mib = 1 << 20
-	for _, c := range []struct {
-		name        string
-		wrote, left int64
-		room        int64
-		rate        float64
-		took, want  time.Duration
-	}{
-		// Nothing arriving: 1 MiB at 64 MiB/s is 15.6 ms, 1 ms of it spent writing.
-		{"idle", mib, 20 * mib, 24 * mib, 0, time.Millisecond, time.Second/64 - time.Millisecond},
-		// 24 MiB of room at 96 MiB/s lasts 250 ms: 24 MiB of zeros in 125 ms.
-		{"busy", mib, 24 * mib, 24 * mib, 96 * mib, time.Millisecond, time.Second*125/24/1000 - time.Millisecond},
-		// Appends outrun any pause: write flat out.
-		{"flood", mib, 24 * mib, 2 * mib, 1 << 30, time.Millisecond, 0},
-		{"no room", mib, 24 * mib, 0, 96 * mib, time.Millisecond, 0},
-		{"done", mib, 0, 24 * mib, 96 * mib, time.Millisecond, 0},
-		// A slow write has used up the wait already.
-		{"slow disk", mib, 20 * mib, 24 * mib, 0, 40 * time.Millisecond, 0},
-		{"capped", 4 * mib, 20 * mib, 24 * mib, 0, 0, maxZeroPause},
-	} {
-		got := zeroPause(c.wrote, c.left, c.room, c.rate, c.took)
-		if diff := got - c.want; diff < -time.Microsecond || diff > time.Microsecond {
-			t.Errorf("%s: zeroPause = %v, want %v", c.name, got, c.want)
-		}
-	}
-}
-
-// TestSpareZerosPacedAndCloseDoesNotWait: with nothing arriving, a
-// spare's zeros go at about minZeroRate, not flat out, and Close does not
-// wait at that pace for the rest of them (they go flat out, then the
-// unused spare is removed).
-func TestSpareZerosPacedAndCloseDoesNotWait(t *testing.T) {
-	const segBytes = 64 << 20
-	dir := t.TempDir()
-	b, err := Open(Options{Dir: dir, SegmentBytes: segBytes, MaxBytes: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Past a quarter of the segment: the spare starts, during the last
-	// append's commit at the earliest.
-	doc := bytes.Repeat([]byte("x"), 1<<20)
-	var lastAppend time.Time
-	for i := 0; b.Stats().AppendedBytes <= segBytes/4; i++ {
-		lastAppend = time.Now()
-		if err := b.Append(context.Background(), []Record{{ID: fmt.Sprint(i), Tag: "t", Doc: doc}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	spare := filepath.Join(dir, segName(2))
-	time.Sleep(100 * time.Millisecond)
-	st, err := os.Stat(spare)
-	elapsed := time.Since(lastAppend)
-	if err != nil {
-		t.Fatalf("no spare after a quarter of the segment: %v", err)
-	}
-	// Paced, the zeros are at most a MiB ahead of minZeroRate since the
-	// spare started (some 6 MiB by now); flat out, the disk writes tens
-	// of MiB in that time.
-	if limit := int64(1<<20) + int64(float64(minZeroRate)*elapsed.Seconds()*1.25); st.Size() > limit {
-		t.Fatalf("spare holds %d bytes %v after it could have started, more than the %d minZeroRate allows", st.Size(), elapsed, limit)
-	}
-	closed := time.Now()
-	b.Close()
-	if d := time.Since(closed); d > time.Second/2 {
-		t.Fatalf("Close took %v: it waited for the spare's paced zeros", d)
-	}
-	if _, err := os.Stat(spare); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("unused spare left behind: %v", err)
 	}
 }

@@ -113,10 +113,8 @@
 // (WriteError) and is truncated away, so a segment is always a clean
 // sequence of frames. When a batch would take the active segment past
 // SegmentBytes, the committer seals it and moves to the spare segment,
-// zero-filled in the background once the active one was a quarter full
-// (paced to the appends, so the commits meanwhile do not also flush a
-// burst of zeros), so a rotation costs no I/O and fdatasync has no file
-// size to journal; a
+// zero-filled in the background once the active one was a quarter full, so
+// a rotation costs no I/O and fdatasync has no file size to journal; a
 // spare that is not ready is discarded and a plain segment created. The
 // segment Open starts is zero-filled the same way (plain if that fails).
 //

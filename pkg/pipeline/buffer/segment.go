@@ -5,7 +5,6 @@ import (
 	"io"
 	"path/filepath"
 	"sort"
-	"time"
 )
 
 type segment struct {
@@ -68,9 +67,9 @@ func (s *segment) offsetOf(i int) int64 {
 // 0.3-0.6 (the 32-sender ack tail). A plain one when preallocating fails
 // (a full disk), as at a rotation.
 func (b *Buffer) newSegment() error {
-	seg, err := b.createSegment(b.nextID, true, nil)
+	seg, err := b.createSegment(b.nextID, true)
 	if err != nil {
-		seg, err = b.createSegment(b.nextID, false, nil)
+		seg, err = b.createSegment(b.nextID, false)
 	}
 	if err != nil {
 		return err
@@ -81,9 +80,8 @@ func (b *Buffer) newSegment() error {
 
 // createSegment makes a segment's storage; for files that is I/O (create,
 // header, fsync of file and directory), done without holding b.mu. A
-// failure leaves no file behind and is a WriteError (OpRotate). pace, if
-// not nil, paces the preallocated zeros (see zeroPacerLocked).
-func (b *Buffer) createSegment(id uint64, prealloc bool, pace func(wrote, left int64)) (*segment, error) {
+// failure leaves no file behind and is a WriteError (OpRotate).
+func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 	seg := &segment{id: id, format: formatV2}
 	if b.opts.Memory {
 		m := &memStorage{}
@@ -110,7 +108,7 @@ func (b *Buffer) createSegment(id uint64, prealloc bool, pace func(wrote, left i
 	}
 	if prealloc {
 		// Zeros end a segment for recovery (no sync marker there).
-		if err := preallocate(st, int64(len(segmentMagic)), b.opts.SegmentBytes, pace); err != nil {
+		if err := preallocate(st, int64(len(segmentMagic)), b.opts.SegmentBytes); err != nil {
 			return fail(fmt.Errorf("preallocating: %w", err))
 		}
 		if err := st.SeekTo(int64(len(segmentMagic))); err != nil {
@@ -137,9 +135,9 @@ func (b *Buffer) createSegment(id uint64, prealloc bool, pace func(wrote, left i
 // 250 KB commit on ext4). A file writes its zeros around the page cache
 // where the filesystem allows (directWriter); other storage, or what is
 // left, goes through Write.
-func preallocate(st storage, from, to int64, pace func(wrote, left int64)) error {
+func preallocate(st storage, from, to int64) error {
 	if dw, ok := st.(directWriter); ok {
-		from += dw.writeZerosDirect(from, to, pace)
+		from += dw.writeZerosDirect(from, to)
 		if err := st.SeekTo(from); err != nil {
 			return err
 		}
@@ -216,64 +214,3 @@ func (b *Buffer) removeLocked(seg *segment) {
 }
 
 func segName(id uint64) string { return fmt.Sprintf("seg-%016d.log", id) }
-
-// Pacing a spare's zeros.
-//
-// A spare's zeros go to the disk as fast as it takes them (32 MiB in
-// 14-36 ms here), and every commit's fdatasync in that time also flushes
-// the zeros written since the one before: commits that overlap took 3-7
-// ms instead of about 0.5. The spare is needed only when the active
-// segment fills, so its zeros are spread over half the time that is
-// expected to take at the rate appends arrive (at least minZeroRate), and
-// are written flat out when the active segment is about to fill.
-
-// minZeroRate is the slowest a spare's zeros are written: 32 MiB in half
-// a second when appends trickle in.
-const minZeroRate = 64 << 20
-
-// maxZeroPause bounds one wait, so that a burst of appends after a quiet
-// spell is noticed within it.
-const maxZeroPause = 20 * time.Millisecond
-
-// zeroPacerLocked paces the zeros of a spare prepared while the active
-// segment fills; it returns at once when the buffer is closing. b.mu is
-// held.
-func (b *Buffer) zeroPacerLocked() func(wrote, left int64) {
-	start := time.Now()
-	base := b.stats.AppendedBytes
-	last := start
-	return func(wrote, left int64) {
-		now := time.Now()
-		b.mu.Lock()
-		appended := b.stats.AppendedBytes - base
-		room := b.opts.SegmentBytes - b.segs[len(b.segs)-1].size
-		b.mu.Unlock()
-		rate := float64(appended) / max(now.Sub(start).Seconds(), 1e-6)
-		if d := zeroPause(wrote, left, room, rate, now.Sub(last)); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-b.stop:
-				t.Stop()
-			}
-		}
-		last = time.Now()
-	}
-}
-
-// zeroPause is how long to wait after writing wrote bytes of zeros in
-// took, with left still to write, room bytes left in the active segment
-// and appends arriving at appendRate bytes a second: long enough that the
-// zeros go at the rate that finishes them in half the time the room is
-// expected to last, and no slower than minZeroRate.
-func zeroPause(wrote, left, room int64, appendRate float64, took time.Duration) time.Duration {
-	if left <= 0 || room <= 0 {
-		return 0
-	}
-	rate := float64(minZeroRate)
-	if appendRate > 0 {
-		rate = max(rate, 2*float64(left)*appendRate/float64(room))
-	}
-	d := time.Duration(float64(wrote)/rate*float64(time.Second)) - took
-	return min(max(d, 0), maxZeroPause)
-}

@@ -112,9 +112,7 @@ type directWriter interface {
 	// writeZerosDirect writes zeros over [from, to) up to the last block
 	// boundary before to, and reports how many bytes from from on are now
 	// zeros: 0 when it wrote nothing and the caller must write them.
-	// pace, when not nil, is called after each write with the bytes it
-	// wrote and those left, and may wait.
-	writeZerosDirect(from, to int64, pace func(wrote, left int64)) int64
+	writeZerosDirect(from, to int64) int64
 }
 
 // directBlock is the alignment O_DIRECT asks of offsets, lengths and the
@@ -130,7 +128,7 @@ const directBlock = 4096
 // it reports 0 and the caller's buffered writes do it all, and report a
 // real error such as a full disk. Direct and buffered writes never share
 // a block, so the page cache holds nothing stale.
-func (s *fileStorage) writeZerosDirect(from, to int64, pace func(wrote, left int64)) int64 {
+func (s *fileStorage) writeZerosDirect(from, to int64) int64 {
 	start := (from + directBlock - 1) / directBlock * directBlock
 	end := to / directBlock * directBlock
 	if end-start < directBlock {
@@ -150,9 +148,6 @@ func (s *fileStorage) writeZerosDirect(from, to int64, pace func(wrote, left int
 			return 0
 		}
 		off += int64(n)
-		if pace != nil {
-			pace(int64(n), end-off)
-		}
 	}
 	if start > from {
 		if _, err := s.f.WriteAt(zero[:start-from], from); err != nil {

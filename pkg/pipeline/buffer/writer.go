@@ -317,16 +317,15 @@ func (b *Buffer) publishLocked(p *pendingBatch, seg *segment, start int64) {
 	}
 	seg.size += int64(len(p.buf))
 	b.bytes += int64(len(p.buf))
+	// Prepare the next segment once this one is a quarter full: short
+	// runs never pay for a preallocation they do not use.
+	if !b.spareOut && seg.size > b.opts.SegmentBytes/4 {
+		b.startSpareLocked()
+	}
 	b.stats.Appended += uint64(len(p.ends))
 	b.stats.AppendedBytes += uint64(len(p.buf))
 	b.stats.Records += int64(len(p.ends))
 	b.stats.Commits++
-	// Prepare the next segment once this one is a quarter full: short
-	// runs never pay for a preallocation they do not use. (After the
-	// counts: its pacer measures appends from here on.)
-	if !b.spareOut && seg.size > b.opts.SegmentBytes/4 {
-		b.startSpareLocked()
-	}
 }
 
 // answer ends a commit. OnWriteError hears first, when the batch failed or
@@ -352,9 +351,8 @@ func (b *Buffer) startSpareLocked() {
 	id := b.nextID
 	b.nextID++
 	b.spareOut = true
-	pace := b.zeroPacerLocked()
 	go func() {
-		seg, err := b.createSegment(id, true, pace)
+		seg, err := b.createSegment(id, true)
 		b.spare <- spareResult{seg, err}
 	}()
 }
@@ -398,7 +396,7 @@ func (b *Buffer) nextSegment(spareOut bool) (*segment, error) {
 	id := b.nextID
 	b.nextID++
 	b.mu.Unlock()
-	return b.createSegment(id, false, nil)
+	return b.createSegment(id, false)
 }
 
 // takeSpare returns the spare segment if it is ready; nil if it is not, or
