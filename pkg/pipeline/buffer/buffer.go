@@ -126,7 +126,7 @@ type Buffer struct {
 	stop      chan struct{}
 	closeOnce sync.Once
 
-	// The next segment is created and zero-filled ahead of time, so that
+	// The next segment is created and preallocated ahead of time, so that
 	// a rotation costs no I/O and fdatasync on a preallocated file has no
 	// file size to journal.
 	spare        chan spareResult
@@ -246,7 +246,7 @@ func (b *Buffer) close() {
 	b.mu.Unlock()
 	if spareOut {
 		// An unused spare holds no records: remove it rather than leave a
-		// zero-filled file for recovery to clear.
+		// preallocated file for recovery to clear.
 		if r := <-b.spare; r.seg != nil {
 			r.seg.st.Remove()
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -504,9 +505,8 @@ func TestRawRecordsKeepTheirKind(t *testing.T) {
 
 // TestPreallocateZeros: a preallocated segment is its magic and zeros up
 // to SegmentBytes (an end that is not block-aligned included), on a
-// disk filesystem (the test directory: the zeros go around the page
-// cache) and on tmpfs (older kernels refuse O_DIRECT there and the zeros
-// are written through the cache).
+// disk filesystem (the test directory: blocks reserved, nothing through
+// the page cache) and on tmpfs.
 func TestPreallocateZeros(t *testing.T) {
 	dirs := []string{t.TempDir()}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -547,7 +547,7 @@ func TestPreallocateZeros(t *testing.T) {
 		// The head block and the unaligned tail are written through the
 		// cache; everything between went around it.
 		if resident > 2 {
-			t.Fatalf("%s: %d of %d pages in the page cache after preallocating: the zeros were not written directly",
+			t.Fatalf("%s: %d of %d pages in the page cache after preallocating: the zeros went through it",
 				dir, resident, (segBytes+directBlock-1)/directBlock)
 		}
 	}
@@ -662,5 +662,82 @@ func TestOnCommitTellsDurableCommits(t *testing.T) {
 	}
 	if uint64(bytes) != st.AppendedBytes || uint64(records) != st.Appended {
 		t.Fatalf("told %d bytes and %d records; the buffer appended %d and %d", bytes, records, st.AppendedBytes, st.Appended)
+	}
+}
+
+// allocStorage is a segment file whose allocate fails with err (none when
+// nil), counting the writes that reach it.
+type allocStorage struct {
+	*fileStorage
+	err       error
+	allocated bool
+	writes    int
+}
+
+func (s *allocStorage) allocate(from, to int64) error {
+	if s.err != nil {
+		return &os.PathError{Op: "fallocate", Path: s.path, Err: s.err}
+	}
+	s.allocated = true
+	return s.fileStorage.allocate(from, to)
+}
+
+func (s *allocStorage) Write(p []byte) (int, error) {
+	s.writes++
+	return s.fileStorage.Write(p)
+}
+
+func (s *allocStorage) writeZerosDirect(from, to int64) int64 {
+	s.writes++
+	return s.fileStorage.writeZerosDirect(from, to)
+}
+
+// TestPreallocateReservesOrWritesZeros: a file's preallocation reserves
+// the blocks without writing them; where the filesystem cannot reserve
+// (EOPNOTSUPP) the zeros are written instead; on a full disk it fails
+// and writes nothing. Either way what succeeds reads as zeros to the end.
+func TestPreallocateReservesOrWritesZeros(t *testing.T) {
+	const from, to = 4096, 3<<20 + 100
+	for _, c := range []struct {
+		name   string
+		err    error
+		fails  bool
+		writes bool
+	}{
+		{"reserved", nil, false, false},
+		{"not supported", unix.EOPNOTSUPP, false, true},
+		{"disk full", unix.ENOSPC, true, false},
+	} {
+		path := filepath.Join(t.TempDir(), "seg")
+		st, err := osFS{}.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &allocStorage{fileStorage: st.(*fileStorage), err: c.err}
+		err = preallocate(s, from, to)
+		if (err != nil) != c.fails || (c.fails && !errors.Is(err, unix.ENOSPC)) {
+			t.Fatalf("%s: preallocate = %v", c.name, err)
+		}
+		if (s.writes > 0) != c.writes || (c.err == nil) != s.allocated {
+			t.Fatalf("%s: %d writes, reserved %v", c.name, s.writes, s.allocated)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.fails {
+			if fi.Size() != 0 {
+				t.Fatalf("%s: %d bytes after a failed preallocation", c.name, fi.Size())
+			}
+			continue
+		}
+		data, _ := os.ReadFile(path)
+		if fi.Size() != to || bytes.ContainsFunc(data, func(r rune) bool { return r != 0 }) {
+			t.Fatalf("%s: %d bytes (want %d), all zeros %v", c.name, fi.Size(), to, !bytes.ContainsFunc(data, func(r rune) bool { return r != 0 }))
+		}
+		if blocks := fi.Sys().(*syscall.Stat_t).Blocks * 512; blocks < to-from {
+			t.Fatalf("%s: %d bytes of blocks held, want the %d preallocated", c.name, blocks, to-from)
+		}
+		st.Close()
 	}
 }

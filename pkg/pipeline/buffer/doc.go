@@ -113,10 +113,12 @@
 // (WriteError) and is truncated away, so a segment is always a clean
 // sequence of frames. When a batch would take the active segment past
 // SegmentBytes, the committer seals it and moves to the spare segment,
-// zero-filled in the background once the active one was a quarter full, so
-// a rotation costs no I/O and fdatasync has no file size to journal; a
-// spare that is not ready is discarded and a plain segment created. The
-// segment Open starts is zero-filled the same way (plain if that fails).
+// preallocated in the background once the active one was a quarter full
+// (its blocks reserved with fallocate, or zeros written where the
+// filesystem cannot reserve them), so a rotation costs no I/O and
+// fdatasync has no file size to journal; a spare that is not ready is
+// discarded and a plain segment created. The
+// segment Open starts is preallocated the same way (plain if that fails).
 //
 // Reading and acknowledging (reader.go). Next hands out records in order,
 // each once per process; the caller acknowledges each with Ack, which keeps

@@ -107,6 +107,22 @@ func (s *fileStorage) Truncate(size int64) error {
 
 func (s *fileStorage) Close() error { return s.f.Close() }
 
+// allocator is storage that can have the filesystem reserve blocks that
+// read as zeros without writing them.
+type allocator interface {
+	// allocate reserves [from, to), growing the file to to if it is
+	// shorter. An error that is not ENOSPC or EDQUOT means the
+	// filesystem cannot (EOPNOTSUPP): the caller writes zeros instead.
+	allocate(from, to int64) error
+}
+
+func (s *fileStorage) allocate(from, to int64) error {
+	if err := unix.Fallocate(int(s.f.Fd()), 0, from, to-from); err != nil {
+		return &os.PathError{Op: "fallocate", Path: s.path, Err: err}
+	}
+	return nil
+}
+
 // directWriter is storage that can write zeros bypassing the page cache.
 type directWriter interface {
 	// writeZerosDirect writes zeros over [from, to) up to the last block

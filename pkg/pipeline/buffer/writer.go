@@ -247,9 +247,10 @@ func (b *Buffer) refuseLocked(p *pendingBatch, err *WriteError) {
 // boundary. A buffered write that ends inside a page the page cache does
 // not hold makes the filesystem read that block from disk first, since
 // its old contents must survive around the new bytes: one synchronous
-// read in every commit, as the spare's zeros were written around the page
-// cache. Those bytes are zeros already, so writing them changes nothing on
-// disk and costs no read.
+// read in every commit where a spare's zeros were written around the
+// page cache (blocks reserved with fallocate read as zeros without one).
+// Those bytes are zeros already, so writing them changes nothing on disk
+// and costs no read.
 func writeBatch(seg *segment, start int64, buf []byte) *WriteError {
 	end := start + int64(len(buf))
 	padded := buf
