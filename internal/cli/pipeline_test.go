@@ -118,12 +118,7 @@ func TestPipelineRunEmbedded(t *testing.T) {
 // `pipeline run --udp` with --udp-time-key/--udp-keep-time-key, end to
 // end: the documents kept by --es-data carry the datagram's own time.
 func TestPipelineRunUDPTimeKey(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	addr := freeUDPAddr(t)
 	dir, esData := t.TempDir(), t.TempDir()
 	wait := startCLI("pipeline", "run", "--forward", "", "--udp", addr, "--udp-time-key", "ts",
 		"--udp-keep-time-key", "--buffer-dir", dir, "--duration", "2s", "--flush-interval", "10ms", "--es-data", esData, "-o", "json")
@@ -257,12 +252,7 @@ func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
 	// Elasticsearch refuses everything: the small buffer fills, the UDP
 	// reader stops, and the small socket buffer overflows.
 	sim := essimtest.Start(t, essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udpAddr := pc.LocalAddr().String()
-	pc.Close()
+	udpAddr := freeUDPAddr(t)
 	metrics := freeTCPAddr(t, "127.0.0.1")
 	stop := startCLIStoppable("pipeline", "run", "--forward", "", "--udp", udpAddr, "--udp-rcvbuf", "4KiB", "--buffer-max", "64KiB",
 		"--es", sim.URL(), "--buffer-dir", t.TempDir(), "--metrics", metrics, "--shutdown-timeout", "100ms", "-o", "json")

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -74,6 +76,23 @@ func freeTCPAddr(t *testing.T, host string) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// freeUDPAddr returns a UDP address nothing listens on, for a command
+// under test to bind. The port is free on a loopback address other than
+// 127.0.0.1, picked at random: between closing it here and the command
+// binding it, a socket other tests (in other packages, run in parallel)
+// bind to 127.0.0.1:0 cannot take it, as one did in CI (bind: address
+// already in use).
+func freeUDPAddr(t *testing.T) string {
+	t.Helper()
+	host := fmt.Sprintf("127.0.0.%d", 2+rand.IntN(250))
+	pc, err := net.ListenPacket("udp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String()
 }
 
 func TestVersionAndUsageErrors(t *testing.T) {
