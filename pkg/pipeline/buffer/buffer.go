@@ -90,6 +90,11 @@ type Stats struct {
 	Undelivered    int64  // records durable but not yet handed out by Next
 	CorruptRecords uint64 // records lost to damaged bytes (estimated), at recovery or when read
 	WriteErrors    uint64 // group commits that failed (a WriteError to each of their appenders)
+	// PlainSegments counts segments started without preallocated blocks:
+	// the spare was not ready at a rotation, or preallocating failed (a
+	// full disk). Every commit to one extends the file, and its
+	// fdatasync journals the new size: slower acks until the next one.
+	PlainSegments uint64
 	// LastAppend is when the latest Append was called (zero before the
 	// first): how the output tells that senders are at work.
 	LastAppend time.Time

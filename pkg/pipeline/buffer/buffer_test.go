@@ -603,6 +603,9 @@ func TestFirstSegmentPreallocated(t *testing.T) {
 		if prealloc := len(ws) > 0 && ws[0] == [2]int64{int64(len(segmentMagic)), segBytes}; prealloc == failing {
 			t.Fatalf("preallocation failing %v: first segment preallocated %v (writes %v)", failing, prealloc, ws)
 		}
+		if got, want := b.Stats().PlainSegments, map[bool]uint64{false: 0, true: 1}[failing]; got != want {
+			t.Fatalf("preallocation failing %v: Stats.PlainSegments %d, want %d", failing, got, want)
+		}
 	}
 }
 
@@ -739,5 +742,44 @@ func TestPreallocateReservesOrWritesZeros(t *testing.T) {
 			t.Fatalf("%s: %d bytes of blocks held, want the %d preallocated", c.name, blocks, to-from)
 		}
 		st.Close()
+	}
+}
+
+// TestPlainSegmentsCounted: a rotation to the spare starts no plain
+// segment; one while the spare is not ready does, and
+// Stats.PlainSegments counts it.
+func TestPlainSegmentsCounted(t *testing.T) {
+	for _, drop := range []bool{false, true} {
+		const segBytes = 64 << 10
+		b := open(t, Options{Dir: t.TempDir(), SegmentBytes: segBytes, MaxBytes: 1 << 24})
+		doc := bytes.Repeat([]byte("x"), 1000)
+		add := func(i int) {
+			t.Helper()
+			if err := b.Append(context.Background(), []Record{{ID: fmt.Sprint(i), Tag: "t", Doc: doc}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		i := 0
+		for ; b.Stats().AppendedBytes <= segBytes/4+2000; i++ {
+			add(i)
+		}
+		// The spare is on its way; wait for it. Held back, it is not
+		// ready at the rotation; handed over afterwards, it is discarded.
+		r := <-b.spare
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !drop {
+			b.spare <- r
+		}
+		for start := b.Stats().Segments; b.Stats().Segments == start; i++ {
+			add(i)
+		}
+		if drop {
+			b.spare <- r
+		}
+		if got, want := b.Stats().PlainSegments, map[bool]uint64{false: 0, true: 1}[drop]; got != want {
+			t.Fatalf("spare dropped %v: Stats.PlainSegments %d, want %d", drop, got, want)
+		}
 	}
 }

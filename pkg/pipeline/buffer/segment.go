@@ -72,6 +72,9 @@ func (b *Buffer) newSegment() error {
 	seg, err := b.createSegment(b.nextID, true)
 	if err != nil {
 		seg, err = b.createSegment(b.nextID, false)
+		if err == nil && !b.opts.Memory {
+			b.stats.PlainSegments++
+		}
 	}
 	if err != nil {
 		return err

@@ -374,6 +374,9 @@ func (b *Buffer) rotateLocked(seg *segment) (*segment, *WriteError) {
 		}
 		return nil, we
 	}
+	if next.zeroed == 0 && !b.opts.Memory {
+		b.stats.PlainSegments++
+	}
 	b.addSegment(next)
 	seg.sealed = true
 	if seg.done() {
