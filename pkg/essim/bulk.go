@@ -59,9 +59,8 @@ const maxKeptScratch = 4
 
 // getScratch returns kept working memory, or new. A node keeps as many
 // as it has write threads (up to maxKeptScratch), since that many bulks
-// index at once: a free
-// list rather than a sync.Pool, which the garbage collector empties, and
-// it runs often when a memory limit is near.
+// index at once: a free list rather than a sync.Pool, which the garbage
+// collector empties, and it runs often when a memory limit is near.
 func (n *node) getScratch() *bulkScratch {
 	n.scratchMu.Lock()
 	defer n.scratchMu.Unlock()

@@ -609,10 +609,10 @@ func (s *Server) Doc(index, id string) ([]byte, bool) {
 // Stats sums the counters over every node.
 func (s *Server) Stats() Stats {
 	s.store.RLock()
-	indexBytes := s.store.IndexBytesLocked()
+	docs, indexBytes := s.store.LiveLocked(), s.store.IndexBytesLocked()
 	s.store.RUnlock()
 	st := Stats{
-		Docs:            s.Count("_all"),
+		Docs:            int(docs),
 		IndexBytes:      indexBytes,
 		BulkRequests:    s.bulkRequests.Load(),
 		BulkItems:       s.bulkItems.Load(),
