@@ -72,15 +72,21 @@ func (b *Buffer) newSegment() error {
 	seg, err := b.createSegment(b.nextID, true)
 	if err != nil {
 		seg, err = b.createSegment(b.nextID, false)
-		if err == nil && !b.opts.Memory {
-			b.stats.PlainSegments++
-		}
 	}
 	if err != nil {
 		return err
 	}
+	b.countPlainLocked(seg)
 	b.addSegment(seg)
 	return nil
+}
+
+// countPlainLocked counts seg in Stats.PlainSegments when it is a file
+// without preallocated blocks (memory has none to have).
+func (b *Buffer) countPlainLocked(seg *segment) {
+	if seg.zeroed == 0 && !b.opts.Memory {
+		b.stats.PlainSegments++
+	}
 }
 
 // createSegment makes a segment's storage; for files that is I/O (create,

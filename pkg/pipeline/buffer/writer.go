@@ -374,9 +374,7 @@ func (b *Buffer) rotateLocked(seg *segment) (*segment, *WriteError) {
 		}
 		return nil, we
 	}
-	if next.zeroed == 0 && !b.opts.Memory {
-		b.stats.PlainSegments++
-	}
+	b.countPlainLocked(next)
 	b.addSegment(next)
 	seg.sealed = true
 	if seg.done() {
