@@ -29,10 +29,10 @@ const (
 	hotIntakeWindow = 20 * time.Millisecond
 	// maxYieldBacklog caps the backlog delivery waits for whatever
 	// --buffer-max is: about eight seconds of intake at hotIntakeRate,
-	// two of the fastest intake two cores reach. At 256 MiB a burst of a million
-	// events at two senders' full rate already reached it, and so did
-	// two seconds at half that rate: delivery then took the cores in
-	// the middle of the burst and the acks' p99 went from 2-4 ms to
+	// two of the fastest intake two cores reach. At 256 MiB a burst of a
+	// million events at two senders' full rate already reached it, and
+	// so did two seconds at half that rate: delivery then took the cores
+	// in the middle of the burst and the acks' p99 went from 2-4 ms to
 	// 8-13 ms, while the end-to-end rate of a longer flood (3M events)
 	// stayed the same (450-540k/s with either bound).
 	maxYieldBacklog = 512 << 20
