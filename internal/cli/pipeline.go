@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -451,17 +450,18 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 		return nil, err
 	}
 	// Collect at 50% heap growth instead of 100%, and with the embedded
-	// Elasticsearch 50% of what is not its index (tuneGC). 3M events,
-	// alternating: peak RSS 244-247 MiB at 50% against 267-270 at 70%
-	// with 32 senders, 230-231 against 247-248 with 2, end to end within
-	// the runs' noise (70% against 100% before: 228-243 against 256-276
-	// MiB at 32 in bench/pipeline.sh). GOGC still wins when set.
+	// Elasticsearch 50% of what is not its index, but never less than
+	// minGCHeadroom (tuneGC). 3M events, alternating: peak RSS 244-247
+	// MiB at 50% against 267-270 at 70% with 32 senders, 230-231 against
+	// 247-248 with 2, end to end within the runs' noise (70% against
+	// 100% before: 228-243 against 256-276 MiB at 32 in
+	// bench/pipeline.sh). GOGC still wins when set.
 	if os.Getenv("GOGC") == "" {
+		var fixed func() int64
 		if esStats != nil {
-			defer tuneGC(pipelineGCPercent, func() int64 { return esStats().IndexBytes })()
-		} else {
-			defer debug.SetGCPercent(debug.SetGCPercent(pipelineGCPercent))
+			fixed = func() int64 { return esStats().IndexBytes }
 		}
+		defer tuneGC(pipelineGCPercent, fixed)()
 	}
 	// The runtime's soft memory limit follows the in-flight budget plus
 	// what the embedded Elasticsearch's index and a memory buffer hold.
