@@ -135,6 +135,7 @@ func TestEveryFlagRefusesBadValues(t *testing.T) {
 		"forward probe --tls-key":           {missing("no such file", "--tls-key", gone, "--tls-cert", gone), usage("go together", "--tls-key", gone)},
 		"forward probe --count":             {usage("want 0 (canary mode) or a number of events", "--count", "-5")},
 		"forward probe --rate":              {usage("want 0 (as fast as acks come) or a positive number", "--rate", "-1")},
+		"forward probe --warmup":            {usage(durZero, "--warmup", "-1s"), usage("for load mode", "--warmup", "1s")},
 		"forward probe --concurrency":       {usage("want a number of connections from 1 to 4096", "--concurrency", "0")},
 		"forward probe --chunk-events":      {usage("want a number of events from 1 to 1000000", "--chunk-events", "0")},
 		"forward probe --record-size":       {usage("want a number of bytes from 1", "--record-size", "-5")},

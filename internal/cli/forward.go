@@ -47,6 +47,7 @@ type ForwardProbeOptions struct {
 	Count, Concurrency      int
 	ChunkEvents, RecordSize int
 	Rate                    float64
+	Warmup                  time.Duration
 	NewConnection           bool
 	Heartbeat               bool
 	HeartbeatTimeout        time.Duration
@@ -110,6 +111,7 @@ and LOGDOCTOR_FORWARD_PASSWORD, which keeps them out of the process list.`,
 	f.StringVar(&o.ServerName, "server-name", "", "TLS server name to verify (default: the host)")
 	intVar(f, &o.Count, "count", 0, 0, math.MaxInt32, "0 (canary mode) or a number of events", "load mode: send this many events")
 	floatVar(f, &o.Rate, "rate", 0, 0, math.MaxFloat64, "0 (as fast as acks come) or a positive number of events per second", "load mode: at most this many events per second (0: as fast as acks come)")
+	durVar(f, &o.Warmup, "warmup", 0, 0, wantDurOrZero("none"), "load mode: send the same way for this long before counting, with the warm-up's acks reported apart (0 = none)")
 	intVar(f, &o.Concurrency, "concurrency", forwardprobe.DefaultConcurrency, 1, 4096, "a number of connections from 1 to 4096", "load mode: connections sending in parallel")
 	intVar(f, &o.ChunkEvents, "chunk-events", forwardprobe.DefaultChunkEvents, 1, 1_000_000, "a number of events from 1 to 1000000", "load mode: events per chunk")
 	intVar(f, &o.RecordSize, "record-size", forwardprobe.DefaultRecordSize, 1, 16<<20, "a number of bytes from 1 to 16777216", "approximate bytes per record")
@@ -136,6 +138,10 @@ func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOp
 		return nil, usageErrorf("--chunk-events %d: want a number of events from 1 to 1000000", o.ChunkEvents)
 	case o.AckTimeout <= 0:
 		return nil, usageErrorf("--ack-timeout %s: want %s", o.AckTimeout, wantPositiveDur)
+	case o.Warmup < 0:
+		return nil, usageErrorf("--warmup %s: want %s", o.Warmup, wantDurOrZero("none"))
+	case o.Warmup > 0 && o.Count == 0:
+		return nil, usageErrorf("--warmup is for load mode: add --count")
 	}
 	var modes []forward.Mode
 	for _, s := range o.Modes {
@@ -157,7 +163,7 @@ func runForwardProbe(ctx context.Context, now func() time.Time, o ForwardProbeOp
 		Addr: o.Addr, Tag: o.Tag, Modes: modes, AckTimeout: o.AckTimeout, SlowAck: o.SlowAck,
 		Client: forward.ClientConfig{Dialer: o.Dialer, TLSConfig: tc, SharedKey: o.SharedKey, Username: o.Username,
 			Password: o.Password, Hostname: o.Hostname, HeloWait: o.HeloWait, HandshakeTimeout: o.HandshakeTimeout},
-		Count: o.Count, ChunkEvents: o.ChunkEvents, Rate: o.Rate, Concurrency: o.Concurrency,
+		Count: o.Count, ChunkEvents: o.ChunkEvents, Rate: o.Rate, Warmup: o.Warmup, Concurrency: o.Concurrency,
 		NewConnPerChunk: o.NewConnection, RecordSize: o.RecordSize,
 		Heartbeat: o.Heartbeat, HeartbeatTimeout: o.HeartbeatTimeout, PeerKind: o.PeerKind, Sockets: o.Sockets,
 	})

@@ -340,12 +340,46 @@ func TestProbeLoadMode(t *testing.T) {
 	}
 }
 
+// TestProbeLoadWarmup: the warm-up's chunks are sent on the same
+// connections and schedule, reach the receiver with records of their
+// own, and count neither toward --count nor the figures.
+func TestProbeLoadWarmup(t *testing.T) {
+	addr, stop := startServe(t, ForwardServeOptions{})
+	const rate = 20000
+	r, res := probe(t, ForwardProbeOptions{Addr: addr, Count: 3000, ChunkEvents: 100, Concurrency: 2, Modes: []string{"packed"},
+		Rate: rate, Warmup: 150 * time.Millisecond})
+	wantFindings(t, r)
+	l, w := res.Load, res.Load.Warmup
+	if w == nil || w.Seconds != 0.15 || w.ChunksAcked == 0 || w.ChunksAcked != w.ChunksSent || w.EventsAcked != w.ChunksAcked*100 || w.AckLatency.N != int(w.ChunksAcked) {
+		t.Fatalf("warm-up %+v", w)
+	}
+	if l.EventsAcked != 3000 || l.EventsSent != 3000 || l.ChunksAcked != 30 || l.AckLatency.N != 30 || len(l.Errors) != 0 {
+		t.Fatalf("load %+v", l)
+	}
+	// Counting starts where the warm-up ends, on the pacer's schedule:
+	// no burst of chunks held back, no warm-up time in the rate.
+	if l.AckedPerSecond <= 0 || l.AckedPerSecond > 2*rate {
+		t.Fatalf("acked %.0f events/s at a %d/s rate", l.AckedPerSecond, rate)
+	}
+	// The flag, end to end, and the warm-up's lines in the text report.
+	code, out, errOut := runCLI(t, "forward", "probe", addr, "--mode", "packed", "--count", "300", "--chunk-events", "100",
+		"--rate", "20000", "--warmup", "50ms")
+	if code != ExitOK || !strings.Contains(out, "warm-up (not counted above)") || !strings.Contains(out, "warm-up ack latency") {
+		t.Fatalf("exit %d out %s err %s", code, out, errOut)
+	}
+	if d := stop(); d.Tags[0].Events < 3000+w.EventsAcked+300 {
+		t.Fatalf("receiver got %+v, want at least %d events", d.Tags, 3000+w.EventsAcked+300)
+	}
+}
+
 func TestForwardUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"forward", "probe"},
 		{"forward", "probe", "nohostport"},
 		{"forward", "probe", "127.0.0.1:1", "--mode", "bogus"},
 		{"forward", "probe", "127.0.0.1:1", "--count", "10", "--mode", "packed,message"},
+		{"forward", "probe", "127.0.0.1:1", "--warmup", "1s"},
+		{"forward", "probe", "127.0.0.1:1", "--count", "10", "--warmup", "-1s"},
 		{"forward", "serve", "--ack", "sometimes"},
 		{"forward", "serve", "--ack", "drop-rate=2"},
 		{"forward", "serve", "--user", "alice:pw"},

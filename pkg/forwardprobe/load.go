@@ -53,14 +53,25 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		KeepAlive: !o.NewConnPerChunk, RateLimit: o.Rate, Errors: map[string]int{}, firstErr: map[string]string{}}
 	p.res.Load = l
 	chunks := (o.Count + o.ChunkEvents - 1) / o.ChunkEvents
-	l.Connections = 1     // the one dialFirst opened, used by worker 0
-	var next atomic.Int64 // next chunk index to send
+	l.Connections = 1 // the one dialFirst opened, used by worker 0
+	var (
+		next     atomic.Int64 // next chunk sequence number, warm-up included
+		measured atomic.Int64 // next counted chunk
+	)
 	var (
 		mu        sync.Mutex
 		latencies = make([]time.Duration, 0, chunks)
+		warmLat   []time.Duration
 		fatal     atomic.Bool // connect/auth failures stop every worker
 	)
 	pc := &pacer{rate: o.Rate, start: time.Now()}
+	// The pacer's schedule runs on through the end of the warm-up, so
+	// counting starts in the steady state and not with a burst.
+	var warmEnd time.Time
+	if o.Warmup > 0 {
+		l.Warmup = &Warmup{}
+		warmEnd = pc.start.Add(o.Warmup)
+	}
 	cfg := p.redialConfig()
 	fail := func(kind string, err error) {
 		mu.Lock()
@@ -93,13 +104,27 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 				samp []SocketSample
 			)
 			for ctx.Err() == nil && !fatal.Load() {
-				i := int(next.Add(1)) - 1
-				if i >= chunks {
-					return
+				// seq numbers the records; i counts chunks toward Count.
+				// A chunk is warm-up when its turn comes before the
+				// warm-up ends.
+				seq := int(next.Add(1)) - 1
+				warm, i, n := false, 0, o.ChunkEvents
+				if o.Warmup > 0 {
+					if err := pc.wait(ctx, n); err != nil {
+						return
+					}
+					warm = time.Now().Before(warmEnd)
 				}
-				n := min(o.ChunkEvents, o.Count-i*o.ChunkEvents)
-				if err := pc.wait(ctx, n); err != nil {
-					return
+				if !warm {
+					if i = int(measured.Add(1)) - 1; i >= chunks {
+						return
+					}
+					n = min(o.ChunkEvents, o.Count-i*o.ChunkEvents)
+					if o.Warmup == 0 {
+						if err := pc.wait(ctx, n); err != nil {
+							return
+						}
+					}
 				}
 				if c == nil {
 					var err error
@@ -121,7 +146,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 				offs := make([]int, 0, n+1)
 				for j := 0; j < n; j++ {
 					offs = append(offs, len(recs))
-					recs = appendProbeRecord(recs, o.RunID, i*o.ChunkEvents+j+1, req.Mode, o.RecordSize)
+					recs = appendProbeRecord(recs, o.RunID, seq*o.ChunkEvents+j+1, req.Mode, o.RecordSize)
 				}
 				offs = append(offs, len(recs))
 				for j := 0; j < n; j++ {
@@ -132,9 +157,13 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 					fail("error", err)
 					return
 				}
-				atomicAdd(&l.ChunksSent, 1)
-				atomicAdd(&l.EventsSent, int64(n))
-				atomicAdd(&l.Bytes, int64(len(wire)))
+				if warm {
+					atomicAdd(&l.Warmup.ChunksSent, 1)
+				} else {
+					atomicAdd(&l.ChunksSent, 1)
+					atomicAdd(&l.EventsSent, int64(n))
+					atomicAdd(&l.Bytes, int64(len(wire)))
+				}
 				samp = samp[:0]
 				_, d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &samp)
 				for _, s := range samp {
@@ -151,10 +180,16 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 					c = nil
 					continue
 				}
-				atomicAdd(&l.ChunksAcked, 1)
-				atomicAdd(&l.EventsAcked, int64(n))
 				mu.Lock()
-				latencies = append(latencies, d)
+				if warm {
+					l.Warmup.ChunksAcked++
+					l.Warmup.EventsAcked += int64(n)
+					warmLat = append(warmLat, d)
+				} else {
+					l.ChunksAcked++
+					l.EventsAcked += int64(n)
+					latencies = append(latencies, d)
+				}
 				mu.Unlock()
 				if o.NewConnPerChunk {
 					c.Close()
@@ -164,7 +199,16 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 		}(c)
 	}
 	wg.Wait()
-	el := time.Since(start)
+	if l.Warmup != nil {
+		// Counting started when the warm-up ended, or when the run did
+		// if it ended first.
+		l.Warmup.Seconds = min(o.Warmup, time.Since(pc.start)).Seconds()
+		start = warmEnd
+		if len(warmLat) > 0 {
+			l.Warmup.AckLatency = summarize(warmLat)
+		}
+	}
+	el := max(time.Since(start), 0)
 	l.Seconds = el.Seconds()
 	if l.Seconds > 0 {
 		l.AckedPerSecond = float64(l.EventsAcked) / l.Seconds

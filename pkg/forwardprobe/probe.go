@@ -49,9 +49,14 @@ type Options struct {
 	Client     forward.ClientConfig
 	// Load mode, when Count > 0: Count events in chunks of ChunkEvents,
 	// Concurrency connections, at most Rate events/s (0: as fast as acks allow).
-	Count           int
-	ChunkEvents     int
-	Rate            float64
+	Count       int
+	ChunkEvents int
+	Rate        float64
+	// Warmup sends chunks the same way for this long before the Count
+	// events; their acks are summarised apart (Load.Warmup), so the
+	// figures measure connections that are open and a receiver that is
+	// warm, as a shipper's persistent connections see it.
+	Warmup          time.Duration
 	Concurrency     int
 	NewConnPerChunk bool
 	RecordSize      int // approximate bytes per record; default 200
@@ -117,7 +122,19 @@ type Load struct {
 	Errors         map[string]int `json:"errors"`
 	Connections    int64          `json:"connections"`
 	MaxSendQ       int            `json:"max_send_q"`
+	Warmup         *Warmup        `json:"warmup,omitempty"`
 	firstErr       map[string]string
+}
+
+// Warmup is what load mode sent before it started counting
+// (Options.Warmup): the cost of opening the connections and of a cold
+// receiver, which the figures above leave out.
+type Warmup struct {
+	Seconds     float64 `json:"seconds"`
+	ChunksSent  int64   `json:"chunks_sent"`
+	ChunksAcked int64   `json:"chunks_acked"`
+	EventsAcked int64   `json:"events_acked"`
+	AckLatency  Latency `json:"ack_latency"`
 }
 
 // Peer kinds for Options.PeerKind.

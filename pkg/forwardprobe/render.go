@@ -49,6 +49,11 @@ func (res *Result) Sections() []report.Section {
 			{"ack latency p50/p90/p99/max ms", fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", l.AckLatency.P50, l.AckLatency.P90, l.AckLatency.P99, l.AckLatency.Max)},
 			{"connections", strconv.FormatInt(l.Connections, 10)},
 		}
+		if w := l.Warmup; w != nil {
+			s.Rows = append(s.Rows,
+				[]string{"warm-up (not counted above) seconds / chunks acked", fmt.Sprintf("%.3f / %d of %d", w.Seconds, w.ChunksAcked, w.ChunksSent)},
+				[]string{"warm-up ack latency p50/p90/p99/max ms", fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", w.AckLatency.P50, w.AckLatency.P90, w.AckLatency.P99, w.AckLatency.Max)})
+		}
 		kinds := make([]string, 0, len(l.Errors))
 		for k := range l.Errors {
 			kinds = append(kinds, k)
