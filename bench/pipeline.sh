@@ -6,26 +6,26 @@
 # same load generator (`logdoctor forward probe` in load mode: PackedForward,
 # 1,000-event chunks, 200-byte records each with a run id and a sequence
 # number, acks on, each connection waiting for its ack before the next
-# chunk) at 2 and 32 connections. For each: acked events/s, ack p50/p99 at
-# half the receiver's own acked rate after a warm-up at that rate (and
-# the warm-up's own p99: new connections, a receiver that was idle), peak
-# RSS; for the pipeline also the end-to-end rate into the embedded
-# Elasticsearch (every event searchable, essim indexing in the same
-# process during the run).
+# chunk) at 2 and 32 connections. For each, counted after a warm-up on
+# the same connections (whose own figures are printed apart: new
+# connections, a receiver that was idle): acked events/s, ack p50/p99 at
+# half Fluent Bit's acked rate, peak RSS; for the pipeline also the
+# end-to-end rate into the embedded Elasticsearch (every event
+# searchable, essim indexing in the same process during the run).
 #
 # Targets (issue 18, 2 cores): acked >= Fluent Bit's rate, p50 <= 1 ms at
 # half that rate, p99 < 10 ms, >= 400k events/s end to end, RSS < 256 MiB.
 #
 # Knobs: PIPELINE_BENCH_EVENTS (per max-rate phase, default 2,000,000),
-# PIPELINE_BENCH_ROUNDS (default 2), PIPELINE_BENCH_WARMUP (before the
-# half-rate phase, default 500ms), PIPELINE_BENCH_CONCS (default "2 32"),
+# PIPELINE_BENCH_ROUNDS (default 2), PIPELINE_BENCH_WARMUP (before each
+# phase, in ms or s, default 300ms), PIPELINE_BENCH_CONCS (default "2 32"),
 # PIPELINE_BENCH_ARGS (extra pipeline flags), PIPELINE_BENCH_SHIPPERS=0 to
 # run the pipeline alone. Shippers come from ../shared/peers (setup.sh);
 # without them only the pipeline runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${PIPELINE_BENCH_EVENTS:-2000000}
-WARMUP=${PIPELINE_BENCH_WARMUP:-500ms}
+WARMUP=${PIPELINE_BENCH_WARMUP:-300ms}
 ROUNDS=${PIPELINE_BENCH_ROUNDS:-2}
 CONCS=${PIPELINE_BENCH_CONCS:-2 32}
 tmp=$(mktemp -d)
@@ -134,39 +134,54 @@ results="$tmp/results.txt"
 run=0
 for round in $(seq "$ROUNDS"); do
   for c in $CONCS; do
+    fbacked=""
     for kind in $receivers; do
       run=$((run + 1))
       dir="$tmp/run$run"
       port=$(freeport)
       mport=$(freeport)
       start_receiver "$kind" "$dir"
-      # 1. As fast as acks come.
+      # 1. As fast as acks come, counted after a warm-up of $WARMUP; the
+      # warm-up's own rate (new connections, an idle receiver, a heap and
+      # page cache still growing) is reported apart.
       t0=$(date +%s.%N)
-      probe --count "$N" --concurrency "$c" > "$dir/max.json"
+      probe --count "$N" --concurrency "$c" --warmup "$WARMUP" > "$dir/max.json"
       acked=$(field "$dir/max.json" "int(d['acked_events_per_second'])")
+      coldrate=$(field "$dir/max.json" "int(d['warmup']['events_acked'] / d['warmup']['seconds'])")
+      total=$(field "$dir/max.json" "d['events_acked'] + d['warmup']['events_acked']")
       e2e=-
       if [ "$kind" = pipeline ]; then
         for _ in $(seq 1200); do
-          [ "$(indexed)" -ge "$N" ] && break
+          [ "$(indexed)" -ge "$total" ] && break
           sleep 0.05
         done
         t2=$(date +%s.%N)
-        e2e=$(python3 -c "print(int($N/($t2-$t0)))")
+        e2e=$(python3 -c "print(int($total/($t2-$t0)))")
       fi
-      # 2. Ack latency at half the receiver's own acked rate, about 2 s,
-      # after a warm-up of $WARMUP at that rate on the same connections:
-      # what a shipper's persistent connections see. The warm-up's own
-      # p99 (new connections all at once, a receiver that was idle) is
-      # reported apart.
-      half=$((acked / 2))
-      probe --count $((half * 2 > 100000 ? half * 2 : 100000)) --rate "$half" --concurrency "$c" --warmup "$WARMUP" > "$dir/half.json"
+      # 2. Ack latency at half Fluent Bit's acked rate ("half that rate"
+      # in issue 18: the same for every receiver of a round, once Fluent
+      # Bit has run, as it does before the pipeline; without it, half the
+      # receiver's own), after a warm-up of $WARMUP at that rate on the
+      # same connections: what a shipper's persistent connections see.
+      # The warm-up's own p99 (new connections all at once, a receiver
+      # that was idle) is reported apart. Warm-up and counted part
+      # together last about 2 s: the pipeline's end-to-end rate is below
+      # that rate, and past 512 MiB buffered delivery takes the cores
+      # back (pkg/pipeline/yield.go), which is a flood, not the steady
+      # state this phase measures.
+      if [ "$kind" = fluentbit ]; then
+        fbacked=$acked
+      fi
+      half=$(( ${fbacked:-$acked} / 2 ))
+      count=$(python3 -c "print(max(100000, int($half * (2 - $(echo "$WARMUP" | sed 's/ms$/\/1000/; s/s$//')))))")
+      probe --count "$count" --rate "$half" --concurrency "$c" --warmup "$WARMUP" > "$dir/half.json"
       p50=$(field "$dir/half.json" "d['ack_latency']['p50_ms']")
       p99=$(field "$dir/half.json" "d['ack_latency']['p99_ms']")
       cold=$(field "$dir/half.json" "d['warmup']['ack_latency']['p99_ms']")
       stop_receiver
       rss=$(awk '/Maximum resident set size/ {print int($6/1024)}' "$dir/time.txt")
-      echo "$round $c $kind $acked $p50 $p99 $rss $e2e $cold" | tee -a "$results" | \
-        awk '{printf "round %s  %2s conns  %-9s acked %8d/s  at half rate p50 %6.3f ms p99 %7.3f ms (warm-up %7.3f)  peak RSS %4d MiB  end to end %s/s\n", $1, $2, $3, $4, $5, $6, $9, $7, $8}'
+      echo "$round $c $kind $acked $p50 $p99 $rss $e2e $cold $coldrate $half" | tee -a "$results" | \
+        awk '{printf "round %s  %2s conns  %-9s acked %8d/s (warm-up %8d/s)  at %d/s p50 %6.3f ms p99 %7.3f ms (warm-up %7.3f)  peak RSS %4d MiB  end to end %s/s\n", $1, $2, $3, $4, $10, $11, $5, $6, $9, $7, $8}'
       if [ "$kind" = pipeline ]; then
         python3 - "$dir/report.json" "$N" <<'EOF'
 import json, sys
@@ -194,13 +209,13 @@ for r in rows:
 def rng(vals, fmt):
     vals = sorted(vals)
     return fmt % vals[0] if vals[0] == vals[-1] else (fmt + "-" + fmt) % (vals[0], vals[-1])
-print("| conns | receiver | acked events/s | ack p50 (half rate) | ack p99 (half rate) | ack p99 in the warm-up | peak RSS | end to end into ES |")
-print("|---|---|---|---|---|---|---|---|")
+print("| conns | receiver | acked events/s | in the warm-up | ack p50 at half FB's rate | ack p99 | in the warm-up | peak RSS | end to end into ES |")
+print("|---|---|---|---|---|---|---|---|---|")
 for (c, kind) in sorted(by):
     rs = by[(c, kind)]
     e2e = [int(r[7]) for r in rs if r[7] != '-']
-    print("| %d | %s | %s | %s ms | %s ms | %s ms | %s MiB | %s |" % (c, kind, rng([int(r[3]) for r in rs], "%d"),
-        rng([float(r[4]) for r in rs], "%.2f"), rng([float(r[5]) for r in rs], "%.2f"), rng([float(r[8]) for r in rs], "%.2f"),
+    print("| %d | %s | %s | %s | %s ms | %s ms | %s ms | %s MiB | %s |" % (c, kind, rng([int(r[3]) for r in rs], "%d"),
+        rng([int(r[9]) for r in rs], "%d"), rng([float(r[4]) for r in rs], "%.2f"), rng([float(r[5]) for r in rs], "%.2f"), rng([float(r[8]) for r in rs], "%.2f"),
         rng([int(r[6]) for r in rs], "%d"), rng(e2e, "%d") + "/s" if e2e else "-"))
 print()
 for c in sorted({k[0] for k in by}):
@@ -212,12 +227,13 @@ for c in sorted({k[0] for k in by}):
         if not sh:
             continue
         # Ratios per round (the receivers of a round ran back to back).
-        rat = []
+        rat, cold = [], []
         for p in pl:
             for s in sh:
                 if s[0] == p[0]:
                     rat.append(int(p[3]) / max(int(s[3]), 1))
-        print("%2d conns: pipeline acked / %s acked: %s" % (c, ship, rng(rat, "%.2f")))
+                    cold.append(int(p[9]) / max(int(s[9]), 1))
+        print("%2d conns: pipeline acked / %s acked: %s (in the warm-up: %s)" % (c, ship, rng(rat, "%.2f"), rng(cold, "%.2f")))
 pl2, pl32 = by.get((2, 'pipeline')), by.get((32, 'pipeline'))
 if pl2 and pl32:
     print("pipeline acked at 32 conns / at 2 conns: %s" % rng([int(b[3]) / max(int(a[3]), 1) for a in pl2 for b in pl32 if a[0] == b[0]], "%.2f"))
