@@ -165,7 +165,7 @@ func TestESDupsCLI(t *testing.T) {
 }
 
 func TestESServeCLI(t *testing.T) {
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	done := make(chan esReport, 1)
 	go func() {
 		var out, errb bytes.Buffer
@@ -207,7 +207,7 @@ func TestESServeCLI(t *testing.T) {
 func TestESServeTLSProbedWithCA(t *testing.T) {
 	t.Setenv("LOGDOCTOR_ES_PASSWORD", "")
 	certs := forwardtest.NewCerts(t)
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeTCPAddr(t, "127.0.0.1") // the test certificate names 127.0.0.1
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan ExitCode, 1)

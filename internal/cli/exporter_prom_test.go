@@ -35,12 +35,12 @@ func TestExporterPrometheusEndToEnd(t *testing.T) {
 	cw := sockettest.CloseWait(t, "127.73.0.1", "127.73.0.2", 5)
 	esPort := strconv.Itoa(int(cw.Server.Port()))
 
-	fwd := freeTCPAddr(t, "127.0.0.1")
+	fwd := freeBindAddr(t)
 	stopFwd := startCLIStoppable("forward", "serve", "--listen", fwd, "--ack", "never")
 	defer stopFwd()
 	waitTCP(t, fwd)
 
-	exp := freeTCPAddr(t, "127.0.0.1")
+	exp := freeBindAddr(t)
 	stopExp := startCLIStoppable("exporter", "--listen", exp, "--discover=false", "--interval", "1s", "--probe-interval", "1s",
 		"--forward-probe", fwd, "--forward-ack-timeout", "300ms", "--alias", "es="+esPort, "--peer", "es")
 	defer stopExp()
@@ -56,7 +56,7 @@ func TestExporterPrometheusEndToEnd(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), rules, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	promAddr := freeTCPAddr(t, "127.0.0.1")
+	promAddr := freeBindAddr(t)
 	conf := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s

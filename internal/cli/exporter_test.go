@@ -89,7 +89,7 @@ func TestExporterHungSourceScrapes(t *testing.T) {
 			f.Close()
 		}
 	})
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	stop := startCLIStoppable("exporter", "--listen", addr, "--discover=false", "--interval", "200ms", "--timeout", "150ms", "--config", fifo)
 	metrics := "http://" + addr + "/metrics"
 	waitHTTP(t, "http://"+addr+"/healthz", 10*time.Second)
@@ -139,7 +139,7 @@ func TestExporterWebConfigTLSAndAuth(t *testing.T) {
 	if err := os.WriteFile(web, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeTCPAddr(t, "127.0.0.1") // the test certificate names 127.0.0.1
 	stop := startCLIStoppable("exporter", "--listen", addr, "--discover=false", "--web.config.file", web)
 	defer stop()
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.CAPool}}}

@@ -135,7 +135,7 @@ func TestServeReportsSenderErrors(t *testing.T) {
 // pipeline run reports its forward input's sender errors too, and they
 // make its exit code 3.
 func TestPipelineReportsForwardInputErrors(t *testing.T) {
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	dir := t.TempDir()
 	wait := startCLI("pipeline", "run", "--forward", addr, "--forward-shared-key", "k", "--buffer-dir", dir,
 		"--duration", "3s", "--log-file", filepath.Join(dir, "log"), "-o", "json")

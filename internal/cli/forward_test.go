@@ -505,7 +505,7 @@ func TestForwardServeConnectionLimits(t *testing.T) {
 // --hostname still sets it, without a notice that would break -o json.
 func TestServeSelfHostname(t *testing.T) {
 	for _, flag := range []string{"--self-hostname", "--hostname"} {
-		addr := freeTCPAddr(t, "127.0.0.1")
+		addr := freeBindAddr(t)
 		stop := startCLIStoppable("forward", "serve", "--listen", addr, "--shared-key", "k", flag, "aggregator-7", "-o", "json")
 		c := dialFluentRaw(t, addr)
 		c.Close()

@@ -151,7 +151,7 @@ func esCount(t *testing.T, dir string) int {
 func TestPipelineRunMemoryBoundedUnderBombs(t *testing.T) {
 	testenv.RequireLinux(t)
 	bin := testenv.BuildLogdoctor(t)
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	dir, esData := t.TempDir(), t.TempDir()
 	c := startChild(t, bin, "pipeline", "run", "--forward", addr, "--buffer-dir", dir, "--es-data", esData,
 		"--max-in-flight", "64MiB", "--es-max-docs", "200000", "--log-file", filepath.Join(dir, "log"), "-o", "json")
@@ -207,7 +207,7 @@ func TestPipelineRunMemoryBoundedUnderBombs(t *testing.T) {
 func TestForwardServeMemoryBoundedUnderBombs(t *testing.T) {
 	testenv.RequireLinux(t)
 	bin := testenv.BuildLogdoctor(t)
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	c := startChild(t, bin, "forward", "serve", "--listen", addr, "--heartbeat=false", "--max-in-flight", "64MiB", "-o", "json")
 	c.waitListening(t, addr)
 	ctx := context.Background()
@@ -255,7 +255,7 @@ func TestForwardServeMemoryBoundedUnderBombs(t *testing.T) {
 func TestESServeBreakerUnderLargeBulks(t *testing.T) {
 	testenv.RequireLinux(t)
 	bin := testenv.BuildLogdoctor(t)
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	data := t.TempDir()
 	const limit = 256 << 20
 	c := startChild(t, bin, "es", "serve", "--listen", addr, "--data", data, "--inflight-requests-limit", "256MiB", "-o", "json")
@@ -329,7 +329,7 @@ func TestPipelineRunServesSenderUnderIdleFlood(t *testing.T) {
 	testenv.RequireLinux(t)
 	testenv.RequireOpenFiles(t, 4096)
 	bin := testenv.BuildLogdoctor(t)
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	dir, esData := t.TempDir(), t.TempDir()
 	c := startChild(t, bin, "pipeline", "run", "--forward", addr, "--buffer-dir", dir, "--es-data", esData, "-o", "json")
 	c.waitListening(t, addr)
@@ -398,7 +398,7 @@ func TestPipelineRunServesSenderUnderIdleFlood(t *testing.T) {
 // 200 KB of 0x01 bytes (200,000 values that are not requests) cost a few
 // log lines and close their connection, counted in the report.
 func TestPipelineRunClosesSilentAndBrokenConnections(t *testing.T) {
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "log")
 	wait := startCLI("pipeline", "run", "--forward", addr, "--buffer-dir", dir, "--first-request-timeout", "300ms",

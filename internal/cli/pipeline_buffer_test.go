@@ -111,7 +111,7 @@ func TestPipelineCorruptRecordCostsOnlyThatRecord(t *testing.T) {
 	testenv.RequireLinux(t)
 	bin := testenv.BuildLogdoctor(t)
 	dir := t.TempDir()
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	down := "http://" + freeTCPAddr(t, "127.0.0.2") // nothing listens there
 
 	first := startPipelineChild(t, bin, addr, "--es", down, "--buffer-dir", dir, "--log-level", "warn")
@@ -161,7 +161,7 @@ func TestPipelineCorruptRecordCostsOnlyThatRecord(t *testing.T) {
 	}
 
 	es := essimtest.Start(t, essim.Config{})
-	metrics := freeTCPAddr(t, "127.0.0.1")
+	metrics := freeBindAddr(t)
 	second := startPipelineChild(t, bin, addr, "--es", es.URL(), "--buffer-dir", dir, "--flush-interval", "20ms", "--metrics", metrics)
 	for deadline := time.Now().Add(60 * time.Second); es.Count("logs-*") < total-1; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -294,7 +294,7 @@ func TestPipelineDiskFull(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "filler"), make([]byte, 1400<<10), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	down := "http://" + freeTCPAddr(t, "127.0.0.2")
 	wait := startCLI("pipeline", "run", "--forward", addr, "--es", down, "--buffer-dir", filepath.Join(dir, "buffer"),
 		"--buffer-full-wait", "1ms", "--duration", "3s", "--shutdown-timeout", "100ms", "-o", "json")

@@ -56,7 +56,7 @@ func TestParseSize(t *testing.T) {
 // Elasticsearch, sends acked events with fluent-logger-golang, and reads
 // the report it prints when --duration ends.
 func TestPipelineRunEmbedded(t *testing.T) {
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	dir, esData := t.TempDir(), t.TempDir()
 	hups := make(chan os.Signal, 1)
 	wait := startCLIHangups(hups, "pipeline", "run", "--forward", addr, "--buffer-dir", dir,
@@ -156,7 +156,7 @@ func TestPipelineRunUDPTimeKey(t *testing.T) {
 // 429 (flood stage), the pipeline retries, and what does not fit stays in
 // the durable buffer instead of in memory, acked events included.
 func TestPipelineRunEmbeddedMaxDocs(t *testing.T) {
-	addr := freeTCPAddr(t, "127.0.0.1")
+	addr := freeBindAddr(t)
 	wait := startCLI("pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(),
 		"--es-max-docs", "20", "--duration", "3s", "--shutdown-timeout", "500ms", "--flush-interval", "10ms", "-o", "json")
 	lg := dialFluent(t, addr)
@@ -253,7 +253,7 @@ func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
 	// reader stops, and the small socket buffer overflows.
 	sim := essimtest.Start(t, essim.Config{Faults: essim.Faults{FailRate: 1, FailStatus: 503}})
 	udpAddr := freeUDPAddr(t)
-	metrics := freeTCPAddr(t, "127.0.0.1")
+	metrics := freeBindAddr(t)
 	stop := startCLIStoppable("pipeline", "run", "--forward", "", "--udp", udpAddr, "--udp-rcvbuf", "4KiB", "--buffer-max", "64KiB",
 		"--es", sim.URL(), "--buffer-dir", t.TempDir(), "--metrics", metrics, "--shutdown-timeout", "100ms", "-o", "json")
 	waitMetric(t, metrics, "logdoctor_pipeline_udp_kernel_drops_total", func(v float64) bool { return v >= 0 })
@@ -290,7 +290,7 @@ func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
 // broken"; the exit report must say so, and --log-format json logs the
 // peer as "ip:port", not {"IP":...,"Port":...}.
 func TestPipelineRunReportsBrokenRequests(t *testing.T) {
-	addr, metrics := freeTCPAddr(t, "127.0.0.1"), freeTCPAddr(t, "127.0.0.1")
+	addr, metrics := freeBindAddr(t), freeBindAddr(t)
 	stop := startCLIStoppable("pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(), "--metrics", metrics,
 		"--log-format", "json", "--shutdown-timeout", "1s", "-o", "json")
 	waitMetric(t, metrics, "logdoctor_pipeline_forward_broken_requests_total", func(v float64) bool { return v >= 0 })
@@ -355,7 +355,7 @@ func TestProbeSharedKeyAgainstPipelineOnTheSameHost(t *testing.T) {
 		{[]string{"--self-hostname", "aggregator-1"}, "aggregator-1", true},
 		{[]string{"--self-hostname", host}, "", false},
 	} {
-		addr := freeTCPAddr(t, "127.0.0.1")
+		addr := freeBindAddr(t)
 		args := append([]string{"pipeline", "run", "--forward", addr, "--forward-shared-key", "s3cret-key", "--buffer-dir", t.TempDir(),
 			"--log-file", filepath.Join(t.TempDir(), "log")}, c.self...)
 		stop := startCLIStoppable(args...)

@@ -162,7 +162,7 @@ func TestSmokeForwardRefused(t *testing.T) {
 // connections fails the run at once (exit 1, the flag named), embedded
 // pipeline or not, instead of after the whole --timeout.
 func TestSmokeFailsFastOnARefusedEndpoint(t *testing.T) {
-	closed := "http://" + freeTCPAddr(t, "127.0.0.1")
+	closed := "http://" + freeBindAddr(t)
 	fwd, _ := startServe(t, ForwardServeOptions{})
 	for _, args := range [][]string{
 		{"smoke", "--es", closed},

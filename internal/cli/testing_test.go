@@ -78,6 +78,16 @@ func freeTCPAddr(t *testing.T, host string) string {
 	return ln.Addr().String()
 }
 
+// freeBindAddr returns a TCP address nothing listens on, for a command
+// under test to bind, on a loopback address other than 127.0.0.1 picked at
+// random, for the reason freeUDPAddr gives: in CI a pipeline failed to
+// bind its forward port, taken meanwhile by another package's listener,
+// and the test's sender talked to that listener instead (ack EOF).
+func freeBindAddr(t *testing.T) string {
+	t.Helper()
+	return freeTCPAddr(t, fmt.Sprintf("127.0.0.%d", 2+rand.IntN(250)))
+}
+
 // freeUDPAddr returns a UDP address nothing listens on, for a command
 // under test to bind. The port is free on a loopback address other than
 // 127.0.0.1, picked at random: between closing it here and the command
