@@ -436,12 +436,12 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	}
 	defer s.Close()
 	// With --data the documents are on disk and a node's memory is its
-	// in-flight requests plus ~43 bytes a document: the runtime's soft
-	// limit follows both. In memory the documents are what it holds, by
-	// design, so no limit is set.
+	// in-flight requests plus its document and id tables (about 43 bytes
+	// a document): the runtime's soft limit follows both. In memory the
+	// documents are what it holds, by design, so no limit is set.
 	if o.Data != "" {
 		if _, restore := setMemoryLimit(inflightLimit*int64(o.Nodes), func() int64 {
-			return int64(s.Stats().Docs) * essim.IndexBytesPerDoc
+			return s.Stats().IndexBytes
 		}); restore != nil {
 			defer restore()
 		}

@@ -56,61 +56,59 @@ func gcPercentFor(percent int, live, fixed int64) int {
 // grows tenfold within a second, and a GOGC fitted to the heap of a
 // second ago lets it grow by ten times that.
 func tuneGC(percent int, fixed func() int64) func() {
-	t := &gcTuner{percent: percent, fixed: fixed,
-		sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
-	t.prev = debug.SetGCPercent(percent)
-	t.tune()
-	t.arm()
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	tune := func() {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return
+		}
+		var f int64
+		if fixed != nil {
+			f = fixed()
+		}
+		debug.SetGCPercent(gcPercentFor(percent, int64(sample[0].Value.Uint64()), f))
+	}
+	prev := debug.SetGCPercent(percent)
+	tune()
+	stop := afterEachGC(tune)
 	return func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.stopped = true
-		debug.SetGCPercent(t.prev)
+		stop()
+		debug.SetGCPercent(prev)
 	}
 }
 
-type gcTuner struct {
-	percent int
-	fixed   func() int64
-	mu      sync.Mutex // guards the fields below and orders tune against stop
-	sample  []metrics.Sample
-	prev    int
+// afterEachGC calls f after every collection, from the runtime's
+// finalizer goroutine, until the returned function is called; f does not
+// run after that returns. The runtime has no callback for a collection:
+// a sentinel that is garbage from the moment it is made has its
+// finalizer run after the next one, and that finalizer makes the next
+// sentinel.
+func afterEachGC(f func()) func() {
+	g := &gcHook{f: f}
+	g.arm()
+	return func() {
+		g.mu.Lock()
+		g.stopped = true
+		g.mu.Unlock()
+	}
+}
+
+type gcHook struct {
+	f       func()
+	mu      sync.Mutex // held while f runs, so stop waits for it
 	stopped bool
 }
 
-// tune sets GOGC from the latest collection's live heap.
-func (t *gcTuner) tune() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.stopped {
-		return
-	}
-	metrics.Read(t.sample)
-	if t.sample[0].Value.Kind() != metrics.KindUint64 {
-		return
-	}
-	var fixed int64
-	if t.fixed != nil {
-		fixed = t.fixed()
-	}
-	debug.SetGCPercent(gcPercentFor(t.percent, int64(t.sample[0].Value.Uint64()), fixed))
-}
+type gcSentinel struct{ g *gcHook }
 
-// gcSentinel is garbage from the moment it is made: its finalizer runs
-// after the next collection, which is how the tuner hears of each one
-// (the runtime has no callback for it).
-type gcSentinel struct{ t *gcTuner }
-
-// arm makes a sentinel whose finalizer tunes and arms the next, until
-// the tuner is stopped.
-func (t *gcTuner) arm() {
-	runtime.SetFinalizer(&gcSentinel{t: t}, func(s *gcSentinel) {
-		s.t.tune()
-		s.t.mu.Lock()
-		stopped := s.t.stopped
-		s.t.mu.Unlock()
-		if !stopped {
-			s.t.arm()
+func (g *gcHook) arm() {
+	runtime.SetFinalizer(&gcSentinel{g: g}, func(s *gcSentinel) {
+		s.g.mu.Lock()
+		defer s.g.mu.Unlock()
+		if s.g.stopped {
+			return
 		}
+		s.g.f()
+		s.g.arm()
 	})
 }

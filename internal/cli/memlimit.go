@@ -3,7 +3,6 @@ package cli
 import (
 	"os"
 	"runtime/debug"
-	"time"
 )
 
 // memLimitHeadroom is what a server may use besides its in-flight budget
@@ -16,7 +15,7 @@ const memLimitHeadroom = 24 << 20
 // setMemoryLimit gives the Go runtime a soft memory limit of the in-flight
 // budget plus headroom plus extra() (memory the command holds by design,
 // such as an embedded Elasticsearch's index or a memory buffer, re-read
-// every few seconds), so the collector works to stay under it and returns
+// after every collection), so the collector works to stay under it and returns
 // freed memory to the system instead of letting the heap double past what
 // the budget allows. GOMEMLIMIT, when set, wins. It returns the first
 // limit (0: none set here) and a function that stops following extra and
@@ -36,34 +35,10 @@ func setMemoryLimit(budget int64, extra func() int64) (int64, func()) {
 	prev := debug.SetMemoryLimit(first)
 	stop := func() {}
 	if extra != nil {
-		stop = every(2*time.Second, func() { debug.SetMemoryLimit(limitFor()) })
+		stop = afterEachGC(func() { debug.SetMemoryLimit(limitFor()) })
 	}
 	return first, func() {
 		stop()
 		debug.SetMemoryLimit(prev)
-	}
-}
-
-// every calls f every d, from a goroutine of its own, until the returned
-// function is called; that returns once f can no longer run.
-func every(d time.Duration, f func()) func() {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(d)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				f()
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-stopped
 	}
 }

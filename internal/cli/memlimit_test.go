@@ -2,6 +2,7 @@ package cli
 
 import (
 	"math"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"testing"
@@ -24,14 +25,25 @@ func TestSetMemoryLimitFollowsExtra(t *testing.T) {
 	extra.Store(50 << 20)
 	want := int64(100<<20 + memLimitHeadroom + 50<<20)
 	deadline := time.Now().Add(5 * time.Second)
+	// It is read again after each collection.
 	for debug.SetMemoryLimit(-1) != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("limit %d after extra grew, want %d", debug.SetMemoryLimit(-1), want)
 		}
-		time.Sleep(50 * time.Millisecond)
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 	restore()
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Fatalf("limit %d after restore, want the previous %d", got, int64(math.MaxInt64))
+	}
+	// And not after restore.
+	extra.Store(90 << 20)
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("limit %d after restore and 3 collections, want the previous %d", got, int64(math.MaxInt64))
 	}
 }

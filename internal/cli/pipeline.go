@@ -468,7 +468,7 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	if limit, restore := setMemoryLimit(cfg.MaxInFlightBytes, func() int64 {
 		var extra int64
 		if esStats != nil {
-			extra += int64(esStats().Docs) * essim.IndexBytesPerDoc
+			extra += esStats().IndexBytes
 		}
 		if cfg.MemoryBuffer {
 			extra += p.Stats().Buffer.Bytes

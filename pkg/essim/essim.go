@@ -56,11 +56,6 @@ const DefaultVersion = "8.15.0"
 // DefaultMaxContentLength is Elasticsearch's http.max_content_length (100 MiB).
 const DefaultMaxContentLength = 100 << 20
 
-// IndexBytesPerDoc is what a disk-backed essim keeps in memory per
-// document (its id index; sources stay in the data log), with slack over
-// the measured 43 bytes: callers size Go's memory limit with it.
-const IndexBytesPerDoc = 64
-
 // DefaultLateBy is how long a bulk is held with Faults.IndexLate: longer than
 // fluent-plugin-elasticsearch's default request_timeout of 5 s.
 const DefaultLateBy = 6 * time.Second
