@@ -16,10 +16,12 @@ func TestGCPercentFor(t *testing.T) {
 		{0, 0, 50},                  // nothing measured yet: the plain setting
 		{100 << 20, 0, 50},          // no embedded index
 		{400 << 20, 200 << 20, 25},  // half the heap fixed: 50% of the other half
-		{210 << 20, 170 << 20, 15},  // 20 MB of headroom is below the floor: 32 MiB
-		{100 << 20, 150 << 20, 32},  // an estimate above the live heap: the floor
+		{210 << 20, 170 << 20, 10},  // 9.5% rounds down, then the floor
+		{100 << 20, 150 << 20, 10},  // an estimate above the live heap
 		{100 << 20, -5, 50},         // a nonsense fixed size counts as none
-		{4 << 20, 0, 800},           // a small heap grows by the floor
+		{4 << 20, 0, 1500},          // a small heap may grow to 64 MiB
+		{40 << 20, 0, 60},           // 50% is 60 MiB: up to 64
+		{60 << 20, 50 << 20, 10},    // 5 MiB of headroom reaches past 64 MiB: 8%, then the floor
 		{1000 << 20, 990 << 20, 10}, // nearly all fixed: at least minGCPercent
 	} {
 		if got := gcPercentFor(50, c.live, c.fixed); got != c.want {
@@ -55,8 +57,7 @@ func TestTuneGCFollowsCollections(t *testing.T) {
 	before := debug.SetGCPercent(73)
 	defer debug.SetGCPercent(before)
 	stop := tuneGC(50, nil)
-	// A test binary's heap is a few MB: the floor's 32 MiB is several
-	// times that.
+	// A test binary's heap is a few MB: 64 MiB is many times that.
 	waitGOGC(t, "over 200 for a small heap", func(p int) bool { return p > 200 })
 	func() {
 		big := make([]byte, 128<<20)
