@@ -1,7 +1,7 @@
 package store
 
-// idTable finds documents by _id in 8 bytes a slot: an open-addressing
-// table (linear probing, backward-shift deletion, so no tombstones) whose
+// idTable finds documents by _id in 8 bytes a slot: open-addressing
+// tables (linear probing, backward-shift deletion, so no tombstones) whose
 // slots hold a 32-bit hash of the id and the document's position. It keeps
 // no id: a hash match is only a candidate, which the caller confirms by
 // reading the id back, so two ids sharing a hash are told apart at the
@@ -9,36 +9,117 @@ package store
 // no pointer; a map[string]int32 with the id strings took about 90 bytes
 // a document and gave the garbage collector millions of objects to scan.
 //
-// The table grows by half when it is three quarters full, not by double:
-// its size need not be a power of two (a slot's home is the scrambled
-// hash scaled to the size). Doubling made its step the largest single
-// allocation of a pipeline embedding essim, at the sizes that reaches
-// (32 to 64 MiB at 3.15M documents, both alive while the entries move).
+// It is idShards tables, picked by the hash's scrambled top bits, each
+// growing by half when it is three quarters full: one table growing by
+// half still had the old and the new slots alive while the entries moved
+// (37 and 55 MiB at 3.47M documents, the peak RSS of a pipeline embedding
+// essim); a shard's step is a 64th of that. Doubling, before, made the
+// step 32 to 64 MiB at 3.15M documents.
 type idTable struct {
+	shards [idShards]idShard
+	n      int
+}
+
+// idShards is a power of two: a shard is the top idShardBits of the
+// scrambled hash, and a slot's home in it is scaled from the bits below.
+const (
+	idShardBits = 6
+	idShards    = 1 << idShardBits
+)
+
+// scramble spreads a hash whose low bits repeat (tests mask them) over
+// the whole word (Fibonacci hashing).
+func scramble(h uint32) uint32 { return h * 0x9E3779B1 }
+
+// A slot handle names a shard and a slot in it.
+func handle(shard, i int) int      { return shard<<32 | i }
+func unhandle(slot int) (int, int) { return slot >> 32, slot & (1<<32 - 1) }
+
+func (t *idTable) shardOf(h uint32) int { return int(scramble(h) >> (32 - idShardBits)) }
+
+// lookup calls same for each position whose hash is h until it reports
+// true, and returns that slot's handle, or -1.
+func (t *idTable) lookup(h uint32, same func(pos int32) (bool, error)) (int, error) {
+	sh := t.shardOf(h)
+	i, err := t.shards[sh].lookup(h, same)
+	if i < 0 || err != nil {
+		return -1, err
+	}
+	return handle(sh, i), nil
+}
+
+// touch loads the slots where lookups of the hashes hs start, and folds
+// them into a word the caller keeps (so the loads are not optimised
+// away). Each load is independent of the others: in a tight loop the CPU
+// overlaps their cache misses, where lookups one at a time, each between
+// a bulk item's other work, wait for them one after the other.
+func (t *idTable) touch(hs []uint32) uint64 {
+	var x uint64
+	for _, h := range hs {
+		if sh := &t.shards[t.shardOf(h)]; sh.n > 0 {
+			x ^= sh.slots[sh.home(h)]
+		}
+	}
+	return x
+}
+
+func (t *idTable) pos(slot int) int32 {
+	sh, i := unhandle(slot)
+	return t.shards[sh].pos(i)
+}
+
+// insert adds pos under h; the caller knows the id is not there yet.
+func (t *idTable) insert(h uint32, pos int32) {
+	t.shards[t.shardOf(h)].insert(h, pos)
+	t.n++
+}
+
+// remove empties a slot lookup returned.
+func (t *idTable) remove(slot int) {
+	sh, i := unhandle(slot)
+	t.shards[sh].remove(i)
+	t.n--
+}
+
+// renumber maps every position through remap (after compaction).
+func (t *idTable) renumber(remap []int32) {
+	for i := range t.shards {
+		t.shards[i].renumber(remap)
+	}
+}
+
+// slotCount is the slots of every shard: the table's memory, 8 bytes each.
+func (t *idTable) slotCount() int {
+	n := 0
+	for i := range t.shards {
+		n += len(t.shards[i].slots)
+	}
+	return n
+}
+
+type idShard struct {
 	slots []uint64 // 0 = empty, else hash<<32 | (pos+1)
 	n     int
 }
 
 const idTableMin = 16
 
-func (t *idTable) home(h uint32) int {
-	// Fibonacci hashing spreads a hash whose low bits repeat (tests mask
-	// them) over the whole word, and the multiply-shift maps the word
-	// onto the slots by its high bits.
-	return int(uint64(h*0x9E3779B1) * uint64(len(t.slots)) >> 32)
+// home maps the scrambled hash's bits below the shard's onto the slots
+// (multiply-shift by their high bits).
+func (t *idShard) home(h uint32) int {
+	return int(uint64(scramble(h)<<idShardBits) * uint64(len(t.slots)) >> 32)
 }
 
 // next is the slot after i, wrapping at the end.
-func (t *idTable) next(i int) int {
+func (t *idShard) next(i int) int {
 	if i++; i == len(t.slots) {
 		return 0
 	}
 	return i
 }
 
-// lookup calls same for each position whose hash is h until it reports
-// true, and returns that slot, or -1.
-func (t *idTable) lookup(h uint32, same func(pos int32) (bool, error)) (int, error) {
+// lookup is idTable.lookup inside the shard, returning the slot's index.
+func (t *idShard) lookup(h uint32, same func(pos int32) (bool, error)) (int, error) {
 	if t.n == 0 {
 		return -1, nil
 	}
@@ -59,26 +140,9 @@ func (t *idTable) lookup(h uint32, same func(pos int32) (bool, error)) (int, err
 	}
 }
 
-// touch loads the slots where lookups of the hashes hs start, and folds
-// them into a word the caller keeps (so the loads are not optimised
-// away). Each load is independent of the others: in a tight loop the CPU
-// overlaps their cache misses, where lookups one at a time, each between
-// a bulk item's other work, wait for them one after the other.
-func (t *idTable) touch(hs []uint32) uint64 {
-	if t.n == 0 {
-		return 0
-	}
-	var x uint64
-	for _, h := range hs {
-		x ^= t.slots[t.home(h)]
-	}
-	return x
-}
+func (t *idShard) pos(slot int) int32 { return int32(uint32(t.slots[slot]) - 1) }
 
-func (t *idTable) pos(slot int) int32 { return int32(uint32(t.slots[slot]) - 1) }
-
-// insert adds pos under h; the caller knows the id is not there yet.
-func (t *idTable) insert(h uint32, pos int32) {
+func (t *idShard) insert(h uint32, pos int32) {
 	if (t.n+1)*4 > len(t.slots)*3 {
 		t.resize(max(len(t.slots)+len(t.slots)/2, idTableMin))
 	}
@@ -86,7 +150,7 @@ func (t *idTable) insert(h uint32, pos int32) {
 	t.n++
 }
 
-func (t *idTable) place(e uint64) {
+func (t *idShard) place(e uint64) {
 	i := t.home(uint32(e >> 32))
 	for t.slots[i] != 0 {
 		i = t.next(i)
@@ -94,7 +158,7 @@ func (t *idTable) place(e uint64) {
 	t.slots[i] = e
 }
 
-func (t *idTable) resize(size int) {
+func (t *idShard) resize(size int) {
 	old := t.slots
 	t.slots = make([]uint64, size)
 	for _, e := range old {
@@ -106,7 +170,7 @@ func (t *idTable) resize(size int) {
 
 // remove empties slot i and shifts back the entries after it that would
 // otherwise become unreachable.
-func (t *idTable) remove(i int) {
+func (t *idShard) remove(i int) {
 	t.slots[i] = 0
 	t.n--
 	for j := t.next(i); t.slots[j] != 0; j = t.next(j) {
@@ -120,8 +184,7 @@ func (t *idTable) remove(i int) {
 	}
 }
 
-// renumber maps every position through remap (after compaction).
-func (t *idTable) renumber(remap []int32) {
+func (t *idShard) renumber(remap []int32) {
 	for i, e := range t.slots {
 		if e != 0 {
 			t.slots[i] = e&^0xFFFFFFFF | uint64(uint32(remap[uint32(e)-1])+1)

@@ -81,29 +81,49 @@ func BenchmarkIDTableInsertLookup(b *testing.B) {
 	}
 }
 
-// TestIDTableGrowsByHalf: the table stays between half and three quarters
-// full past its smallest size (growing by half, not doubling, which left
-// it three eighths full and made the step at 3.15M documents 32 MiB), and
-// every entry is found after each growth to a size that is no power of
-// two.
+// TestIDTableGrowsByHalf: each shard stays between half and three
+// quarters full past its smallest size (growing by half, not doubling,
+// which left it three eighths full and made the step at 3.15M documents
+// 32 MiB), every entry is found after each growth to a size that is no
+// power of two, and the shards share the entries evenly, so the largest
+// single step is about a 64th of the table.
 func TestIDTableGrowsByHalf(t *testing.T) {
 	var tab idTable
-	prev := 0
-	for p := int32(0); p < 200_000; p++ {
-		tab.insert(uint32(p)*2654435761, p)
-		if n := len(tab.slots); n != prev {
-			if prev != 0 && n != prev+prev/2 {
-				t.Fatalf("grew from %d to %d slots, want %d", prev, n, prev+prev/2)
+	var prev [idShards]int
+	const n = 400_000
+	for p := int32(0); p < n; p++ {
+		h := uint32(p) * 2654435761
+		tab.insert(h, p)
+		sh := &tab.shards[tab.shardOf(h)]
+		if m := len(sh.slots); m != prev[tab.shardOf(h)] {
+			if was := prev[tab.shardOf(h)]; was != 0 && m != was+was/2 {
+				t.Fatalf("a shard grew from %d to %d slots, want %d", was, m, was+was/2)
 			}
-			prev = n
-			for q := int32(0); q <= p; q++ {
+			prev[tab.shardOf(h)] = m
+			for q := int32(0); q <= p; q += 97 {
 				if slot, _ := tab.lookup(uint32(q)*2654435761, func(r int32) (bool, error) { return r == q, nil }); slot < 0 {
-					t.Fatalf("%d slots: entry %d lost", n, q)
+					t.Fatalf("%d slots: entry %d lost", m, q)
 				}
 			}
 		}
-		if tab.n > idTableMin && (tab.n*2 < len(tab.slots) || tab.n*4 > len(tab.slots)*3) {
-			t.Fatalf("%d entries in %d slots: want between half and three quarters full", tab.n, len(tab.slots))
+		if sh.n > idTableMin && (sh.n*2 < len(sh.slots) || sh.n*4 > len(sh.slots)*3) {
+			t.Fatalf("%d entries in %d slots: want between half and three quarters full", sh.n, len(sh.slots))
+		}
+	}
+	total := 0
+	for i := range tab.shards {
+		sh := &tab.shards[i]
+		total += sh.n
+		if sh.n < n/idShards*3/4 || sh.n > n/idShards*5/4 {
+			t.Errorf("shard %d holds %d of %d entries, want about %d", i, sh.n, n, n/idShards)
+		}
+	}
+	if total != n || tab.n != n {
+		t.Fatalf("shards hold %d, table counts %d, want %d", total, tab.n, n)
+	}
+	for q := int32(0); q < n; q++ {
+		if slot, _ := tab.lookup(uint32(q)*2654435761, func(r int32) (bool, error) { return r == q, nil }); slot < 0 {
+			t.Fatalf("entry %d lost", q)
 		}
 	}
 }

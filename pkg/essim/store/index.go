@@ -43,7 +43,7 @@ func (ix *Index) memBytes() int64 {
 	for _, c := range ix.docs {
 		entries += cap(c)
 	}
-	return int64(entries)*int64(unsafe.Sizeof(Doc{})) + int64(len(ix.ids.slots))*int64(unsafe.Sizeof(uint64(0)))
+	return int64(entries)*int64(unsafe.Sizeof(Doc{})) + int64(ix.ids.slotCount())*int64(unsafe.Sizeof(uint64(0)))
 }
 
 // Name is the index's name.

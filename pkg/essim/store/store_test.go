@@ -23,7 +23,7 @@ func TestEntriesHoldNoPointers(t *testing.T) {
 	if sz := dt.Size(); sz > 32 {
 		t.Fatalf("doc is %d bytes, want <= 32", sz)
 	}
-	if et := reflect.TypeOf(Index{}.ids.slots).Elem(); et.Kind() != reflect.Uint64 {
+	if et := reflect.TypeOf(Index{}.ids.shards[0].slots).Elem(); et.Kind() != reflect.Uint64 {
 		t.Fatalf("index.ids holds %s, want hashes and positions only", et)
 	}
 }
@@ -202,7 +202,7 @@ func TestIndexBytes(t *testing.T) {
 		s.PutLocked(a, strconv.Itoa(i), nil, []byte(`{}`), 1)
 	}
 	const entry, slot = 32, 8
-	slots := int64(len(a.ids.slots) + len(b.ids.slots))
+	slots := int64(a.ids.slotCount() + b.ids.slotCount())
 	least := (docs+1)*entry + slots*slot
 	// Each index's last chunk may be partly used, and the first grows by
 	// append.
@@ -210,7 +210,7 @@ func TestIndexBytes(t *testing.T) {
 	if got := s.IndexBytesLocked(); got < least || got > most || got <= small {
 		t.Fatalf("IndexBytesLocked = %d, want %d to %d (%d documents, %d slots) and more than the %d of one document", got, least, most, docs+1, slots, small)
 	}
-	if len(a.ids.slots) < docs {
-		t.Fatalf("id table of %d slots for %d documents", len(a.ids.slots), docs)
+	if a.ids.slotCount() < docs {
+		t.Fatalf("id table of %d slots for %d documents", a.ids.slotCount(), docs)
 	}
 }
