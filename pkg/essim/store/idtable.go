@@ -31,9 +31,11 @@ const (
 // the whole word (Fibonacci hashing).
 func scramble(h uint32) uint32 { return h * 0x9E3779B1 }
 
-// A slot handle names a shard and a slot in it.
-func handle(shard, i int) int      { return shard<<32 | i }
-func unhandle(slot int) (int, int) { return slot >> 32, slot & (1<<32 - 1) }
+// A slot handle names a slot in a shard, the shard in its low bits (a
+// shard has fewer than 2^25 slots even where int is 32 bits: positions
+// are int32).
+func handle(shard, i int) int      { return i<<idShardBits | shard }
+func unhandle(slot int) (int, int) { return slot & (idShards - 1), slot >> idShardBits }
 
 func (t *idTable) shardOf(h uint32) int { return int(scramble(h) >> (32 - idShardBits)) }
 
