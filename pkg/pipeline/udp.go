@@ -189,7 +189,7 @@ func (p *Pipeline) udpRecord(data []byte, now time.Time) (buffer.Record, string,
 
 // maxEventSec is 9999-12-31T23:59:59Z: later times cannot be written in
 // an index name or an RFC 3339 date.
-const maxEventSec = 253402300799
+const maxEventSec int64 = 253402300799
 
 // parseEventTime reads a time field's raw JSON value: epoch seconds as a
 // number, its decimal fraction kept to the nanosecond (a float64 would
@@ -214,7 +214,7 @@ func parseEventTime(v []byte) (time.Time, error) {
 	if intPart == "" || strings.ContainsAny(num, "eE+-") || strings.ContainsFunc(intPart+frac, func(r rune) bool { return r < '0' || r > '9' }) {
 		// Exponents and signs: rare enough for float64's precision.
 		f, err := strconv.ParseFloat(num, 64)
-		if err != nil || f < 0 || f > maxEventSec {
+		if err != nil || f < 0 || f > float64(maxEventSec) {
 			return time.Time{}, fmt.Errorf("%.40s is not epoch seconds (0 to %d) or an RFC 3339 string", v, maxEventSec)
 		}
 		sec := math.Floor(f)
