@@ -49,6 +49,7 @@ lint: $(STATICCHECK)
 	$(GO) mod tidy -diff
 	cd tools && $(GO) vet ./... && $(GO) mod tidy -diff
 	$(STATICCHECK) ./...
+	GOARCH=386 $(GO) build ./... && GOARCH=arm $(GO) build ./...
 
 $(STATICCHECK):
 	mkdir -p bin
