@@ -436,7 +436,7 @@ func runESServe(ctx context.Context, now func() time.Time, o ESServeOptions, onL
 	}
 	defer s.Close()
 	// With --data the documents are on disk and a node's memory is its
-	// in-flight requests plus its document and id tables (about 43 bytes
+	// in-flight requests plus its document and id tables (about 35 bytes
 	// a document): the runtime's soft limit follows both. In memory the
 	// documents are what it holds, by design, so no limit is set.
 	if o.Data != "" {

@@ -134,7 +134,7 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 	f.BoolVar(&o.MemoryBuffer, "memory-buffer", false, "keep the buffer in memory: LOSES EVENTS ON A CRASH (benchmarks only)")
 	sizeVar(f, &o.BufferMax, "buffer-max", sizeText(pipeline.DefaultBufferMaxBytes), parseSize, minBufferMax, false, "a size of 64KiB or more, like 1GiB", "buffer size limit; when full, forward requests get no ack and UDP reading pauses")
 	durVar(f, &o.FullWait, "buffer-full-wait", pipeline.DefaultBufferFullWait, time.Nanosecond, wantPositiveDur, "how long a forward request waits for buffer space before it is refused")
-	int64Var(f, &o.ESMaxDocs, "es-max-docs", 4_000_000, 0, 1<<62, "0 (no bound) or more documents", "with --es embedded: documents it holds at most (about 43 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
+	int64Var(f, &o.ESMaxDocs, "es-max-docs", 4_000_000, 0, 1<<62, "0 (no bound) or more documents", "with --es embedded: documents it holds at most (about 35 bytes of memory each); past that writes get 429 as at Elasticsearch's flood-stage watermark (0: no bound)")
 	f.StringVar(&o.ESData, "es-data", "", "with --es embedded: keep the documents in this directory across restarts (default: <buffer-dir>/embedded-es, removed at exit)")
 	o.ESConn.addFlags(f, esURLFlag{def: []string{"embedded"}, embedded: true,
 		usage: `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`}, nil)

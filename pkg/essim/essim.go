@@ -88,7 +88,7 @@ type Config struct {
 	// the bound writes are refused as Elasticsearch refuses them past the
 	// flood-stage disk watermark: 429 cluster_block_exception per item,
 	// deletes still allowed. It is what keeps an embedded essim's memory
-	// (about 43 bytes a document) bounded.
+	// (about 35 bytes a document) bounded.
 	MaxDocs        int64
 	WriteThreads   int // write thread pool size per node; 2 by default
 	WriteQueueSize int // write queue capacity per node; 10000 by default

@@ -39,17 +39,17 @@ func (s *Store) DocLocked(d *Doc) (id string, src []byte, err error) {
 		return "", nil, errDeleted
 	}
 	if !s.disk {
-		if d.off >= int64(s.mem.len()) {
+		if d.off() >= int64(s.mem.len()) {
 			return "", nil, errors.New("essim: document has no source")
 		}
-		m := s.mem.at(d.off)
+		m := s.mem.at(d.off())
 		return m.id, m.src, nil
 	}
-	b := make([]byte, int(d.idn)+int(d.n))
-	if err := s.readAtLocked(b, d.off); err != nil {
+	b := make([]byte, d.idn()+d.Len())
+	if err := s.readAtLocked(b, d.off()); err != nil {
 		return "", nil, err
 	}
-	return string(b[:d.idn]), b[d.idn:], nil
+	return string(b[:d.idn()]), b[d.idn():], nil
 }
 
 // SourceLocked returns d's source.
@@ -61,8 +61,8 @@ func (s *Store) SourceLocked(d *Doc) ([]byte, error) {
 	if d.Deleted() {
 		return nil, errDeleted
 	}
-	b := make([]byte, d.n)
-	if err := s.readAtLocked(b, d.off+int64(d.idn)); err != nil {
+	b := make([]byte, d.Len())
+	if err := s.readAtLocked(b, d.off()+int64(d.idn())); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -70,11 +70,11 @@ func (s *Store) SourceLocked(d *Doc) ([]byte, error) {
 
 // idIsLocked reports whether d's id is id.
 func (s *Store) idIsLocked(d *Doc, id string) (bool, error) {
-	if int(d.idn) != len(id) || d.Deleted() {
+	if d.Deleted() || d.idn() != len(id) {
 		return false, nil
 	}
 	if !s.disk {
-		return s.mem.at(d.off).id == id, nil
+		return s.mem.at(d.off()).id == id, nil
 	}
 	var small [64]byte
 	var b []byte
@@ -83,7 +83,7 @@ func (s *Store) idIsLocked(d *Doc, id string) (bool, error) {
 	} else {
 		b = make([]byte, len(id))
 	}
-	if err := s.readAtLocked(b, d.off); err != nil {
+	if err := s.readAtLocked(b, d.off()); err != nil {
 		return false, err
 	}
 	return string(b) == id, nil
@@ -153,19 +153,21 @@ func (s *Store) storeLocked(ix *Index, id string, d *Doc, off int64, src []byte,
 		ix.epoch++
 	} else {
 		p := int32(ix.ndocs)
-		ix.docs = appendDoc(ix.docs, ix.ndocs, Doc{off: -1})
+		ix.docs = appendDoc(ix.docs, ix.ndocs, Doc{loc: -1})
 		ix.ndocs++
 		ix.ids.insert(s.HashOf(id), p)
 		d = ix.At(p)
 	}
 	if !s.disk {
-		if d.off < 0 {
-			d.off = s.memSlotLocked()
+		if d.Deleted() {
+			off = s.memSlotLocked()
+		} else {
+			off = d.off()
 		}
-		*s.mem.at(d.off) = memDoc{id: id, src: src}
-		off = d.off
+		*s.mem.at(off) = memDoc{id: id, src: src}
 	}
-	d.off, d.n, d.idn, d.version, d.seq = off, int32(len(src)), int32(len(id)), version, s.seq
+	d.set(off, len(id), len(src), version)
+	d.seq = s.seq
 	return d
 }
 
@@ -182,8 +184,8 @@ func (s *Store) memSlotLocked() int64 {
 // freeSlotLocked releases d's mem slot (in-memory stores only).
 func (s *Store) freeSlotLocked(d *Doc) {
 	if !s.disk && !d.Deleted() {
-		*s.mem.at(d.off) = memDoc{}
-		s.free = append(s.free, d.off)
+		*s.mem.at(d.off()) = memDoc{}
+		s.free = append(s.free, d.off())
 	}
 }
 
@@ -229,7 +231,7 @@ func (s *Store) deleteLocked(ix *Index, id string) (bool, error) {
 	d := ix.At(ix.ids.pos(slot))
 	s.seq++
 	s.freeSlotLocked(d)
-	d.off, d.n, d.idn = -1, 0, 0
+	d.setDeleted()
 	ix.ids.remove(slot)
 	ix.dead++
 	if ix.dead > 1024 && ix.dead > ix.ndocs/2 && ix.pins.Load() == 0 {

@@ -76,7 +76,7 @@ func (ix *Index) SourceBytes() int64 {
 	var n int64
 	for _, c := range ix.docs {
 		for i := range c {
-			n += int64(c[i].n)
+			n += int64(c[i].Len())
 		}
 	}
 	return n
@@ -128,28 +128,56 @@ func (ix *Index) compact() {
 
 // Doc holds neither id nor source: with a data dir both live only in the
 // log, the id at off (idn bytes) followed by the source (n bytes); without
-// one, off is a slot of the store's memory. A deleted entry has off < 0.
+// one, off is a slot of the store's memory. 24 bytes, so a few fields
+// share a word: at 4M documents the table is 96 MB where 32-byte entries
+// took 128.
 type Doc struct {
-	off     int64
-	version int64
-	seq     int64
-	n       int32
-	idn     int32
+	loc int64  // off<<idnBits | idn, or -1 when deleted
+	seq int64  // _seq_no
+	nv  uint64 // version<<nBits | n
 }
 
+// idn fits ids of up to 512 bytes (Elasticsearch's bound, checked on
+// every write and on replay); n sources of up to MaxSourceLen. That
+// leaves 33 bits of version, which grows by one a write of the same id.
+const (
+	idnBits = 10
+	nBits   = 31
+)
+
+// set describes a live document.
+func (d *Doc) set(off int64, idn, n int, version int64) {
+	d.loc = off<<idnBits | int64(idn)
+	d.nv = uint64(version)<<nBits | uint64(n)
+}
+
+// setDeleted marks the entry deleted, keeping its version and seq.
+func (d *Doc) setDeleted() {
+	d.loc = -1
+	d.nv &^= 1<<nBits - 1
+}
+
+func (d *Doc) off() int64 { return d.loc >> idnBits }
+func (d *Doc) idn() int   { return int(d.loc & (1<<idnBits - 1)) }
+
 // Deleted reports a deleted entry.
-func (d *Doc) Deleted() bool { return d.off < 0 }
+func (d *Doc) Deleted() bool { return d.loc < 0 }
 
 // Version is the document's _version.
-func (d *Doc) Version() int64 { return d.version }
+func (d *Doc) Version() int64 { return int64(d.nv >> nBits) }
 
 // Seq is the document's _seq_no.
 func (d *Doc) Seq() int64 { return d.seq }
 
 // Len is the length of the document's source.
-func (d *Doc) Len() int { return int(d.n) }
+func (d *Doc) Len() int { return int(d.nv & (1<<nBits - 1)) }
 
 // Offset is where the document's id and source start in the data log
 // (with a data dir; always past the log's magic line), or its memory slot
 // (without one); negative when deleted.
-func (d *Doc) Offset() int64 { return d.off }
+func (d *Doc) Offset() int64 {
+	if d.loc < 0 {
+		return -1
+	}
+	return d.off()
+}

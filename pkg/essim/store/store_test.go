@@ -20,8 +20,8 @@ func TestEntriesHoldNoPointers(t *testing.T) {
 			t.Fatalf("doc.%s is a %s: documents must hold neither id nor source in memory", f.Name, f.Type)
 		}
 	}
-	if sz := dt.Size(); sz > 32 {
-		t.Fatalf("doc is %d bytes, want <= 32", sz)
+	if sz := dt.Size(); sz > 24 {
+		t.Fatalf("doc is %d bytes, want <= 24", sz)
 	}
 	if et := reflect.TypeOf(Index{}.ids.shards[0].slots).Elem(); et.Kind() != reflect.Uint64 {
 		t.Fatalf("index.ids holds %s, want hashes and positions only", et)
@@ -201,7 +201,7 @@ func TestIndexBytes(t *testing.T) {
 	for i := range docs {
 		s.PutLocked(a, strconv.Itoa(i), nil, []byte(`{}`), 1)
 	}
-	const entry, slot = 32, 8
+	const entry, slot = 24, 8
 	slots := int64(a.ids.slotCount() + b.ids.slotCount())
 	least := (docs+1)*entry + slots*slot
 	// Each index's last chunk may be partly used, and the first grows by
@@ -212,5 +212,33 @@ func TestIndexBytes(t *testing.T) {
 	}
 	if a.ids.slotCount() < docs {
 		t.Fatalf("id table of %d slots for %d documents", a.ids.slotCount(), docs)
+	}
+}
+
+// TestDocPacking: the fields that share a word keep their bounds: the
+// longest id Elasticsearch takes (512 bytes), the longest source, a log
+// offset far past any disk, and versions up to 2^33-1; deleting keeps
+// the version and the seq_no.
+func TestDocPacking(t *testing.T) {
+	for _, c := range []struct {
+		off          int64
+		idn, n       int
+		version, seq int64
+	}{
+		{0, 0, 0, 1, 0},
+		{1<<53 - 1, 512, MaxSourceLen, 1<<33 - 1, 1<<62 + 5},
+		{12345, 1, 1, 7, 9},
+		{1 << 40, 511, 1 << 30, 1 << 32, 1},
+	} {
+		var d Doc
+		d.set(c.off, c.idn, c.n, c.version)
+		d.seq = c.seq
+		if d.Deleted() || d.Offset() != c.off || d.idn() != c.idn || d.Len() != c.n || d.Version() != c.version || d.Seq() != c.seq {
+			t.Fatalf("%+v: offset %d idn %d len %d version %d seq %d deleted %v", c, d.Offset(), d.idn(), d.Len(), d.Version(), d.Seq(), d.Deleted())
+		}
+		d.setDeleted()
+		if !d.Deleted() || d.Offset() >= 0 || d.Len() != 0 || d.Version() != c.version || d.Seq() != c.seq {
+			t.Fatalf("%+v deleted: offset %d len %d version %d seq %d", c, d.Offset(), d.Len(), d.Version(), d.Seq())
+		}
 	}
 }

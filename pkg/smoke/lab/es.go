@@ -17,7 +17,7 @@ const ESDirName = "embedded-es"
 // StartES starts the in-process Elasticsearch stand-in on a free
 // loopback port: the pipeline talks HTTP to it like to any cluster. It is
 // always disk-backed so the sources are not held in memory (essim then
-// keeps ids and sources only in its log, and ~43 bytes per document in
+// keeps ids and sources only in its log, and ~35 bytes per document in
 // memory). dataDir (--es-data) keeps the documents across restarts;
 // without it they go to bufferDir/embedded-es (the temp dir with
 // --memory-buffer), emptied at start and removed at stop, so like an
