@@ -26,6 +26,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${PIPELINE_BENCH_EVENTS:-2000000}
 WARMUP=${PIPELINE_BENCH_WARMUP:-300ms}
+if ! [[ $WARMUP =~ ^[0-9]+(\.[0-9]+)?(ms|s)$ ]]; then
+  echo "PIPELINE_BENCH_WARMUP=$WARMUP: want a duration in ms or s, such as 300ms or 0.5s" >&2
+  exit 2
+fi
 ROUNDS=${PIPELINE_BENCH_ROUNDS:-2}
 CONCS=${PIPELINE_BENCH_CONCS:-2 32}
 tmp=$(mktemp -d)
