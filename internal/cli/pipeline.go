@@ -450,8 +450,8 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 		return nil, err
 	}
 	// Collect at 50% heap growth instead of 100%, and with the embedded
-	// Elasticsearch 50% of what is not its index, but never less than
-	// minGCHeadroom (tuneGC). 3M events, alternating: peak RSS 244-247
+	// Elasticsearch 50% of what is not its index, the heap never
+	// collected below minHeapGoal (tuneGC). 3M events, alternating: peak RSS 244-247
 	// MiB at 50% against 267-270 at 70% with 32 senders, 230-231 against
 	// 247-248 with 2, end to end within the runs' noise (70% against
 	// 100% before: 228-243 against 256-276 MiB at 32 in

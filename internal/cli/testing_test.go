@@ -85,8 +85,12 @@ func freeTCPAddr(t *testing.T, host string) string {
 // and the test's sender talked to that listener instead (ack EOF).
 func freeBindAddr(t *testing.T) string {
 	t.Helper()
-	return freeTCPAddr(t, fmt.Sprintf("127.0.0.%d", 2+rand.IntN(250)))
+	return freeTCPAddr(t, otherLoopback())
 }
+
+// otherLoopback is a loopback address other than 127.0.0.1 (and
+// 127.0.0.2, the tests' closed-port address), picked at random.
+func otherLoopback() string { return fmt.Sprintf("127.0.0.%d", 3+rand.IntN(250)) }
 
 // freeUDPAddr returns a UDP address nothing listens on, for a command
 // under test to bind. The port is free on a loopback address other than
@@ -96,7 +100,7 @@ func freeBindAddr(t *testing.T) string {
 // already in use).
 func freeUDPAddr(t *testing.T) string {
 	t.Helper()
-	host := fmt.Sprintf("127.0.0.%d", 2+rand.IntN(250))
+	host := otherLoopback()
 	pc, err := net.ListenPacket("udp", host+":0")
 	if err != nil {
 		t.Fatal(err)
