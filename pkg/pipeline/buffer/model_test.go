@@ -104,6 +104,45 @@ func (m *model) appendSome() error {
 	return nil
 }
 
+// appendConcurrently appends n batches from n goroutines at once, as
+// senders on several connections do: they gather in group commits, and
+// each is acked only once the commit that holds it is durable. It returns
+// their errors.
+func (m *model) appendConcurrently(n int) []error {
+	batches := make([][]Record, n)
+	for i := range batches {
+		batches[i] = make([]Record, 1+m.rng.Intn(8))
+		for j := range batches[i] {
+			r := m.newRecord()
+			batches[i][j] = r
+			m.recs[r.ID] = r
+		}
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range batches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.b.Append(context.Background(), batches[i])
+		}()
+	}
+	wg.Wait()
+	for i, recs := range batches {
+		if errs[i] != nil {
+			m.failed++
+			continue
+		}
+		m.appends++
+		m.hist = append(m.hist, fmt.Sprintf("append %s..%s (%d at once)", recs[0].ID, recs[len(recs)-1].ID, n))
+		for _, r := range recs {
+			m.acked[r.ID] = true
+		}
+	}
+	m.checkDurable()
+	return errs
+}
+
 // checkDurable: everything the buffer holds as committed is on disk as far
 // as a power loss is concerned.
 func (m *model) checkDurable() {
@@ -277,9 +316,16 @@ func TestModel(t *testing.T) {
 			m.open()
 			for step := 0; step < 400; step++ {
 				switch p := m.rng.Intn(100); {
-				case p < 40:
+				case p < 30:
 					if err := m.appendSome(); err != nil && !errors.Is(err, ErrFull) {
 						t.Fatalf("step %d: append: %v", step, err)
+					}
+				case p < 40:
+					// Several senders at once.
+					for _, err := range m.appendConcurrently(2 + m.rng.Intn(3)) {
+						if err != nil && !errors.Is(err, ErrFull) {
+							t.Fatalf("step %d: append: %v", step, err)
+						}
 					}
 				case p < 65:
 					m.read()
