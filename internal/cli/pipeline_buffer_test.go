@@ -34,16 +34,17 @@ type segFrame struct {
 
 // walkSegment lists the records of a segment file written by the current
 // format: an 8-byte magic, then frames of sync marker, payload length,
-// payload CRC, header CRC and payload.
+// payload CRC, header CRC (sealed with the segment id) and payload, then
+// zeros.
 func walkSegment(t *testing.T, data []byte) []segFrame {
 	t.Helper()
-	if string(data[:8]) != "LDBUF2\n\x00" {
+	if string(data[:7]) != "LDBUF3\n" {
 		t.Fatalf("segment magic %q", data[:8])
 	}
 	var out []segFrame
 	for off := 8; off+16 <= len(data); {
 		if string(data[off:off+4]) != "\xffLD\xfe" {
-			break // the preallocated zeros after the last record
+			break // the zeros after the last commit
 		}
 		plen := int(binary.LittleEndian.Uint32(data[off+4:]))
 		p := data[off+16 : off+16+plen]

@@ -52,7 +52,7 @@ func benchSegment(damage bool) []byte {
 	r := Record{ID: "id-0000000000000000000000", Tag: "app.bench", Sec: 1700000000, Doc: bytes.Repeat([]byte("x"), 140)}
 	for i := 0; len(seg) < 32<<20-256; i++ {
 		start := len(seg)
-		seg, _ = appendRecord(seg, &r)
+		seg, _ = appendRecord(seg, &r, sealOf(1))
 		if damage && i%1000 == 999 {
 			seg[start+5] ^= 0xff
 		}
@@ -68,7 +68,7 @@ func BenchmarkScan(b *testing.B) {
 		b.Run(fmt.Sprintf("damaged=%v", damage), func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for i := 0; i < b.N; i++ {
-				sc, err := scanSegmentData(bytes.NewReader(data), int64(len(data)), 16<<20)
+				sc, err := scanSegmentData(bytes.NewReader(data), int64(len(data)), 16<<20, 1)
 				if err != nil || len(sc.ends) == 0 {
 					b.Fatal(err)
 				}

@@ -18,6 +18,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// fileSegID is the id in a segment file's name.
+func fileSegID(t *testing.T, path string) uint64 {
+	t.Helper()
+	var id uint64
+	if _, err := fmt.Sscanf(filepath.Base(path), "seg-%d.log", &id); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return id
+}
+
 func rec(i int) Record {
 	return Record{
 		ID:     fmt.Sprintf("id-%06d", i),
@@ -200,7 +210,7 @@ func TestTornTail(t *testing.T) {
 
 		// Expected: the records whose frame ends at or before the cut and
 		// are intact.
-		sc, err := scanSegmentData(bytes.NewReader(data), int64(len(data)), 1<<20)
+		sc, err := scanSegmentData(bytes.NewReader(data), int64(len(data)), 1<<20, fileSegID(t, last))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,22 +345,34 @@ func TestWait(t *testing.T) {
 	}
 }
 
+// FuzzScan reads arbitrary bytes as segment 1.
 func FuzzScan(f *testing.F) {
-	var seg []byte
-	seg = append(seg, segmentMagic...)
-	for i := 0; i < 3; i++ {
-		r := rec(i)
-		seg, _ = appendRecord(seg, &r)
+	seal := sealOf(1)
+	segOf := func(magic []byte, format int) []byte {
+		seg := append([]byte(nil), magic...)
+		for i := 0; i < 3; i++ {
+			r := rec(i)
+			seg, _ = appendRecordFormat(seg, &r, format, seal)
+		}
+		// A record stored as the shipper sent it (version 2).
+		raw := Record{Tag: "app.test", Sec: 1700000000, Raw: true, Doc: []byte{0x81, 0xa1, 'n', 1}}
+		seg, _ = appendRecordFormat(seg, &raw, format, seal)
+		return seg
 	}
-	// A record stored as the shipper sent it (version 2).
-	raw := Record{Tag: "app.test", Sec: 1700000000, Raw: true, Doc: []byte{0x81, 0xa1, 'n', 1}}
-	seg, _ = appendRecord(seg, &raw)
+	seg := segOf(segmentMagic, formatV3)
 	f.Add(seg)
 	f.Add(seg[:len(seg)-3])
+	f.Add(segOf(segmentMagicV2, formatV2))
+	// A reused file: a terminator, then frames of the segment it held
+	// before.
+	reused := append(segOf(segmentMagicReused, formatV3), make([]byte, frameHeaderLen)...)
+	old := segOf(segmentMagic, formatV3)
+	reused = append(reused, old[len(segmentMagic):]...)
+	f.Add(reused)
 	f.Add(append([]byte{}, segmentMagic...))
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		sc, err := scanSegmentData(bytes.NewReader(data), int64(len(data)), 1<<16)
+		sc, err := scanSegmentData(bytes.NewReader(data), int64(len(data)), 1<<16, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -364,13 +386,13 @@ func FuzzScan(f *testing.F) {
 			if start < prev || e <= start || int64(e) > good {
 				t.Fatalf("bad record [%d, %d) after %d (good %d)", start, e, prev, good)
 			}
-			r, n, err := decodeFrame(sc.format, data[start:e], 1<<16)
+			r, n, err := decodeFrame(sc.format, seal, data[start:e], 1<<16)
 			if err != nil || n != int(e-start) {
 				t.Fatalf("record at %d: %v", start, err)
 			}
 			// Re-encoding gives the same bytes.
-			if sc.format == formatV2 {
-				again, _ := appendRecord(nil, &r)
+			if sc.format != formatV1 {
+				again, _ := appendRecordFormat(nil, &r, sc.format, seal)
 				if !bytes.Equal(again, data[start:e]) {
 					t.Fatalf("re-encoded record differs")
 				}

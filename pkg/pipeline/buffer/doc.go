@@ -23,29 +23,40 @@
 // pipeline's dead-letter file.
 //
 // A segment file is an 8-byte magic, then frames back to back, then
-// possibly zeros up to the end of a preallocated file:
+// zeros (the rest of a preallocated file) or, in a file that held an
+// earlier segment, a terminator and that segment's leftover:
 //
-//	"LDBUF2\n\x00" | frame | frame | ... | 00 00 ...
+//	"LDBUF3\n\x00" | frame | frame | ... | 00 00 ...
+//	"LDBUF3\n\x01" | frame | frame | ... | 16+ bytes 00 | leftover ...
 //
-// An LDBUF2 frame is a 16-byte header and the payload:
+// An LDBUF3 frame is a 16-byte header and the payload:
 //
 //	u32 sync marker FF 4C 44 FE | u32 payload length |
-//	u32 CRC-32C(payload) | u32 CRC-32C(the 12 header bytes before it) | payload
+//	u32 CRC-32C(payload) | u32 CRC-32C(u64 segment id, then the 12 header bytes before it) | payload
 //
-// Segments written before the sync marker existed start with "LDBUF1\n\x00"
-// and hold 8-byte headers:
+// The segment id is the one in the file's name. Sealing the header
+// checksum with it makes a frame intact only in the segment it was
+// written to, so the frames a reused file still holds past the data read
+// as nothing. Every commit writes zeros after its frames, a frame
+// header's worth at least, up to a page boundary: in a reused file that
+// is the terminator recovery stops at.
+//
+// Segments written by earlier versions start with "LDBUF2\n\x00" (the
+// same frames, header checksum over the 12 bytes alone) or "LDBUF1\n\x00"
+// (8-byte headers, no sync marker):
 //
 //	u32 payload length | u32 CRC-32C(payload) | payload
 //
-// The payload is the same in both:
+// The payload is the same in all three:
 //
 //	u8 version (1 or 2) | u8 id length | id | u16 tag length | tag |
 //	i64 event seconds | u32 event nanoseconds | i64 ingest unix nanoseconds |
 //	document (the rest: the JSON sent to Elasticsearch)
 //
-// Version 2 (Record.Raw, LDBUF2 only) has the same layout with an empty id
-// and, as the document, the record as the shipper sent it (msgpack): the
-// reader makes the JSON document and the id from those durable bytes.
+// Version 2 (Record.Raw, LDBUF2 and LDBUF3 only) has the same layout with
+// an empty id and, as the document, the record as the shipper sent it
+// (msgpack): the reader makes the JSON document and the id from those
+// durable bytes.
 //
 // All integers are little endian; CRC-32C is the Castagnoli polynomial.
 // The header checksum is what lets recovery trust a payload length after
@@ -60,8 +71,16 @@
 // a budget of checksummed bytes. Zeros hold no marker and no plausible
 // length: they end a segment. The magic's version is not trusted blindly
 // either: a damaged magic, or one under which the segment reads with
-// damage, is read as both versions and the one finding more intact
-// records wins (one flipped bit turns "LDBUF2" into "LDBUF1").
+// damage, is read as every version and the one finding the most intact
+// records wins (one flipped bit turns "LDBUF3" into "LDBUF2" or "LDBUF1").
+//
+// In a reused segment the data ends at the terminator, or where a commit
+// a crash cut short runs into leftover: that torn tail is cut off like one
+// that runs into zeros. A frame under an intact header that is complete
+// and followed by a terminator was written whole, so its damage is
+// corruption, as is damage between intact frames; a damaged header after
+// the last intact frame cannot be told from a torn one there, and is cut
+// as torn (in a fresh segment it is corruption).
 //
 // The checkpoint file is
 //
@@ -86,8 +105,10 @@
 //     would take it for an acknowledged one and delete it.
 //   - In memory, a segment's size and record ends cover committed bytes
 //     only; readers never look past them. Past the size of the active
-//     segment lie zeros (its preallocation) or the bytes of a failed write
-//     that the next commit truncates away before writing (Buffer.dirty).
+//     segment lie the last commit's terminator and zeros (its
+//     preallocation) or leftover (a reused file), or the bytes of a failed
+//     write that the next commit truncates away before writing
+//     (Buffer.dirty).
 //   - A segment file is deleted only when it is sealed and all its records
 //     are acknowledged, and never while it holds damaged bytes that could
 //     not be copied to corrupt/ (segment.pinned).
@@ -106,10 +127,12 @@
 // under the lock and waits for the batch's commit. The committer goroutine
 // takes the whole batch, leaving an empty one for the appends that arrive
 // meanwhile, writes it at the end of the active segment in one write and
-// one fdatasync (over preallocated zeros the write goes on with zeros to a
-// page boundary, so the filesystem never reads a block back to merge a
-// partial page), and only then publishes the records and answers the
-// appenders. A failed write or fdatasync fails the whole batch
+// one fdatasync (within the file's blocks the write goes on with zeros
+// past a header's worth to a page boundary: the terminator, and the
+// filesystem never reads a block back to merge a partial page), and only
+// then publishes the records and answers the appenders. A batch's frames
+// are sealed for the segment active at its first append; when it goes to
+// the next one, the committer reseals their headers first. A failed write or fdatasync fails the whole batch
 // (WriteError) and is truncated away, so a segment is always a clean
 // sequence of frames. When a batch would take the active segment past
 // SegmentBytes, the committer seals it and moves to the spare segment,

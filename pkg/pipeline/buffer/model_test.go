@@ -229,7 +229,7 @@ func (m *model) corrupt() {
 			}
 			frame := make([]byte, to-from)
 			s.st.ReadAt(frame, from)
-			if r, _, err := decodeFrame(s.format, frame, 1<<20); err == nil {
+			if r, _, err := decodeFrame(s.format, s.seal, frame, 1<<20); err == nil {
 				m.touched[r.ID] = true
 			}
 			m.touchedPos[Pos{Seg: s.id, Idx: uint32(i)}] = true

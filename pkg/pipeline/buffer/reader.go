@@ -113,7 +113,7 @@ func (b *Buffer) takeLocked(seg *segment, from, to int) ([]Record, error) {
 			off = int(starts[i] - start)
 		}
 		end := int(int64(e) - start)
-		r, _, err := decodeFrame(seg.format, data[off:end], b.opts.MaxRecordBytes)
+		r, _, err := decodeFrame(seg.format, seg.seal, data[off:end], b.opts.MaxRecordBytes)
 		if err != nil {
 			// Damaged after it was written (recovery or the commit found it
 			// intact): this record is lost, the ones around it are not.

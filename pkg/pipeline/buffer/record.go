@@ -7,7 +7,8 @@ import (
 	"hash/crc32"
 )
 
-// Record framing: the LDBUF2 and LDBUF1 layouts are described in doc.go.
+// Record framing: the LDBUF3, LDBUF2 and LDBUF1 layouts are described in
+// doc.go.
 const (
 	frameHeaderLen   = 16
 	frameHeaderLenV1 = 8
@@ -25,17 +26,43 @@ const (
 // segmentMagic starts every segment file so that a stray file in the
 // buffer directory is never mistaken for one; its sixth byte is the
 // framing version.
+//
+// An LDBUF3 segment's eighth byte says whether its file held another
+// segment before (magicReused): then what follows its data is that
+// segment's leftover, not zeros.
 var (
-	segmentMagic   = []byte("LDBUF2\n\x00")
-	segmentMagicV1 = []byte("LDBUF1\n\x00")
-	syncMarker     = []byte{0xff, 'L', 'D', 0xfe}
+	segmentMagic       = []byte("LDBUF3\n\x00")
+	segmentMagicReused = []byte("LDBUF3\n\x01")
+	segmentMagicV2     = []byte("LDBUF2\n\x00")
+	segmentMagicV1     = []byte("LDBUF1\n\x00")
+	syncMarker         = []byte{0xff, 'L', 'D', 0xfe}
 )
 
 // Segment framing versions.
 const (
 	formatV1 = 1
 	formatV2 = 2
+	formatV3 = 3
 )
+
+// sealOf is the CRC-32C state an LDBUF3 segment's frame headers are
+// checksummed from: that of its id, so a frame is intact only in the
+// segment it was written to, and the frames a reused file still holds
+// from its earlier segment read as nothing.
+func sealOf(id uint64) uint32 {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], id)
+	return crc32.Checksum(b[:], castagnoli)
+}
+
+// headerSum is the checksum of a frame header's first 12 bytes: plain in
+// LDBUF2, from the segment's seal in LDBUF3.
+func headerSum(format int, seal uint32, hdr []byte) uint32 {
+	if format == formatV3 {
+		return crc32.Update(seal, castagnoli, hdr[:12])
+	}
+	return crc32.Checksum(hdr[:12], castagnoli)
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -78,8 +105,14 @@ func encodedLen(r *Record) int {
 	return frameHeaderLen + fixedPayloadLen + len(r.ID) + len(r.Tag) + len(r.Doc)
 }
 
-// appendRecord frames r onto dst.
-func appendRecord(dst []byte, r *Record) ([]byte, error) {
+// appendRecord frames r onto dst for an LDBUF3 segment sealed with seal.
+func appendRecord(dst []byte, r *Record, seal uint32) ([]byte, error) {
+	return appendRecordFormat(dst, r, formatV3, seal)
+}
+
+// appendRecordFormat frames r for a segment of the given format (LDBUF2 or
+// LDBUF3; tests write LDBUF2 to check that it is still read).
+func appendRecordFormat(dst []byte, r *Record, format int, seal uint32) ([]byte, error) {
 	if len(r.ID) > MaxIDLen {
 		return dst, fmt.Errorf("%w: id is %d bytes (max %d)", ErrTooLarge, len(r.ID), MaxIDLen)
 	}
@@ -106,16 +139,28 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 	dst = append(dst, r.Doc...)
 	sum := crc32.Checksum(dst[start+frameHeaderLen:], castagnoli)
 	binary.LittleEndian.PutUint32(dst[start+8:], sum)
-	binary.LittleEndian.PutUint32(dst[start+12:], crc32.Checksum(dst[start:start+12], castagnoli))
+	binary.LittleEndian.PutUint32(dst[start+12:], headerSum(format, seal, dst[start:]))
 	return dst, nil
 }
 
-// nextRecord reads the frame at the start of b. It returns the record, the
-// number of bytes the frame takes, and an error when b does not start with
-// a complete, intact frame. maxPayload caps the declared length so a corrupt
-// header cannot make the caller wait for gigabytes.
-func nextRecord(b []byte, maxPayload int) (Record, int, error) {
-	plen, err := frameHeader(b, maxPayload)
+// reseal rewrites the header checksums of the frames in buf (ending at
+// ends) for an LDBUF3 segment sealed with seal: a batch encoded while one
+// segment was active goes to the next one when it rotates.
+func reseal(buf []byte, ends []int, seal uint32) {
+	start := 0
+	for _, e := range ends {
+		binary.LittleEndian.PutUint32(buf[start+12:], headerSum(formatV3, seal, buf[start:]))
+		start = e
+	}
+}
+
+// nextRecord reads the frame at the start of b (LDBUF2 or LDBUF3). It
+// returns the record, the number of bytes the frame takes, and an error
+// when b does not start with a complete, intact frame. maxPayload caps the
+// declared length so a corrupt header cannot make the caller wait for
+// gigabytes.
+func nextRecord(b []byte, format int, seal uint32, maxPayload int) (Record, int, error) {
+	plen, err := frameHeader(b, format, seal, maxPayload)
 	if err != nil {
 		return Record{}, 0, err
 	}
@@ -134,11 +179,11 @@ func nextRecord(b []byte, maxPayload int) (Record, int, error) {
 // length it declares. ErrShort means b is shorter than a header;
 // ErrBadHeader that the header is not intact, so its length cannot be
 // trusted.
-func frameHeader(b []byte, maxPayload int) (int, error) {
+func frameHeader(b []byte, format int, seal uint32, maxPayload int) (int, error) {
 	if len(b) < frameHeaderLen {
 		return 0, ErrShort
 	}
-	if string(b[:4]) != string(syncMarker) || crc32.Checksum(b[:12], castagnoli) != binary.LittleEndian.Uint32(b[12:]) {
+	if string(b[:4]) != string(syncMarker) || headerSum(format, seal, b) != binary.LittleEndian.Uint32(b[12:]) {
 		return 0, ErrBadHeader
 	}
 	plen := int(binary.LittleEndian.Uint32(b[4:]))
@@ -168,12 +213,13 @@ func nextRecordV1(b []byte, maxPayload int) (Record, int, error) {
 	return r, frameHeaderLenV1 + plen, err
 }
 
-// decodeFrame reads one frame of the given segment format.
-func decodeFrame(format int, b []byte, maxPayload int) (Record, int, error) {
+// decodeFrame reads one frame of the given segment format (seal matters
+// in LDBUF3 only).
+func decodeFrame(format int, seal uint32, b []byte, maxPayload int) (Record, int, error) {
 	if format == formatV1 {
 		return nextRecordV1(b, maxPayload)
 	}
-	return nextRecord(b, maxPayload)
+	return nextRecord(b, format, seal, maxPayload)
 }
 
 func decodePayload(p []byte) (Record, error) {

@@ -102,7 +102,7 @@ func (b *Buffer) recover() error {
 		size, err := st.Size()
 		var sc *segScan
 		if err == nil {
-			sc, err = scanSegmentData(st, size, b.opts.MaxRecordBytes)
+			sc, err = scanSegmentData(st, size, b.opts.MaxRecordBytes, id)
 		}
 		if err != nil {
 			st.Close()
@@ -152,7 +152,7 @@ func (b *Buffer) recover() error {
 func (b *Buffer) recoverSegment(f scanned, ck *checkpoint, newest bool, avgFrame int64) error {
 	sc := f.sc
 	name := segName(f.id)
-	seg := &segment{id: f.id, st: f.st, path: f.path, format: sc.format, ends: sc.ends, starts: sc.starts, sealed: true}
+	seg := &segment{id: f.id, st: f.st, path: f.path, format: sc.format, seal: sealOf(f.id), ends: sc.ends, starts: sc.starts, sealed: true}
 	ackedTo := int64(0) // everything before this offset was acknowledged
 	if f.id == ck.Segment {
 		n := 0

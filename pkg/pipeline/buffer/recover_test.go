@@ -11,15 +11,22 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 )
 
-// checkScanCovers: every non-zero byte after the magic is in an intact
-// record or in reported damage, in order and without overlap. Nothing is
-// dropped without a trace.
+// checkScanCovers: every non-zero byte after the magic (up to the end of
+// a reused segment's data) is in an intact record or in reported damage,
+// in order and without overlap. Nothing is dropped without a trace.
 func checkScanCovers(t *testing.T, sc *segScan, data []byte) {
 	t.Helper()
+	if sc.reused {
+		// Past its data (a terminator, or the torn tail) a reused
+		// file holds the leftover of the segment it held before.
+		if sc.nonZero < sc.end {
+			t.Fatalf("data ends at %d, before the last record's end %d", sc.nonZero, sc.end)
+		}
+		data = data[:sc.nonZero]
+	}
 	type span struct {
 		from, to int64
 		what     string
@@ -70,13 +77,14 @@ func writeSegments(t *testing.T, dir string, segBytes int64, n int) {
 	b.Close()
 }
 
-// frameOffsets lists [start, end) of every frame of a clean V2 segment.
+// frameOffsets lists [start, end) of every frame of a clean segment the
+// buffer wrote (LDBUF3, any id).
 func frameOffsets(t *testing.T, data []byte) [][2]int {
 	t.Helper()
 	var out [][2]int
 	for off := len(segmentMagic); off+frameHeaderLen <= len(data); {
-		plen, err := frameHeader(data[off:], 1<<20)
-		if err != nil {
+		plen := int(binary.LittleEndian.Uint32(data[off+4:]))
+		if string(data[off:off+4]) != string(syncMarker) || plen < fixedPayloadLen || off+frameHeaderLen+plen > len(data) {
 			break
 		}
 		out = append(out, [2]int{off, off + frameHeaderLen + plen})
@@ -132,7 +140,7 @@ func TestCorruptRecordCostsOnlyItself(t *testing.T) {
 				data, _ := os.ReadFile(path)
 				frames := frameOffsets(t, data)
 				victim := frames[len(frames)/2]
-				r, _, err := nextRecord(data[victim[0]:victim[1]], 1<<20)
+				r, _, err := nextRecord(data[victim[0]:victim[1]], formatV3, sealOf(fileSegID(t, path)), 1<<20)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -266,7 +274,7 @@ func TestTornTailInSealedSegmentIsCorruption(t *testing.T) {
 	if len(cs) != 1 || cs[0].From != int64(last[0]) || cs[0].To != int64(len(cut)) || cs[0].Records != 1 {
 		t.Fatalf("corruptions %+v", cs)
 	}
-	r, _, _ := nextRecord(data[last[0]:last[1]], 1<<20)
+	r, _, _ := nextRecord(data[last[0]:last[1]], formatV3, sealOf(fileSegID(t, files[0])), 1<<20)
 	var n int
 	fmt.Sscanf(r.ID, "id-%d", &n)
 	checkSame(t, drain(t, b, false), without(seq(0, 120), n))
@@ -297,7 +305,7 @@ func TestRandomSegment(t *testing.T) {
 	// What was in it is lost; nothing else.
 	var lost []int
 	for _, f := range frameOffsets(t, original) {
-		r, _, _ := nextRecord(original[f[0]:f[1]], 1<<20)
+		r, _, _ := nextRecord(original[f[0]:f[1]], formatV3, sealOf(fileSegID(t, files[1])), 1<<20)
 		var n int
 		fmt.Sscanf(r.ID, "id-%d", &n)
 		lost = append(lost, n)
@@ -309,26 +317,35 @@ func TestRandomSegment(t *testing.T) {
 }
 
 // TestDamagedMagic: a flipped byte in a segment's magic costs no record,
-// also when the flip is in the version byte and leaves the other
-// version's valid magic (LDBUF2 read as LDBUF1 found no record at all:
-// the model test lost a whole segment to it).
+// also when the flip is in the version byte and leaves another version's
+// valid magic (LDBUF2 read as LDBUF1 found no record at all: the model
+// test lost a whole segment to it). A fresh LDBUF3 segment read as a
+// reused one (its eighth byte flipped) loses nothing either: its zeros
+// end it as a terminator would.
 func TestDamagedMagic(t *testing.T) {
 	for _, c := range []struct {
-		format string
+		format string // the segments: v3 written now, or the v1 and v2 fixtures
 		flip   func(magic []byte)
+		damage bool // the magic is reported as damage
 	}{
-		{"v2", func(m []byte) { m[2] ^= 0x40 }},
-		{"v1", func(m []byte) { m[2] ^= 0x40 }},
-		{"v2 read as v1", func(m []byte) { copy(m, segmentMagicV1) }},
-		{"v1 read as v2", func(m []byte) { copy(m, segmentMagic) }},
+		{"v3", func(m []byte) { m[2] ^= 0x40 }, true},
+		{"v2", func(m []byte) { m[2] ^= 0x40 }, true},
+		{"v1", func(m []byte) { m[2] ^= 0x40 }, true},
+		{"v3 read as v2", func(m []byte) { copy(m, segmentMagicV2) }, true},
+		{"v3 read as v1", func(m []byte) { copy(m, segmentMagicV1) }, true},
+		{"v2 read as v3", func(m []byte) { copy(m, segmentMagic) }, true},
+		{"v2 read as v1", func(m []byte) { copy(m, segmentMagicV1) }, true},
+		{"v1 read as v3", func(m []byte) { copy(m, segmentMagic) }, true},
+		{"v1 read as v2", func(m []byte) { copy(m, segmentMagicV2) }, true},
+		{"v3 read as reused", func(m []byte) { copy(m, segmentMagicReused) }, false},
 	} {
 		t.Run(c.format, func(t *testing.T) {
 			dir := t.TempDir()
 			n := 120
-			if strings.HasPrefix(c.format, "v1") {
-				copyV1Fixture(t, dir)
-			} else {
+			if v := c.format[:2]; v == "v3" {
 				writeSegments(t, dir, 4096, n)
+			} else {
+				copyFixture(t, dir, v)
 			}
 			path := segFiles(t, dir)[1]
 			data, _ := os.ReadFile(path)
@@ -336,7 +353,8 @@ func TestDamagedMagic(t *testing.T) {
 			os.WriteFile(path, data, 0o600)
 			b := open(t, Options{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 24})
 			cs := b.Corruptions()
-			if len(cs) != 1 || cs[0].From != 0 || cs[0].To != int64(len(segmentMagic)) || cs[0].Records != 0 {
+			if !c.damage && len(cs) != 0 ||
+				c.damage && (len(cs) != 1 || cs[0].From != 0 || cs[0].To != int64(len(segmentMagic)) || cs[0].Records != 0) {
 				t.Fatalf("corruptions %+v", cs)
 			}
 			checkSame(t, drain(t, b, false), seq(0, n))
@@ -347,11 +365,14 @@ func TestDamagedMagic(t *testing.T) {
 // copyV1Fixture copies testdata/v1: three segments holding rec(0..120),
 // written by the buffer before the sync-marker framing (commit 797de26),
 // the last with its preallocated zeros.
-func copyV1Fixture(t *testing.T, dir string) {
+func copyV1Fixture(t *testing.T, dir string) { copyFixture(t, dir, "v1") }
+
+// copyFixture copies the segments of testdata/<version> to dir.
+func copyFixture(t *testing.T, dir, version string) {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join("testdata", "v1", "seg-*.log"))
+	files, _ := filepath.Glob(filepath.Join("testdata", version, "seg-*.log"))
 	if len(files) != 3 {
-		t.Fatalf("testdata/v1 holds %d segments", len(files))
+		t.Fatalf("testdata/%s holds %d segments", version, len(files))
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -378,32 +399,37 @@ func v1Frames(data []byte) [][2]int {
 	return out
 }
 
-// TestReadsV1Segments: segments written by the previous framing are read
-// after an upgrade; new records go to new-format segments after them.
-func TestReadsV1Segments(t *testing.T) {
-	dir := t.TempDir()
-	copyV1Fixture(t, dir)
-	b, err := Open(Options{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 24})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rc := b.Recovery(); rc.Records != 120 || rc.CorruptRegions != 0 || rc.TruncatedBytes != 0 {
-		t.Fatalf("recovery %+v", rc)
-	}
-	got := drain(t, b, false)
-	checkSame(t, got, seq(0, 120))
-	// Acknowledge the first 30 so the checkpoint points into a V1 segment.
-	for _, r := range got[:30] {
-		b.Ack(r.Pos)
-	}
-	appendN(t, b, 120, 130)
-	b.Close()
-	b2 := open(t, Options{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 24})
-	checkSame(t, drain(t, b2, false), seq(30, 130))
-	files := segFiles(t, dir)
-	last, _ := os.ReadFile(files[len(files)-1])
-	if !bytes.HasPrefix(last, segmentMagic) {
-		t.Fatalf("new segment starts %q", last[:8])
+// TestReadsOlderSegments: segments written by the earlier framings are
+// read after an upgrade; new records go to LDBUF3 segments after them.
+func TestReadsOlderSegments(t *testing.T) {
+	for _, version := range []string{"v1", "v2"} {
+		t.Run(version, func(t *testing.T) {
+			dir := t.TempDir()
+			copyFixture(t, dir, version)
+			b, err := Open(Options{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 24})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc := b.Recovery(); rc.Records != 120 || rc.CorruptRegions != 0 || rc.TruncatedBytes != 0 {
+				t.Fatalf("recovery %+v", rc)
+			}
+			got := drain(t, b, false)
+			checkSame(t, got, seq(0, 120))
+			// Acknowledge the first 30 so the checkpoint points into an
+			// old segment.
+			for _, r := range got[:30] {
+				b.Ack(r.Pos)
+			}
+			appendN(t, b, 120, 130)
+			b.Close()
+			b2 := open(t, Options{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 24})
+			checkSame(t, drain(t, b2, false), seq(30, 130))
+			files := segFiles(t, dir)
+			last, _ := os.ReadFile(files[len(files)-1])
+			if !bytes.HasPrefix(last, segmentMagic) {
+				t.Fatalf("new segment starts %q", last[:8])
+			}
+		})
 	}
 }
 
@@ -565,6 +591,7 @@ func TestQuarantineFailureKeepsSegment(t *testing.T) {
 func FuzzRecover(f *testing.F) {
 	f.Add(append([]byte{}, segmentMagic...))
 	f.Add([]byte("LDBUF2\n\x00\xffLD\xfe"))
+	f.Add([]byte("LDBUF3\n\x01\xffLD\xfe"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, segName(1))
@@ -594,13 +621,88 @@ func FuzzRecover(f *testing.F) {
 				if r.Corrupt != nil {
 					t.Fatalf("recovered record handed out corrupt: %v", r.Corrupt)
 				}
-				again, _ := appendRecord(nil, &r)
+				again, _ := appendRecord(nil, &r, sealOf(1))
+				v2, _ := appendRecordFormat(nil, &r, formatV2, 0)
 				v1 := append(binary.LittleEndian.AppendUint32(nil, uint32(len(again)-frameHeaderLen)), again[8:12]...)
 				v1 = append(v1, again[frameHeaderLen:]...)
-				if !bytes.Contains(data, again) && !bytes.Contains(data, v1) {
+				if !bytes.Contains(data, again) && !bytes.Contains(data, v2) && !bytes.Contains(data, v1) {
 					t.Fatalf("record %+v is not in the file", r)
 				}
 			}
 		}
 	})
+}
+
+// TestReusedSegmentRecovery: a segment in a reused file ends at the
+// terminator its last commit wrote; the earlier segment's frames past it
+// (sealed with another id) are leftover, neither records nor damage. A
+// commit cut short runs into leftover instead of zeros and is cut off as
+// a torn tail; a complete frame damaged before a terminator, and damage
+// between intact frames, are corruption as in a fresh segment.
+func TestReusedSegmentRecovery(t *testing.T) {
+	const id = 7
+	frames := func(from, to int, seal uint32) []byte {
+		var b []byte
+		for i := from; i < to; i++ {
+			r := rec(i)
+			b, _ = appendRecord(b, &r, seal)
+		}
+		return b
+	}
+	// The earlier segment's bytes, from where the new data ends on: a
+	// file reused whole keeps them up to its size.
+	leftover := frames(500, 540, sealOf(3))
+	terminator := make([]byte, frameHeaderLen)
+	build := func(parts ...[]byte) []byte {
+		data := append([]byte(nil), segmentMagicReused...)
+		for _, p := range parts {
+			data = append(data, p...)
+		}
+		return data
+	}
+	good := frames(0, 10, sealOf(id))
+	next := frames(10, 11, sealOf(id))
+	damagedNext := append([]byte(nil), next...)
+	damagedNext[len(damagedNext)-5] ^= 0x20
+	damagedHeader := append([]byte(nil), next...)
+	damagedHeader[5] ^= 0x01
+	nine := frames(9, 10, sealOf(id))
+	damagedNine := append([]byte(nil), nine...)
+	damagedNine[len(damagedNine)-5] ^= 0x20
+	for _, c := range []struct {
+		name      string
+		data      []byte
+		want      []int
+		torn      bool  // a torn tail is cut off
+		corrupt   int64 // bytes reported as corruption
+		corruptAt int64
+	}{
+		{"terminator then leftover", build(good, terminator, leftover), seq(0, 10), false, 0, 0},
+		{"data to the end of the file", build(good), seq(0, 10), false, 0, 0},
+		{"torn commit into leftover", build(good, next[:len(next)-10], leftover[len(next)-10:]), seq(0, 10), true, 0, 0},
+		{"torn header into leftover", build(good, next[:9], leftover[9:]), seq(0, 10), true, 0, 0},
+		{"damaged header before leftover", build(good, damagedHeader, leftover), seq(0, 10), true, 0, 0},
+		{"complete frame damaged", build(good, damagedNext, terminator, leftover), seq(0, 10), false, int64(len(next)), int64(len(segmentMagic) + len(good))},
+		{"damage between frames", build(frames(0, 9, sealOf(id)), damagedNine, frames(10, 12, sealOf(id)), terminator, leftover),
+			append(seq(0, 9), 10, 11), false, int64(len(nine)), int64(len(segmentMagic) + len(good) - len(nine))},
+		{"only leftover", build(leftover), nil, true, 0, 0},
+		{"empty spare", build(terminator, leftover), nil, false, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, segName(id)), c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b := open(t, Options{Dir: dir, SegmentBytes: 1 << 16, MaxBytes: 1 << 20})
+			rc := b.Recovery()
+			if (rc.TruncatedBytes > 0) != c.torn {
+				t.Fatalf("recovery %+v: torn tail %v, want %v", rc, rc.TruncatedBytes > 0, c.torn)
+			}
+			cs := b.Corruptions()
+			if c.corrupt == 0 && len(cs) != 0 || c.corrupt > 0 && (len(cs) != 1 || cs[0].Bytes != c.corrupt || cs[0].From != c.corruptAt) {
+				t.Fatalf("corruptions %+v, want %d bytes at %d", cs, c.corrupt, c.corruptAt)
+			}
+			checkSame(t, drain(t, b, false), c.want)
+		})
+	}
 }

@@ -9,7 +9,9 @@ import (
 // segScan is what scanning one segment file found: its intact records,
 // and the damaged bytes between and after them.
 type segScan struct {
-	format  int            // formatV1 or formatV2; 0 when nothing was recognised
+	format  int            // formatV1, formatV2 or formatV3; 0 when nothing was recognised
+	seal    uint32         // sealOf(the segment's id), for LDBUF3 headers
+	reused  bool           // an LDBUF3 segment in a file that held another before: leftover follows its data
 	magicOK bool           // the file starts with a known magic
 	ends    []uint32       // end offset of each intact record
 	starts  map[int]uint32 // start of each record that does not begin where the previous one ended
@@ -115,11 +117,12 @@ func (w *window) lastNonZero(from int64) (int64, error) {
 	return from, nil
 }
 
-// scanSegmentData reads a segment and sorts its bytes into intact
+// scanSegmentData reads segment id and sorts its bytes into intact
 // records and damage. Only I/O errors are errors.
-func scanSegmentData(r io.ReaderAt, size int64, maxRecord int) (*segScan, error) {
+func scanSegmentData(r io.ReaderAt, size int64, maxRecord int, id uint64) (*segScan, error) {
 	w := &window{r: r, size: size}
-	s := &segScan{size: size, end: min(int64(len(segmentMagic)), size), v1Budget: 64*size + 64<<20}
+	seal := sealOf(id)
+	s := &segScan{size: size, seal: seal, end: min(int64(len(segmentMagic)), size), v1Budget: 64*size + 64<<20}
 	nz, err := w.lastNonZero(0)
 	if err != nil {
 		return nil, err
@@ -131,10 +134,14 @@ func scanSegmentData(r io.ReaderAt, size int64, maxRecord int) (*segScan, error)
 	}
 	switch {
 	case bytes.Equal(magic, segmentMagic):
+		s.format, s.magicOK = formatV3, true
+	case bytes.Equal(magic, segmentMagicReused):
+		s.format, s.magicOK, s.reused = formatV3, true, true
+	case bytes.Equal(magic, segmentMagicV2):
 		s.format, s.magicOK = formatV2, true
 	case bytes.Equal(magic, segmentMagicV1):
 		s.format, s.magicOK = formatV1, true
-	case nz <= int64(len(segmentMagic)) && (bytes.HasPrefix(segmentMagic, magic[:nz]) || bytes.HasPrefix(segmentMagicV1, magic[:nz])):
+	case nz <= int64(len(segmentMagic)) && (bytes.HasPrefix(segmentMagic, magic[:nz]) || bytes.HasPrefix(segmentMagicV2, magic[:nz]) || bytes.HasPrefix(segmentMagicV1, magic[:nz])):
 		// Empty, or cut short while its header was written: no data.
 		s.end = nz
 		return s, nil
@@ -142,8 +149,8 @@ func scanSegmentData(r io.ReaderAt, size int64, maxRecord int) (*segScan, error)
 	if !s.magicOK {
 		// A damaged magic: read the rest as whichever format finds records.
 		s.damaged = append(s.damaged, damage{from: 0, to: int64(len(segmentMagic))})
-		for _, f := range []int{formatV2, formatV1} {
-			t := &segScan{format: f, size: size, nonZero: nz, end: int64(len(segmentMagic)), v1Budget: s.v1Budget,
+		for _, f := range []int{formatV3, formatV2, formatV1} {
+			t := &segScan{format: f, seal: seal, size: size, nonZero: nz, end: int64(len(segmentMagic)), v1Budget: s.v1Budget,
 				damaged: []damage{{from: 0, to: int64(len(segmentMagic))}}}
 			if err := t.scanFrames(w, maxRecord); err != nil {
 				return nil, err
@@ -163,21 +170,24 @@ func scanSegmentData(r io.ReaderAt, size int64, maxRecord int) (*segScan, error)
 	if len(s.damaged) > 0 {
 		// The magic may be the damage even when it reads as a valid one:
 		// its sixth byte is the version, and one flipped bit turns
-		// LDBUF2 into LDBUF1, under which not one record of the segment
-		// reads. Read it as the other version too and believe whichever
-		// finds more intact records.
-		other := formatV1
-		if s.format == formatV1 {
-			other = formatV2
+		// LDBUF3 into LDBUF2 or LDBUF1, under which not one record of the
+		// segment reads. Read it as the other versions too and believe
+		// whichever finds more intact records.
+		best := s
+		for _, other := range []int{formatV3, formatV2, formatV1} {
+			if other == s.format {
+				continue
+			}
+			t := &segScan{format: other, seal: seal, size: size, nonZero: nz, end: int64(len(segmentMagic)), v1Budget: s.v1Budget,
+				damaged: []damage{{from: 0, to: int64(len(segmentMagic))}}}
+			if err := t.scanFrames(w, maxRecord); err != nil {
+				return nil, err
+			}
+			if len(t.ends) > len(best.ends) {
+				best = t
+			}
 		}
-		t := &segScan{format: other, size: size, nonZero: nz, end: int64(len(segmentMagic)), v1Budget: s.v1Budget,
-			damaged: []damage{{from: 0, to: int64(len(segmentMagic))}}}
-		if err := t.scanFrames(w, maxRecord); err != nil {
-			return nil, err
-		}
-		if len(t.ends) > len(s.ends) {
-			return t.finish(w, maxRecord)
-		}
+		return best.finish(w, maxRecord)
 	}
 	return s.finish(w, maxRecord)
 }
@@ -204,6 +214,9 @@ func (s *segScan) addDamage(d damage) {
 
 // scanFrames walks the frames after the magic.
 func (s *segScan) scanFrames(w *window, maxRecord int) error {
+	if s.reused {
+		return s.scanReused(w, maxRecord)
+	}
 	hdrLen := frameHeaderLen
 	if s.format == formatV1 {
 		hdrLen = frameHeaderLenV1
@@ -221,7 +234,7 @@ func (s *segScan) scanFrames(w *window, maxRecord int) error {
 			if err != nil {
 				return err
 			}
-			if _, _, err := decodeFrame(s.format, fb, maxRecord); err == nil {
+			if _, _, err := decodeFrame(s.format, s.seal, fb, maxRecord); err == nil {
 				s.addRecord(off, next)
 				off = next
 				continue
@@ -260,8 +273,8 @@ func (s *segScan) scanFrames(w *window, maxRecord int) error {
 
 // header checks a frame header and returns the payload length it declares.
 func (s *segScan) header(b []byte, maxRecord int) (int, bool) {
-	if s.format == formatV2 {
-		plen, err := frameHeader(b, maxRecord)
+	if s.format != formatV1 {
+		plen, err := frameHeader(b, s.format, s.seal, maxRecord)
 		return plen, err == nil
 	}
 	if len(b) < frameHeaderLenV1+fixedPayloadLen {
@@ -294,7 +307,7 @@ func (s *segScan) validAt(w *window, off int64, maxRecord int) (bool, error) {
 	if !ok || off+int64(hdrLen+plen) > s.size {
 		return false, nil
 	}
-	if s.format == formatV2 {
+	if s.format != formatV1 {
 		return true, nil // the header checksum vouches for it
 	}
 	if s.v1Budget -= int64(plen); s.v1Budget < 0 {
@@ -304,7 +317,7 @@ func (s *segScan) validAt(w *window, off int64, maxRecord int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	_, _, err = decodeFrame(s.format, fb, maxRecord)
+	_, _, err = decodeFrame(s.format, s.seal, fb, maxRecord)
 	return err == nil, nil
 }
 
@@ -354,7 +367,7 @@ func (s *segScan) resync(w *window, from int64, maxRecord int) (int64, error) {
 // markersIn counts sync markers in [from, to) after its first byte: the
 // damaged headers of frames that followed the first.
 func (s *segScan) markersIn(w *window, from, to int64) int {
-	if s.format != formatV2 {
+	if s.format == formatV1 {
 		return 0
 	}
 	n := 0
@@ -374,10 +387,11 @@ func (s *segScan) markersIn(w *window, from, to int64) int {
 	return n
 }
 
-// finish decides whether the damage at the end can be a torn write.
+// finish decides whether the damage at the end can be a torn write
+// (scanReused decided it for a reused segment).
 func (s *segScan) finish(w *window, maxRecord int) (*segScan, error) {
 	t := s.tail()
-	if t == nil {
+	if t == nil || s.reused {
 		return s, nil
 	}
 	hdrLen := frameHeaderLen
@@ -408,4 +422,95 @@ func (s *segScan) finish(w *window, maxRecord int) (*segScan, error) {
 	// damaged after it was written.
 	s.tornOK = ok && t.from+int64(hdrLen+plen) > s.nonZero
 	return s, nil
+}
+
+// scanReused walks the frames of a segment whose file held an earlier
+// segment: its data ends at the first terminator (zeros where the next
+// frame would start: every commit writes them after its frames), or at
+// the end of the file, and what lies past that is the earlier segment's
+// leftover. Those frames were sealed with another id, so they never read
+// as intact here and are not searched for.
+//
+// Damage between intact frames is corruption, as in a fresh segment.
+// After the last intact frame, bytes that are not a terminator are the
+// commit a crash cut short, whose frames run into leftover rather than
+// zeros: a torn tail, cut off. One exception is kept from the fresh rule:
+// a frame under an intact header, complete and followed by a terminator,
+// was written whole and damaged afterwards, so it is corruption. A
+// damaged header there cannot be told from a torn one and is cut as torn.
+func (s *segScan) scanReused(w *window, maxRecord int) error {
+	off := int64(len(segmentMagic))
+	for off < s.size {
+		end, err := s.terminatorAt(w, off)
+		if err != nil || end {
+			s.nonZero = off
+			return err
+		}
+		hdr, err := w.get(off, frameHeaderLen+fixedPayloadLen)
+		if err != nil {
+			return err
+		}
+		plen, ok := s.header(hdr, maxRecord)
+		next := off + int64(frameHeaderLen+plen)
+		ok = ok && next <= s.size && next <= 1<<32-1
+		if ok {
+			fb, err := w.get(off, frameHeaderLen+plen)
+			if err != nil {
+				return err
+			}
+			if _, _, err := decodeFrame(s.format, s.seal, fb, maxRecord); err == nil {
+				s.addRecord(off, next)
+				off = next
+				continue
+			}
+		}
+		q, err := s.resync(w, off+1, maxRecord)
+		if err != nil {
+			return err
+		}
+		if q >= 0 {
+			if ok && next <= q {
+				s.addDamage(damage{from: off, to: next, records: 1, exact: true})
+				if next < q {
+					s.addDamage(damage{from: next, to: q, records: 1 + s.markersIn(w, next, q)})
+				}
+			} else {
+				s.addDamage(damage{from: off, to: q, records: 1 + s.markersIn(w, off, q)})
+			}
+			off = q
+			continue
+		}
+		// The tail.
+		if ok {
+			whole, err := s.terminatorAt(w, next)
+			if err != nil {
+				return err
+			}
+			s.addDamage(damage{from: off, to: next, records: 1, exact: true})
+			s.nonZero, s.tornOK = next, !whole
+			return nil
+		}
+		to := min(off+frameHeaderLen, s.size)
+		s.addDamage(damage{from: off, to: to, records: 1})
+		s.nonZero, s.tornOK = to, true
+		return nil
+	}
+	s.nonZero = s.size
+	return nil
+}
+
+// terminatorAt reports whether a reused segment's data ends at off: a
+// frame header's worth of zeros there, or fewer bytes than a header, all
+// zeros, before the end of the file.
+func (s *segScan) terminatorAt(w *window, off int64) (bool, error) {
+	b, err := w.get(off, frameHeaderLen)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false, nil
+		}
+	}
+	return len(b) == frameHeaderLen || off+int64(len(b)) == s.size, nil
 }

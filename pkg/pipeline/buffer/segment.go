@@ -13,7 +13,8 @@ type segment struct {
 	id      uint64
 	st      storage
 	path    string   // the file ("" in memory mode)
-	format  int      // framing: formatV2, or formatV1 for segments written before it
+	format  int      // framing: formatV3, or the older formatV2 or formatV1
+	seal    uint32   // sealOf(id): what LDBUF3 frame headers are checksummed from
 	size    int64    // committed (durable) bytes
 	ends    []uint32 // end offset of each committed record
 	sealed  bool
@@ -28,9 +29,11 @@ type segment struct {
 	// pinned keeps the file on disk after its records are acknowledged:
 	// it holds damaged bytes that could not be copied to the quarantine.
 	pinned bool
-	// zeroed is the end of the zeros preallocated past size (0 when there
-	// are none). Only the committer uses it.
-	zeroed int64
+	// allocEnd is the end of the blocks the file holds past size: zeros
+	// it was preallocated with or, in a reused file, the leftover of the
+	// segment it held before (0 when there are none: writes extend the
+	// file). Only the committer uses it.
+	allocEnd int64
 }
 
 func (s *segment) isAcked(i int) bool {
@@ -84,7 +87,7 @@ func (b *Buffer) newSegment() error {
 // countPlainLocked counts seg in Stats.PlainSegments when it is a file
 // without preallocated blocks (memory has none to have).
 func (b *Buffer) countPlainLocked(seg *segment) {
-	if seg.zeroed == 0 && !b.opts.Memory {
+	if seg.allocEnd == 0 && !b.opts.Memory {
 		b.stats.PlainSegments++
 	}
 }
@@ -93,7 +96,7 @@ func (b *Buffer) countPlainLocked(seg *segment) {
 // header, fsync of file and directory), done without holding b.mu. A
 // failure leaves no file behind and is a WriteError (OpRotate).
 func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
-	seg := &segment{id: id, format: formatV2}
+	seg := &segment{id: id, format: formatV3, seal: sealOf(id)}
 	if b.opts.Memory {
 		m := &memStorage{}
 		m.Write(segmentMagic)
@@ -125,7 +128,7 @@ func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 		if err := st.SeekTo(int64(len(segmentMagic))); err != nil {
 			return fail(err)
 		}
-		seg.zeroed = b.opts.SegmentBytes
+		seg.allocEnd = b.opts.SegmentBytes
 	}
 	if err := st.Sync(); err != nil {
 		return fail(err)

@@ -48,7 +48,8 @@ func (e *WriteError) DiskFull() bool {
 
 type pendingBatch struct {
 	buf  []byte
-	ends []int // end offsets inside buf
+	ends []int  // end offsets inside buf
+	seal uint32 // the seal its frames were encoded with: the active segment's at its first append
 	done chan struct{}
 	err  error
 }
@@ -114,13 +115,16 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 		b.mu.Lock()
 	}
 	p := b.cur
+	if len(p.ends) == 0 {
+		p.seal = b.segs[len(b.segs)-1].seal
+	}
 	if cap(p.buf)-len(p.buf) < n {
 		nb := make([]byte, len(p.buf), 2*cap(p.buf)+n)
 		copy(nb, p.buf)
 		p.buf = nb
 	}
 	for i := range recs {
-		p.buf, _ = appendRecord(p.buf, &recs[i])
+		p.buf, _ = appendRecord(p.buf, &recs[i], p.seal)
 		p.ends = append(p.ends, len(p.buf))
 	}
 	b.reserved += int64(n)
@@ -183,6 +187,12 @@ func (b *Buffer) commit() {
 	start := seg.size
 	b.mu.Unlock()
 
+	if seg.seal != p.seal {
+		// Encoded while the segment before was active: the batch is the
+		// one that rotated (or arrived during the rotation).
+		reseal(p.buf, p.ends, seg.seal)
+		p.seal = seg.seal
+	}
 	t0 := time.Now()
 	err = writeBatch(seg, start, p.buf)
 	took := time.Since(t0)
@@ -243,32 +253,32 @@ func (b *Buffer) refuseLocked(p *pendingBatch, err *WriteError) {
 // without b.mu: only the committer writes segments, and past every
 // committed record.
 //
-// Over preallocated zeros the write goes on with zeros to the next page
-// boundary. A buffered write that ends inside a page the page cache does
-// not hold makes the filesystem read that block from disk first, since
-// its old contents must survive around the new bytes: one synchronous
-// read in every commit where a spare's zeros were written around the
-// page cache (blocks reserved with fallocate read as zeros without one).
-// Those bytes are zeros already, so writing them changes nothing on disk
-// and costs no read.
+// Within the file's blocks (allocEnd) the write goes on with zeros past a
+// frame header's worth to the next page boundary. In a reused file those
+// zeros are the terminator recovery stops at: past them lies the earlier
+// segment's leftover, which the next commit overwrites from end on. And a
+// buffered write that ends inside a page the page cache does not hold
+// makes the filesystem read that block from disk first, since its old
+// contents must survive around the new bytes: one synchronous read in
+// every commit where the zeros were written around the page cache.
 func writeBatch(seg *segment, start int64, buf []byte) *WriteError {
 	end := start + int64(len(buf))
 	padded := buf
-	if pad := min(alignUp(end, pageSize), seg.zeroed) - end; pad > 0 {
+	if pad := min(alignUp(end+frameHeaderLen, pageSize), seg.allocEnd) - end; pad > 0 {
 		padded = append(buf, make([]byte, pad)...)
 	}
 	if err := writeFull(seg.st, padded); err != nil {
-		seg.zeroed = 0
+		seg.allocEnd = 0
 		return &WriteError{Op: OpAppend, Path: seg.path, Err: err}
 	}
 	if len(padded) > len(buf) {
 		if err := seg.st.SeekTo(end); err != nil {
-			seg.zeroed = 0
+			seg.allocEnd = 0
 			return &WriteError{Op: OpAppend, Path: seg.path, Err: err}
 		}
 	}
 	if err := seg.st.Sync(); err != nil {
-		seg.zeroed = 0
+		seg.allocEnd = 0
 		return &WriteError{Op: OpCommit, Path: seg.path, Err: err}
 	}
 	return nil
