@@ -95,6 +95,10 @@ type Stats struct {
 	// full disk). Every commit to one extends the file, and its
 	// fdatasync journals the new size: slower acks until the next one.
 	PlainSegments uint64
+	// ReusedSegments counts segments started in the file of a fully
+	// acknowledged one instead of a new file (segment.go): commits there
+	// overwrite blocks the disk already holds.
+	ReusedSegments uint64
 	// LastAppend is when the latest Append was called (zero before the
 	// first): how the output tells that senders are at work.
 	LastAppend time.Time
@@ -138,7 +142,12 @@ type Buffer struct {
 	spareOut     bool // a spare is being prepared or waits in spare
 	spareDiscard bool // ... and will be removed when it arrives
 
-	removeWG sync.WaitGroup // segment files being deleted
+	// reusable holds files of fully acknowledged segments kept for the
+	// next spares, under their old names; they fit in MaxBytes beside the
+	// bytes held (keepForReuse).
+	reusable []storage
+
+	removeWG sync.WaitGroup // segment files being deleted or kept for reuse
 	freeBuf  []byte         // a written batch's buffer, for the next batch
 }
 
@@ -257,6 +266,15 @@ func (b *Buffer) close() {
 		}
 	}
 	b.removeWG.Wait()
+	// Files kept for reuse hold only acknowledged records: remove them
+	// rather than leave them for recovery to clear.
+	b.mu.Lock()
+	reusable := b.reusable
+	b.reusable = nil
+	b.mu.Unlock()
+	for _, st := range reusable {
+		st.Remove()
+	}
 	b.closeSegments()
 }
 

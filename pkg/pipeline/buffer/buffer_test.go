@@ -124,10 +124,14 @@ func TestAppendNextAckDeletesSegments(t *testing.T) {
 	if st.Records != 0 || st.Segments != 1 || st.Acked != 500 {
 		t.Fatalf("stats after ack: %+v", st)
 	}
-	b.removeWG.Wait() // segment files are unlinked in the background
+	b.removeWG.Wait() // segment files are unlinked (or kept) in the background
 	files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
-	if len(files) < 1 || len(files) > 2 { // the active segment, perhaps a spare
-		t.Fatalf("segment files left: %v", files)
+	// The active segment, perhaps a spare, and files kept for reuse.
+	b.mu.Lock()
+	kept := len(b.reusable)
+	b.mu.Unlock()
+	if len(files) < 1 || len(files) > 2+kept {
+		t.Fatalf("segment files left: %v (%d kept for reuse)", files, kept)
 	}
 	b.Close()
 	if files, _ = filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != 1 {
@@ -483,6 +487,39 @@ func TestCommitsEndOnPageBoundaries(t *testing.T) {
 	checkSame(t, drain(t, b2, false), seq(0, 3003))
 }
 
+// TestCommitTerminator: after its frames a commit writes zeros, a frame
+// header's worth at least, up to a page boundary and never past the
+// file's blocks: in a reused file they are what recovery stops at, and
+// the leftover after them stays as it was.
+func TestCommitTerminator(t *testing.T) {
+	const alloc = 3 * pageSize
+	for _, end := range []int64{pageSize - 100, pageSize - frameHeaderLen - 1, pageSize - frameHeaderLen, pageSize - 8, pageSize, pageSize + 100, alloc - 8, alloc + 50} {
+		m := &memStorage{}
+		m.Write(bytes.Repeat([]byte{0xaa}, alloc)) // an earlier segment's leftover
+		seg := &segment{st: m, allocEnd: alloc}
+		const start = 100
+		m.SeekTo(start)
+		if err := writeBatch(seg, start, bytes.Repeat([]byte{1}, int(end-start))); err != nil {
+			t.Fatal(err)
+		}
+		data := m.data
+		zerosTo := end
+		for zerosTo < int64(len(data)) && data[zerosTo] == 0 {
+			zerosTo++
+		}
+		want := min(alignUp(end+frameHeaderLen, pageSize), alloc)
+		if end >= alloc {
+			want = end // past the blocks: nothing to pad, the file ends there
+		}
+		if zerosTo != want || int64(len(data)) != max(alloc, end) {
+			t.Fatalf("batch ending at %d: zeros to %d, want %d; file %d bytes", end, zerosTo, want, len(data))
+		}
+		if m.off != end {
+			t.Fatalf("batch ending at %d: next write at %d", end, m.off)
+		}
+	}
+}
+
 // TestRawRecordsKeepTheirKind: a record stored as the shipper sent it
 // (Raw, no id) comes back as one, next to ordinary records, and again
 // after a restart, so its reader knows to make the document and the id.
@@ -802,6 +839,121 @@ func TestPlainSegmentsCounted(t *testing.T) {
 		}
 		if got, want := b.Stats().PlainSegments, map[bool]uint64{false: 0, true: 1}[drop]; got != want {
 			t.Fatalf("spare dropped %v: Stats.PlainSegments %d, want %d", drop, got, want)
+		}
+	}
+}
+
+// TestReusedFiles: files of fully acknowledged segments become the next
+// segments (as many wait as fit in MaxBytes), and what is written into them
+// reads back alone after a clean restart and after a power loss: the
+// earlier segments' frames past the data never come back, and nothing is
+// reported damaged or torn.
+func TestReusedFiles(t *testing.T) {
+	for _, powerLoss := range []bool{false, true} {
+		t.Run(fmt.Sprint("power loss ", powerLoss), func(t *testing.T) {
+			dir := t.TempDir()
+			fs := newFaultFS()
+			// Segments of four pages: a commit's terminator ends at a page
+			// boundary, and the leftover past it shows.
+			opts := Options{Dir: dir, SegmentBytes: 4 * pageSize, MaxBytes: 1 << 20, fs: fs}
+			b := open(t, opts)
+			for i := 0; i < 2000; i += 5 {
+				appendN(t, b, i, i+5)
+				drain(t, b, true)
+			}
+			// Not acknowledged, until they fill a segment made of a reused
+			// file and go on into the next one.
+			b.removeWG.Wait()
+			before := b.Stats().ReusedSegments
+			n := 2000
+			for ; b.Stats().ReusedSegments < before+1 || n < 2030; n += 5 {
+				if n > 3000 {
+					t.Fatal("no segment was made of a reused file")
+				}
+				appendN(t, b, n, n+5)
+			}
+			appendN(t, b, n, n+5)
+			n += 5
+			st := b.Stats()
+			b.mu.Lock()
+			kept := len(b.reusable)
+			var reusedData bool
+			for _, seg := range b.segs {
+				reusedData = reusedData || seg.reused && len(seg.ends) > 0
+			}
+			b.mu.Unlock()
+			if st.ReusedSegments < 5 || st.Bytes+int64(kept)*opts.SegmentBytes > opts.MaxBytes || !reusedData {
+				t.Fatalf("%d segments in reused files (one with records %v), %d files kept", st.ReusedSegments, reusedData, kept)
+			}
+			b.Close()
+			if powerLoss {
+				// After Close: the checkpoint is written, so nothing
+				// acknowledged is replayed; what a power loss keeps is
+				// what was synced, directory entries included.
+				dir = fs.snapshot(t, dir, true, rand.New(rand.NewSource(1)))
+				opts.Dir, opts.fs = dir, nil
+			}
+			b2 := open(t, opts)
+			if rc := b2.Recovery(); rc.CorruptRegions != 0 || rc.TruncatedBytes != 0 || rc.Replay != n-2000 {
+				t.Fatalf("recovery %+v, damage %+v", rc, b2.Corruptions())
+			}
+			checkSame(t, drain(t, b2, false), seq(2000, n))
+		})
+	}
+}
+
+// TestReusedFilesWithinMaxBytes: files kept for reuse give their room
+// back as unacknowledged records fill the buffer: the segment files on
+// disk never exceed MaxBytes plus the spare and the active segment's
+// overshoot.
+func TestReusedFilesWithinMaxBytes(t *testing.T) {
+	dir := t.TempDir()
+	const maxBytes, segBytes = 64 << 10, 4096
+	b := open(t, Options{Dir: dir, SegmentBytes: segBytes, MaxBytes: maxBytes})
+	onDisk := func() int64 {
+		b.removeWG.Wait()
+		files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+		var n int64
+		for _, f := range files {
+			if fi, err := os.Stat(f); err == nil {
+				n += fi.Size()
+			}
+		}
+		return n
+	}
+	// A backlog, then all of it acknowledged at once: its files are kept.
+	for i := 0; i < 500; i += 5 {
+		appendN(t, b, i, i+5)
+	}
+	drain(t, b, true)
+	b.removeWG.Wait()
+	b.mu.Lock()
+	kept := len(b.reusable)
+	b.mu.Unlock()
+	if kept < 5 {
+		t.Fatalf("%d files kept for reuse after a backlog of 500 records was acknowledged", kept)
+	}
+	// Now nothing is acknowledged until the buffer is full.
+	for i := 1500; ; i += 5 {
+		if i == 1500 && onDisk() > maxBytes+2*segBytes {
+			t.Fatalf("%d bytes of segment files with the buffer empty, limit %d", onDisk(), maxBytes)
+		}
+		var recs []Record
+		for j := i; j < i+5; j++ {
+			recs = append(recs, rec(j))
+		}
+		err := b.Append(context.Background(), recs)
+		if got := onDisk(); got > maxBytes+2*segBytes {
+			t.Fatalf("after %d records: %d bytes of segment files, limit %d", i-1500, got, maxBytes)
+		}
+		if errors.Is(err, ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 10000 {
+			t.Fatal("the buffer never filled up")
 		}
 	}
 }

@@ -109,17 +109,21 @@
 //     preallocation) or leftover (a reused file), or the bytes of a failed
 //     write that the next commit truncates away before writing
 //     (Buffer.dirty).
-//   - A segment file is deleted only when it is sealed and all its records
-//     are acknowledged, and never while it holds damaged bytes that could
-//     not be copied to corrupt/ (segment.pinned).
+//   - A segment file is deleted, or kept for reuse, only when it is sealed
+//     and all its records are acknowledged, and never while it holds
+//     damaged bytes that could not be copied to corrupt/ (segment.pinned).
+//     A reused file gets its new header durably under its old name before
+//     it takes the new one: after a crash it holds its old, acknowledged
+//     segment or an empty one.
 //   - The checkpoint may lag behind the acks (it is written every
 //     CheckpointInterval, without fsync): that only replays records, which
 //     their deterministic _id turns into 409s, never loses one.
 //   - Bytes held (committed bytes of live segments plus appends waiting for
 //     their commit) stay within MaxBytes: Append waits or returns ErrFull.
 //     SegmentBytes is at most MaxBytes/8, so acknowledged segments can
-//     always free room. A preallocated spare is not counted: disk use is
-//     up to MaxBytes plus two segments.
+//     always free room. Files kept for reuse fit in MaxBytes beside the
+//     bytes held, and are given back as those grow. A preallocated spare
+//     is not counted: disk use is up to MaxBytes plus two segments.
 //
 // # Operation
 //
@@ -136,8 +140,9 @@
 // (WriteError) and is truncated away, so a segment is always a clean
 // sequence of frames. When a batch would take the active segment past
 // SegmentBytes, the committer seals it and moves to the spare segment,
-// preallocated in the background once the active one was a quarter full
-// (its blocks reserved with fallocate, or zeros written where the
+// prepared in the background once the active one was a quarter full
+// (the file of a fully acknowledged segment when one is kept, else a new
+// file with its blocks reserved with fallocate, or zeros written where the
 // filesystem cannot reserve them), so a rotation costs no I/O and
 // fdatasync has no file size to journal; a spare that is not ready is
 // discarded and a plain segment created. The
@@ -147,7 +152,11 @@
 // each once per process; the caller acknowledges each with Ack, which keeps
 // a bitmap per segment and the length of its acknowledged prefix. A sealed
 // segment whose records are all acknowledged is unlinked in the
-// background. A record that fails its checksum when read is handed out
+// background, or kept, as far as MaxBytes has room for it, to become a
+// later spare: reusing its file costs one small write and a rename, and commits
+// into it overwrite blocks the disk holds, where a new file's blocks cost
+// every fdatasync an extent update and an unlink discards them
+// (segment.go has the figures). A record that fails its checksum when read is handed out
 // with Record.Corrupt set, its bytes quarantined.
 //
 // Checkpointing (checkpoint.go). A goroutine writes the acknowledged prefix
@@ -166,7 +175,8 @@
 //
 // Goroutines: callers of Append, Next, Ack, Wait and Stats; one committer;
 // one checkpointer; at most one spare segment being prepared (and one
-// discarded spare being waited for); segment files being unlinked.
+// discarded spare being waited for); segment files being unlinked or
+// kept for reuse.
 //
 // The locking rule: Buffer.mu guards every mutable field of the Buffer and
 // of its segments (sizes, record ends, acks, the reader's position, the
@@ -177,8 +187,10 @@
 // ownership instead: after Open only the committer writes live segment
 // files and adds segments, at offsets past every committed record, so it
 // writes unlocked while readers ReadAt committed ranges; only the checkpointer touches
-// Buffer.ckLast; Options, Recovery and a segment's id, path, format, starts
-// and pinned are fixed once Open or segment creation returns. The only
+// Buffer.ckLast; Options, Recovery and a segment's id, path, format, seal,
+// reused, starts and pinned are fixed once Open or segment creation
+// returns. A file kept for reuse (Buffer.reusable) belongs to whoever
+// took it from the list under the lock. The only
 // other lock is memStorage.mu, a leaf inside the memory-only storage's
 // methods: lock order is Buffer.mu, then memStorage.mu, never the reverse.
 // Waiters take Buffer.notify under the lock and wait on it unlocked; it is

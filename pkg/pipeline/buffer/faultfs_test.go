@@ -12,8 +12,8 @@ import (
 
 // faultFS wraps the real files behind the buffer's storage seam. It
 // injects errors by operation and tracks what a power loss would keep: each
-// file's length as of its last successful fdatasync, and whether its
-// directory entry was synced since it was created.
+// file's bytes as of its last successful fdatasync (its image), and
+// whether its directory entry was synced since it was created or renamed.
 type faultFS struct {
 	mu     sync.Mutex
 	faults map[string]fault // by operation: create, magic, write, sync, truncate, syncdir
@@ -29,8 +29,11 @@ type fault struct {
 }
 
 type fileState struct {
-	durable   int64
+	image     []byte // the file as of its last fdatasync
 	dirSynced bool
+	// prevPath is the name a rename not yet synced replaced: a power loss
+	// leaves the file there.
+	prevPath string
 }
 
 func newFaultFS() *faultFS {
@@ -66,6 +69,47 @@ func (f *faultFS) state(path string) fileState {
 	return fileState{}
 }
 
+// durablePrefix is how many leading bytes of the file at path a power
+// loss keeps for certain: up to the first byte written since its last
+// fdatasync.
+func (f *faultFS) durablePrefix(path string) int64 {
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	img := f.state(path).image
+	n := min(len(cur), len(img))
+	for i := 0; i < n; i++ {
+		if cur[i] != img[i] {
+			return int64(i)
+		}
+	}
+	return int64(n)
+}
+
+// damage records a byte changed on the disk behind the buffer's back.
+func (f *faultFS) damage(path string, off int64, b byte) {
+	f.mu.Lock()
+	if st := f.files[path]; st != nil && off < int64(len(st.image)) {
+		st.image = append([]byte(nil), st.image...)
+		st.image[off] = b
+	}
+	f.mu.Unlock()
+}
+
+// capture records the file's bytes as durable.
+func (f *faultFS) capture(path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	if st := f.files[path]; st != nil {
+		st.image = data
+	}
+	f.mu.Unlock()
+}
+
 func (f *faultFS) Create(path string) (storage, error) {
 	if ft, ok := f.check("create"); ok {
 		return nil, &os.PathError{Op: "open", Path: path, Err: ft.err}
@@ -85,10 +129,10 @@ func (f *faultFS) Open(path string) (storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	size, _ := st.Size()
 	f.mu.Lock()
-	f.files[path] = &fileState{durable: size, dirSynced: true}
+	f.files[path] = &fileState{dirSynced: true}
 	f.mu.Unlock()
+	f.capture(path) // what is there was there before: durable
 	return &faultStorage{storage: st, fs: f, path: path}, nil
 }
 
@@ -102,7 +146,7 @@ func (f *faultFS) SyncDir(dir string) error {
 	f.mu.Lock()
 	for p, s := range f.files {
 		if filepath.Dir(p) == filepath.Clean(dir) {
-			s.dirSynced = true
+			s.dirSynced, s.prevPath = true, ""
 		}
 	}
 	f.mu.Unlock()
@@ -150,11 +194,7 @@ func (s *faultStorage) Sync() error {
 	if err := s.storage.Sync(); err != nil {
 		return err
 	}
-	s.fs.mu.Lock()
-	if st := s.fs.files[s.path]; st != nil {
-		st.durable = s.off
-	}
-	s.fs.mu.Unlock()
+	s.fs.capture(s.path)
 	return nil
 }
 
@@ -166,11 +206,28 @@ func (s *faultStorage) Truncate(size int64) error {
 		return err
 	}
 	s.off = size
+	return nil
+}
+
+func (s *faultStorage) Rename(path string) error {
+	if ft, ok := s.fs.check("rename"); ok {
+		return &os.PathError{Op: "rename", Path: s.path, Err: ft.err}
+	}
+	if err := s.storage.Rename(path); err != nil {
+		return err
+	}
 	s.fs.mu.Lock()
 	if st := s.fs.files[s.path]; st != nil {
-		st.durable = min(st.durable, size)
+		delete(s.fs.files, s.path)
+		if st.dirSynced {
+			st.prevPath = s.path
+		}
+		st.dirSynced = false
+		s.fs.files[path] = st
 	}
+	s.fs.writes[path] = nil
 	s.fs.mu.Unlock()
+	s.path = path
 	return nil
 }
 
@@ -190,10 +247,12 @@ func (s *faultStorage) Remove() error {
 }
 
 // snapshot copies the buffer directory as a crash would leave it. With
-// powerLoss, a segment keeps only what was fdatasync'd plus a random part
-// of the rest (a torn write), and a file whose directory entry was never
-// synced is gone; without it the copy is what kill -9 leaves (the page
-// cache survives).
+// powerLoss, a segment keeps what was fdatasync'd and of what was written
+// since, a random prefix (a torn write: past the cut the file holds what
+// it held at the last fdatasync, zeros or a reused file's leftover), and
+// a file whose directory entry was never synced is gone, or under its
+// name before a rename not yet synced; without it the copy is what kill
+// -9 leaves (the page cache survives).
 func (f *faultFS) snapshot(t *testing.T, dir string, powerLoss bool, rng *rand.Rand) string {
 	t.Helper()
 	snap := t.TempDir()
@@ -213,21 +272,55 @@ func (f *faultFS) snapshot(t *testing.T, dir string, powerLoss bool, rng *rand.R
 			}
 			t.Fatal(err)
 		}
-		if powerLoss && strings.HasPrefix(e.Name(), "seg-") {
+		name := e.Name()
+		if powerLoss && strings.HasPrefix(name, "seg-") {
 			st := f.state(path)
 			if !st.dirSynced {
-				continue
+				if st.prevPath == "" {
+					continue
+				}
+				name = filepath.Base(st.prevPath)
 			}
-			if keep := st.durable; keep < int64(len(data)) {
-				keep += rng.Int63n(int64(len(data)) - keep + 1)
-				data = data[:keep]
-			}
+			data = tornImage(data, st.image, rng)
 		}
-		if err := os.WriteFile(filepath.Join(snap, e.Name()), data, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(snap, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return snap
+}
+
+// tornImage is what a power loss leaves of a file that holds cur and held
+// img at its last fdatasync: the bytes written since then persisted up to
+// a random sector boundary, the old ones after it (a 512-byte sector is
+// written whole or not at all, as disks promise).
+func tornImage(cur, img []byte, rng *rand.Rand) []byte {
+	n := max(len(cur), len(img))
+	at := func(b []byte, i int) int {
+		if i < len(b) {
+			return int(b[i])
+		}
+		return -1
+	}
+	first, last := n, 0
+	for i := 0; i < n; i++ {
+		if at(cur, i) != at(img, i) {
+			first = min(first, i)
+			last = i + 1
+		}
+	}
+	if first == n {
+		return cur
+	}
+	k := first + rng.Intn(last-first+1)
+	if k < last {
+		k -= k % 512
+	}
+	out := append([]byte(nil), cur[:min(k, len(cur))]...)
+	if k < len(img) && k <= len(cur) {
+		out = append(out, img[k:]...)
+	}
+	return out
 }
 
 var (

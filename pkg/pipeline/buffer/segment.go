@@ -29,6 +29,7 @@ type segment struct {
 	// pinned keeps the file on disk after its records are acknowledged:
 	// it holds damaged bytes that could not be copied to the quarantine.
 	pinned bool
+	reused bool // made of a fully acknowledged segment's file (reuseSegment)
 	// allocEnd is the end of the blocks the file holds past size: zeros
 	// it was preallocated with or, in a reused file, the leftover of the
 	// segment it held before (0 when there are none: writes extend the
@@ -239,8 +240,108 @@ func (b *Buffer) removeLocked(seg *segment) {
 	b.removeWG.Add(1)
 	go func() {
 		defer b.removeWG.Done()
-		seg.st.Remove()
+		if !b.keepForReuse(seg.st) {
+			seg.st.Remove()
+		}
 	}()
+}
+
+// keepForReuse keeps the file of a fully acknowledged segment for a later
+// spare instead of unlinking it, when it is at least a segment long (its
+// blocks are all there) and the files kept fit in MaxBytes beside the
+// bytes held, so that disk use stays within MaxBytes plus the spare and
+// the active segment's overshoot (trimReusableLocked gives them back as
+// the bytes held grow). On this machine's ext4 an fdatasync of 250 KB
+// written over blocks the file already held took 0.21 ms at the median
+// against 0.42 ms into blocks reserved with fallocate (which also writes
+// the extent tree), and unlinking ten 32 MiB segments while commits ran
+// raised their mean from 0.38-0.47 ms to 0.66-0.76 ms, with 10-13 ms
+// stalls (the freed blocks are discarded). Writing zeros over a new file
+// instead costs the disk as much as the conversion saves: 0.35-0.46 ms
+// commits with a zeroing writer beside them. It runs without b.mu (an
+// fstat).
+func (b *Buffer) keepForReuse(st storage) bool {
+	if b.opts.Memory {
+		return false
+	}
+	size, err := st.Size()
+	if err != nil || size < b.opts.SegmentBytes {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.bytes+b.reserved+int64(len(b.reusable)+1)*b.opts.SegmentBytes > b.opts.MaxBytes {
+		return false
+	}
+	b.reusable = append(b.reusable, st)
+	return true
+}
+
+// trimReusableLocked removes files kept for reuse that no longer fit in
+// MaxBytes beside the bytes held.
+func (b *Buffer) trimReusableLocked() {
+	for n := len(b.reusable); n > 0 && b.bytes+b.reserved+int64(n)*b.opts.SegmentBytes > b.opts.MaxBytes; n-- {
+		st := b.reusable[n-1]
+		b.reusable = b.reusable[:n-1]
+		b.removeWG.Add(1)
+		go func() {
+			defer b.removeWG.Done()
+			st.Remove()
+		}()
+	}
+}
+
+// takeReusable returns a file kept for reuse, or nil.
+func (b *Buffer) takeReusable() storage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(b.reusable)
+	if n == 0 {
+		return nil
+	}
+	st := b.reusable[n-1]
+	b.reusable = b.reusable[:n-1]
+	return st
+}
+
+// reuseSegment makes segment id of a file kept for reuse: its magic
+// becomes the reused one, followed by a terminator, durably and under its
+// old name first, so that after a crash at any step the file holds either
+// its old, acknowledged segment or an empty one; then it takes the new
+// name, and the directory is synced before records go into it. Past the
+// terminator the old frames stay, sealed with the old id: nothing to
+// recovery. On failure the file is removed and the error returned.
+func (b *Buffer) reuseSegment(st storage, id uint64) (*segment, error) {
+	path := filepath.Join(b.opts.Dir, segName(id))
+	fail := func(err error) (*segment, error) {
+		st.Remove()
+		return nil, &WriteError{Op: OpRotate, Path: path, Err: err}
+	}
+	size, err := st.Size()
+	if err != nil {
+		return fail(err)
+	}
+	head := append(append([]byte(nil), segmentMagicReused...), make([]byte, frameHeaderLen)...)
+	if err := st.SeekTo(0); err != nil {
+		return fail(err)
+	}
+	if err := writeFull(st, head); err != nil {
+		return fail(err)
+	}
+	if err := st.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := st.Rename(path); err != nil {
+		return fail(err)
+	}
+	if err := b.opts.fs.SyncDir(b.opts.Dir); err != nil {
+		return fail(err)
+	}
+	if err := st.SeekTo(int64(len(segmentMagic))); err != nil {
+		return fail(err)
+	}
+	return &segment{id: id, st: st, path: path, format: formatV3, seal: sealOf(id),
+		size: int64(len(segmentMagic)), allocEnd: size, reused: true}, nil
 }
 
 func segName(id uint64) string { return fmt.Sprintf("seg-%016d.log", id) }

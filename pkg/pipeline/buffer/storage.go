@@ -22,6 +22,9 @@ type storage interface {
 	Size() (int64, error)
 	Close() error
 	Remove() error
+	// Rename gives the file another name in the same directory (memory
+	// has none: a no-op).
+	Rename(path string) error
 }
 
 // fileSystem creates and opens segment storage. Tests swap it to inject
@@ -106,6 +109,14 @@ func (s *fileStorage) Truncate(size int64) error {
 }
 
 func (s *fileStorage) Close() error { return s.f.Close() }
+
+func (s *fileStorage) Rename(path string) error {
+	if err := os.Rename(s.path, path); err != nil {
+		return err
+	}
+	s.path = path
+	return nil
+}
 
 // allocator is storage that can have the filesystem reserve blocks that
 // read as zeros without writing them.
@@ -235,5 +246,6 @@ func (m *memStorage) Truncate(size int64) error {
 	return nil
 }
 
-func (m *memStorage) Close() error  { return nil }
-func (m *memStorage) Remove() error { m.mu.Lock(); m.data = nil; m.mu.Unlock(); return nil }
+func (m *memStorage) Close() error        { return nil }
+func (m *memStorage) Rename(string) error { return nil }
+func (m *memStorage) Remove() error       { m.mu.Lock(); m.data = nil; m.mu.Unlock(); return nil }

@@ -328,6 +328,9 @@ func (b *Buffer) publishLocked(p *pendingBatch, seg *segment, start int64) {
 	}
 	seg.size += int64(len(p.buf))
 	b.bytes += int64(len(p.buf))
+	if len(b.reusable) > 0 {
+		b.trimReusableLocked()
+	}
 	// Prepare the next segment once this one is a quarter full: short
 	// runs never pay for a preallocation they do not use.
 	if !b.spareOut && seg.size > b.opts.SegmentBytes/4 {
@@ -363,7 +366,14 @@ func (b *Buffer) startSpareLocked() {
 	b.nextID++
 	b.spareOut = true
 	go func() {
-		seg, err := b.createSegment(id, true)
+		var seg *segment
+		var err error
+		if st := b.takeReusable(); st != nil {
+			seg, err = b.reuseSegment(st, id)
+		}
+		if seg == nil {
+			seg, err = b.createSegment(id, true)
+		}
 		b.spare <- spareResult{seg, err}
 	}()
 }
@@ -385,6 +395,9 @@ func (b *Buffer) rotateLocked(seg *segment) (*segment, *WriteError) {
 		return nil, we
 	}
 	b.countPlainLocked(next)
+	if next.reused {
+		b.stats.ReusedSegments++
+	}
 	b.addSegment(next)
 	seg.sealed = true
 	if seg.done() {
