@@ -957,3 +957,49 @@ func TestReusedFilesWithinMaxBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestReuseFailureFallsBack: when a kept file cannot be made the next
+// segment (its rename fails here), the spare is a new file instead, the
+// kept file is removed rather than leaked, and no append notices.
+func TestReuseFailureFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	fs := newFaultFS()
+	b := open(t, Options{Dir: dir, SegmentBytes: 4 * pageSize, MaxBytes: 1 << 20, fs: fs})
+	// A backlog acknowledged at once: its files are kept.
+	for i := 0; i < 600; i += 5 {
+		appendN(t, b, i, i+5)
+	}
+	drain(t, b, true)
+	b.removeWG.Wait()
+	b.mu.Lock()
+	kept := len(b.reusable)
+	b.mu.Unlock()
+	if kept < 2 {
+		t.Fatalf("%d files kept", kept)
+	}
+	fs.inject("rename", fault{err: errIO})
+	before := b.Stats()
+	for i := 600; b.Stats().Segments < 3; i += 5 {
+		if i > 5000 {
+			t.Fatal("no rotation")
+		}
+		appendN(t, b, i, i+5)
+	}
+	fs.clear()
+	st := b.Stats()
+	b.mu.Lock()
+	left := len(b.reusable)
+	b.mu.Unlock()
+	if st.ReusedSegments != before.ReusedSegments || st.PlainSegments != before.PlainSegments || st.WriteErrors != 0 {
+		t.Fatalf("stats %+v after %+v", st, before)
+	}
+	if left >= kept {
+		t.Fatalf("%d files kept before, %d after reuse failed: the failed one was not removed", kept, left)
+	}
+	// Close removes the files kept and an unused spare: what is left are
+	// the live segments, nothing else.
+	b.Close()
+	if files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != st.Segments {
+		t.Fatalf("%d segment files after Close for %d segments: %v", len(files), st.Segments, files)
+	}
+}
