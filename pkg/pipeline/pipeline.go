@@ -321,7 +321,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	}
 	if rc := p.buf.Recovery(); rc.Segments > 0 || rc.TruncatedBytes > 0 || rc.CorruptRegions > 0 {
 		p.log.Info("buffer recovered", "dir", cfg.BufferDir, "segments", rc.Segments, "replay", rc.Replay,
-			"truncated_bytes", rc.TruncatedBytes, "removed_segments", rc.Removed,
+			"truncated_bytes", rc.TruncatedBytes, "removed_segments", rc.Removed, "kept_for_reuse", rc.KeptForReuse,
 			"corrupt_regions", rc.CorruptRegions, "corrupt_records", rc.CorruptRecords)
 	}
 	p.dead, err = openDeadLetters(cfg.DeadLetterPath, cfg.Now)

@@ -266,14 +266,20 @@ func (b *Buffer) close() {
 		}
 	}
 	b.removeWG.Wait()
-	// Files kept for reuse hold only acknowledged records: remove them
-	// rather than leave them for recovery to clear.
+	// Files kept for reuse hold only acknowledged records, but some may
+	// be numbered past the checkpoint (their segments were acknowledged
+	// out of order): emptied, the next Open keeps them for reuse instead
+	// of delivering their records again.
 	b.mu.Lock()
 	reusable := b.reusable
 	b.reusable = nil
 	b.mu.Unlock()
 	for _, st := range reusable {
-		st.Remove()
+		if err := emptySegment(st); err != nil {
+			st.Remove()
+			continue
+		}
+		st.Close()
 	}
 	b.closeSegments()
 }

@@ -134,8 +134,16 @@ func TestAppendNextAckDeletesSegments(t *testing.T) {
 		t.Fatalf("segment files left: %v (%d kept for reuse)", files, kept)
 	}
 	b.Close()
-	if files, _ = filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != 1 {
-		t.Fatalf("segment files after Close: %v", files)
+	// The active segment, and the kept files emptied: the next Open
+	// keeps them for reuse (the active one too, all its records being
+	// acknowledged, unless it is a plain file shorter than a segment)
+	// and has nothing to deliver.
+	if files, _ = filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != 1+kept {
+		t.Fatalf("segment files after Close: %v (%d kept)", files, kept)
+	}
+	b2 := open(t, Options{Dir: dir, SegmentBytes: 4096, MaxBytes: 1 << 20})
+	if rc := b2.Recovery(); rc.Records != 0 || rc.KeptForReuse < kept || rc.KeptForReuse+rc.Removed != 1+kept || rc.CorruptRegions != 0 || rc.TruncatedBytes != 0 {
+		t.Fatalf("recovery %+v, want %d files kept and nothing else", rc, 1+kept)
 	}
 }
 
@@ -861,13 +869,18 @@ func TestReusedFiles(t *testing.T) {
 				appendN(t, b, i, i+5)
 				drain(t, b, true)
 			}
+			// A backlog acknowledged at once: its files are kept.
+			for i := 2000; i < 3000; i += 5 {
+				appendN(t, b, i, i+5)
+			}
+			drain(t, b, true)
 			// Not acknowledged, until they fill a segment made of a reused
 			// file and go on into the next one.
 			b.removeWG.Wait()
 			before := b.Stats().ReusedSegments
-			n := 2000
-			for ; b.Stats().ReusedSegments < before+1 || n < 2030; n += 5 {
-				if n > 3000 {
+			n := 3000
+			for ; b.Stats().ReusedSegments < before+1 || n < 3030; n += 5 {
+				if n > 4000 {
 					t.Fatal("no segment was made of a reused file")
 				}
 				appendN(t, b, n, n+5)
@@ -882,7 +895,7 @@ func TestReusedFiles(t *testing.T) {
 				reusedData = reusedData || seg.reused && len(seg.ends) > 0
 			}
 			b.mu.Unlock()
-			if st.ReusedSegments < 5 || st.Bytes+int64(kept)*opts.SegmentBytes > opts.MaxBytes || !reusedData {
+			if st.ReusedSegments < 5 || kept == 0 || st.Bytes+int64(kept)*opts.SegmentBytes > opts.MaxBytes || !reusedData {
 				t.Fatalf("%d segments in reused files (one with records %v), %d files kept", st.ReusedSegments, reusedData, kept)
 			}
 			b.Close()
@@ -894,10 +907,21 @@ func TestReusedFiles(t *testing.T) {
 				opts.Dir, opts.fs = dir, nil
 			}
 			b2 := open(t, opts)
-			if rc := b2.Recovery(); rc.CorruptRegions != 0 || rc.TruncatedBytes != 0 || rc.Replay != n-2000 {
+			if rc := b2.Recovery(); rc.CorruptRegions != 0 || rc.TruncatedBytes != 0 || rc.Replay != n-3000 {
 				t.Fatalf("recovery %+v, damage %+v", rc, b2.Corruptions())
 			}
-			checkSame(t, drain(t, b2, false), seq(2000, n))
+			checkSame(t, drain(t, b2, false), seq(3000, n))
+			// The files kept at Close are kept again: the first new
+			// segments are made of them, before anything is delivered.
+			if rc := b2.Recovery(); rc.KeptForReuse < kept {
+				t.Fatalf("recovery %+v: %d files were kept at Close", rc, kept)
+			}
+			for i := n; b2.Stats().ReusedSegments == 0; i += 5 {
+				if i > n+2000 {
+					t.Fatal("no new segment made of a kept file")
+				}
+				appendN(t, b2, i, i+5)
+			}
 		})
 	}
 }
@@ -996,10 +1020,10 @@ func TestReuseFailureFallsBack(t *testing.T) {
 	if left >= kept {
 		t.Fatalf("%d files kept before, %d after reuse failed: the failed one was not removed", kept, left)
 	}
-	// Close removes the files kept and an unused spare: what is left are
-	// the live segments, nothing else.
+	// Close removes an unused spare and empties the files kept: what is
+	// left are the live segments and those, nothing else.
 	b.Close()
-	if files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != st.Segments {
-		t.Fatalf("%d segment files after Close for %d segments: %v", len(files), st.Segments, files)
+	if files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != st.Segments+left {
+		t.Fatalf("%d segment files after Close for %d segments and %d kept: %v", len(files), st.Segments, left, files)
 	}
 }

@@ -153,7 +153,8 @@
 // a bitmap per segment and the length of its acknowledged prefix. A sealed
 // segment whose records are all acknowledged is unlinked in the
 // background, or kept, as far as MaxBytes has room for it, to become a
-// later spare: reusing its file costs one small write and a rename, and commits
+// later spare (Close empties the kept files and Open keeps them again,
+// with those of segments it finds fully acknowledged): reusing its file costs one small write and a rename, and commits
 // into it overwrite blocks the disk holds, where a new file's blocks cost
 // every fdatasync an extent update and an unlink discards them
 // (segment.go has the figures). A record that fails its checksum when read is handed out
@@ -169,7 +170,9 @@
 // damage is corruption: copied to corrupt/ before its segment can be
 // deleted, reported through Corruptions and Options.OnCorrupt, and every
 // intact record around it kept. Recovered segments are sealed; new records
-// go to a new segment.
+// go to a new segment. Files of segments below the checkpoint's, and of
+// segments left with nothing to deliver and no damage, are kept for reuse
+// as far as MaxBytes has room beside what is recovered, else removed.
 //
 // # Concurrency
 //

@@ -17,6 +17,7 @@ type Recovery struct {
 	Replay         int   `json:"replay"`          // records not acknowledged before: delivered again
 	TruncatedBytes int64 `json:"truncated_bytes"` // torn tail bytes cut off (a write a crash interrupted)
 	Removed        int   `json:"removed"`         // fully acknowledged segment files deleted
+	KeptForReuse   int   `json:"kept_for_reuse"`  // fully acknowledged or empty segment files kept for new segments
 	CorruptRegions int   `json:"corrupt_regions"` // runs of damaged bytes (see Buffer.Corruptions)
 	CorruptRecords int   `json:"corrupt_records"` // estimated records lost with them
 }
@@ -85,13 +86,18 @@ func (b *Buffer) recover() error {
 	}
 	var frameBytes int64
 	var frameCount int
+	var retired []storage // files of acknowledged or empty segments
 	for _, id := range ids {
 		path := filepath.Join(b.opts.Dir, segName(id))
 		b.nextID = id + 1
 		if id < ck.Segment {
-			// Fully acknowledged before the crash; only its deletion was lost.
-			os.Remove(path)
-			b.recovery.Removed++
+			// Fully acknowledged: kept for reuse, or its deletion was lost.
+			if st, err := b.opts.fs.Open(path); err == nil {
+				retired = append(retired, st)
+			} else {
+				os.Remove(path)
+				b.recovery.Removed++
+			}
 			continue
 		}
 		st, err := b.opts.fs.Open(path)
@@ -126,12 +132,30 @@ func (b *Buffer) recover() error {
 		avgFrame = frameBytes / int64(frameCount)
 	}
 	for i, f := range found {
-		if err := b.recoverSegment(f, &ck, i == newest, avgFrame); err != nil {
+		done, err := b.recoverSegment(f, &ck, i == newest, avgFrame)
+		if err != nil {
 			for _, g := range found[i:] {
 				g.st.Close()
 			}
+			for _, st := range retired {
+				st.Close()
+			}
 			return err
 		}
+		if done {
+			retired = append(retired, f.st)
+		}
+	}
+	// Now that the bytes held are known: keep what fits for new segments.
+	for _, st := range retired {
+		if b.keepForReuse(st) {
+			b.recovery.KeptForReuse++
+			continue
+		}
+		if err := st.Remove(); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("buffer: %w", err)
+		}
+		b.recovery.Removed++
 	}
 	if len(b.segs) > 0 {
 		b.readIdx = b.segs[0].prefix
@@ -148,8 +172,10 @@ func (b *Buffer) recover() error {
 // recoverSegment turns a scanned file into a sealed segment: a torn tail
 // (only possible at the end of the newest data) is cut off as before;
 // any other damage is corruption, copied to the quarantine directory and
-// reported, and every intact record around it is kept.
-func (b *Buffer) recoverSegment(f scanned, ck *checkpoint, newest bool, avgFrame int64) error {
+// reported, and every intact record around it is kept. A segment with
+// nothing left to deliver is not kept: when it has no damage it reports
+// done, and the caller reuses or removes its file; else it is removed.
+func (b *Buffer) recoverSegment(f scanned, ck *checkpoint, newest bool, avgFrame int64) (done bool, err error) {
 	sc := f.sc
 	name := segName(f.id)
 	seg := &segment{id: f.id, st: f.st, path: f.path, format: sc.format, seal: sealOf(f.id), ends: sc.ends, starts: sc.starts, sealed: true}
@@ -206,14 +232,16 @@ func (b *Buffer) recoverSegment(f scanned, ck *checkpoint, newest bool, avgFrame
 	if torn > 0 {
 		cut = sc.end
 	}
-	if cut < sc.size && sc.hasData() {
+	// A segment with nothing to deliver keeps its blocks for reuse.
+	retire := len(corrupt) == 0 && seg.nAcked == len(seg.ends)
+	if cut < sc.size && sc.hasData() && !retire {
 		if err := f.st.Truncate(cut); err != nil {
 			f.st.Close()
-			return fmt.Errorf("buffer: truncating %s: %w", f.path, err)
+			return false, fmt.Errorf("buffer: truncating %s: %w", f.path, err)
 		}
 		if err := f.st.Sync(); err != nil {
 			f.st.Close()
-			return fmt.Errorf("buffer: %w", err)
+			return false, fmt.Errorf("buffer: %w", err)
 		}
 	}
 	b.recovery.TruncatedBytes += torn
@@ -227,11 +255,16 @@ func (b *Buffer) recoverSegment(f scanned, ck *checkpoint, newest bool, avgFrame
 	}
 
 	if seg.done() && !seg.pinned {
+		if retire {
+			return true, nil
+		}
+		// Damaged bytes, quarantined: not worth keeping, or the next
+		// start would find them again.
 		if err := f.st.Remove(); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("buffer: %w", err)
+			return false, fmt.Errorf("buffer: %w", err)
 		}
 		b.recovery.Removed++
-		return nil
+		return false, nil
 	}
 	b.recovery.Segments++
 	b.recovery.Records += len(seg.ends)
@@ -239,7 +272,7 @@ func (b *Buffer) recoverSegment(f scanned, ck *checkpoint, newest bool, avgFrame
 	b.stats.Records += int64(len(seg.ends) - seg.nAcked)
 	b.segs = append(b.segs, seg)
 	b.bytes += seg.size
-	return nil
+	return false, nil
 }
 
 // quarantine copies c's bytes (read from r, which starts at segment offset

@@ -291,6 +291,20 @@ func (b *Buffer) trimReusableLocked() {
 	}
 }
 
+// emptySegment makes a kept file read as an empty segment, durably: the
+// reused magic, then a terminator; what followed stays, sealed with the
+// old id.
+func emptySegment(st storage) error {
+	head := append(append([]byte(nil), segmentMagicReused...), make([]byte, frameHeaderLen)...)
+	if err := st.SeekTo(0); err != nil {
+		return err
+	}
+	if err := writeFull(st, head); err != nil {
+		return err
+	}
+	return st.Sync()
+}
+
 // takeReusable returns a file kept for reuse, or nil.
 func (b *Buffer) takeReusable() storage {
 	b.mu.Lock()
@@ -321,14 +335,7 @@ func (b *Buffer) reuseSegment(st storage, id uint64) (*segment, error) {
 	if err != nil {
 		return fail(err)
 	}
-	head := append(append([]byte(nil), segmentMagicReused...), make([]byte, frameHeaderLen)...)
-	if err := st.SeekTo(0); err != nil {
-		return fail(err)
-	}
-	if err := writeFull(st, head); err != nil {
-		return fail(err)
-	}
-	if err := st.Sync(); err != nil {
+	if err := emptySegment(st); err != nil {
 		return fail(err)
 	}
 	if err := st.Rename(path); err != nil {
