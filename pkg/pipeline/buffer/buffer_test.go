@@ -851,6 +851,21 @@ func TestPlainSegmentsCounted(t *testing.T) {
 	}
 }
 
+// ackBacklog appends records [from, to) five at a time and only then
+// acknowledges them all, as delivery does after a burst: their segments'
+// files are kept for reuse. It returns how many files are kept.
+func ackBacklog(t *testing.T, b *Buffer, from, to int) int {
+	t.Helper()
+	for i := from; i < to; i += 5 {
+		appendN(t, b, i, min(i+5, to))
+	}
+	drain(t, b, true)
+	b.removeWG.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.reusable)
+}
+
 // TestReusedFiles: files of fully acknowledged segments become the next
 // segments (as many wait as fit in MaxBytes), and what is written into them
 // reads back alone after a clean restart and after a power loss: the
@@ -869,11 +884,7 @@ func TestReusedFiles(t *testing.T) {
 				appendN(t, b, i, i+5)
 				drain(t, b, true)
 			}
-			// A backlog acknowledged at once: its files are kept.
-			for i := 2000; i < 3000; i += 5 {
-				appendN(t, b, i, i+5)
-			}
-			drain(t, b, true)
+			ackBacklog(t, b, 2000, 3000)
 			// Not acknowledged, until they fill a segment made of a reused
 			// file and go on into the next one.
 			b.removeWG.Wait()
@@ -945,16 +956,7 @@ func TestReusedFilesWithinMaxBytes(t *testing.T) {
 		}
 		return n
 	}
-	// A backlog, then all of it acknowledged at once: its files are kept.
-	for i := 0; i < 500; i += 5 {
-		appendN(t, b, i, i+5)
-	}
-	drain(t, b, true)
-	b.removeWG.Wait()
-	b.mu.Lock()
-	kept := len(b.reusable)
-	b.mu.Unlock()
-	if kept < 5 {
+	if kept := ackBacklog(t, b, 0, 500); kept < 5 {
 		t.Fatalf("%d files kept for reuse after a backlog of 500 records was acknowledged", kept)
 	}
 	// Now nothing is acknowledged until the buffer is full.
@@ -989,15 +991,7 @@ func TestReuseFailureFallsBack(t *testing.T) {
 	dir := t.TempDir()
 	fs := newFaultFS()
 	b := open(t, Options{Dir: dir, SegmentBytes: 4 * pageSize, MaxBytes: 1 << 20, fs: fs})
-	// A backlog acknowledged at once: its files are kept.
-	for i := 0; i < 600; i += 5 {
-		appendN(t, b, i, i+5)
-	}
-	drain(t, b, true)
-	b.removeWG.Wait()
-	b.mu.Lock()
-	kept := len(b.reusable)
-	b.mu.Unlock()
+	kept := ackBacklog(t, b, 0, 600)
 	if kept < 2 {
 		t.Fatalf("%d files kept", kept)
 	}

@@ -223,26 +223,20 @@ func (s *segScan) scanFrames(w *window, maxRecord int) error {
 	}
 	off := int64(len(segmentMagic))
 	for off < s.nonZero {
-		hdr, err := w.get(off, hdrLen+fixedPayloadLen)
+		next, hdrOK, intact, err := s.frameAt(w, off, hdrLen, maxRecord)
 		if err != nil {
 			return err
 		}
-		plen, ok := s.header(hdr, maxRecord)
-		if ok && off+int64(hdrLen+plen) <= s.size && off+int64(hdrLen+plen) <= 1<<32-1 {
-			next := off + int64(hdrLen+plen)
-			fb, err := w.get(off, hdrLen+plen)
-			if err != nil {
-				return err
-			}
-			if _, _, err := decodeFrame(s.format, s.seal, fb, maxRecord); err == nil {
-				s.addRecord(off, next)
-				off = next
-				continue
-			}
+		if intact {
+			s.addRecord(off, next)
+			off = next
+			continue
+		}
+		if hdrOK {
 			// A damaged payload. Under an intact header (a checksum
-			// vouches for it in V2, the next record in V1) it is one
-			// frame: skip exactly that.
-			trusted := s.format == formatV2
+			// vouches for it in V2 and V3, the next record in V1) it is
+			// one frame: skip exactly that.
+			trusted := s.format != formatV1
 			if !trusted && next < s.nonZero {
 				trusted, err = s.validAt(w, next, maxRecord)
 				if err != nil {
@@ -269,6 +263,27 @@ func (s *segScan) scanFrames(w *window, maxRecord int) error {
 		off = q
 	}
 	return nil
+}
+
+// frameAt looks at the frame starting at off: where it ends, when its
+// header is intact and it fits in the file (hdrOK), and whether all of it
+// is (intact).
+func (s *segScan) frameAt(w *window, off int64, hdrLen, maxRecord int) (next int64, hdrOK, intact bool, err error) {
+	hdr, err := w.get(off, hdrLen+fixedPayloadLen)
+	if err != nil {
+		return 0, false, false, err
+	}
+	plen, ok := s.header(hdr, maxRecord)
+	next = off + int64(hdrLen+plen)
+	if !ok || next > s.size || next > 1<<32-1 {
+		return next, false, false, nil
+	}
+	fb, err := w.get(off, hdrLen+plen)
+	if err != nil {
+		return 0, false, false, err
+	}
+	_, _, err = decodeFrame(s.format, s.seal, fb, maxRecord)
+	return next, true, err == nil, nil
 }
 
 // header checks a frame header and returns the payload length it declares.
@@ -446,23 +461,14 @@ func (s *segScan) scanReused(w *window, maxRecord int) error {
 			s.nonZero = off
 			return err
 		}
-		hdr, err := w.get(off, frameHeaderLen+fixedPayloadLen)
+		next, ok, intact, err := s.frameAt(w, off, frameHeaderLen, maxRecord)
 		if err != nil {
 			return err
 		}
-		plen, ok := s.header(hdr, maxRecord)
-		next := off + int64(frameHeaderLen+plen)
-		ok = ok && next <= s.size && next <= 1<<32-1
-		if ok {
-			fb, err := w.get(off, frameHeaderLen+plen)
-			if err != nil {
-				return err
-			}
-			if _, _, err := decodeFrame(s.format, s.seal, fb, maxRecord); err == nil {
-				s.addRecord(off, next)
-				off = next
-				continue
-			}
+		if intact {
+			s.addRecord(off, next)
+			off = next
+			continue
 		}
 		q, err := s.resync(w, off+1, maxRecord)
 		if err != nil {
