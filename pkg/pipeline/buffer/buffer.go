@@ -151,6 +151,10 @@ type Buffer struct {
 	freeBuf  []byte         // a written batch's buffer, for the next batch
 }
 
+// keptAtClose bounds the files kept for reuse that Close leaves for the
+// next Open: enough for its first segments, until delivery frees more.
+const keptAtClose = 4
+
 // Open opens (or creates) the buffer, recovering what is on disk.
 func Open(opts Options) (*Buffer, error) {
 	opts.defaults()
@@ -269,13 +273,14 @@ func (b *Buffer) close() {
 	// Files kept for reuse hold only acknowledged records, but some may
 	// be numbered past the checkpoint (their segments were acknowledged
 	// out of order): emptied, the next Open keeps them for reuse instead
-	// of delivering their records again.
+	// of delivering their records again. Only a few stay: a stopped
+	// pipeline should not hold a buffer's worth of empty files.
 	b.mu.Lock()
 	reusable := b.reusable
 	b.reusable = nil
 	b.mu.Unlock()
-	for _, st := range reusable {
-		if err := emptySegment(st); err != nil {
+	for i, st := range reusable {
+		if i >= keptAtClose || emptySegment(st) != nil {
 			st.Remove()
 			continue
 		}

@@ -138,6 +138,7 @@ func TestAppendNextAckDeletesSegments(t *testing.T) {
 	// keeps them for reuse (the active one too, all its records being
 	// acknowledged, unless it is a plain file shorter than a segment)
 	// and has nothing to deliver.
+	kept = min(kept, keptAtClose) // Close removes the others
 	if files, _ = filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != 1+kept {
 		t.Fatalf("segment files after Close: %v (%d kept)", files, kept)
 	}
@@ -924,8 +925,8 @@ func TestReusedFiles(t *testing.T) {
 			checkSame(t, drain(t, b2, false), seq(3000, n))
 			// The files kept at Close are kept again: the first new
 			// segments are made of them, before anything is delivered.
-			if rc := b2.Recovery(); rc.KeptForReuse < kept {
-				t.Fatalf("recovery %+v: %d files were kept at Close", rc, kept)
+			if rc := b2.Recovery(); rc.KeptForReuse < min(kept, keptAtClose) {
+				t.Fatalf("recovery %+v: %d files were kept before Close", rc, kept)
 			}
 			for i := n; b2.Stats().ReusedSegments == 0; i += 5 {
 				if i > n+2000 {
@@ -1014,9 +1015,11 @@ func TestReuseFailureFallsBack(t *testing.T) {
 	if left >= kept {
 		t.Fatalf("%d files kept before, %d after reuse failed: the failed one was not removed", kept, left)
 	}
-	// Close removes an unused spare and empties the files kept: what is
-	// left are the live segments and those, nothing else.
+	// Close removes an unused spare and empties the files kept (a few:
+	// the others it removes): what is left are the live segments and
+	// those, nothing else.
 	b.Close()
+	left = min(left, keptAtClose)
 	if files, _ := filepath.Glob(filepath.Join(dir, "seg-*.log")); len(files) != st.Segments+left {
 		t.Fatalf("%d segment files after Close for %d segments and %d kept: %v", len(files), st.Segments, left, files)
 	}

@@ -153,8 +153,9 @@
 // a bitmap per segment and the length of its acknowledged prefix. A sealed
 // segment whose records are all acknowledged is unlinked in the
 // background, or kept, as far as MaxBytes has room for it, to become a
-// later spare (Close empties the kept files and Open keeps them again,
-// with those of segments it finds fully acknowledged): reusing its file costs one small write and a rename, and commits
+// later spare (Close empties a few kept files, keptAtClose, and removes
+// the others; Open keeps them again, with those of segments it finds
+// fully acknowledged): reusing its file costs one small write and a rename, and commits
 // into it overwrite blocks the disk holds, where a new file's blocks cost
 // every fdatasync an extent update and an unlink discards them
 // (segment.go has the figures). A record that fails its checksum when read is handed out
