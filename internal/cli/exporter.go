@@ -94,6 +94,14 @@ docs/deploy/ has a DaemonSet, a PodMonitor and alerting rules.`,
   logdoctor exporter --forward-probe 127.0.0.1:24224 --es-probe http://es:9200 --probe-interval 1m`,
 		Args: cobra.NoArgs,
 		RunE: g.run(func(cmd *cobra.Command, _ []string) error {
+			// It prints no report and findings never set its exit code:
+			// saying so beats serving metrics to someone who asked for
+			// JSON.
+			for _, name := range []string{"output", "fail-on"} {
+				if cmd.Flags().Changed(name) {
+					return usageErrorf("--%s does not apply to exporter: it prints no report and findings never change its exit code (they are served as logdoctor_finding on /metrics; --html writes a page of them)", name)
+				}
+			}
 			if !cmd.Flags().Changed("timeout") {
 				o.Timeout = min(o.Timeout, o.Interval)
 			}

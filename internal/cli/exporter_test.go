@@ -199,3 +199,15 @@ func TestExporterHTML(t *testing.T) {
 		}
 	}
 }
+
+// TestExporterRefusesReportFlags: the exporter prints no report and
+// findings never set its exit code, so -o and --fail-on are refused
+// (exit 2, naming where the findings go) rather than ignored.
+func TestExporterRefusesReportFlags(t *testing.T) {
+	for _, args := range [][]string{{"-o", "json"}, {"--output", "sarif"}, {"--fail-on", "never"}} {
+		code, out, errOut := runCLI(t, append([]string{"exporter", "--listen", "127.0.0.1:0", "--duration", "1ms"}, args...)...)
+		if code != ExitUsage || out != "" || !strings.Contains(errOut, "does not apply to exporter") || !strings.Contains(errOut, "logdoctor_finding") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
