@@ -928,9 +928,19 @@ func TestReusedFiles(t *testing.T) {
 			if rc := b2.Recovery(); rc.KeptForReuse < min(kept, keptAtClose) {
 				t.Fatalf("recovery %+v: %d files were kept before Close", rc, kept)
 			}
-			for i := n; b2.Stats().ReusedSegments == 0; i += 5 {
+			// The first one at Open already.
+			if b2.Stats().ReusedSegments != 1 {
+				t.Fatalf("%d segments made of kept files at Open", b2.Stats().ReusedSegments)
+			}
+			b2.mu.Lock()
+			first := b2.segs[len(b2.segs)-1]
+			b2.mu.Unlock()
+			if !first.reused {
+				t.Fatal("the segment Open started is not made of a kept file")
+			}
+			for i := n; b2.Stats().ReusedSegments < 2; i += 5 {
 				if i > n+2000 {
-					t.Fatal("no new segment made of a kept file")
+					t.Fatal("no spare made of a kept file")
 				}
 				appendN(t, b2, i, i+5)
 			}

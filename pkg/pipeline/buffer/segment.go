@@ -66,14 +66,24 @@ func (s *segment) offsetOf(i int) int64 {
 	return int64(s.ends[i-1])
 }
 
-// newSegment creates the first active segment at Open, preallocated like
-// the spares that follow it: in a plain file every commit extends the
-// file, and its fdatasync then writes the new size and blocks too, which
-// made commits of the first 32 MiB of every run take 5-36 ms instead of
-// 0.3-0.6 (the 32-sender ack tail). A plain one when preallocating fails
-// (a full disk), as at a rotation.
+// newSegment creates the first active segment at Open, made of a kept
+// file or preallocated, like the spares that follow it: in a plain file
+// every commit extends the file, and its fdatasync then writes the new
+// size and blocks too, which made commits of the first 32 MiB of every
+// run take 5-36 ms instead of 0.3-0.6 (the 32-sender ack tail). A plain
+// one when preallocating fails (a full disk), as at a rotation.
 func (b *Buffer) newSegment() error {
-	seg, err := b.createSegment(b.nextID, true)
+	var seg *segment
+	err := errors.New("no file kept for reuse")
+	if st := b.takeReusable(); st != nil {
+		seg, err = b.reuseSegment(st, b.nextID)
+		if err == nil {
+			b.stats.ReusedSegments++
+		}
+	}
+	if err != nil {
+		seg, err = b.createSegment(b.nextID, true)
+	}
 	if err != nil {
 		seg, err = b.createSegment(b.nextID, false)
 	}
