@@ -146,7 +146,7 @@
 // filesystem cannot reserve them), so a rotation costs no I/O and
 // fdatasync has no file size to journal; a spare that is not ready is
 // discarded and a plain segment created. The
-// segment Open starts is preallocated the same way (plain if that fails).
+// segment Open starts is made the same way (plain if that fails).
 //
 // Reading and acknowledging (reader.go). Next hands out records in order,
 // each once per process; the caller acknowledges each with Ack, which keeps
