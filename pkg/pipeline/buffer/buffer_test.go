@@ -967,7 +967,10 @@ func TestReusedFilesWithinMaxBytes(t *testing.T) {
 		}
 		return n
 	}
-	if kept := ackBacklog(t, b, 0, 500); kept < 5 {
+	// (Fewer than the backlog's segments: with segments this small a
+	// rotation often finds its spare not ready and takes a plain file,
+	// too short to keep.)
+	if kept := ackBacklog(t, b, 0, 500); kept < 2 {
 		t.Fatalf("%d files kept for reuse after a backlog of 500 records was acknowledged", kept)
 	}
 	// Now nothing is acknowledged until the buffer is full.

@@ -86,18 +86,14 @@ func (b *Buffer) recover() error {
 	}
 	var frameBytes int64
 	var frameCount int
-	var retired []storage // files of acknowledged or empty segments
+	var retired []storage // open files of acknowledged or empty segments
+	var below []string    // files of segments below the checkpoint's
 	for _, id := range ids {
 		path := filepath.Join(b.opts.Dir, segName(id))
 		b.nextID = id + 1
 		if id < ck.Segment {
 			// Fully acknowledged: kept for reuse, or its deletion was lost.
-			if st, err := b.opts.fs.Open(path); err == nil {
-				retired = append(retired, st)
-			} else {
-				os.Remove(path)
-				b.recovery.Removed++
-			}
+			below = append(below, path)
 			continue
 		}
 		st, err := b.opts.fs.Open(path)
@@ -147,6 +143,20 @@ func (b *Buffer) recover() error {
 		}
 	}
 	// Now that the bytes held are known: keep what fits for new segments.
+	// Files below the checkpoint are opened only while there is room (a
+	// directory could hold more of them than descriptors allow).
+	for _, path := range below {
+		if b.roomForReuse(len(retired) + 1) {
+			if st, err := b.opts.fs.Open(path); err == nil {
+				retired = append(retired, st)
+				continue
+			}
+		}
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("buffer: %w", err)
+		}
+		b.recovery.Removed++
+	}
 	for _, st := range retired {
 		if b.keepForReuse(st) {
 			b.recovery.KeptForReuse++

@@ -280,17 +280,30 @@ func (b *Buffer) keepForReuse(st storage) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || b.bytes+b.reserved+int64(len(b.reusable)+1)*b.opts.SegmentBytes > b.opts.MaxBytes {
+	if b.closed || !b.roomForReuseLocked(1) {
 		return false
 	}
 	b.reusable = append(b.reusable, st)
 	return true
 }
 
+// roomForReuseLocked reports whether n more files kept for reuse fit in
+// MaxBytes beside the bytes held and those already kept.
+func (b *Buffer) roomForReuseLocked(n int) bool {
+	return b.bytes+b.reserved+int64(len(b.reusable)+n)*b.opts.SegmentBytes <= b.opts.MaxBytes
+}
+
+// roomForReuse is roomForReuseLocked under the lock.
+func (b *Buffer) roomForReuse(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.roomForReuseLocked(n)
+}
+
 // trimReusableLocked removes files kept for reuse that no longer fit in
 // MaxBytes beside the bytes held.
 func (b *Buffer) trimReusableLocked() {
-	for n := len(b.reusable); n > 0 && b.bytes+b.reserved+int64(n)*b.opts.SegmentBytes > b.opts.MaxBytes; n-- {
+	for n := len(b.reusable); n > 0 && !b.roomForReuseLocked(0); n-- {
 		st := b.reusable[n-1]
 		b.reusable = b.reusable[:n-1]
 		b.removeWG.Add(1)
