@@ -478,10 +478,18 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 		defer restore()
 		log.Info("go memory limit set from the in-flight budget", "limit_bytes", limit, "max_in_flight", cfg.MaxInFlightBytes)
 	}
-	// The one line a person needs at start, whatever the log settings.
-	fmt.Fprintf(g.IO.Err, "logdoctor pipeline: forward=%s udp=%s es=%s buffer=%s dead-letter=%s metrics=%s\n",
-		addrOrOff(p.ForwardAddr()), addrOrOff(p.UDPAddr()), report.Redact(strings.Join(urls, ",")),
-		orMemory(p.BufferDir()), p.DeadLetterPath(), addrOrOff(p.MetricsAddr()))
+	// The one line a person needs at start, whatever the log level; in
+	// the log's format, so that a JSON log stays one object per line for
+	// whatever parses it.
+	if o.LogFormat == "json" {
+		slog.New(slog.NewJSONHandler(g.IO.Err, nil)).Info("logdoctor pipeline",
+			"forward", addrOrOff(p.ForwardAddr()), "udp", addrOrOff(p.UDPAddr()), "es", report.Redact(strings.Join(urls, ",")),
+			"buffer", orMemory(p.BufferDir()), "dead_letter", p.DeadLetterPath(), "metrics", addrOrOff(p.MetricsAddr()))
+	} else {
+		fmt.Fprintf(g.IO.Err, "logdoctor pipeline: forward=%s udp=%s es=%s buffer=%s dead-letter=%s metrics=%s\n",
+			addrOrOff(p.ForwardAddr()), addrOrOff(p.UDPAddr()), report.Redact(strings.Join(urls, ",")),
+			orMemory(p.BufferDir()), p.DeadLetterPath(), addrOrOff(p.MetricsAddr()))
+	}
 
 	var timer <-chan time.Time
 	if o.Duration > 0 {

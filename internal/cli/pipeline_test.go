@@ -399,3 +399,34 @@ func dialFluentRaw(t *testing.T, addr string) net.Conn {
 		}
 	}
 }
+
+// TestPipelineRunJSONLogIsJSON: with --log-format json every line on
+// stderr is one JSON object, the start line a person needs included
+// (it printed as plain text into the JSON stream), carrying what the
+// text line carries.
+func TestPipelineRunJSONLogIsJSON(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runCLI(t, "pipeline", "run", "--forward", freeBindAddr(t), "--buffer-dir", filepath.Join(dir, "buf"),
+		"--duration", "300ms", "--log-format", "json", "--log-level", "warn", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var start map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(errOut), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("stderr line is not JSON (%v): %q", err, line)
+		}
+		if rec["msg"] == "logdoctor pipeline" {
+			start = rec
+		}
+	}
+	if start == nil {
+		t.Fatalf("no start line at --log-level warn:\n%s", errOut)
+	}
+	for _, k := range []string{"forward", "udp", "es", "buffer", "dead_letter", "metrics"} {
+		if v, ok := start[k].(string); !ok || v == "" {
+			t.Errorf("start line lacks %s: %v", k, start)
+		}
+	}
+}
