@@ -219,7 +219,7 @@ connection on its Nth request, unacked) and --blackhole (accept, never read).`,
 				return runF(*o)
 			}
 			ctx := cmd.Context()
-			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: addrAsText}))
+			logger := slog.New(slog.NewTextHandler(g.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: logAttrsAsText}))
 			r, err := runForwardServe(ctx, g.Now, *o, logger, func(addr net.Addr) {
 				fmt.Fprintf(g.IO.Err, "logdoctor forward serve: listening on %s (ack %s)\n", addr, o.Ack)
 			})

@@ -360,13 +360,18 @@ func checkPipelinePaths(o *PipelineOptions, cfg *pipeline.Config) error {
 	return nil
 }
 
-// addrAsText logs network addresses as "ip:port": the JSON handler would
-// otherwise encode a *net.TCPAddr as {"IP":...,"Port":...,"Zone":""}.
-func addrAsText(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindAny {
+// logAttrsAsText logs network addresses as "ip:port" and durations as
+// "1.5s", as the text handler does: the JSON handler would otherwise
+// encode a *net.TCPAddr as {"IP":...,"Port":...,"Zone":""} and a duration
+// as a bare count of nanoseconds.
+func logAttrsAsText(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindAny:
 		if addr, ok := a.Value.Any().(net.Addr); ok {
 			return slog.String(a.Key, addr.String())
 		}
+	case slog.KindDuration:
+		return slog.String(a.Key, a.Value.Duration().String())
 	}
 	return a
 }
@@ -385,7 +390,7 @@ func newLogger(o *PipelineOptions, stderr io.Writer) (*slog.Logger, *reopen.File
 		}
 		w = rw
 	}
-	hopts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: addrAsText}
+	hopts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: logAttrsAsText}
 	var h slog.Handler = slog.NewTextHandler(w, hopts)
 	if o.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, hopts)

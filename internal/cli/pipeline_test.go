@@ -288,7 +288,8 @@ func TestPipelineRunReportsUDPKernelDrops(t *testing.T) {
 // TestPipelineRunReportsBrokenRequests: bytes that are msgpack but no
 // request (0x01 is the integer 1) are in_forward's "incoming chunk is
 // broken"; the exit report must say so, and --log-format json logs the
-// peer as "ip:port", not {"IP":...,"Port":...}.
+// peer as "ip:port", not {"IP":...,"Port":...}, and the span of the
+// aggregated repeats as "1.5s", not nanoseconds.
 func TestPipelineRunReportsBrokenRequests(t *testing.T) {
 	addr, metrics := freeBindAddr(t), freeBindAddr(t)
 	stop := startCLIStoppable("pipeline", "run", "--forward", addr, "--buffer-dir", t.TempDir(), "--metrics", metrics,
@@ -314,7 +315,7 @@ func TestPipelineRunReportsBrokenRequests(t *testing.T) {
 	if f == nil || f.Evidence["broken_requests"] != float64(broken) || r.Data.Stats.ForwardServer.Dropped != broken {
 		t.Fatalf("findings %+v, stats %+v", r.Findings, r.Data.Stats.ForwardServer)
 	}
-	peers := 0
+	peers, overs := 0, 0
 	for _, l := range strings.Split(errOut, "\n") {
 		if !strings.HasPrefix(l, "{") {
 			continue
@@ -329,9 +330,18 @@ func TestPipelineRunReportsBrokenRequests(t *testing.T) {
 				t.Errorf(`peer logged as %#v, want "%s"`, p, client)
 			}
 		}
+		// Durations as the text log writes them ("1.5s"), not nanoseconds.
+		if o, ok := line["over"]; ok {
+			overs++
+			if s, isStr := o.(string); !isStr {
+				t.Errorf("over logged as %#v, want a duration like \"1.5s\"", o)
+			} else if _, err := time.ParseDuration(s); err != nil {
+				t.Errorf("over: %v", err)
+			}
+		}
 	}
-	if peers == 0 {
-		t.Fatalf("no log line names the peer:\n%s", errOut)
+	if peers == 0 || overs == 0 {
+		t.Fatalf("no log line names the peer, or none aggregates repeats (over):\n%s", errOut)
 	}
 }
 
