@@ -77,9 +77,6 @@ func (b *Buffer) newSegment() error {
 	err := errors.New("no file kept for reuse")
 	if st := b.takeReusable(); st != nil {
 		seg, err = b.reuseSegment(st, b.nextID)
-		if err == nil {
-			b.stats.ReusedSegments++
-		}
 	}
 	if err != nil {
 		seg, err = b.createSegment(b.nextID, true)
@@ -90,15 +87,20 @@ func (b *Buffer) newSegment() error {
 	if err != nil {
 		return err
 	}
-	b.countPlainLocked(seg)
+	b.countNewLocked(seg)
 	b.addSegment(seg)
 	return nil
 }
 
-// countPlainLocked counts seg in Stats.PlainSegments when it is a file
-// without preallocated blocks (memory has none to have).
-func (b *Buffer) countPlainLocked(seg *segment) {
-	if seg.allocEnd == 0 && !b.opts.Memory {
+// countNewLocked counts a segment about to become active: in
+// Stats.ReusedSegments when it is made of a kept file, in
+// Stats.PlainSegments when it is a file without preallocated blocks
+// (memory has none to have).
+func (b *Buffer) countNewLocked(seg *segment) {
+	switch {
+	case seg.reused:
+		b.stats.ReusedSegments++
+	case seg.allocEnd == 0 && !b.opts.Memory:
 		b.stats.PlainSegments++
 	}
 }

@@ -394,10 +394,7 @@ func (b *Buffer) rotateLocked(seg *segment) (*segment, *WriteError) {
 		}
 		return nil, we
 	}
-	b.countPlainLocked(next)
-	if next.reused {
-		b.stats.ReusedSegments++
-	}
+	b.countNewLocked(next)
 	b.addSegment(next)
 	seg.sealed = true
 	if seg.done() {
