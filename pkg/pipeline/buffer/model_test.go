@@ -86,25 +86,7 @@ func (m *model) newRecord() Record {
 
 // appendSome appends a batch; a failed append's records are not acked but
 // may still show up (never acked to a sender, so harmless).
-func (m *model) appendSome() error {
-	recs := make([]Record, 1+m.rng.Intn(8))
-	for i := range recs {
-		recs[i] = m.newRecord()
-		m.recs[recs[i].ID] = recs[i]
-	}
-	err := m.b.Append(context.Background(), recs)
-	if err != nil {
-		m.failed++
-		return err
-	}
-	m.appends++
-	m.hist = append(m.hist, fmt.Sprintf("append %s..%s", recs[0].ID, recs[len(recs)-1].ID))
-	for _, r := range recs {
-		m.acked[r.ID] = true
-	}
-	m.checkDurable()
-	return nil
-}
+func (m *model) appendSome() error { return m.appendConcurrently(1)[0] }
 
 // appendConcurrently appends n batches from n goroutines at once, as
 // senders on several connections do: they gather in group commits, and
@@ -136,7 +118,11 @@ func (m *model) appendConcurrently(n int) []error {
 			continue
 		}
 		m.appends++
-		m.hist = append(m.hist, fmt.Sprintf("append %s..%s (%d at once)", recs[0].ID, recs[len(recs)-1].ID, n))
+		at := ""
+		if n > 1 {
+			at = fmt.Sprintf(" (%d at once)", n)
+		}
+		m.hist = append(m.hist, fmt.Sprintf("append %s..%s%s", recs[0].ID, recs[len(recs)-1].ID, at))
 		for _, r := range recs {
 			m.acked[r.ID] = true
 		}
