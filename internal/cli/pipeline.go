@@ -470,16 +470,21 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 	}
 	// The runtime's soft memory limit follows the in-flight budget plus
 	// what the embedded Elasticsearch's index and a memory buffer hold.
-	if limit, restore := setMemoryLimit(cfg.MaxInFlightBytes, func() int64 {
-		var extra int64
-		if esStats != nil {
-			extra += esStats().IndexBytes
+	// Without either there is nothing to follow after each collection.
+	var held func() int64
+	if esStats != nil || cfg.MemoryBuffer {
+		held = func() int64 {
+			var extra int64
+			if esStats != nil {
+				extra += esStats().IndexBytes
+			}
+			if cfg.MemoryBuffer {
+				extra += p.Stats().Buffer.Bytes
+			}
+			return extra
 		}
-		if cfg.MemoryBuffer {
-			extra += p.Stats().Buffer.Bytes
-		}
-		return extra
-	}); limit > 0 {
+	}
+	if limit, restore := setMemoryLimit(cfg.MaxInFlightBytes, held); limit > 0 {
 		defer restore()
 		log.Info("go memory limit set from the in-flight budget", "limit_bytes", limit, "max_in_flight", cfg.MaxInFlightBytes)
 	}
