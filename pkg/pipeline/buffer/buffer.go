@@ -99,6 +99,10 @@ type Stats struct {
 	// acknowledged one instead of a new file (segment.go): commits there
 	// overwrite blocks the disk already holds.
 	ReusedSegments uint64
+	// DirectCommits counts group commits written around the page cache
+	// (writeBatch): all of them but those past a segment's preallocated
+	// blocks, unless the filesystem refuses O_DIRECT.
+	DirectCommits uint64
 	// LastAppend is when the latest Append was called (zero before the
 	// first): how the output tells that senders are at work.
 	LastAppend time.Time
@@ -149,6 +153,9 @@ type Buffer struct {
 
 	removeWG sync.WaitGroup // segment files being deleted or kept for reuse
 	freeBuf  []byte         // a written batch's buffer, for the next batch
+	// directBuf is the aligned buffer the committer's direct writes go
+	// through; only the committer uses it.
+	directBuf []byte
 }
 
 // keptAtClose bounds the files kept for reuse that Close leaves for the

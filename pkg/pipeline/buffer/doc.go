@@ -136,7 +136,13 @@
 // filesystem never reads a block back to merge a partial page), and only
 // then publishes the records and answers the appenders. A batch's frames
 // are sealed for the segment active at its first append; when it goes to
-// the next one, the committer reseals their headers first. A failed write or fdatasync fails the whole batch
+// the next one, the committer reseals their headers first. Within the
+// file's reserved blocks the write goes around the page cache (O_DIRECT):
+// whole blocks, from the start of the block the data ends in, whose
+// committed bytes the committer keeps (segment.lastPage) and writes again
+// with the batch and the zeros; past them (a segment's last commits, a
+// plain segment, a filesystem that refuses O_DIRECT) it goes through the
+// page cache. A failed write or fdatasync fails the whole batch
 // (WriteError) and is truncated away, so a segment is always a clean
 // sequence of frames. When a batch would take the active segment past
 // SegmentBytes, the committer seals it and moves to the spare segment,
@@ -160,6 +166,19 @@
 // every fdatasync an extent update and an unlink discards them
 // (segment.go has the figures). A record that fails its checksum when read is handed out
 // with Record.Corrupt set, its bytes quarantined.
+//
+// Readers go through the page cache while the committer writes around
+// it, and still read what was committed: Linux drops the cached pages a
+// direct write covers before the write returns, so records published
+// after it are read from the disk; a read racing the write can only
+// cache the block it starts in, whose committed bytes the write rewrites
+// unchanged and whose bytes past them no reader looks at before the
+// commit publishes them. What would keep a stale page (a dirty or
+// memory-mapped one) never happens: the segment's buffered writes (its
+// header, a reused file's terminator) are fdatasync'd before its first
+// direct write, and a segment written through the page cache once is
+// never written directly again (past its blocks, or allocEnd cleared
+// after a failed write).
 //
 // Checkpointing (checkpoint.go). A goroutine writes the acknowledged prefix
 // of the oldest live segment every CheckpointInterval and at Close.
@@ -189,8 +208,11 @@
 // checkpoint write or callback; the one disk call made under it is the
 // ftruncate that undoes a failed write. Work is moved off the lock by
 // ownership instead: after Open only the committer writes live segment
-// files and adds segments, at offsets past every committed record, so it
-// writes unlocked while readers ReadAt committed ranges; only the checkpointer touches
+// files and adds segments, at offsets past every committed record (a
+// direct write rewrites the committed bytes of its first block, with the
+// same bytes), so it writes unlocked while readers ReadAt committed
+// ranges, and only it uses Buffer.directBuf and a segment's allocEnd and
+// lastPage; only the checkpointer touches
 // Buffer.ckLast; Options, Recovery and a segment's id, path, format, seal,
 // reused, starts and pinned are fixed once Open or segment creation
 // returns. A file kept for reuse (Buffer.reusable) belongs to whoever

@@ -1,6 +1,8 @@
 package buffer
 
 import (
+	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -16,11 +18,12 @@ import (
 // whether its directory entry was synced since it was created or renamed.
 type faultFS struct {
 	mu     sync.Mutex
-	faults map[string]fault // by operation: create, magic, write, sync, truncate, syncdir
+	faults map[string]fault // by operation: create, magic, write, direct, sync, truncate, syncdir, rename
 	files  map[string]*fileState
 	// writes holds the [start, end) of every successful write after a
 	// file's magic, by path.
 	writes map[string][][2]int64
+	direct int // direct writes that succeeded
 }
 
 type fault struct {
@@ -185,6 +188,40 @@ func (s *faultStorage) Write(p []byte) (int, error) {
 	}
 	s.off += int64(n)
 	return n, err
+}
+
+// writeDirect is the real file's direct write, so that the tests run
+// O_DIRECT where the filesystem has it. A "direct" fault refuses it, as a
+// filesystem without O_DIRECT does; a "write" fault fails it as any write
+// (short: half of the blocks written, then the error or, without one, a
+// short write).
+func (s *faultStorage) writeDirect(p []byte, off int64) error {
+	if ft, ok := s.fs.check("direct"); ok {
+		return fmt.Errorf("%w: %w", errNoDirect, ft.err)
+	}
+	da, ok := s.storage.(directAppender)
+	if !ok {
+		return errNoDirect
+	}
+	if ft, ok := s.fs.check("write"); ok {
+		if half := len(p) / 2 / directBlock * directBlock; ft.short && half > 0 {
+			if err := da.writeDirect(p[:half], off); err != nil {
+				return err
+			}
+		}
+		if ft.err == nil {
+			return io.ErrShortWrite
+		}
+		return &os.PathError{Op: "write", Path: s.path, Err: ft.err}
+	}
+	if err := da.writeDirect(p, off); err != nil {
+		return err
+	}
+	s.fs.mu.Lock()
+	s.fs.writes[s.path] = append(s.fs.writes[s.path], [2]int64{off, off + int64(len(p))})
+	s.fs.direct++
+	s.fs.mu.Unlock()
+	return nil
 }
 
 func (s *faultStorage) Sync() error {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -308,19 +309,31 @@ func TestModel(t *testing.T) {
 		steps  [5]int
 		n      int
 		ackAll bool
+		// pageCache: the filesystem refuses O_DIRECT, so every commit
+		// goes through the page cache (elsewhere most go around it).
+		pageCache bool
 	}{
 		// Delivery lags and acks out of order: segments live long.
-		{"lagging", [5]int{30, 40, 65, 85, 93}, 400, false},
+		{"lagging", [5]int{30, 40, 65, 85, 93}, 400, false, false},
 		// Delivery keeps up, so fully acknowledged segments keep freeing
 		// their files for new segments; crashes rarer, or each would
 		// drop the files kept for reuse.
-		{"keeping up", [5]int{25, 33, 66, 97, 99}, 1000, true},
+		{"keeping up", [5]int{25, 33, 66, 97, 99}, 1000, true, false},
+		{"page cache", [5]int{30, 40, 65, 85, 93}, 400, false, true},
 	} {
 		var reused uint64
-		for _, seed := range modelSeeds(t, 8) {
+		direct := 0
+		seeds := modelSeeds(t, 8)
+		if v.pageCache && len(seeds) > 3 {
+			seeds = seeds[:3] // the path every segment's last commits take anyway
+		}
+		for _, seed := range seeds {
 			t.Run(fmt.Sprintf("%s/seed%d", v.name, seed), func(t *testing.T) {
 				m := newModel(t, seed)
 				m.ackAll = v.ackAll
+				if v.pageCache {
+					m.fs.inject("direct", fault{err: syscall.EINVAL})
+				}
 				m.open()
 				for step := 0; step < v.n; step++ {
 					switch p := m.rng.Intn(100); {
@@ -347,12 +360,16 @@ func TestModel(t *testing.T) {
 				}
 				m.finish()
 				reused += m.reused
+				direct += m.fs.direct
 				t.Logf("seed %d: %d appends, %d reads, %d crashes, %d corrupted bytes, %d records lost with them, %d acked, %d segments in reused files",
 					seed, m.appends, m.reads, m.crashes, m.corrupts, m.lostTouched, len(m.acked), m.reused)
 			})
 		}
 		if v.ackAll && reused == 0 && !t.Failed() {
 			t.Errorf("%s: no segment was made of a reused file", v.name)
+		}
+		if v.pageCache != (direct == 0) && !t.Failed() && takesDirect(t, t.TempDir()) {
+			t.Errorf("%s: %d direct writes", v.name, direct)
 		}
 	}
 }

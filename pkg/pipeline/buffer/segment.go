@@ -35,6 +35,12 @@ type segment struct {
 	// segment it held before (0 when there are none: writes extend the
 	// file). Only the committer uses it.
 	allocEnd int64
+	// lastPage holds the committed bytes of the block the data ends in,
+	// [size rounded down to directBlock, size): a direct write starts at
+	// that block and writes them again (writeBatch). Set when the segment
+	// is made (its magic), nil in a recovered one, which is never written;
+	// only the committer uses it after that.
+	lastPage []byte
 }
 
 func (s *segment) isAcked(i int) bool {
@@ -109,7 +115,7 @@ func (b *Buffer) countNewLocked(seg *segment) {
 // header, fsync of file and directory), done without holding b.mu. A
 // failure leaves no file behind and is a WriteError (OpRotate).
 func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
-	seg := &segment{id: id, format: formatV3, seal: sealOf(id)}
+	seg := &segment{id: id, format: formatV3, seal: sealOf(id), lastPage: startPage(segmentMagic)}
 	if b.opts.Memory {
 		m := &memStorage{}
 		m.Write(segmentMagic)
@@ -373,7 +379,13 @@ func (b *Buffer) reuseSegment(st storage, id uint64) (*segment, error) {
 		return fail(err)
 	}
 	return &segment{id: id, st: st, path: path, format: formatV3, seal: sealOf(id),
-		size: int64(len(segmentMagic)), allocEnd: size, reused: true}, nil
+		size: int64(len(segmentMagic)), allocEnd: size, reused: true, lastPage: startPage(segmentMagicReused)}, nil
+}
+
+// startPage is a new segment's lastPage: its magic, with room for the
+// rest of the block.
+func startPage(magic []byte) []byte {
+	return append(make([]byte, 0, directBlock), magic...)
 }
 
 func segName(id uint64) string { return fmt.Sprintf("seg-%016d.log", id) }

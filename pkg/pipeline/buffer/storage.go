@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,6 +69,12 @@ func (osFS) SyncDir(dir string) error {
 type fileStorage struct {
 	f    *os.File
 	path string
+	// direct is a second descriptor on the file, opened with O_DIRECT on
+	// first use (directFile); noDirect, once the filesystem refused it.
+	// Only the goroutine that owns the storage for writing uses them: the
+	// one preparing it, then the committer.
+	direct   *os.File
+	noDirect bool
 }
 
 func (s *fileStorage) ReadAt(p []byte, off int64) (int, error) { return s.f.ReadAt(p, off) }
@@ -108,7 +115,13 @@ func (s *fileStorage) Truncate(size int64) error {
 	return err
 }
 
-func (s *fileStorage) Close() error { return s.f.Close() }
+func (s *fileStorage) Close() error {
+	if s.direct != nil {
+		s.direct.Close()
+		s.direct = nil
+	}
+	return s.f.Close()
+}
 
 func (s *fileStorage) Rename(path string) error {
 	if err := os.Rename(s.path, path); err != nil {
@@ -132,6 +145,71 @@ func (s *fileStorage) allocate(from, to int64) error {
 		return &os.PathError{Op: "fallocate", Path: s.path, Err: err}
 	}
 	return nil
+}
+
+// directFile returns the file's O_DIRECT descriptor, opening it on first
+// use, or nil when the filesystem refuses O_DIRECT (tmpfs before Linux
+// 6.6, some FUSE and network filesystems). A file renamed since keeps its
+// descriptors: they name the inode.
+func (s *fileStorage) directFile() *os.File {
+	if s.direct == nil && !s.noDirect {
+		f, err := os.OpenFile(s.path, os.O_WRONLY|unix.O_DIRECT, 0)
+		if err != nil {
+			s.noDirect = true
+			return nil
+		}
+		s.direct = f
+	}
+	return s.direct
+}
+
+// errNoDirect: the filesystem refused a direct write before writing
+// anything; the caller writes through the page cache instead.
+var errNoDirect = errors.New("buffer: direct I/O not supported here")
+
+// directAppender is storage that can write whole blocks around the page
+// cache.
+type directAppender interface {
+	// writeDirect writes p at off with O_DIRECT: off and len(p) are
+	// multiples of directBlock, and p starts at an address aligned to
+	// one (alignedBuf). It returns an error wrapping errNoDirect when the
+	// filesystem refuses, from then on, and any other error as a write
+	// error (some of p may be on the file).
+	writeDirect(p []byte, off int64) error
+}
+
+func (s *fileStorage) writeDirect(p []byte, off int64) error {
+	f := s.directFile()
+	if f == nil {
+		return errNoDirect
+	}
+	n, err := f.WriteAt(p, off)
+	switch {
+	case errors.Is(err, unix.EINVAL) && n == 0:
+		// The alignment or the file refused (a filesystem that opens
+		// with O_DIRECT but wants larger blocks, say).
+		s.noDirect = true
+		s.direct.Close()
+		s.direct = nil
+		return fmt.Errorf("%w: %w", errNoDirect, err)
+	case err != nil:
+		return err
+	case n < len(p):
+		return io.ErrShortWrite
+	}
+	return nil
+}
+
+// alignedBuf returns a slice of n bytes starting at a directBlock-aligned
+// address, reusing buf's array when it is one alignedBuf made, large
+// enough.
+func alignedBuf(buf []byte, n int) []byte {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	raw := make([]byte, n+directBlock)
+	skip := (directBlock - int(uintptr(unsafe.Pointer(&raw[0]))%directBlock)) % directBlock
+	return raw[skip : skip+n]
 }
 
 // directWriter is storage that can write zeros bypassing the page cache.
@@ -161,14 +239,12 @@ func (s *fileStorage) writeZerosDirect(from, to int64) int64 {
 	if end-start < directBlock {
 		return 0
 	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|unix.O_DIRECT, 0)
-	if err != nil {
+	f := s.directFile()
+	if f == nil {
 		return 0
 	}
-	defer f.Close()
 	const chunk = 1 << 20
-	raw := make([]byte, chunk+directBlock)
-	zero := raw[directBlock-int(uintptr(unsafe.Pointer(&raw[0]))%directBlock):][:chunk]
+	zero := alignedBuf(nil, chunk)
 	for off := start; off < end; {
 		n, err := f.WriteAt(zero[:min(chunk, end-off)], off)
 		if err != nil {
@@ -185,7 +261,7 @@ func (s *fileStorage) writeZerosDirect(from, to int64) int64 {
 }
 
 func (s *fileStorage) Remove() error {
-	s.f.Close()
+	s.Close()
 	return os.Remove(s.path)
 }
 
