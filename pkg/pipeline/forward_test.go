@@ -75,6 +75,12 @@ func TestFluentLoggerGolangExactlyOnce(t *testing.T) {
 	if got, want := metric(t, p, "logdoctor_pipeline_buffer_commit_duration_seconds", nil), metric(t, p, "logdoctor_pipeline_buffer_commits_total", nil); got != want || got == 0 {
 		t.Fatalf("commit histogram count %v, commits %v", got, want)
 	}
+	// Where the filesystem takes O_DIRECT every commit goes around the
+	// page cache (all but a segment's last; these fill less than one).
+	got, commits := metric(t, p, "logdoctor_pipeline_buffer_direct_commits_total", nil), float64(st.Buffer.Commits)
+	if direct := takesDirect(t, p.cfg.BufferDir); direct && got != commits || !direct && got != 0 {
+		t.Fatalf("%v of %v commits direct (buffer in %s, O_DIRECT %v)", got, commits, p.cfg.BufferDir, direct)
+	}
 	t.Logf("%d acks in %d fsyncs", st.ForwardAcks, st.Buffer.Commits)
 }
 

@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/logdoctor/logdoctor/pkg/essim"
 )
@@ -225,4 +228,25 @@ func metric(t *testing.T, p *Pipeline, name string, labels map[string]string) fl
 		}
 	}
 	return sum
+}
+
+// takesDirect reports whether the filesystem under dir accepts an O_DIRECT
+// write of one aligned 4 KiB block, as the buffer's commits are.
+func takesDirect(t *testing.T, dir string) bool {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "direct-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	defer os.Remove(f.Name())
+	d, err := os.OpenFile(f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	raw := make([]byte, 2*4096)
+	block := raw[4096-int(uintptr(unsafe.Pointer(&raw[0]))%4096):][:4096]
+	_, err = d.WriteAt(block, 0)
+	return err == nil
 }
