@@ -499,30 +499,71 @@ func TestCommitsEndOnPageBoundaries(t *testing.T) {
 // TestCommitTerminator: after its frames a commit writes zeros, a frame
 // header's worth at least, up to a page boundary and never past the
 // file's blocks: in a reused file they are what recovery stops at, and
-// the leftover after them stays as it was.
+// the leftover after them stays as it was. The next commit starts where
+// the data ends, over the terminator. The same through the page cache
+// (memory storage) and around it (a file that takes O_DIRECT), where the
+// committed bytes of the first block are written again unchanged.
 func TestCommitTerminator(t *testing.T) {
 	const alloc = 3 * pageSize
-	for _, end := range []int64{pageSize - 100, pageSize - frameHeaderLen - 1, pageSize - frameHeaderLen, pageSize - 8, pageSize, pageSize + 100, alloc - 8, alloc + 50} {
-		m := &memStorage{}
-		m.Write(bytes.Repeat([]byte{0xaa}, alloc)) // an earlier segment's leftover
-		seg := &segment{st: m, allocEnd: alloc}
-		const start = 100
-		m.SeekTo(start)
-		p := &pendingBatch{buf: bytes.Repeat([]byte{1}, int(end-start))}
-		if err := (&Buffer{}).writeBatch(p, seg, start); err != nil {
-			t.Fatal(err)
-		}
-		data := m.data
-		zerosTo := end
-		for zerosTo < int64(len(data)) && data[zerosTo] == 0 {
-			zerosTo++
-		}
-		want := min(alignUp(end+frameHeaderLen, pageSize), alloc)
-		if end >= alloc {
-			want = end // past the blocks: nothing to pad, the file ends there
-		}
-		if zerosTo != want || int64(len(data)) != max(alloc, end) {
-			t.Fatalf("batch ending at %d: zeros to %d, want %d; file %d bytes", end, zerosTo, want, len(data))
+	const start = 100
+	leftover := bytes.Repeat([]byte{0xaa}, alloc) // an earlier segment's
+	for _, file := range []bool{false, true} {
+		for _, end := range []int64{pageSize - 100, pageSize - frameHeaderLen - 1, pageSize - frameHeaderLen, pageSize - 8, pageSize, pageSize + 100, alloc - 8, alloc + 50} {
+			var st storage
+			read := func() []byte { return st.(*memStorage).data }
+			if file {
+				path := filepath.Join(t.TempDir(), "seg")
+				if err := os.WriteFile(path, leftover, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				fst, err := osFS{}.Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer fst.Close()
+				st = fst
+				read = func() []byte {
+					data, err := os.ReadFile(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return data
+				}
+			} else {
+				m := &memStorage{}
+				m.Write(leftover)
+				st = m
+			}
+			seg := &segment{st: st, allocEnd: alloc, lastPage: append(make([]byte, 0, directBlock), leftover[:start]...)}
+			b := &Buffer{}
+			p := &pendingBatch{buf: bytes.Repeat([]byte{1}, int(end-start))}
+			if err := b.writeBatch(p, seg, start); err != nil {
+				t.Fatal(err)
+			}
+			data := read()
+			zerosTo := end
+			for zerosTo < int64(len(data)) && data[zerosTo] == 0 {
+				zerosTo++
+			}
+			want := min(alignUp(end+frameHeaderLen, pageSize), alloc)
+			if end >= alloc {
+				want = end // past the blocks: nothing to pad, the file ends there
+			}
+			if zerosTo != want || int64(len(data)) != max(alloc, end) || !bytes.Equal(data[:start], leftover[:start]) {
+				t.Fatalf("file %v, batch ending at %d: zeros to %d, want %d; file %d bytes; first %d bytes changed %v",
+					file, end, zerosTo, want, len(data), start, !bytes.Equal(data[:start], leftover[:start]))
+			}
+			if wantDirect := file && end < alloc && takesDirect(t, os.TempDir()); p.direct != wantDirect {
+				t.Fatalf("file %v, batch ending at %d: direct %v, want %v", file, end, p.direct, wantDirect)
+			}
+			p2 := &pendingBatch{buf: bytes.Repeat([]byte{2}, 10)}
+			if err := b.writeBatch(p2, seg, end); err != nil {
+				t.Fatal(err)
+			}
+			data = read()
+			if !bytes.Equal(data[start:end], p.buf) || !bytes.Equal(data[end:end+10], p2.buf) {
+				t.Fatalf("file %v, batch ending at %d: the next commit did not go on from there", file, end)
+			}
 		}
 	}
 }
