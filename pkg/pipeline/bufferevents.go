@@ -66,8 +66,8 @@ func newBufferEvents(p *Pipeline) *bufferEvents {
 	return e
 }
 
-// commit observes a durable group commit (buffer.Options.OnCommit).
-func (e *bufferEvents) commit(d time.Duration, _, _ int) { e.mCommit.Observe(d.Seconds()) }
+// commit observes how long a durable group commit took.
+func (e *bufferEvents) commit(d time.Duration) { e.mCommit.Observe(d.Seconds()) }
 
 // corrupt logs damaged bytes the buffer found (at recovery, or in a record
 // read for delivery).

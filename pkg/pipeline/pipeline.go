@@ -170,7 +170,7 @@ type Pipeline struct {
 	log *slog.Logger
 	reg *prometheus.Registry
 
-	intake intakeRate // how hard senders push, under YieldToIntake
+	intake intakeMeter // how hard senders push, under YieldToIntake
 
 	bufEvents *bufferEvents // logs, metrics and report data of buffer trouble
 
@@ -315,7 +315,7 @@ func (p *Pipeline) Start(ctx context.Context) (err error) {
 	}
 	p.buf, err = buffer.Open(buffer.Options{Dir: cfg.BufferDir, Memory: cfg.MemoryBuffer, MaxBytes: cfg.BufferMaxBytes,
 		SegmentBytes: cfg.SegmentBytes, FullWait: cfg.BufferFullWait,
-		OnCorrupt: p.bufEvents.corrupt, OnWriteError: p.bufEvents.writeError, OnCommit: p.bufEvents.commit})
+		OnCorrupt: p.bufEvents.corrupt, OnWriteError: p.bufEvents.writeError, OnCommit: p.committed})
 	if err != nil {
 		return err
 	}

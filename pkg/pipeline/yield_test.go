@@ -11,36 +11,52 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
 
-// TestIntakeRate: the rate is measured over spans of at least
-// hotIntakeWindow, and a span's verdict holds until the next one.
-func TestIntakeRate(t *testing.T) {
+// TestIntakeMeter: a burst is hot from its first commits, even after a
+// long quiet spell; a rate just under the threshold is not; bytes older
+// than the window, or from a bucket's earlier turn, do not count.
+func TestIntakeMeter(t *testing.T) {
 	t0 := time.Unix(1763719200, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	perMS := uint64(hotIntakeRate / 1000) // bytes a millisecond at the threshold
-	var r intakeRate
-	steps := []struct {
-		ms       int
-		appended uint64
-		want     bool
-	}{
-		{0, 0, false},                        // the first measurement has no span
-		{5, 100 * perMS, false},              // too short a span: the verdict so far
-		{20, 100 * perMS, true},              // 100 ms of bytes in 20 ms
-		{30, 100 * perMS, true},              // too short: still hot
-		{40, 100 * perMS, false},             // nothing in the last 20 ms
-		{60, 100*perMS + 19*perMS, false},    // just under the rate
-		{80, 119*perMS + 21*perMS, true},     // just over
-		{1080, 140*perMS + 900*perMS, false}, // a long span at 0.9 of it
+	window := int(hotIntakeRate*hotIntakeWindow.Seconds()) + 1 // bytes in a window at the threshold
+	var m intakeMeter
+	if m.hot(at(0)) {
+		t.Fatal("hot before any commit")
 	}
-	for _, s := range steps {
-		if got := r.hot(at(s.ms), s.appended); got != s.want {
-			t.Fatalf("at %d ms with %d bytes: hot %v, want %v", s.ms, s.appended, got, s.want)
-		}
+	// Quiet for ten seconds, then one window's worth in one millisecond.
+	m.add(at(10_000), window)
+	if !m.hot(at(10_001)) {
+		t.Fatal("a burst's first commits are not hot")
+	}
+	if !m.hot(at(10_000 + 15)) {
+		t.Fatal("not hot within the window")
+	}
+	if m.hot(at(10_000 + int(hotIntakeWindow/time.Millisecond) + int(meterSpan/time.Millisecond))) {
+		t.Fatal("still hot a window after the last commit")
+	}
+	// Just under the rate, spread over the window; then just over it.
+	var m2 intakeMeter
+	step := int(meterSpan / time.Millisecond)
+	for k := range meterBuckets {
+		m2.add(at(20_000+k*step), window/meterBuckets-1000)
+	}
+	now := at(20_000 + (meterBuckets-1)*step)
+	if m2.hot(now) {
+		t.Fatal("hot just under the rate")
+	}
+	m2.add(now, 5000)
+	if !m2.hot(now) {
+		t.Fatal("not hot just over the rate")
+	}
+	// A bucket's earlier turn (one window ago) does not count.
+	m2.add(now.Add(hotIntakeWindow), 10)
+	if m2.hot(now.Add(hotIntakeWindow)) {
+		t.Fatal("bytes of the window before counted")
 	}
 }
 
 // TestIntakeBusy: with YieldToIntake, delivery waits while events arrive
-// fast, not while they trickle in, not once appends stop for intakeQuiet,
+// fast (from the first commit of a burst), not while they trickle in, not
+// once commits stop for a window,
 // and never once the buffer holds yieldBacklog (delivery must then keep
 // up, or the senders would be pushed back).
 func TestIntakeBusy(t *testing.T) {
@@ -70,18 +86,16 @@ func TestIntakeBusy(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// A burst: 1 MB appends back to back (a memory buffer takes them in
-	// microseconds), until the rate has been measured over a span.
-	deadline := time.Now().Add(5 * time.Second)
-	for !p.intakeBusy() {
-		if time.Now().After(deadline) || p.buf.Stats().Bytes >= yieldBacklog(bufferMax) {
-			t.Fatalf("not busy in a burst: %+v", p.buf.Stats())
-		}
-		add(100, 10000)
+	// A burst: a window's worth at the threshold rate in one append (a
+	// memory buffer takes it in microseconds): busy at once.
+	add(150, 10000)
+	if !p.intakeBusy() {
+		t.Fatalf("not busy after the first commit of a burst: %+v", p.buf.Stats())
 	}
-	time.Sleep(intakeQuiet + 10*time.Millisecond)
+	quiet := hotIntakeWindow + meterSpan + 5*time.Millisecond
+	time.Sleep(quiet)
 	if p.intakeBusy() {
-		t.Fatalf("still busy %v after the last append", intakeQuiet+10*time.Millisecond)
+		t.Fatalf("still busy %v after the last append", quiet)
 	}
 	// A burst past yieldBacklog.
 	for p.buf.Stats().Bytes < yieldBacklog(bufferMax) {

@@ -48,10 +48,9 @@ type Options struct {
 	OnWriteError func(*WriteError)
 	// OnCommit, when set, is told how long each durable group commit took
 	// (its write and fdatasync, what every ack in it waited for at the
-	// least) and how many bytes and records it made durable. It runs on
-	// the committer: it must be quick and must not call back into the
-	// Buffer.
-	OnCommit func(d time.Duration, bytes, records int)
+	// least) and how many bytes it made durable. It runs on the
+	// committer: it must be quick and must not call back into the Buffer.
+	OnCommit func(d time.Duration, bytes int)
 
 	fs fileSystem // segment files; tests inject faults here
 }
@@ -103,9 +102,6 @@ type Stats struct {
 	// (writeBatch): all of them but those past a segment's preallocated
 	// blocks, unless the filesystem refuses O_DIRECT.
 	DirectCommits uint64
-	// LastAppend is when the latest Append was called (zero before the
-	// first): how the output tells that senders are at work.
-	LastAppend time.Time
 }
 
 // Buffer is the durable queue. Append, Next and Ack are safe for concurrent

@@ -82,7 +82,6 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 	}
 
 	b.mu.Lock()
-	b.stats.LastAppend = time.Now()
 	var deadline <-chan time.Time
 	for {
 		if b.closed {
@@ -199,7 +198,7 @@ func (b *Buffer) commit() {
 	err = b.writeBatch(p, seg, start)
 	took := time.Since(t0)
 	if err == nil && b.opts.OnCommit != nil {
-		b.opts.OnCommit(took, len(p.buf), len(p.ends))
+		b.opts.OnCommit(took, len(p.buf))
 	}
 
 	b.mu.Lock()
