@@ -7,15 +7,34 @@ import (
 	"testing"
 )
 
-// BenchmarkAppend: group commits of 100 records of about 200 bytes, as a
-// forward chunk would bring, fsync'd to the temp dir's disk.
+// BenchmarkAppend: group commits of 100 records of about 200 bytes, and
+// of 1,000 (a forward chunk of the pipeline benchmark's), fsync'd to the
+// temp dir's disk, written around the page cache where the filesystem
+// takes O_DIRECT and through it (pageCacheFS). On this machine's ext4,
+// three runs: 1,000-record commits took 0.31-0.46 ms direct against
+// 0.43-0.49 ms through the page cache, 100-record ones 0.16-0.24 against
+// 0.21-0.23 (the disk's speed moves between runs more than that).
 func BenchmarkAppend(b *testing.B) {
-	buf, err := Open(Options{Dir: b.TempDir(), MaxBytes: 1 << 30})
+	for _, n := range []int{100, 1000} {
+		for _, pageCache := range []bool{false, true} {
+			b.Run(fmt.Sprintf("records=%d/pagecache=%v", n, pageCache), func(b *testing.B) {
+				o := Options{Dir: b.TempDir(), MaxBytes: 1 << 30}
+				if pageCache {
+					o.fs = pageCacheFS{}
+				}
+				benchAppend(b, o, n)
+			})
+		}
+	}
+}
+
+func benchAppend(b *testing.B, o Options, n int) {
+	buf, err := Open(o)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer buf.Close()
-	recs := make([]Record, 100)
+	recs := make([]Record, n)
 	for i := range recs {
 		recs[i] = Record{ID: fmt.Sprintf("id-%022d", i), Tag: "app.bench", Sec: 1700000000, Doc: bytes.Repeat([]byte("x"), 160)}
 	}
@@ -31,7 +50,36 @@ func BenchmarkAppend(b *testing.B) {
 			b.StartTimer()
 		}
 	}
+	b.StopTimer()
+	st := buf.Stats()
+	b.ReportMetric(float64(st.DirectCommits)/float64(st.Commits), "direct/commit")
 }
+
+// pageCacheFS is the real filesystem with O_DIRECT refused: commits go
+// through the page cache.
+type pageCacheFS struct{ osFS }
+
+func (f pageCacheFS) Create(path string) (storage, error) {
+	st, err := f.osFS.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return pageCacheStorage{st.(*fileStorage)}, nil
+}
+
+func (f pageCacheFS) Open(path string) (storage, error) {
+	st, err := f.osFS.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return pageCacheStorage{st.(*fileStorage)}, nil
+}
+
+// pageCacheStorage is a segment file that refuses direct writes (and
+// still reserves blocks with fallocate).
+type pageCacheStorage struct{ *fileStorage }
+
+func (pageCacheStorage) writeDirect([]byte, int64) error { return errNoDirect }
 
 func drainAck(b *testing.B, buf *Buffer) {
 	for buf.Stats().Undelivered > 0 {
