@@ -76,6 +76,15 @@ func TestDirectCommitsReadBack(t *testing.T) {
 		if want := st.Commits - uint64(st.Segments); st.PlainSegments != 0 || direct && st.DirectCommits < want || !direct && st.DirectCommits != 0 {
 			t.Fatalf("%s (O_DIRECT %v): %d of %d commits direct over %d segments (%d plain)", dir, direct, st.DirectCommits, st.Commits, st.Segments, st.PlainSegments)
 		}
+		// A sealed segment is never written again: its O_DIRECT
+		// descriptor is closed at the rotation.
+		b.mu.Lock()
+		for _, seg := range b.segs[:len(b.segs)-1] {
+			if fst := seg.st.(*fileStorage); fst.direct != nil {
+				t.Errorf("%s: sealed segment %d keeps its O_DIRECT descriptor", dir, seg.id)
+			}
+		}
+		b.mu.Unlock()
 		b.Close()
 		b2 := open(t, o)
 		if rc := b2.Recovery(); rc.Records != n || rc.TruncatedBytes != 0 || rc.CorruptRecords != 0 {

@@ -224,6 +224,12 @@ func (s *faultStorage) writeDirect(p []byte, off int64) error {
 	return nil
 }
 
+func (s *faultStorage) closeDirect() {
+	if da, ok := s.storage.(directAppender); ok {
+		da.closeDirect()
+	}
+}
+
 func (s *faultStorage) Sync() error {
 	if ft, ok := s.fs.check("sync"); ok {
 		return &os.PathError{Op: "fdatasync", Path: s.path, Err: ft.err}

@@ -116,11 +116,17 @@ func (s *fileStorage) Truncate(size int64) error {
 }
 
 func (s *fileStorage) Close() error {
+	s.closeDirect()
+	return s.f.Close()
+}
+
+// closeDirect closes the O_DIRECT descriptor, if open: a sealed segment is
+// never written again, and a buffer holds many.
+func (s *fileStorage) closeDirect() {
 	if s.direct != nil {
 		s.direct.Close()
 		s.direct = nil
 	}
-	return s.f.Close()
 }
 
 func (s *fileStorage) Rename(path string) error {
@@ -170,6 +176,9 @@ var errNoDirect = errors.New("buffer: direct I/O not supported here")
 // directAppender is storage that can write whole blocks around the page
 // cache.
 type directAppender interface {
+	// closeDirect gives back what writeDirect holds open; a later
+	// writeDirect opens it again.
+	closeDirect()
 	// writeDirect writes p at off with O_DIRECT: off and len(p) are
 	// multiples of directBlock, and p starts at an address aligned to
 	// one (alignedBuf). It returns an error wrapping errNoDirect when the
@@ -185,12 +194,11 @@ func (s *fileStorage) writeDirect(p []byte, off int64) error {
 	}
 	n, err := f.WriteAt(p, off)
 	switch {
-	case errors.Is(err, unix.EINVAL) && n == 0:
+	case n == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)):
 		// The alignment or the file refused (a filesystem that opens
 		// with O_DIRECT but wants larger blocks, say).
 		s.noDirect = true
-		s.direct.Close()
-		s.direct = nil
+		s.closeDirect()
 		return fmt.Errorf("%w: %w", errNoDirect, err)
 	case err != nil:
 		return err

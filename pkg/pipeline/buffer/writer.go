@@ -453,6 +453,10 @@ func (b *Buffer) startSpareLocked() {
 func (b *Buffer) rotateLocked(seg *segment) (*segment, *WriteError) {
 	spareOut := b.spareOut && !b.spareDiscard
 	b.mu.Unlock()
+	if da, ok := seg.st.(directAppender); ok {
+		// Still the committer's: nothing removes it before it is sealed.
+		da.closeDirect()
+	}
 	next, err := b.nextSegment(spareOut)
 	b.mu.Lock()
 	if err != nil {
