@@ -267,10 +267,11 @@ func (b *Buffer) refuseLocked(p *pendingBatch, err *WriteError) {
 // write returns and fdatasync only flushes its cache (and journals blocks
 // that fallocate reserved). On this machine's ext4 a 230 KB commit then
 // took 0.16-0.24 ms instead of 0.37-0.39 ms in a standalone test, and
-// with two senders the pipeline acked 2.00-2.08M events/s instead of
-// 1.54-1.76M (bench/pipeline.sh, alternating with Fluent Bit at
-// 1.80-2.05M), with 32 senders 2.98-3.55M instead of 1.74-3.08M. Elsewhere (past allocEnd, a plain segment, a filesystem
-// that refuses O_DIRECT) the write goes through the page cache: a write
+// with two senders the pipeline acked 1.95-2.14M events/s (1.03-1.15 of
+// Fluent Bit's rate in the same runs) where it acked 1.54-1.76M (0.75-0.86)
+// before, with 32 senders 2.96-3.67M where 1.74-3.08M (bench/pipeline.sh).
+// Elsewhere (past allocEnd, a plain segment, a filesystem that refuses
+// O_DIRECT) the write goes through the page cache: a write
 // that ends inside a page the cache does not hold would make the
 // filesystem read that block first, which the zeros to the page boundary
 // avoid. The two never overlap in time, and the page cache stays
