@@ -269,7 +269,9 @@ func (b *Buffer) refuseLocked(p *pendingBatch, err *WriteError) {
 // took 0.16-0.24 ms instead of 0.37-0.39 ms in a standalone test, and
 // with two senders the pipeline acked 1.95-2.14M events/s (1.03-1.15 of
 // Fluent Bit's rate in the same runs) where it acked 1.54-1.76M (0.75-0.86)
-// before, with 32 senders 2.96-3.67M where 1.74-3.08M (bench/pipeline.sh).
+// before, with 32 senders 2.96-3.67M where 1.74-3.08M (bench/pipeline.sh);
+// on a slower stretch of the disk, alternating the two builds, 9% more
+// at two senders (commits 0.44-0.47 ms against 0.53-0.60).
 // Elsewhere (past allocEnd, a plain segment, a filesystem that refuses
 // O_DIRECT) the write goes through the page cache: a write
 // that ends inside a page the cache does not hold would make the
