@@ -16,6 +16,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/logdoctor/logdoctor/internal/testenv"
 	"github.com/logdoctor/logdoctor/pkg/forward"
 	"github.com/logdoctor/logdoctor/pkg/forward/forwardtest"
 )
@@ -433,29 +434,11 @@ func TestFirstRequestTimeout(t *testing.T) {
 	waitStats(t, srv, func(st forward.Stats) bool { return st.NoFirstRequest == 2 && st.Errors == 0 })
 }
 
-// syncBuffer is a log sink shared by connection goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // 200 KB of 0x01 are 200,000 msgpack integers, none a request: a few log
 // lines, and the connection closed after MaxBrokenValues of them. A
 // connection with a few such values among its requests is kept.
 func TestBrokenValuesAggregatedAndBounded(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	srv := &forward.Server{Handler: forwardtest.NewRecorder(), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	addr := forwardtest.Start(t, srv)
 	c, err := net.Dial("tcp", addr)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +19,6 @@ import (
 	"github.com/logdoctor/logdoctor/pkg/pipeline/buffer"
 	"github.com/logdoctor/logdoctor/pkg/pipeline/esout"
 )
-
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestBufferDiskFull puts the buffer on a small tmpfs that fills up (issue
 // 11: acks stopped, but nothing was logged). The refused appends are
@@ -52,7 +33,7 @@ func TestBufferDiskFull(t *testing.T) {
 	if err := os.WriteFile(filler, make([]byte, 1400<<10), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	p := startPipeline(t, Config{BufferDir: filepath.Join(dir, "buffer"), SegmentBytes: 256 << 10,
 		BufferMaxBytes: 64 << 20, BufferFullWait: 1,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
@@ -156,7 +137,7 @@ func TestBufferCorruptLogged(t *testing.T) {
 	}
 	os.WriteFile(path, data, 0o600)
 
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	es := startES(t, "", essim.Config{})
 	p := startPipeline(t, Config{BufferDir: dir, ES: esConfig(es), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	flush(t, p, 10*time.Second)
