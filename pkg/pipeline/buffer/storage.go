@@ -247,18 +247,12 @@ func (s *fileStorage) writeZerosDirect(from, to int64) int64 {
 	if end-start < directBlock {
 		return 0
 	}
-	f := s.directFile()
-	if f == nil {
-		return 0
-	}
 	const chunk = 1 << 20
 	zero := alignedBuf(nil, chunk)
-	for off := start; off < end; {
-		n, err := f.WriteAt(zero[:min(chunk, end-off)], off)
-		if err != nil {
+	for off := start; off < end; off += chunk {
+		if s.writeDirect(zero[:min(chunk, end-off)], off) != nil {
 			return 0
 		}
-		off += int64(n)
 	}
 	if start > from {
 		if _, err := s.f.WriteAt(zero[:start-from], from); err != nil {

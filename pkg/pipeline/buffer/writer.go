@@ -319,7 +319,7 @@ func (b *Buffer) writeDirect(seg *segment, start int64, buf []byte, padEnd int64
 	err := da.writeDirect(w, off)
 	// Kept for the next commit, as the batch buffers are, unless a burst
 	// made it large.
-	if cap(w) <= 64<<20 {
+	if cap(w) <= maxKeptBuf {
 		b.directBuf = w[:0]
 	} else {
 		b.directBuf = nil
@@ -352,6 +352,10 @@ func lastPageAfter(last, buf []byte, end int64) []byte {
 	return append(last[:0], buf[len(buf)-r:]...)
 }
 
+// maxKeptBuf: a batch or direct-write buffer larger than this (a burst
+// made it so) goes back to the GC instead of serving the next commit.
+const maxKeptBuf = 64 << 20
+
 // pageSize is the page cache's unit on the platforms logdoctor runs on.
 const pageSize = 4096
 
@@ -380,7 +384,7 @@ func (b *Buffer) settleLocked(p *pendingBatch, seg *segment, start int64, err *W
 	if recovered {
 		b.writeFailing = false
 	}
-	if cap(p.buf) <= 64<<20 {
+	if cap(p.buf) <= maxKeptBuf {
 		b.freeBuf = p.buf[:0]
 	}
 	p.buf = nil
