@@ -79,7 +79,7 @@ func (f pageCacheFS) Open(path string) (storage, error) {
 // still reserves blocks with fallocate).
 type pageCacheStorage struct{ *fileStorage }
 
-func (pageCacheStorage) writeDirect([]byte, int64) error { return errNoDirect }
+func (pageCacheStorage) writeDirect([]byte, int64, bool) (bool, error) { return false, errNoDirect }
 
 func drainAck(b *testing.B, buf *Buffer) {
 	for buf.Stats().Undelivered > 0 {

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/logdoctor/logdoctor/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -238,3 +240,101 @@ func TestAlignedBuf(t *testing.T) {
 }
 
 func addr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+
+// TestDirectCommitsSyncThemselves: a direct commit is durable when its
+// write returns (RWF_DSYNC): no fdatasync follows it, and its bytes are
+// in the file's image a power loss keeps. When that write's flush fails,
+// the append fails as a write does (OpAppend, wrapping the error), the
+// batch is not acknowledged, and the commits after it go through the
+// page cache and fdatasync; after a power loss every acknowledged record
+// is there.
+func TestDirectCommitsSyncThemselves(t *testing.T) {
+	m := newModel(t, 11)
+	if !takesDirect(t, m.dir) {
+		if testenv.InCI() {
+			t.Fatalf("CI=true: %s refuses O_DIRECT", m.dir)
+		}
+		t.Skipf("%s refuses O_DIRECT: no direct commit to check", m.dir)
+	}
+	m.segmentBytes = 1 << 20 // no rotation
+	m.open()
+	count := func() (direct, dsyncs, syncs int) {
+		m.fs.mu.Lock()
+		defer m.fs.mu.Unlock()
+		return m.fs.direct, m.fs.dsyncs, m.fs.syncs
+	}
+	d0, ds0, s0 := count()
+	for i := 0; i < 20; i++ {
+		if err := m.appendSome(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.checkDurable()
+	st := m.b.Stats()
+	d1, ds1, s1 := count()
+	if st.DirectCommits != 20 || d1-d0 != 20 || ds1-ds0 != 20 || s1 != s0 {
+		t.Fatalf("20 commits: %d direct (Stats), %d direct writes, %d synced by their write, %d fdatasyncs; want 20, 20, 20, 0",
+			st.DirectCommits, d1-d0, ds1-ds0, s1-s0)
+	}
+
+	m.fs.inject("dsync", fault{err: errIO})
+	err := m.appendSome()
+	var we *WriteError
+	if !errors.As(err, &we) || we.Op != OpAppend || !errors.Is(err, errIO) {
+		t.Fatalf("append with the flush failing: %v, want a WriteError (op %s) wrapping %v", err, OpAppend, errIO)
+	}
+	// The segment's blocks are no longer trusted for direct writes: the
+	// next commits go through the page cache and fdatasync, and succeed.
+	for i := 0; i < 5; i++ {
+		if err := m.appendSome(); err != nil {
+			t.Fatalf("append after the failed flush: %v", err)
+		}
+	}
+	m.checkDurable()
+	_, ds2, s2 := count()
+	if st := m.b.Stats(); st.DirectCommits != 20 || st.WriteErrors != 1 || ds2 != ds1 || s2-s1 != 5 {
+		t.Fatalf("after the failed flush: %d direct commits, %d write errors, %d more synced by their write, %d fdatasyncs; want 20, 1, 0, 5",
+			st.DirectCommits, st.WriteErrors, ds2-ds1, s2-s1)
+	}
+	m.fs.clear()
+	m.read()
+	m.ack()
+	m.dir = m.fs.snapshot(t, m.dir, true, m.rng)
+	m.b.Close()
+	m.open()
+	m.finish()
+}
+
+// TestDirectWithoutDSync: on a kernel that refused RWF_DSYNC (noDSync),
+// a direct write still writes, and says it did not sync, so the caller
+// runs fdatasync.
+func TestDirectWithoutDSync(t *testing.T) {
+	dir := t.TempDir()
+	if !takesDirect(t, dir) {
+		if testenv.InCI() {
+			t.Fatalf("CI=true: %s refuses O_DIRECT", dir)
+		}
+		t.Skipf("%s refuses O_DIRECT", dir)
+	}
+	st, err := osFS{}.Create(filepath.Join(dir, "seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fst := st.(*fileStorage)
+	p := alignedBuf(nil, 2*directBlock)
+	for i := range p {
+		p[i] = byte(i)
+	}
+	for _, noDSync := range []bool{false, true} {
+		fst.noDSync = noDSync
+		synced, err := fst.writeDirect(p, directBlock, true)
+		if err != nil || synced == noDSync {
+			t.Fatalf("noDSync %v: synced %v, err %v", noDSync, synced, err)
+		}
+		got := make([]byte, len(p))
+		if _, err := fst.ReadAt(got, directBlock); err != nil || string(got) != string(p) {
+			t.Fatalf("noDSync %v: read back %v, differs %v", noDSync, err, string(got) != string(p))
+		}
+	}
+}

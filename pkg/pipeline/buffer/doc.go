@@ -94,7 +94,8 @@
 // # Invariants
 //
 //   - A record is on disk before it is acknowledged to a sender: Append
-//     returns nil only after its bytes were written and fdatasync'd, and a
+//     returns nil only after its bytes were written and fdatasync'd (or
+//     written with RWF_DSYNC, which is the same guarantee), and a
 //     segment file's directory entry was synced when the file was created.
 //   - Only the newest segment (the active one) is written; every other is
 //     sealed. A record never spans segments. A segment outgrows SegmentBytes
@@ -140,9 +141,12 @@
 // file's reserved blocks the write goes around the page cache (O_DIRECT):
 // whole blocks, from the start of the block the data ends in, whose
 // committed bytes the committer keeps (segment.lastPage) and writes again
-// with the batch and the zeros; past them (a segment's last commits, a
-// plain segment, a filesystem that refuses O_DIRECT) it goes through the
-// page cache. A failed write or fdatasync fails the whole batch
+// with the batch and the zeros, in one pwritev2 with RWF_DSYNC that
+// returns once the disk has them, as an fdatasync after it would (a
+// kernel without the flag gets a plain write and the fdatasync); past
+// them (a segment's last commits, a plain segment, a filesystem that
+// refuses O_DIRECT) it goes through the page cache, and fdatasync
+// follows. A failed write or fdatasync fails the whole batch
 // (WriteError) and is truncated away, so a segment is always a clean
 // sequence of frames. When a batch would take the active segment past
 // SegmentBytes, the committer seals it and moves to the spare segment,

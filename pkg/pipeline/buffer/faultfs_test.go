@@ -18,12 +18,14 @@ import (
 // whether its directory entry was synced since it was created or renamed.
 type faultFS struct {
 	mu     sync.Mutex
-	faults map[string]fault // by operation: create, magic, write, direct, sync, truncate, syncdir, rename
+	faults map[string]fault // by operation: create, magic, write, direct, dsync, sync, truncate, syncdir, rename
 	files  map[string]*fileState
 	// writes holds the [start, end) of every successful write after a
 	// file's magic, by path.
 	writes map[string][][2]int64
 	direct int // direct writes that succeeded
+	dsyncs int // of them, those durable when they returned (RWF_DSYNC)
+	syncs  int // fdatasyncs of segment files that succeeded
 }
 
 type fault struct {
@@ -191,37 +193,63 @@ func (s *faultStorage) Write(p []byte) (int, error) {
 }
 
 // writeDirect is the real file's direct write, so that the tests run
-// O_DIRECT where the filesystem has it. A "direct" fault refuses it, as a
-// filesystem without O_DIRECT does; a "write" fault fails it as any write
-// (short: half of the blocks written, then the error or, without one, a
-// short write).
-func (s *faultStorage) writeDirect(p []byte, off int64) error {
+// O_DIRECT where the filesystem has it; with dsync the bytes it wrote are
+// durable (the file's image) once it succeeds. A "direct" fault refuses
+// it, as a filesystem without O_DIRECT does; a "write" fault fails it as
+// any write (short: half of the blocks written, then the error or,
+// without one, a short write); a "dsync" fault fails the flush of a dsync
+// write: the bytes reach the file but not the image, and the write
+// reports the error. Under a "sync" fault a dsync write is a plain one
+// (a kernel without RWF_DSYNC), so that the fault hits the fdatasync the
+// caller then runs.
+func (s *faultStorage) writeDirect(p []byte, off int64, dsync bool) (bool, error) {
 	if ft, ok := s.fs.check("direct"); ok {
-		return fmt.Errorf("%w: %w", errNoDirect, ft.err)
+		return false, fmt.Errorf("%w: %w", errNoDirect, ft.err)
 	}
 	da, ok := s.storage.(directAppender)
 	if !ok {
-		return errNoDirect
+		return false, errNoDirect
 	}
 	if ft, ok := s.fs.check("write"); ok {
 		if half := len(p) / 2 / directBlock * directBlock; ft.short && half > 0 {
-			if err := da.writeDirect(p[:half], off); err != nil {
-				return err
+			if _, err := da.writeDirect(p[:half], off, false); err != nil {
+				return false, err
 			}
 		}
 		if ft.err == nil {
-			return io.ErrShortWrite
+			return false, io.ErrShortWrite
 		}
-		return &os.PathError{Op: "write", Path: s.path, Err: ft.err}
+		return false, &os.PathError{Op: "write", Path: s.path, Err: ft.err}
 	}
-	if err := da.writeDirect(p, off); err != nil {
-		return err
+	if _, ok := s.fs.check("sync"); ok {
+		dsync = false
+	}
+	flush, failFlush := s.fs.check("dsync")
+	failFlush = failFlush && dsync
+	synced, err := da.writeDirect(p, off, dsync && !failFlush)
+	if err != nil {
+		return false, err
+	}
+	if failFlush {
+		return false, &os.PathError{Op: "pwritev2", Path: s.path, Err: flush.err}
 	}
 	s.fs.mu.Lock()
 	s.fs.writes[s.path] = append(s.fs.writes[s.path], [2]int64{off, off + int64(len(p))})
 	s.fs.direct++
+	if synced {
+		s.fs.dsyncs++
+		if st := s.fs.files[s.path]; st != nil {
+			// A copy: images are shared, as damage assumes.
+			img := append([]byte(nil), st.image...)
+			if end := int(off) + len(p); end > len(img) {
+				img = append(img, make([]byte, end-len(img))...)
+			}
+			copy(img[off:], p)
+			st.image = img
+		}
+	}
 	s.fs.mu.Unlock()
-	return nil
+	return synced, nil
 }
 
 func (s *faultStorage) closeDirect() {
@@ -238,6 +266,9 @@ func (s *faultStorage) Sync() error {
 		return err
 	}
 	s.fs.capture(s.path)
+	s.fs.mu.Lock()
+	s.fs.syncs++
+	s.fs.mu.Unlock()
 	return nil
 }
 
