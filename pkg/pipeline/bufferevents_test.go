@@ -114,8 +114,10 @@ func TestBufferCorruptLogged(t *testing.T) {
 	}
 	var recs []buffer.Record
 	for i := 0; i < 100; i++ {
+		// Ingest times apart: a frame each (one request's events would
+		// share a group frame, and its damage lose them all).
 		recs = append(recs, buffer.Record{ID: fmt.Sprintf("c-%03d", i), Tag: "corrupt", Sec: 1700000000 + int64(i),
-			Doc: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+			Ingest: int64(i), Doc: []byte(fmt.Sprintf(`{"n":%d}`, i))})
 	}
 	if err := b.Append(context.Background(), recs); err != nil {
 		t.Fatal(err)

@@ -57,9 +57,16 @@ func (b *Buffer) writeCheckpoint() {
 		return
 	}
 	b.ckDirty = false
-	ck := checkpoint{Segment: b.segs[0].id, Index: b.segs[0].prefix}
+	seg := b.segs[0]
+	ck := checkpoint{Segment: seg.id, Index: seg.prefix}
+	if ck.Index < len(seg.ends) {
+		// Only whole frames: recovery acknowledges every record of a
+		// frame that ends by Offset, and the rest of a group whose first
+		// records were acknowledged is still to deliver.
+		ck.Index = frameFirst(seg.ends, ck.Index)
+	}
 	if ck.Index > 0 {
-		ck.Offset = int64(b.segs[0].ends[ck.Index-1])
+		ck.Offset = int64(seg.ends[ck.Index-1])
 	}
 	b.mu.Unlock()
 	data, _ := json.Marshal(ck)

@@ -58,6 +58,24 @@
 // (msgpack): the reader makes the JSON document and the id from those
 // durable bytes.
 //
+// Version 3 (LDBUF3 only) is a group: the records of one append that
+// share tag, ingest time and Raw (a forward request's events), as many
+// as fit in 256 KiB, in one frame:
+//
+//	u8 version (3) | u8 flags (1: Raw) | u16 tag length | tag |
+//	i64 ingest unix nanoseconds | u32 count | count times:
+//	  u8 id length | id | i64 event seconds | u32 event nanoseconds |
+//	  u32 document length | document
+//
+// A group's records are records like any other (an index each, acked one
+// by one); they share the frame's end offset, which is how the segment's
+// table of record ends tells a group (segment.offsetOf gives the frame's
+// start for each). The checkpoint only ever covers whole frames: a group
+// whose first records are acknowledged and the rest not is replayed
+// whole. Damage to a group frame loses its records (the count it
+// declares, if still readable, is the estimate). Logdoctor versions
+// before groups read a version-3 payload as damage.
+//
 // All integers are little endian; CRC-32C is the Castagnoli polynomial.
 // The header checksum is what lets recovery trust a payload length after
 // damage: a damaged payload under an intact header is skipped by its
@@ -87,7 +105,8 @@
 //	{"segment": S, "index": I, "offset": O}
 //
 // meaning: every record of segments numbered below S, and the first I
-// records of segment S (which end at byte offset O), were acknowledged.
+// records of segment S (which end at byte offset O, a frame's end), were
+// acknowledged.
 // Recovery trusts O over I when O is present, because damage inside the
 // prefix can remove a record from the scan and shift every index after it.
 //

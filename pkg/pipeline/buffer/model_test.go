@@ -97,8 +97,17 @@ func (m *model) appendConcurrently(n int) []error {
 	batches := make([][]Record, n)
 	for i := range batches {
 		batches[i] = make([]Record, 1+m.rng.Intn(8))
+		// Half the batches are a forward request's events: one ingest
+		// time, stored as sent or not, which the buffer frames as groups.
+		group, raw := m.rng.Intn(2) == 0, m.rng.Intn(2) == 0
 		for j := range batches[i] {
 			r := m.newRecord()
+			if group {
+				r.Raw = raw
+				if j > 0 {
+					r.Ingest = batches[i][0].Ingest
+				}
+			}
 			batches[i][j] = r
 			m.recs[r.ID] = r
 		}
@@ -169,7 +178,7 @@ func (m *model) read() {
 		if !ok {
 			m.t.Fatalf("record %q was never appended", r.ID)
 		}
-		if r.Tag != want.Tag || r.Sec != want.Sec || r.Nsec != want.Nsec || r.Ingest != want.Ingest || !bytes.Equal(r.Doc, want.Doc) {
+		if r.Tag != want.Tag || r.Sec != want.Sec || r.Nsec != want.Nsec || r.Ingest != want.Ingest || r.Raw != want.Raw || !bytes.Equal(r.Doc, want.Doc) {
 			m.t.Fatalf("record %s differs: got %+v", r.ID, r)
 		}
 		m.out[r.Pos] = r.ID
@@ -216,10 +225,11 @@ func (m *model) corrupt() {
 			if off < from || off >= to {
 				continue
 			}
+			// The frame's records, a group's all of them.
 			frame := make([]byte, to-from)
 			s.st.ReadAt(frame, from)
-			if r, _, err := decodeFrame(s.format, s.seal, frame, 1<<20); err == nil {
-				m.touched[r.ID] = true
+			if recs, _, err := appendFrameRecords(nil, s.format, s.seal, frame, 1<<20, i-frameFirst(s.ends, i)); err == nil {
+				m.touched[recs[0].ID] = true
 			}
 			m.touchedPos[Pos{Seg: s.id, Idx: uint32(i)}] = true
 		}

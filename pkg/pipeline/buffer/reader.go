@@ -80,6 +80,9 @@ func (b *Buffer) availableLocked(maxCount, maxBytes int) (*segment, int, int) {
 // takeLocked reserves [from, to) of seg, unlocks, and reads them.
 func (b *Buffer) takeLocked(seg *segment, from, to int) ([]Record, error) {
 	b.readIdx = to
+	// A group's records share a frame: reading from the middle of one
+	// (the call before stopped there) reads it from its start.
+	firstIdx := frameFirst(seg.ends, from)
 	start, end := seg.offsetOf(from), int64(seg.ends[to-1])
 	ends := seg.ends[from:to:to]
 	var starts []int64 // only where damaged bytes lie between records
@@ -108,21 +111,43 @@ func (b *Buffer) takeLocked(seg *segment, from, to int) ([]Record, error) {
 	recs := make([]Record, 0, to-from)
 	var bad []Corruption
 	off := 0
-	for i, e := range ends {
+	// skip: records of the first frame (a group) handed out before.
+	skip := from - firstIdx
+	for i := 0; i < len(ends); {
 		if starts != nil {
 			off = int(starts[i] - start)
 		}
+		e := ends[i]
 		end := int(int64(e) - start)
-		r, _, err := decodeFrame(seg.format, seg.seal, data[off:end], b.opts.MaxRecordBytes)
+		// The frame's records in [from, to): a group's share its end.
+		k := 1
+		for i+k < len(ends) && ends[i+k] == e {
+			k++
+		}
+		n := len(recs)
+		var err error
+		recs, _, err = appendFrameRecords(recs, seg.format, seg.seal, data[off:end], b.opts.MaxRecordBytes, skip)
+		if err == nil && len(recs)-n < k {
+			err = fmt.Errorf("%w: %d records in the frame, %d committed", ErrBadField, len(recs)-n+skip, k+skip)
+		}
 		if err != nil {
 			// Damaged after it was written (recovery or the commit found it
-			// intact): this record is lost, the ones around it are not.
-			r = Record{Corrupt: fmt.Errorf("segment %d record %d: %w", seg.id, from+i, err)}
+			// intact): this frame's records are lost, the ones around it
+			// are not.
+			recs = recs[:n]
+			for j := range k {
+				recs = append(recs, Record{Corrupt: fmt.Errorf("segment %d record %d: %w", seg.id, from+i+j, err)})
+			}
 			bad = append(bad, Corruption{Segment: segName(seg.id), From: start + int64(off), To: int64(e),
-				Bytes: int64(end - off), Records: 1, Found: "read"})
+				Bytes: int64(end - off), Records: k, Found: "read"})
 		}
-		r.Pos = Pos{Seg: seg.id, Idx: uint32(from + i)}
-		recs = append(recs, r)
+		// Records of the group past to are handed out by a later call.
+		recs = recs[:n+k]
+		for j := range k {
+			recs[n+j].Pos = Pos{Seg: seg.id, Idx: uint32(from + i + j)}
+		}
+		skip = 0
+		i += k
 		off = end
 	}
 	if len(bad) > 0 {

@@ -16,7 +16,19 @@ const (
 	// recordVersionRaw: the same layout, with Doc holding the event's
 	// record as the shipper sent it (Record.Raw).
 	recordVersionRaw = 2
-	fixedPayloadLen  = 1 + 1 + 2 + 8 + 4 + 8
+	// recordVersionGroup: several records of one append that share tag,
+	// ingest time and Raw, in one frame (doc.go).
+	recordVersionGroup = 3
+	fixedPayloadLen    = 1 + 1 + 2 + 8 + 4 + 8
+	// groupHeaderLen and groupEntryLen are a group payload's fixed bytes
+	// (before the tag, after it) and each record's (besides id and doc).
+	groupHeaderLen = 1 + 1 + 2 + 8 + 4
+	groupEntryLen  = 1 + 8 + 4 + 4
+	// groupFlagRaw marks a group of Raw records.
+	groupFlagRaw = 1
+	// maxGroupPayload bounds a group frame: one damaged frame loses every
+	// record in it, so a large append becomes several frames.
+	maxGroupPayload = 256 << 10
 
 	// MaxIDLen and MaxTagLen bound the variable-length fields.
 	MaxIDLen  = 255
@@ -144,14 +156,159 @@ func appendRecordFormat(dst []byte, r *Record, format int, seal uint32) ([]byte,
 }
 
 // reseal rewrites the header checksums of the frames in buf (ending at
-// ends) for an LDBUF3 segment sealed with seal: a batch encoded while one
-// segment was active goes to the next one when it rotates.
+// ends, one per record: the records of a group share their frame's) for
+// an LDBUF3 segment sealed with seal: a batch encoded while one segment
+// was active goes to the next one when it rotates.
 func reseal(buf []byte, ends []int, seal uint32) {
 	start := 0
 	for _, e := range ends {
+		if e == start {
+			continue // the next record of the same group
+		}
 		binary.LittleEndian.PutUint32(buf[start+12:], headerSum(formatV3, seal, buf[start:]))
 		start = e
 	}
+}
+
+// groupable reports whether recs may be framed as groups: more than one
+// record, all with the tag, ingest time and Raw of the first (the events
+// of one forward request).
+func groupable(recs []Record) bool {
+	if len(recs) < 2 {
+		return false
+	}
+	r0 := &recs[0]
+	for i := range recs[1:] {
+		r := &recs[i+1]
+		if r.Tag != r0.Tag || r.Ingest != r0.Ingest || r.Raw != r0.Raw {
+			return false
+		}
+	}
+	return true
+}
+
+// groupEntrySize is what r adds to a group payload.
+func groupEntrySize(r *Record) int { return groupEntryLen + len(r.ID) + len(r.Doc) }
+
+// nextGroup returns how many records from the start of recs (groupable,
+// fields checked) the next group frame takes: as many as fit in
+// maxPayload (at most maxGroupPayload), at least one, and its payload
+// length.
+func nextGroup(recs []Record, maxPayload int) (n, plen int) {
+	maxPayload = min(maxPayload, maxGroupPayload)
+	plen = groupHeaderLen + len(recs[0].Tag)
+	for n < len(recs) {
+		e := groupEntrySize(&recs[n])
+		if n > 0 && plen+e > maxPayload {
+			break
+		}
+		plen += e
+		n++
+	}
+	return n, plen
+}
+
+// groupedLen is the framed size of groupable recs.
+func groupedLen(recs []Record, maxPayload int) int {
+	total := 0
+	for len(recs) > 0 {
+		n, plen := nextGroup(recs, maxPayload)
+		total += frameHeaderLen + plen
+		recs = recs[n:]
+	}
+	return total
+}
+
+// appendGroup frames recs[:n] (from nextGroup, with its plen) as one
+// group onto dst for an LDBUF3 segment sealed with seal.
+func appendGroup(dst []byte, recs []Record, plen int, seal uint32) []byte {
+	start := len(dst)
+	r0 := &recs[0]
+	dst = append(dst, syncMarker...)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(plen))
+	dst = binary.LittleEndian.AppendUint32(dst, 0) // checksums, filled below
+	dst = binary.LittleEndian.AppendUint32(dst, 0)
+	flags := byte(0)
+	if r0.Raw {
+		flags |= groupFlagRaw
+	}
+	dst = append(dst, recordVersionGroup, flags)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(r0.Tag)))
+	dst = append(dst, r0.Tag...)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r0.Ingest))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(recs)))
+	for i := range recs {
+		r := &recs[i]
+		dst = append(dst, byte(len(r.ID)))
+		dst = append(dst, r.ID...)
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Sec))
+		dst = binary.LittleEndian.AppendUint32(dst, r.Nsec)
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.Doc)))
+		dst = append(dst, r.Doc...)
+	}
+	sum := crc32.Checksum(dst[start+frameHeaderLen:], castagnoli)
+	binary.LittleEndian.PutUint32(dst[start+8:], sum)
+	binary.LittleEndian.PutUint32(dst[start+12:], headerSum(formatV3, seal, dst[start:]))
+	return dst
+}
+
+// groupEntries walks a group payload's records, calling fn (when not nil)
+// with each one's id, time and doc; it returns the tag, ingest time, Raw
+// and the number of records, or ErrBadField when the payload is not one
+// well-formed group.
+func groupEntries(p []byte, fn func(id []byte, sec int64, nsec uint32, doc []byte)) (tag []byte, ingest int64, raw bool, n int, err error) {
+	if len(p) < groupHeaderLen || p[0] != recordVersionGroup || p[1]&^groupFlagRaw != 0 {
+		return nil, 0, false, 0, fmt.Errorf("%w: group header", ErrBadField)
+	}
+	raw = p[1]&groupFlagRaw != 0
+	tagLen := int(binary.LittleEndian.Uint16(p[2:]))
+	if len(p) < groupHeaderLen+tagLen {
+		return nil, 0, false, 0, fmt.Errorf("%w: tag length %d", ErrBadField, tagLen)
+	}
+	tag = p[4 : 4+tagLen]
+	q := p[4+tagLen:]
+	ingest = int64(binary.LittleEndian.Uint64(q))
+	count := int(binary.LittleEndian.Uint32(q[8:]))
+	q = q[12:]
+	if count < 1 || count > len(q)/groupEntryLen {
+		return nil, 0, false, 0, fmt.Errorf("%w: %d records in %d bytes", ErrBadField, count, len(q))
+	}
+	for i := 0; i < count; i++ {
+		if len(q) < groupEntryLen {
+			return nil, 0, false, 0, fmt.Errorf("%w: record %d of %d cut short", ErrBadField, i, count)
+		}
+		idLen := int(q[0])
+		if len(q) < groupEntryLen+idLen {
+			return nil, 0, false, 0, fmt.Errorf("%w: record %d id length %d", ErrBadField, i, idLen)
+		}
+		id := q[1 : 1+idLen]
+		q = q[1+idLen:]
+		sec := int64(binary.LittleEndian.Uint64(q))
+		nsec := binary.LittleEndian.Uint32(q[8:])
+		docLen := int(binary.LittleEndian.Uint32(q[12:]))
+		q = q[16:]
+		if docLen > len(q) {
+			return nil, 0, false, 0, fmt.Errorf("%w: record %d doc length %d", ErrBadField, i, docLen)
+		}
+		if fn != nil {
+			fn(id, sec, nsec, q[:docLen:docLen])
+		}
+		q = q[docLen:]
+	}
+	if len(q) != 0 {
+		return nil, 0, false, 0, fmt.Errorf("%w: %d bytes after %d records", ErrBadField, len(q), count)
+	}
+	return tag, ingest, raw, count, nil
+}
+
+// payloadRecords is how many records an intact payload holds: 1, or a
+// group's count.
+func payloadRecords(p []byte) (int, error) {
+	if len(p) > 0 && p[0] == recordVersionGroup {
+		_, _, _, n, err := groupEntries(p, nil)
+		return n, err
+	}
+	return 1, nil
 }
 
 // nextRecord reads the frame at the start of b (LDBUF2 or LDBUF3). It
@@ -214,12 +371,97 @@ func nextRecordV1(b []byte, maxPayload int) (Record, int, error) {
 }
 
 // decodeFrame reads one frame of the given segment format (seal matters
-// in LDBUF3 only).
+// in LDBUF3 only) that holds one record.
 func decodeFrame(format int, seal uint32, b []byte, maxPayload int) (Record, int, error) {
 	if format == formatV1 {
 		return nextRecordV1(b, maxPayload)
 	}
 	return nextRecord(b, format, seal, maxPayload)
+}
+
+// checkedPayload returns the payload of the intact LDBUF2 or LDBUF3 frame
+// at the start of b, and the frame's length.
+func checkedPayload(b []byte, format int, seal uint32, maxPayload int) ([]byte, int, error) {
+	plen, err := frameHeader(b, format, seal, maxPayload)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(b) < frameHeaderLen+plen {
+		return nil, 0, ErrShort
+	}
+	p := b[frameHeaderLen : frameHeaderLen+plen]
+	if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(b[8:]) {
+		return nil, 0, ErrChecksum
+	}
+	return p, frameHeaderLen + plen, nil
+}
+
+// frameRecordCount checks the frame at the start of b as decodeFrame
+// does, for a frame of one record or a group (LDBUF3 only), and returns
+// how many records it holds and its length.
+func frameRecordCount(format int, seal uint32, b []byte, maxPayload int) (int, int, error) {
+	if format == formatV3 {
+		p, size, err := checkedPayload(b, format, seal, maxPayload)
+		if err != nil {
+			return 0, 0, err
+		}
+		if p[0] == recordVersionGroup {
+			n, err := payloadRecords(p)
+			return n, size, err
+		}
+		_, err = decodePayload(p)
+		return 1, size, err
+	}
+	_, size, err := decodeFrame(format, seal, b, maxPayload)
+	return 1, size, err
+}
+
+// appendFrameRecords decodes the frame at the start of b onto dst: its
+// record, or a group's records from the skip-th on (the ones before were
+// handed out already). It returns the frame's length.
+func appendFrameRecords(dst []Record, format int, seal uint32, b []byte, maxPayload, skip int) ([]Record, int, error) {
+	if format == formatV3 {
+		p, size, err := checkedPayload(b, format, seal, maxPayload)
+		if err != nil {
+			return dst, 0, err
+		}
+		if p[0] == recordVersionGroup {
+			return appendGroupRecords(dst, p, skip, size)
+		}
+		r, err := decodePayload(p)
+		if err != nil {
+			return dst, 0, err
+		}
+		return append(dst, r), size, nil
+	}
+	r, size, err := decodeFrame(format, seal, b, maxPayload)
+	if err != nil {
+		return dst, 0, err
+	}
+	return append(dst, r), size, nil
+}
+
+// appendGroupRecords decodes group payload p onto dst from its skip-th
+// record on. The records share one tag string; their docs point into p.
+func appendGroupRecords(dst []Record, p []byte, skip, size int) ([]Record, int, error) {
+	base, i := len(dst), 0
+	tb, ingest, raw, n, err := groupEntries(p, func(id []byte, sec int64, nsec uint32, doc []byte) {
+		if i >= skip {
+			dst = append(dst, Record{ID: string(id), Sec: sec, Nsec: nsec, Doc: doc})
+		}
+		i++
+	})
+	if err == nil && skip >= n {
+		err = fmt.Errorf("%w: record %d of a group of %d", ErrBadField, skip, n)
+	}
+	if err != nil {
+		return dst[:base], 0, err
+	}
+	tag := string(tb)
+	for j := base; j < len(dst); j++ {
+		dst[j].Tag, dst[j].Ingest, dst[j].Raw = tag, ingest, raw
+	}
+	return dst, size, nil
 }
 
 func decodePayload(p []byte) (Record, error) {

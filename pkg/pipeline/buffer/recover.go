@@ -111,8 +111,12 @@ func (b *Buffer) recover() error {
 			closeAll()
 			return fmt.Errorf("buffer: scanning %s: %w", path, err)
 		}
+		// Bytes per record, for the records damaged bytes held: a
+		// group's records share their frame's bytes.
 		for i, e := range sc.ends {
-			frameBytes += int64(e) - sc.start(i)
+			if i+1 == len(sc.ends) || sc.ends[i+1] != e {
+				frameBytes += int64(e) - sc.start(i)
+			}
 		}
 		frameCount += len(sc.ends)
 		found = append(found, scanned{id: id, path: path, st: st, sc: sc})

@@ -52,16 +52,8 @@ func (s *segScan) tail() *damage {
 	return nil
 }
 
-// start is the offset of record i.
-func (s *segScan) start(i int) int64 {
-	if st, ok := s.starts[i]; ok {
-		return int64(st)
-	}
-	if i == 0 {
-		return int64(len(segmentMagic))
-	}
-	return int64(s.ends[i-1])
-}
+// start is the offset of the frame holding record i.
+func (s *segScan) start(i int) int64 { return frameStart(s.ends, s.starts, i) }
 
 const scanChunk = 1 << 20
 
@@ -192,14 +184,17 @@ func scanSegmentData(r io.ReaderAt, size int64, maxRecord int, id uint64) (*segS
 	return s.finish(w, maxRecord)
 }
 
-func (s *segScan) addRecord(from, to int64) {
+// addFrame records an intact frame of n records over [from, to).
+func (s *segScan) addFrame(from, to int64, n int) {
 	if from != s.end || (len(s.ends) == 0 && from != int64(len(segmentMagic))) {
 		if s.starts == nil {
 			s.starts = map[int]uint32{}
 		}
 		s.starts[len(s.ends)] = uint32(from)
 	}
-	s.ends = append(s.ends, uint32(to))
+	for range n {
+		s.ends = append(s.ends, uint32(to))
+	}
 	s.end = to
 }
 
@@ -223,12 +218,12 @@ func (s *segScan) scanFrames(w *window, maxRecord int) error {
 	}
 	off := int64(len(segmentMagic))
 	for off < s.nonZero {
-		next, hdrOK, intact, err := s.frameAt(w, off, hdrLen, maxRecord)
+		next, hdrOK, intact, records, err := s.frameAt(w, off, hdrLen, maxRecord)
 		if err != nil {
 			return err
 		}
 		if intact {
-			s.addRecord(off, next)
+			s.addFrame(off, next, records)
 			off = next
 			continue
 		}
@@ -244,7 +239,7 @@ func (s *segScan) scanFrames(w *window, maxRecord int) error {
 				}
 			}
 			if trusted && next <= s.nonZero {
-				s.addDamage(damage{from: off, to: next, records: 1, exact: true})
+				s.addDamage(s.frameDamage(w, off, next))
 				off = next
 				continue
 			}
@@ -265,25 +260,48 @@ func (s *segScan) scanFrames(w *window, maxRecord int) error {
 	return nil
 }
 
+// frameDamage is the damage of the frame over [from, to), whose header is
+// intact and payload is not: one record, or when the payload still reads
+// as a group, the count it declares (an estimate: the count may be
+// among the damaged bytes, so recovery also estimates from the size).
+func (s *segScan) frameDamage(w *window, from, to int64) damage {
+	d := damage{from: from, to: to, records: 1, exact: true}
+	if s.format != formatV3 {
+		return d
+	}
+	p, err := w.get(from+frameHeaderLen, int(min(to-from-frameHeaderLen, groupHeaderLen+MaxTagLen)))
+	if err != nil || len(p) < groupHeaderLen || p[0] != recordVersionGroup {
+		return d
+	}
+	d.exact = false
+	if tagEnd := 4 + int(binary.LittleEndian.Uint16(p[2:])); len(p) >= tagEnd+12 {
+		n := int(binary.LittleEndian.Uint32(p[tagEnd+8:]))
+		if n >= 1 && n <= int(to-from)/groupEntryLen {
+			d.records = n
+		}
+	}
+	return d
+}
+
 // frameAt looks at the frame starting at off: where it ends, when its
-// header is intact and it fits in the file (hdrOK), and whether all of it
-// is (intact).
-func (s *segScan) frameAt(w *window, off int64, hdrLen, maxRecord int) (next int64, hdrOK, intact bool, err error) {
+// header is intact and it fits in the file (hdrOK), whether all of it is
+// (intact), and then how many records it holds.
+func (s *segScan) frameAt(w *window, off int64, hdrLen, maxRecord int) (next int64, hdrOK, intact bool, records int, err error) {
 	hdr, err := w.get(off, hdrLen+fixedPayloadLen)
 	if err != nil {
-		return 0, false, false, err
+		return 0, false, false, 0, err
 	}
 	plen, ok := s.header(hdr, maxRecord)
 	next = off + int64(hdrLen+plen)
 	if !ok || next > s.size || next > 1<<32-1 {
-		return next, false, false, nil
+		return next, false, false, 0, nil
 	}
 	fb, err := w.get(off, hdrLen+plen)
 	if err != nil {
-		return 0, false, false, err
+		return 0, false, false, 0, err
 	}
-	_, _, err = decodeFrame(s.format, s.seal, fb, maxRecord)
-	return next, true, err == nil, nil
+	records, _, err = frameRecordCount(s.format, s.seal, fb, maxRecord)
+	return next, true, err == nil, records, nil
 }
 
 // header checks a frame header and returns the payload length it declares.
@@ -332,7 +350,7 @@ func (s *segScan) validAt(w *window, off int64, maxRecord int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	_, _, err = decodeFrame(s.format, s.seal, fb, maxRecord)
+	_, _, err = frameRecordCount(s.format, s.seal, fb, maxRecord)
 	return err == nil, nil
 }
 
@@ -461,12 +479,12 @@ func (s *segScan) scanReused(w *window, maxRecord int) error {
 			s.nonZero = off
 			return err
 		}
-		next, ok, intact, err := s.frameAt(w, off, frameHeaderLen, maxRecord)
+		next, ok, intact, records, err := s.frameAt(w, off, frameHeaderLen, maxRecord)
 		if err != nil {
 			return err
 		}
 		if intact {
-			s.addRecord(off, next)
+			s.addFrame(off, next, records)
 			off = next
 			continue
 		}
@@ -476,7 +494,7 @@ func (s *segScan) scanReused(w *window, maxRecord int) error {
 		}
 		if q >= 0 {
 			if ok && next <= q {
-				s.addDamage(damage{from: off, to: next, records: 1, exact: true})
+				s.addDamage(s.frameDamage(w, off, next))
 				if next < q {
 					s.addDamage(damage{from: next, to: q, records: 1 + s.markersIn(w, next, q)})
 				}
@@ -492,7 +510,7 @@ func (s *segScan) scanReused(w *window, maxRecord int) error {
 			if err != nil {
 				return err
 			}
-			s.addDamage(damage{from: off, to: next, records: 1, exact: true})
+			s.addDamage(s.frameDamage(w, off, next))
 			s.nonZero, s.tornOK = next, !whole
 			return nil
 		}

@@ -62,14 +62,31 @@ func (s *segment) setAcked(i int) bool {
 
 func (s *segment) done() bool { return s.sealed && s.nAcked == len(s.ends) }
 
-func (s *segment) offsetOf(i int) int64 {
-	if st, ok := s.starts[i]; ok {
+// offsetOf is where the frame holding record i starts.
+func (s *segment) offsetOf(i int) int64 { return frameStart(s.ends, s.starts, i) }
+
+// frameFirst is the index of the first record in the frame holding
+// record i: the records of a group share their frame's end.
+func frameFirst(ends []uint32, i int) int {
+	if i > 0 && ends[i-1] == ends[i] {
+		e := ends[i]
+		return sort.Search(i, func(j int) bool { return ends[j] >= e })
+	}
+	return i
+}
+
+// frameStart is where the frame holding record i starts, given each
+// record's end and the starts of frames that do not begin where the one
+// before ended (damage between them), keyed by their first record.
+func frameStart(ends []uint32, starts map[int]uint32, i int) int64 {
+	i = frameFirst(ends, i)
+	if st, ok := starts[i]; ok {
 		return int64(st)
 	}
 	if i == 0 {
 		return int64(len(segmentMagic))
 	}
-	return int64(s.ends[i-1])
+	return int64(ends[i-1])
 }
 
 // newSegment creates the first active segment at Open, made of a kept

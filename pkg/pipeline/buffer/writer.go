@@ -64,9 +64,20 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	// Records that share tag, ingest time and Raw (a forward request's
+	// events) go in group frames, as many as maxGroupPayload takes: one
+	// header and checksum per frame instead of per record, and 17 bytes
+	// per record instead of 40 and the tag. For 1,000 events of 200
+	// bytes that is 218 bytes an event instead of 252, framed in 20 µs
+	// instead of 46 (BenchmarkEncode).
+	group := groupable(recs)
 	n := 0
-	for i := range recs {
-		n += encodedLen(&recs[i])
+	if group {
+		n = groupedLen(recs, b.opts.MaxRecordBytes)
+	} else {
+		for i := range recs {
+			n += encodedLen(&recs[i])
+		}
 	}
 	if int64(n) > b.opts.MaxBytes/2 {
 		return fmt.Errorf("%w: %d bytes in one append", ErrTooLarge, n)
@@ -75,9 +86,13 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 	// pending batch, without an intermediate copy) cannot fail.
 	for i := range recs {
 		r := &recs[i]
-		if len(r.ID) > MaxIDLen || len(r.Tag) > MaxTagLen || encodedLen(r)-frameHeaderLen > b.opts.MaxRecordBytes {
+		size := encodedLen(r) - frameHeaderLen
+		if group {
+			size = groupHeaderLen + len(r.Tag) + groupEntrySize(r)
+		}
+		if len(r.ID) > MaxIDLen || len(r.Tag) > MaxTagLen || size > b.opts.MaxRecordBytes {
 			return fmt.Errorf("%w: record of %d bytes, id %d bytes, tag %d bytes (max %d, %d, %d)", ErrTooLarge,
-				encodedLen(r), len(r.ID), len(r.Tag), b.opts.MaxRecordBytes, MaxIDLen, MaxTagLen)
+				size+frameHeaderLen, len(r.ID), len(r.Tag), b.opts.MaxRecordBytes, MaxIDLen, MaxTagLen)
 		}
 	}
 
@@ -124,9 +139,20 @@ func (b *Buffer) Append(ctx context.Context, recs []Record) error {
 		copy(nb, p.buf)
 		p.buf = nb
 	}
-	for i := range recs {
-		p.buf, _ = appendRecord(p.buf, &recs[i], p.seal)
-		p.ends = append(p.ends, len(p.buf))
+	if group {
+		for rest := recs; len(rest) > 0; {
+			k, plen := nextGroup(rest, b.opts.MaxRecordBytes)
+			p.buf = appendGroup(p.buf, rest[:k], plen, p.seal)
+			for range k {
+				p.ends = append(p.ends, len(p.buf))
+			}
+			rest = rest[k:]
+		}
+	} else {
+		for i := range recs {
+			p.buf, _ = appendRecord(p.buf, &recs[i], p.seal)
+			p.ends = append(p.ends, len(p.buf))
+		}
 	}
 	b.reserved += int64(n)
 	b.mu.Unlock()
