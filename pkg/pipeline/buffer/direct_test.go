@@ -297,12 +297,7 @@ func TestDirectCommitsSyncThemselves(t *testing.T) {
 			st.DirectCommits, st.WriteErrors, ds2-ds1, s2-s1)
 	}
 	m.fs.clear()
-	m.read()
-	m.ack()
-	m.dir = m.fs.snapshot(t, m.dir, true, m.rng)
-	m.b.Close()
-	m.open()
-	m.finish()
+	m.powerLossThenFinish()
 }
 
 // TestDirectWithoutDSync: on a kernel that refused RWF_DSYNC (noDSync),

@@ -43,6 +43,16 @@ func checkRequests(t *testing.T, got []Record, want ...[]Record) {
 	}
 }
 
+// appendRequests appends each request in turn.
+func appendRequests(t *testing.T, b *Buffer, reqs ...[]Record) {
+	t.Helper()
+	for _, r := range reqs {
+		if err := b.Append(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // frames counts the frames a segment's records are in.
 func frames(ends []uint32) int {
 	n := 0
@@ -67,11 +77,7 @@ func TestGroupFrames(t *testing.T) {
 	large := request(10, 3000, 200) // about 700 KB: three frames
 	mixed := request(3010, 4, 50)
 	mixed[1].Tag = "other"
-	for _, r := range [][]Record{small, large, mixed} {
-		if err := b.Append(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRequests(t, b, small, large, mixed)
 	st := b.Stats()
 	wantBytes := groupedLen(small, 16<<20) + groupedLen(large, 16<<20)
 	for i := range mixed {
@@ -120,11 +126,7 @@ func TestGroupCheckpointWholeFrames(t *testing.T) {
 	o := Options{Dir: dir, CheckpointInterval: time.Hour}
 	b := open(t, o)
 	a, c := request(0, 10, 100), request(10, 10, 100)
-	for _, r := range [][]Record{a, c} {
-		if err := b.Append(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRequests(t, b, a, c)
 	recs, err := b.Next(context.Background(), 100, 1<<20, 0)
 	if err != nil || len(recs) != 20 {
 		t.Fatalf("next: %d records, %v", len(recs), err)
@@ -160,11 +162,7 @@ func TestGroupDamaged(t *testing.T) {
 	o := Options{Dir: dir}
 	b := open(t, o)
 	reqs := [][]Record{request(0, 50, 100), request(50, 40, 100), request(90, 30, 100)}
-	for _, r := range reqs {
-		if err := b.Append(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRequests(t, b, reqs...)
 	b.mu.Lock()
 	seg := b.segs[0]
 	from, to := seg.offsetOf(50), int64(seg.ends[50])
@@ -209,11 +207,7 @@ func TestGroupDamagedAfterCommit(t *testing.T) {
 	dir := t.TempDir()
 	b := open(t, Options{Dir: dir})
 	reqs := [][]Record{request(0, 5, 100), request(5, 6, 100), request(11, 4, 100)}
-	for _, r := range reqs {
-		if err := b.Append(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRequests(t, b, reqs...)
 	b.mu.Lock()
 	seg := b.segs[0]
 	at := (seg.offsetOf(5) + int64(seg.ends[5])) / 2

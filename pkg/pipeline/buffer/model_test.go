@@ -264,6 +264,17 @@ func (m *model) crash() {
 	m.open()
 }
 
+// powerLossThenFinish delivers some records, reopens the buffer on what
+// a power loss leaves of its directory, and finishes.
+func (m *model) powerLossThenFinish() {
+	m.read()
+	m.ack()
+	m.dir = m.fs.snapshot(m.t, m.dir, true, m.rng)
+	m.b.Close()
+	m.open()
+	m.finish()
+}
+
 // finish drains everything and checks that every acked record was
 // delivered, but for those whose bytes were changed.
 func (m *model) finish() {
@@ -491,12 +502,7 @@ func TestWriteFaults(t *testing.T) {
 				t.Fatalf("after the fault cleared, OnWriteError told %v; want nil %d times", m.writeEvents, want)
 			}
 			m.writeMu.Unlock()
-			m.read()
-			m.ack()
-			m.dir = m.fs.snapshot(t, m.dir, true, m.rng)
-			m.b.Close()
-			m.open()
-			m.finish()
+			m.powerLossThenFinish()
 			t.Logf("%d failed appends, %d acked records all delivered after a power loss", m.failed, len(m.acked))
 		})
 	}
