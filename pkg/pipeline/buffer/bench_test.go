@@ -8,12 +8,14 @@ import (
 )
 
 // BenchmarkAppend: group commits of 100 records of about 200 bytes, and
-// of 1,000 (a forward chunk of the pipeline benchmark's), fsync'd to the
-// temp dir's disk, written around the page cache where the filesystem
-// takes O_DIRECT and through it (pageCacheFS). On this machine's ext4,
-// three runs: 1,000-record commits took 0.31-0.46 ms direct against
-// 0.43-0.49 ms through the page cache, 100-record ones 0.16-0.24 against
-// 0.21-0.23 (the disk's speed moves between runs more than that).
+// of 1,000 (a forward chunk of the pipeline benchmark's), one tag and
+// ingest time (so group frames), fsync'd to the temp dir's disk, written
+// around the page cache where the filesystem takes O_DIRECT (RWF_DSYNC,
+// no fdatasync) and through it (pageCacheFS, write and fdatasync). On
+// this machine's ext4, two runs: 1,000-record commits took 0.27-0.30 ms
+// direct against 0.35-0.37 ms through the page cache, 100-record ones
+// 0.17 against 0.20-0.23 (the disk's speed moves between runs more than
+// that).
 func BenchmarkAppend(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		for _, pageCache := range []bool{false, true} {
@@ -38,7 +40,7 @@ func benchAppend(b *testing.B, o Options, n int) {
 	for i := range recs {
 		recs[i] = Record{ID: fmt.Sprintf("id-%022d", i), Tag: "app.bench", Sec: 1700000000, Doc: bytes.Repeat([]byte("x"), 160)}
 	}
-	b.SetBytes(int64(len(recs) * encodedLen(&recs[0])))
+	b.SetBytes(int64(groupedLen(recs, buf.opts.MaxRecordBytes)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if err := buf.Append(context.Background(), recs); err != nil {
