@@ -54,7 +54,7 @@ func newBufferEvents(p *Pipeline) *bufferEvents {
 	e := &bufferEvents{p: p}
 	e.mWriteErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "logdoctor_pipeline_buffer_write_errors_total",
-		Help: "Buffer writes that failed on the disk, by op: append (the write), commit (its fdatasync), rotate (creating the next segment). Their events were refused without ack.",
+		Help: "Buffer writes that failed on the disk, by op: append (the write, and the flush of a direct write), commit (the fdatasync after a write through the page cache), rotate (creating the next segment). Their events were refused without ack.",
 	}, []string{"op"})
 	// From 0.1 ms (a small fdatasync on a fast SSD) to 1.6 s (a disk that
 	// stalls): every ack waits at least for its commit.

@@ -212,7 +212,7 @@ func (in *forwardInput) deadLetter(peer net.Addr, tag string, raw []byte, reason
 
 // rawRecords stores a request's events as the shipper sent them: the
 // document and the id are made from these durable bytes at delivery
-// (prepareRaw), so the ack waits only for the write and its fdatasync.
+// (prepareRaw), so the ack waits only for the durable write.
 // What protects the buffer was checked by the decoder before: framing,
 // declared lengths, the event count, the size caps, and that every
 // record is one complete msgpack map.
