@@ -252,24 +252,31 @@ func appendGroup(dst []byte, recs []Record, plen int, seal uint32) []byte {
 	return dst
 }
 
+// groupHeader reads the header of group payload p (which may be cut
+// short after it): the tag, ingest time, Raw, the count it declares and
+// the bytes after it.
+func groupHeader(p []byte) (tag []byte, ingest int64, raw bool, count int, rest []byte, err error) {
+	if len(p) < groupHeaderLen || p[0] != recordVersionGroup || p[1]&^groupFlagRaw != 0 {
+		return nil, 0, false, 0, nil, fmt.Errorf("%w: group header", ErrBadField)
+	}
+	tagLen := int(binary.LittleEndian.Uint16(p[2:]))
+	if len(p) < groupHeaderLen+tagLen {
+		return nil, 0, false, 0, nil, fmt.Errorf("%w: tag length %d", ErrBadField, tagLen)
+	}
+	q := p[4+tagLen:]
+	return p[4 : 4+tagLen], int64(binary.LittleEndian.Uint64(q)), p[1]&groupFlagRaw != 0,
+		int(binary.LittleEndian.Uint32(q[8:])), q[12:], nil
+}
+
 // groupEntries walks a group payload's records, calling fn (when not nil)
 // with each one's id, time and doc; it returns the tag, ingest time, Raw
 // and the number of records, or ErrBadField when the payload is not one
 // well-formed group.
 func groupEntries(p []byte, fn func(id []byte, sec int64, nsec uint32, doc []byte)) (tag []byte, ingest int64, raw bool, n int, err error) {
-	if len(p) < groupHeaderLen || p[0] != recordVersionGroup || p[1]&^groupFlagRaw != 0 {
-		return nil, 0, false, 0, fmt.Errorf("%w: group header", ErrBadField)
+	tag, ingest, raw, count, q, err := groupHeader(p)
+	if err != nil {
+		return nil, 0, false, 0, err
 	}
-	raw = p[1]&groupFlagRaw != 0
-	tagLen := int(binary.LittleEndian.Uint16(p[2:]))
-	if len(p) < groupHeaderLen+tagLen {
-		return nil, 0, false, 0, fmt.Errorf("%w: tag length %d", ErrBadField, tagLen)
-	}
-	tag = p[4 : 4+tagLen]
-	q := p[4+tagLen:]
-	ingest = int64(binary.LittleEndian.Uint64(q))
-	count := int(binary.LittleEndian.Uint32(q[8:]))
-	q = q[12:]
 	if count < 1 || count > len(q)/groupEntryLen {
 		return nil, 0, false, 0, fmt.Errorf("%w: %d records in %d bytes", ErrBadField, count, len(q))
 	}
@@ -301,35 +308,18 @@ func groupEntries(p []byte, fn func(id []byte, sec int64, nsec uint32, doc []byt
 	return tag, ingest, raw, count, nil
 }
 
-// payloadRecords is how many records an intact payload holds: 1, or a
-// group's count.
-func payloadRecords(p []byte) (int, error) {
-	if len(p) > 0 && p[0] == recordVersionGroup {
-		_, _, _, n, err := groupEntries(p, nil)
-		return n, err
-	}
-	return 1, nil
-}
-
 // nextRecord reads the frame at the start of b (LDBUF2 or LDBUF3). It
 // returns the record, the number of bytes the frame takes, and an error
 // when b does not start with a complete, intact frame. maxPayload caps the
 // declared length so a corrupt header cannot make the caller wait for
 // gigabytes.
 func nextRecord(b []byte, format int, seal uint32, maxPayload int) (Record, int, error) {
-	plen, err := frameHeader(b, format, seal, maxPayload)
+	p, size, err := checkedPayload(b, format, seal, maxPayload)
 	if err != nil {
 		return Record{}, 0, err
 	}
-	if len(b) < frameHeaderLen+plen {
-		return Record{}, 0, ErrShort
-	}
-	p := b[frameHeaderLen : frameHeaderLen+plen]
-	if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(b[8:]) {
-		return Record{}, 0, ErrChecksum
-	}
 	r, err := decodePayload(p)
-	return r, frameHeaderLen + plen, err
+	return r, size, err
 }
 
 // frameHeader checks the header at the start of b and returns the payload
@@ -406,7 +396,7 @@ func frameRecordCount(format int, seal uint32, b []byte, maxPayload int) (int, i
 			return 0, 0, err
 		}
 		if p[0] == recordVersionGroup {
-			n, err := payloadRecords(p)
+			_, _, _, n, err := groupEntries(p, nil)
 			return n, size, err
 		}
 		_, err = decodePayload(p)

@@ -270,15 +270,12 @@ func (s *segScan) frameDamage(w *window, from, to int64) damage {
 		return d
 	}
 	p, err := w.get(from+frameHeaderLen, int(min(to-from-frameHeaderLen, groupHeaderLen+MaxTagLen)))
-	if err != nil || len(p) < groupHeaderLen || p[0] != recordVersionGroup {
+	if err != nil || len(p) == 0 || p[0] != recordVersionGroup {
 		return d
 	}
 	d.exact = false
-	if tagEnd := 4 + int(binary.LittleEndian.Uint16(p[2:])); len(p) >= tagEnd+12 {
-		n := int(binary.LittleEndian.Uint32(p[tagEnd+8:]))
-		if n >= 1 && n <= int(to-from)/groupEntryLen {
-			d.records = n
-		}
+	if _, _, _, n, _, err := groupHeader(p); err == nil && n >= 1 && n <= int(to-from)/groupEntryLen {
+		d.records = n
 	}
 	return d
 }
