@@ -38,7 +38,8 @@ type segment struct {
 	// lastPage holds the committed bytes of the block the data ends in,
 	// [size rounded down to directBlock, size): a direct write starts at
 	// that block and writes them again (writeBatch). Set when the segment
-	// is made (its magic), nil in a recovered one, which is never written;
+	// is made (its magic), nil in a recovered one, which is never written,
+	// and in memory, which has no direct writes;
 	// only the committer uses it after that.
 	lastPage []byte
 }
@@ -134,6 +135,8 @@ func (b *Buffer) countNewLocked(seg *segment) {
 func (b *Buffer) createSegment(id uint64, prealloc bool) (*segment, error) {
 	seg := &segment{id: id, format: formatV3, seal: sealOf(id), lastPage: startPage(segmentMagic)}
 	if b.opts.Memory {
+		// Memory has no direct writes, so no block to write again.
+		seg.lastPage = nil
 		m := &memStorage{}
 		m.Write(segmentMagic)
 		seg.st = m
