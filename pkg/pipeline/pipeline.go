@@ -600,7 +600,7 @@ func (p *Pipeline) registerBufferMetrics() {
 			Help: "Buffer segments started in the file of a fully acknowledged one instead of a new file: their commits overwrite blocks the disk already holds, and no file was unlinked for them."},
 			func() float64 { return float64(p.buf.Stats().ReusedSegments) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_buffer_direct_commits_total",
-			Help: "Group commits written around the page cache (O_DIRECT), whose fdatasync only flushes the disk's cache; the rest (a segment's last commits, a filesystem that refuses O_DIRECT) go through the page cache, slower."},
+			Help: "Group commits written around the page cache (O_DIRECT), durable when the write returns (RWF_DSYNC flushes only the disk's cache); the rest (a segment's last commits, a filesystem that refuses O_DIRECT) go through the page cache, slower."},
 			func() float64 { return float64(p.buf.Stats().DirectCommits) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "logdoctor_pipeline_buffer_corrupt_records_total",
 			Help: "Records lost to damaged bytes in the buffer (estimated), found at recovery or when read; the bytes are kept in <buffer-dir>/corrupt."},
