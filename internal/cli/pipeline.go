@@ -434,14 +434,15 @@ func runPipeline(ctx context.Context, g *Globals, o *PipelineOptions) (*report.R
 		esStats func() essim.Stats
 	)
 	if embedded {
-		url, dir, stop, stats, err := lab.StartES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
+		es, err := lab.StartES(ctx, o.ESData, cfg.BufferDir, o.ESMaxDocs)
 		if err != nil {
 			return nil, fmt.Errorf("embedded elasticsearch: %w", err)
 		}
-		stopES, esStats = stop, stats
-		urls = []string{url}
+		stopES, esStats = es.Stop, es.Stats
+		urls = []string{es.URL}
+		cfg.ES.Transport = es.Transport
 		cfg.YieldToIntake = true
-		log.Info("embedded elasticsearch started", "url", url, "data", dir, "kept", o.ESData != "", "max_docs", o.ESMaxDocs)
+		log.Info("embedded elasticsearch started", "url", es.URL, "data", es.Dir, "kept", o.ESData != "", "max_docs", o.ESMaxDocs)
 	}
 	cfg.ES.URLs = urls
 	p, err := pipeline.New(cfg)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,9 +70,10 @@ func TestPipelineRunEmbedded(t *testing.T) {
 		}
 	}
 	lg.Close()
+	logPath := filepath.Join(dir, "log")
+	checkEmbeddedInProcess(t, logPath, n)
 	// SIGHUP (delivered by main) reopens the log file: after a rename
 	// (logrotate), new lines go to a new file at the configured path.
-	logPath := filepath.Join(dir, "log")
 	if err := os.Rename(logPath, logPath+".1"); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +114,62 @@ func TestPipelineRunEmbedded(t *testing.T) {
 	logs2, _ := os.ReadFile(filepath.Join(dir, "log"))
 	if !strings.Contains(string(logs), "pipeline started") || !strings.Contains(string(logs2), "pipeline stopped") {
 		t.Fatalf("log file: %s", logs)
+	}
+}
+
+// checkEmbeddedInProcess waits until the embedded Elasticsearch named
+// in the log holds n documents, read over its loopback port by one
+// connection, and checks that this was the only connection it accepted:
+// the pipeline's bulk requests went in process (lab.EmbeddedES.Transport).
+func checkEmbeddedInProcess(t *testing.T, logPath string, n int) {
+	t.Helper()
+	var url string
+	for deadline := time.Now().Add(5 * time.Second); url == ""; time.Sleep(10 * time.Millisecond) {
+		b, _ := os.ReadFile(logPath)
+		if m := regexp.MustCompile(`embedded elasticsearch started.* url=(http://\S+)`).FindSubmatch(b); m != nil {
+			url = string(m[1])
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no embedded elasticsearch URL in the log:\n%s", b)
+		}
+	}
+	c := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer c.CloseIdleConnections()
+	query := func(path string, v any) {
+		t.Helper()
+		res, err := c.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var count struct{ Count int }
+		query("/_count", &count)
+		if count.Count == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the embedded elasticsearch holds %d documents, want %d", count.Count, n)
+		}
+	}
+	var stats struct {
+		Nodes map[string]struct {
+			HTTP struct {
+				TotalOpened int `json:"total_opened"`
+			} `json:"http"`
+		} `json:"nodes"`
+	}
+	query("/_nodes/stats", &stats)
+	for id, nd := range stats.Nodes {
+		if nd.HTTP.TotalOpened != 1 {
+			t.Errorf("node %s accepted %d connections, want 1 (this test's): the pipeline's requests did not go in process", id, nd.HTTP.TotalOpened)
+		}
+	}
+	if len(stats.Nodes) != 1 {
+		t.Errorf("nodes stats: %+v", stats)
 	}
 }
 

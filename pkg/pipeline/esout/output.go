@@ -91,7 +91,8 @@ type Config struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
-	// Transport overrides the HTTP transport (tests).
+	// Transport overrides the HTTP transport: tests, and the embedded
+	// Elasticsearch, which serves requests in process.
 	Transport http.RoundTripper
 }
 

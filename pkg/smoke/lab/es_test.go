@@ -39,12 +39,13 @@ func TestStartESDirs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(esDir, "essim.log"), []byte("C\tstale\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url, dir, stop, _, err := StartES(ctx, "", buf, 0)
+	es, err := StartES(ctx, "", buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dir != esDir {
-		t.Fatalf("dir %s, want %s", dir, esDir)
+	url, stop := es.URL, es.Stop
+	if es.Dir != esDir {
+		t.Fatalf("dir %s, want %s", es.Dir, esDir)
 	}
 	if fi, err := os.Stat(buf); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("buffer dir mode: %v %v", fi, err)
@@ -64,10 +65,11 @@ func TestStartESDirs(t *testing.T) {
 	}
 
 	// --memory-buffer: a temp dir, removed at stop.
-	_, dir, stop, _, err = StartES(ctx, "", "", 0)
+	es, err = StartES(ctx, "", "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir, stop := es.Dir, es.Stop
 	if _, err := os.Stat(filepath.Join(dir, "essim.log")); err != nil {
 		t.Fatal(err)
 	}
@@ -80,18 +82,20 @@ func TestStartESDirs(t *testing.T) {
 
 	// --es-data: kept across restarts.
 	keep := t.TempDir()
-	url, _, stop, _, err = StartES(ctx, keep, buf, 0)
+	es, err = StartES(ctx, keep, buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	url, stop = es.URL, es.Stop
 	indexOne(t, url)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	url, _, stop, _, err = StartES(ctx, keep, buf, 0)
+	es, err = StartES(ctx, keep, buf, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	url, stop = es.URL, es.Stop
 	defer stop()
 	res, err := http.Get(url + "/logs/_doc/1")
 	if err != nil {

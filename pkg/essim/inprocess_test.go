@@ -1,0 +1,120 @@
+package essim
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// The in-process transport answers as the node's listener does, opens
+// no connection, and leaves the caller's request as it was.
+func TestTransportServesInProcess(t *testing.T) {
+	s := start(t, Config{})
+	c := &http.Client{Transport: s.Transport()}
+	bulk := `{"create":{"_index":"logs","_id":"1"}}` + "\n" + `{"msg":"one"}` + "\n" +
+		`{"create":{"_index":"logs","_id":"1"}}` + "\n" + `{"msg":"again"}` + "\n"
+	req, err := http.NewRequest(http.MethodPost, s.URL()+"/_bulk?refresh=true", strings.NewReader(bulk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(b), `"errors":true`) || !strings.Contains(string(b), `"status":409`) ||
+		res.Header.Get("X-Elastic-Product") != "Elasticsearch" || res.ContentLength != int64(len(b)) {
+		t.Fatalf("bulk: %d %v %s", res.StatusCode, res.Header, b)
+	}
+	if req.RequestURI != "" || req.RemoteAddr != "" {
+		t.Errorf("the caller's request was changed: %q %q", req.RequestURI, req.RemoteAddr)
+	}
+
+	// The same document, in process and over the listener.
+	inProc := getWith(t, c, s.URL()+"/logs/_doc/1")
+	overTCP := getWith(t, http.DefaultClient, s.URL()+"/logs/_doc/1")
+	if inProc.status != 200 || inProc.status != overTCP.status || string(inProc.body) != string(overTCP.body) ||
+		!strings.Contains(string(inProc.body), `"msg":"one"`) {
+		t.Fatalf("in process %d %s, over TCP %d %s", inProc.status, inProc.body, overTCP.status, overTCP.body)
+	}
+	if st := s.Stats(); st.OpenedConns != 1 || st.BulkRequests != 1 || st.Requests != 3 {
+		t.Errorf("stats: %d connections (want the GET's 1), %d bulks, %d requests", st.OpenedConns, st.BulkRequests, st.Requests)
+	}
+
+	// HEAD: the length a GET would get, no body.
+	head, err := http.NewRequest(http.MethodHead, s.URL()+"/logs/_doc/1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.Do(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || len(b) != 0 || res.ContentLength != int64(len(inProc.body)) {
+		t.Errorf("HEAD: %d, %d bytes, Content-Length %d (GET: %d)", res.StatusCode, len(b), res.ContentLength, len(inProc.body))
+	}
+
+	// An address no node listens on fails like a refused connection.
+	if _, err := c.Get("http://127.0.0.2:1/"); err == nil || !strings.Contains(err.Error(), "no node listens") {
+		t.Errorf("unknown node: %v", err)
+	}
+	// A request whose context has ended is not served.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/", nil)
+	if _, err := c.Do(req); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled request: %v", err)
+	}
+	if st := s.Stats(); st.Requests != 4 {
+		t.Errorf("%d requests served, want 4 (the refused and cancelled ones are not)", st.Requests)
+	}
+}
+
+func getWith(t *testing.T, c *http.Client, url string) resp {
+	t.Helper()
+	res, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// A handler that panics fails its request with an error, as a dropped
+// connection would, and closes the request body; the caller's process
+// goes on.
+func TestServeInProcessPanic(t *testing.T) {
+	body := &closeRecorder{Reader: strings.NewReader("x")}
+	req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:9200/_bulk", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := serveInProcess(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), req)
+	if res != nil || err == nil || !strings.Contains(err.Error(), "handler panic: boom") {
+		t.Fatalf("%v %v", res, err)
+	}
+	if !body.closed {
+		t.Error("request body not closed")
+	}
+}
+
+type closeRecorder struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeRecorder) Close() error {
+	c.closed = true
+	return nil
+}
