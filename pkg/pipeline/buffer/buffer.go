@@ -149,6 +149,7 @@ type Buffer struct {
 
 	removeWG sync.WaitGroup // segment files being deleted or kept for reuse
 	freeBuf  []byte         // a written batch's buffer, for the next batch
+	freeEnds []int          // ... and its record ends
 	// directBuf is the aligned buffer the committer's direct writes go
 	// through; only the committer uses it.
 	directBuf []byte

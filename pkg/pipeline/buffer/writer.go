@@ -242,8 +242,8 @@ func (b *Buffer) takeBatchLocked() *pendingBatch {
 	if len(p.ends) == 0 {
 		return nil
 	}
-	b.cur = &pendingBatch{done: make(chan struct{}), buf: b.freeBuf}
-	b.freeBuf = nil
+	b.cur = &pendingBatch{done: make(chan struct{}), buf: b.freeBuf, ends: b.freeEnds}
+	b.freeBuf, b.freeEnds = nil, nil
 	return p
 }
 
@@ -418,8 +418,9 @@ func (b *Buffer) settleLocked(p *pendingBatch, seg *segment, start int64, err *W
 	}
 	if cap(p.buf) <= maxKeptBuf {
 		b.freeBuf = p.buf[:0]
+		b.freeEnds = p.ends[:0] // 8 bytes a record of 16 at least
 	}
-	p.buf = nil
+	p.buf, p.ends = nil, nil
 	b.broadcastLocked()
 	return recovered
 }
@@ -504,6 +505,12 @@ func (b *Buffer) rotateLocked(seg *segment) (*segment, *WriteError) {
 			we = &WriteError{Op: OpRotate, Path: b.opts.Dir, Err: err}
 		}
 		return nil, we
+	}
+	// The next segment holds about as many records as this one: its
+	// table of ends is made that size once, not grown by copying on the
+	// commits that outgrow it (page faults on fresh memory, under b.mu).
+	if next.ends == nil {
+		next.ends = make([]uint32, 0, len(seg.ends)+len(seg.ends)/8)
 	}
 	b.countNewLocked(next)
 	b.addSegment(next)
