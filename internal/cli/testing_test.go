@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -79,13 +80,13 @@ func freeTCPAddr(t *testing.T, host string) string {
 }
 
 // freeBindAddr returns a TCP address nothing listens on, for a command
-// under test to bind, on a loopback address other than 127.0.0.1 picked at
-// random, for the reason freeUDPAddr gives: in CI a pipeline failed to
-// bind its forward port, taken meanwhile by another package's listener,
-// and the test's sender talked to that listener instead (ack EOF).
+// under test to bind, chosen as freeUDPAddr chooses: in CI a pipeline
+// failed to bind its forward port, taken meanwhile by another package's
+// listener, and the test's sender talked to that listener instead (ack
+// EOF).
 func freeBindAddr(t *testing.T) string {
 	t.Helper()
-	return freeTCPAddr(t, otherLoopback())
+	return freeLowAddr(t, func(addr string) (io.Closer, error) { return net.Listen("tcp", addr) })
 }
 
 // otherLoopback is a loopback address other than 127.0.0.1 (and
@@ -93,20 +94,31 @@ func freeBindAddr(t *testing.T) string {
 func otherLoopback() string { return fmt.Sprintf("127.0.0.%d", 3+rand.IntN(250)) }
 
 // freeUDPAddr returns a UDP address nothing listens on, for a command
-// under test to bind. The port is free on a loopback address other than
-// 127.0.0.1, picked at random: between closing it here and the command
-// binding it, a socket other tests (in other packages, run in parallel)
-// bind to 127.0.0.1:0 cannot take it, as one did in CI (bind: address
-// already in use).
+// under test to bind: a loopback address other than 127.0.0.1, picked at
+// random, and a port below the kernel's ephemeral range
+// (ip_local_port_range, 32768-60999 by default). Between closing it here
+// and the command binding it, no socket bound to port 0 can take it: one
+// on 127.0.0.1:0 did in CI once, and later one bound to every address
+// (a peer's heartbeat socket on 0.0.0.0) did with the random loopback
+// address (bind: address already in use).
 func freeUDPAddr(t *testing.T) string {
 	t.Helper()
-	host := otherLoopback()
-	pc, err := net.ListenPacket("udp", host+":0")
-	if err != nil {
-		t.Fatal(err)
+	return freeLowAddr(t, func(addr string) (io.Closer, error) { return net.ListenPacket("udp", addr) })
+}
+
+// freeLowAddr returns an address on a random loopback address other than
+// 127.0.0.1 with a port below the ephemeral range that listen could bind.
+func freeLowAddr(t *testing.T, listen func(addr string) (io.Closer, error)) string {
+	t.Helper()
+	for range 100 {
+		addr := fmt.Sprintf("%s:%d", otherLoopback(), 20000+rand.IntN(12000))
+		if c, err := listen(addr); err == nil {
+			c.Close()
+			return addr
+		}
 	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 func TestVersionAndUsageErrors(t *testing.T) {
