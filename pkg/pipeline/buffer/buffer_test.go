@@ -1096,3 +1096,54 @@ func TestReuseFailureFallsBack(t *testing.T) {
 		t.Fatalf("%d segment files after Close for %d segments and %d kept: %v", len(files), st.Segments, left, files)
 	}
 }
+
+// TestNextIntoReusesMemory: batches taken with one Scratch come in the
+// memory of the batch before once it is large enough (no new bytes or
+// records), whole and in order, here from the middle of a group frame;
+// without a Scratch a batch has memory of its own.
+func TestNextIntoReusesMemory(t *testing.T) {
+	b := open(t, Options{Dir: t.TempDir(), SegmentBytes: 1 << 20, MaxBytes: 8 << 20})
+	var in []Record
+	for i := range 100 {
+		r := rec(i)
+		r.Ingest = 7 // one tag, one ingest time: one group frame
+		in = append(in, r)
+	}
+	if err := b.Append(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	next := func(sc *Scratch, from, to int) []Record {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		recs, err := b.NextInto(ctx, sc, to-from, 1<<20, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != to-from {
+			t.Fatalf("%d records, want %d", len(recs), to-from)
+		}
+		for i, r := range recs {
+			if r.ID != in[from+i].ID || !bytes.Equal(r.Doc, in[from+i].Doc) || r.Pos.Idx != uint32(from+i) {
+				t.Fatalf("record %d: %+v", from+i, r)
+			}
+		}
+		return recs
+	}
+	var sc Scratch
+	first := next(&sc, 0, 30)
+	data, recs := &sc.data[0], &first[0]
+	for from := 30; from < 90; from += 30 {
+		got := next(&sc, from, from+30)
+		if &sc.data[0] != data || &got[0] != recs {
+			t.Fatalf("batch from %d: new memory", from)
+		}
+	}
+	// The first batch's records now hold the third's.
+	if first[0].ID != in[60].ID {
+		t.Fatalf("first record after reuse: %s", first[0].ID)
+	}
+	if last := next(nil, 90, 100); &last[0] == recs {
+		t.Fatal("a batch without a Scratch in the Scratch's memory")
+	}
+}

@@ -300,11 +300,15 @@ const BusyPoll = 5 * time.Millisecond
 // worker delivers batch after batch, first waiting while Config.Busy
 // says so.
 func (o *Output) worker(ctx context.Context) {
+	// A batch is delivered (or given up on) before the next is taken, and
+	// nothing keeps its records past deliver: the buffer reads each batch
+	// into the memory of the one before.
+	var sc buffer.Scratch
 	for {
 		if o.cfg.Busy != nil && !o.waitWhileBusy(ctx) {
 			return
 		}
-		recs, err := o.buf.Next(ctx, o.cfg.BatchCount, int(o.maxBody.Load())*9/10, o.cfg.FlushInterval)
+		recs, err := o.buf.NextInto(ctx, &sc, o.cfg.BatchCount, int(o.maxBody.Load())*9/10, o.cfg.FlushInterval)
 		if err != nil {
 			return
 		}
