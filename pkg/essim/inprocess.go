@@ -1,11 +1,11 @@
 package essim
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // Transport returns an http.RoundTripper that serves requests in this
@@ -23,12 +23,19 @@ import (
 // A URL naming no node fails as a refused connection would, and a
 // request whose context ends while the node works on it fails with the
 // context's error, as over HTTP; a handler that panics fails its
-// request as a dropped connection would.
-func (s *Server) Transport() http.RoundTripper { return inProcess{s} }
+// request as a dropped connection would. An answer's body is valid
+// until it is closed, when its memory serves a later answer.
+func (s *Server) Transport() http.RoundTripper { return &inProcess{s: s} }
 
-type inProcess struct{ s *Server }
+type inProcess struct {
+	s *Server
+	// bufs holds the memory of answers whose body was closed: a bulk
+	// answer is about 100 bytes an item, and a new buffer for each was a
+	// third of what a pipeline catching up allocated.
+	bufs sync.Pool
+}
 
-func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 	n := t.s.nodeFor(req.URL.Host)
 	if n == nil {
 		if req.Body != nil {
@@ -36,14 +43,35 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, fmt.Errorf("essim in process: no node listens on %q", req.URL.Host)
 	}
-	return serveInProcess(n, req)
+	return serveInProcess(n, req, &t.bufs)
 }
 
+// nodeFor returns the node listening on hostport, or nil.
+func (s *Server) nodeFor(hostport string) *node {
+	for _, n := range s.nodes {
+		if n.ln != nil && n.ln.Addr().String() == hostport {
+			return n
+		}
+	}
+	return nil
+}
+
+// maxPooledAnswer bounds the answer buffers kept for reuse.
+const maxPooledAnswer = 16 << 20
+
 // serveInProcess answers req with h, as net/http's server would on the
-// other end of a connection, into a response of its own.
-func serveInProcess(h http.Handler, req *http.Request) (res *http.Response, err error) {
+// other end of a connection, into a response of its own whose body
+// memory comes from bufs and goes back there when the body is closed
+// (bufs nil: plain memory).
+func serveInProcess(h http.Handler, req *http.Request, bufs *sync.Pool) (res *http.Response, err error) {
 	if req.Body != nil {
 		defer req.Body.Close()
+	}
+	w := &bufferedResponse{header: http.Header{}}
+	if bufs != nil {
+		if b, ok := bufs.Get().(*[]byte); ok {
+			w.body = (*b)[:0]
+		}
 	}
 	// net/http recovers a handler's panic and drops the connection; the
 	// client sees a transport error, not a crash of its own process.
@@ -66,7 +94,6 @@ func serveInProcess(h http.Handler, req *http.Request) (res *http.Response, err 
 	if sr.Body == nil {
 		sr.Body = http.NoBody
 	}
-	w := &bufferedResponse{header: http.Header{}}
 	h.ServeHTTP(w, sr)
 	if err := req.Context().Err(); err != nil {
 		return nil, err
@@ -75,11 +102,11 @@ func serveInProcess(h http.Handler, req *http.Request) (res *http.Response, err 
 	if status == 0 {
 		status = http.StatusOK
 	}
-	body, length := w.body.Bytes(), int64(w.body.Len())
+	body, length := w.body, int64(len(w.body))
 	if req.Method == http.MethodHead {
 		// No body, and the length of the one a GET would get, when the
 		// handler said it.
-		body, length = nil, -1
+		body, length = body[:0], -1
 		if n, err := strconv.ParseInt(w.header.Get("Content-Length"), 10, 64); err == nil {
 			length = n
 		}
@@ -93,20 +120,10 @@ func serveInProcess(h http.Handler, req *http.Request) (res *http.Response, err 
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        w.header,
-		Body:          io.NopCloser(bytes.NewReader(body)),
+		Body:          &answerBody{b: body, pool: bufs},
 		ContentLength: length,
 		Request:       req,
 	}, nil
-}
-
-// nodeFor returns the node listening on hostport, or nil.
-func (s *Server) nodeFor(hostport string) *node {
-	for _, n := range s.nodes {
-		if n.ln != nil && n.ln.Addr().String() == hostport {
-			return n
-		}
-	}
-	return nil
 }
 
 // bufferedResponse is the http.ResponseWriter of an in-process request:
@@ -115,7 +132,7 @@ func (s *Server) nodeFor(hostport string) *node {
 type bufferedResponse struct {
 	header http.Header
 	status int
-	body   bytes.Buffer
+	body   []byte
 }
 
 func (w *bufferedResponse) Header() http.Header { return w.header }
@@ -130,5 +147,39 @@ func (w *bufferedResponse) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.body.Write(p)
+	if len(w.body) == 0 && cap(w.body) < len(p) {
+		// Nearly every answer is written at once: one buffer its size.
+		w.body = make([]byte, 0, len(p))
+	}
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+
+// answerBody reads an in-process answer; Close gives its memory back.
+type answerBody struct {
+	b      []byte
+	off    int
+	pool   *sync.Pool
+	closed bool
+}
+
+func (a *answerBody) Read(p []byte) (int, error) {
+	if a.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if a.off >= len(a.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, a.b[a.off:])
+	a.off += n
+	return n, nil
+}
+
+func (a *answerBody) Close() error {
+	if !a.closed && a.pool != nil && cap(a.b) > 0 && cap(a.b) <= maxPooledAnswer {
+		b := a.b[:0]
+		a.pool.Put(&b)
+	}
+	a.closed, a.b = true, nil
+	return nil
 }

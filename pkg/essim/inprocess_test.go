@@ -53,6 +53,26 @@ func TestTransportServesInProcess(t *testing.T) {
 		t.Errorf("HEAD: %d, %d bytes, Content-Length %s (GET: %d)", head.status, len(head.body), head.header.Get("Content-Length"), len(inProc.body))
 	}
 
+	// An answer's memory is reused only once its body is closed: one
+	// left open keeps its bytes while others come and go.
+	open, err := c.Get(s.URL() + "/logs/_doc/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if r := do(t, c, http.MethodGet, s.URL()+"/_cluster/health", ""); r.status != 200 {
+			t.Fatalf("health: %d %s", r.status, r.body)
+		}
+	}
+	b, _ = io.ReadAll(open.Body)
+	open.Body.Close()
+	if string(b) != string(inProc.body) {
+		t.Errorf("an open answer changed while others were served: %s", b)
+	}
+	if _, err := open.Body.Read(make([]byte, 1)); !errors.Is(err, http.ErrBodyReadAfterClose) {
+		t.Errorf("read after close: %v", err)
+	}
+
 	// An address no node listens on fails like a refused connection.
 	if _, err := c.Get("http://127.0.0.2:1/"); err == nil || !strings.Contains(err.Error(), "no node listens") {
 		t.Errorf("unknown node: %v", err)
@@ -64,8 +84,8 @@ func TestTransportServesInProcess(t *testing.T) {
 	if _, err := c.Do(req); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled request: %v", err)
 	}
-	if st := s.Stats(); st.Requests != 4 {
-		t.Errorf("%d requests served, want 4 (the refused and cancelled ones are not)", st.Requests)
+	if st := s.Stats(); st.Requests != 25 {
+		t.Errorf("%d requests served, want 25 (the refused and cancelled ones are not)", st.Requests)
 	}
 }
 
@@ -78,7 +98,7 @@ func TestServeInProcessPanic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := serveInProcess(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), req)
+	res, err := serveInProcess(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), req, nil)
 	if res != nil || err == nil || !strings.Contains(err.Error(), "handler panic: boom") {
 		t.Fatalf("%v %v", res, err)
 	}
