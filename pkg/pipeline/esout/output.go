@@ -304,6 +304,7 @@ func (o *Output) worker(ctx context.Context) {
 	// nothing keeps its records past deliver: the buffer reads each batch
 	// into the memory of the one before.
 	var sc buffer.Scratch
+	var ds deliverScratch
 	for {
 		if o.cfg.Busy != nil && !o.waitWhileBusy(ctx) {
 			return
@@ -312,7 +313,7 @@ func (o *Output) worker(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		o.deliver(ctx, recs)
+		o.deliver(ctx, recs, &ds)
 	}
 }
 
@@ -345,12 +346,23 @@ type item struct {
 	lastErr string
 }
 
+// deliverScratch is a worker's memory for the items of the batch it
+// delivers, reused batch after batch (a batch's were the largest thing
+// the output allocated after the batch itself).
+type deliverScratch struct {
+	items   []item
+	pending []*item
+}
+
 // deliver sends recs until each one is done, dead-lettered, given up, or
-// ctx ends.
-func (o *Output) deliver(ctx context.Context, recs []buffer.Record) {
+// ctx ends. Its items live in ds until the next call.
+func (o *Output) deliver(ctx context.Context, recs []buffer.Record, ds *deliverScratch) {
 	start := time.Now()
-	pending := make([]*item, 0, len(recs))
-	items := make([]item, len(recs))
+	if cap(ds.items) < len(recs) {
+		ds.items, ds.pending = make([]item, len(recs)), make([]*item, 0, len(recs))
+	}
+	items, pending := ds.items[:len(recs)], ds.pending[:0]
+	clear(items) // nothing of the batch before stays reachable through them
 	// Events of a batch mostly share tag and hour: resolve the index name
 	// once per (tag, hour), the finest unit a template can use.
 	var lastTag, lastName string
