@@ -178,7 +178,8 @@
 // segment Open starts is made the same way (plain if that fails).
 //
 // Reading and acknowledging (reader.go). Next hands out records in order,
-// each once per process; the caller acknowledges each with Ack, which keeps
+// each once per process (NextInto in the memory of the caller's previous
+// batch); the caller acknowledges each with Ack, which keeps
 // a bitmap per segment and the length of its acknowledged prefix. A sealed
 // segment whose records are all acknowledged is unlinked in the
 // background, or kept, as far as MaxBytes has room for it, to become a
