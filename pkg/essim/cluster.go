@@ -121,7 +121,7 @@ func (n *node) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *node) nodeHeader(nd *node) map[string]any {
-	host, _, _ := net.SplitHostPort(nd.ln.Addr().String())
+	host, _, _ := net.SplitHostPort(nd.addr)
 	return map[string]any{
 		"name":              nd.name,
 		"transport_address": net.JoinHostPort(host, strconv.Itoa(9300+nd.idx)),
@@ -166,7 +166,7 @@ func (n *node) nodesAPI(w http.ResponseWriter, r *http.Request, seg []string) {
 		info["build_type"] = "tar"
 		info["build_hash"] = n.s.versionInfo()["build_hash"]
 		info["attributes"] = map[string]any{}
-		addr := nd.ln.Addr().String()
+		addr := nd.addr
 		publish := addr
 		if f.PublishAddress != "" {
 			publish = f.PublishAddress
@@ -256,7 +256,7 @@ func (n *node) catThreadPool(w http.ResponseWriter, r *http.Request, seg []strin
 	}
 	var rows []map[string]string
 	for _, nd := range n.s.nodes {
-		host, port, _ := net.SplitHostPort(nd.ln.Addr().String())
+		host, port, _ := net.SplitHostPort(nd.addr)
 		for _, p := range pools {
 			v := map[string]string{"node_name": nd.name, "node_id": nd.id, "name": p, "host": host, "ip": host,
 				"port": port, "type": "fixed", "active": "0", "queue": "0", "rejected": "0", "completed": "0",

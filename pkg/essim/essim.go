@@ -232,6 +232,7 @@ type node struct {
 	ln       net.Listener
 	srv      *http.Server
 	url      string
+	addr     string // host:port the listener has
 
 	opened, open, idleClosed atomic.Int64
 	writeActive, writeQueue  atomic.Int64
@@ -376,7 +377,8 @@ func (s *Server) newNode(i int, ln net.Listener) *node {
 		scheme = "https"
 		n.ln = tls.NewListener(ln, s.cfg.TLS)
 	}
-	n.url = scheme + "://" + ln.Addr().String()
+	n.addr = ln.Addr().String()
+	n.url = scheme + "://" + n.addr
 	n.srv = &http.Server{
 		Handler:           n,
 		ConnState:         n.connState,
@@ -480,7 +482,7 @@ func (s *Server) URLs() []string {
 func (s *Server) Addrs() []string {
 	out := make([]string, len(s.nodes))
 	for i, n := range s.nodes {
-		out[i] = n.ln.Addr().String()
+		out[i] = n.addr
 	}
 	return out
 }

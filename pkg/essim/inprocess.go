@@ -49,7 +49,7 @@ func (t *inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 // nodeFor returns the node listening on hostport, or nil.
 func (s *Server) nodeFor(hostport string) *node {
 	for _, n := range s.nodes {
-		if n.ln != nil && n.ln.Addr().String() == hostport {
+		if n.addr == hostport {
 			return n
 		}
 	}
