@@ -418,7 +418,9 @@ func (b *Buffer) settleLocked(p *pendingBatch, seg *segment, start int64, err *W
 	}
 	if cap(p.buf) <= maxKeptBuf {
 		b.freeBuf = p.buf[:0]
-		b.freeEnds = p.ends[:0] // 8 bytes a record of 16 at least
+		// Its ends come with it: 8 bytes a record, and every record
+		// takes 16 bytes of buf at least, so they are bounded with it.
+		b.freeEnds = p.ends[:0]
 	}
 	p.buf, p.ends = nil, nil
 	b.broadcastLocked()
