@@ -328,7 +328,16 @@ func TestProbeLoadMode(t *testing.T) {
 			t.Fatalf("new connection per chunk: %d connections", l.Connections)
 		}
 	}
-	if d := stop(); d.Tags[0].Events != 11000 {
+	// The other batched modes are built apart from PackedForward's
+	// in-place chunks: each still arrives whole.
+	for _, mode := range []string{"forward", "compressed"} {
+		r, res := probe(t, ForwardProbeOptions{Addr: addr, Count: 25, ChunkEvents: 10, Modes: []string{mode}})
+		wantFindings(t, r)
+		if l := res.Load; l.Mode != mode || l.EventsAcked != 25 || l.ChunksAcked != 3 || len(l.Errors) != 0 {
+			t.Fatalf("%s: %+v", mode, l)
+		}
+	}
+	if d := stop(); d.Tags[0].Events != 11050 {
 		t.Fatalf("%+v", d.Tags)
 	}
 	// Load against a receiver that drops every ack: errors by kind.

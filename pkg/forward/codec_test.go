@@ -90,6 +90,45 @@ func TestRoundTripEveryMode(t *testing.T) {
 	}
 }
 
+// A PackedForward request written in place is the one Append writes, and
+// decodes to the same events.
+func TestPackedInPlace(t *testing.T) {
+	for _, asStr := range []bool{false, true} {
+		req := sampleRequest(t, ModePacked, 5)
+		enc := Encoder{PackedAsStr: asStr}
+		want, err := enc.Append(nil, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, at, err := enc.AppendPackedStart([]byte("x"), req.Tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range req.Entries {
+			got = append(enc.AppendEntryTime(got, en.Time), en.Record...)
+		}
+		if got, err = enc.AppendPackedEnd(got, at, req.Chunk, len(req.Entries)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[1:], want) {
+			t.Fatalf("str=%v: in place\n%x\nAppend\n%x", asStr, got[1:], want)
+		}
+		dec := NewDecoder(bytes.NewReader(got[1:]), Limits{})
+		back, err := dec.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameEvents(t, req, back)
+	}
+	var enc Encoder
+	if _, _, err := enc.AppendPackedStart(nil, ""); err == nil {
+		t.Fatal("empty tag accepted")
+	}
+	if _, err := enc.AppendPackedEnd([]byte{1, 2}, 7, "", 0); err == nil {
+		t.Fatal("a stream start past the end accepted")
+	}
+}
+
 func TestIntegerTimeAndVmihailencoEncoded(t *testing.T) {
 	// A Message-mode request encoded by another msgpack library, with an
 	// integer time and no option.

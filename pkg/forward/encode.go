@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/logdoctor/logdoctor/internal/mpenc"
 )
@@ -84,18 +85,65 @@ func (e *Encoder) Append(dst []byte, req *Request) ([]byte, error) {
 			}
 			stream = z
 		}
-		dst = append(dst, 0x93)
-		dst = mpenc.AppendStr(dst, req.Tag)
-		if e.PackedAsStr {
-			dst = append(dst, 0xdb)
-		} else {
-			dst = append(dst, 0xc6)
-		}
-		dst = binary.BigEndian.AppendUint32(dst, uint32(len(stream)))
+		dst, at := e.appendPackedHead(dst, req.Tag)
 		dst = append(dst, stream...)
-		return appendOption(dst, req.Chunk, len(req.Entries), req.Mode == ModeCompressed), nil
+		return e.endPacked(dst, at, req.Chunk, len(req.Entries), req.Mode == ModeCompressed), nil
 	}
 	return dst, fmt.Errorf("forward: cannot encode %v", req.Mode)
+}
+
+// AppendPackedStart, AppendEntryTime and AppendPackedEnd write a
+// PackedForward request in place, for a sender that builds its records
+// where they go (load generators): no Entries slice, and the stream is
+// not copied. Between start and end, each entry is AppendEntryTime and
+// then the record, a msgpack map the caller appends itself:
+//
+//	dst, at := e.AppendPackedStart(dst, tag)
+//	for ... { dst = e.AppendEntryTime(dst, t); dst = appendRecord(dst) }
+//	dst, err := e.AppendPackedEnd(dst, at, chunk, n)
+//
+// at is where the stream starts; the records are not checked.
+func (e *Encoder) AppendPackedStart(dst []byte, tag string) ([]byte, int, error) {
+	if tag == "" {
+		return dst, 0, fmt.Errorf("forward: empty tag")
+	}
+	dst, at := e.appendPackedHead(dst, tag)
+	return dst, at, nil
+}
+
+// AppendEntryTime appends the head of one PackedForward entry: the
+// two-element array header and the time. The record follows.
+func (e *Encoder) AppendEntryTime(dst []byte, t EventTime) []byte {
+	return e.appendTime(append(dst, 0x92), t)
+}
+
+// AppendPackedEnd fills in the stream's length, counted from at, and
+// appends the option (chunk when set, size n).
+func (e *Encoder) AppendPackedEnd(dst []byte, at int, chunk string, n int) ([]byte, error) {
+	if at < 5 || at > len(dst) || len(dst)-at > math.MaxUint32 {
+		return dst, fmt.Errorf("forward: packed stream at %d of %d bytes", at, len(dst))
+	}
+	return e.endPacked(dst, at, chunk, n, false), nil
+}
+
+// appendPackedHead appends the array header, the tag and a bin32 (str32)
+// header whose length endPacked fills in; it returns where the stream
+// starts.
+func (e *Encoder) appendPackedHead(dst []byte, tag string) ([]byte, int) {
+	dst = append(dst, 0x93)
+	dst = mpenc.AppendStr(dst, tag)
+	if e.PackedAsStr {
+		dst = append(dst, 0xdb)
+	} else {
+		dst = append(dst, 0xc6)
+	}
+	dst = append(dst, 0, 0, 0, 0)
+	return dst, len(dst)
+}
+
+func (e *Encoder) endPacked(dst []byte, at int, chunk string, n int, gz bool) []byte {
+	binary.BigEndian.PutUint32(dst[at-4:at], uint32(len(dst)-at))
+	return appendOption(dst, chunk, n, gz)
 }
 
 func (e *Encoder) gzip(b []byte) ([]byte, error) {

@@ -97,11 +97,10 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 				}
 			}()
 			var (
-				enc  forward.Encoder
-				wire []byte
-				recs []byte
-				req  = &forward.Request{Tag: o.Tag, Mode: o.Modes[0]}
-				samp []SocketSample
+				wire  []byte
+				samp  []SocketSample
+				chunk string
+				build = p.chunkBuilder(&chunk)
 			)
 			for ctx.Err() == nil && !fatal.Load() {
 				// seq numbers the records; i counts chunks toward Count.
@@ -139,21 +138,8 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 					atomicAdd(&l.Connections, 1)
 				}
 				// Records carry the run id and a global sequence number.
-				now := forward.NewEventTime(time.Now())
-				recs = recs[:0]
-				req.Entries = req.Entries[:0]
-				req.Chunk = forward.NewChunkID()
-				offs := make([]int, 0, n+1)
-				for j := 0; j < n; j++ {
-					offs = append(offs, len(recs))
-					recs = appendProbeRecord(recs, o.RunID, seq*o.ChunkEvents+j+1, req.Mode, o.RecordSize)
-				}
-				offs = append(offs, len(recs))
-				for j := 0; j < n; j++ {
-					req.Entries = append(req.Entries, forward.Entry{Time: now, Record: recs[offs[j]:offs[j+1]]})
-				}
 				var err error
-				if wire, err = enc.Append(wire[:0], req); err != nil {
+				if wire, err = build(wire[:0], seq*o.ChunkEvents, n); err != nil {
 					fail("error", err)
 					return
 				}
@@ -165,7 +151,7 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 					atomicAdd(&l.Bytes, int64(len(wire)))
 				}
 				samp = samp[:0]
-				_, d, err := p.sendAndWait(ctx, c, wire, req.Chunk, &samp)
+				_, d, err := p.sendAndWait(ctx, c, wire, chunk, &samp)
 				for _, s := range samp {
 					mu.Lock()
 					l.MaxSendQ = max(l.MaxSendQ, s.SendQ)
@@ -237,3 +223,49 @@ func (p *prober) load(ctx context.Context, first *forward.Conn) {
 }
 
 func atomicAdd(p *int64, n int64) { atomic.AddInt64(p, n) }
+
+// chunkBuilder returns what builds a load chunk of n records, numbered
+// from first+1, in the mode asked; it sets *chunk to the chunk's id.
+// PackedForward, what shippers send, is built where it goes: each
+// record right in the wire buffer.
+func (p *prober) chunkBuilder(chunk *string) func(wire []byte, first, n int) ([]byte, error) {
+	o := p.opts
+	mode := o.Modes[0]
+	var enc forward.Encoder
+	recs := newProbeRecords(o.RunID, mode, o.RecordSize)
+	if mode == forward.ModePacked {
+		return func(wire []byte, first, n int) ([]byte, error) {
+			*chunk = forward.NewChunkID()
+			now := forward.NewEventTime(time.Now())
+			wire, at, err := enc.AppendPackedStart(wire, o.Tag)
+			if err != nil {
+				return wire, err
+			}
+			for j := 1; j <= n; j++ {
+				wire = recs.append(enc.AppendEntryTime(wire, now), first+j)
+			}
+			return enc.AppendPackedEnd(wire, at, *chunk, n)
+		}
+	}
+	var (
+		buf  []byte
+		offs []int
+		req  = &forward.Request{Tag: o.Tag, Mode: mode}
+	)
+	return func(wire []byte, first, n int) ([]byte, error) {
+		*chunk = forward.NewChunkID()
+		req.Chunk = *chunk
+		now := forward.NewEventTime(time.Now())
+		buf, offs = buf[:0], offs[:0]
+		for j := 1; j <= n; j++ {
+			offs = append(offs, len(buf))
+			buf = recs.append(buf, first+j)
+		}
+		offs = append(offs, len(buf))
+		req.Entries = req.Entries[:0]
+		for j := 0; j < n; j++ {
+			req.Entries = append(req.Entries, forward.Entry{Time: now, Record: buf[offs[j]:offs[j+1]]})
+		}
+		return enc.Append(wire, req)
+	}
+}

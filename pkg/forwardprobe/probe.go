@@ -7,6 +7,7 @@ package forwardprobe
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -628,37 +629,42 @@ func (p *prober) sendAndWait(ctx context.Context, c *forward.Conn, wire []byte, 
 // sample reads the socket every SampleEvery until stopped. stop takes the
 // outcome: after a failure or a wait of a sampling period or more it takes
 // one last look, so a short wait still leaves evidence; a quick ack costs
-// no /proc read at all, which keeps load mode fast.
+// no /proc read and no goroutine (the sampler starts when the first
+// period ends), which keeps load mode fast.
 func (p *prober) sample(c *forward.Conn, out *[]SocketSample) func(failed bool) {
 	if p.opts.Sockets == nil || out == nil {
 		return func(bool) {}
 	}
-	local, err1 := netip.ParseAddrPort(c.NetConn().LocalAddr().String())
-	remote, err2 := netip.ParseAddrPort(c.NetConn().RemoteAddr().String())
-	if err1 != nil || err2 != nil {
+	local, ok1 := addrPort(c.NetConn().LocalAddr())
+	remote, ok2 := addrPort(c.NetConn().RemoteAddr())
+	if !ok1 || !ok2 {
 		return func(bool) {}
 	}
 	start := time.Now()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
+	timer := time.AfterFunc(p.opts.SampleEvery, func() {
 		defer wg.Done()
 		t := time.NewTicker(p.opts.SampleEvery)
 		defer t.Stop()
 		for i := 0; i < maxSamples; i++ {
+			if s, ok := p.opts.Sockets(local, remote); ok {
+				*out = append(*out, s)
+			}
 			select {
 			case <-done:
 				return
 			case <-t.C:
 			}
-			if s, ok := p.opts.Sockets(local, remote); ok {
-				*out = append(*out, s)
-			}
 		}
-	}()
+	})
 	return func(failed bool) {
-		close(done)
+		if timer.Stop() {
+			wg.Done() // the sampler never started
+		} else {
+			close(done)
+		}
 		wg.Wait()
 		if !failed && time.Since(start) < p.opts.SampleEvery {
 			return
@@ -667,6 +673,17 @@ func (p *prober) sample(c *forward.Conn, out *[]SocketSample) func(failed bool) 
 			*out = append(*out, s)
 		}
 	}
+}
+
+// addrPort is a socket address as netip, without formatting and parsing
+// it for the TCP addresses it always is here.
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return ap, err == nil
 }
 
 // maxSamples bounds the samples kept for one wait.
@@ -730,10 +747,11 @@ func (p *prober) canaryRequest(mode forward.Mode, n int) *forward.Request {
 	now := forward.NewEventTime(time.Now())
 	var buf []byte
 	offs := make([]int, 0, n+1)
+	recs := newProbeRecords(p.opts.RunID, mode, p.opts.RecordSize)
 	for i := 0; i < n; i++ {
 		p.seq++
 		offs = append(offs, len(buf))
-		buf = appendProbeRecord(buf, p.opts.RunID, p.seq, mode, p.opts.RecordSize)
+		buf = recs.append(buf, p.seq)
 	}
 	offs = append(offs, len(buf))
 	for i := 0; i < n; i++ {
@@ -742,36 +760,54 @@ func (p *prober) canaryRequest(mode forward.Mode, n int) *forward.Request {
 	return req
 }
 
-// appendProbeRecord appends {"logdoctor":"probe","run_id":..,"seq":..,
-// "mode":..,"message":padding} sized to about size bytes. It is hand
-// encoded because load mode builds hundreds of thousands per second.
-func appendProbeRecord(dst []byte, runID string, seq int, mode forward.Mode, size int) []byte {
-	start := len(dst)
-	dst = mpenc.AppendMapHeader(dst, 5)
-	dst = mpenc.AppendStr(dst, "logdoctor")
-	dst = mpenc.AppendStr(dst, "probe")
-	dst = mpenc.AppendStr(dst, "run_id")
-	dst = mpenc.AppendStr(dst, runID)
-	dst = mpenc.AppendStr(dst, "seq")
-	dst = append(dst, 0xcf)
-	for s := 56; s >= 0; s -= 8 {
-		dst = append(dst, byte(uint64(seq)>>s))
-	}
-	dst = mpenc.AppendStr(dst, "mode")
-	dst = mpenc.AppendStr(dst, mode.String())
-	dst = mpenc.AppendStr(dst, "message")
+// probeRecords appends {"logdoctor":"probe","run_id":..,"seq":..,
+// "mode":..,"message":padding} records sized to about size bytes. It
+// encodes the parts every record shares once, because load mode builds
+// hundreds of thousands a second: building them field by field, and the
+// padding byte by byte, was most of the load generator's time a chunk.
+type probeRecords struct {
+	head []byte // map header, logdoctor, run_id, the seq key and uint64 code
+	mid  []byte // the mode pair and the message key
+	size int
+}
+
+func newProbeRecords(runID string, mode forward.Mode, size int) *probeRecords {
+	r := &probeRecords{size: size}
+	r.head = mpenc.AppendMapHeader(nil, 5)
+	r.head = mpenc.AppendStr(r.head, "logdoctor")
+	r.head = mpenc.AppendStr(r.head, "probe")
+	r.head = mpenc.AppendStr(r.head, "run_id")
+	r.head = mpenc.AppendStr(r.head, runID)
+	r.head = mpenc.AppendStr(r.head, "seq")
+	r.head = append(r.head, 0xcf)
+	r.mid = mpenc.AppendStr(nil, "mode")
+	r.mid = mpenc.AppendStr(r.mid, mode.String())
+	r.mid = mpenc.AppendStr(r.mid, "message")
+	return r
+}
+
+func (r *probeRecords) append(dst []byte, seq int) []byte {
+	const prefix = "logdoctor forward probe canary "
+	dst = append(dst, r.head...)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(seq))
+	dst = append(dst, r.mid...)
 	var digits [20]byte
 	num := strconv.AppendInt(digits[:0], int64(seq), 10)
-	const prefix = "logdoctor forward probe canary "
-	n := max(size-(len(dst)-start)-5, len(prefix)+len(num))
+	// 5: the longest string header the message may need.
+	n := max(r.size-len(r.head)-8-len(r.mid)-5, len(prefix)+len(num))
 	dst = mpenc.AppendStrHeader(dst, n)
 	dst = append(dst, prefix...)
 	dst = append(dst, num...)
-	for i := len(prefix) + len(num); i < n; i++ {
-		dst = append(dst, '.')
+	for pad := n - len(prefix) - len(num); pad > 0; {
+		k := min(pad, len(padding))
+		dst = append(dst, padding[:k]...)
+		pad -= k
 	}
 	return dst
 }
+
+const padding = "................................................................" +
+	"................................................................"
 
 func summarize(d []time.Duration) Latency {
 	slices.Sort(d)

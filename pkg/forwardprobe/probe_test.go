@@ -14,7 +14,7 @@ import (
 
 func TestProbeRecordNamesItselfAndHasTheAskedSize(t *testing.T) {
 	for _, size := range []int{10, 100, 200, 1000, 70000} {
-		b := appendProbeRecord(nil, "run123", 42, forward.ModePacked, size)
+		b := newProbeRecords("run123", forward.ModePacked, size).append(nil, 42)
 		var m map[string]any
 		if err := msgpack.Unmarshal(b, &m); err != nil {
 			t.Fatalf("size %d: %v", size, err)
