@@ -170,7 +170,7 @@ for round in $(seq "$ROUNDS"); do
       # The warm-up's own p99 (new connections all at once, a receiver
       # that was idle) is reported apart. Warm-up and counted part
       # together last about 2 s: the pipeline's end-to-end rate is below
-      # that rate, and past 512 MiB buffered delivery takes the cores
+      # that rate, and past 768 MiB buffered delivery takes the cores
       # back (pkg/pipeline/yield.go), which is a flood, not the steady
       # state this phase measures.
       if [ "$kind" = fluentbit ]; then

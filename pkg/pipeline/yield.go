@@ -27,21 +27,26 @@ const (
 	// busy until this long after its latest commit.
 	hotIntakeWindow = 20 * time.Millisecond
 	// maxYieldBacklog caps the backlog delivery waits for whatever
-	// --buffer-max is: about eight seconds of intake at hotIntakeRate,
-	// two of the fastest intake two cores reach. At 256 MiB a burst of a
-	// million events at two senders' full rate already reached it, and
-	// so did two seconds at half that rate: delivery then took the cores
-	// in the middle of the burst and the acks' p99 went from 2-4 ms to
-	// 8-13 ms, while the end-to-end rate of a longer flood (3M events)
-	// stayed the same (450-540k/s with either bound).
-	maxYieldBacklog = 512 << 20
+	// --buffer-max is. At 256 MiB a burst of a million events at two
+	// senders' full rate already reached it, and so did two seconds at
+	// half that rate: delivery then took the cores in the middle of the
+	// burst and the acks' p99 went from 2-4 ms to 8-13 ms, while the
+	// end-to-end rate of a longer flood (3M events) stayed the same
+	// (450-540k/s with either bound). At 512 MiB (half the default
+	// buffer) a burst of 2.5M events at two senders' full rate (about
+	// 540 MB: a little over a second, since intake got faster) crossed
+	// it before its end, and delivery took the cores for its last
+	// 76-330k events: 1.60-2.07M events/s acked over the burst against
+	// 2.07-2.59M at 768 MiB (alternating runs), where the burst fits; at
+	// 32 senders 2.8-3.2M against 3.9-5.2M.
+	maxYieldBacklog = 768 << 20
 )
 
 // yieldBacklog is the buffered bytes past which delivery no longer waits:
-// half the buffer's bound, at most maxYieldBacklog. The other half is the
-// room a flood still has while delivery catches up, before senders are
-// pushed back.
-func yieldBacklog(bufferMax int64) int64 { return min(bufferMax/2, maxYieldBacklog) }
+// three quarters of the buffer's bound, at most maxYieldBacklog. The
+// last quarter is the room a flood still has, while delivery catches up
+// with every worker, before senders are pushed back.
+func yieldBacklog(bufferMax int64) int64 { return min(bufferMax/4*3, maxYieldBacklog) }
 
 // intakeBusy is esout's Busy under YieldToIntake.
 func (p *Pipeline) intakeBusy() bool {

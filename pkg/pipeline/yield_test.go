@@ -110,10 +110,10 @@ func TestIntakeBusy(t *testing.T) {
 	p.Close(ctx)
 }
 
-// TestYieldBacklog: half of --buffer-max, at most maxYieldBacklog.
+// TestYieldBacklog: three quarters of --buffer-max, at most maxYieldBacklog.
 func TestYieldBacklog(t *testing.T) {
 	for _, c := range []struct{ max, want int64 }{
-		{64 << 20, 32 << 20}, {1 << 30, 512 << 20}, {20 << 30, maxYieldBacklog},
+		{64 << 20, 48 << 20}, {1 << 30, 768 << 20}, {20 << 30, maxYieldBacklog},
 	} {
 		if got := yieldBacklog(c.max); got != c.want {
 			t.Errorf("yieldBacklog(%d) = %d, want %d", c.max, got, c.want)
