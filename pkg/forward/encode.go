@@ -120,7 +120,7 @@ func (e *Encoder) AppendEntryTime(dst []byte, t EventTime) []byte {
 // AppendPackedEnd fills in the stream's length, counted from at, and
 // appends the option (chunk when set, size n).
 func (e *Encoder) AppendPackedEnd(dst []byte, at int, chunk string, n int) ([]byte, error) {
-	if at < 5 || at > len(dst) || len(dst)-at > math.MaxUint32 {
+	if at < 5 || at > len(dst) || uint64(len(dst)-at) > math.MaxUint32 {
 		return dst, fmt.Errorf("forward: packed stream at %d of %d bytes", at, len(dst))
 	}
 	return e.endPacked(dst, at, chunk, n, false), nil
