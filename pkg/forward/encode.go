@@ -98,9 +98,9 @@ func (e *Encoder) Append(dst []byte, req *Request) ([]byte, error) {
 // not copied. Between start and end, each entry is AppendEntryTime and
 // then the record, a msgpack map the caller appends itself:
 //
-//	dst, at := e.AppendPackedStart(dst, tag)
+//	dst, at, err := e.AppendPackedStart(dst, tag)
 //	for ... { dst = e.AppendEntryTime(dst, t); dst = appendRecord(dst) }
-//	dst, err := e.AppendPackedEnd(dst, at, chunk, n)
+//	dst, err = e.AppendPackedEnd(dst, at, chunk, n)
 //
 // at is where the stream starts; the records are not checked.
 func (e *Encoder) AppendPackedStart(dst []byte, tag string) ([]byte, int, error) {
