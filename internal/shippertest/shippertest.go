@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -290,13 +291,40 @@ func isSignalExit(err error) bool {
 	return ok && ws.Signaled()
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+// FreePort returns a port on 127.0.0.1 that nothing uses now for TCP nor
+// UDP (Fluentd's in_forward binds both; syslog inputs bind UDP), for a
+// shipper under test to bind. The port is below the kernel's ephemeral
+// range (ip_local_port_range, 32768-60999 by default), so between this
+// check and the shipper's bind no socket bound to port 0 and no outgoing
+// connection can take it, as one did to a cli test's port in CI; and
+// below the cli tests' own range (20000-31999), which they take on other
+// loopback addresses, so a shipper binding every address does not meet
+// them either.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if port, ok := freePortIn(10000, 10000); ok {
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no port free for both TCP and UDP in 10000-19999 on 127.0.0.1")
+	return 0
+}
+
+// freePortIn tries up to 200 random ports of [lo, lo+n) on 127.0.0.1.
+func freePortIn(lo, n int) (int, bool) {
+	for range 200 {
+		port := lo + rand.IntN(n)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return port, true
+	}
+	return 0, false
 }
