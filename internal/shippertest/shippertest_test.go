@@ -2,6 +2,7 @@ package shippertest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"testing"
 )
@@ -34,22 +35,22 @@ func TestFreePort(t *testing.T) {
 	// A port bound for UDP only, or for TCP only, is not free.
 	port := FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		t.Fatal(err)
+	for _, b := range []struct {
+		proto string
+		bind  func() (io.Closer, error)
+	}{
+		{"UDP", func() (io.Closer, error) { return net.ListenPacket("udp", addr) }},
+		{"TCP", func() (io.Closer, error) { return net.Listen("tcp", addr) }},
+	} {
+		c, err := b.bind()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := freePortIn(port, 1); ok {
+			t.Fatalf("port %d handed out while bound for %s", p, b.proto)
+		}
+		c.Close()
 	}
-	if p, ok := freePortIn(port, 1); ok {
-		t.Fatalf("port %d handed out while bound for UDP", p)
-	}
-	pc.Close()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, ok := freePortIn(port, 1); ok {
-		t.Fatalf("port %d handed out while listened on for TCP", p)
-	}
-	ln.Close()
 	if p, ok := freePortIn(port, 1); !ok || p != port {
 		t.Fatalf("port %d not free once closed: %d %v", port, p, ok)
 	}
