@@ -140,7 +140,7 @@ SIGHUP reopens --log-file and the dead-letter file.`,
 		usage: `Elasticsearch/OpenSearch URL(s), comma-separated or repeated; "embedded" starts an in-process stand-in`}, nil)
 	f.StringVar(&o.ESPassword, "es-password", "", "basic auth password (prefer --es-password-file or LOGDOCTOR_ES_PASSWORD)")
 	f.BoolVar(&o.Gzip, "es-gzip", false, "gzip bulk request bodies")
-	intVar(f, &o.Workers, "es-workers", esout.DefaultWorkers, 1, 256, "a number from 1 to 256", "concurrent bulk requests (with --es embedded: none while senders push a burst and the buffer holds less than half of --buffer-max, at most 512 MiB)")
+	intVar(f, &o.Workers, "es-workers", esout.DefaultWorkers, 1, 256, "a number from 1 to 256", "concurrent bulk requests (with --es embedded: none while senders push a burst and the buffer holds less than three quarters of --buffer-max, at most 768 MiB)")
 	intVar(f, &o.BatchCount, "batch-count", esout.DefaultBatchCount, 1, 1_000_000, "a number of events from 1 to 1000000", "events per bulk request")
 	sizeVar(f, &o.BatchBytes, "batch-size", sizeText(esout.DefaultBatchBytes), parseSize, 1024, false, "a size of 1KiB or more, like 8MiB", "bulk body size (kept under the cluster's http.max_content_length)")
 	durVar(f, &o.FlushInterval, "flush-interval", esout.DefaultFlushInterval, time.Nanosecond, wantPositiveDur, "how long a bulk request waits to fill")
