@@ -5,12 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/logdoctor/logdoctor/internal/testenv"
 )
 
 // runCLI runs logdoctor in process with captured IO.
@@ -86,7 +87,7 @@ func freeTCPAddr(t *testing.T, host string) string {
 // EOF).
 func freeBindAddr(t *testing.T) string {
 	t.Helper()
-	return freeLowAddr(t, func(addr string) (io.Closer, error) { return net.Listen("tcp", addr) })
+	return freeLowAddr(t, testenv.BindTCP)
 }
 
 // otherLoopback is a loopback address other than 127.0.0.1 (and
@@ -103,22 +104,19 @@ func otherLoopback() string { return fmt.Sprintf("127.0.0.%d", 3+rand.IntN(250))
 // address (bind: address already in use).
 func freeUDPAddr(t *testing.T) string {
 	t.Helper()
-	return freeLowAddr(t, func(addr string) (io.Closer, error) { return net.ListenPacket("udp", addr) })
+	return freeLowAddr(t, testenv.BindUDP)
 }
 
 // freeLowAddr returns an address on a random loopback address other than
-// 127.0.0.1 with a port below the ephemeral range that listen could bind.
-func freeLowAddr(t *testing.T, listen func(addr string) (io.Closer, error)) string {
+// 127.0.0.1 with a port of 20000-31999 (shippertest.FreePort takes
+// 10000-19999 on 127.0.0.1) that bind takes.
+func freeLowAddr(t *testing.T, bind testenv.Bind) string {
 	t.Helper()
-	for range 100 {
-		addr := fmt.Sprintf("%s:%d", otherLoopback(), 20000+rand.IntN(12000))
-		if c, err := listen(addr); err == nil {
-			c.Close()
-			return addr
-		}
+	addr, ok := testenv.FreeAddr(otherLoopback, 20000, 12000, bind)
+	if !ok {
+		t.Fatal("no free port below the ephemeral range")
 	}
-	t.Fatal("no free port below the ephemeral range")
-	return ""
+	return addr
 }
 
 func TestVersionAndUsageErrors(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -302,29 +302,9 @@ func isSignalExit(err error) bool {
 // them either.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	if port, ok := freePortIn(10000, 10000); ok {
-		return port
+	addr, ok := testenv.FreeAddr(func() string { return "127.0.0.1" }, 10000, 10000, testenv.BindTCP, testenv.BindUDP)
+	if !ok {
+		t.Fatal("no port free for both TCP and UDP in 10000-19999 on 127.0.0.1")
 	}
-	t.Fatal("no port free for both TCP and UDP in 10000-19999 on 127.0.0.1")
-	return 0
-}
-
-// freePortIn tries up to 200 random ports of [lo, lo+n) on 127.0.0.1.
-func freePortIn(lo, n int) (int, bool) {
-	for range 200 {
-		port := lo + rand.IntN(n)
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return port, true
-	}
-	return 0, false
+	return int(netip.MustParseAddrPort(addr).Port())
 }

@@ -1,7 +1,8 @@
 // Package testenv holds what logdoctor's tests share: the rule that tests
 // needing root or a system tool skip when run by hand without them but fail
-// in CI (CI=true), network namespaces joined by veth pairs, and building the
-// logdoctor binary for end-to-end tests.
+// in CI (CI=true), network namespaces joined by veth pairs, free addresses
+// for a command under test to bind, and building the logdoctor binary for
+// end-to-end tests.
 package testenv
 
 import (
