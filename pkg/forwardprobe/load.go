@@ -255,17 +255,7 @@ func (p *prober) chunkBuilder(chunk *string) func(wire []byte, first, n int) ([]
 	return func(wire []byte, first, n int) ([]byte, error) {
 		*chunk = forward.NewChunkID()
 		req.Chunk = *chunk
-		now := forward.NewEventTime(time.Now())
-		buf, offs = buf[:0], offs[:0]
-		for j := 1; j <= n; j++ {
-			offs = append(offs, len(buf))
-			buf = recs.append(buf, first+j)
-		}
-		offs = append(offs, len(buf))
-		req.Entries = req.Entries[:0]
-		for j := 0; j < n; j++ {
-			req.Entries = append(req.Entries, forward.Entry{Time: now, Record: buf[offs[j]:offs[j+1]]})
-		}
+		buf, offs = recs.fill(req, buf, offs, first, n)
 		return enc.Append(wire, req)
 	}
 }

@@ -744,19 +744,8 @@ func (p *prober) heartbeatFinding() {
 // events: run id, sequence number, mode.
 func (p *prober) canaryRequest(mode forward.Mode, n int) *forward.Request {
 	req := &forward.Request{Tag: p.opts.Tag, Mode: mode, Chunk: forward.NewChunkID()}
-	now := forward.NewEventTime(time.Now())
-	var buf []byte
-	offs := make([]int, 0, n+1)
-	recs := newProbeRecords(p.opts.RunID, mode, p.opts.RecordSize)
-	for i := 0; i < n; i++ {
-		p.seq++
-		offs = append(offs, len(buf))
-		buf = recs.append(buf, p.seq)
-	}
-	offs = append(offs, len(buf))
-	for i := 0; i < n; i++ {
-		req.Entries = append(req.Entries, forward.Entry{Time: now, Record: buf[offs[i]:offs[i+1]]})
-	}
+	newProbeRecords(p.opts.RunID, mode, p.opts.RecordSize).fill(req, nil, nil, p.seq, n)
+	p.seq += n
 	return req
 }
 
@@ -804,6 +793,24 @@ func (r *probeRecords) append(dst []byte, seq int) []byte {
 		pad -= k
 	}
 	return dst
+}
+
+// fill makes req's entries n records numbered from first+1, stamped now,
+// built in buf and offs (reused: the previous request's entries point
+// into them), which it returns.
+func (r *probeRecords) fill(req *forward.Request, buf []byte, offs []int, first, n int) ([]byte, []int) {
+	now := forward.NewEventTime(time.Now())
+	buf, offs = buf[:0], offs[:0]
+	for j := 1; j <= n; j++ {
+		offs = append(offs, len(buf))
+		buf = r.append(buf, first+j)
+	}
+	offs = append(offs, len(buf))
+	req.Entries = req.Entries[:0]
+	for j := 0; j < n; j++ {
+		req.Entries = append(req.Entries, forward.Entry{Time: now, Record: buf[offs[j]:offs[j+1]]})
+	}
+	return buf, offs
 }
 
 const padding = "................................................................" +
